@@ -1,0 +1,203 @@
+"""`/auth/*` and `/api-keys` (SPEC §4 Auth)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.http import HttpRequest, HttpResponse
+from ninja import Query, Router, Schema
+from ninja.errors import ValidationError
+from pydantic import Field
+from pydantic import ValidationError as PydanticValidationError
+
+from accounts import selectors, services
+from accounts.auth import Customer, Principal, Superuser
+from accounts.ratelimits import login_rate_limit_enforce, register_rate_limit_enforce
+from accounts.schemas import (
+    ApiKeyCreatedOut,
+    ApiKeyIn,
+    ApiKeyOut,
+    ApiKeyPageOut,
+    MeOut,
+    PasswordGrantIn,
+    RefreshIn,
+    RegisterIn,
+    RevokeIn,
+    TokenIn,
+    TokenOut,
+    UserOut,
+)
+from accounts.scopes import ADMIN, format_scopes, parse_scope_string
+from config.errors import ParleyError
+from config.schemas import AUTHENTICATED_ERRORS, BODY_ERRORS, error_responses
+
+auth_router = Router(tags=["auth"])
+api_keys_router = Router(tags=["api-keys"])
+
+
+class UnsupportedMediaType(ParleyError):
+    status_code = 415
+    default_detail = "Send JSON or application/x-www-form-urlencoded"
+
+
+def _principal(request: HttpRequest) -> Principal:
+    return request.auth  # type: ignore[attr-defined,no-any-return]
+
+
+_TOKEN_REQUEST_BODY = {
+    "required": True,
+    "content": {
+        "application/json": {"schema": TokenIn.model_json_schema()},
+        "application/x-www-form-urlencoded": {"schema": PasswordGrantIn.model_json_schema()},
+    },
+}
+
+
+def _token_request(request: HttpRequest) -> TokenIn | PasswordGrantIn:
+    """JSON, or the OAuth2 password grant as a form; both validated strictly."""
+    content_type = (request.content_type or "").lower()
+    try:
+        if content_type == "application/json":
+            return TokenIn.model_validate_json(request.body or b"{}")
+        if content_type == "application/x-www-form-urlencoded":
+            return PasswordGrantIn.model_validate(request.POST.dict())
+    except PydanticValidationError as exc:
+        raise ValidationError(
+            [
+                {"loc": ["body", *err["loc"]], "msg": err["msg"], "type": err["type"]}
+                for err in exc.errors(include_url=False)
+            ]
+        ) from None
+    raise UnsupportedMediaType()
+
+
+@auth_router.post(
+    "/token",
+    auth=None,
+    response={200: TokenOut, **error_responses(401, 415, 429, *BODY_ERRORS)},
+    openapi_extra={"requestBody": _TOKEN_REQUEST_BODY},
+    summary="Get an access and refresh token (JSON or OAuth2 password form)",
+)
+def token_obtain(request: HttpRequest, response: HttpResponse) -> dict[str, Any]:
+    payload = _token_request(request)
+    login_rate_limit_enforce(request=request, username=payload.username)
+    user = services.user_authenticate(
+        request=request, username=payload.username, password=payload.password
+    )
+    requested = parse_scope_string(payload.scope) if payload.scope is not None else None
+    return services.token_pair_issue(user=user, requested_scopes=requested).as_response()
+
+
+@auth_router.post(
+    "/refresh",
+    auth=None,
+    response={200: TokenOut, **error_responses(401, *BODY_ERRORS)},
+    summary="Rotate a refresh token (the old one stops working)",
+)
+def token_refresh(request: HttpRequest, payload: RefreshIn) -> dict[str, Any]:
+    return services.token_refresh(raw_refresh=payload.refresh_token, request=request).as_response()
+
+
+@auth_router.post(
+    "/revoke",
+    auth=Customer(),
+    response={204: None, **error_responses(*AUTHENTICATED_ERRORS, *BODY_ERRORS)},
+    summary="Revoke the presented access token and, optionally, a refresh token",
+)
+def token_revoke(request: HttpRequest, payload: RevokeIn | None = None) -> tuple[int, None]:
+    services.token_revoke(
+        principal=_principal(request),
+        raw_refresh=payload.refresh_token if payload else None,
+        request=request,
+    )
+    return 204, None
+
+
+@auth_router.post(
+    "/register",
+    auth=None,
+    response={201: UserOut, **error_responses(409, 429, *BODY_ERRORS)},
+    summary="Create a customer account",
+)
+def register(request: HttpRequest, payload: RegisterIn) -> tuple[int, Any]:
+    register_rate_limit_enforce(request=request)
+    user = services.user_register(
+        username=payload.username, password=payload.password, email=payload.email
+    )
+    return 201, user
+
+
+@auth_router.get(
+    "/me",
+    auth=Customer(),
+    response={200: MeOut, **error_responses(*AUTHENTICATED_ERRORS)},
+    summary="The caller's account and the scopes in force",
+)
+def me(request: HttpRequest) -> dict[str, Any]:
+    principal = _principal(request)
+    user = principal.user
+    return {
+        "id": user.pk,
+        "username": user.username,
+        "email": user.email,
+        "is_staff": user.is_staff,
+        "is_superuser": user.is_superuser,
+        "scopes": format_scopes(principal.scopes).split(),
+    }
+
+
+# --- API keys -----------------------------------------------------------------------------------
+
+
+class ApiKeyListParams(Schema):
+    limit: int = Field(default=20, ge=1, le=100)
+    cursor: str | None = Field(default=None, max_length=200)
+
+
+@api_keys_router.post(
+    "",
+    auth=Superuser(scopes=[ADMIN]),
+    response={201: ApiKeyCreatedOut, **error_responses(*AUTHENTICATED_ERRORS, *BODY_ERRORS)},
+    summary="Create an API key (the key is shown once)",
+)
+def api_key_create(request: HttpRequest, payload: ApiKeyIn) -> tuple[int, dict[str, Any]]:
+    key, raw = services.api_key_create(
+        actor=_principal(request).user,
+        name=payload.name,
+        owner_id=payload.owner_id,
+        scopes=list(payload.scopes),
+        expires_at=payload.expires_at,
+    )
+    return 201, {
+        "id": key.pk,
+        "name": key.name,
+        "key": raw,
+        "owner_id": key.owner_id,
+        "scopes": key.scopes,
+        "expires_at": key.expires_at,
+    }
+
+
+@api_keys_router.get(
+    "",
+    auth=Superuser(scopes=[ADMIN]),
+    response={200: ApiKeyPageOut, **error_responses(400, *AUTHENTICATED_ERRORS, 422)},
+    summary="List API keys (never their secrets)",
+)
+def api_key_list(request: HttpRequest, params: Query[ApiKeyListParams]) -> dict[str, Any]:
+    items, next_cursor = selectors.api_key_page(cursor=params.cursor, limit=params.limit)
+    return {"items": items, "next_cursor": next_cursor}
+
+
+@api_keys_router.delete(
+    "/{api_key_id}",
+    auth=Superuser(scopes=[ADMIN]),
+    response={204: None, **error_responses(*AUTHENTICATED_ERRORS, 404, 422)},
+    summary="Revoke an API key; it stops working at once",
+)
+def api_key_revoke(request: HttpRequest, api_key_id: int) -> tuple[int, None]:
+    services.api_key_revoke(actor=_principal(request).user, api_key_id=api_key_id)
+    return 204, None
+
+
+__all__ = ["ApiKeyOut", "api_keys_router", "auth_router"]

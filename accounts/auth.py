@@ -1,0 +1,258 @@
+"""Who is calling, and may they? One module for REST (django-ninja) and websockets.
+
+A caller proves identity with an access token (`Authorization: Bearer`) or an API key
+(`X-API-Key`); nothing else counts on the API — not the admin's session cookie, not a token in the
+query string. Every request re-reads the user, so deactivation, demotion and password changes
+apply at once. Routes declare their policy with `Customer(...)`, `Staff(...)` or
+`Superuser(...)`; `tests/security/test_route_policy.py` fails for any route that does not.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from django.db.models import Exists, F
+from django.http import HttpRequest
+from django.utils import timezone
+from django.utils.crypto import constant_time_compare
+from ninja.security import APIKeyHeader, HttpBearer
+from rest_framework_simplejwt.exceptions import TokenError
+
+from accounts.models import ApiKey, RevokedAccessToken, SecurityEvent, User
+from accounts.scopes import SCOPE_DESCRIPTIONS, allowed_scopes, parse_scope_string
+from accounts.tokens import SCOPE_CLAIM, ParleyAccessToken, token_expiry, token_matches_password
+from config.errors import InsufficientScope, NotAuthenticated, PermissionDenied
+
+logger = logging.getLogger("parley.security")
+
+API_KEY_PREFIX = "prl_"
+
+
+@dataclass(frozen=True)
+class Principal:
+    """The authenticated caller: the *current* user row and the scopes in force right now."""
+
+    user: User
+    scopes: frozenset[str]
+    method: str  # "jwt" | "api_key"
+    token_jti: str | None = None
+    token_expires_at: datetime | None = None
+    api_key_id: int | None = None
+
+    @property
+    def user_id(self) -> int:
+        return self.user.pk
+
+    def has_scope(self, scope: str) -> bool:
+        return scope in self.scopes
+
+
+# --- Credential checks (shared by REST and websocket) ------------------------------------------
+
+
+def principal_from_access_token(raw: str) -> Principal:
+    """Validate an access token and load its user in one query. Raises NotAuthenticated."""
+    try:
+        token = ParleyAccessToken(raw)  # type: ignore[arg-type]
+    except TokenError as exc:
+        raise NotAuthenticated(f"Invalid token: {exc}") from None
+    payload = token.payload
+    jti = payload["jti"]
+    user = (
+        User.objects.filter(pk=int(payload["sub"]))
+        .annotate(token_revoked=Exists(RevokedAccessToken.objects.filter(jti=jti)))
+        .first()
+    )
+    if user is None or not user.is_active:
+        raise NotAuthenticated("Invalid token: unknown or inactive user")
+    if user.token_revoked:  # type: ignore[attr-defined]
+        raise NotAuthenticated("Invalid token: revoked")
+    if not token_matches_password(payload, user):
+        raise NotAuthenticated("Invalid token: issued before the last password change")
+    return Principal(
+        user=user,
+        scopes=allowed_scopes(user) & parse_scope_string(payload[SCOPE_CLAIM]),
+        method="jwt",
+        token_jti=jti,
+        token_expires_at=token_expiry(payload),
+    )
+
+
+def api_key_hash(raw: str) -> str:
+    return hashlib.sha256(raw.encode()).hexdigest()
+
+
+def api_key_prefix(raw: str) -> str | None:
+    """`prl_<prefix>_<secret>` → prefix, or None when the key is not shaped like ours."""
+    if not raw.startswith(API_KEY_PREFIX):
+        return None
+    prefix, sep, secret = raw[len(API_KEY_PREFIX) :].partition("_")
+    if not sep or not prefix or not secret or len(raw) > 200:
+        return None
+    return prefix
+
+
+def principal_from_api_key(raw: str) -> Principal:
+    """Validate an API key, record its use, and act as its owner. Raises NotAuthenticated."""
+    prefix = api_key_prefix(raw)
+    key = (
+        ApiKey.objects.select_related("owner").filter(prefix=prefix).first() if prefix else None
+    )
+    if key is None or not constant_time_compare(key.key_hash, api_key_hash(raw)):
+        raise NotAuthenticated("Invalid API key")
+    now = timezone.now()
+    if not key.is_usable(now):
+        raise NotAuthenticated("API key revoked or expired")
+    if not key.owner.is_active:
+        raise NotAuthenticated("API key owner is inactive")
+    # Count the use in the database (F-expression): correct under concurrent requests.
+    ApiKey.objects.filter(pk=key.pk).update(last_used_at=now, use_count=F("use_count") + 1)
+    return Principal(
+        user=key.owner,
+        scopes=allowed_scopes(key.owner) & frozenset(key.scopes),
+        method="api_key",
+        api_key_id=key.pk,
+    )
+
+
+# --- Policies -----------------------------------------------------------------------------------
+
+
+class Tier(enum.Enum):
+    CUSTOMER = "customer"  # any active account
+    STAFF = "staff"
+    SUPERUSER = "superuser"
+
+
+@dataclass(frozen=True)
+class Policy:
+    tier: Tier
+    scopes: tuple[str, ...]
+    # False only for the API-wide default: a route that forgot its policy is still locked, and
+    # the route-policy test names it.
+    declared: bool = True
+
+    def enforce(self, request: HttpRequest, principal: Principal) -> None:
+        """Tier first (on the user's current flags), then scopes."""
+        from accounts.services import security_event_record
+
+        user = principal.user
+        if (self.tier is Tier.STAFF and not user.is_staff) or (
+            self.tier is Tier.SUPERUSER and not user.is_superuser
+        ):
+            security_event_record(
+                kind=SecurityEvent.Kind.TIER_DENIED,
+                request=request,
+                user=user,
+                detail={"required": self.tier.value},
+            )
+            raise PermissionDenied(f"This action is for {self.tier.value} accounts only")
+        for scope in self.scopes:
+            if not principal.has_scope(scope):
+                security_event_record(
+                    kind=SecurityEvent.Kind.SCOPE_DENIED,
+                    request=request,
+                    user=user,
+                    detail={"required": scope},
+                )
+                raise InsufficientScope(scope)
+
+
+class BearerAuth(HttpBearer):
+    """`Authorization: Bearer <access token>`. Documented as OAuth2 password flow so the docs'
+    Authorize button can fetch a token from /api/v1/auth/token."""
+
+    openapi_type = "oauth2"
+    openapi_flows = {
+        "password": {"tokenUrl": "/api/v1/auth/token", "scopes": SCOPE_DESCRIPTIONS}
+    }
+
+    def __init__(self, policy: Policy) -> None:
+        super().__init__()
+        self.policy = policy
+
+    def __call__(self, request: HttpRequest) -> Principal | None:
+        header = request.headers.get("Authorization")
+        if header is None:
+            return None  # let X-API-Key have its turn; neither present → 401 from the API
+        scheme, _, token = header.strip().partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            _auth_failed(request, "Authorization header is not 'Bearer <token>'")
+        return self.authenticate(request, token.strip())
+
+    def authenticate(self, request: HttpRequest, token: str) -> Principal:
+        try:
+            principal = principal_from_access_token(token)
+        except NotAuthenticated as exc:
+            _auth_failed(request, exc.detail)
+        self.policy.enforce(request, principal)
+        return principal
+
+
+class ApiKeyAuth(APIKeyHeader):
+    """`X-API-Key: prl_…`, accepted wherever a bearer token is."""
+
+    param_name = "X-API-Key"
+
+    def __init__(self, policy: Policy) -> None:
+        super().__init__()
+        self.policy = policy
+
+    def authenticate(self, request: HttpRequest, key: str | None) -> Principal | None:
+        if key is None:
+            return None
+        try:
+            principal = principal_from_api_key(key.strip())
+        except NotAuthenticated as exc:
+            _auth_failed(request, exc.detail, kind=SecurityEvent.Kind.API_KEY_FAILED)
+        self.policy.enforce(request, principal)
+        return principal
+
+
+def _auth_failed(
+    request: HttpRequest, reason: str, *, kind: str = SecurityEvent.Kind.AUTH_FAILED
+) -> Any:
+    from accounts.services import security_event_record
+
+    security_event_record(kind=kind, request=request, detail={"reason": reason})
+    # Clients learn only that the credentials were refused, not which check failed.
+    raise NotAuthenticated("Invalid or expired credentials")
+
+
+def _policy(
+    tier: Tier, scopes: list[str] | tuple[str, ...], *, declared: bool = True
+) -> list[BearerAuth | ApiKeyAuth]:
+    policy = Policy(tier=tier, scopes=tuple(scopes), declared=declared)
+    return [BearerAuth(policy), ApiKeyAuth(policy)]
+
+
+def Undeclared() -> list[BearerAuth | ApiKeyAuth]:  # noqa: N802
+    """The NinjaAPI default: authenticated, no scope. Routes must declare their own policy."""
+    return _policy(Tier.CUSTOMER, (), declared=False)
+
+
+def Customer(scopes: list[str] | tuple[str, ...] = ()) -> list[BearerAuth | ApiKeyAuth]:  # noqa: N802
+    """Any active account holding `scopes`."""
+    return _policy(Tier.CUSTOMER, scopes)
+
+
+def Staff(scopes: list[str] | tuple[str, ...] = ()) -> list[BearerAuth | ApiKeyAuth]:  # noqa: N802
+    """Operators (current is_staff) holding `scopes`."""
+    return _policy(Tier.STAFF, scopes)
+
+
+def Superuser(scopes: list[str] | tuple[str, ...] = ()) -> list[BearerAuth | ApiKeyAuth]:  # noqa: N802
+    """Superusers (current is_superuser) holding `scopes`."""
+    return _policy(Tier.SUPERUSER, scopes)
+
+
+def policy_of(auth_callbacks: Any) -> Policy | None:
+    """The declared policy of a ninja operation, for the route-policy test and the schema."""
+    policies = {getattr(cb, "policy", None) for cb in auth_callbacks or []}
+    policies.discard(None)
+    return policies.pop() if len(policies) == 1 else None

@@ -1,0 +1,124 @@
+from __future__ import annotations
+
+from django.conf import settings
+from datetime import datetime
+
+from django.contrib.auth.models import AbstractUser, UserManager
+from django.db import models
+from django.db.models.functions import Lower
+from django.utils import timezone
+
+
+class ParleyUserManager(UserManager["User"]):
+    def get_by_natural_key(self, username: str | None) -> User:
+        # Sign-in is case-insensitive, matching the case-insensitive unique constraint.
+        return self.get(username__iexact=username)
+
+
+class User(AbstractUser):
+    """Every Parley account: customers, operators (is_staff) and superusers."""
+
+    email = models.EmailField("email address", blank=True)
+
+    objects = ParleyUserManager()
+
+    class Meta(AbstractUser.Meta):
+        swappable = "AUTH_USER_MODEL"
+        constraints = [
+            # "Alice" and "alice" are the same person to a support team.
+            models.UniqueConstraint(Lower("username"), name="user_username_ci_unique"),
+        ]
+
+    @property
+    def role(self) -> str:
+        if self.is_superuser:
+            return "superuser"
+        if self.is_staff:
+            return "operator"
+        return "customer"
+
+
+class ApiKey(models.Model):
+    """A long-lived credential for server-to-server clients. Only a SHA-256 of the key is kept:
+    keys are 240-bit random, so a fast hash is enough and lookups stay cheap."""
+
+    name = models.CharField(max_length=100)
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_keys"
+    )
+    prefix = models.CharField(max_length=16, unique=True, editable=False)
+    key_hash = models.CharField(max_length=64, editable=False)
+    scopes = models.JSONField(default=list)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        editable=False,
+    )
+    expires_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
+    last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
+    use_count = models.PositiveBigIntegerField(default=0, editable=False)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name = "API key"
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"
+
+    def is_usable(self, now: datetime | None = None) -> bool:
+        now = now or timezone.now()
+        if self.revoked_at is not None:
+            return False
+        return self.expires_at is None or self.expires_at > now
+
+
+class RevokedAccessToken(models.Model):
+    """Access tokens revoked before they expire (simplejwt never checks access tokens against
+    its blacklist). Rows are useless after `expires_at` and are pruned."""
+
+    jti = models.CharField(max_length=64, unique=True)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    expires_at = models.DateTimeField(db_index=True)
+    revoked_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return self.jti
+
+
+class SecurityEvent(models.Model):
+    class Kind(models.TextChoices):
+        AUTH_FAILED = "auth_failed", "Authentication failed"
+        LOGIN_FAILED = "login_failed", "Login failed"
+        IDOR_ATTEMPT = "idor_attempt", "IDOR attempt"
+        SCOPE_DENIED = "scope_denied", "Scope denied"
+        TIER_DENIED = "tier_denied", "Tier denied"
+        RATE_LIMITED = "rate_limited", "Rate limited"
+        TOKEN_REVOKED = "token_revoked", "Token revoked"
+        REFRESH_REUSED = "refresh_reused", "Rotated refresh token reused"
+        API_KEY_FAILED = "api_key_failed", "API key refused"
+
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    kind = models.CharField(max_length=32, choices=Kind.choices, db_index=True)
+    level = models.CharField(max_length=10)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="security_events",
+    )
+    ip = models.GenericIPAddressField(null=True, blank=True)
+    path = models.CharField(max_length=512, blank=True)
+    request_id = models.CharField(max_length=128, blank=True)
+    detail = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.created_at:%Y-%m-%d %H:%M:%S} {self.kind}"

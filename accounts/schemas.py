@@ -1,0 +1,114 @@
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.core.validators import validate_email
+from ninja import Schema
+from pydantic import Field, field_validator
+
+from accounts.scopes import ALL_SCOPES
+from config.schemas import StrictIn
+
+ScopeName = Literal["conversations:read", "messages:write", "escalations:manage", "stats:read",
+                    "admin"]
+assert set(ScopeName.__args__) == set(ALL_SCOPES)  # noqa: S101 - keeps the two lists in step
+
+
+class TokenIn(StrictIn):
+    username: str = Field(min_length=1, max_length=150)
+    password: str = Field(min_length=1, max_length=1024)
+    scope: str | None = Field(default=None, max_length=500,
+                              description="Space-separated scopes; omitted = all your role allows")
+
+
+class PasswordGrantIn(StrictIn):
+    """The OAuth2 password grant, form-encoded (the docs' Authorize button sends this)."""
+
+    grant_type: Literal["password"]
+    username: str = Field(min_length=1, max_length=150)
+    password: str = Field(min_length=1, max_length=1024)
+    scope: str | None = Field(default=None, max_length=500)
+    client_id: str | None = Field(default=None, max_length=200)
+    client_secret: str | None = Field(default=None, max_length=200)
+
+
+class TokenOut(Schema):
+    access_token: str
+    refresh_token: str
+    token_type: Literal["bearer"]
+    expires_in: int
+    scope: str
+
+
+class RefreshIn(StrictIn):
+    refresh_token: str = Field(min_length=1, max_length=4096)
+
+
+class RevokeIn(StrictIn):
+    refresh_token: str | None = Field(default=None, max_length=4096)
+
+
+class RegisterIn(StrictIn):
+    username: str = Field(min_length=1, max_length=150, pattern=r"^[\w.@+-]+$")
+    password: str = Field(min_length=1, max_length=1024)
+    email: str = Field(min_length=3, max_length=254)
+
+    @field_validator("email")
+    @classmethod
+    def _valid_email(cls, value: str) -> str:
+        try:
+            validate_email(value)
+        except DjangoValidationError:
+            raise ValueError("Enter a valid email address") from None
+        return value.strip()
+
+
+class UserOut(Schema):
+    id: int
+    username: str
+    email: str
+
+
+class MeOut(Schema):
+    id: int
+    username: str
+    email: str
+    is_staff: bool
+    is_superuser: bool
+    scopes: list[str]
+
+
+class ApiKeyIn(StrictIn):
+    name: str = Field(min_length=1, max_length=100)
+    owner_id: int = Field(gt=0)
+    scopes: list[ScopeName] = Field(min_length=1, max_length=len(ALL_SCOPES))
+    expires_at: datetime | None = None
+
+
+class ApiKeyOut(Schema):
+    id: int
+    name: str
+    owner_id: int
+    scopes: list[str]
+    expires_at: datetime | None
+    created_at: datetime
+    revoked_at: datetime | None
+    last_used_at: datetime | None
+    use_count: int
+    prefix: str
+
+
+class ApiKeyCreatedOut(Schema):
+    id: int
+    name: str
+    key: str = Field(description="The secret. Shown only in this response; store it now.")
+    owner_id: int
+    scopes: list[str]
+    expires_at: datetime | None
+
+
+class ApiKeyPageOut(Schema):
+    items: list[ApiKeyOut]
+    next_cursor: str | None

@@ -1,0 +1,13 @@
+"""Reads for identity and access."""
+
+from __future__ import annotations
+
+from accounts.models import ApiKey
+from config.pagination import keyset_page
+
+
+def api_key_page(*, cursor: str | None, limit: int) -> tuple[list[ApiKey], str | None]:
+    """API keys, newest first. Only superusers reach this (route policy)."""
+    return keyset_page(
+        ApiKey.objects.all(), field="created_at", descending=True, cursor=cursor, limit=limit
+    )

@@ -1,0 +1,299 @@
+"""Writes for identity and access: tokens, registration, API keys, security events."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from django.contrib.auth import authenticate
+from django.contrib.auth.password_validation import validate_password
+from django.core.cache import cache
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import IntegrityError, transaction
+from django.http import HttpRequest
+from django.utils import timezone
+from rest_framework_simplejwt.exceptions import TokenError
+from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, OutstandingToken
+
+from accounts.auth import API_KEY_PREFIX, Principal, api_key_hash
+from accounts.models import ApiKey, RevokedAccessToken, SecurityEvent, User
+from accounts.scopes import ALL_SCOPES, allowed_scopes, format_scopes, grant_scopes
+from accounts.scopes import parse_scope_string
+from accounts.tokens import SCOPE_CLAIM, ParleyRefreshToken, token_expiry, token_matches_password
+from config.errors import Conflict, NotAuthenticated, NotFound, UnprocessableRequest
+from config.request_context import client_ip, current_request_id
+
+security_logger = logging.getLogger("parley.security")
+
+# --- Security events ------------------------------------------------------------------------
+
+_EVENT_LEVELS = {
+    SecurityEvent.Kind.IDOR_ATTEMPT: logging.CRITICAL,
+    SecurityEvent.Kind.TOKEN_REVOKED: logging.INFO,
+}
+# Kinds an anonymous flood can produce. Each is always logged, but only this many rows per
+# client IP and minute are stored, so a scanner cannot turn failed requests into DB growth.
+_THROTTLED_KINDS = {
+    SecurityEvent.Kind.AUTH_FAILED,
+    SecurityEvent.Kind.API_KEY_FAILED,
+    SecurityEvent.Kind.LOGIN_FAILED,
+    SecurityEvent.Kind.RATE_LIMITED,
+}
+STORED_EVENTS_PER_IP_MINUTE = 60
+
+
+def security_event_record(
+    *,
+    kind: str,
+    request: HttpRequest | None = None,
+    user: User | None = None,
+    path: str | None = None,
+    ip: str | None = None,
+    detail: dict[str, Any] | None = None,
+) -> None:
+    """Log a security event as a JSON line and store it for the admin. Never raises: a failure
+    to record must not turn a refused request into a 500."""
+    try:
+        if request is not None:
+            path = path or request.path
+            ip = ip or client_ip(request.META)
+        level = _EVENT_LEVELS.get(kind, logging.WARNING)  # type: ignore[call-overload]
+        user_id = user.pk if user is not None else None
+        request_id = current_request_id() or ""
+        security_logger.log(
+            level,
+            "security event: %s",
+            kind,
+            extra={
+                "event": str(kind),
+                "user_id": user_id,
+                "client_ip": ip,
+                "path": path,
+                "detail": detail or {},
+            },
+        )
+        if kind in _THROTTLED_KINDS and not _event_storage_allowed(str(kind), ip):
+            return
+        SecurityEvent.objects.create(
+            kind=kind,
+            level=logging.getLevelName(level),
+            user_id=user_id,
+            ip=ip,
+            path=(path or "")[:512],
+            request_id=request_id[:128],
+            detail=detail or {},
+        )
+    except Exception:  # noqa: BLE001 - recording must never fail the request
+        security_logger.exception("could not record security event %s", kind)
+
+
+def _event_storage_allowed(kind: str, ip: str | None) -> bool:
+    minute = int(timezone.now().timestamp() // 60)
+    key = f"secevt:{kind}:{ip or '-'}:{minute}"
+    if cache.add(key, 1, timeout=120):
+        return True
+    try:
+        return cache.incr(key) <= STORED_EVENTS_PER_IP_MINUTE
+    except ValueError:
+        return True
+
+
+# --- Tokens ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TokenPair:
+    access_token: str
+    refresh_token: str
+    expires_in: int
+    scope: str
+
+    def as_response(self) -> dict[str, Any]:
+        return {
+            "access_token": self.access_token,
+            "refresh_token": self.refresh_token,
+            "token_type": "bearer",
+            "expires_in": self.expires_in,
+            "scope": self.scope,
+        }
+
+
+def user_authenticate(*, request: HttpRequest | None, username: str, password: str) -> User:
+    """Check a username and password. Unknown users cost the same hashing time as known ones
+    (Django's ModelBackend), so timing does not reveal which usernames exist."""
+    user = authenticate(request, username=username, password=password)
+    if user is None:
+        security_event_record(
+            kind=SecurityEvent.Kind.LOGIN_FAILED,
+            request=request,
+            detail={"username": username[:150]},
+        )
+        raise NotAuthenticated("Invalid username or password", credentials_presented=False)
+    return user  # type: ignore[return-value]
+
+
+def token_pair_issue(*, user: User, requested_scopes: set[str] | None) -> TokenPair:
+    """A new refresh + access pair carrying requested ∩ allowed scopes."""
+    scopes = grant_scopes(user, requested_scopes)
+    refresh = ParleyRefreshToken.for_user_with_scopes(user, scopes)
+    access = refresh.access_token
+    lifetime = int(access.lifetime.total_seconds())  # type: ignore[union-attr]
+    return TokenPair(
+        access_token=str(access),
+        refresh_token=str(refresh),
+        expires_in=lifetime,
+        scope=format_scopes(scopes),
+    )
+
+
+def token_refresh(*, raw_refresh: str, request: HttpRequest | None = None) -> TokenPair:
+    """Rotate a refresh token: the old one is blacklisted, reuse of it is refused (and logged).
+
+    Scopes carry over, narrowed to what the user's role allows now.
+    """
+    try:
+        refresh = ParleyRefreshToken(raw_refresh)  # type: ignore[arg-type]
+    except TokenError:
+        if _is_blacklisted_refresh(raw_refresh):
+            security_event_record(kind=SecurityEvent.Kind.REFRESH_REUSED, request=request)
+        raise NotAuthenticated("Invalid or expired refresh token") from None
+    user = User.objects.filter(pk=int(refresh["sub"]), is_active=True).first()
+    if user is None or not token_matches_password(refresh.payload, user):
+        raise NotAuthenticated("Invalid or expired refresh token")
+    with transaction.atomic():
+        outstanding = OutstandingToken.objects.filter(jti=refresh["jti"]).first()
+        if outstanding is None:
+            raise NotAuthenticated("Invalid or expired refresh token")
+        try:
+            _, created = BlacklistedToken.objects.get_or_create(token=outstanding)
+        except IntegrityError:
+            created = False
+        if not created:
+            # Two clients raced with one refresh token: exactly one of them gets a new pair.
+            security_event_record(kind=SecurityEvent.Kind.REFRESH_REUSED, request=request,
+                                  user=user)
+            raise NotAuthenticated("Invalid or expired refresh token")
+        scopes = allowed_scopes(user) & parse_scope_string(refresh[SCOPE_CLAIM])
+        return token_pair_issue(user=user, requested_scopes=set(scopes))
+
+
+def _is_blacklisted_refresh(raw: str) -> bool:
+    try:
+        token = ParleyRefreshToken(raw, verify=False)  # type: ignore[arg-type]
+    except TokenError:
+        return False
+    jti = token.payload.get("jti")
+    return bool(jti) and BlacklistedToken.objects.filter(token__jti=jti).exists()
+
+
+def token_revoke(*, principal: Principal, raw_refresh: str | None,
+                 request: HttpRequest | None = None) -> None:
+    """Revoke the presented access token until it expires and, if given and the caller's, the
+    refresh token. An unknown or foreign refresh token is ignored (RFC 7009 §2.2)."""
+    if principal.token_jti and principal.token_expires_at:
+        RevokedAccessToken.objects.get_or_create(
+            jti=principal.token_jti,
+            defaults={"user": principal.user, "expires_at": principal.token_expires_at},
+        )
+    if raw_refresh:
+        try:
+            refresh = ParleyRefreshToken(raw_refresh)  # type: ignore[arg-type]
+        except TokenError:
+            refresh = None
+        if refresh is not None and refresh["sub"] == str(principal.user_id):
+            refresh.blacklist()
+    security_event_record(
+        kind=SecurityEvent.Kind.TOKEN_REVOKED,
+        request=request,
+        user=principal.user,
+        detail={"access_token": bool(principal.token_jti), "refresh_token": bool(raw_refresh)},
+    )
+
+
+def expired_tokens_prune(*, now: datetime | None = None) -> int:
+    """Drop revocation rows and outstanding refresh tokens that have expired anyway."""
+    now = now or timezone.now()
+    revoked, _ = RevokedAccessToken.objects.filter(expires_at__lte=now).delete()
+    outstanding, _ = OutstandingToken.objects.filter(expires_at__lte=now).delete()
+    return revoked + outstanding
+
+
+# --- Registration ---------------------------------------------------------------------------
+
+
+def user_register(*, username: str, password: str, email: str) -> User:
+    """Create a customer account. Django's password validators apply."""
+    candidate = User(username=username, email=email)
+    try:
+        validate_password(password, user=candidate)
+    except DjangoValidationError as exc:
+        raise UnprocessableRequest(
+            " ".join(exc.messages), loc=("body", "payload", "password"), type="password_invalid"
+        ) from None
+    if User.objects.filter(username__iexact=username).exists():
+        raise Conflict("That username is already taken")
+    try:
+        with transaction.atomic():
+            return User.objects.create_user(username=username, email=email, password=password)
+    except IntegrityError:
+        # Lost a race with another registration of the same name.
+        raise Conflict("That username is already taken") from None
+
+
+# --- API keys -------------------------------------------------------------------------------
+
+
+def api_key_create(
+    *,
+    actor: User,
+    name: str,
+    owner_id: int,
+    scopes: list[str],
+    expires_at: datetime | None,
+) -> tuple[ApiKey, str]:
+    """Create a key and return it with its secret, which is never retrievable again."""
+    owner = User.objects.filter(pk=owner_id).first()
+    if owner is None:
+        raise UnprocessableRequest("No user with this id", loc=("body", "payload", "owner_id"))
+    if expires_at is not None and expires_at <= timezone.now():
+        raise UnprocessableRequest(
+            "expires_at must be in the future", loc=("body", "payload", "expires_at")
+        )
+    unknown = set(scopes) - set(ALL_SCOPES)
+    if unknown:
+        raise UnprocessableRequest(
+            f"Unknown scopes: {', '.join(sorted(unknown))}", loc=("body", "payload", "scopes")
+        )
+    prefix = secrets.token_hex(6)
+    raw = f"{API_KEY_PREFIX}{prefix}_{secrets.token_urlsafe(30)}"
+    key = ApiKey.objects.create(
+        name=name,
+        owner=owner,
+        prefix=prefix,
+        key_hash=api_key_hash(raw),
+        scopes=[s for s in ALL_SCOPES if s in scopes],
+        expires_at=expires_at,
+        created_by=actor,
+    )
+    return key, raw
+
+
+def api_key_revoke(*, actor: User, api_key_id: int) -> ApiKey:
+    """Revoke a key at once. Revoking a revoked key changes nothing (DELETE is idempotent)."""
+    key = ApiKey.objects.filter(pk=api_key_id).first()
+    if key is None:
+        raise NotFound("API key not found")
+    if key.revoked_at is None:
+        ApiKey.objects.filter(pk=key.pk, revoked_at__isnull=True).update(
+            revoked_at=timezone.now()
+        )
+        key.refresh_from_db()
+        security_event_record(
+            kind=SecurityEvent.Kind.TOKEN_REVOKED,
+            user=actor,
+            detail={"api_key_id": key.pk, "api_key_prefix": key.prefix},
+        )
+    return key

@@ -1,0 +1,89 @@
+"""Parley's JWTs, built on simplejwt's token classes.
+
+What simplejwt leaves to us (../shared/NOTES.md) is done here: every registered claim is
+required (a token missing one is refused, not defaulted), `iat`/`nbf` in the future are refused,
+and each token carries a fingerprint of the user's password hash so that changing the password
+revokes every token issued before. Refresh tokens are stored in simplejwt's outstanding list
+*without* their text: the database never holds a usable token.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from django.utils.crypto import constant_time_compare, salted_hmac
+from rest_framework_simplejwt.exceptions import TokenError
+from rest_framework_simplejwt.token_blacklist.models import OutstandingToken
+from rest_framework_simplejwt.tokens import AccessToken, RefreshToken, Token
+from rest_framework_simplejwt.utils import datetime_from_epoch
+
+from accounts.models import User
+from accounts.scopes import format_scopes
+
+SCOPE_CLAIM = "scope"
+PASSWORD_FINGERPRINT_CLAIM = "pwf"
+REQUIRED_CLAIMS = ("sub", "jti", "iat", "exp", "token_type", SCOPE_CLAIM, "iss", "aud",
+                   PASSWORD_FINGERPRINT_CLAIM)
+
+
+def password_fingerprint(user: User) -> str:
+    """A keyed digest of the stored password hash: it changes whenever the password does, and
+    reveals nothing about the hash to someone reading a token."""
+    return salted_hmac("parley.tokens.password", user.password, algorithm="sha256").hexdigest()[
+        :20
+    ]
+
+
+def token_matches_password(payload: dict[str, Any], user: User) -> bool:
+    claim = payload.get(PASSWORD_FINGERPRINT_CLAIM)
+    return isinstance(claim, str) and constant_time_compare(claim, password_fingerprint(user))
+
+
+class _StrictClaimsMixin:
+    payload: dict[str, Any]
+    current_time: datetime
+
+    def verify(self) -> None:
+        super().verify()  # type: ignore[misc]  # signature, alg, exp, iss, aud, jti, token_type
+        missing = [claim for claim in REQUIRED_CLAIMS if claim not in self.payload]
+        if missing:
+            raise TokenError(f"Token is missing claims: {', '.join(missing)}")
+        if not isinstance(self.payload["sub"], str) or not self.payload["sub"].isdigit():
+            raise TokenError("Token subject is invalid")
+        if not isinstance(self.payload[SCOPE_CLAIM], str):
+            raise TokenError("Token scope is invalid")
+        now = self.current_time.timestamp()
+        for claim in ("iat", "nbf"):
+            value = self.payload.get(claim)
+            if value is None:
+                continue
+            if not isinstance(value, int | float) or value > now:
+                raise TokenError(f"Token '{claim}' is in the future")
+
+
+class ParleyAccessToken(_StrictClaimsMixin, AccessToken):
+    pass
+
+
+class ParleyRefreshToken(_StrictClaimsMixin, RefreshToken):
+    access_token_class = ParleyAccessToken
+
+    @classmethod
+    def for_user_with_scopes(cls, user: User, scopes: frozenset[str]) -> ParleyRefreshToken:
+        # Token.for_user, not BlacklistMixin.for_user: the latter stores the whole token text.
+        token = Token.for_user.__func__(cls, user)  # type: ignore[attr-defined]
+        token[SCOPE_CLAIM] = format_scopes(scopes)
+        token[PASSWORD_FINGERPRINT_CLAIM] = password_fingerprint(user)
+        OutstandingToken.objects.create(
+            user=user,
+            jti=token["jti"],
+            token="(not stored)",
+            created_at=token.current_time,
+            expires_at=datetime_from_epoch(token["exp"]),
+        )
+        return token
+
+
+def token_expiry(payload: dict[str, Any]) -> datetime:
+    return datetime.fromtimestamp(int(payload["exp"]), tz=UTC)

@@ -1,0 +1,60 @@
+"""Parley's admin site: Django's admin with a rate-limited, audited login and the operators'
+statistics page."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import admin
+from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
+from django.urls import URLPattern, path
+
+from accounts.models import SecurityEvent
+from accounts.ratelimits import login_rate_limit_enforce
+from config.errors import RateLimited
+
+
+class ParleyAdminSite(admin.AdminSite):
+    site_header = "Parley operations"
+    site_title = "Parley admin"
+    index_title = "Operations"
+    index_template = "admin/parley_index.html"
+
+    def login(self, request: HttpRequest, extra_context: dict[str, Any] | None = None
+              ) -> HttpResponse:
+        if request.method != "POST":
+            return super().login(request, extra_context)
+        username = (request.POST.get("username") or "").strip().lower()[:150]
+        try:
+            login_rate_limit_enforce(request=request, username=username)
+        except RateLimited as exc:
+            context = {
+                **self.each_context(request),
+                "title": "Log in",
+                "rate_limited": True,
+                "retry_after": exc.retry_after,
+            }
+            response = TemplateResponse(request, "admin/login_rate_limited.html", context,
+                                        status=429)
+            response["Retry-After"] = str(exc.retry_after)
+            return response
+        response = super().login(request, extra_context)
+        if response.status_code != 302:  # Django re-renders the form when sign-in fails
+            from accounts.services import security_event_record
+
+            security_event_record(
+                kind=SecurityEvent.Kind.LOGIN_FAILED,
+                request=request,
+                detail={"username": username, "via": "admin"},
+            )
+        return response
+
+    def get_urls(self) -> list[URLPattern]:
+        from escalations.admin_views import statistics_view
+
+        custom = [
+            path("statistics/", self.admin_view(statistics_view), name="statistics"),
+        ]
+        return custom + super().get_urls()  # type: ignore[return-value]
+

@@ -1,0 +1,147 @@
+"""The one NinjaAPI: authentication on by default, SPEC §3 error shapes, every app's router."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+from django.core.exceptions import RequestDataTooBig
+from django.http import Http404, HttpRequest, HttpResponse
+from ninja import NinjaAPI
+from ninja.errors import AuthenticationError, AuthorizationError, HttpError, ValidationError
+from ninja.operation import Operation
+
+from accounts.auth import Undeclared, policy_of
+from accounts.models import SecurityEvent
+from config.errors import ParleyError, UnprocessableRequest
+from config.request_context import current_request_id
+
+logger = logging.getLogger("parley.api")
+
+
+class ParleyNinjaAPI(NinjaAPI):
+    def iter_operations(self) -> Iterator[tuple[str, Operation]]:
+        """Every operation as served, with the auth its router binding gave it."""
+        for bound_router in self._get_bound_routers():
+            for path, path_view in bound_router.path_operations.items():
+                full_path = "/".join(p for p in (bound_router.prefix, path) if p)
+                for operation in path_view.operations:
+                    yield "/" + full_path.strip("/"), operation
+
+    def get_openapi_schema(self, **kwargs: Any) -> Any:
+        """Ninja leaves per-operation OAuth scopes empty; fill them from each route's policy so
+        clients (and schemathesis) see what every operation needs."""
+        schema = super().get_openapi_schema(**kwargs)
+        policies = {
+            self.get_openapi_operation_id(operation): policy_of(operation.auth_callbacks)
+            for _path, operation in self.iter_operations()
+        }
+        for methods in schema.get("paths", {}).values():
+            for operation in methods.values():
+                policy = policies.get(operation.get("operationId"))
+                if policy is None or "security" not in operation:
+                    continue
+                for requirement in operation["security"]:
+                    if "BearerAuth" in requirement:
+                        requirement["BearerAuth"] = list(policy.scopes)
+        return schema
+
+
+api = ParleyNinjaAPI(
+    title="Parley API",
+    version="1.0.0",
+    description=(
+        "Customer-support conversations with an automated agent and human operators. "
+        "Authenticate with `Authorization: Bearer <access token>` (POST /auth/token) or "
+        "`X-API-Key`."
+    ),
+    urls_namespace="api",
+    auth=Undeclared(),
+    docs_url="/docs",
+    openapi_url="/openapi.json",
+)
+
+
+def _error(request: HttpRequest, status: int, detail: Any, headers: dict[str, str] | None = None
+           ) -> HttpResponse:
+    response = api.create_response(request, {"detail": detail}, status=status)
+    for name, value in (headers or {}).items():
+        response[name] = value
+    return response
+
+
+@api.exception_handler(ParleyError)
+def _parley_error(request: HttpRequest, exc: ParleyError) -> HttpResponse:
+    detail: Any = exc.errors() if isinstance(exc, UnprocessableRequest) else exc.detail
+    return _error(request, exc.status_code, detail, exc.headers())
+
+
+@api.exception_handler(AuthenticationError)
+def _no_credentials(request: HttpRequest, exc: AuthenticationError) -> HttpResponse:
+    # Ninja raises this when no auth callback accepted the request: no usable credentials were
+    # sent at all (refused credentials raise NotAuthenticated in accounts.auth).
+    from accounts.services import security_event_record
+
+    security_event_record(
+        kind=SecurityEvent.Kind.AUTH_FAILED, request=request, detail={"reason": "no credentials"}
+    )
+    return _error(
+        request, 401, "Authentication credentials were not provided",
+        {"WWW-Authenticate": "Bearer"},
+    )
+
+
+@api.exception_handler(AuthorizationError)
+def _forbidden(request: HttpRequest, exc: AuthorizationError) -> HttpResponse:
+    return _error(request, 403, "You do not have permission to perform this action")
+
+
+@api.exception_handler(HttpError)
+def _http_error(request: HttpRequest, exc: HttpError) -> HttpResponse:
+    return _error(request, exc.status_code, str(exc))
+
+
+@api.exception_handler(ValidationError)
+def _validation_error(request: HttpRequest, exc: ValidationError) -> HttpResponse:
+    return _error(request, 422, exc.errors)
+
+
+@api.exception_handler(Http404)
+def _not_found(request: HttpRequest, exc: Http404) -> HttpResponse:
+    return _error(request, 404, "Not found")
+
+
+@api.exception_handler(RequestDataTooBig)
+def _too_big(request: HttpRequest, exc: RequestDataTooBig) -> HttpResponse:
+    return _error(request, 413, "Request body too large")
+
+
+@api.exception_handler(Exception)
+def _unexpected(request: HttpRequest, exc: Exception) -> HttpResponse:
+    # The traceback goes to the log, tied to the request id; the client gets only the id.
+    logger.exception("unhandled error on %s %s", request.method, request.path)
+    return api.create_response(
+        request,
+        {"detail": "Internal server error", "request_id": current_request_id()},
+        status=500,
+    )
+
+
+def _register_routers() -> None:
+    from accounts.api import api_keys_router, auth_router
+    from config.operations import router as operations_router
+    from escalations.api import escalations_router, statistics_router
+    from messaging.api import conversations_router, customers_router, messages_router
+
+    api.add_router("/auth", auth_router)
+    api.add_router("/api-keys", api_keys_router)
+    api.add_router("/messages", messages_router)
+    api.add_router("/conversations", conversations_router)
+    api.add_router("/customers", customers_router)
+    api.add_router("/escalations", escalations_router)
+    api.add_router("/statistics", statistics_router)
+    api.add_router("", operations_router)
+
+
+_register_routers()

@@ -1,0 +1,88 @@
+"""Parley's own middleware. Both classes work natively under WSGI and ASGI (no thread hand-off
+per request under ASGI, which the Django-provided MiddlewareMixin classes cost; see
+../shared/NOTES.md)."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction
+from django.conf import settings
+from django.http import HttpRequest, HttpResponseBase, JsonResponse
+
+from config.request_context import request_id_from_header, request_id_var
+
+GetResponse = Callable[[HttpRequest], HttpResponseBase | Awaitable[HttpResponseBase]]
+
+
+class _SyncAndAsyncMiddleware:
+    sync_capable = True
+    async_capable = True
+
+    def __init__(self, get_response: GetResponse) -> None:
+        self.get_response = get_response
+        self.is_async = iscoroutinefunction(get_response)
+        if self.is_async:
+            markcoroutinefunction(self)
+
+    def __call__(self, request: HttpRequest):  # type: ignore[no-untyped-def]
+        if self.is_async:
+            return self._acall(request)
+        return self._call(request)
+
+    def _call(self, request: HttpRequest) -> HttpResponseBase:
+        raise NotImplementedError
+
+    async def _acall(self, request: HttpRequest) -> HttpResponseBase:
+        raise NotImplementedError
+
+
+class RequestIdMiddleware(_SyncAndAsyncMiddleware):
+    """Gives every request an id (a well-formed incoming X-Request-ID is kept) and echoes it."""
+
+    def _begin(self, request: HttpRequest) -> tuple[str, object]:
+        request_id = request_id_from_header(request.META.get("HTTP_X_REQUEST_ID"))
+        request.request_id = request_id  # type: ignore[attr-defined]
+        return request_id, request_id_var.set(request_id)
+
+    def _call(self, request: HttpRequest) -> HttpResponseBase:
+        request_id, token = self._begin(request)
+        try:
+            response = self.get_response(request)
+        finally:
+            request_id_var.reset(token)  # type: ignore[arg-type]
+        response["X-Request-ID"] = request_id  # type: ignore[index]
+        return response  # type: ignore[return-value]
+
+    async def _acall(self, request: HttpRequest) -> HttpResponseBase:
+        request_id, token = self._begin(request)
+        try:
+            response = await self.get_response(request)  # type: ignore[misc]
+        finally:
+            request_id_var.reset(token)  # type: ignore[arg-type]
+        response["X-Request-ID"] = request_id
+        return response
+
+
+class ApiBodySizeLimitMiddleware(_SyncAndAsyncMiddleware):
+    """413 for API requests that declare a body over API_MAX_BODY_BYTES, before anything reads
+    it. Bodies without a Content-Length are capped by DATA_UPLOAD_MAX_MEMORY_SIZE when read."""
+
+    def _too_large(self, request: HttpRequest) -> JsonResponse | None:
+        if not request.path.startswith("/api/"):
+            return None
+        try:
+            length = int(request.META.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            return JsonResponse({"detail": "Invalid Content-Length header"}, status=400)
+        if length > settings.API_MAX_BODY_BYTES:
+            return JsonResponse(
+                {"detail": f"Request body over {settings.API_MAX_BODY_BYTES} bytes"}, status=413
+            )
+        return None
+
+    def _call(self, request: HttpRequest) -> HttpResponseBase:
+        return self._too_large(request) or self.get_response(request)  # type: ignore[return-value]
+
+    async def _acall(self, request: HttpRequest) -> HttpResponseBase:
+        return self._too_large(request) or await self.get_response(request)  # type: ignore[misc]

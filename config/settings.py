@@ -1,0 +1,346 @@
+"""Parley settings, read from the environment (django-environ).
+
+Embedded defaults make `make run` work on a bare machine: SQLite (WAL), local-memory cache,
+in-memory channel layer, DEBUG on. Production sets DATABASE_URL, REDIS_URL, DEBUG=0 and real
+secrets; `.env.example` lists every variable.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from datetime import timedelta
+from pathlib import Path
+
+import environ
+from csp.constants import NONE, SELF
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+env = environ.Env()
+# A local .env is a convenience for development; production passes real environment variables.
+environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
+
+DEBUG = env.bool("DEBUG", default=True)
+
+MIN_SECRET_LENGTH = 32
+
+
+def _fail(message: str) -> None:
+    # One line on stderr and a non-zero exit: the operator sees exactly which variable to set,
+    # not a traceback.
+    raise SystemExit(f"Parley configuration error: {message}")
+
+
+def _development_secret(name: str) -> str:
+    """A random secret kept in .local/ so restarts and several workers agree (DEBUG only)."""
+    path = BASE_DIR / ".local" / "dev-secrets.json"
+    stored: dict[str, str] = {}
+    if path.exists():
+        stored = json.loads(path.read_text())
+    if name not in stored:
+        stored[name] = secrets.token_urlsafe(48)
+        path.parent.mkdir(exist_ok=True)
+        path.write_text(json.dumps(stored))
+        path.chmod(0o600)
+    return stored[name]
+
+
+def _secret(name: str) -> str:
+    value = env.str(name, default="")
+    if not value:
+        if DEBUG:
+            return _development_secret(name)
+        _fail(f"{name} is required when DEBUG=0 (at least {MIN_SECRET_LENGTH} characters).")
+    if len(value) < MIN_SECRET_LENGTH and not DEBUG:
+        _fail(f"{name} must be at least {MIN_SECRET_LENGTH} characters long.")
+    return value
+
+
+SECRET_KEY = _secret("SECRET_KEY")
+JWT_SIGNING_KEY = _secret("JWT_SIGNING_KEY")
+if not DEBUG and SECRET_KEY == JWT_SIGNING_KEY:
+    _fail("JWT_SIGNING_KEY must differ from SECRET_KEY.")
+
+
+def _allow_list(name: str, default: list[str]) -> list[str]:
+    values = [v.strip() for v in env.list(name, default=default) if v.strip()]
+    if not DEBUG and "*" in values:
+        _fail(f"{name} must not contain '*' when DEBUG=0; list the allowed values.")
+    return values
+
+
+ALLOWED_HOSTS = _allow_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
+CORS_ALLOWED_ORIGINS = _allow_list("CORS_ALLOWED_ORIGINS", [])
+CSRF_TRUSTED_ORIGINS = _allow_list("CSRF_TRUSTED_ORIGINS", [])
+
+INSTALLED_APPS = [
+    "config.apps.ParleyAdminConfig",  # Django's admin with Parley's admin site
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "corsheaders",
+    "csp",
+    "channels",
+    "ninja",
+    "rest_framework_simplejwt.token_blacklist",
+    "accounts",
+    "messaging",
+    "escalations",
+]
+
+MIDDLEWARE = [
+    # First, so every response (errors and rejections included) carries X-Request-ID.
+    "config.middleware.RequestIdMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "corsheaders.middleware.CorsMiddleware",
+    "config.middleware.ApiBodySizeLimitMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "csp.middleware.CSPMiddleware",
+]
+
+ROOT_URLCONF = "config.urls"
+WSGI_APPLICATION = "config.wsgi.application"
+ASGI_APPLICATION = "config.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- Database -------------------------------------------------------------------------------
+SQLITE_PATH = BASE_DIR / "db.sqlite3"
+DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{SQLITE_PATH}")}
+_db = DATABASES["default"]
+if _db["ENGINE"] == "django.db.backends.sqlite3":
+    # WAL lets readers run beside the writer; IMMEDIATE takes the write lock at BEGIN so two
+    # writers queue on the busy timeout instead of failing with "database is locked" mid-way.
+    _db["OPTIONS"] = {
+        "init_command": (
+            "PRAGMA journal_mode=WAL;PRAGMA synchronous=NORMAL;PRAGMA busy_timeout=20000"
+        ),
+        "transaction_mode": "IMMEDIATE",
+        "timeout": 20,
+    }
+    # A file (not :memory:) so threads and server subprocesses in tests see one database.
+    _db["TEST"] = {"NAME": str(BASE_DIR / ".local" / "test-db.sqlite3")}
+elif _db["ENGINE"] in ("django.db.backends.postgresql", "django.db.backends.postgresql_psycopg2"):
+    _db["ENGINE"] = "django.db.backends.postgresql"
+    # Persistent connections through psycopg's pool: works under WSGI and ASGI alike (under
+    # ASGI CONN_MAX_AGE>0 leaks a connection per request; see docs/operations.md).
+    _db["CONN_MAX_AGE"] = 0
+    _db["OPTIONS"] = {
+        "pool": {
+            "min_size": env.int("DB_POOL_MIN_SIZE", default=2),
+            "max_size": env.int("DB_POOL_MAX_SIZE", default=20),
+            "timeout": env.float("DB_POOL_TIMEOUT", default=10.0),
+        }
+    }
+    _db["TEST"] = {"NAME": env.str("TEST_DATABASE_NAME", default="test_parley")}
+_db.setdefault("ATOMIC_REQUESTS", False)
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+AUTH_USER_MODEL = "accounts.User"
+
+# --- Cache and channel layer -----------------------------------------------------------------
+REDIS_URL = env.str("REDIS_URL", default="")
+if REDIS_URL:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": env.str("CACHE_KEY_PREFIX", default="parley"),
+        }
+    }
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+            "CONFIG": {
+                # redis-py 8 defaults (100 pooled connections, 5 s socket timeout) drop idle
+                # consumers; see ../shared/NOTES.md and docs/operations.md.
+                "hosts": [{"address": REDIS_URL, "max_connections": 10000, "socket_timeout": 30}],
+                "prefix": env.str("CHANNEL_PREFIX", default="parley"),
+            },
+        }
+    }
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+
+# --- Auth -----------------------------------------------------------------------------------
+PASSWORD_HASHERS = [
+    "django.contrib.auth.hashers.Argon2PasswordHasher",
+    "django.contrib.auth.hashers.PBKDF2PasswordHasher",
+]
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+JWT_ISSUER = env.str("JWT_ISSUER", default="parley")
+JWT_AUDIENCE = env.str("JWT_AUDIENCE", default="parley")
+ACCESS_TOKEN_MINUTES = env.int("ACCESS_TOKEN_MINUTES", default=15)
+REFRESH_TOKEN_DAYS = env.int("REFRESH_TOKEN_DAYS", default=7)
+SIMPLE_JWT = {
+    "ALGORITHM": "HS256",
+    "SIGNING_KEY": JWT_SIGNING_KEY,
+    "VERIFYING_KEY": "",
+    "AUDIENCE": JWT_AUDIENCE,
+    "ISSUER": JWT_ISSUER,
+    "LEEWAY": 0,
+    "ACCESS_TOKEN_LIFETIME": timedelta(minutes=ACCESS_TOKEN_MINUTES),
+    "REFRESH_TOKEN_LIFETIME": timedelta(days=REFRESH_TOKEN_DAYS),
+    "USER_ID_FIELD": "id",
+    "USER_ID_CLAIM": "sub",
+    "TOKEN_TYPE_CLAIM": "token_type",
+    "JTI_CLAIM": "jti",
+    "ROTATE_REFRESH_TOKENS": True,
+    "BLACKLIST_AFTER_ROTATION": True,
+    "UPDATE_LAST_LOGIN": False,
+}
+
+# --- Rate limits (django-ratelimit) ----------------------------------------------------------
+RATE_LIMIT_MESSAGES = env.str("RATE_LIMIT_MESSAGES", default="10/m")
+RATE_LIMIT_LOGIN = env.str("RATE_LIMIT_LOGIN", default="10/m")
+RATE_LIMIT_REGISTER = env.str("RATE_LIMIT_REGISTER", default="5/m")
+RATELIMIT_USE_CACHE = "default"
+RATELIMIT_ENABLE = env.bool("RATELIMIT_ENABLE", default=True)
+SILENCED_SYSTEM_CHECKS = [
+    # Django's own RedisCache increments atomically (INCR); django-ratelimit only lists
+    # django-redis by name.
+    "django_ratelimit.W001",
+]
+if not REDIS_URL:
+    # The embedded default is one process, so a local-memory cache holds every counter. With
+    # REDIS_URL set this check stays on: limits must hold across workers.
+    SILENCED_SYSTEM_CHECKS.append("django_ratelimit.E003")
+
+# --- The agent ------------------------------------------------------------------------------
+AGENT_BACKEND = env.str("AGENT_BACKEND", default="messaging.agent.rules.RuleBasedAgent")
+AGENT_MAX_TURNS = env.int("AGENT_MAX_TURNS", default=20)
+AGENT_LLM_BASE_URL = env.str("AGENT_LLM_BASE_URL", default="")
+AGENT_LLM_MODEL = env.str("AGENT_LLM_MODEL", default="")
+AGENT_LLM_API_KEY = env.str("AGENT_LLM_API_KEY", default="")
+AGENT_LLM_TIMEOUT = env.float("AGENT_LLM_TIMEOUT", default=10.0)
+
+# --- Demo accounts (DEBUG only) ---------------------------------------------------------------
+DEMO_PASSWORD = env.str("DEMO_PASSWORD", default="parley-demo-2026")
+
+# --- HTTP hardening -------------------------------------------------------------------------
+API_MAX_BODY_BYTES = 64 * 1024
+DATA_UPLOAD_MAX_MEMORY_SIZE = API_MAX_BODY_BYTES
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"
+CSRF_COOKIE_HTTPONLY = True
+if not DEBUG:
+    SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=True)
+    # Probes and load balancers talk plain HTTP on the private side.
+    SECURE_REDIRECT_EXEMPT = [r"^health$", r"^ready$"]
+    SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=31_536_000)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=True)
+    SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=True)
+    SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=True)
+    CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=True)
+if env.bool("TRUST_X_FORWARDED_PROTO", default=False):
+    # Only behind a TLS-terminating proxy that always sets this header.
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+
+CORS_URLS_REGEX = r"^/api/.*$"
+CORS_ALLOW_HEADERS = [
+    "authorization",
+    "content-type",
+    "idempotency-key",
+    "x-api-key",
+    "x-request-id",
+]
+CORS_EXPOSE_HEADERS = [
+    "retry-after",
+    "ratelimit-limit",
+    "ratelimit-remaining",
+    "ratelimit-reset",
+    "x-request-id",
+    "idempotent-replayed",
+]
+
+# No inline script anywhere: the chat page, the admin statistics and the API docs load scripts
+# from our own static files.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF],
+        "style-src": [SELF],
+        "img-src": [SELF, "data:"],
+        "font-src": [SELF],
+        "connect-src": [SELF],
+        "object-src": [NONE],
+        "base-uri": [NONE],
+        "form-action": [SELF],
+        "frame-ancestors": [NONE],
+    }
+}
+
+# --- Static files -----------------------------------------------------------------------------
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
+}
+if DEBUG:
+    # No collectstatic step needed in development (and tests, which run with DEBUG unset).
+    STORAGES["staticfiles"] = {
+        "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"
+    }
+WHITENOISE_USE_FINDERS = DEBUG
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+# --- Logging: JSON lines with the request id ------------------------------------------------
+LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "filters": {"request_context": {"()": "config.logging.RequestContextFilter"}},
+    "formatters": {"json": {"()": "config.logging.JsonFormatter"}},
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "json",
+            "filters": ["request_context"],
+        }
+    },
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "loggers": {
+        "django.request": {"level": "ERROR"},
+        "django.server": {"level": "WARNING"},
+        "parley.security": {"level": "INFO"},
+    },
+}

@@ -1,0 +1,11 @@
+"""Pages served outside the API."""
+
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
+from django.views.decorators.http import require_GET
+
+
+@require_GET
+def chat_page(request: HttpRequest) -> HttpResponse:
+    """Parley's own chat client (public; it authenticates against the API from the browser)."""
+    return render(request, "chat/index.html")

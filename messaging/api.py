@@ -1,0 +1,125 @@
+"""`/messages/process`, `/conversations`, `/customers/{id}/conversations`, history."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.http import HttpRequest, HttpResponse
+from ninja import Header, Query, Router
+
+from accounts.auth import Customer, Principal
+from accounts.scopes import CONVERSATIONS_READ, MESSAGES_WRITE
+from config.errors import NotFound
+from config.schemas import AUTHENTICATED_ERRORS, BODY_ERRORS, error_responses
+from messaging import selectors, services
+from messaging.permissions import ensure_acting_for_self
+from messaging.schemas import (
+    MAX_ID,
+    ConversationPageOut,
+    HistoryOut,
+    HistoryParams,
+    MessageProcessIn,
+    PageParams,
+    ProcessOut,
+)
+
+messages_router = Router(tags=["messages"])
+conversations_router = Router(tags=["conversations"])
+customers_router = Router(tags=["conversations"])
+
+
+def _principal(request: HttpRequest) -> Principal:
+    return request.auth  # type: ignore[attr-defined,no-any-return]
+
+
+@messages_router.post(
+    "/process",
+    auth=Customer(scopes=[MESSAGES_WRITE]),
+    response={
+        200: ProcessOut,
+        **error_responses(*AUTHENTICATED_ERRORS, 404, 409, 429, *BODY_ERRORS),
+    },
+    summary="Send a customer message; the agent (or, when escalated, the system) replies",
+)
+def message_process(
+    request: HttpRequest,
+    response: HttpResponse,
+    payload: MessageProcessIn,
+    idempotency_key: str | None = Header(  # noqa: B008 - ninja's declaration style
+        default=None, alias="Idempotency-Key", min_length=1, max_length=255
+    ),
+) -> dict[str, Any]:
+    principal = _principal(request)
+    ensure_acting_for_self(
+        principal=principal, customer_id=payload.customer_id, read=False, request=request
+    )
+    result = services.message_send(
+        customer=principal.user,
+        conversation_id=payload.conversation_id,
+        text=payload.message,
+        idempotency_key=idempotency_key,
+        request=request,
+    )
+    if result.rate is not None:
+        result.rate.apply_headers(response)
+    if result.replayed:
+        response["Idempotent-Replayed"] = "true"
+    return result.body
+
+
+@conversations_router.get(
+    "",
+    auth=Customer(scopes=[CONVERSATIONS_READ]),
+    response={200: ConversationPageOut, **error_responses(400, *AUTHENTICATED_ERRORS, 422)},
+    summary="Your conversations, newest activity first",
+)
+def conversation_list(request: HttpRequest, params: Query[PageParams]) -> dict[str, Any]:
+    items, next_cursor = selectors.conversation_page(
+        customer_id=_principal(request).user_id, cursor=params.cursor, limit=params.limit
+    )
+    return {"items": items, "next_cursor": next_cursor}
+
+
+@customers_router.get(
+    "/{customer_id}/conversations",
+    auth=Customer(scopes=[CONVERSATIONS_READ]),
+    response={200: ConversationPageOut, **error_responses(400, *AUTHENTICATED_ERRORS, 422)},
+    summary="A customer's conversations (your own; operators may read any)",
+)
+def customer_conversation_list(
+    request: HttpRequest, customer_id: int, params: Query[PageParams]
+) -> dict[str, Any]:
+    ensure_acting_for_self(
+        principal=_principal(request), customer_id=customer_id, read=True, request=request
+    )
+    items, next_cursor = selectors.conversation_page(
+        customer_id=customer_id, cursor=params.cursor, limit=params.limit
+    )
+    return {"items": items, "next_cursor": next_cursor}
+
+
+@conversations_router.get(
+    "/{conversation_id}/history",
+    auth=Customer(scopes=[CONVERSATIONS_READ]),
+    response={200: HistoryOut, **error_responses(*AUTHENTICATED_ERRORS, 404, 422)},
+    summary="A conversation's messages in ascending seq",
+)
+def conversation_history(
+    request: HttpRequest, conversation_id: int, params: Query[HistoryParams]
+) -> dict[str, Any]:
+    conversation = (
+        selectors.conversation_get_for_reader(
+            principal=_principal(request), conversation_id=conversation_id
+        )
+        if 1 <= conversation_id <= MAX_ID
+        else None
+    )
+    if conversation is None:
+        raise NotFound("Conversation not found")
+    messages, has_more = selectors.message_history(
+        conversation=conversation,
+        limit=params.limit,
+        after_seq=params.after_seq,
+        before_seq=params.before_seq,
+    )
+    return {"conversation_id": conversation.pk, "messages": messages, "has_more": has_more}

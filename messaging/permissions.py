@@ -1,0 +1,43 @@
+"""Who may read or write which conversation. Pure checks plus `ensure_*` wrappers that raise."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from accounts.models import SecurityEvent
+from accounts.scopes import ESCALATIONS_MANAGE
+from config.errors import PermissionDenied
+
+if TYPE_CHECKING:
+    from django.http import HttpRequest
+
+    from accounts.auth import Principal
+
+
+def can_read_any_conversation(principal: Principal) -> bool:
+    """Operators holding escalations:manage read every conversation (current is_staff)."""
+    return principal.user.is_staff and principal.has_scope(ESCALATIONS_MANAGE)
+
+
+def ensure_acting_for_self(
+    *,
+    principal: Principal,
+    customer_id: int,
+    read: bool,
+    request: HttpRequest | None = None,
+) -> None:
+    """A `customer_id` in a path or body must be the caller's own; only staff reading may name
+    another. Anything else is an IDOR attempt: 403 and a CRITICAL security event."""
+    if customer_id == principal.user_id:
+        return
+    if read and can_read_any_conversation(principal):
+        return
+    from accounts.services import security_event_record
+
+    security_event_record(
+        kind=SecurityEvent.Kind.IDOR_ATTEMPT,
+        request=request,
+        user=principal.user,
+        detail={"customer_id": customer_id, "read": read},
+    )
+    raise PermissionDenied("You may only act on your own conversations")

@@ -1,0 +1,87 @@
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from ninja import Schema
+from pydantic import Field, field_validator
+
+from config.schemas import StrictIn
+from messaging.validation import MAX_MESSAGE_CHARS, clean_message_text
+
+MAX_ID = 2**63 - 1
+
+
+class MessageProcessIn(StrictIn):
+    message: str = Field(
+        description=f"1..{MAX_MESSAGE_CHARS} characters after trimming; no control characters "
+        "other than newline and tab",
+        max_length=MAX_MESSAGE_CHARS * 2,  # the exact rule is applied after trimming
+    )
+    customer_id: int = Field(ge=1, le=MAX_ID, description="Must be the caller's own id")
+    conversation_id: int | None = Field(
+        default=None, ge=0, le=MAX_ID, description="null or 0 starts a new conversation"
+    )
+
+    @field_validator("message")
+    @classmethod
+    def _clean(cls, value: str) -> str:
+        return clean_message_text(value)
+
+
+class ProcessOut(Schema):
+    response: str
+    status: Literal["success", "escalated"]
+    conversation_id: int
+    agent: str
+    intent: str | None
+    confidence: float | None = Field(ge=0, le=1)
+    metadata: dict[str, Any]
+    turn_count: int
+    message_id: int
+
+
+class MessageOut(Schema):
+    id: int
+    seq: int
+    role: Literal["customer", "agent", "operator", "system"]
+    content: str
+    intent: str | None
+    confidence: float | None
+    created_at: datetime
+
+
+class HistoryOut(Schema):
+    conversation_id: int
+    messages: list[MessageOut]
+    has_more: bool
+
+
+class ConversationOut(Schema):
+    id: int
+    customer_id: int
+    status: Literal["active", "escalated", "resolved"]
+    created_at: datetime
+    updated_at: datetime
+    turn_count: int
+
+
+class ConversationPageOut(Schema):
+    items: list[ConversationOut]
+    next_cursor: str | None
+
+
+class PageParams(Schema):
+    limit: int = Field(default=20, ge=1, le=100)
+    cursor: str | None = Field(default=None, max_length=200)
+
+
+class HistoryParams(Schema):
+    limit: int = Field(default=100, ge=1, le=1000)
+    after_seq: int | None = Field(default=None, ge=0, le=MAX_ID)
+    before_seq: int | None = Field(default=None, ge=1, le=MAX_ID)
+
+
+def message_payload(message: Any) -> dict[str, Any]:
+    """A message as clients see it (history item, websocket `message` event)."""
+    return MessageOut.from_orm(message).model_dump(mode="json")

@@ -1,0 +1,91 @@
+"""Reads. Ownership is part of every query: another customer's conversation and a missing one
+both come back as None, so callers cannot tell them apart (404 either way)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from django.db.models import QuerySet
+
+from config.pagination import keyset_page
+from messaging.models import Conversation, Message
+from messaging.permissions import can_read_any_conversation
+
+if TYPE_CHECKING:
+    from accounts.auth import Principal
+    from accounts.models import User
+
+RECENT_MESSAGES_FOR_AGENT = 10
+
+
+def conversations_readable_by(principal: Principal) -> QuerySet[Conversation]:
+    if can_read_any_conversation(principal):
+        return Conversation.objects.all()
+    return Conversation.objects.filter(customer_id=principal.user_id)
+
+
+def conversation_get_for_reader(
+    *, principal: Principal, conversation_id: int
+) -> Conversation | None:
+    """A conversation the caller may read: their own, or any for operators."""
+    return conversations_readable_by(principal).filter(pk=conversation_id).first()
+
+
+def conversation_get_for_customer(*, customer: User, conversation_id: int) -> Conversation | None:
+    """A conversation the caller may write to: only their own."""
+    return Conversation.objects.filter(pk=conversation_id, customer=customer).first()
+
+
+def conversation_page(
+    *, customer_id: int, cursor: str | None, limit: int
+) -> tuple[list[Conversation], str | None]:
+    """One customer's conversations, newest activity first."""
+    return keyset_page(
+        Conversation.objects.filter(customer_id=customer_id),
+        field="updated_at",
+        descending=True,
+        cursor=cursor,
+        limit=limit,
+    )
+
+
+def message_history(
+    *,
+    conversation: Conversation,
+    limit: int,
+    after_seq: int | None = None,
+    before_seq: int | None = None,
+) -> tuple[list[Message], bool]:
+    """Messages in ascending seq and whether more exist in the direction being paged.
+
+    after_seq → the first `limit` after it (has_more: newer remain); otherwise the latest `limit`
+    before `before_seq` (or of all) (has_more: older remain). One query either way.
+    """
+    messages = Message.objects.filter(conversation=conversation)
+    if after_seq is not None:
+        messages = messages.filter(seq__gt=after_seq)
+    if before_seq is not None:
+        messages = messages.filter(seq__lt=before_seq)
+    if after_seq is not None:
+        rows = list(messages.order_by("seq")[: limit + 1])
+        return rows[:limit], len(rows) > limit
+    rows = list(messages.order_by("-seq")[: limit + 1])
+    has_more = len(rows) > limit
+    return list(reversed(rows[:limit])), has_more
+
+
+def messages_after(*, conversation_id: int, after_seq: int, limit: int = 1000) -> list[Message]:
+    """For websocket resume: everything after `after_seq`, oldest first."""
+    return list(
+        Message.objects.filter(conversation_id=conversation_id, seq__gt=after_seq).order_by(
+            "seq"
+        )[:limit]
+    )
+
+
+def recent_messages(*, conversation: Conversation) -> list[Message]:
+    """The last few messages, oldest first: what the agent sees of the conversation."""
+    rows = Message.objects.filter(conversation=conversation).order_by("-seq")[
+        :RECENT_MESSAGES_FOR_AGENT
+    ]
+    return list(reversed(rows))

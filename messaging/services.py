@@ -1,0 +1,316 @@
+"""Writes for conversations. `message_send` is the one path for a customer's message, used by
+`POST /messages/process` and the websocket alike."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from asgiref.sync import async_to_sync
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from accounts.models import User
+from accounts.ratelimits import RateUsage, rate_limit_enforce
+from config.errors import NotFound, UnprocessableRequest
+from messaging import idempotency, selectors
+from messaging.agent import (
+    AgentReply,
+    ConversationSnapshot,
+    TurnSnapshot,
+    get_agent,
+)
+from messaging.models import Conversation, Message
+from messaging.realtime import conversation_status_event, message_created_event, publish_on_commit
+from messaging.schemas import message_payload
+from messaging.validation import clean_message_text
+
+SYSTEM_AGENT_NAME = "system"
+ESCALATED_ACKNOWLEDGEMENT = (
+    "Thanks, your message is with our support team. An operator will answer here shortly."
+)
+
+
+@dataclass
+class NewMessage:
+    role: str
+    content: str
+    intent: str | None = None
+    confidence: float | None = None
+    author: User | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class MessageSendResult:
+    body: dict[str, Any]
+    replayed: bool
+    rate: RateUsage | None
+
+
+# --- Building blocks shared with escalations -----------------------------------------------
+
+
+def conversation_lock(*, conversation_id: int) -> Conversation | None:
+    """Lock the conversation row for the rest of the transaction (PostgreSQL: FOR UPDATE;
+    SQLite: the IMMEDIATE transaction already holds the write lock)."""
+    return Conversation.objects.select_for_update().filter(pk=conversation_id).first()
+
+
+def conversation_append(
+    *, conversation: Conversation, messages: list[NewMessage]
+) -> list[Message]:
+    """Append messages with the next seqs and push them to subscribers after commit.
+
+    The caller holds the conversation's lock (`conversation_lock`) inside a transaction and
+    saves the conversation afterwards (`conversation_save`).
+    """
+    now = timezone.now()
+    rows = []
+    for new in messages:
+        conversation.last_seq += 1
+        rows.append(
+            Message(
+                conversation=conversation,
+                seq=conversation.last_seq,
+                role=new.role,
+                content=new.content,
+                intent=new.intent,
+                confidence=new.confidence,
+                author=new.author,
+                metadata=new.metadata,
+                created_at=now,
+            )
+        )
+    Message.objects.bulk_create(rows)
+    conversation.updated_at = now
+    publish_on_commit(
+        [message_created_event(conversation.pk, message_payload(row)) for row in rows]
+    )
+    return rows
+
+
+def conversation_save(*, conversation: Conversation, status_changed: bool = False,
+                      escalation_id: int | None = None) -> None:
+    conversation.save(update_fields=["status", "turn_count", "last_seq", "updated_at"])
+    if status_changed:
+        publish_on_commit(
+            [conversation_status_event(conversation.pk, conversation.status, escalation_id)]
+        )
+
+
+# --- message_send ---------------------------------------------------------------------------
+
+
+def message_rate_limit_enforce(
+    *, user: User, request: Any = None, path: str | None = None, ip: str | None = None
+) -> RateUsage | None:
+    return rate_limit_enforce(
+        group="messages:user",
+        key=str(user.pk),
+        rate=settings.RATE_LIMIT_MESSAGES,
+        request=request,
+        user=user,
+        path=path,
+        ip=ip,
+    )
+
+
+def message_send(
+    *,
+    customer: User,
+    conversation_id: int | None,
+    text: str,
+    idempotency_key: str | None = None,
+    request: Any = None,
+    path: str | None = None,
+    ip: str | None = None,
+) -> MessageSendResult:
+    """Store a customer's message and the reply in one transaction, and push both live.
+
+    `conversation_id` None or 0 starts a new conversation. While the conversation is escalated
+    the agent stays silent and the reply is a system acknowledgement. When the agent asks for a
+    human, an escalation is opened in the same transaction. Rate limited per user; with an
+    idempotency key a repeat replays the first result and writes nothing.
+    """
+    rate = message_rate_limit_enforce(user=customer, request=request, path=path, ip=ip)
+    try:
+        text = clean_message_text(text)
+    except ValueError as exc:
+        raise UnprocessableRequest(str(exc), loc=("body", "message")) from None
+    conversation_id = conversation_id or None
+
+    claim: idempotency.IdempotencyRecord | None = None
+    if idempotency_key is not None:
+        fingerprint = idempotency.request_fingerprint(
+            {"customer_id": customer.pk, "conversation_id": conversation_id, "message": text}
+        )
+        outcome = idempotency.idempotency_claim(
+            user=customer, key=idempotency.validate_key(idempotency_key), fingerprint=fingerprint
+        )
+        if isinstance(outcome, idempotency.Replay):
+            return MessageSendResult(body=outcome.body, replayed=True, rate=rate)
+        claim = outcome
+
+    try:
+        body = _message_send_claimed(
+            customer=customer, conversation_id=conversation_id, text=text, claim=claim
+        )
+    except BaseException:
+        if claim is not None:
+            idempotency.idempotency_release(record=claim)
+        raise
+    return MessageSendResult(body=body, replayed=False, rate=rate)
+
+
+def _message_send_claimed(
+    *,
+    customer: User,
+    conversation_id: int | None,
+    text: str,
+    claim: idempotency.IdempotencyRecord | None,
+) -> dict[str, Any]:
+    conversation = None
+    if conversation_id is not None:
+        conversation = selectors.conversation_get_for_customer(
+            customer=customer, conversation_id=conversation_id
+        )
+        if conversation is None:
+            raise NotFound("Conversation not found")
+
+    # Ask the agent before taking the lock: a slow agent (an LLM) must not hold the
+    # conversation's row lock. If an operator took over meanwhile, the answer is discarded.
+    reply: AgentReply | None = None
+    agent = get_agent()
+    if conversation is None or conversation.status != Conversation.Status.ESCALATED:
+        reply = async_to_sync(agent.respond)(_snapshot(customer, conversation), text)
+
+    with transaction.atomic():
+        if conversation is None:
+            conversation = Conversation.objects.create(customer=customer)
+        else:
+            conversation = conversation_lock(conversation_id=conversation.pk)
+            if conversation is None:  # deleted since we read it
+                raise NotFound("Conversation not found")
+        body = _record_turn(conversation=conversation, customer=customer, text=text,
+                            reply=reply, agent_name=agent.name)
+        if claim is not None:
+            idempotency.idempotency_complete(record=claim, status=200, body=body)
+    return body
+
+
+def _record_turn(
+    *,
+    conversation: Conversation,
+    customer: User,
+    text: str,
+    reply: AgentReply | None,
+    agent_name: str,
+) -> dict[str, Any]:
+    from escalations.services import escalation_current, escalation_open
+
+    previous_status = conversation.status
+    conversation.turn_count += 1
+    escalated = previous_status == Conversation.Status.ESCALATED
+    if escalated or reply is None:
+        # An operator has the conversation (possibly only since the agent was asked).
+        customer_message, answer = conversation_append(
+            conversation=conversation,
+            messages=[
+                NewMessage(role=Message.Role.CUSTOMER, content=text, author=customer),
+                NewMessage(role=Message.Role.SYSTEM, content=ESCALATED_ACKNOWLEDGEMENT),
+            ],
+        )
+        conversation_save(conversation=conversation)
+        escalation = escalation_current(conversation=conversation)
+        return _process_response(
+            conversation=conversation,
+            customer_message=customer_message,
+            answer=answer,
+            agent_name=SYSTEM_AGENT_NAME,
+            escalation_id=escalation.pk if escalation else None,
+            public_metadata={},
+        )
+
+    if previous_status == Conversation.Status.RESOLVED:
+        # The customer wrote again after an operator resolved: back to the agent.
+        conversation.status = Conversation.Status.ACTIVE
+    customer_message, answer = conversation_append(
+        conversation=conversation,
+        messages=[
+            NewMessage(role=Message.Role.CUSTOMER, content=text, intent=reply.intent,
+                       confidence=reply.confidence, author=customer),
+            NewMessage(role=Message.Role.AGENT, content=reply.text, intent=reply.intent,
+                       confidence=reply.confidence, metadata=dict(reply.metadata)),
+        ],
+    )
+    escalation_id = None
+    if reply.escalate:
+        escalation = escalation_open(
+            conversation=conversation,
+            reason=reply.escalation_reason or f"Agent escalated ({reply.intent})",
+            intent=reply.intent,
+            confidence=reply.confidence,
+        )
+        escalation_id = escalation.pk
+    else:
+        conversation_save(
+            conversation=conversation,
+            status_changed=conversation.status != previous_status,
+        )
+    return _process_response(
+        conversation=conversation,
+        customer_message=customer_message,
+        answer=answer,
+        agent_name=agent_name,
+        escalation_id=escalation_id,
+        public_metadata=dict(reply.metadata),
+    )
+
+
+def _process_response(
+    *,
+    conversation: Conversation,
+    customer_message: Message,
+    answer: Message,
+    agent_name: str,
+    escalation_id: int | None,
+    public_metadata: dict[str, Any],
+) -> dict[str, Any]:
+    escalated = conversation.status == Conversation.Status.ESCALATED
+    return {
+        "response": answer.content,
+        "status": "escalated" if escalated else "success",
+        "conversation_id": conversation.pk,
+        "agent": agent_name,
+        "intent": answer.intent,
+        "confidence": answer.confidence,
+        "metadata": {
+            **public_metadata,
+            "escalated": escalated,
+            "escalation_id": escalation_id,
+            "customer_message_id": customer_message.pk,
+            "customer_message_seq": customer_message.seq,
+            "seq": answer.seq,
+        },
+        "turn_count": conversation.turn_count,
+        "message_id": answer.pk,
+    }
+
+
+def _snapshot(customer: User, conversation: Conversation | None) -> ConversationSnapshot:
+    if conversation is None:
+        return ConversationSnapshot(
+            id=None, customer_id=customer.pk, turn_count=0, recent_messages=()
+        )
+    return ConversationSnapshot(
+        id=conversation.pk,
+        customer_id=customer.pk,
+        turn_count=conversation.turn_count,
+        recent_messages=tuple(
+            TurnSnapshot(role=m.role, content=m.content, intent=m.intent,
+                         confidence=m.confidence)
+            for m in selectors.recent_messages(conversation=conversation)
+        ),
+    )

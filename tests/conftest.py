@@ -1,0 +1,86 @@
+"""Shared fixtures: the four kinds of account and API clients holding their tokens."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from django.core.cache import cache
+from django.test import Client
+
+from accounts import services as account_services
+from accounts.models import User
+from messaging.agent import get_agent
+from tests.factories import OperatorFactory, SuperuserFactory, UserFactory
+
+
+@pytest.fixture(autouse=True)
+def _fast_hashing_and_clean_cache(settings: Any) -> Any:
+    # Argon2 is the production hasher (asserted in tests/accounts/test_passwords.py); tests
+    # that create many users use a fast one.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    cache.clear()  # rate-limit counters must not leak between tests
+    get_agent.cache_clear()
+    yield
+    cache.clear()
+
+
+@pytest.fixture
+def customer(db: Any) -> User:
+    return UserFactory(username="alice")
+
+
+@pytest.fixture
+def other_customer(db: Any) -> User:
+    return UserFactory(username="bob")
+
+
+@pytest.fixture
+def operator(db: Any) -> User:
+    return OperatorFactory(username="olivia")
+
+
+@pytest.fixture
+def superuser(db: Any) -> User:
+    return SuperuserFactory(username="root")
+
+
+def issue_access_token(user: User, scopes: set[str] | None = None) -> str:
+    return account_services.token_pair_issue(user=user, requested_scopes=scopes).access_token
+
+
+@pytest.fixture
+def client_for() -> Callable[..., Client]:
+    """client_for(user, scopes=None) → a test client sending that user's bearer token."""
+
+    def make(user: User, scopes: set[str] | None = None) -> Client:
+        token = issue_access_token(user, scopes)
+        return Client(headers={"Authorization": f"Bearer {token}"})
+
+    return make
+
+
+@pytest.fixture
+def customer_client(customer: User, client_for: Callable[..., Client]) -> Client:
+    return client_for(customer)
+
+
+@pytest.fixture
+def other_client(other_customer: User, client_for: Callable[..., Client]) -> Client:
+    return client_for(other_customer)
+
+
+@pytest.fixture
+def operator_client(operator: User, client_for: Callable[..., Client]) -> Client:
+    return client_for(operator)
+
+
+@pytest.fixture
+def superuser_client(superuser: User, client_for: Callable[..., Client]) -> Client:
+    return client_for(superuser)
+
+
+@pytest.fixture
+def anonymous_client() -> Client:
+    return Client()
