@@ -5,10 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from django.http import HttpRequest, HttpResponse
-from ninja import Query, Router, Schema
-from ninja.errors import ValidationError
+from ninja import Query, Router, Schema, Status
 from pydantic import Field
-from pydantic import ValidationError as PydanticValidationError
 
 from accounts import selectors, services
 from accounts.auth import Customer, Principal, Superuser
@@ -29,7 +27,13 @@ from accounts.schemas import (
 )
 from accounts.scopes import ADMIN, format_scopes, parse_scope_string
 from config.errors import ParleyError
-from config.schemas import AUTHENTICATED_ERRORS, BODY_ERRORS, error_responses
+from config.schemas import (
+    AUTHENTICATED_ERRORS,
+    BODY_ERRORS,
+    error_responses,
+    optional_body,
+    validate_body,
+)
 
 auth_router = Router(tags=["auth"])
 api_keys_router = Router(tags=["api-keys"])
@@ -56,18 +60,10 @@ _TOKEN_REQUEST_BODY = {
 def _token_request(request: HttpRequest) -> TokenIn | PasswordGrantIn:
     """JSON, or the OAuth2 password grant as a form; both validated strictly."""
     content_type = (request.content_type or "").lower()
-    try:
-        if content_type == "application/json":
-            return TokenIn.model_validate_json(request.body or b"{}")
-        if content_type == "application/x-www-form-urlencoded":
-            return PasswordGrantIn.model_validate(request.POST.dict())
-    except PydanticValidationError as exc:
-        raise ValidationError(
-            [
-                {"loc": ["body", *err["loc"]], "msg": err["msg"], "type": err["type"]}
-                for err in exc.errors(include_url=False)
-            ]
-        ) from None
+    if content_type == "application/json":
+        return validate_body(TokenIn, optional_body(request))
+    if content_type == "application/x-www-form-urlencoded":
+        return validate_body(PasswordGrantIn, request.POST.dict())
     raise UnsupportedMediaType()
 
 
@@ -80,7 +76,9 @@ def _token_request(request: HttpRequest) -> TokenIn | PasswordGrantIn:
 )
 def token_obtain(request: HttpRequest, response: HttpResponse) -> dict[str, Any]:
     payload = _token_request(request)
-    login_rate_limit_enforce(request=request, username=payload.username)
+    rate = login_rate_limit_enforce(request=request, username=payload.username)
+    if rate is not None:
+        rate.apply_headers(response)
     user = services.user_authenticate(
         request=request, username=payload.username, password=payload.password
     )
@@ -101,16 +99,23 @@ def token_refresh(request: HttpRequest, payload: RefreshIn) -> dict[str, Any]:
 @auth_router.post(
     "/revoke",
     auth=Customer(),
-    response={204: None, **error_responses(*AUTHENTICATED_ERRORS, *BODY_ERRORS)},
+    response={204: None, **error_responses(*AUTHENTICATED_ERRORS, 415, *BODY_ERRORS)},
+    openapi_extra={
+        "requestBody": {
+            "required": False,
+            "content": {"application/json": {"schema": RevokeIn.model_json_schema()}},
+        }
+    },
     summary="Revoke the presented access token and, optionally, a refresh token",
 )
-def token_revoke(request: HttpRequest, payload: RevokeIn | None = None) -> tuple[int, None]:
+def token_revoke(request: HttpRequest) -> Status[None]:
+    # The body is optional (revoking just the access token needs none), which ninja's declared
+    # bodies cannot express; it is validated with the same strict schema by hand.
+    payload = validate_body(RevokeIn, optional_body(request))
     services.token_revoke(
-        principal=_principal(request),
-        raw_refresh=payload.refresh_token if payload else None,
-        request=request,
+        principal=_principal(request), raw_refresh=payload.refresh_token, request=request
     )
-    return 204, None
+    return Status(204, None)
 
 
 @auth_router.post(
@@ -119,12 +124,14 @@ def token_revoke(request: HttpRequest, payload: RevokeIn | None = None) -> tuple
     response={201: UserOut, **error_responses(409, 429, *BODY_ERRORS)},
     summary="Create a customer account",
 )
-def register(request: HttpRequest, payload: RegisterIn) -> tuple[int, Any]:
-    register_rate_limit_enforce(request=request)
+def register(request: HttpRequest, response: HttpResponse, payload: RegisterIn) -> Status[Any]:
+    rate = register_rate_limit_enforce(request=request)
+    if rate is not None:
+        rate.apply_headers(response)
     user = services.user_register(
         username=payload.username, password=payload.password, email=payload.email
     )
-    return 201, user
+    return Status(201, user)
 
 
 @auth_router.get(
@@ -160,7 +167,7 @@ class ApiKeyListParams(Schema):
     response={201: ApiKeyCreatedOut, **error_responses(*AUTHENTICATED_ERRORS, *BODY_ERRORS)},
     summary="Create an API key (the key is shown once)",
 )
-def api_key_create(request: HttpRequest, payload: ApiKeyIn) -> tuple[int, dict[str, Any]]:
+def api_key_create(request: HttpRequest, payload: ApiKeyIn) -> Status[dict[str, Any]]:
     key, raw = services.api_key_create(
         actor=_principal(request).user,
         name=payload.name,
@@ -168,14 +175,14 @@ def api_key_create(request: HttpRequest, payload: ApiKeyIn) -> tuple[int, dict[s
         scopes=list(payload.scopes),
         expires_at=payload.expires_at,
     )
-    return 201, {
+    return Status(201, {
         "id": key.pk,
         "name": key.name,
         "key": raw,
         "owner_id": key.owner_id,
         "scopes": key.scopes,
         "expires_at": key.expires_at,
-    }
+    })
 
 
 @api_keys_router.get(
@@ -195,9 +202,9 @@ def api_key_list(request: HttpRequest, params: Query[ApiKeyListParams]) -> dict[
     response={204: None, **error_responses(*AUTHENTICATED_ERRORS, 404, 422)},
     summary="Revoke an API key; it stops working at once",
 )
-def api_key_revoke(request: HttpRequest, api_key_id: int) -> tuple[int, None]:
+def api_key_revoke(request: HttpRequest, api_key_id: int) -> Status[None]:
     services.api_key_revoke(actor=_principal(request).user, api_key_id=api_key_id)
-    return 204, None
+    return Status(204, None)
 
 
 __all__ = ["ApiKeyOut", "api_keys_router", "auth_router"]

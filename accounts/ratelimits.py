@@ -70,22 +70,30 @@ def rate_limit_enforce(
     )
 
 
-def login_rate_limit_enforce(*, request: HttpRequest, username: str) -> None:
+def login_rate_limit_enforce(*, request: HttpRequest, username: str) -> RateUsage | None:
     """One budget per client IP and one per username, shared by the API and the admin login,
-    so spreading a guessing attack over both doors gains nothing."""
+    so spreading a guessing attack over both doors gains nothing. Returns the tighter usage."""
     ip = client_ip(request.META) or "unknown"
-    rate_limit_enforce(group="login:ip", key=ip, rate=settings.RATE_LIMIT_LOGIN, request=request)
-    if username:
+    usages = [
         rate_limit_enforce(
-            group="login:username",
-            key=username.strip().lower(),
-            rate=settings.RATE_LIMIT_LOGIN,
-            request=request,
+            group="login:ip", key=ip, rate=settings.RATE_LIMIT_LOGIN, request=request
         )
+    ]
+    if username.strip():
+        usages.append(
+            rate_limit_enforce(
+                group="login:username",
+                key=username.strip().lower(),
+                rate=settings.RATE_LIMIT_LOGIN,
+                request=request,
+            )
+        )
+    known = [usage for usage in usages if usage is not None]
+    return min(known, key=lambda usage: usage.remaining) if known else None
 
 
-def register_rate_limit_enforce(*, request: HttpRequest) -> None:
+def register_rate_limit_enforce(*, request: HttpRequest) -> RateUsage | None:
     ip = client_ip(request.META) or "unknown"
-    rate_limit_enforce(
+    return rate_limit_enforce(
         group="register:ip", key=ip, rate=settings.RATE_LIMIT_REGISTER, request=request
     )

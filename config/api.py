@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -25,9 +26,9 @@ class ParleyNinjaAPI(NinjaAPI):
         """Every operation as served, with the auth its router binding gave it."""
         for bound_router in self._get_bound_routers():
             for path, path_view in bound_router.path_operations.items():
-                full_path = "/".join(p for p in (bound_router.prefix, path) if p)
+                full_path = re.sub(r"/+", "/", f"/{bound_router.prefix}/{path}").rstrip("/")
                 for operation in path_view.operations:
-                    yield "/" + full_path.strip("/"), operation
+                    yield full_path or "/", operation
 
     def get_openapi_schema(self, **kwargs: Any) -> Any:
         """Ninja leaves per-operation OAuth scopes empty; fill them from each route's policy so

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from django.http import HttpRequest, JsonResponse
-from ninja import Router, Schema
+from ninja import Router, Schema, Status
 
 from config.health import readiness
 
@@ -47,8 +47,8 @@ def health(request: HttpRequest) -> dict[str, str]:
     response={200: ReadyOut, 503: ReadyFailedOut},
     summary="Readiness: database, cache and channel layer answer",
 )
-def ready(request: HttpRequest) -> tuple[int, dict[str, object]]:
-    return ready_payload()
+def ready(request: HttpRequest) -> Status[dict[str, object]]:
+    return Status(*ready_payload())
 
 
 # Root-level probes: plain Django views, no API machinery, for load balancers.

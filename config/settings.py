@@ -85,6 +85,7 @@ INSTALLED_APPS = [
     "csp",
     "channels",
     "ninja",
+    "django_ratelimit",
     "rest_framework_simplejwt.token_blacklist",
     "accounts",
     "messaging",
@@ -230,9 +231,10 @@ SILENCED_SYSTEM_CHECKS = [
     # django-redis by name.
     "django_ratelimit.W001",
 ]
-if not REDIS_URL:
-    # The embedded default is one process, so a local-memory cache holds every counter. With
-    # REDIS_URL set this check stays on: limits must hold across workers.
+if DEBUG and not REDIS_URL:
+    # The embedded development default is one process, so a local-memory cache holds every
+    # counter. In production (DEBUG=0) or with REDIS_URL the check stays on: limits must hold
+    # across worker processes, so DEBUG=0 needs REDIS_URL.
     SILENCED_SYSTEM_CHECKS.append("django_ratelimit.E003")
 
 # --- The agent ------------------------------------------------------------------------------

@@ -1,0 +1,65 @@
+# Parley. `make run` serves the embedded default; `make test` runs every test.
+SHELL := /bin/bash
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PYTHON := $(BIN)/python
+HOST ?= 127.0.0.1
+PORT ?= 8000
+PYTEST_ARGS ?=
+
+.PHONY: help install dev-install browser-deps run test lint bench serve attack clean
+
+help:  ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
+
+$(PYTHON):
+	$(PY) -m venv $(VENV)
+	$(PYTHON) -m pip install --quiet --upgrade pip
+
+$(VENV)/.installed: requirements.txt | $(PYTHON)
+	$(PYTHON) -m pip install --quiet -r requirements.txt
+	@touch $@
+
+$(VENV)/.dev-installed: requirements-dev.txt requirements.txt | $(PYTHON)
+	$(PYTHON) -m pip install --quiet -r requirements-dev.txt
+	@touch $(VENV)/.installed $@
+
+install: $(VENV)/.installed  ## Create .venv and install the runtime requirements
+
+dev-install: $(VENV)/.dev-installed  ## Install runtime + test/tooling requirements
+
+browser-deps:  ## Chromium for the browser tests, from the system packages (never downloaded by Playwright)
+	@if ! command -v chromium >/dev/null 2>&1; then \
+		echo "Installing Chromium from the system packages (apt-get)"; \
+		SUDO=$$( [ "$$(id -u)" -eq 0 ] || echo sudo ); \
+		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q chromium >/dev/null 2>&1 || \
+		{ $$SUDO apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q chromium >/dev/null; }; \
+	fi
+
+run: install  ## Migrate, seed demo accounts (DEBUG only) and serve HTTP + websockets on HOST:PORT
+	$(PYTHON) manage.py migrate --noinput
+	$(PYTHON) manage.py seed_demo
+	$(BIN)/uvicorn config.asgi:application --host $(HOST) --port $(PORT) --lifespan off
+
+test: dev-install browser-deps  ## Run the whole test suite
+	$(PYTHON) manage.py collectstatic --noinput -v 0
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+lint: dev-install  ## ruff, mypy and the migrations check
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy .
+	$(PYTHON) manage.py makemigrations --check --dry-run
+
+serve: install  ## Production profile on PostgreSQL + Redis (see docs/operations.md)
+	$(PYTHON) -m bench.serve
+
+bench: dev-install  ## Benchmarks against the production profile; figures to bench/results/
+	$(PYTHON) -m bench.run
+
+attack: dev-install  ## schemathesis, bandit, check --deploy, makemigrations --check
+	bash .ci/attack
+
+clean:  ## Remove the virtualenv and local databases
+	rm -rf $(VENV) db.sqlite3* .local staticfiles
