@@ -1,0 +1,156 @@
+"""GET /conversations/{id}/history and GET /conversations: paging and pinned query counts."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from django.test import Client
+
+from accounts.models import User
+from messaging.models import Conversation
+from tests.factories import ConversationFactory, MessageFactory
+
+
+@pytest.fixture
+def long_conversation(customer: User) -> Conversation:
+    conversation = ConversationFactory(customer=customer)
+    for n in range(1, 11):
+        MessageFactory(conversation=conversation, role="customer" if n % 2 else "agent",
+                       content=f"m{n}")
+    return conversation
+
+
+def _history(client: Client, conversation: Conversation, query: str = "") -> dict[str, Any]:
+    response = client.get(f"/api/v1/conversations/{conversation.pk}/history?{query}")
+    assert response.status_code == 200
+    return response.json()
+
+
+def _seqs(body: dict[str, Any]) -> list[int]:
+    return [m["seq"] for m in body["messages"]]
+
+
+@pytest.mark.django_db
+def test_history_items_have_the_spec_shape(customer_client: Client,
+                                           long_conversation: Conversation) -> None:
+    body = _history(customer_client, long_conversation, "limit=1")
+    assert body["conversation_id"] == long_conversation.pk
+    assert set(body["messages"][0]) == {"id", "seq", "role", "content", "intent", "confidence",
+                                        "created_at"}
+
+
+@pytest.mark.django_db
+def test_without_cursor_returns_the_latest_in_ascending_order(
+    customer_client: Client, long_conversation: Conversation
+) -> None:
+    body = _history(customer_client, long_conversation, "limit=4")
+    assert _seqs(body) == [7, 8, 9, 10]
+    assert body["has_more"] is True
+    assert _history(customer_client, long_conversation)["has_more"] is False
+    assert _seqs(_history(customer_client, long_conversation)) == list(range(1, 11))
+
+
+@pytest.mark.django_db
+def test_after_seq_pages_forward(customer_client: Client, long_conversation: Conversation) -> None:
+    first = _history(customer_client, long_conversation, "after_seq=0&limit=4")
+    assert _seqs(first) == [1, 2, 3, 4] and first["has_more"] is True
+    last = _history(customer_client, long_conversation, "after_seq=8&limit=4")
+    assert _seqs(last) == [9, 10] and last["has_more"] is False
+    assert _seqs(_history(customer_client, long_conversation, "after_seq=10")) == []
+
+
+@pytest.mark.django_db
+def test_before_seq_pages_backward(customer_client: Client,
+                                   long_conversation: Conversation) -> None:
+    page = _history(customer_client, long_conversation, "before_seq=7&limit=3")
+    assert _seqs(page) == [4, 5, 6] and page["has_more"] is True
+    first = _history(customer_client, long_conversation, "before_seq=3&limit=3")
+    assert _seqs(first) == [1, 2] and first["has_more"] is False
+
+
+@pytest.mark.django_db
+def test_after_and_before_together_bound_a_window(
+    customer_client: Client, long_conversation: Conversation
+) -> None:
+    body = _history(customer_client, long_conversation, "after_seq=2&before_seq=6")
+    assert _seqs(body) == [3, 4, 5] and body["has_more"] is False
+
+
+@pytest.mark.django_db
+def test_history_query_count_is_pinned(
+    customer_client: Client, long_conversation: Conversation, django_assert_num_queries: Any
+) -> None:
+    # user + revocation check (1), conversation with ownership (1), messages (1)
+    with django_assert_num_queries(3):
+        _history(customer_client, long_conversation, "limit=50")
+
+
+@pytest.mark.django_db
+def test_conversation_list_newest_activity_first_with_cursor(
+    customer_client: Client, customer: User
+) -> None:
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    now = timezone.now()
+    made = [
+        ConversationFactory(customer=customer, updated_at=now - timedelta(minutes=n))
+        for n in range(5)
+    ]
+    first = customer_client.get("/api/v1/conversations?limit=2").json()
+    assert [i["id"] for i in first["items"]] == [made[0].pk, made[1].pk]
+    assert set(first["items"][0]) == {"id", "customer_id", "status", "created_at",
+                                      "updated_at", "turn_count"}
+    second = customer_client.get(
+        f"/api/v1/conversations?limit=2&cursor={first['next_cursor']}"
+    ).json()
+    assert [i["id"] for i in second["items"]] == [made[2].pk, made[3].pk]
+    third = customer_client.get(
+        f"/api/v1/conversations?limit=2&cursor={second['next_cursor']}"
+    ).json()
+    assert [i["id"] for i in third["items"]] == [made[4].pk]
+    assert third["next_cursor"] is None
+
+
+@pytest.mark.django_db
+def test_conversations_with_equal_timestamps_are_not_skipped(
+    customer_client: Client, customer: User
+) -> None:
+    from django.utils import timezone
+
+    same = timezone.now()
+    made = {ConversationFactory(customer=customer, updated_at=same).pk for _ in range(5)}
+    seen: list[int] = []
+    cursor = ""
+    while True:
+        page = customer_client.get(f"/api/v1/conversations?limit=2{cursor}").json()
+        seen += [i["id"] for i in page["items"]]
+        if not page["next_cursor"]:
+            break
+        cursor = f"&cursor={page['next_cursor']}"
+    assert sorted(seen) == sorted(made)
+    assert len(seen) == 5
+
+
+@pytest.mark.django_db
+def test_process_query_count_is_pinned(
+    customer_client: Client, customer: User, long_conversation: Conversation,
+    django_assert_max_num_queries: Any,
+) -> None:
+    # auth (1), conversation (1), recent messages for the agent (1), then in one transaction:
+    # lock (1), insert both messages (1), update conversation (1). Inside the test's own
+    # transaction the atomic block shows as SAVEPOINT/RELEASE instead of BEGIN/COMMIT.
+    with django_assert_max_num_queries(8) as captured:
+        response = customer_client.post(
+            "/api/v1/messages/process",
+            {"message": "thanks", "customer_id": customer.pk,
+             "conversation_id": long_conversation.pk},
+            content_type="application/json",
+        )
+    assert response.status_code == 200
+    statements = [q["sql"].split()[0].upper() for q in captured.captured_queries]
+    assert statements == [
+        "SELECT", "SELECT", "SELECT", "SAVEPOINT", "SELECT", "INSERT", "UPDATE", "RELEASE"
+    ]

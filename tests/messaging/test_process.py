@@ -1,0 +1,116 @@
+"""POST /messages/process: the customer's message and the reply, in one transaction."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from django.test import Client
+
+from accounts.models import User
+from escalations.models import Escalation
+from messaging.models import Conversation, Message
+
+PROCESS = "/api/v1/messages/process"
+
+
+def send(client: Client, customer: User, message: str, conversation_id: int | None = None,
+         **headers: str) -> Any:
+    return client.post(
+        PROCESS,
+        {"message": message, "customer_id": customer.pk, "conversation_id": conversation_id},
+        content_type="application/json",
+        headers=headers,
+    )
+
+
+@pytest.mark.django_db
+def test_first_message_starts_a_conversation(customer_client: Client, customer: User) -> None:
+    response = send(customer_client, customer, "I was charged twice for my subscription")
+    assert response.status_code == 200
+    body = response.json()
+    conversation = Conversation.objects.get()
+    reply = Message.objects.get(role="agent")
+    assert body["status"] == "success"
+    assert body["conversation_id"] == conversation.pk
+    assert body["agent"] == "rule_based"
+    assert body["intent"] == "billing"
+    assert 0 <= body["confidence"] <= 1
+    assert body["turn_count"] == 1
+    assert body["message_id"] == reply.pk
+    assert body["response"] == reply.content
+    assert body["metadata"]["escalated"] is False
+    assert body["metadata"]["escalation_id"] is None
+    assert conversation.customer == customer
+    assert [(m.seq, m.role) for m in conversation.messages.all()] == [(1, "customer"),
+                                                                      (2, "agent")]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("new_marker", [None, 0])
+def test_null_or_zero_conversation_id_starts_a_new_one(
+    customer_client: Client, customer: User, new_marker: int | None
+) -> None:
+    first = send(customer_client, customer, "hello").json()["conversation_id"]
+    second = send(customer_client, customer, "hello again", new_marker).json()["conversation_id"]
+    assert first != second
+    assert Conversation.objects.filter(customer=customer).count() == 2
+
+
+@pytest.mark.django_db
+def test_follow_up_continues_the_conversation(customer_client: Client, customer: User) -> None:
+    conversation_id = send(customer_client, customer, "hi").json()["conversation_id"]
+    body = send(customer_client, customer, "my app crashes when I upload", conversation_id).json()
+    assert body["conversation_id"] == conversation_id
+    assert body["turn_count"] == 2
+    assert body["intent"] == "technical"
+    assert list(
+        Message.objects.filter(conversation_id=conversation_id).values_list("seq", flat=True)
+    ) == [1, 2, 3, 4]
+
+
+@pytest.mark.django_db
+def test_human_request_escalates_in_the_same_transaction(
+    customer_client: Client, customer: User
+) -> None:
+    response = send(customer_client, customer, "let me talk to a person")
+    body = response.json()
+    escalation = Escalation.objects.get()
+    assert body["status"] == "escalated"
+    assert body["intent"] == "human_request"
+    assert body["metadata"]["escalated"] is True
+    assert body["metadata"]["escalation_id"] == escalation.pk
+    assert escalation.status == "open"
+    assert escalation.reason == "Customer asked for a human"
+    conversation = Conversation.objects.get()
+    assert conversation.status == "escalated"
+    assert [(m.seq, m.role) for m in conversation.messages.all()] == [
+        (1, "customer"), (2, "agent"), (3, "system")
+    ]
+    assert conversation.messages.get(seq=3).content == "An operator will join shortly."
+
+
+@pytest.mark.django_db
+def test_agent_stays_silent_while_escalated(customer_client: Client, customer: User) -> None:
+    conversation_id = send(customer_client, customer, "I want a human").json()["conversation_id"]
+    body = send(customer_client, customer, "are you there?", conversation_id).json()
+    assert body["status"] == "escalated"
+    assert body["agent"] == "system"
+    assert "operator" in body["response"]
+    assert body["metadata"]["escalation_id"] == Escalation.objects.get().pk
+    roles = list(Message.objects.filter(conversation_id=conversation_id).values_list(
+        "role", flat=True))
+    assert roles == ["customer", "agent", "system", "customer", "system"]
+    assert Message.objects.filter(role="agent").count() == 1
+
+
+@pytest.mark.django_db
+def test_internal_agent_details_never_reach_the_client(
+    customer_client: Client, customer: User
+) -> None:
+    body = send(customer_client, customer, "hello").json()
+    assert set(body) == {"response", "status", "conversation_id", "agent", "intent",
+                         "confidence", "metadata", "turn_count", "message_id"}
+    assert set(body["metadata"]) <= {"escalated", "escalation_id", "fallback",
+                                     "customer_message_id", "customer_message_seq", "seq"}
+    assert "prompt" not in str(body).lower()
