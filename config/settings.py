@@ -129,7 +129,12 @@ TEMPLATES = [
 
 # --- Database -------------------------------------------------------------------------------
 SQLITE_PATH = BASE_DIR / "db.sqlite3"
-DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{SQLITE_PATH}")}
+# An empty DATABASE_URL (as in a copied .env.example) means the embedded default.
+DATABASES = {
+    "default": environ.Env.db_url_config(
+        env.str("DATABASE_URL", default="") or f"sqlite:///{SQLITE_PATH}"
+    )
+}
 _db = DATABASES["default"]
 if _db["ENGINE"] == "django.db.backends.sqlite3":
     # WAL lets readers run beside the writer; IMMEDIATE takes the write lock at BEGIN so two
@@ -225,6 +230,9 @@ RATE_LIMIT_MESSAGES = env.str("RATE_LIMIT_MESSAGES", default="10/m")
 RATE_LIMIT_LOGIN = env.str("RATE_LIMIT_LOGIN", default="10/m")
 RATE_LIMIT_REGISTER = env.str("RATE_LIMIT_REGISTER", default="5/m")
 RATELIMIT_USE_CACHE = "default"
+# The request header holding the client address when a trusted proxy sets it (e.g.
+# HTTP_X_FORWARDED_FOR); REMOTE_ADDR otherwise. See docs/api.md "Client IP behind a proxy".
+RATELIMIT_IP_META_KEY = env.str("RATELIMIT_IP_META_KEY", default="") or None
 RATELIMIT_ENABLE = env.bool("RATELIMIT_ENABLE", default=True)
 SILENCED_SYSTEM_CHECKS = [
     # Django's own RedisCache increments atomically (INCR); django-ratelimit only lists
