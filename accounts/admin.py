@@ -39,12 +39,26 @@ class ParleyUserAdmin(SuperuserOnlyMixin, UserAdmin):
 
 @admin.register(ApiKey)
 class ApiKeyAdmin(SuperuserOnlyMixin, admin.ModelAdmin):
-    list_display = ("name", "prefix", "owner", "scopes", "expires_at", "revoked_at",
-                    "last_used_at", "use_count")
+    list_display = (
+        "name",
+        "prefix",
+        "owner",
+        "scopes",
+        "expires_at",
+        "revoked_at",
+        "last_used_at",
+        "use_count",
+    )
     list_filter = ("revoked_at",)
     search_fields = ("name", "prefix", "owner__username")
-    readonly_fields = ("prefix", "created_at", "created_by", "revoked_at", "last_used_at",
-                       "use_count")
+    readonly_fields = (
+        "prefix",
+        "created_at",
+        "created_by",
+        "revoked_at",
+        "last_used_at",
+        "use_count",
+    )
     fields = ("name", "owner", "scopes", "expires_at", *readonly_fields)
     actions = ["revoke_selected"]
 

@@ -175,14 +175,17 @@ def api_key_create(request: HttpRequest, payload: ApiKeyIn) -> Status[dict[str, 
         scopes=list(payload.scopes),
         expires_at=payload.expires_at,
     )
-    return Status(201, {
-        "id": key.pk,
-        "name": key.name,
-        "key": raw,
-        "owner_id": key.owner_id,
-        "scopes": key.scopes,
-        "expires_at": key.expires_at,
-    })
+    return Status(
+        201,
+        {
+            "id": key.pk,
+            "name": key.name,
+            "key": raw,
+            "owner_id": key.owner_id,
+            "scopes": key.scopes,
+            "expires_at": key.expires_at,
+        },
+    )
 
 
 @api_keys_router.get(

@@ -100,9 +100,7 @@ def api_key_prefix(raw: str) -> str | None:
 def principal_from_api_key(raw: str) -> Principal:
     """Validate an API key, record its use, and act as its owner. Raises NotAuthenticated."""
     prefix = api_key_prefix(raw)
-    key = (
-        ApiKey.objects.select_related("owner").filter(prefix=prefix).first() if prefix else None
-    )
+    key = ApiKey.objects.select_related("owner").filter(prefix=prefix).first() if prefix else None
     if key is None or not constant_time_compare(key.key_hash, api_key_hash(raw)):
         raise NotAuthenticated("Invalid API key")
     now = timezone.now()
@@ -168,9 +166,7 @@ class BearerAuth(HttpBearer):
     Authorize button can fetch a token from /api/v1/auth/token."""
 
     openapi_type = "oauth2"
-    openapi_flows = {
-        "password": {"tokenUrl": "/api/v1/auth/token", "scopes": SCOPE_DESCRIPTIONS}
-    }
+    openapi_flows = {"password": {"tokenUrl": "/api/v1/auth/token", "scopes": SCOPE_DESCRIPTIONS}}
 
     def __init__(self, policy: Policy) -> None:
         super().__init__()

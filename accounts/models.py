@@ -1,8 +1,8 @@
 from __future__ import annotations
 
-from django.conf import settings
 from datetime import datetime
 
+from django.conf import settings
 from django.contrib.auth.models import AbstractUser, UserManager
 from django.db import models
 from django.db.models.functions import Lower

@@ -45,8 +45,9 @@ def rate_limit_enforce(
 
     Returns the usage for RateLimit-* headers, or None when rate limiting is disabled.
     """
-    usage = get_usage(request, group=group, key=lambda _group, _request: key, rate=rate,
-                      increment=True)
+    usage = get_usage(
+        request, group=group, key=lambda _group, _request: key, rate=rate, increment=True
+    )
     if usage is None:
         return None
     reset = max(1, int(usage["time_left"]))

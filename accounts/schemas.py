@@ -11,16 +11,20 @@ from pydantic import Field, field_validator
 from accounts.scopes import ALL_SCOPES
 from config.schemas import StrictIn
 
-ScopeName = Literal["conversations:read", "messages:write", "escalations:manage", "stats:read",
-                    "admin"]
+ScopeName = Literal[
+    "conversations:read", "messages:write", "escalations:manage", "stats:read", "admin"
+]
 assert set(ScopeName.__args__) == set(ALL_SCOPES)  # noqa: S101 - keeps the two lists in step
 
 
 class TokenIn(StrictIn):
     username: str = Field(min_length=1, max_length=150)
     password: str = Field(min_length=1, max_length=1024)
-    scope: str | None = Field(default=None, max_length=500,
-                              description="Space-separated scopes; omitted = all your role allows")
+    scope: str | None = Field(
+        default=None,
+        max_length=500,
+        description="Space-separated scopes; omitted = all your role allows",
+    )
 
 
 class PasswordGrantIn(StrictIn):

@@ -20,9 +20,14 @@ from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, Ou
 
 from accounts.auth import API_KEY_PREFIX, Principal, api_key_hash
 from accounts.models import ApiKey, RevokedAccessToken, SecurityEvent, User
-from accounts.scopes import ALL_SCOPES, allowed_scopes, format_scopes, grant_scopes
-from accounts.scopes import parse_scope_string
-from accounts.tokens import SCOPE_CLAIM, ParleyRefreshToken, token_expiry, token_matches_password
+from accounts.scopes import (
+    ALL_SCOPES,
+    allowed_scopes,
+    format_scopes,
+    grant_scopes,
+    parse_scope_string,
+)
+from accounts.tokens import SCOPE_CLAIM, ParleyRefreshToken, token_matches_password
 from config.errors import Conflict, NotAuthenticated, NotFound, UnprocessableRequest
 from config.request_context import client_ip, current_request_id
 
@@ -173,8 +178,9 @@ def token_refresh(*, raw_refresh: str, request: HttpRequest | None = None) -> To
             created = False
         if not created:
             # Two clients raced with one refresh token: exactly one of them gets a new pair.
-            security_event_record(kind=SecurityEvent.Kind.REFRESH_REUSED, request=request,
-                                  user=user)
+            security_event_record(
+                kind=SecurityEvent.Kind.REFRESH_REUSED, request=request, user=user
+            )
             raise NotAuthenticated("Invalid or expired refresh token")
         scopes = allowed_scopes(user) & parse_scope_string(refresh[SCOPE_CLAIM])
         return token_pair_issue(user=user, requested_scopes=set(scopes))
@@ -189,8 +195,9 @@ def _is_blacklisted_refresh(raw: str) -> bool:
     return bool(jti) and BlacklistedToken.objects.filter(token__jti=jti).exists()
 
 
-def token_revoke(*, principal: Principal, raw_refresh: str | None,
-                 request: HttpRequest | None = None) -> None:
+def token_revoke(
+    *, principal: Principal, raw_refresh: str | None, request: HttpRequest | None = None
+) -> None:
     """Revoke the presented access token until it expires and, if given and the caller's, the
     refresh token. An unknown or foreign refresh token is ignored (RFC 7009 §2.2)."""
     if principal.token_jti and principal.token_expires_at:
@@ -287,9 +294,7 @@ def api_key_revoke(*, actor: User, api_key_id: int) -> ApiKey:
     if key is None:
         raise NotFound("API key not found")
     if key.revoked_at is None:
-        ApiKey.objects.filter(pk=key.pk, revoked_at__isnull=True).update(
-            revoked_at=timezone.now()
-        )
+        ApiKey.objects.filter(pk=key.pk, revoked_at__isnull=True).update(revoked_at=timezone.now())
         key.refresh_from_db()
         security_event_record(
             kind=SecurityEvent.Kind.TOKEN_REVOKED,

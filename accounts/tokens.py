@@ -22,17 +22,24 @@ from accounts.models import User
 from accounts.scopes import format_scopes
 
 SCOPE_CLAIM = "scope"
-PASSWORD_FINGERPRINT_CLAIM = "pwf"
-REQUIRED_CLAIMS = ("sub", "jti", "iat", "exp", "token_type", SCOPE_CLAIM, "iss", "aud",
-                   PASSWORD_FINGERPRINT_CLAIM)
+PASSWORD_FINGERPRINT_CLAIM = "pwf"  # noqa: S105 - a claim name, not a secret
+REQUIRED_CLAIMS = (
+    "sub",
+    "jti",
+    "iat",
+    "exp",
+    "token_type",
+    SCOPE_CLAIM,
+    "iss",
+    "aud",
+    PASSWORD_FINGERPRINT_CLAIM,
+)
 
 
 def password_fingerprint(user: User) -> str:
     """A keyed digest of the stored password hash: it changes whenever the password does, and
     reveals nothing about the hash to someone reading a token."""
-    return salted_hmac("parley.tokens.password", user.password, algorithm="sha256").hexdigest()[
-        :20
-    ]
+    return salted_hmac("parley.tokens.password", user.password, algorithm="sha256").hexdigest()[:20]
 
 
 def token_matches_password(payload: dict[str, Any], user: User) -> bool:
@@ -78,7 +85,7 @@ class ParleyRefreshToken(_StrictClaimsMixin, RefreshToken):
         OutstandingToken.objects.create(
             user=user,
             jti=token["jti"],
-            token="(not stored)",
+            token="(not stored)",  # noqa: S106 - deliberately not the token
             created_at=token.current_time,
             expires_at=datetime_from_epoch(token["exp"]),
         )

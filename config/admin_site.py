@@ -21,8 +21,9 @@ class ParleyAdminSite(admin.AdminSite):
     index_title = "Operations"
     index_template = "admin/parley_index.html"
 
-    def login(self, request: HttpRequest, extra_context: dict[str, Any] | None = None
-              ) -> HttpResponse:
+    def login(
+        self, request: HttpRequest, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
         if request.method != "POST":
             return super().login(request, extra_context)
         username = (request.POST.get("username") or "").strip().lower()[:150]
@@ -35,8 +36,9 @@ class ParleyAdminSite(admin.AdminSite):
                 "rate_limited": True,
                 "retry_after": exc.retry_after,
             }
-            response = TemplateResponse(request, "admin/login_rate_limited.html", context,
-                                        status=429)
+            response = TemplateResponse(
+                request, "admin/login_rate_limited.html", context, status=429
+            )
             response["Retry-After"] = str(exc.retry_after)
             return response
         response = super().login(request, extra_context)
@@ -57,4 +59,3 @@ class ParleyAdminSite(admin.AdminSite):
             path("statistics/", self.admin_view(statistics_view), name="statistics"),
         ]
         return custom + super().get_urls()  # type: ignore[return-value]
-

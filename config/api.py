@@ -64,8 +64,9 @@ api = ParleyNinjaAPI(
 )
 
 
-def _error(request: HttpRequest, status: int, detail: Any, headers: dict[str, str] | None = None
-           ) -> HttpResponse:
+def _error(
+    request: HttpRequest, status: int, detail: Any, headers: dict[str, str] | None = None
+) -> HttpResponse:
     response = api.create_response(request, {"detail": detail}, status=status)
     for name, value in (headers or {}).items():
         response[name] = value
@@ -88,7 +89,9 @@ def _no_credentials(request: HttpRequest, exc: AuthenticationError) -> HttpRespo
         kind=SecurityEvent.Kind.AUTH_FAILED, request=request, detail={"reason": "no credentials"}
     )
     return _error(
-        request, 401, "Authentication credentials were not provided",
+        request,
+        401,
+        "Authentication credentials were not provided",
         {"WWW-Authenticate": "Bearer"},
     )
 

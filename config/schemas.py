@@ -7,7 +7,6 @@ from typing import Any, TypeVar
 from ninja import Schema
 from pydantic import ConfigDict
 
-
 S = TypeVar("S", bound=Schema)
 
 

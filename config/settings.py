@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import warnings
 from datetime import timedelta
 from pathlib import Path
 
@@ -323,10 +324,13 @@ STORAGES = {
 }
 if DEBUG:
     # No collectstatic step needed in development (and tests, which run with DEBUG unset).
-    STORAGES["staticfiles"] = {
-        "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"
-    }
+    STORAGES["staticfiles"] = {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}
 WHITENOISE_USE_FINDERS = DEBUG
+# WhiteNoise hands Django a file iterator; under ASGI Django wraps it and warns on every static
+# file. Serving is correct, the warning is noise.
+warnings.filterwarnings(
+    "ignore", message="StreamingHttpResponse must consume synchronous iterators"
+)
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"

@@ -67,7 +67,9 @@ def idempotency_claim(*, user: User, key: str, fingerprint: str) -> IdempotencyR
         now = timezone.now()
         if existing.created_at <= now - REPLAY_WINDOW:
             # Expired: the key is free again.
-            IdempotencyRecord.objects.filter(pk=existing.pk, created_at=existing.created_at).delete()
+            IdempotencyRecord.objects.filter(
+                pk=existing.pk, created_at=existing.created_at
+            ).delete()
             continue
         if existing.fingerprint != fingerprint:
             raise UnprocessableRequest(

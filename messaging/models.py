@@ -53,7 +53,10 @@ class Message(models.Model):
     confidence = models.FloatField(null=True, blank=True)
     # Who wrote it, for operator messages (customer messages: the conversation's customer).
     author = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True,
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
         related_name="+",
     )
     # Client-safe facts about the reply (e.g. {"fallback": true}); never prompts or internals.

@@ -77,9 +77,9 @@ def message_history(
 def messages_after(*, conversation_id: int, after_seq: int, limit: int = 1000) -> list[Message]:
     """For websocket resume: everything after `after_seq`, oldest first."""
     return list(
-        Message.objects.filter(conversation_id=conversation_id, seq__gt=after_seq).order_by(
-            "seq"
-        )[:limit]
+        Message.objects.filter(conversation_id=conversation_id, seq__gt=after_seq).order_by("seq")[
+            :limit
+        ]
     )
 
 

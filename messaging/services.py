@@ -58,9 +58,7 @@ def conversation_lock(*, conversation_id: int) -> Conversation | None:
     return Conversation.objects.select_for_update().filter(pk=conversation_id).first()
 
 
-def conversation_append(
-    *, conversation: Conversation, messages: list[NewMessage]
-) -> list[Message]:
+def conversation_append(*, conversation: Conversation, messages: list[NewMessage]) -> list[Message]:
     """Append messages with the next seqs and push them to subscribers after commit.
 
     The caller holds the conversation's lock (`conversation_lock`) inside a transaction and
@@ -91,8 +89,9 @@ def conversation_append(
     return rows
 
 
-def conversation_save(*, conversation: Conversation, status_changed: bool = False,
-                      escalation_id: int | None = None) -> None:
+def conversation_save(
+    *, conversation: Conversation, status_changed: bool = False, escalation_id: int | None = None
+) -> None:
     conversation.save(update_fields=["status", "turn_count", "last_seq", "updated_at"])
     if status_changed:
         publish_on_commit(
@@ -193,8 +192,13 @@ def _message_send_claimed(
             conversation = conversation_lock(conversation_id=conversation.pk)
             if conversation is None:  # deleted since we read it
                 raise NotFound("Conversation not found")
-        body = _record_turn(conversation=conversation, customer=customer, text=text,
-                            reply=reply, agent_name=agent.name)
+        body = _record_turn(
+            conversation=conversation,
+            customer=customer,
+            text=text,
+            reply=reply,
+            agent_name=agent.name,
+        )
         if claim is not None:
             idempotency.idempotency_complete(record=claim, status=200, body=body)
     return body
@@ -239,10 +243,20 @@ def _record_turn(
     customer_message, answer = conversation_append(
         conversation=conversation,
         messages=[
-            NewMessage(role=Message.Role.CUSTOMER, content=text, intent=reply.intent,
-                       confidence=reply.confidence, author=customer),
-            NewMessage(role=Message.Role.AGENT, content=reply.text, intent=reply.intent,
-                       confidence=reply.confidence, metadata=dict(reply.metadata)),
+            NewMessage(
+                role=Message.Role.CUSTOMER,
+                content=text,
+                intent=reply.intent,
+                confidence=reply.confidence,
+                author=customer,
+            ),
+            NewMessage(
+                role=Message.Role.AGENT,
+                content=reply.text,
+                intent=reply.intent,
+                confidence=reply.confidence,
+                metadata=dict(reply.metadata),
+            ),
         ],
     )
     escalation_id = None
@@ -309,8 +323,7 @@ def _snapshot(customer: User, conversation: Conversation | None) -> Conversation
         customer_id=customer.pk,
         turn_count=conversation.turn_count,
         recent_messages=tuple(
-            TurnSnapshot(role=m.role, content=m.content, intent=m.intent,
-                         confidence=m.confidence)
+            TurnSnapshot(role=m.role, content=m.content, intent=m.intent, confidence=m.confidence)
             for m in selectors.recent_messages(conversation=conversation)
         ),
     )

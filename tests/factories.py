@@ -73,9 +73,7 @@ class EscalationFactory(factory.django.DjangoModelFactory):
     class Meta:
         model = Escalation
 
-    conversation = factory.SubFactory(
-        ConversationFactory, status=Conversation.Status.ESCALATED
-    )
+    conversation = factory.SubFactory(ConversationFactory, status=Conversation.Status.ESCALATED)
     reason = "Customer asked for a human"
     intent = "human_request"
     confidence = 0.9

@@ -28,7 +28,9 @@ def test_superuser_creates_key_shown_once_and_stored_hashed(
     superuser_client: Client, customer: User
 ) -> None:
     response = _create(
-        superuser_client, name="mobile app", owner_id=customer.pk,
+        superuser_client,
+        name="mobile app",
+        owner_id=customer.pk,
         scopes=["conversations:read", "messages:write"],
     )
     assert response.status_code == 201
@@ -83,7 +85,9 @@ def test_key_scopes_limit_what_it_can_do(superuser_client: Client, customer: Use
 @pytest.mark.django_db
 def test_key_scopes_never_exceed_the_owners_role(superuser_client: Client, customer: User) -> None:
     raw = _create(
-        superuser_client, name="overreach", owner_id=customer.pk,
+        superuser_client,
+        name="overreach",
+        owner_id=customer.pk,
         scopes=["escalations:manage", "conversations:read"],
     ).json()["key"]
     assert _key_client(raw).get("/api/v1/auth/me").json()["scopes"] == ["conversations:read"]
@@ -109,12 +113,13 @@ def test_revoked_key_stops_working_at_once(superuser_client: Client, customer: U
 @pytest.mark.django_db
 def test_expired_key_is_refused(superuser_client: Client, customer: User) -> None:
     created = _create(
-        superuser_client, name="k", owner_id=customer.pk, scopes=["conversations:read"],
+        superuser_client,
+        name="k",
+        owner_id=customer.pk,
+        scopes=["conversations:read"],
         expires_at=(timezone.now() + timedelta(hours=1)).isoformat(),
     ).json()
-    ApiKey.objects.filter(pk=created["id"]).update(
-        expires_at=timezone.now() - timedelta(seconds=1)
-    )
+    ApiKey.objects.filter(pk=created["id"]).update(expires_at=timezone.now() - timedelta(seconds=1))
     assert _key_client(created["key"]).get("/api/v1/auth/me").status_code == 401
 
 
@@ -132,9 +137,10 @@ def test_tampered_key_is_refused(superuser_client: Client, customer: User) -> No
     raw = _create(
         superuser_client, name="k", owner_id=customer.pk, scopes=["conversations:read"]
     ).json()["key"]
-    assert _key_client(raw[:-1] + ("A" if raw[-1] != "A" else "B")).get(
-        "/api/v1/auth/me"
-    ).status_code == 401
+    assert (
+        _key_client(raw[:-1] + ("A" if raw[-1] != "A" else "B")).get("/api/v1/auth/me").status_code
+        == 401
+    )
 
 
 @pytest.mark.django_db
@@ -171,8 +177,12 @@ def test_delete_unknown_key_is_404(superuser_client: Client) -> None:
         {"name": "k", "owner_id": 1, "scopes": []},
         {"name": "", "owner_id": 1, "scopes": ["conversations:read"]},
         {"name": "k", "owner_id": 1, "scopes": ["conversations:read"], "key": "chosen"},
-        {"name": "k", "owner_id": 1, "scopes": ["conversations:read"],
-         "expires_at": "2001-01-01T00:00:00Z"},
+        {
+            "name": "k",
+            "owner_id": 1,
+            "scopes": ["conversations:read"],
+            "expires_at": "2001-01-01T00:00:00Z",
+        },
     ],
 )
 def test_invalid_key_requests_are_422(superuser_client: Client, body: dict[str, Any]) -> None:
@@ -183,8 +193,7 @@ def test_invalid_key_requests_are_422(superuser_client: Client, body: dict[str, 
 @pytest.mark.django_db
 def test_key_list_paginates(superuser_client: Client, customer: User) -> None:
     for n in range(3):
-        _create(superuser_client, name=f"k{n}", owner_id=customer.pk,
-                scopes=["conversations:read"])
+        _create(superuser_client, name=f"k{n}", owner_id=customer.pk, scopes=["conversations:read"])
     first = superuser_client.get(f"{KEYS}?limit=2").json()
     assert [i["name"] for i in first["items"]] == ["k2", "k1"]
     second = superuser_client.get(f"{KEYS}?limit=2&cursor={first['next_cursor']}").json()

@@ -23,10 +23,13 @@ def test_register_creates_a_customer() -> None:
     assert response.status_code == 201
     user = User.objects.get(username="carol")
     assert response.json() == {"id": user.pk, "username": "carol", "email": "carol@example.com"}
-    assert not user.is_staff and not user.is_superuser and user.is_active
+    assert not user.is_staff
+    assert not user.is_superuser
+    assert user.is_active
     assert user.check_password(STRONG)
     login = Client().post(
-        "/api/v1/auth/token", {"username": "carol", "password": STRONG},
+        "/api/v1/auth/token",
+        {"username": "carol", "password": STRONG},
         content_type="application/json",
     )
     assert login.json()["scope"] == "conversations:read messages:write"
@@ -45,9 +48,7 @@ def test_unknown_fields_are_422_and_nothing_is_created(extra: dict[str, Any]) ->
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize(
-    "password", ["short", "password123", "12345678901234", "carol1234"]
-)
+@pytest.mark.parametrize("password", ["short", "password123", "12345678901234", "carol1234"])
 def test_weak_password_is_refused(password: str) -> None:
     response = _register(username="carol", password=password, email="carol@example.com")
     assert response.status_code == 422

@@ -18,8 +18,15 @@ def _manage(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
     base = {
         key: value
         for key, value in os.environ.items()
-        if key not in {"DEBUG", "SECRET_KEY", "JWT_SIGNING_KEY", "ALLOWED_HOSTS",
-                       "CORS_ALLOWED_ORIGINS", "CSRF_TRUSTED_ORIGINS"}
+        if key
+        not in {
+            "DEBUG",
+            "SECRET_KEY",
+            "JWT_SIGNING_KEY",
+            "ALLOWED_HOSTS",
+            "CORS_ALLOWED_ORIGINS",
+            "CSRF_TRUSTED_ORIGINS",
+        }
     }
     return subprocess.run(
         [sys.executable, "manage.py", *args],

@@ -21,7 +21,8 @@ ME = "/api/v1/auth/me"
 
 def _login(username: str, password: str = DEFAULT_PASSWORD, **extra: Any) -> Any:
     return Client().post(
-        TOKEN, {"username": username, "password": password, **extra},
+        TOKEN,
+        {"username": username, "password": password, **extra},
         content_type="application/json",
     )
 
@@ -60,7 +61,8 @@ def test_login_is_case_insensitive_on_username(customer: User) -> None:
 def test_login_accepts_oauth2_password_form(customer: User) -> None:
     response = Client().post(
         TOKEN,
-        "grant_type=password&username=alice&password=" + DEFAULT_PASSWORD
+        "grant_type=password&username=alice&password="
+        + DEFAULT_PASSWORD
         + "&scope=conversations%3Aread",
         content_type="application/x-www-form-urlencoded",
     )
@@ -163,9 +165,10 @@ def test_refresh_rotates_and_old_refresh_token_is_refused(customer: User) -> Non
     second = response.json()
     assert second["refresh_token"] != first["refresh_token"]
     assert second["scope"] == "conversations:read"
-    assert Client(headers={"Authorization": f"Bearer {second['access_token']}"}).get(
-        ME
-    ).status_code == 200
+    assert (
+        Client(headers={"Authorization": f"Bearer {second['access_token']}"}).get(ME).status_code
+        == 200
+    )
     reused = Client().post(
         REFRESH, {"refresh_token": first["refresh_token"]}, content_type="application/json"
     )

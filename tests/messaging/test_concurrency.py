@@ -32,8 +32,11 @@ def test_32_concurrent_messages_into_one_conversation(settings: Any, customer: U
             barrier.wait()
             response = client.post(
                 "/api/v1/messages/process",
-                {"message": f"message number {n}", "customer_id": customer.pk,
-                 "conversation_id": conversation.pk},
+                {
+                    "message": f"message number {n}",
+                    "customer_id": customer.pk,
+                    "conversation_id": conversation.pk,
+                },
                 content_type="application/json",
             )
             with lock:
@@ -74,7 +77,8 @@ def test_concurrent_new_conversations_do_not_interfere(settings: Any, customer: 
         try:
             barrier.wait()
             client.post(
-                "/api/v1/messages/process", {"message": f"hello {n}", "customer_id": customer.pk},
+                "/api/v1/messages/process",
+                {"message": f"hello {n}", "customer_id": customer.pk},
                 content_type="application/json",
             )
         finally:

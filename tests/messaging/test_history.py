@@ -16,8 +16,9 @@ from tests.factories import ConversationFactory, MessageFactory
 def long_conversation(customer: User) -> Conversation:
     conversation = ConversationFactory(customer=customer)
     for n in range(1, 11):
-        MessageFactory(conversation=conversation, role="customer" if n % 2 else "agent",
-                       content=f"m{n}")
+        MessageFactory(
+            conversation=conversation, role="customer" if n % 2 else "agent", content=f"m{n}"
+        )
     return conversation
 
 
@@ -32,12 +33,20 @@ def _seqs(body: dict[str, Any]) -> list[int]:
 
 
 @pytest.mark.django_db
-def test_history_items_have_the_spec_shape(customer_client: Client,
-                                           long_conversation: Conversation) -> None:
+def test_history_items_have_the_spec_shape(
+    customer_client: Client, long_conversation: Conversation
+) -> None:
     body = _history(customer_client, long_conversation, "limit=1")
     assert body["conversation_id"] == long_conversation.pk
-    assert set(body["messages"][0]) == {"id", "seq", "role", "content", "intent", "confidence",
-                                        "created_at"}
+    assert set(body["messages"][0]) == {
+        "id",
+        "seq",
+        "role",
+        "content",
+        "intent",
+        "confidence",
+        "created_at",
+    }
 
 
 @pytest.mark.django_db
@@ -54,19 +63,24 @@ def test_without_cursor_returns_the_latest_in_ascending_order(
 @pytest.mark.django_db
 def test_after_seq_pages_forward(customer_client: Client, long_conversation: Conversation) -> None:
     first = _history(customer_client, long_conversation, "after_seq=0&limit=4")
-    assert _seqs(first) == [1, 2, 3, 4] and first["has_more"] is True
+    assert _seqs(first) == [1, 2, 3, 4]
+    assert first["has_more"] is True
     last = _history(customer_client, long_conversation, "after_seq=8&limit=4")
-    assert _seqs(last) == [9, 10] and last["has_more"] is False
+    assert _seqs(last) == [9, 10]
+    assert last["has_more"] is False
     assert _seqs(_history(customer_client, long_conversation, "after_seq=10")) == []
 
 
 @pytest.mark.django_db
-def test_before_seq_pages_backward(customer_client: Client,
-                                   long_conversation: Conversation) -> None:
+def test_before_seq_pages_backward(
+    customer_client: Client, long_conversation: Conversation
+) -> None:
     page = _history(customer_client, long_conversation, "before_seq=7&limit=3")
-    assert _seqs(page) == [4, 5, 6] and page["has_more"] is True
+    assert _seqs(page) == [4, 5, 6]
+    assert page["has_more"] is True
     first = _history(customer_client, long_conversation, "before_seq=3&limit=3")
-    assert _seqs(first) == [1, 2] and first["has_more"] is False
+    assert _seqs(first) == [1, 2]
+    assert first["has_more"] is False
 
 
 @pytest.mark.django_db
@@ -74,7 +88,8 @@ def test_after_and_before_together_bound_a_window(
     customer_client: Client, long_conversation: Conversation
 ) -> None:
     body = _history(customer_client, long_conversation, "after_seq=2&before_seq=6")
-    assert _seqs(body) == [3, 4, 5] and body["has_more"] is False
+    assert _seqs(body) == [3, 4, 5]
+    assert body["has_more"] is False
 
 
 @pytest.mark.django_db
@@ -101,8 +116,14 @@ def test_conversation_list_newest_activity_first_with_cursor(
     ]
     first = customer_client.get("/api/v1/conversations?limit=2").json()
     assert [i["id"] for i in first["items"]] == [made[0].pk, made[1].pk]
-    assert set(first["items"][0]) == {"id", "customer_id", "status", "created_at",
-                                      "updated_at", "turn_count"}
+    assert set(first["items"][0]) == {
+        "id",
+        "customer_id",
+        "status",
+        "created_at",
+        "updated_at",
+        "turn_count",
+    }
     second = customer_client.get(
         f"/api/v1/conversations?limit=2&cursor={first['next_cursor']}"
     ).json()
@@ -136,7 +157,9 @@ def test_conversations_with_equal_timestamps_are_not_skipped(
 
 @pytest.mark.django_db
 def test_process_query_count_is_pinned(
-    customer_client: Client, customer: User, long_conversation: Conversation,
+    customer_client: Client,
+    customer: User,
+    long_conversation: Conversation,
     django_assert_max_num_queries: Any,
 ) -> None:
     # auth (1), conversation (1), recent messages for the agent (1), then in one transaction:
@@ -145,12 +168,22 @@ def test_process_query_count_is_pinned(
     with django_assert_max_num_queries(8) as captured:
         response = customer_client.post(
             "/api/v1/messages/process",
-            {"message": "thanks", "customer_id": customer.pk,
-             "conversation_id": long_conversation.pk},
+            {
+                "message": "thanks",
+                "customer_id": customer.pk,
+                "conversation_id": long_conversation.pk,
+            },
             content_type="application/json",
         )
     assert response.status_code == 200
     statements = [q["sql"].split()[0].upper() for q in captured.captured_queries]
     assert statements == [
-        "SELECT", "SELECT", "SELECT", "SAVEPOINT", "SELECT", "INSERT", "UPDATE", "RELEASE"
+        "SELECT",
+        "SELECT",
+        "SELECT",
+        "SAVEPOINT",
+        "SELECT",
+        "INSERT",
+        "UPDATE",
+        "RELEASE",
     ]

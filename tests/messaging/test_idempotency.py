@@ -19,8 +19,13 @@ from tests.conftest import issue_access_token
 PROCESS = "/api/v1/messages/process"
 
 
-def send(client: Client, customer: User, message: str, key: str | None,
-         conversation_id: int | None = None) -> Any:
+def send(
+    client: Client,
+    customer: User,
+    message: str,
+    key: str | None,
+    conversation_id: int | None = None,
+) -> Any:
     headers = {"Idempotency-Key": key} if key is not None else {}
     return client.post(
         PROCESS,
@@ -81,7 +86,9 @@ def test_abandoned_claim_is_taken_over(customer_client: Client, customer: User) 
         {"customer_id": customer.pk, "conversation_id": None, "message": "hello"}
     )
     IdempotencyRecord.objects.create(
-        user=customer, key="crashed", fingerprint=fingerprint,
+        user=customer,
+        key="crashed",
+        fingerprint=fingerprint,
         created_at=timezone.now() - timedelta(minutes=10),
     )
     response = send(customer_client, customer, "hello", "crashed")

@@ -23,10 +23,12 @@ def bobs_conversation(other_customer: User) -> Conversation:
 
 def _snapshot() -> tuple[Any, ...]:
     return (
-        list(Conversation.objects.values_list("id", "status", "turn_count", "last_seq",
-                                              "updated_at").order_by("id")),
-        list(Message.objects.values_list("id", "conversation_id", "seq", "content")
-             .order_by("id")),
+        list(
+            Conversation.objects.values_list(
+                "id", "status", "turn_count", "last_seq", "updated_at"
+            ).order_by("id")
+        ),
+        list(Message.objects.values_list("id", "conversation_id", "seq", "content").order_by("id")),
         IdempotencyRecord.objects.count(),
     )
 
@@ -60,14 +62,19 @@ def test_posting_into_someone_elses_conversation_is_404_and_writes_nothing(
 
 @pytest.mark.django_db
 def test_posting_as_another_customer_is_403_and_logged_as_idor(
-    customer_client: Client, customer: User, other_customer: User,
+    customer_client: Client,
+    customer: User,
+    other_customer: User,
     bobs_conversation: Conversation,
 ) -> None:
     before = _snapshot()
     response = customer_client.post(
         "/api/v1/messages/process",
-        {"message": "hi", "customer_id": other_customer.pk,
-         "conversation_id": bobs_conversation.pk},
+        {
+            "message": "hi",
+            "customer_id": other_customer.pk,
+            "conversation_id": bobs_conversation.pk,
+        },
         content_type="application/json",
     )
     assert response.status_code == 403
@@ -101,9 +108,7 @@ def test_own_customer_listing_works(
 def test_my_conversation_list_never_shows_others(
     customer_client: Client, bobs_conversation: Conversation
 ) -> None:
-    assert customer_client.get("/api/v1/conversations").json() == {
-        "items": [], "next_cursor": None
-    }
+    assert customer_client.get("/api/v1/conversations").json() == {"items": [], "next_cursor": None}
 
 
 @pytest.mark.django_db
@@ -124,8 +129,11 @@ def test_operator_cannot_post_as_a_customer(
     before = _snapshot()
     response = operator_client.post(
         "/api/v1/messages/process",
-        {"message": "hi", "customer_id": other_customer.pk,
-         "conversation_id": bobs_conversation.pk},
+        {
+            "message": "hi",
+            "customer_id": other_customer.pk,
+            "conversation_id": bobs_conversation.pk,
+        },
         content_type="application/json",
     )
     assert response.status_code == 403

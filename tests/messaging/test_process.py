@@ -14,8 +14,9 @@ from messaging.models import Conversation, Message
 PROCESS = "/api/v1/messages/process"
 
 
-def send(client: Client, customer: User, message: str, conversation_id: int | None = None,
-         **headers: str) -> Any:
+def send(
+    client: Client, customer: User, message: str, conversation_id: int | None = None, **headers: str
+) -> Any:
     return client.post(
         PROCESS,
         {"message": message, "customer_id": customer.pk, "conversation_id": conversation_id},
@@ -42,8 +43,7 @@ def test_first_message_starts_a_conversation(customer_client: Client, customer: 
     assert body["metadata"]["escalated"] is False
     assert body["metadata"]["escalation_id"] is None
     assert conversation.customer == customer
-    assert [(m.seq, m.role) for m in conversation.messages.all()] == [(1, "customer"),
-                                                                      (2, "agent")]
+    assert [(m.seq, m.role) for m in conversation.messages.all()] == [(1, "customer"), (2, "agent")]
 
 
 @pytest.mark.django_db
@@ -85,7 +85,9 @@ def test_human_request_escalates_in_the_same_transaction(
     conversation = Conversation.objects.get()
     assert conversation.status == "escalated"
     assert [(m.seq, m.role) for m in conversation.messages.all()] == [
-        (1, "customer"), (2, "agent"), (3, "system")
+        (1, "customer"),
+        (2, "agent"),
+        (3, "system"),
     ]
     assert conversation.messages.get(seq=3).content == "An operator will join shortly."
 
@@ -98,8 +100,9 @@ def test_agent_stays_silent_while_escalated(customer_client: Client, customer: U
     assert body["agent"] == "system"
     assert "operator" in body["response"]
     assert body["metadata"]["escalation_id"] == Escalation.objects.get().pk
-    roles = list(Message.objects.filter(conversation_id=conversation_id).values_list(
-        "role", flat=True))
+    roles = list(
+        Message.objects.filter(conversation_id=conversation_id).values_list("role", flat=True)
+    )
     assert roles == ["customer", "agent", "system", "customer", "system"]
     assert Message.objects.filter(role="agent").count() == 1
 
@@ -109,8 +112,23 @@ def test_internal_agent_details_never_reach_the_client(
     customer_client: Client, customer: User
 ) -> None:
     body = send(customer_client, customer, "hello").json()
-    assert set(body) == {"response", "status", "conversation_id", "agent", "intent",
-                         "confidence", "metadata", "turn_count", "message_id"}
-    assert set(body["metadata"]) <= {"escalated", "escalation_id", "fallback",
-                                     "customer_message_id", "customer_message_seq", "seq"}
+    assert set(body) == {
+        "response",
+        "status",
+        "conversation_id",
+        "agent",
+        "intent",
+        "confidence",
+        "metadata",
+        "turn_count",
+        "message_id",
+    }
+    assert set(body["metadata"]) <= {
+        "escalated",
+        "escalation_id",
+        "fallback",
+        "customer_message_id",
+        "customer_message_seq",
+        "seq",
+    }
     assert "prompt" not in str(body).lower()

@@ -90,8 +90,7 @@ def test_unknown_host_is_400() -> None:
 
 
 @pytest.mark.django_db
-def test_oversized_body_is_413_and_nothing_written(customer_client: Client, customer: User
-                                                   ) -> None:
+def test_oversized_body_is_413_and_nothing_written(customer_client: Client, customer: User) -> None:
     body = json.dumps({"message": "x" * 70_000, "customer_id": customer.pk})
     response = customer_client.post(
         "/api/v1/messages/process", body, content_type="application/json"
@@ -109,7 +108,10 @@ def test_oversized_body_without_content_length_is_413(customer: User) -> None:
     client = Client(headers={"Authorization": f"Bearer {issue_access_token(customer)}"})
     # A chunked upload has no Content-Length: the limit applies when the body is read.
     response = client.generic(
-        "POST", "/api/v1/messages/process", body, content_type="application/json",
+        "POST",
+        "/api/v1/messages/process",
+        body,
+        content_type="application/json",
         CONTENT_LENGTH="",
     )
     assert response.status_code in (413, 422)
@@ -182,8 +184,13 @@ def test_log_lines_are_json_with_the_request_id() -> None:
     from config.request_context import request_id_var
 
     record = logging.LogRecord(
-        "parley.security", logging.CRITICAL, __file__, 1, "security event: %s",
-        ("idor_attempt",), None,
+        "parley.security",
+        logging.CRITICAL,
+        __file__,
+        1,
+        "security event: %s",
+        ("idor_attempt",),
+        None,
     )
     record.event = "idor_attempt"
     record.user_id = 7
@@ -206,12 +213,20 @@ def test_security_event_is_stored_with_request_context(customer: User) -> None:
     from accounts.services import security_event_record
 
     security_event_record(
-        kind=SecurityEvent.Kind.IDOR_ATTEMPT, user=customer, path="/x", ip="10.9.9.9",
+        kind=SecurityEvent.Kind.IDOR_ATTEMPT,
+        user=customer,
+        path="/x",
+        ip="10.9.9.9",
         detail={"customer_id": 5},
     )
     event = SecurityEvent.objects.get()
     assert (event.kind, event.level, event.user_id, event.ip, event.path, event.detail) == (
-        "idor_attempt", "CRITICAL", customer.pk, "10.9.9.9", "/x", {"customer_id": 5}
+        "idor_attempt",
+        "CRITICAL",
+        customer.pk,
+        "10.9.9.9",
+        "/x",
+        {"customer_id": 5},
     )
 
 

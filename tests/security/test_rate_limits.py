@@ -16,8 +16,10 @@ TOKEN = "/api/v1/auth/token"
 
 def _login(client: Client, username: str, password: str, ip: str = "10.0.0.1") -> Any:
     return client.post(
-        TOKEN, {"username": username, "password": password},
-        content_type="application/json", REMOTE_ADDR=ip,
+        TOKEN,
+        {"username": username, "password": password},
+        content_type="application/json",
+        REMOTE_ADDR=ip,
     )
 
 
@@ -81,8 +83,9 @@ def test_registration_is_limited_per_ip(settings: Any) -> None:
 
 
 @pytest.mark.django_db
-def test_messages_are_limited_per_user(settings: Any, customer: User, client_for: Any,
-                                       other_customer: User) -> None:
+def test_messages_are_limited_per_user(
+    settings: Any, customer: User, client_for: Any, other_customer: User
+) -> None:
     settings.RATE_LIMIT_MESSAGES = "3/m"
     client = client_for(customer)
     body = {"message": "hello", "customer_id": customer.pk}
@@ -97,7 +100,8 @@ def test_messages_are_limited_per_user(settings: Any, customer: User, client_for
     assert Message.objects.filter(role="customer").count() == 3
     # Another user has their own budget.
     other = client_for(other_customer).post(
-        "/api/v1/messages/process", {"message": "hi", "customer_id": other_customer.pk},
+        "/api/v1/messages/process",
+        {"message": "hi", "customer_id": other_customer.pk},
         content_type="application/json",
     )
     assert other.status_code == 200

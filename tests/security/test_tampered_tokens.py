@@ -103,12 +103,8 @@ def test_a_valid_token_is_accepted(customer: User) -> None:
         pytest.param(lambda u: _sign(_claims(u, sub=None)), id="missing-sub"),
         pytest.param(lambda u: _sign(_claims(u, pwf=None)), id="missing-password-fingerprint"),
         pytest.param(lambda u: _sign(_claims(u, sub=u.pk)), id="integer-sub"),
-        pytest.param(
-            lambda u: _sign(_claims(u, iat=int(time.time()) + 3600)), id="iat-in-future"
-        ),
-        pytest.param(
-            lambda u: _sign(_claims(u, nbf=int(time.time()) + 3600)), id="nbf-in-future"
-        ),
+        pytest.param(lambda u: _sign(_claims(u, iat=int(time.time()) + 3600)), id="iat-in-future"),
+        pytest.param(lambda u: _sign(_claims(u, nbf=int(time.time()) + 3600)), id="nbf-in-future"),
         pytest.param(lambda u: "garbage", id="garbage"),
         pytest.param(lambda u: "a.b.c", id="three-garbage-segments"),
     ],
