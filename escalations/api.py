@@ -1,7 +1,111 @@
-"""Operators' REST API: escalations and statistics (staff tier). Filled in by the escalations
-work; routers exist so the API can mount them."""
+"""Operators' REST API (staff tier): `/escalations` and `/statistics` (SPEC §4)."""
 
-from ninja import Router
+from __future__ import annotations
+
+from typing import Any
+
+from django.http import HttpRequest
+from ninja import Query, Router, Status
+
+from accounts.auth import Principal, Staff
+from accounts.scopes import ESCALATIONS_MANAGE, STATS_READ
+from config.errors import NotFound
+from config.schemas import AUTHENTICATED_ERRORS, BODY_ERRORS, error_responses
+from escalations import selectors, services
+from escalations.schemas import (
+    EscalationListParams,
+    EscalationOut,
+    EscalationPageOut,
+    EscalationReplyIn,
+    EscalationResolveIn,
+    EscalationResolveOut,
+    StatisticsOut,
+)
+from messaging.schemas import MAX_ID, MessageOut
 
 escalations_router = Router(tags=["escalations"])
 statistics_router = Router(tags=["statistics"])
+
+
+def _principal(request: HttpRequest) -> Principal:
+    return request.auth  # type: ignore[attr-defined,no-any-return]
+
+
+def _conversation_id(conversation_id: int) -> int:
+    # An id no row can have is "not found", like any other missing conversation (and never
+    # reaches the database, where it would overflow a bigint).
+    if not 1 <= conversation_id <= MAX_ID:
+        raise NotFound("Conversation not found")
+    return conversation_id
+
+
+@escalations_router.get(
+    "",
+    auth=Staff(scopes=[ESCALATIONS_MANAGE]),
+    response={200: EscalationPageOut, **error_responses(400, *AUTHENTICATED_ERRORS, 422)},
+    summary="Escalations, oldest first (optionally one status)",
+)
+def escalation_list(request: HttpRequest, params: Query[EscalationListParams]) -> dict[str, Any]:
+    items, next_cursor = selectors.escalation_page(
+        status=params.status, cursor=params.cursor, limit=params.limit
+    )
+    return {"items": items, "next_cursor": next_cursor}
+
+
+@escalations_router.post(
+    "/{conversation_id}/assign",
+    auth=Staff(scopes=[ESCALATIONS_MANAGE]),
+    response={200: EscalationOut, **error_responses(*AUTHENTICATED_ERRORS, 404, 409)},
+    summary="Assign the conversation's open escalation to yourself",
+)
+def escalation_assign(request: HttpRequest, conversation_id: int) -> Any:
+    return services.escalation_assign(
+        conversation_id=_conversation_id(conversation_id), actor=_principal(request).user
+    )
+
+
+@escalations_router.post(
+    "/{conversation_id}/reply",
+    auth=Staff(scopes=[ESCALATIONS_MANAGE]),
+    response={201: MessageOut, **error_responses(*AUTHENTICATED_ERRORS, 404, 409, *BODY_ERRORS)},
+    summary="Answer an escalated conversation; the customer receives it live",
+)
+def escalation_reply(
+    request: HttpRequest, conversation_id: int, payload: EscalationReplyIn
+) -> Status[Any]:
+    message = services.escalation_reply(
+        conversation_id=_conversation_id(conversation_id),
+        actor=_principal(request).user,
+        text=payload.message,
+    )
+    return Status(201, message)
+
+
+@escalations_router.post(
+    "/{conversation_id}/resolve",
+    auth=Staff(scopes=[ESCALATIONS_MANAGE]),
+    response={
+        200: EscalationResolveOut,
+        **error_responses(*AUTHENTICATED_ERRORS, 404, *BODY_ERRORS),
+    },
+    summary="Resolve the open escalation; the customer's next message goes to the agent",
+)
+def escalation_resolve(
+    request: HttpRequest, conversation_id: int, payload: EscalationResolveIn
+) -> dict[str, Any]:
+    escalation = services.escalation_resolve(
+        conversation_id=_conversation_id(conversation_id),
+        actor=_principal(request).user,
+        notes=payload.resolution_notes,
+    )
+    return {"status": "resolved", "conversation_id": escalation.conversation_id}
+
+
+@statistics_router.get(
+    "",
+    auth=Staff(scopes=[STATS_READ]),
+    response={200: StatisticsOut, **error_responses(*AUTHENTICATED_ERRORS)},
+    summary="Operational figures: conversations, escalations, messages, intents",
+)
+def statistics(request: HttpRequest) -> dict[str, Any]:
+    return selectors.statistics_compute()

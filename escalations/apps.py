@@ -4,3 +4,14 @@ from django.apps import AppConfig
 class EscalationsConfig(AppConfig):
     name = "escalations"
     verbose_name = "Escalations"
+
+    def ready(self) -> None:
+        from django.db.models.signals import post_migrate
+
+        from escalations.services import operators_group_after_migrate
+
+        # Migration 0002 creates the Operators group once; a database flush (tests, or
+        # `manage.py flush`) removes it, and post_migrate puts it back.
+        post_migrate.connect(
+            operators_group_after_migrate, sender=self, dispatch_uid="escalations.operators_group"
+        )

@@ -8,14 +8,20 @@ adds the `system` message customers see and pushes events after commit.
 
 from __future__ import annotations
 
+import unicodedata
 from typing import Any
 
-from django.db import transaction
+from django.apps import apps as django_apps
+from django.contrib.auth.management import create_permissions
+from django.contrib.auth.models import Group, Permission
+from django.db import DEFAULT_DB_ALIAS, transaction
 from django.utils import timezone
 
 from accounts.models import User
-from config.errors import Conflict, NotFound, UnprocessableRequest
+from config.errors import Conflict, NotFound, PermissionDenied, UnprocessableRequest
 from escalations.models import Escalation
+from escalations.permissions import OPERATOR_PERMISSIONS, OPERATORS_GROUP
+from escalations.schemas import MAX_RESOLUTION_NOTES_CHARS, EscalationOut
 from messaging.models import Conversation, Message
 from messaging.realtime import escalation_event, publish_on_commit
 from messaging.services import NewMessage, conversation_append, conversation_lock, conversation_save
@@ -33,18 +39,28 @@ def _operator_name(user: User) -> str:
 
 
 def escalation_payload(escalation: Escalation) -> dict[str, Any]:
-    """An escalation as staff clients see it (REST items and /ws/escalations/ events)."""
-    return {
-        "id": escalation.pk,
-        "conversation_id": escalation.conversation_id,
-        "customer_id": escalation.conversation.customer_id,
-        "status": escalation.status,
-        "reason": escalation.reason,
-        "created_at": escalation.created_at.isoformat(),
-        "assigned_to": escalation.assigned_to_id,
-        "resolved_at": escalation.resolved_at.isoformat() if escalation.resolved_at else None,
-        "resolution_notes": escalation.resolution_notes,
-    }
+    """An escalation as staff clients see it (REST items and /ws/escalations/ events): one
+    schema for both, so they cannot drift apart."""
+    return EscalationOut.from_orm(escalation).model_dump(mode="json")
+
+
+def clean_resolution_notes(notes: str) -> str:
+    """Trim and check resolution notes (may be empty). Raises UnprocessableRequest."""
+    if not isinstance(notes, str):
+        raise UnprocessableRequest(
+            "Resolution notes must be a string", loc=("body", "resolution_notes")
+        )
+    notes = notes.replace("\r\n", "\n").strip()
+    if len(notes) > MAX_RESOLUTION_NOTES_CHARS:
+        raise UnprocessableRequest(
+            f"Resolution notes must be at most {MAX_RESOLUTION_NOTES_CHARS} characters",
+            loc=("body", "resolution_notes"),
+        )
+    if any(unicodedata.category(c) == "Cc" and c not in "\n\t" for c in notes):
+        raise UnprocessableRequest(
+            "Resolution notes must not contain control characters", loc=("body", "resolution_notes")
+        )
+    return notes
 
 
 def escalation_current(*, conversation: Conversation) -> Escalation | None:
@@ -56,7 +72,19 @@ def escalation_current(*, conversation: Conversation) -> Escalation | None:
     )
 
 
-def _locked(conversation_id: int) -> tuple[Conversation, Escalation | None]:
+def _ensure_operator(actor: User) -> None:
+    # The REST tier check and the admin's permissions come first; this keeps a future entry
+    # point from handing a customer the operators' powers by mistake.
+    if not (actor.is_active and actor.is_staff):
+        raise PermissionDenied("Only operators can handle escalations")
+
+
+def _locked(
+    conversation_id: int, escalation_id: int | None = None
+) -> tuple[Conversation, Escalation | None]:
+    """Lock the conversation, then its unresolved escalation (None if there is none, or if it
+    is not `escalation_id` when one is given: a screen showing an older escalation must not act
+    on a newer one it never displayed)."""
     conversation = conversation_lock(conversation_id=conversation_id)
     if conversation is None:
         raise NotFound("Conversation not found")
@@ -66,6 +94,8 @@ def _locked(conversation_id: int) -> tuple[Conversation, Escalation | None]:
         .exclude(status=Escalation.Status.RESOLVED)
         .first()
     )
+    if escalation is not None and escalation_id is not None and escalation.pk != escalation_id:
+        escalation = None
     return conversation, escalation
 
 
@@ -93,19 +123,23 @@ def escalation_open(
         conversation=conversation,
         messages=[NewMessage(role=Message.Role.SYSTEM, content=OPENED_TEXT)],
     )
-    conversation_save(conversation=conversation, status_changed=True,
-                      escalation_id=escalation.pk)
+    conversation_save(conversation=conversation, status_changed=True, escalation_id=escalation.pk)
     publish_on_commit([escalation_event("opened", escalation_payload(escalation))])
     return escalation
 
 
-def escalation_assign(*, conversation_id: int, actor: User) -> Escalation:
+def escalation_assign(
+    *, conversation_id: int, actor: User, escalation_id: int | None = None
+) -> Escalation:
     """Assign the conversation's open escalation to `actor`. Repeating it is harmless; taking
-    one another operator holds is a 409 (reassign by resolving or in the admin)."""
+    one another operator holds is a 409, so of two operators assigning at once exactly one
+    wins. 404 when the conversation is missing or has no open escalation."""
+    _ensure_operator(actor)
     with transaction.atomic():
-        conversation, escalation = _locked(conversation_id)
+        conversation, escalation = _locked(conversation_id, escalation_id)
         if escalation is None:
             raise NotFound("This conversation has no open escalation")
+        escalation.conversation = conversation
         if escalation.assigned_to_id == actor.pk:
             return escalation
         if escalation.assigned_to_id is not None:
@@ -134,35 +168,47 @@ def _assign(conversation: Conversation, escalation: Escalation, actor: User) -> 
     publish_on_commit([escalation_event("assigned", escalation_payload(escalation))])
 
 
-def escalation_reply(*, conversation_id: int, actor: User, text: str) -> Message:
+def escalation_reply(
+    *, conversation_id: int, actor: User, text: str, escalation_id: int | None = None
+) -> Message:
     """An operator's message to the customer, pushed live. 404 for a missing conversation, 409
-    when it is not escalated. An unassigned escalation is assigned to whoever replies first."""
+    when it is not escalated. An unassigned escalation is assigned to whoever replies first;
+    any operator may reply to an assigned one (a colleague covering), and the message names its
+    author. The first reply stamps `first_response_at` (median first response statistic)."""
+    _ensure_operator(actor)
     try:
         text = clean_message_text(text)
     except ValueError as exc:
         raise UnprocessableRequest(str(exc), loc=("body", "message")) from None
     with transaction.atomic():
-        conversation, escalation = _locked(conversation_id)
+        conversation, escalation = _locked(conversation_id, escalation_id)
         if escalation is None:
             raise Conflict("This conversation is not escalated")
+        escalation.conversation = conversation
         if escalation.assigned_to_id is None:
             _assign(conversation, escalation, actor)
-        if escalation.first_response_at is None:
-            escalation.first_response_at = timezone.now()
-            escalation.save(update_fields=["first_response_at"])
         (message,) = conversation_append(
             conversation=conversation,
             messages=[NewMessage(role=Message.Role.OPERATOR, content=text, author=actor)],
         )
+        if escalation.first_response_at is None:
+            escalation.first_response_at = message.created_at
+            escalation.save(update_fields=["first_response_at"])
+            publish_on_commit([escalation_event("replied", escalation_payload(escalation))])
         conversation_save(conversation=conversation)
         return message
 
 
-def escalation_resolve(*, conversation_id: int, actor: User, notes: str) -> Escalation:
+def escalation_resolve(
+    *, conversation_id: int, actor: User, notes: str, escalation_id: int | None = None
+) -> Escalation:
     """Close the open escalation; the customer's next message goes back to the agent.
-    404 when there is nothing open, so a second resolve changes nothing."""
+    404 when there is nothing open, so a second resolve — or the loser of two concurrent ones —
+    changes nothing. Resolving an unassigned escalation assigns it to the resolver."""
+    _ensure_operator(actor)
+    notes = clean_resolution_notes(notes)
     with transaction.atomic():
-        conversation, escalation = _locked(conversation_id)
+        conversation, escalation = _locked(conversation_id, escalation_id)
         if escalation is None:
             raise NotFound("This conversation has no open escalation")
         now = timezone.now()
@@ -174,16 +220,49 @@ def escalation_resolve(*, conversation_id: int, actor: User, notes: str) -> Esca
             escalation.assigned_to = actor
             escalation.assigned_at = now
         escalation.save(
-            update_fields=["status", "resolved_at", "resolved_by", "resolution_notes",
-                           "assigned_to", "assigned_at"]
+            update_fields=[
+                "status",
+                "resolved_at",
+                "resolved_by",
+                "resolution_notes",
+                "assigned_to",
+                "assigned_at",
+            ]
         )
         conversation.status = Conversation.Status.RESOLVED
         conversation_append(
             conversation=conversation,
             messages=[NewMessage(role=Message.Role.SYSTEM, content=RESOLVED_TEXT)],
         )
-        conversation_save(conversation=conversation, status_changed=True,
-                          escalation_id=escalation.pk)
+        conversation_save(
+            conversation=conversation, status_changed=True, escalation_id=escalation.pk
+        )
         escalation.conversation = conversation
         publish_on_commit([escalation_event("resolved", escalation_payload(escalation))])
         return escalation
+
+
+def operators_group_ensure(*, using: str = DEFAULT_DB_ALIAS) -> Group:
+    """The `Operators` group with exactly OPERATOR_PERMISSIONS (what migration 0002 creates).
+    Idempotent; for fixtures, seeding and the post_migrate receiver below."""
+    for app_label in sorted({label for label, _ in OPERATOR_PERMISSIONS}):
+        # Permissions appear only after post_migrate ran for their app; make sure they exist.
+        create_permissions(django_apps.get_app_config(app_label), verbosity=0, using=using)
+    group, _ = Group.objects.using(using).get_or_create(name=OPERATORS_GROUP)
+    wanted = [
+        Permission.objects.using(using).get(content_type__app_label=app_label, codename=codename)
+        for app_label, codename in OPERATOR_PERMISSIONS
+    ]
+    group.permissions.set(wanted)
+    return group
+
+
+def operators_group_after_migrate(
+    sender: Any, *, using: str = DEFAULT_DB_ALIAS, **kwargs: Any
+) -> None:
+    """post_migrate receiver for the escalations app (to be connected in
+    EscalationsConfig.ready). `flush` — run after every transactional test — empties every table,
+    the migration's Operators group included, then sends post_migrate, which is how Django keeps
+    permissions and content types; this keeps the group the same way, and re-syncs its
+    permissions after every `migrate` in production."""
+    operators_group_ensure(using=using)

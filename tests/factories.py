@@ -29,7 +29,16 @@ class UserFactory(factory.django.DjangoModelFactory):
 
 
 class OperatorFactory(UserFactory):
+    """Staff in the Operators group, as operators are set up in production."""
+
     is_staff = True
+
+    @factory.post_generation
+    def operators_group(self, create, extracted, **kwargs):  # type: ignore[no-untyped-def]
+        if create:
+            from escalations.services import operators_group_ensure
+
+            self.groups.add(operators_group_ensure())
 
 
 class SuperuserFactory(UserFactory):

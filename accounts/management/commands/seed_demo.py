@@ -6,7 +6,6 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
-from django.contrib.auth.models import Group
 from django.core.management.base import BaseCommand
 
 from accounts.models import User
@@ -18,7 +17,6 @@ DEMO_ACCOUNTS = (
     ("olivia", True, False),
     ("root", True, True),
 )
-OPERATORS_GROUP = "Operators"
 
 
 class Command(BaseCommand):
@@ -28,7 +26,9 @@ class Command(BaseCommand):
         if not settings.DEBUG:
             self.stdout.write("DEBUG is off: no demo accounts created.")
             return
-        operators = Group.objects.filter(name=OPERATORS_GROUP).first()
+        from escalations.services import operators_group_ensure
+
+        operators = operators_group_ensure()
         for username, is_staff, is_superuser in DEMO_ACCOUNTS:
             user, created = User.objects.get_or_create(
                 username=username,
@@ -42,7 +42,7 @@ class Command(BaseCommand):
             if created:
                 user.set_password(settings.DEMO_PASSWORD)
                 user.save(update_fields=["password"])
-            if is_staff and not is_superuser and operators is not None:
+            if is_staff and not is_superuser:
                 user.groups.add(operators)
         # The demo password is a development convenience (DEBUG only), printed so a newcomer
         # can sign in; production never seeds accounts.

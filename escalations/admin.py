@@ -1,0 +1,347 @@
+"""The operators' workplace: the escalation queue, its actions, and the escalation page with
+the transcript and the reply box (SPEC §7).
+
+Nothing here writes a field. "Assign to me", "Resolve", the reply box and the buttons on the
+escalation page all call escalations.services — the same functions as the REST API — so the
+system messages, the locking (one of two concurrent operators wins) and the live pushes to the
+customer happen whichever door an operator uses. The escalation page is view-only (every field
+read-only, no Save button) for the same reason.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.contrib import admin, messages
+from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
+from django.core.exceptions import PermissionDenied
+from django.db.models import Case, IntegerField, QuerySet, Value, When
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
+from django.urls import URLPattern, path, reverse
+from django.utils import timezone
+from django.utils.html import format_html
+from django.utils.timesince import timesince
+from django.views.decorators.http import require_POST
+
+from accounts.models import User
+from config.errors import ParleyError
+from escalations import selectors, services
+from escalations.models import Escalation
+from escalations.schemas import MAX_RESOLUTION_NOTES_CHARS
+from messaging.admin import CascadeOnlyDeleteMixin
+from messaging.validation import MAX_MESSAGE_CHARS
+
+UNRESOLVED = (Escalation.Status.OPEN, Escalation.Status.ASSIGNED)
+
+
+class ReplyForm(forms.Form):
+    message = forms.CharField(
+        label="Reply to the customer",
+        max_length=MAX_MESSAGE_CHARS,
+        widget=forms.Textarea(attrs={"rows": 4, "class": "parley-reply"}),
+    )
+
+
+class ResolveForm(forms.Form):
+    resolution_notes = forms.CharField(
+        label="Resolution notes",
+        required=False,
+        max_length=MAX_RESOLUTION_NOTES_CHARS,
+        widget=forms.Textarea(attrs={"rows": 4}),
+    )
+
+
+class StatusFilter(admin.SimpleListFilter):
+    """Status, plus "unresolved" (open or assigned): the queue an operator works from."""
+
+    title = "status"
+    parameter_name = "status"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("unresolved", "Unresolved"), *Escalation.Status.choices]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Escalation]) -> Any:
+        value = self.value()
+        if value == "unresolved":
+            return queryset.filter(status__in=UNRESOLVED)
+        if value in Escalation.Status.values:
+            return queryset.filter(status=value)
+        return queryset
+
+
+@admin.register(Escalation)
+class EscalationAdmin(CascadeOnlyDeleteMixin, admin.ModelAdmin):
+    list_display = ("id", "status", "age", "customer", "reason", "assigned_to", "created_at")
+    list_display_links = ("id", "reason")
+    list_filter = (StatusFilter, ("assigned_to", admin.RelatedOnlyFieldListFilter))
+    search_fields = ("conversation__customer__username",)
+    list_select_related = ("conversation__customer", "assigned_to")
+    # Unresolved before resolved, oldest first: the operator who opens the list sees who has
+    # waited longest at the top.
+    ordering = (
+        Case(
+            When(status=Escalation.Status.RESOLVED, then=Value(1)),
+            default=Value(0),
+            output_field=IntegerField(),
+        ).asc(),
+        "created_at",
+        "id",
+    )
+    actions = ("assign_to_me", "resolve_selected")
+    fields = (
+        "conversation_link",
+        "customer",
+        "status",
+        "reason",
+        "intent",
+        "confidence",
+        "created_at",
+        "assigned_to",
+        "assigned_at",
+        "first_response_at",
+        "resolved_at",
+        "resolved_by",
+        "resolution_notes",
+    )
+    readonly_fields = fields
+    change_form_template = "admin/escalations/escalation/change_form.html"
+
+    # --- Permissions: state changes only through the services --------------------------------
+
+    def has_add_permission(self, request: HttpRequest, *args: Any) -> bool:
+        return False  # escalations are opened by the agent's hand-off (messaging.services)
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        """Model-level "change" (the Operators group) enables the actions and the reply box.
+        The page of one escalation is always view-only: no form save may bypass the services
+        (a stale form could overwrite a concurrent resolve)."""
+        if obj is not None:
+            return False
+        return super().has_change_permission(request)
+
+    def _can_work(self, request: HttpRequest) -> bool:
+        return self.has_change_permission(request)
+
+    # --- The list ---------------------------------------------------------------------------
+
+    @admin.display(description="age")
+    def age(self, obj: Escalation) -> str:
+        if obj.resolved_at is not None:
+            return f"resolved after {timesince(obj.created_at, obj.resolved_at)}"
+        return timesince(obj.created_at, timezone.now())
+
+    @admin.display(description="customer", ordering="conversation__customer__username")
+    def customer(self, obj: Escalation) -> str:
+        return obj.conversation.customer.get_username()
+
+    @admin.display(description="conversation")
+    def conversation_link(self, obj: Escalation) -> str:
+        return format_html(
+            '<a href="{}">#{} ({})</a>',
+            reverse("admin:messaging_conversation_change", args=[obj.conversation_id]),
+            obj.conversation_id,
+            obj.conversation.get_status_display().lower(),
+        )
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Escalation]:
+        return (
+            super()
+            .get_queryset(request)
+            .select_related("conversation__customer", "assigned_to", "resolved_by")
+        )
+
+    # --- Actions ----------------------------------------------------------------------------
+
+    def _run(self, request: HttpRequest, escalation: Escalation, label: str, call: Any) -> bool:
+        """Run one service call; report a refusal (409, 404, 422) as an admin message."""
+        try:
+            call()
+        except ParleyError as exc:
+            self.message_user(request, f"Escalation {escalation.pk}: {exc.detail}", messages.ERROR)
+            return False
+        self.log_change(request, escalation, label)
+        return True
+
+    @admin.action(description="Assign to me", permissions=["change"])
+    def assign_to_me(self, request: HttpRequest, queryset: QuerySet[Escalation]) -> None:
+        actor: User = request.user  # type: ignore[assignment]
+        done = 0
+        for escalation in queryset.filter(status__in=UNRESOLVED):
+            done += self._run(
+                request,
+                escalation,
+                "Assigned to me",
+                lambda e=escalation: services.escalation_assign(
+                    conversation_id=e.conversation_id, actor=actor, escalation_id=e.pk
+                ),
+            )
+        skipped = queryset.exclude(status__in=UNRESOLVED).count()
+        if done:
+            self.message_user(request, f"Assigned {done} escalation(s) to you.", messages.SUCCESS)
+        if skipped:
+            self.message_user(
+                request, f"Skipped {skipped} resolved escalation(s).", messages.WARNING
+            )
+
+    @admin.action(description="Resolve…", permissions=["change"])
+    def resolve_selected(
+        self, request: HttpRequest, queryset: QuerySet[Escalation]
+    ) -> HttpResponse | None:
+        """An intermediate page asks for the notes; its submit comes back here with post=yes."""
+        actor: User = request.user  # type: ignore[assignment]
+        unresolved = list(queryset.filter(status__in=UNRESOLVED))
+        if not unresolved:
+            self.message_user(
+                request, "None of the selected escalations is unresolved.", messages.WARNING
+            )
+            return None
+        form = ResolveForm(request.POST if request.POST.get("post") == "yes" else None)
+        if form.is_valid():
+            notes = form.cleaned_data["resolution_notes"]
+            done = 0
+            for escalation in unresolved:
+                done += self._run(
+                    request,
+                    escalation,
+                    "Resolved",
+                    lambda e=escalation: services.escalation_resolve(
+                        conversation_id=e.conversation_id,
+                        actor=actor,
+                        notes=notes,
+                        escalation_id=e.pk,
+                    ),
+                )
+            if done:
+                self.message_user(request, f"Resolved {done} escalation(s).", messages.SUCCESS)
+            return None  # back to the list
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Resolve escalations",
+            "opts": self.model._meta,
+            "escalations": unresolved,
+            "form": form,
+            "action_checkbox_name": ACTION_CHECKBOX_NAME,
+            "action_name": "resolve_selected",
+        }
+        return TemplateResponse(
+            request, "admin/escalations/escalation/resolve_selected.html", context
+        )
+
+    # --- The escalation page: transcript, reply box, assign/resolve buttons -----------------
+
+    def get_urls(self) -> list[URLPattern]:
+        wrap = self.admin_site.admin_view
+        prefix = f"{self.model._meta.app_label}_{self.model._meta.model_name}"
+        return [
+            path(
+                "<int:object_id>/reply/",
+                wrap(require_POST(self.reply_view)),
+                name=f"{prefix}_reply",
+            ),
+            path(
+                "<int:object_id>/assign/",
+                wrap(require_POST(self.assign_view)),
+                name=f"{prefix}_assign",
+            ),
+            path(
+                "<int:object_id>/resolve/",
+                wrap(require_POST(self.resolve_view)),
+                name=f"{prefix}_resolve",
+            ),
+            *super().get_urls(),
+        ]
+
+    def change_view(
+        self,
+        request: HttpRequest,
+        object_id: str,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        context = dict(extra_context or {})
+        escalation = (
+            selectors.escalation_get(escalation_id=int(object_id)) if object_id.isdigit() else None
+        )
+        if escalation is not None:
+            rows, omitted = selectors.transcript(conversation_id=escalation.conversation_id)
+            unresolved = escalation.status in UNRESOLVED
+            can_work = self._can_work(request)
+            context.update(
+                transcript_messages=rows,
+                transcript_omitted=omitted,
+                can_reply=can_work and unresolved,
+                can_assign=can_work and unresolved and escalation.assigned_to_id != request.user.pk,
+                can_resolve=can_work and unresolved,
+                reply_form=ReplyForm(),
+                resolve_form=ResolveForm(),
+            )
+        return super().change_view(request, object_id, form_url, context)
+
+    def _escalation_for_work(self, request: HttpRequest, object_id: int) -> Escalation:
+        if not self._can_work(request):
+            raise PermissionDenied
+        return get_object_or_404(self.get_queryset(request), pk=object_id)
+
+    def _back(self, escalation: Escalation) -> HttpResponseRedirect:
+        return HttpResponseRedirect(
+            reverse("admin:escalations_escalation_change", args=[escalation.pk])
+        )
+
+    def reply_view(self, request: HttpRequest, object_id: int) -> HttpResponse:
+        escalation = self._escalation_for_work(request, object_id)
+        form = ReplyForm(request.POST)
+        if not form.is_valid():
+            self.message_user(
+                request, f"Write a message of 1 to {MAX_MESSAGE_CHARS} characters.", messages.ERROR
+            )
+            return self._back(escalation)
+        if self._run(
+            request,
+            escalation,
+            "Replied",
+            lambda: services.escalation_reply(
+                conversation_id=escalation.conversation_id,
+                actor=request.user,  # type: ignore[arg-type]
+                text=form.cleaned_data["message"],
+                escalation_id=escalation.pk,
+            ),
+        ):
+            self.message_user(request, "Reply sent.", messages.SUCCESS)
+        return self._back(escalation)
+
+    def assign_view(self, request: HttpRequest, object_id: int) -> HttpResponse:
+        escalation = self._escalation_for_work(request, object_id)
+        if self._run(
+            request,
+            escalation,
+            "Assigned to me",
+            lambda: services.escalation_assign(
+                conversation_id=escalation.conversation_id,
+                actor=request.user,  # type: ignore[arg-type]
+                escalation_id=escalation.pk,
+            ),
+        ):
+            self.message_user(request, "Assigned to you.", messages.SUCCESS)
+        return self._back(escalation)
+
+    def resolve_view(self, request: HttpRequest, object_id: int) -> HttpResponse:
+        escalation = self._escalation_for_work(request, object_id)
+        form = ResolveForm(request.POST)
+        if not form.is_valid():
+            self.message_user(request, "Resolution notes are too long.", messages.ERROR)
+        elif self._run(
+            request,
+            escalation,
+            "Resolved",
+            lambda: services.escalation_resolve(
+                conversation_id=escalation.conversation_id,
+                actor=request.user,  # type: ignore[arg-type]
+                notes=form.cleaned_data["resolution_notes"],
+                escalation_id=escalation.pk,
+            ),
+        ):
+            self.message_user(request, "Escalation resolved.", messages.SUCCESS)
+        return self._back(escalation)

@@ -1,0 +1,97 @@
+"""Schemas of the operators' API: escalations and statistics."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from ninja import Schema
+from pydantic import Field, field_validator
+
+from config.schemas import StrictIn
+from messaging.schemas import PageParams
+from messaging.validation import MAX_MESSAGE_CHARS, clean_message_text
+
+MAX_RESOLUTION_NOTES_CHARS = 4000
+
+EscalationStatus = Literal["open", "assigned", "resolved"]
+
+
+class EscalationOut(Schema):
+    id: int
+    conversation_id: int
+    customer_id: int
+    status: EscalationStatus
+    reason: str
+    created_at: datetime
+    assigned_to: int | None = Field(description="The assignee's user id")
+    resolved_at: datetime | None
+    resolution_notes: str = Field(description="Empty until resolved")
+
+    @staticmethod
+    def resolve_customer_id(obj: Any) -> int:
+        return obj.conversation.customer_id  # type: ignore[no-any-return]
+
+    @staticmethod
+    def resolve_assigned_to(obj: Any) -> int | None:
+        return obj.assigned_to_id  # type: ignore[no-any-return]
+
+
+class EscalationPageOut(Schema):
+    items: list[EscalationOut]
+    next_cursor: str | None
+
+
+class EscalationListParams(PageParams):
+    status: EscalationStatus | None = Field(
+        default=None, description="Only escalations in this state; all when omitted"
+    )
+
+
+class EscalationReplyIn(StrictIn):
+    message: str = Field(
+        description=f"1..{MAX_MESSAGE_CHARS} characters after trimming; no control characters "
+        "other than newline and tab",
+        max_length=MAX_MESSAGE_CHARS * 2,  # the exact rule is applied after trimming
+    )
+
+    @field_validator("message")
+    @classmethod
+    def _clean(cls, value: str) -> str:
+        return clean_message_text(value)
+
+
+class EscalationResolveIn(StrictIn):
+    resolution_notes: str = Field(
+        description=f"What was done, for the team (0..{MAX_RESOLUTION_NOTES_CHARS} characters "
+        "after trimming)",
+        max_length=MAX_RESOLUTION_NOTES_CHARS * 2,  # the exact rule is applied by the service
+    )
+
+
+class EscalationResolveOut(Schema):
+    status: Literal["resolved"]
+    conversation_id: int
+
+
+class StatisticsOut(Schema):
+    conversations_total: int
+    conversations_active: int = Field(description="Conversations the agent is handling now")
+    conversations_escalated: int = Field(description="Conversations with operators now")
+    escalations_open: int = Field(description="Unresolved escalations (open or assigned)")
+    escalations_resolved: int
+    escalation_rate: float = Field(
+        description="Conversations ever escalated / all conversations (0.0 when there are none)"
+    )
+    avg_resolution_seconds: float | None = Field(
+        description="Mean time from hand-off to resolution over resolved escalations"
+    )
+    median_first_response_seconds: float | None = Field(
+        description="Median time from hand-off to an operator's first reply"
+    )
+    conversations_resolved_by_agent: int = Field(
+        description="Conversations the agent answered at least once and never escalated"
+    )
+    messages_total: int
+    messages_last_24h: int
+    intents: dict[str, int] = Field(description="Customer messages per detected intent")

@@ -1,0 +1,127 @@
+"""Fixtures for the escalation tests: a scripted agent, escalated conversations built with the
+real services, and operators who belong to the Operators group."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from django.db import transaction
+from django.test import Client
+
+from accounts.models import User
+from escalations import services
+from escalations.models import Escalation
+from messaging.agent import get_agent
+from messaging.models import Conversation, Message
+from messaging.services import conversation_lock
+from tests.factories import ConversationFactory, MessageFactory, OperatorFactory
+
+
+@pytest.fixture
+def scripted_agent(settings: Any) -> Iterator[None]:
+    settings.AGENT_BACKEND = "tests.escalations.agents.ScriptedAgent"
+    get_agent.cache_clear()
+    yield
+    get_agent.cache_clear()
+
+
+def open_escalation(
+    conversation: Conversation, reason: str = "Customer asked for a human"
+) -> Escalation:
+    """Hand a conversation to operators through the real service (as message_send does)."""
+    with transaction.atomic():
+        locked = conversation_lock(conversation_id=conversation.pk)
+        assert locked is not None
+        escalation = services.escalation_open(
+            conversation=locked, reason=reason, intent="human_request", confidence=0.9
+        )
+    conversation.refresh_from_db()
+    return escalation
+
+
+@pytest.fixture
+def escalated(customer: User) -> Callable[..., Escalation]:
+    """escalated(customer=None) → an open escalation of a conversation with one customer turn
+    and the agent's answer (seq 1, 2), plus the system hand-off message (seq 3)."""
+
+    def make(owner: User | None = None) -> Escalation:
+        conversation = ConversationFactory(customer=owner or customer)
+        MessageFactory(
+            conversation=conversation,
+            role=Message.Role.CUSTOMER,
+            content="I want to talk to a human",
+            intent="human_request",
+            confidence=0.9,
+        )
+        MessageFactory(
+            conversation=conversation,
+            role=Message.Role.AGENT,
+            content="Let me find a colleague for you.",
+            intent="human_request",
+            confidence=0.9,
+        )
+        return open_escalation(conversation)
+
+    return make
+
+
+@pytest.fixture
+def operators_group(db: Any) -> Any:
+    # Transactional tests flush the database (the migration's group with it), so the group is
+    # ensured here rather than assumed.
+    return services.operators_group_ensure()
+
+
+@pytest.fixture
+def admin_operator(operator: User, operators_group: Any) -> User:
+    operator.groups.add(operators_group)
+    return operator
+
+
+@pytest.fixture
+def operator_admin_client(admin_operator: User) -> Client:
+    client = Client()
+    client.force_login(admin_operator)
+    return client
+
+
+@pytest.fixture
+def second_operator(operators_group: Any) -> User:
+    user = OperatorFactory(username="oscar")
+    user.groups.add(operators_group)
+    return user
+
+
+def transcript_of(conversation_id: int) -> list[tuple[int, str, str]]:
+    return list(
+        Message.objects.filter(conversation_id=conversation_id)
+        .order_by("seq")
+        .values_list("seq", "role", "content")
+    )
+
+
+def state_of(conversation_id: int) -> dict[str, Any]:
+    """Everything an escalation action could change, to prove a refused one changed nothing."""
+    conversation = Conversation.objects.get(pk=conversation_id)
+    return {
+        "status": conversation.status,
+        "last_seq": conversation.last_seq,
+        "updated_at": conversation.updated_at,
+        "messages": transcript_of(conversation_id),
+        "escalations": list(
+            Escalation.objects.filter(conversation_id=conversation_id)
+            .order_by("id")
+            .values(
+                "id",
+                "status",
+                "assigned_to_id",
+                "assigned_at",
+                "first_response_at",
+                "resolved_at",
+                "resolved_by_id",
+                "resolution_notes",
+            )
+        ),
+    }

@@ -1,0 +1,557 @@
+"""The operators' admin, driven through Django's test client as an operator of the Operators
+group: the queue (list, filters, search, order), the escalation page (transcript, reply box,
+view-only fields), the actions, and the statistics page."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from django.contrib.admin.models import LogEntry
+from django.test import Client
+from django.utils import timezone
+
+from accounts.models import User
+from escalations.models import Escalation
+from escalations.services import RESOLVED_TEXT
+from messaging.models import Message
+from tests.escalations.conftest import state_of
+from tests.factories import ConversationFactory, EscalationFactory, MessageFactory, UserFactory
+
+pytestmark = pytest.mark.django_db
+
+CHANGELIST = "/admin/escalations/escalation/"
+
+
+def _change_url(escalation: Escalation) -> str:
+    return f"{CHANGELIST}{escalation.pk}/change/"
+
+
+def _listed(response: Any) -> list[int]:
+    return [e.pk for e in response.context["cl"].result_list]
+
+
+@pytest.fixture
+def queue(customer: User, other_customer: User, second_operator: User) -> dict[str, Escalation]:
+    now = timezone.now()
+    return {
+        "resolved_oldest": EscalationFactory(
+            conversation=ConversationFactory(customer=other_customer, status="resolved"),
+            created_at=now - timedelta(days=2),
+            status="resolved",
+            resolved_at=now,
+            assigned_to=second_operator,
+            resolved_by=second_operator,
+        ),
+        "open_new": EscalationFactory(
+            conversation=ConversationFactory(customer=customer),
+            created_at=now - timedelta(minutes=5),
+            reason="Angry complaint",
+        ),
+        "assigned_old": EscalationFactory(
+            conversation=ConversationFactory(customer=other_customer),
+            created_at=now - timedelta(hours=3),
+            status="assigned",
+            assigned_to=second_operator,
+        ),
+        "open_old": EscalationFactory(
+            conversation=ConversationFactory(customer=customer), created_at=now - timedelta(hours=1)
+        ),
+    }
+
+
+# --- The queue ------------------------------------------------------------------------------
+
+
+def test_list_shows_unresolved_oldest_first_then_resolved(
+    queue: dict[str, Escalation], operator_admin_client: Client
+) -> None:
+    response = operator_admin_client.get(CHANGELIST)
+
+    assert response.status_code == 200
+    assert _listed(response) == [
+        queue[k].pk for k in ("assigned_old", "open_old", "open_new", "resolved_oldest")
+    ]
+    content = response.content.decode()
+    for column in (
+        "column-status",
+        "column-age",
+        "column-customer",
+        "column-reason",
+        "column-assigned_to",
+    ):
+        assert column in content
+    assert "Angry complaint" in content
+    assert "alice" in content
+    assert "oscar" in content
+    assert "3\xa0hours" in content  # the age of the oldest assigned one
+
+
+@pytest.mark.parametrize(
+    ("query", "keys"),
+    [
+        ("status=open", ["open_old", "open_new"]),
+        ("status=assigned", ["assigned_old"]),
+        ("status=resolved", ["resolved_oldest"]),
+        ("status=unresolved", ["assigned_old", "open_old", "open_new"]),
+        ("assigned_to__isnull=True", ["open_old", "open_new"]),
+    ],
+)
+def test_list_filters(
+    queue: dict[str, Escalation], operator_admin_client: Client, query: str, keys: list[str]
+) -> None:
+    response = operator_admin_client.get(f"{CHANGELIST}?{query}")
+
+    assert response.status_code == 200
+    assert _listed(response) == [queue[k].pk for k in keys]
+
+
+def test_list_filters_by_assignee(
+    queue: dict[str, Escalation], operator_admin_client: Client, second_operator: User
+) -> None:
+    response = operator_admin_client.get(
+        f"{CHANGELIST}?assigned_to__id__exact={second_operator.pk}"
+    )
+
+    assert _listed(response) == [queue["assigned_old"].pk, queue["resolved_oldest"].pk]
+    # The assignee filter offers only people who hold escalations, not every account.
+    filter_html = response.content.decode()
+    assert f"assigned_to__id__exact={second_operator.pk}" in filter_html
+    assert (
+        "assigned_to__id__exact=" + str(queue["open_new"].conversation.customer_id)
+        not in filter_html
+    )
+
+
+def test_list_searches_by_customer_username(
+    queue: dict[str, Escalation], operator_admin_client: Client
+) -> None:
+    response = operator_admin_client.get(f"{CHANGELIST}?q=ALIC")
+
+    assert _listed(response) == [queue["open_old"].pk, queue["open_new"].pk]
+
+
+def test_list_costs_a_fixed_number_of_queries(
+    queue: dict[str, Escalation],
+    operator_admin_client: Client,
+    django_assert_max_num_queries: Any,
+) -> None:
+    for _ in range(10):
+        EscalationFactory()
+    # session, user, permissions, counts, the page (customers and assignees joined), filters
+    with django_assert_max_num_queries(10):
+        operator_admin_client.get(CHANGELIST)
+
+
+# --- The escalation page ----------------------------------------------------------------------
+
+
+def test_change_page_shows_the_transcript_and_the_reply_box_but_no_save(
+    escalated: Callable[..., Escalation], operator_admin_client: Client
+) -> None:
+    escalation = escalated()
+
+    response = operator_admin_client.get(_change_url(escalation))
+
+    assert response.status_code == 200
+    content = response.content.decode()
+    assert 'id="transcript"' in content
+    assert "I want to talk to a human" in content
+    assert "An operator will join shortly." in content
+    assert [m.seq for m in response.context["transcript_messages"]] == [1, 2, 3]
+    assert f'action="/admin/escalations/escalation/{escalation.pk}/reply/"' in content
+    assert 'name="message"' in content
+    assert 'name="_save"' not in content  # every field is read-only: no Save button
+    assert "<script>" not in content  # CSP: no inline script
+
+
+def test_change_page_of_a_resolved_escalation_has_no_reply_box(
+    escalated: Callable[..., Escalation], operator_admin_client: Client, operator: User
+) -> None:
+    from escalations import services
+
+    escalation = escalated()
+    services.escalation_resolve(
+        conversation_id=escalation.conversation_id, actor=operator, notes=""
+    )
+
+    content = operator_admin_client.get(_change_url(escalation)).content.decode()
+
+    assert RESOLVED_TEXT in content
+    assert "/reply/" not in content
+
+
+def test_posting_the_change_form_is_refused(
+    escalated: Callable[..., Escalation], operator_admin_client: Client
+) -> None:
+    escalation = escalated()
+    before = state_of(escalation.conversation_id)
+
+    response = operator_admin_client.post(_change_url(escalation), {"status": "resolved"})
+
+    assert response.status_code == 403
+    assert state_of(escalation.conversation_id) == before
+
+
+def test_reply_box_stores_an_operator_message_and_pushes_it(
+    escalated: Callable[..., Escalation],
+    operator_admin_client: Client,
+    admin_operator: User,
+    monkeypatch: pytest.MonkeyPatch,
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    escalation = escalated()
+    pushed: list[Any] = []
+    monkeypatch.setattr("messaging.realtime.publish", lambda events: pushed.extend(events))
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = operator_admin_client.post(
+            f"{CHANGELIST}{escalation.pk}/reply/", {"message": "Hello from the admin"}
+        )
+
+    assert response.status_code == 302
+    assert response["Location"] == _change_url(escalation)
+    reply = Message.objects.get(conversation_id=escalation.conversation_id, role="operator")
+    assert (reply.content, reply.author_id, reply.seq) == (
+        "Hello from the admin",
+        admin_operator.pk,
+        5,
+    )
+    escalation.refresh_from_db()
+    assert (escalation.status, escalation.assigned_to_id) == ("assigned", admin_operator.pk)
+    assert escalation.first_response_at == reply.created_at
+    group = f"conversation.{escalation.conversation_id}"
+    assert [
+        e["message"]["content"] for g, e in pushed if g == group and e["type"] == "message.created"
+    ][-1] == "Hello from the admin"
+    assert (
+        LogEntry.objects.filter(object_id=str(escalation.pk), change_message="Replied").count() == 1
+    )
+    page = operator_admin_client.get(_change_url(escalation)).content.decode()
+    assert "Hello from the admin" in page
+
+
+def test_reply_box_refuses_a_resolved_escalation(
+    escalated: Callable[..., Escalation], operator_admin_client: Client, operator: User
+) -> None:
+    from escalations import services
+
+    escalation = escalated()
+    services.escalation_resolve(
+        conversation_id=escalation.conversation_id, actor=operator, notes=""
+    )
+    before = state_of(escalation.conversation_id)
+
+    response = operator_admin_client.post(
+        f"{CHANGELIST}{escalation.pk}/reply/", {"message": "too late"}, follow=True
+    )
+
+    assert state_of(escalation.conversation_id) == before
+    assert [str(m) for m in response.context["messages"]] == [
+        f"Escalation {escalation.pk}: This conversation is not escalated"
+    ]
+
+
+def test_reply_box_refuses_an_empty_message(
+    escalated: Callable[..., Escalation], operator_admin_client: Client
+) -> None:
+    escalation = escalated()
+    before = state_of(escalation.conversation_id)
+
+    operator_admin_client.post(f"{CHANGELIST}{escalation.pk}/reply/", {"message": "   "})
+
+    assert state_of(escalation.conversation_id) == before
+
+
+def test_reply_box_only_accepts_post(
+    escalated: Callable[..., Escalation], operator_admin_client: Client
+) -> None:
+    escalation = escalated()
+
+    response = operator_admin_client.get(f"{CHANGELIST}{escalation.pk}/reply/")
+
+    assert response.status_code == 405
+
+
+def test_staff_outside_the_operators_group_can_neither_see_nor_reply(
+    escalated: Callable[..., Escalation],
+) -> None:
+    escalation = escalated()
+    client = Client()
+    client.force_login(UserFactory(is_staff=True))  # staff, but not in the Operators group
+    before = state_of(escalation.conversation_id)
+
+    assert client.get(CHANGELIST).status_code == 403
+    assert client.post(f"{CHANGELIST}{escalation.pk}/reply/", {"message": "x"}).status_code == 403
+    assert state_of(escalation.conversation_id) == before
+
+
+def test_page_buttons_assign_and_resolve(
+    escalated: Callable[..., Escalation], operator_admin_client: Client, admin_operator: User
+) -> None:
+    escalation = escalated()
+    page = operator_admin_client.get(_change_url(escalation)).content.decode()
+    assert f"{CHANGELIST}{escalation.pk}/assign/" in page
+    assert f"{CHANGELIST}{escalation.pk}/resolve/" in page
+
+    operator_admin_client.post(f"{CHANGELIST}{escalation.pk}/assign/")
+    escalation.refresh_from_db()
+    assert (escalation.status, escalation.assigned_to_id) == ("assigned", admin_operator.pk)
+
+    operator_admin_client.post(
+        f"{CHANGELIST}{escalation.pk}/resolve/", {"resolution_notes": "Sorted"}
+    )
+    escalation.refresh_from_db()
+    assert (escalation.status, escalation.resolution_notes, escalation.resolved_by_id) == (
+        "resolved",
+        "Sorted",
+        admin_operator.pk,
+    )
+
+
+# --- Actions ----------------------------------------------------------------------------------
+
+
+def test_assign_to_me_action(
+    queue: dict[str, Escalation],
+    operator_admin_client: Client,
+    admin_operator: User,
+    second_operator: User,
+) -> None:
+    picked = [queue["open_old"], queue["assigned_old"], queue["resolved_oldest"]]
+
+    response = operator_admin_client.post(
+        CHANGELIST,
+        {"action": "assign_to_me", "_selected_action": [e.pk for e in picked]},
+        follow=True,
+    )
+
+    assert response.status_code == 200
+    for escalation in picked:
+        escalation.refresh_from_db()
+    assert (picked[0].status, picked[0].assigned_to_id) == ("assigned", admin_operator.pk)
+    # Held by a colleague: refused by the service, unchanged.
+    assert picked[1].assigned_to_id == second_operator.pk
+    assert picked[2].status == "resolved"
+    assert [str(m) for m in response.context["messages"]] == [
+        f"Escalation {picked[1].pk}: This escalation is already assigned to another operator",
+        "Assigned 1 escalation(s) to you.",
+        "Skipped 1 resolved escalation(s).",
+    ]
+    joined = Message.objects.filter(conversation_id=picked[0].conversation_id, role="system")
+    assert joined.count() == 1  # the factory-built escalation had no hand-off message
+
+
+def test_resolve_action_asks_for_notes_first(
+    queue: dict[str, Escalation], operator_admin_client: Client
+) -> None:
+    picked = [queue["open_old"], queue["open_new"]]
+    before = [state_of(e.conversation_id) for e in picked]
+
+    response = operator_admin_client.post(
+        CHANGELIST, {"action": "resolve_selected", "_selected_action": [e.pk for e in picked]}
+    )
+
+    assert response.status_code == 200
+    assert response.templates[0].name == "admin/escalations/escalation/resolve_selected.html"
+    content = response.content.decode()
+    assert 'name="resolution_notes"' in content
+    assert 'name="post" value="yes"' in content
+    assert sorted(
+        int(v) for v in re.findall(r'name="_selected_action" value="(\d+)"', content)
+    ) == sorted(e.pk for e in picked)
+    assert [state_of(e.conversation_id) for e in picked] == before
+
+
+def test_resolve_action_resolves_with_the_notes(
+    queue: dict[str, Escalation], operator_admin_client: Client, admin_operator: User
+) -> None:
+    picked = [queue["open_old"], queue["assigned_old"]]
+
+    response = operator_admin_client.post(
+        CHANGELIST,
+        {
+            "action": "resolve_selected",
+            "_selected_action": [e.pk for e in picked],
+            "post": "yes",
+            "resolution_notes": "Bulk: outage over",
+        },
+        follow=True,
+    )
+
+    assert response.status_code == 200
+    for escalation in picked:
+        escalation.refresh_from_db()
+        assert (escalation.status, escalation.resolution_notes, escalation.resolved_by_id) == (
+            "resolved",
+            "Bulk: outage over",
+            admin_operator.pk,
+        )
+        assert escalation.conversation.status == "resolved"
+        assert (
+            Message.objects.filter(
+                conversation_id=escalation.conversation_id, content=RESOLVED_TEXT
+            ).count()
+            == 1
+        )
+    assert [str(m) for m in response.context["messages"]] == ["Resolved 2 escalation(s)."]
+
+
+def test_no_delete_action_and_no_add(
+    queue: dict[str, Escalation], operator_admin_client: Client
+) -> None:
+    response = operator_admin_client.get(CHANGELIST)
+
+    actions = [value for value, _ in response.context["action_form"].fields["action"].choices]
+    assert actions == ["", "assign_to_me", "resolve_selected"]
+    assert operator_admin_client.get(f"{CHANGELIST}add/").status_code == 403
+    escalation = queue["open_old"]
+    assert (
+        operator_admin_client.post(
+            f"{CHANGELIST}{escalation.pk}/delete/", {"post": "yes"}
+        ).status_code
+        == 403
+    )
+    assert Escalation.objects.filter(pk=escalation.pk).exists()
+
+
+# --- Conversations and messages: read-only ----------------------------------------------------
+
+
+def test_conversations_and_messages_are_read_only_for_operators(
+    escalated: Callable[..., Escalation], operator_admin_client: Client
+) -> None:
+    escalation = escalated()
+    conversation_url = f"/admin/messaging/conversation/{escalation.conversation_id}/change/"
+    message = Message.objects.filter(conversation_id=escalation.conversation_id).first()
+    assert message is not None
+    before = state_of(escalation.conversation_id)
+
+    assert operator_admin_client.get("/admin/messaging/conversation/").status_code == 200
+    assert operator_admin_client.get("/admin/messaging/message/").status_code == 200
+    page = operator_admin_client.get(conversation_url)
+    assert page.status_code == 200
+    assert "I want to talk to a human" in page.content.decode()  # the transcript
+    assert 'name="_save"' not in page.content.decode()
+    assert operator_admin_client.post(conversation_url, {"status": "active"}).status_code == 403
+    assert operator_admin_client.get("/admin/messaging/conversation/add/").status_code == 403
+    assert (
+        operator_admin_client.post(
+            f"/admin/messaging/message/{message.pk}/delete/", {"post": "yes"}
+        ).status_code
+        == 403
+    )
+    assert (
+        operator_admin_client.post(
+            f"/admin/messaging/message/{message.pk}/change/", {"content": "edited"}
+        ).status_code
+        == 403
+    )
+    assert state_of(escalation.conversation_id) == before
+
+
+def test_superuser_can_still_delete_a_customer_with_their_conversations(
+    escalated: Callable[..., Escalation], superuser: User
+) -> None:
+    owner = UserFactory(username="leaving")
+    escalation = escalated(owner)
+    client = Client()
+    client.force_login(superuser)
+
+    response = client.post(f"/admin/accounts/user/{owner.pk}/delete/", {"post": "yes"})
+
+    assert response.status_code == 302
+    assert not User.objects.filter(pk=owner.pk).exists()
+    assert not Escalation.objects.filter(pk=escalation.pk).exists()
+
+
+# --- Statistics page --------------------------------------------------------------------------
+
+
+def test_statistics_page_renders_figures_and_charts_for_operators(
+    operator_admin_client: Client, customer: User, django_assert_max_num_queries: Any
+) -> None:
+    conversation = ConversationFactory(customer=customer)
+    MessageFactory(conversation=conversation, role="customer", intent="billing")
+    MessageFactory(conversation=conversation, role="agent", intent="billing")
+
+    with django_assert_max_num_queries(10):  # session + user + 4 statistics + 2 per-day
+        response = operator_admin_client.get("/admin/statistics/")
+
+    assert response.status_code == 200
+    content = response.content.decode()
+    assert 'id="fig-conversations_total">1<' in content
+    assert 'id="fig-messages_total">2<' in content
+    assert 'id="fig-conversations_resolved_by_agent">1<' in content
+    assert 'id="fig-escalation_rate">0.0 %<' in content
+    assert content.count('<svg class="parley-svg"') == 3  # per day ×2, intents
+    assert content.count('class="parley-bar"') == 60  # 30 days × 2 charts
+    assert "billing: 1 (100.0 %)" in content
+    assert "<script>" not in content
+    assert " style=" not in content
+    assert "Content-Security-Policy" in response.headers
+    assert "admin/parley/parley.css" in content
+
+
+def test_admin_index_links_to_statistics(operator_admin_client: Client) -> None:
+    content = operator_admin_client.get("/admin/").content.decode()
+
+    assert 'href="/admin/statistics/"' in content
+    assert 'href="/admin/escalations/escalation/"' in content
+    assert 'href="/admin/accounts/' not in content  # superuser-only apps stay hidden
+
+
+def test_statistics_page_refuses_customers_and_anonymous(
+    customer: User, anonymous_client: Client
+) -> None:
+    client = Client()
+    client.force_login(customer)
+
+    for c in (client, anonymous_client):
+        response = c.get("/admin/statistics/")
+        assert response.status_code == 302
+        assert response["Location"] == "/admin/login/?next=/admin/statistics/"
+
+
+def test_resolve_action_on_resolved_ones_only_warns(
+    queue: dict[str, Escalation], operator_admin_client: Client
+) -> None:
+    resolved = queue["resolved_oldest"]
+    before = state_of(resolved.conversation_id)
+
+    response = operator_admin_client.post(
+        CHANGELIST,
+        {"action": "resolve_selected", "_selected_action": [resolved.pk]},
+        follow=True,
+    )
+
+    assert [str(m) for m in response.context["messages"]] == [
+        "None of the selected escalations is unresolved."
+    ]
+    assert state_of(resolved.conversation_id) == before
+
+
+def test_resolve_action_keeps_the_page_when_notes_are_too_long(
+    queue: dict[str, Escalation], operator_admin_client: Client
+) -> None:
+    escalation = queue["open_old"]
+    before = state_of(escalation.conversation_id)
+
+    response = operator_admin_client.post(
+        CHANGELIST,
+        {
+            "action": "resolve_selected",
+            "_selected_action": [escalation.pk],
+            "post": "yes",
+            "resolution_notes": "x" * 4001,
+        },
+    )
+
+    assert response.status_code == 200
+    assert response.context["form"].errors == {
+        "resolution_notes": ["Ensure this value has at most 4000 characters (it has 4001)."]
+    }
+    assert state_of(escalation.conversation_id) == before

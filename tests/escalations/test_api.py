@@ -1,0 +1,443 @@
+"""The staff REST routes: the queue listing, the tier/scope matrix, ids that do not exist,
+request validation."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+import pytest
+from django.test import Client
+from django.utils import timezone
+from ninja.responses import NinjaJSONEncoder
+
+from accounts.models import SecurityEvent, User
+from escalations.models import Escalation
+from messaging.schemas import MAX_ID
+from tests.escalations.conftest import state_of
+from tests.factories import ConversationFactory, EscalationFactory, OperatorFactory
+
+pytestmark = pytest.mark.django_db
+
+
+# --- Tier and scope matrix -------------------------------------------------------------------
+
+# (method, path with {cid}, JSON body, the scope it needs, success status)
+STAFF_ROUTES = [
+    ("get", "/api/v1/escalations", None, "escalations:manage", 200),
+    ("get", "/api/v1/escalations?status=open", None, "escalations:manage", 200),
+    ("post", "/api/v1/escalations/{cid}/assign", None, "escalations:manage", 200),
+    ("post", "/api/v1/escalations/{cid}/reply", {"message": "Hello"}, "escalations:manage", 201),
+    (
+        "post",
+        "/api/v1/escalations/{cid}/resolve",
+        {"resolution_notes": "ok"},
+        "escalations:manage",
+        200,
+    ),
+    ("get", "/api/v1/statistics", None, "stats:read", 200),
+]
+ROUTE_IDS = ["list", "list-open", "assign", "reply", "resolve", "statistics"]
+
+
+def _call(client: Client, method: str, path: str, body: Any, cid: int) -> Any:
+    url = path.format(cid=cid)
+    if method == "get":
+        return client.get(url)
+    return client.post(url, body, content_type="application/json")
+
+
+@pytest.mark.parametrize(("method", "path", "body", "scope", "ok"), STAFF_ROUTES, ids=ROUTE_IDS)
+def test_anonymous_gets_401(
+    escalated: Callable[..., Escalation],
+    anonymous_client: Client,
+    method: str,
+    path: str,
+    body: Any,
+    scope: str,
+    ok: int,
+) -> None:
+    escalation = escalated()
+    before = state_of(escalation.conversation_id)
+
+    response = _call(anonymous_client, method, path, body, escalation.conversation_id)
+
+    assert response.status_code == 401
+    assert response["WWW-Authenticate"] == "Bearer"
+    assert response.json() == {"detail": "Authentication credentials were not provided"}
+    assert state_of(escalation.conversation_id) == before
+
+
+@pytest.mark.parametrize(("method", "path", "body", "scope", "ok"), STAFF_ROUTES, ids=ROUTE_IDS)
+def test_customer_gets_403(
+    escalated: Callable[..., Escalation],
+    customer: User,
+    customer_client: Client,
+    method: str,
+    path: str,
+    body: Any,
+    scope: str,
+    ok: int,
+) -> None:
+    escalation = escalated()
+    before = state_of(escalation.conversation_id)
+
+    response = _call(customer_client, method, path, body, escalation.conversation_id)
+
+    assert response.status_code == 403
+    assert response.json() == {"detail": "This action is for staff accounts only"}
+    assert state_of(escalation.conversation_id) == before
+    assert SecurityEvent.objects.filter(kind="tier_denied", user=customer).count() == 1
+
+
+@pytest.mark.parametrize(("method", "path", "body", "scope", "ok"), STAFF_ROUTES, ids=ROUTE_IDS)
+def test_operator_succeeds(
+    escalated: Callable[..., Escalation],
+    operator_client: Client,
+    method: str,
+    path: str,
+    body: Any,
+    scope: str,
+    ok: int,
+) -> None:
+    escalation = escalated()
+
+    response = _call(operator_client, method, path, body, escalation.conversation_id)
+
+    assert response.status_code == ok, response.content
+
+
+@pytest.mark.parametrize(("method", "path", "body", "scope", "ok"), STAFF_ROUTES, ids=ROUTE_IDS)
+def test_superuser_succeeds(
+    escalated: Callable[..., Escalation],
+    superuser_client: Client,
+    method: str,
+    path: str,
+    body: Any,
+    scope: str,
+    ok: int,
+) -> None:
+    escalation = escalated()
+
+    response = _call(superuser_client, method, path, body, escalation.conversation_id)
+
+    assert response.status_code == ok, response.content
+
+
+@pytest.mark.parametrize(("method", "path", "body", "scope", "ok"), STAFF_ROUTES, ids=ROUTE_IDS)
+def test_demoted_operator_gets_403(
+    escalated: Callable[..., Escalation],
+    operator: User,
+    client_for: Callable[..., Client],
+    method: str,
+    path: str,
+    body: Any,
+    scope: str,
+    ok: int,
+) -> None:
+    escalation = escalated()
+    client = client_for(operator)  # token issued while staff
+    operator.is_staff = False
+    operator.save(update_fields=["is_staff"])
+    before = state_of(escalation.conversation_id)
+
+    response = _call(client, method, path, body, escalation.conversation_id)
+
+    assert response.status_code == 403
+    assert response.json() == {"detail": "This action is for staff accounts only"}
+    assert state_of(escalation.conversation_id) == before
+
+
+@pytest.mark.parametrize(("method", "path", "body", "scope", "ok"), STAFF_ROUTES, ids=ROUTE_IDS)
+def test_operator_token_without_the_scope_gets_403(
+    escalated: Callable[..., Escalation],
+    operator: User,
+    client_for: Callable[..., Client],
+    method: str,
+    path: str,
+    body: Any,
+    scope: str,
+    ok: int,
+) -> None:
+    escalation = escalated()
+    other_scopes = {"conversations:read", "messages:write", "escalations:manage", "stats:read"} - {
+        scope
+    }
+    client = client_for(operator, scopes=other_scopes)
+    before = state_of(escalation.conversation_id)
+
+    response = _call(client, method, path, body, escalation.conversation_id)
+
+    assert response.status_code == 403
+    assert response["WWW-Authenticate"] == f'Bearer error="insufficient_scope", scope="{scope}"'
+    assert response.json() == {"detail": f"This action needs the '{scope}' scope"}
+    assert state_of(escalation.conversation_id) == before
+    assert SecurityEvent.objects.filter(kind="scope_denied", user=operator).count() == 1
+
+
+@pytest.mark.parametrize(("method", "path", "body", "scope", "ok"), STAFF_ROUTES, ids=ROUTE_IDS)
+def test_invalid_token_gets_401_invalid_token(
+    escalated: Callable[..., Escalation],
+    method: str,
+    path: str,
+    body: Any,
+    scope: str,
+    ok: int,
+) -> None:
+    escalation = escalated()
+    client = Client(headers={"Authorization": "Bearer not-a-token"})
+
+    response = _call(client, method, path, body, escalation.conversation_id)
+
+    assert response.status_code == 401
+    assert response["WWW-Authenticate"] == 'Bearer error="invalid_token"'
+
+
+def test_admin_session_cookie_authenticates_nothing(
+    escalated: Callable[..., Escalation], operator: User
+) -> None:
+    escalation = escalated()
+    client = Client()
+    client.force_login(operator)
+
+    response = client.post(f"/api/v1/escalations/{escalation.conversation_id}/assign")
+
+    assert response.status_code == 401
+    assert Escalation.objects.get(pk=escalation.pk).status == "open"
+
+
+# --- Ids that do not exist -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("action", "body"),
+    [
+        ("assign", None),
+        ("reply", {"message": "Hello"}),
+        ("resolve", {"resolution_notes": "ok"}),
+    ],
+)
+@pytest.mark.parametrize("missing_id", [999_999, MAX_ID, MAX_ID + 1])
+def test_unknown_conversation_gets_404_and_nothing_changes(
+    escalated: Callable[..., Escalation],
+    operator_client: Client,
+    action: str,
+    body: Any,
+    missing_id: int,
+) -> None:
+    escalation = escalated()
+    before = state_of(escalation.conversation_id)
+
+    response = operator_client.post(
+        f"/api/v1/escalations/{missing_id}/{action}", body, content_type="application/json"
+    )
+
+    assert response.status_code == 404
+    assert response.json() == {"detail": "Conversation not found"}
+    assert state_of(escalation.conversation_id) == before
+
+
+# --- The listing ------------------------------------------------------------------------------
+
+
+def _json_time(value: datetime | None) -> str | None:
+    # How the API's JSON encoder writes timestamps (DjangoJSONEncoder: milliseconds, "Z").
+    return None if value is None else NinjaJSONEncoder().default(value)
+
+
+def _item(escalation: Escalation) -> dict[str, Any]:
+    escalation.refresh_from_db()
+    return {
+        "id": escalation.pk,
+        "conversation_id": escalation.conversation_id,
+        "customer_id": escalation.conversation.customer_id,
+        "status": escalation.status,
+        "reason": escalation.reason,
+        "created_at": _json_time(escalation.created_at),
+        "assigned_to": escalation.assigned_to_id,
+        "resolved_at": _json_time(escalation.resolved_at),
+        "resolution_notes": escalation.resolution_notes,
+    }
+
+
+@pytest.fixture
+def queue(operator: User) -> dict[str, Escalation]:
+    """Four escalations created out of order, with the same created_at for two of them."""
+    now = timezone.now().replace(microsecond=0)
+    same = now - timedelta(minutes=30)
+    return {
+        "resolved": EscalationFactory(
+            created_at=now - timedelta(hours=3),
+            status="resolved",
+            resolved_at=now,
+            resolved_by=operator,
+            assigned_to=operator,
+            resolution_notes="done",
+            conversation=ConversationFactory(status="resolved"),
+        ),
+        "newest": EscalationFactory(created_at=now - timedelta(minutes=1)),
+        "tie_b": EscalationFactory(created_at=same),
+        "assigned": EscalationFactory(
+            created_at=now - timedelta(hours=1), status="assigned", assigned_to=operator
+        ),
+        "tie_a": EscalationFactory(created_at=same),
+    }
+
+
+def test_list_is_oldest_first_with_exact_items(
+    queue: dict[str, Escalation], operator_client: Client
+) -> None:
+    response = operator_client.get("/api/v1/escalations")
+
+    assert response.status_code == 200
+    order = ["resolved", "assigned", "tie_b", "tie_a", "newest"]  # created_at, then id
+    assert response.json() == {"items": [_item(queue[k]) for k in order], "next_cursor": None}
+
+
+@pytest.mark.parametrize(
+    ("status", "keys"),
+    [
+        ("open", ["tie_b", "tie_a", "newest"]),
+        ("assigned", ["assigned"]),
+        ("resolved", ["resolved"]),
+    ],
+)
+def test_list_filters_by_status(
+    queue: dict[str, Escalation], operator_client: Client, status: str, keys: list[str]
+) -> None:
+    response = operator_client.get(f"/api/v1/escalations?status={status}")
+
+    assert [i["id"] for i in response.json()["items"]] == [queue[k].pk for k in keys]
+
+
+def test_list_pages_with_a_cursor_without_gaps_or_repeats(
+    queue: dict[str, Escalation], operator_client: Client
+) -> None:
+    seen: list[int] = []
+    url = "/api/v1/escalations?status=open&limit=1"
+    pages = 0
+    while url:
+        body = operator_client.get(url).json()
+        seen += [i["id"] for i in body["items"]]
+        pages += 1
+        cursor = body["next_cursor"]
+        url = f"/api/v1/escalations?status=open&limit=1&cursor={cursor}" if cursor else ""
+
+    assert seen == [queue["tie_b"].pk, queue["tie_a"].pk, queue["newest"].pk]
+    assert pages == 3
+
+
+def test_list_costs_two_queries(
+    queue: dict[str, Escalation], operator_client: Client, django_assert_num_queries: Any
+) -> None:
+    # The caller's user row (auth) and one page with its conversations joined.
+    with django_assert_num_queries(2):
+        response = operator_client.get("/api/v1/escalations?limit=100")
+    assert len(response.json()["items"]) == 5
+
+
+@pytest.mark.parametrize("query", ["limit=0", "limit=101", "status=closed", "limit=x"])
+def test_list_rejects_bad_parameters_with_422(operator_client: Client, query: str) -> None:
+    response = operator_client.get(f"/api/v1/escalations?{query}")
+
+    assert response.status_code == 422
+
+
+def test_list_rejects_a_tampered_cursor_with_400(operator_client: Client) -> None:
+    response = operator_client.get("/api/v1/escalations?cursor=bm90LWpzb24")
+
+    assert response.status_code == 400
+    assert response.json() == {"detail": "Invalid cursor"}
+
+
+# --- Bodies ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("action", "body"),
+    [
+        ("reply", {"message": "hi", "role": "agent"}),
+        ("reply", {"message": "   "}),
+        ("reply", {"message": "x" * 4001}),
+        ("reply", {"message": "bell \x07"}),
+        ("reply", {}),
+        ("resolve", {"resolution_notes": "ok", "status": "open"}),
+        ("resolve", {}),
+        ("resolve", {"resolution_notes": "x" * 4001}),
+        ("resolve", {"resolution_notes": "nul \x00"}),
+    ],
+)
+def test_invalid_bodies_get_422_and_change_nothing(
+    escalated: Callable[..., Escalation], operator_client: Client, action: str, body: Any
+) -> None:
+    escalation = escalated()
+    before = state_of(escalation.conversation_id)
+
+    response = operator_client.post(
+        f"/api/v1/escalations/{escalation.conversation_id}/{action}",
+        body,
+        content_type="application/json",
+    )
+
+    assert response.status_code == 422
+    assert isinstance(response.json()["detail"], list)
+    assert state_of(escalation.conversation_id) == before
+
+
+def test_api_key_of_an_operator_works(
+    escalated: Callable[..., Escalation], superuser: User
+) -> None:
+    from accounts import services as account_services
+
+    escalation = escalated()
+    owner = OperatorFactory(username="bot")
+    _, raw = account_services.api_key_create(
+        actor=superuser,
+        name="queue bot",
+        owner_id=owner.pk,
+        scopes=["escalations:manage"],
+        expires_at=None,
+    )
+
+    response = Client(headers={"X-API-Key": raw}).get("/api/v1/escalations")
+
+    assert response.status_code == 200
+    assert [i["id"] for i in response.json()["items"]] == [escalation.pk]
+
+
+def test_openapi_documents_every_status(client: Client) -> None:
+    schema = client.get("/api/v1/openapi.json").json()
+    paths = schema["paths"]
+
+    def codes(path: str, method: str) -> set[str]:
+        return set(paths[path][method]["responses"])
+
+    assert codes("/api/v1/escalations", "get") == {"200", "400", "401", "403", "422"}
+    assert codes("/api/v1/escalations/{conversation_id}/assign", "post") == {
+        "200",
+        "401",
+        "403",
+        "404",
+        "409",
+    }
+    assert codes("/api/v1/escalations/{conversation_id}/reply", "post") == {
+        "201",
+        "400",
+        "401",
+        "403",
+        "404",
+        "409",
+        "413",
+        "422",
+    }
+    assert codes("/api/v1/escalations/{conversation_id}/resolve", "post") == {
+        "200",
+        "400",
+        "401",
+        "403",
+        "404",
+        "413",
+        "422",
+    }
+    assert codes("/api/v1/statistics", "get") == {"200", "401", "403"}

@@ -1,0 +1,418 @@
+"""open → assign → reply → resolve, through the REST API, with the transcript each step leaves
+and the events pushed to the customer; illegal transitions change nothing."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from django.test import Client
+
+from accounts.models import User
+from escalations.models import Escalation
+from escalations.services import OPENED_TEXT, RESOLVED_TEXT
+from messaging.models import Conversation, Message
+from messaging.services import ESCALATED_ACKNOWLEDGEMENT
+from tests.escalations.agents import HANDOFF_TEXT
+from tests.escalations.conftest import state_of, transcript_of
+from tests.factories import ConversationFactory, MessageFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def _send(client: Client, customer: User, text: str, conversation_id: int | None) -> Any:
+    response = client.post(
+        "/api/v1/messages/process",
+        {"message": text, "customer_id": customer.pk, "conversation_id": conversation_id},
+        content_type="application/json",
+    )
+    assert response.status_code == 200, response.content
+    return response.json()
+
+
+@pytest.mark.usefixtures("scripted_agent")
+def test_full_lifecycle_through_the_api(
+    customer: User, operator: User, customer_client: Client, operator_client: Client
+) -> None:
+    first = _send(customer_client, customer, "hello", None)
+    conversation_id = first["conversation_id"]
+    assert (first["status"], first["agent"]) == ("success", "scripted")
+
+    handoff = _send(customer_client, customer, "I want a human", conversation_id)
+    escalation = Escalation.objects.get(conversation_id=conversation_id)
+    assert handoff["status"] == "escalated"
+    assert handoff["metadata"]["escalated"] is True
+    assert handoff["metadata"]["escalation_id"] == escalation.pk
+    assert (escalation.status, escalation.reason, escalation.intent) == (
+        "open",
+        "Customer asked for a human",
+        "human_request",
+    )
+
+    assigned = operator_client.post(f"/api/v1/escalations/{conversation_id}/assign")
+    assert assigned.status_code == 200
+    assert assigned.json() == {
+        "id": escalation.pk,
+        "conversation_id": conversation_id,
+        "customer_id": customer.pk,
+        "status": "assigned",
+        "reason": "Customer asked for a human",
+        "created_at": assigned.json()["created_at"],
+        "assigned_to": operator.pk,
+        "resolved_at": None,
+        "resolution_notes": "",
+    }
+
+    reply = operator_client.post(
+        f"/api/v1/escalations/{conversation_id}/reply",
+        {"message": "  Hi, Olivia here. How can I help?  "},
+        content_type="application/json",
+    )
+    assert reply.status_code == 201
+    stored_reply = Message.objects.get(conversation_id=conversation_id, role="operator")
+    assert reply.json() == {
+        "id": stored_reply.pk,
+        "seq": 7,
+        "role": "operator",
+        "content": "Hi, Olivia here. How can I help?",
+        "intent": None,
+        "confidence": None,
+        "created_at": reply.json()["created_at"],
+    }
+    assert stored_reply.author_id == operator.pk
+
+    # While escalated the agent stays silent: the system acknowledges instead.
+    waiting = _send(customer_client, customer, "are you there?", conversation_id)
+    assert (waiting["status"], waiting["agent"], waiting["response"]) == (
+        "escalated",
+        "system",
+        ESCALATED_ACKNOWLEDGEMENT,
+    )
+    assert waiting["metadata"]["escalation_id"] == escalation.pk
+
+    resolved = operator_client.post(
+        f"/api/v1/escalations/{conversation_id}/resolve",
+        {"resolution_notes": "Refunded the double charge."},
+        content_type="application/json",
+    )
+    assert resolved.status_code == 200
+    assert resolved.json() == {"status": "resolved", "conversation_id": conversation_id}
+
+    after = _send(customer_client, customer, "thanks a lot", conversation_id)
+    assert (after["status"], after["agent"], after["response"]) == (
+        "success",
+        "scripted",
+        "Agent: thanks a lot",
+    )
+
+    joined = f"{operator.get_short_name() or operator.username} joined the conversation."
+    assert transcript_of(conversation_id) == [
+        (1, "customer", "hello"),
+        (2, "agent", "Agent: hello"),
+        (3, "customer", "I want a human"),
+        (4, "agent", HANDOFF_TEXT),
+        (5, "system", OPENED_TEXT),
+        (6, "system", joined),
+        (7, "operator", "Hi, Olivia here. How can I help?"),
+        (8, "customer", "are you there?"),
+        (9, "system", ESCALATED_ACKNOWLEDGEMENT),
+        (10, "system", RESOLVED_TEXT),
+        (11, "customer", "thanks a lot"),
+        (12, "agent", "Agent: thanks a lot"),
+    ]
+    escalation.refresh_from_db()
+    assert escalation.status == "resolved"
+    assert escalation.resolved_by_id == operator.pk
+    assert escalation.assigned_to_id == operator.pk
+    assert escalation.resolution_notes == "Refunded the double charge."
+    assert escalation.first_response_at == stored_reply.created_at
+    assert escalation.created_at <= escalation.assigned_at <= escalation.first_response_at
+    assert escalation.first_response_at <= escalation.resolved_at
+    conversation = Conversation.objects.get(pk=conversation_id)
+    assert (conversation.status, conversation.turn_count, conversation.last_seq) == (
+        "active",
+        4,
+        12,
+    )
+
+    # The customer's own history carries the system messages too.
+    history = customer_client.get(f"/api/v1/conversations/{conversation_id}/history")
+    assert [m["seq"] for m in history.json()["messages"]] == list(range(1, 13))
+
+
+@pytest.mark.usefixtures("scripted_agent")
+def test_customer_can_escalate_again_after_resolution(
+    customer: User, customer_client: Client, operator_client: Client
+) -> None:
+    conversation_id = _send(customer_client, customer, "human please", None)["conversation_id"]
+    operator_client.post(
+        f"/api/v1/escalations/{conversation_id}/resolve",
+        {"resolution_notes": ""},
+        content_type="application/json",
+    )
+
+    again = _send(customer_client, customer, "human again", conversation_id)
+
+    assert again["status"] == "escalated"
+    statuses = list(
+        Escalation.objects.filter(conversation_id=conversation_id)
+        .order_by("id")
+        .values_list("status", flat=True)
+    )
+    assert statuses == ["resolved", "open"]
+
+
+def test_reply_pushes_the_message_to_the_customer_live(
+    escalated: Callable[..., Escalation],
+    operator_client: Client,
+    monkeypatch: pytest.MonkeyPatch,
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    escalation = escalated()
+    pushed: list[tuple[str, dict[str, Any]]] = []
+    monkeypatch.setattr("messaging.realtime.publish", lambda events: pushed.extend(events))
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = operator_client.post(
+            f"/api/v1/escalations/{escalation.conversation_id}/reply",
+            {"message": "Hello!"},
+            content_type="application/json",
+        )
+
+    assert response.status_code == 201
+    group = f"conversation.{escalation.conversation_id}"
+    conversation_events = [
+        (g, e["type"], e.get("message", {}).get("role")) for g, e in pushed if g == group
+    ]
+    # Replying to an unassigned escalation assigns it first ("... joined"), then the reply.
+    assert conversation_events == [
+        (group, "message.created", "system"),
+        (group, "message.created", "operator"),
+    ]
+    operator_message = [e for g, e in pushed if g == group][1]["message"]
+    # Same item as the REST answer (the REST encoder shortens timestamps to milliseconds).
+    body = response.json()
+    assert operator_message["created_at"][:23] == body["created_at"][:23]
+    assert {**operator_message, "created_at": None} == {**body, "created_at": None}
+    staff_events = [e["event"] for g, e in pushed if g == "escalations"]
+    assert staff_events == ["assigned", "replied"]
+
+
+def test_resolve_pushes_the_status_change(
+    escalated: Callable[..., Escalation],
+    operator_client: Client,
+    monkeypatch: pytest.MonkeyPatch,
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    escalation = escalated()
+    pushed: list[tuple[str, dict[str, Any]]] = []
+    monkeypatch.setattr("messaging.realtime.publish", lambda events: pushed.extend(events))
+
+    with django_capture_on_commit_callbacks(execute=True):
+        operator_client.post(
+            f"/api/v1/escalations/{escalation.conversation_id}/resolve",
+            {"resolution_notes": "done"},
+            content_type="application/json",
+        )
+
+    group = f"conversation.{escalation.conversation_id}"
+    assert [e for g, e in pushed if g == group and e["type"] == "conversation.status"] == [
+        {"type": "conversation.status", "status": "resolved", "escalation_id": escalation.pk}
+    ]
+
+
+def test_reply_without_open_escalation_is_409_and_changes_nothing(
+    customer: User, operator_client: Client
+) -> None:
+    conversation = ConversationFactory(customer=customer)
+    MessageFactory(conversation=conversation, role="customer", content="hi")
+    before = state_of(conversation.pk)
+
+    response = operator_client.post(
+        f"/api/v1/escalations/{conversation.pk}/reply",
+        {"message": "Hello"},
+        content_type="application/json",
+    )
+
+    assert response.status_code == 409
+    assert response.json() == {"detail": "This conversation is not escalated"}
+    assert state_of(conversation.pk) == before
+
+
+@pytest.mark.parametrize("action", ["assign", "resolve"])
+def test_assign_or_resolve_without_open_escalation_is_404_and_changes_nothing(
+    customer: User, operator_client: Client, action: str
+) -> None:
+    conversation = ConversationFactory(customer=customer)
+    MessageFactory(conversation=conversation, role="customer", content="hi")
+    before = state_of(conversation.pk)
+
+    response = operator_client.post(
+        f"/api/v1/escalations/{conversation.pk}/{action}",
+        {"resolution_notes": "x"} if action == "resolve" else None,
+        content_type="application/json",
+    )
+
+    assert response.status_code == 404
+    assert response.json() == {"detail": "This conversation has no open escalation"}
+    assert state_of(conversation.pk) == before
+
+
+def test_double_resolve_is_404_and_changes_nothing(
+    escalated: Callable[..., Escalation], operator_client: Client
+) -> None:
+    escalation = escalated()
+    url = f"/api/v1/escalations/{escalation.conversation_id}/resolve"
+    first = operator_client.post(
+        url, {"resolution_notes": "first"}, content_type="application/json"
+    )
+    after_first = state_of(escalation.conversation_id)
+
+    second = operator_client.post(
+        url, {"resolution_notes": "second"}, content_type="application/json"
+    )
+
+    assert first.status_code == 200
+    assert second.status_code == 404
+    assert state_of(escalation.conversation_id) == after_first
+    assert after_first["escalations"][0]["resolution_notes"] == "first"
+    # Seq 1-3 are the hand-off; resolving adds exactly one system message, once.
+    assert [m for m in after_first["messages"] if m[0] > 3] == [(4, "system", RESOLVED_TEXT)]
+
+
+def test_reply_after_resolve_is_409(
+    escalated: Callable[..., Escalation], operator_client: Client
+) -> None:
+    escalation = escalated()
+    operator_client.post(
+        f"/api/v1/escalations/{escalation.conversation_id}/resolve",
+        {"resolution_notes": ""},
+        content_type="application/json",
+    )
+    before = state_of(escalation.conversation_id)
+
+    response = operator_client.post(
+        f"/api/v1/escalations/{escalation.conversation_id}/reply",
+        {"message": "late"},
+        content_type="application/json",
+    )
+
+    assert response.status_code == 409
+    assert state_of(escalation.conversation_id) == before
+
+
+def test_assigning_twice_to_oneself_adds_nothing(
+    escalated: Callable[..., Escalation], operator_client: Client
+) -> None:
+    escalation = escalated()
+    url = f"/api/v1/escalations/{escalation.conversation_id}/assign"
+    operator_client.post(url)
+    before = state_of(escalation.conversation_id)
+
+    again = operator_client.post(url)
+
+    assert again.status_code == 200
+    assert again.json()["status"] == "assigned"
+    assert state_of(escalation.conversation_id) == before
+
+
+def test_assigning_one_held_by_another_operator_is_409(
+    escalated: Callable[..., Escalation],
+    operator_client: Client,
+    second_operator: User,
+    client_for: Callable[..., Client],
+) -> None:
+    escalation = escalated()
+    client_for(second_operator).post(f"/api/v1/escalations/{escalation.conversation_id}/assign")
+    before = state_of(escalation.conversation_id)
+
+    response = operator_client.post(f"/api/v1/escalations/{escalation.conversation_id}/assign")
+
+    assert response.status_code == 409
+    assert response.json() == {"detail": "This escalation is already assigned to another operator"}
+    assert state_of(escalation.conversation_id) == before
+    assert before["escalations"][0]["assigned_to_id"] == second_operator.pk
+
+
+def test_colleague_may_reply_to_an_assigned_escalation(
+    escalated: Callable[..., Escalation],
+    operator: User,
+    operator_client: Client,
+    second_operator: User,
+    client_for: Callable[..., Client],
+) -> None:
+    escalation = escalated()
+    client_for(second_operator).post(f"/api/v1/escalations/{escalation.conversation_id}/assign")
+
+    response = operator_client.post(
+        f"/api/v1/escalations/{escalation.conversation_id}/reply",
+        {"message": "Covering"},
+        content_type="application/json",
+    )
+
+    assert response.status_code == 201
+    message = Message.objects.get(pk=response.json()["id"])
+    assert (message.role, message.author_id) == ("operator", operator.pk)
+    escalation.refresh_from_db()
+    assert escalation.assigned_to_id == second_operator.pk
+
+
+def test_resolving_an_unassigned_escalation_assigns_it_to_the_resolver(
+    escalated: Callable[..., Escalation], operator: User, operator_client: Client
+) -> None:
+    escalation = escalated()
+
+    operator_client.post(
+        f"/api/v1/escalations/{escalation.conversation_id}/resolve",
+        {"resolution_notes": "  trimmed  "},
+        content_type="application/json",
+    )
+
+    escalation.refresh_from_db()
+    assert (escalation.status, escalation.assigned_to_id, escalation.resolved_by_id) == (
+        "resolved",
+        operator.pk,
+        operator.pk,
+    )
+    assert escalation.resolution_notes == "trimmed"
+    assert escalation.first_response_at is None
+
+
+def test_service_refuses_a_customer_actor(
+    escalated: Callable[..., Escalation], customer: User
+) -> None:
+    from config.errors import PermissionDenied
+    from escalations import services
+
+    escalation = escalated()
+    before = state_of(escalation.conversation_id)
+
+    with pytest.raises(PermissionDenied):
+        services.escalation_resolve(
+            conversation_id=escalation.conversation_id, actor=customer, notes=""
+        )
+    assert state_of(escalation.conversation_id) == before
+
+
+def test_service_refuses_to_act_on_a_newer_escalation_than_the_one_shown(
+    escalated: Callable[..., Escalation], operator: User
+) -> None:
+    from config.errors import Conflict, NotFound
+    from escalations import services
+    from tests.escalations.conftest import open_escalation
+
+    old = escalated()
+    services.escalation_resolve(conversation_id=old.conversation_id, actor=operator, notes="")
+    open_escalation(old.conversation)
+    before = state_of(old.conversation_id)
+
+    with pytest.raises(NotFound):
+        services.escalation_resolve(
+            conversation_id=old.conversation_id, actor=operator, notes="", escalation_id=old.pk
+        )
+    with pytest.raises(Conflict):
+        services.escalation_reply(
+            conversation_id=old.conversation_id, actor=operator, text="hi", escalation_id=old.pk
+        )
+    assert state_of(old.conversation_id) == before
