@@ -84,3 +84,14 @@ def optional_body(request: Any) -> Any:
     if not request.body:
         return {}
     raise HttpError(415, "Send JSON or form data")
+
+
+def client_json(value: Schema) -> dict[str, Any]:
+    """A schema instance encoded exactly as API responses are (ninja's JSON encoder: datetimes
+    to milliseconds, "Z" for UTC), for payloads sent outside a response, e.g. websocket events.
+    One encoding, so a message has the same created_at over REST and websocket."""
+    import json
+
+    from ninja.responses import NinjaJSONEncoder
+
+    return json.loads(json.dumps(value.model_dump(), cls=NinjaJSONEncoder))  # type: ignore[no-any-return]

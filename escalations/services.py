@@ -8,7 +8,6 @@ adds the `system` message customers see and pushes events after commit.
 
 from __future__ import annotations
 
-import unicodedata
 from typing import Any
 
 from django.apps import apps as django_apps
@@ -19,13 +18,14 @@ from django.utils import timezone
 
 from accounts.models import User
 from config.errors import Conflict, NotFound, PermissionDenied, UnprocessableRequest
+from config.schemas import client_json
 from escalations.models import Escalation
 from escalations.permissions import OPERATOR_PERMISSIONS, OPERATORS_GROUP
 from escalations.schemas import MAX_RESOLUTION_NOTES_CHARS, EscalationOut
 from messaging.models import Conversation, Message
 from messaging.realtime import escalation_event, publish_on_commit
 from messaging.services import NewMessage, conversation_append, conversation_lock, conversation_save
-from messaging.validation import clean_message_text
+from messaging.validation import clean_message_text, clean_text
 
 OPENED_TEXT = "An operator will join shortly."
 RESOLVED_TEXT = (
@@ -41,26 +41,17 @@ def _operator_name(user: User) -> str:
 def escalation_payload(escalation: Escalation) -> dict[str, Any]:
     """An escalation as staff clients see it (REST items and /ws/escalations/ events): one
     schema for both, so they cannot drift apart."""
-    return EscalationOut.from_orm(escalation).model_dump(mode="json")
+    return client_json(EscalationOut.from_orm(escalation))
 
 
 def clean_resolution_notes(notes: str) -> str:
     """Trim and check resolution notes (may be empty). Raises UnprocessableRequest."""
-    if not isinstance(notes, str):
-        raise UnprocessableRequest(
-            "Resolution notes must be a string", loc=("body", "resolution_notes")
+    try:
+        return clean_text(
+            notes, what="Resolution notes", max_chars=MAX_RESOLUTION_NOTES_CHARS, allow_empty=True
         )
-    notes = notes.replace("\r\n", "\n").strip()
-    if len(notes) > MAX_RESOLUTION_NOTES_CHARS:
-        raise UnprocessableRequest(
-            f"Resolution notes must be at most {MAX_RESOLUTION_NOTES_CHARS} characters",
-            loc=("body", "resolution_notes"),
-        )
-    if any(unicodedata.category(c) == "Cc" and c not in "\n\t" for c in notes):
-        raise UnprocessableRequest(
-            "Resolution notes must not contain control characters", loc=("body", "resolution_notes")
-        )
-    return notes
+    except ValueError as exc:
+        raise UnprocessableRequest(str(exc), loc=("body", "resolution_notes")) from None
 
 
 def escalation_current(*, conversation: Conversation) -> Escalation | None:

@@ -6,7 +6,7 @@ from typing import Any, Literal
 from ninja import Schema
 from pydantic import Field, field_validator
 
-from config.schemas import StrictIn
+from config.schemas import StrictIn, client_json
 from messaging.validation import MAX_MESSAGE_CHARS, clean_message_text
 
 MAX_ID = 2**63 - 1
@@ -84,4 +84,4 @@ class HistoryParams(Schema):
 
 def message_payload(message: Any) -> dict[str, Any]:
     """A message as clients see it (history item, websocket `message` event)."""
-    return MessageOut.from_orm(message).model_dump(mode="json")
+    return client_json(MessageOut.from_orm(message))
