@@ -221,6 +221,7 @@ def escalation_resolve(
             ]
         )
         conversation.status = Conversation.Status.RESOLVED
+        conversation.agent_turns = 0  # the agent starts afresh after a hand-back
         conversation_append(
             conversation=conversation,
             messages=[NewMessage(role=Message.Role.SYSTEM, content=RESOLVED_TEXT)],

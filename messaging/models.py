@@ -16,8 +16,12 @@ class Conversation(models.Model):
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="conversations"
     )
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.ACTIVE)
-    # Customer messages so far ("turns"); the agent's turn limit counts these.
+    # Customer messages so far ("turns").
     turn_count = models.PositiveIntegerField(default=0)
+    # Customer turns the agent has answered since the conversation began or an operator last
+    # handed it back; the agent's turn limit counts these, so a resolved conversation does not
+    # bounce straight back to a human on the customer's next message.
+    agent_turns = models.PositiveIntegerField(default=0)
     # The seq of the newest message. Written only under the conversation's row lock, so seq is
     # gap-free and unique per conversation even with concurrent writers.
     last_seq = models.PositiveIntegerField(default=0)

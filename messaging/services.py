@@ -92,7 +92,9 @@ def conversation_append(*, conversation: Conversation, messages: list[NewMessage
 def conversation_save(
     *, conversation: Conversation, status_changed: bool = False, escalation_id: int | None = None
 ) -> None:
-    conversation.save(update_fields=["status", "turn_count", "last_seq", "updated_at"])
+    conversation.save(
+        update_fields=["status", "turn_count", "agent_turns", "last_seq", "updated_at"]
+    )
     if status_changed:
         publish_on_commit(
             [conversation_status_event(conversation.pk, conversation.status, escalation_id)]
@@ -240,6 +242,7 @@ def _record_turn(
     if previous_status == Conversation.Status.RESOLVED:
         # The customer wrote again after an operator resolved: back to the agent.
         conversation.status = Conversation.Status.ACTIVE
+    conversation.agent_turns += 1
     customer_message, answer = conversation_append(
         conversation=conversation,
         messages=[
@@ -321,7 +324,7 @@ def _snapshot(customer: User, conversation: Conversation | None) -> Conversation
     return ConversationSnapshot(
         id=conversation.pk,
         customer_id=customer.pk,
-        turn_count=conversation.turn_count,
+        turn_count=conversation.agent_turns,
         recent_messages=tuple(
             TurnSnapshot(role=m.role, content=m.content, intent=m.intent, confidence=m.confidence)
             for m in selectors.recent_messages(conversation=conversation)

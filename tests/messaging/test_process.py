@@ -132,3 +132,26 @@ def test_internal_agent_details_never_reach_the_client(
         "seq",
     }
     assert "prompt" not in str(body).lower()
+
+
+@pytest.mark.django_db
+def test_turn_limit_escalates_and_counts_afresh_after_resolution(
+    settings: Any, customer_client: Client, customer: User, operator: User
+) -> None:
+    from escalations.services import escalation_resolve
+
+    settings.AGENT_MAX_TURNS = 3
+    settings.RATE_LIMIT_MESSAGES = "100/m"
+    conversation_id = send(customer_client, customer, "hello").json()["conversation_id"]
+    assert send(customer_client, customer, "thanks", conversation_id).json()["status"] == "success"
+    assert send(customer_client, customer, "ok", conversation_id).json()["status"] == "success"
+    fourth = send(customer_client, customer, "and another thing", conversation_id).json()
+    assert fourth["status"] == "escalated"
+    assert Escalation.objects.get().reason.startswith("Turn limit")
+
+    escalation_resolve(conversation_id=conversation_id, actor=operator, notes="done")
+    after = send(customer_client, customer, "one more question", conversation_id).json()
+    assert after["status"] == "success"
+    assert after["agent"] == "rule_based"
+    assert after["turn_count"] == 5
+    assert Conversation.objects.get().agent_turns == 1
