@@ -20,7 +20,7 @@ class User(AbstractUser):
 
     email = models.EmailField("email address", blank=True)
 
-    objects = ParleyUserManager()
+    objects = ParleyUserManager()  # type: ignore[misc]  # django-stubs: manager override
 
     class Meta(AbstractUser.Meta):
         swappable = "AUTH_USER_MODEL"

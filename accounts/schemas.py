@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import typing
 from datetime import datetime
 from typing import Literal
 
@@ -14,7 +15,7 @@ from config.schemas import StrictIn
 ScopeName = Literal[
     "conversations:read", "messages:write", "escalations:manage", "stats:read", "admin"
 ]
-assert set(ScopeName.__args__) == set(ALL_SCOPES)  # noqa: S101 - keeps the two lists in step
+assert set(typing.get_args(ScopeName)) == set(ALL_SCOPES)  # noqa: S101 - keeps the two lists in step
 
 
 class TokenIn(StrictIn):

@@ -73,7 +73,7 @@ class ParleyAccessToken(_StrictClaimsMixin, AccessToken):
     pass
 
 
-class ParleyRefreshToken(_StrictClaimsMixin, RefreshToken):
+class ParleyRefreshToken(_StrictClaimsMixin, RefreshToken):  # type: ignore[misc]  # simplejwt stubs
     access_token_class = ParleyAccessToken
 
     @classmethod

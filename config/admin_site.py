@@ -8,7 +8,7 @@ from typing import Any
 from django.contrib import admin
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
-from django.urls import URLPattern, path
+from django.urls import URLPattern, URLResolver, path
 
 from accounts.models import SecurityEvent
 from accounts.ratelimits import login_rate_limit_enforce
@@ -41,8 +41,8 @@ class ParleyAdminSite(admin.AdminSite):
             )
             response["Retry-After"] = str(exc.retry_after)
             return response
-        response = super().login(request, extra_context)
-        if response.status_code != 302:  # Django re-renders the form when sign-in fails
+        login_response = super().login(request, extra_context)
+        if login_response.status_code != 302:  # Django re-renders the form when sign-in fails
             from accounts.services import security_event_record
 
             security_event_record(
@@ -50,12 +50,12 @@ class ParleyAdminSite(admin.AdminSite):
                 request=request,
                 detail={"username": username, "via": "admin"},
             )
-        return response
+        return login_response
 
-    def get_urls(self) -> list[URLPattern]:
+    def get_urls(self) -> list[URLResolver | URLPattern]:
         from escalations.admin_views import statistics_view
 
-        custom = [
+        custom: list[URLResolver | URLPattern] = [
             path("statistics/", self.admin_view(statistics_view), name="statistics"),
         ]
-        return custom + super().get_urls()  # type: ignore[return-value]
+        return custom + super().get_urls()

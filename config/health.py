@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from django.conf import settings
 from django.core.cache import cache
@@ -26,7 +27,7 @@ def _check_cache() -> None:
 
 
 def _check_channel_layer() -> None:
-    config = settings.CHANNEL_LAYERS["default"]
+    config: dict[str, Any] = settings.CHANNEL_LAYERS["default"]
     if config["BACKEND"].startswith("channels.layers.InMemory"):
         return  # lives in this process: available whenever the process is
     import redis
