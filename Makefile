@@ -40,7 +40,8 @@ browser-deps:  ## Chromium for the browser tests, from the system packages (neve
 run: install  ## Migrate, seed demo accounts (DEBUG only) and serve HTTP + websockets on HOST:PORT
 	$(PYTHON) manage.py migrate --noinput
 	$(PYTHON) manage.py seed_demo
-	$(BIN)/uvicorn config.asgi:application --host $(HOST) --port $(PORT) --lifespan off
+	$(BIN)/uvicorn config.asgi:application --host $(HOST) --port $(PORT) --lifespan off \
+		--ws-max-size 65536
 
 test: dev-install browser-deps  ## Run the whole test suite
 	$(PYTHON) manage.py collectstatic --noinput -v 0

@@ -11,8 +11,10 @@ django_asgi_app = get_asgi_application()
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
+from django.urls import re_path  # noqa: E402
 
 from escalations.routing import websocket_urlpatterns as escalation_routes  # noqa: E402
+from messaging.consumers import websocket_route_not_found  # noqa: E402
 from messaging.routing import websocket_urlpatterns as conversation_routes  # noqa: E402
 
 # No session middleware on websockets: clients authenticate with a token in their first frame.
@@ -20,7 +22,14 @@ application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
         "websocket": AllowedHostsOriginValidator(
-            URLRouter([*conversation_routes, *escalation_routes])
+            URLRouter(
+                [
+                    *conversation_routes,
+                    *escalation_routes,
+                    # Unknown paths close cleanly instead of raising inside Channels (a 500).
+                    re_path(r"", websocket_route_not_found),
+                ]
+            )
         ),
     }
 )

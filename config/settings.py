@@ -12,6 +12,7 @@ import secrets
 import warnings
 from datetime import timedelta
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import environ
 from csp.constants import NONE, SELF
@@ -181,10 +182,17 @@ if REDIS_URL:
         "default": {
             "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
             "CONFIG": {
-                # redis-py 8 defaults (100 pooled connections, 5 s socket timeout) drop idle
-                # consumers; see ../shared/NOTES.md and docs/operations.md.
+                # The core Redis layer loses idle consumers with redis-py 8's defaults (100
+                # pooled connections, 5 s socket timeout; ../shared/NOTES.md). The pub/sub layer
+                # used here polls in short reads and was measured unaffected; the generous
+                # limits are kept so switching layers cannot reintroduce the problem.
                 "hosts": [{"address": REDIS_URL, "max_connections": 10000, "socket_timeout": 30}],
-                "prefix": env.str("CHANNEL_PREFIX", default="parley"),
+                # Pub/sub ignores Redis database numbers: without the number in the prefix a
+                # development server on /0 and a test run on /1 would hear each other.
+                "prefix": env.str(
+                    "CHANNEL_PREFIX",
+                    default=f"parley{urlsplit(REDIS_URL).path.strip('/') or '0'}",
+                ),
             },
         }
     }
@@ -206,7 +214,8 @@ AUTH_PASSWORD_VALIDATORS = [
 
 JWT_ISSUER = env.str("JWT_ISSUER", default="parley")
 JWT_AUDIENCE = env.str("JWT_AUDIENCE", default="parley")
-ACCESS_TOKEN_MINUTES = env.int("ACCESS_TOKEN_MINUTES", default=15)
+# A float, so tests can use lifetimes of seconds (e.g. 0.4 = 24 s).
+ACCESS_TOKEN_MINUTES = env.float("ACCESS_TOKEN_MINUTES", default=15)
 REFRESH_TOKEN_DAYS = env.int("REFRESH_TOKEN_DAYS", default=7)
 SIMPLE_JWT = {
     "ALGORITHM": "HS256",

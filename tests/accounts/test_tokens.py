@@ -40,7 +40,7 @@ def test_login_returns_token_pair_with_all_role_scopes(customer: User) -> None:
     body = response.json()
     assert set(body) == {"access_token", "refresh_token", "token_type", "expires_in", "scope"}
     assert body["token_type"] == "bearer"
-    assert body["expires_in"] == settings.ACCESS_TOKEN_MINUTES * 60
+    assert body["expires_in"] == int(settings.ACCESS_TOKEN_MINUTES * 60)
     assert body["scope"] == "conversations:read messages:write"
     claims = _decode(body["access_token"])
     assert claims["sub"] == str(customer.pk)

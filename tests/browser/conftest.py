@@ -1,0 +1,57 @@
+"""Browser tests: real Chromium from the system packages, driven by Playwright."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+CHROMIUM = Path("/usr/bin/chromium")
+OUTPUT_DIR = Path(__file__).resolve().parents[2] / "test-output"
+
+
+@pytest.fixture
+def chromium() -> Iterator[Any]:
+    if not CHROMIUM.exists() and shutil.which("chromium") is None:
+        pytest.skip(
+            "Chromium is not installed at /usr/bin/chromium (make test installs it "
+            "with apt-get install chromium)"
+        )
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=str(CHROMIUM if CHROMIUM.exists() else shutil.which("chromium")),
+            args=["--no-sandbox", "--disable-background-networking", "--disable-gpu"],
+        )
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+@pytest.fixture
+def screenshot_on_failure(request: pytest.FixtureRequest) -> Iterator[list[Any]]:
+    """Tests append their page; a failing test leaves a full-page screenshot in test-output/."""
+    pages: list[Any] = []
+    yield pages
+    report = getattr(request.node, "rep_call", None)
+    if report is not None and report.failed:
+        OUTPUT_DIR.mkdir(exist_ok=True)
+        for n, page in enumerate(pages):
+            try:
+                page.screenshot(
+                    path=str(OUTPUT_DIR / f"{request.node.name}-{n}.png"), full_page=True
+                )
+            except Exception:  # noqa: BLE001, S110 - a screenshot must not hide the failure
+                pass
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]) -> Iterator[None]:
+    outcome = yield
+    report = outcome.get_result()
+    setattr(item, f"rep_{report.when}", report)

@@ -1,0 +1,795 @@
+"""`/ws/conversations/<id>/` (SPEC §5) through the real ASGI application (config.asgi)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from asgiref.sync import sync_to_async
+from django.test import Client
+from django.utils import timezone
+
+from accounts.auth import principal_from_access_token
+from accounts.models import SecurityEvent, User
+from accounts.scopes import CONVERSATIONS_READ, MESSAGES_WRITE
+from accounts.services import token_revoke
+from escalations import services as escalation_services
+from escalations.models import Escalation
+from messaging import consumers, services
+from messaging.models import Conversation, Message
+from tests.factories import ConversationFactory, EscalationFactory, MessageFactory
+from tests.realtime.conftest import (
+    access_token_for,
+    collect_until,
+    connect_authenticated,
+    expect_close,
+    make_communicator,
+    messages_of,
+    seqs_of,
+)
+
+pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
+
+db = sync_to_async  # ORM from async tests (one thread, like the tests' sync fixtures)
+
+
+def _path(conversation_id: int) -> str:
+    return f"/ws/conversations/{conversation_id}/"
+
+
+@db
+def _conversation_with_messages(customer: User, count: int) -> Conversation:
+    conversation = ConversationFactory(customer=customer)
+    for n in range(1, count + 1):
+        MessageFactory(
+            conversation=conversation,
+            content=f"message {n}",
+            role=Message.Role.CUSTOMER if n % 2 else Message.Role.AGENT,
+        )
+    return conversation
+
+
+@db
+def _message_count(conversation_id: int) -> int:
+    return Message.objects.filter(conversation_id=conversation_id).count()
+
+
+@db
+def _token(user: User, **kwargs: Any) -> str:
+    return access_token_for(user, **kwargs)
+
+
+async def _pong(communicator: Any) -> None:
+    """The connection is open and answering."""
+    await communicator.send_json_to({"type": "ping"})
+    assert await communicator.receive_json_from(timeout=5) == {"type": "pong"}
+
+
+# --- Authentication and close codes ---------------------------------------------------------
+
+
+async def test_auth_ok_then_replay_of_seqs_after_after_seq(customer: User) -> None:
+    conversation = await _conversation_with_messages(customer, 5)
+    token = await _token(customer)
+    communicator, ok = await connect_authenticated(_path(conversation.pk), token, after_seq=2)
+    try:
+        assert ok == {"type": "auth.ok", "conversation_id": conversation.pk}
+        frames = await collect_until(communicator, lambda f: len(f) == 3)
+        assert [f["type"] for f in frames] == ["message", "message", "message"]
+        assert seqs_of(frames) == [3, 4, 5]
+        assert [m["content"] for m in messages_of(frames)] == [
+            "message 3",
+            "message 4",
+            "message 5",
+        ]
+        assert [m["role"] for m in messages_of(frames)] == ["customer", "agent", "customer"]
+        assert set(messages_of(frames)[0]) == {
+            "id",
+            "seq",
+            "role",
+            "content",
+            "intent",
+            "confidence",
+            "created_at",
+        }
+        assert await communicator.receive_nothing(timeout=0.2)
+    finally:
+        await communicator.disconnect()
+
+
+async def test_after_seq_zero_replays_everything(customer: User) -> None:
+    conversation = await _conversation_with_messages(customer, 3)
+    communicator, _ = await connect_authenticated(
+        _path(conversation.pk), await _token(customer), after_seq=0
+    )
+    try:
+        frames = await collect_until(communicator, lambda f: len(f) == 3)
+        assert seqs_of(frames) == [1, 2, 3]
+        assert await communicator.receive_nothing(timeout=0.2)
+    finally:
+        await communicator.disconnect()
+
+
+async def test_without_after_seq_only_live_events(customer: User) -> None:
+    conversation = await _conversation_with_messages(customer, 3)
+    communicator, _ = await connect_authenticated(_path(conversation.pk), await _token(customer))
+    try:
+        assert await communicator.receive_nothing(timeout=0.3)
+    finally:
+        await communicator.disconnect()
+
+
+async def test_replay_pages_through_long_backlogs(customer: User, monkeypatch: Any) -> None:
+    monkeypatch.setattr(consumers, "REPLAY_PAGE_SIZE", 2)
+    conversation = await _conversation_with_messages(customer, 5)
+    communicator, _ = await connect_authenticated(
+        _path(conversation.pk), await _token(customer), after_seq=0
+    )
+    try:
+        frames = await collect_until(communicator, lambda f: len(f) == 5)
+        assert seqs_of(frames) == [1, 2, 3, 4, 5]
+        assert await communicator.receive_nothing(timeout=0.2)
+    finally:
+        await communicator.disconnect()
+
+
+@pytest.mark.parametrize(
+    "first_frame",
+    [
+        '{"type": "auth", "token": "not-a-jwt"}',
+        '{"type": "auth"}',
+        '{"type": "auth", "token": 12}',
+        '{"type": "message", "content": "hi"}',
+        "not json at all",
+        "[1, 2]",
+    ],
+)
+async def test_bad_first_frame_closes_4401(customer: User, first_frame: str) -> None:
+    conversation = await _conversation_with_messages(customer, 1)
+    communicator = make_communicator(_path(conversation.pk))
+    connected, _ = await communicator.connect()
+    assert connected
+    await communicator.send_to(text_data=first_frame)
+    assert await expect_close(communicator) == 4401
+    await communicator.disconnect()
+    event = await db(SecurityEvent.objects.get)()
+    assert event.kind == SecurityEvent.Kind.AUTH_FAILED
+    assert event.path == _path(conversation.pk)
+
+
+async def test_refresh_token_is_not_an_access_token(customer: User) -> None:
+    from accounts.services import token_pair_issue
+
+    conversation = await _conversation_with_messages(customer, 1)
+    pair = await db(token_pair_issue)(user=customer, requested_scopes=None)
+    communicator = make_communicator(_path(conversation.pk))
+    await communicator.connect()
+    await communicator.send_json_to({"type": "auth", "token": pair.refresh_token})
+    assert await expect_close(communicator) == 4401
+    await communicator.disconnect()
+
+
+async def test_expired_token_closes_4401(customer: User) -> None:
+    conversation = await _conversation_with_messages(customer, 1)
+    token = await _token(customer, lifetime=timedelta(seconds=-5))
+    communicator = make_communicator(_path(conversation.pk))
+    await communicator.connect()
+    await communicator.send_json_to({"type": "auth", "token": token})
+    assert await expect_close(communicator) == 4401
+    await communicator.disconnect()
+
+
+async def test_inactive_user_closes_4401(customer: User) -> None:
+    conversation = await _conversation_with_messages(customer, 1)
+    token = await _token(customer)
+    await db(User.objects.filter(pk=customer.pk).update)(is_active=False)
+    communicator = make_communicator(_path(conversation.pk))
+    await communicator.connect()
+    await communicator.send_json_to({"type": "auth", "token": token})
+    assert await expect_close(communicator) == 4401
+    await communicator.disconnect()
+
+
+async def test_no_auth_frame_in_time_closes_4408(customer: User, monkeypatch: Any) -> None:
+    monkeypatch.setattr(consumers, "AUTH_TIMEOUT_SECONDS", 0.2)
+    conversation = await _conversation_with_messages(customer, 1)
+    communicator = make_communicator(_path(conversation.pk))
+    connected, _ = await communicator.connect()
+    assert connected
+    assert await expect_close(communicator, within=3) == 4408
+    await communicator.disconnect()
+
+
+async def test_auth_frame_cancels_the_timeout(customer: User, monkeypatch: Any) -> None:
+    monkeypatch.setattr(consumers, "AUTH_TIMEOUT_SECONDS", 0.3)
+    conversation = await _conversation_with_messages(customer, 1)
+    communicator, _ = await connect_authenticated(_path(conversation.pk), await _token(customer))
+    try:
+        await asyncio.sleep(0.5)
+        await _pong(communicator)
+    finally:
+        await communicator.disconnect()
+
+
+async def test_other_customers_conversation_closes_4404(
+    customer: User, other_customer: User
+) -> None:
+    conversation = await _conversation_with_messages(other_customer, 2)
+    communicator = make_communicator(_path(conversation.pk))
+    await communicator.connect()
+    await communicator.send_json_to(
+        {"type": "auth", "token": await _token(customer), "after_seq": 0}
+    )
+    # Straight to the close: not one of the other customer's messages is sent.
+    output = await communicator.receive_output(timeout=5)
+    assert output["type"] == "websocket.close"
+    assert output["code"] == 4404
+    await communicator.disconnect()
+
+
+@pytest.mark.parametrize("conversation_id", [999_999, 2**63, 0])
+async def test_missing_conversation_closes_4404(customer: User, conversation_id: int) -> None:
+    communicator = make_communicator(_path(conversation_id))
+    await communicator.connect()
+    await communicator.send_json_to({"type": "auth", "token": await _token(customer)})
+    assert await expect_close(communicator) == 4404
+    await communicator.disconnect()
+
+
+async def test_token_without_read_scope_closes_4403(customer: User) -> None:
+    conversation = await _conversation_with_messages(customer, 1)
+    token = await _token(customer, scopes={MESSAGES_WRITE})
+    communicator = make_communicator(_path(conversation.pk))
+    await communicator.connect()
+    await communicator.send_json_to({"type": "auth", "token": token})
+    assert await expect_close(communicator) == 4403
+    await communicator.disconnect()
+    assert await db(SecurityEvent.objects.filter(kind=SecurityEvent.Kind.SCOPE_DENIED).count)() == 1
+
+
+@pytest.mark.parametrize("after_seq", [-1, "3", 1.5, True])
+async def test_malformed_after_seq_closes_4400(customer: User, after_seq: Any) -> None:
+    conversation = await _conversation_with_messages(customer, 1)
+    communicator = make_communicator(_path(conversation.pk))
+    await communicator.connect()
+    await communicator.send_json_to(
+        {"type": "auth", "token": await _token(customer), "after_seq": after_seq}
+    )
+    assert await expect_close(communicator) == 4400
+    await communicator.disconnect()
+
+
+@pytest.mark.parametrize(
+    "origin",
+    [[(b"origin", b"http://evil.example")], [], [(b"origin", b"null")]],
+    ids=["foreign", "missing", "null"],
+)
+async def test_disallowed_origin_is_refused(customer: User, origin: list) -> None:
+    conversation = await _conversation_with_messages(customer, 1)
+    communicator = make_communicator(
+        _path(conversation.pk), headers=[*origin, (b"host", b"localhost")]
+    )
+    connected, _ = await communicator.connect()
+    assert connected is False
+    await communicator.disconnect()
+
+
+# --- Mid-session: expiry, revocation, deactivation ------------------------------------------
+
+
+async def test_token_expiry_mid_session_closes_4401(customer: User) -> None:
+    conversation = await _conversation_with_messages(customer, 1)
+    token = await _token(customer, lifetime=timedelta(seconds=2))
+    communicator, _ = await connect_authenticated(_path(conversation.pk), token)
+    await _pong(communicator)
+    assert await expect_close(communicator, within=5) == 4401
+    await communicator.disconnect()
+
+
+async def test_frame_after_expiry_closes_4401(customer: User, monkeypatch: Any) -> None:
+    """Each client frame checks the expiry too, not only the timer."""
+    conversation = await _conversation_with_messages(customer, 1)
+    communicator, _ = await connect_authenticated(_path(conversation.pk), await _token(customer))
+    later = timezone.now() + timedelta(hours=1)
+    monkeypatch.setattr(consumers.timezone, "now", lambda: later)
+    await communicator.send_json_to({"type": "ping"})
+    assert await expect_close(communicator) == 4401
+    await communicator.disconnect()
+
+
+async def test_revoked_token_closes_4401_at_revalidation(customer: User, monkeypatch: Any) -> None:
+    monkeypatch.setattr(consumers, "REVALIDATE_SECONDS", 0.3)
+    conversation = await _conversation_with_messages(customer, 1)
+    token = await _token(customer)
+    communicator, _ = await connect_authenticated(_path(conversation.pk), token)
+    await asyncio.sleep(0.5)
+    await _pong(communicator)  # still valid across a re-validation
+    principal = await db(principal_from_access_token)(token)
+    await db(token_revoke)(principal=principal, raw_refresh=None)
+    assert await expect_close(communicator, within=3) == 4401
+    await communicator.disconnect()
+
+
+async def test_message_frame_with_revoked_token_closes_4401_and_writes_nothing(
+    customer: User,
+) -> None:
+    conversation = await _conversation_with_messages(customer, 1)
+    token = await _token(customer)
+    communicator, _ = await connect_authenticated(_path(conversation.pk), token)
+    principal = await db(principal_from_access_token)(token)
+    await db(token_revoke)(principal=principal, raw_refresh=None)
+    await communicator.send_json_to({"type": "message", "content": "hello"})
+    assert await expect_close(communicator) == 4401
+    await communicator.disconnect()
+    assert await _message_count(conversation.pk) == 1
+
+
+async def test_deactivated_user_is_closed_4401(customer: User, monkeypatch: Any) -> None:
+    monkeypatch.setattr(consumers, "REVALIDATE_SECONDS", 0.2)
+    conversation = await _conversation_with_messages(customer, 1)
+    communicator, _ = await connect_authenticated(_path(conversation.pk), await _token(customer))
+    await db(User.objects.filter(pk=customer.pk).update)(is_active=False)
+    assert await expect_close(communicator, within=3) == 4401
+    await communicator.disconnect()
+
+
+async def test_demoted_operator_loses_a_foreign_conversation(
+    customer: User, operator: User, monkeypatch: Any
+) -> None:
+    monkeypatch.setattr(consumers, "REVALIDATE_SECONDS", 0.2)
+    conversation = await _conversation_with_messages(customer, 1)
+    communicator, _ = await connect_authenticated(_path(conversation.pk), await _token(operator))
+    await db(User.objects.filter(pk=operator.pk).update)(is_staff=False)
+    assert await expect_close(communicator, within=3) == 4404
+    await communicator.disconnect()
+
+
+async def test_reauth_with_a_fresh_token_keeps_the_socket(customer: User) -> None:
+    conversation = await _conversation_with_messages(customer, 1)
+    short = await _token(customer, lifetime=timedelta(seconds=2))
+    communicator, _ = await connect_authenticated(_path(conversation.pk), short)
+    try:
+        await communicator.send_json_to({"type": "auth", "token": await _token(customer)})
+        assert await communicator.receive_json_from(timeout=5) == {
+            "type": "auth.ok",
+            "conversation_id": conversation.pk,
+        }
+        await asyncio.sleep(2.5)
+        await _pong(communicator)  # the short token's expiry no longer applies
+    finally:
+        await communicator.disconnect()
+
+
+async def test_reauth_as_another_user_closes_4401(customer: User, other_customer: User) -> None:
+    conversation = await _conversation_with_messages(customer, 1)
+    communicator, _ = await connect_authenticated(_path(conversation.pk), await _token(customer))
+    await communicator.send_json_to({"type": "auth", "token": await _token(other_customer)})
+    assert await expect_close(communicator) == 4401
+    await communicator.disconnect()
+
+
+# --- Live events ----------------------------------------------------------------------------
+
+
+async def test_message_sent_over_rest_is_pushed_live(customer: User) -> None:
+    conversation = await _conversation_with_messages(customer, 2)
+    token = await _token(customer)
+    communicator, _ = await connect_authenticated(_path(conversation.pk), token)
+    try:
+        client = Client(headers={"Authorization": f"Bearer {token}"})
+        response = await sync_to_async(client.post)(
+            "/api/v1/messages/process",
+            data={
+                "message": "Hello",
+                "customer_id": customer.pk,
+                "conversation_id": conversation.pk,
+            },
+            content_type="application/json",
+        )
+        assert response.status_code == 200
+        body = response.json()
+        frames = await collect_until(communicator, lambda f: len(f) == 2)
+        customer_message, reply = messages_of(frames)
+        assert (customer_message["seq"], customer_message["role"]) == (3, "customer")
+        assert customer_message["content"] == "Hello"
+        assert (reply["seq"], reply["role"]) == (4, "agent")
+        assert reply["content"] == body["response"]
+        assert reply["id"] == body["message_id"]
+        assert await communicator.receive_nothing(timeout=0.2)
+    finally:
+        await communicator.disconnect()
+
+
+async def test_every_subscriber_gets_the_push(customer: User, operator: User) -> None:
+    conversation = await _conversation_with_messages(customer, 1)
+    mine, _ = await connect_authenticated(_path(conversation.pk), await _token(customer))
+    staff, _ = await connect_authenticated(_path(conversation.pk), await _token(operator))
+    try:
+        await db(services.message_send)(
+            customer=customer, conversation_id=conversation.pk, text="Hello"
+        )
+        for communicator in (mine, staff):
+            frames = await collect_until(communicator, lambda f: len(f) == 2)
+            assert seqs_of(frames) == [2, 3]
+    finally:
+        await mine.disconnect()
+        await staff.disconnect()
+
+
+async def test_operator_reply_is_delivered_live(customer: User, operator: User) -> None:
+    escalation = await db(EscalationFactory)(conversation__customer=customer)
+    conversation_id = escalation.conversation_id
+    communicator, _ = await connect_authenticated(_path(conversation_id), await _token(customer))
+    try:
+        await db(escalation_services.escalation_reply)(
+            conversation_id=conversation_id, actor=operator, text="Hi, Olivia here. <b>Hello</b>"
+        )
+        frames = await collect_until(communicator, lambda f: len(f) == 2)
+        joined, reply = messages_of(frames)
+        assert joined["role"] == "system"
+        assert joined["content"] == f"{operator.first_name} joined the conversation."
+        assert reply["role"] == "operator"
+        assert reply["content"] == "Hi, Olivia here. <b>Hello</b>"
+        assert reply["seq"] == joined["seq"] + 1
+    finally:
+        await communicator.disconnect()
+
+
+async def test_escalation_and_resolution_push_status_events(customer: User, operator: User) -> None:
+    conversation = await _conversation_with_messages(customer, 1)
+    communicator, _ = await connect_authenticated(_path(conversation.pk), await _token(customer))
+    try:
+        await communicator.send_json_to(
+            {"type": "message", "content": "I want to talk to a human please"}
+        )
+
+        def escalated(frames: list[dict[str, Any]]) -> bool:
+            return (
+                any(f["type"] == "conversation.status" for f in frames)
+                and len(messages_of(frames)) == 3
+            )
+
+        frames = await collect_until(communicator, escalated)
+        escalation = await db(Escalation.objects.get)(conversation_id=conversation.pk)
+        status = next(f for f in frames if f["type"] == "conversation.status")
+        assert status == {
+            "type": "conversation.status",
+            "status": "escalated",
+            "escalation_id": escalation.pk,
+        }
+        assert [m["role"] for m in messages_of(frames)] == ["customer", "agent", "system"]
+        assert messages_of(frames)[2]["content"] == escalation_services.OPENED_TEXT
+
+        await db(escalation_services.escalation_resolve)(
+            conversation_id=conversation.pk, actor=operator, notes="done"
+        )
+        frames = await collect_until(
+            communicator,
+            lambda f: any(x["type"] == "conversation.status" for x in f) and bool(messages_of(f)),
+        )
+        assert {
+            "type": "conversation.status",
+            "status": "resolved",
+            "escalation_id": escalation.pk,
+        } in frames
+        assert messages_of(frames)[0]["content"] == escalation_services.RESOLVED_TEXT
+    finally:
+        await communicator.disconnect()
+
+
+async def test_commit_between_subscribe_and_replay_is_sent_once(
+    customer: User, monkeypatch: Any
+) -> None:
+    """A message committed after the subscription but before the replay read arrives twice
+    (live and in the replay); the client sees it once."""
+    conversation = await _conversation_with_messages(customer, 2)
+    original = consumers._messages_after_payloads
+    written = []
+
+    def write_then_read(**kwargs: Any) -> list[dict[str, Any]]:
+        if not written:
+            written.append(
+                services.message_send(
+                    customer=customer, conversation_id=conversation.pk, text="Hello"
+                )
+            )
+        return original(**kwargs)
+
+    monkeypatch.setattr(consumers, "_messages_after_payloads", write_then_read)
+    communicator, _ = await connect_authenticated(
+        _path(conversation.pk), await _token(customer), after_seq=1
+    )
+    try:
+        frames = await collect_until(communicator, lambda f: len(f) == 3)
+        assert seqs_of(frames) == [2, 3, 4]
+        assert await communicator.receive_nothing(timeout=0.3)  # no second copy of 3 and 4
+    finally:
+        await communicator.disconnect()
+
+
+async def test_concurrent_writers_during_resume_lose_and_double_nothing(
+    customer: User, settings: Any
+) -> None:
+    settings.RATE_LIMIT_MESSAGES = "100/m"
+    conversation = await _conversation_with_messages(customer, 3)
+
+    def write_many() -> None:
+        for n in range(6):
+            services.message_send(
+                customer=customer,
+                conversation_id=conversation.pk,
+                text=f"Hello, question {n} about my invoice",
+            )
+
+    writer = asyncio.ensure_future(sync_to_async(write_many, thread_sensitive=False)())
+    await asyncio.sleep(0.01)
+    communicator, _ = await connect_authenticated(
+        _path(conversation.pk), await _token(customer), after_seq=0
+    )
+    try:
+        await writer
+        total = (await db(Conversation.objects.get)(pk=conversation.pk)).last_seq
+        assert total == 3 + 6 * 2
+        frames = await collect_until(
+            communicator, lambda f: len(messages_of(f)) >= total, within=10
+        )
+        assert sorted(seqs_of(frames)) == list(range(1, total + 1))
+        assert await communicator.receive_nothing(timeout=0.3)
+    finally:
+        await communicator.disconnect()
+
+
+# --- Chat over the socket -------------------------------------------------------------------
+
+
+async def test_chat_over_the_socket_with_idempotent_client_msg_id(customer: User) -> None:
+    conversation = await _conversation_with_messages(customer, 1)
+    communicator, _ = await connect_authenticated(_path(conversation.pk), await _token(customer))
+    try:
+        frame = {"type": "message", "content": "  Hello there  ", "client_msg_id": "c-1"}
+        await communicator.send_json_to(frame)
+        frames = await collect_until(
+            communicator, lambda f: len(f) == 3 and any(x["type"] == "message.ack" for x in f)
+        )
+        ack = next(f for f in frames if f["type"] == "message.ack")
+        assert ack == {
+            "type": "message.ack",
+            "client_msg_id": "c-1",
+            "replayed": False,
+            "status": "success",
+            "customer_message_seq": 2,
+            "reply_seq": 3,
+        }
+        customer_message, reply = messages_of(frames)
+        assert (customer_message["seq"], customer_message["content"]) == (2, "Hello there")
+        assert (reply["seq"], reply["role"]) == (3, "agent")
+
+        # The same client_msg_id again (a retry after a lost ack): replayed, nothing written.
+        await communicator.send_json_to(frame)
+        assert await communicator.receive_json_from(timeout=5) == {**ack, "replayed": True}
+        assert await communicator.receive_nothing(timeout=0.3)
+        assert await _message_count(conversation.pk) == 3
+
+        # The same id with other content: 422, connection open, nothing written.
+        await communicator.send_json_to({**frame, "content": "Something else"})
+        error = await communicator.receive_json_from(timeout=5)
+        assert error["type"] == "error"
+        assert error["status"] == 422
+        assert error["client_msg_id"] == "c-1"
+        assert error["detail"] == (
+            "This Idempotency-Key was already used with a different request body"
+        )
+        await _pong(communicator)
+        assert await _message_count(conversation.pk) == 3
+    finally:
+        await communicator.disconnect()
+
+
+async def test_rate_limit_applies_over_the_socket(customer: User, settings: Any) -> None:
+    settings.RATE_LIMIT_MESSAGES = "2/m"
+    conversation = await _conversation_with_messages(customer, 1)
+    communicator, _ = await connect_authenticated(_path(conversation.pk), await _token(customer))
+    try:
+        for n in range(2):
+            await communicator.send_json_to(
+                {"type": "message", "content": f"hi {n}", "client_msg_id": f"m{n}"}
+            )
+            await collect_until(communicator, lambda f: len(f) == 3)
+        await communicator.send_json_to(
+            {"type": "message", "content": "third", "client_msg_id": "m2"}
+        )
+        error = await communicator.receive_json_from(timeout=5)
+        assert error["type"] == "error"
+        assert (error["status"], error["code"], error["client_msg_id"]) == (
+            429,
+            "rate_limited",
+            "m2",
+        )
+        assert error["retry_after"] >= 1
+        await _pong(communicator)
+        assert await _message_count(conversation.pk) == 5
+    finally:
+        await communicator.disconnect()
+
+
+async def test_operator_cannot_write_as_the_customer(customer: User, operator: User) -> None:
+    conversation = await _conversation_with_messages(customer, 2)
+    communicator, ok = await connect_authenticated(
+        _path(conversation.pk), await _token(operator), after_seq=0
+    )
+    try:
+        assert ok["conversation_id"] == conversation.pk
+        assert seqs_of(await collect_until(communicator, lambda f: len(f) == 2)) == [1, 2]
+        await communicator.send_json_to(
+            {"type": "message", "content": "hi", "client_msg_id": "op-1"}
+        )
+        error = await communicator.receive_json_from(timeout=5)
+        assert error["type"] == "error"
+        assert (error["status"], error["code"], error["client_msg_id"]) == (
+            403,
+            "not_the_customer",
+            "op-1",
+        )
+        assert f"/api/v1/escalations/{conversation.pk}/reply" in error["detail"]
+        await _pong(communicator)
+        assert await _message_count(conversation.pk) == 2
+    finally:
+        await communicator.disconnect()
+
+
+async def test_operator_token_without_manage_scope_cannot_read_others(
+    customer: User, operator: User
+) -> None:
+    conversation = await _conversation_with_messages(customer, 1)
+    communicator = make_communicator(_path(conversation.pk))
+    await communicator.connect()
+    await communicator.send_json_to(
+        {"type": "auth", "token": await _token(operator, scopes={CONVERSATIONS_READ})}
+    )
+    assert await expect_close(communicator) == 4404
+    await communicator.disconnect()
+
+
+async def test_message_without_write_scope_is_an_error(customer: User) -> None:
+    conversation = await _conversation_with_messages(customer, 1)
+    communicator, _ = await connect_authenticated(
+        _path(conversation.pk), await _token(customer, scopes={CONVERSATIONS_READ})
+    )
+    try:
+        await communicator.send_json_to({"type": "message", "content": "hi"})
+        error = await communicator.receive_json_from(timeout=5)
+        assert (error["type"], error["status"], error["code"]) == (
+            "error",
+            403,
+            "insufficient_scope",
+        )
+        assert error["detail"] == "This action needs the 'messages:write' scope"
+        await _pong(communicator)
+        assert await _message_count(conversation.pk) == 1
+    finally:
+        await communicator.disconnect()
+
+
+# --- Bad frames -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("frame", "status", "detail"),
+    [
+        ("not json", 400, "Frames must be JSON objects"),
+        ("[1, 2]", 400, "Frames must be JSON objects with a string 'type'"),
+        ('{"type": 5}', 400, "Frames must be JSON objects with a string 'type'"),
+        ('{"type": "subscribe"}', 400, "Unknown frame type 'subscribe'"),
+        ('{"type": "message"}', 422, "'content' must be a string"),
+        ('{"type": "message", "content": "   "}', 422, "Message must not be empty"),
+        (
+            '{"type": "message", "content": "x", "client_msg_id": 7}',
+            422,
+            "'client_msg_id' must be a string",
+        ),
+        (
+            '{"type": "message", "content": "' + "x" * 4001 + '"}',
+            422,
+            "Message must be at most 4000 characters",
+        ),
+        (
+            '{"type": "message", "content": "x", "client_msg_id": ""}',
+            422,
+            "Idempotency-Key must be 1..255 printable characters",
+        ),
+    ],
+)
+async def test_bad_frames_get_an_error_and_the_connection_stays_open(
+    customer: User, frame: str, status: int, detail: str
+) -> None:
+    conversation = await _conversation_with_messages(customer, 1)
+    communicator, _ = await connect_authenticated(_path(conversation.pk), await _token(customer))
+    try:
+        await communicator.send_to(text_data=frame)
+        error = await communicator.receive_json_from(timeout=5)
+        assert error["type"] == "error"
+        assert (error["status"], error["detail"]) == (status, detail)
+        await _pong(communicator)
+        assert await _message_count(conversation.pk) == 1
+    finally:
+        await communicator.disconnect()
+
+
+async def test_binary_frames_get_an_error(customer: User) -> None:
+    conversation = await _conversation_with_messages(customer, 1)
+    communicator, _ = await connect_authenticated(_path(conversation.pk), await _token(customer))
+    try:
+        await communicator.send_to(bytes_data=b'{"type": "ping"}')
+        error = await communicator.receive_json_from(timeout=5)
+        assert (error["type"], error["status"], error["code"]) == ("error", 400, "bad_frame")
+        await _pong(communicator)
+    finally:
+        await communicator.disconnect()
+
+
+async def test_oversized_frame_closes_1009_and_spares_other_connections(
+    customer: User,
+) -> None:
+    conversation = await _conversation_with_messages(customer, 1)
+    token = await _token(customer)
+    attacker, _ = await connect_authenticated(_path(conversation.pk), token)
+    bystander, _ = await connect_authenticated(_path(conversation.pk), token)
+    try:
+        huge = json.dumps({"type": "message", "content": "é" * (33 * 1024)})  # > 64 KiB UTF-8
+        await attacker.send_to(text_data=huge)
+        assert await expect_close(attacker) == 1009
+        await _pong(bystander)
+        await db(services.message_send)(
+            customer=customer, conversation_id=conversation.pk, text="still here"
+        )
+        frames = await collect_until(bystander, lambda f: len(f) == 2)
+        assert seqs_of(frames) == [2, 3]
+    finally:
+        await attacker.disconnect()
+        await bystander.disconnect()
+
+
+async def test_oversized_first_frame_closes_1009(customer: User) -> None:
+    conversation = await _conversation_with_messages(customer, 1)
+    communicator = make_communicator(_path(conversation.pk))
+    await communicator.connect()
+    await communicator.send_to(text_data="x" * (64 * 1024 + 1))
+    assert await expect_close(communicator) == 1009
+    await communicator.disconnect()
+
+
+async def test_frame_flood_is_refused_then_disconnected(customer: User, monkeypatch: Any) -> None:
+    monkeypatch.setattr(consumers, "FRAME_BURST", 3)
+    monkeypatch.setattr(consumers, "FRAME_RATE_PER_SECOND", 0.001)
+    monkeypatch.setattr(consumers, "MAX_REFUSED_FRAMES", 5)
+    conversation = await _conversation_with_messages(customer, 1)
+    communicator, _ = await connect_authenticated(_path(conversation.pk), await _token(customer))
+    for _ in range(3):
+        await _pong(communicator)
+    for _ in range(5):
+        await communicator.send_json_to({"type": "ping"})
+    error = await communicator.receive_json_from(timeout=5)
+    assert (error["type"], error["status"], error["code"]) == ("error", 429, "too_many_frames")
+    assert await communicator.receive_nothing(timeout=0.2)  # one notice per burst
+    await communicator.send_json_to({"type": "ping"})
+    assert await expect_close(communicator) == 1008
+    await communicator.disconnect()
+
+
+async def test_unknown_path_is_refused_cleanly() -> None:
+    """The catch-all route (see docs/realtime.md) refuses the handshake instead of raising."""
+    from channels.routing import URLRouter
+    from channels.testing import WebsocketCommunicator
+    from django.urls import re_path
+
+    from messaging.consumers import websocket_route_not_found
+    from messaging.routing import websocket_urlpatterns
+    from tests.realtime.conftest import HOST, ORIGIN
+
+    application = URLRouter([*websocket_urlpatterns, re_path(r"", websocket_route_not_found)])
+    communicator = WebsocketCommunicator(application, "/ws/nope/", headers=[ORIGIN, HOST])
+    assert await communicator.connect() == (False, 4404)
+    await communicator.disconnect()

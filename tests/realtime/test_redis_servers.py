@@ -1,0 +1,187 @@
+"""Two uvicorn processes on one Redis and one database: pushes cross processes, and idle
+websockets keep receiving (../shared/NOTES.md: redis-py 8 timeouts dropped idle consumers).
+
+Run by CI's second pass with REDIS_URL set; skipped on the embedded defaults, where the
+in-memory channel layer cannot reach another process by design.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import statistics
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+import websockets
+
+from tests.realtime.servers import Deployment, Server, api, deployment, sign_in
+
+pytestmark = [
+    pytest.mark.asyncio,
+    pytest.mark.slow,
+    pytest.mark.redis,
+    pytest.mark.skipif(
+        not os.environ.get("REDIS_URL"),
+        reason="needs REDIS_URL: cross-process pushes go through the Redis channel layer "
+        "(CI's second pass sets it)",
+    ),
+]
+
+IDLE_SECONDS = 35  # longer than the 30 s socket timeout configured for the Redis layer
+
+
+@pytest.fixture
+def two_servers() -> Iterator[tuple[Deployment, Server, Server]]:
+    with deployment() as shared:
+        first, second = shared.start_server(), shared.start_server()
+        yield shared, first, second
+        for server in (first, second):
+            assert server.process.poll() is None, server.log_tail()
+
+
+async def _connect(server: Server, path: str, token: str, **auth: Any) -> Any:
+    socket = await websockets.connect(
+        f"{server.ws}{path}",
+        origin=server.http,  # type: ignore[arg-type]
+        ping_interval=None,  # true silence: no client pings while idle
+        open_timeout=10,
+    )
+    await socket.send(json.dumps({"type": "auth", "token": token, **auth}))
+    ok = json.loads(await asyncio.wait_for(socket.recv(), 10))
+    assert ok["type"] == "auth.ok", ok
+    return socket
+
+
+async def _frames_until(
+    socket: Any, done: Callable[[list[dict[str, Any]]], bool], within: float = 10
+) -> list[dict[str, Any]]:
+    frames: list[dict[str, Any]] = []
+    async with asyncio.timeout(within):
+        while not done(frames):
+            frames.append(json.loads(await socket.recv()))
+    return frames
+
+
+def _messages(frames: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [f["message"] for f in frames if f["type"] == "message"]
+
+
+async def _post(
+    server: Server, token: str, customer_id: int, conversation_id: int | None, text: str
+) -> dict[str, Any]:
+    status, body = await asyncio.to_thread(
+        api,
+        server,
+        "POST",
+        "/api/v1/messages/process",
+        {"message": text, "customer_id": customer_id, "conversation_id": conversation_id},
+        token,
+    )
+    assert status == 200, body
+    return dict(body)
+
+
+async def test_message_posted_to_one_process_reaches_a_socket_on_the_other(
+    two_servers: tuple[Deployment, Server, Server],
+) -> None:
+    _, server_a, server_b = two_servers
+    token = await asyncio.to_thread(sign_in, server_b, "alice")
+    operator_token = await asyncio.to_thread(sign_in, server_b, "olivia")
+    _, me = await asyncio.to_thread(api, server_b, "GET", "/api/v1/auth/me", None, token)
+    first = await _post(server_b, token, me["id"], None, "Hello")
+    conversation_id = first["conversation_id"]
+
+    socket = await _connect(
+        server_a, f"/ws/conversations/{conversation_id}/", token, after_seq=first["metadata"]["seq"]
+    )
+    staff = await _connect(server_a, "/ws/escalations/", operator_token)
+    try:
+        latencies = []
+        for n in range(5):
+            started = time.perf_counter()
+            body = await _post(server_b, token, me["id"], conversation_id, f"Hello again {n}")
+            frames = await _frames_until(socket, lambda f: len(_messages(f)) == 2)
+            latencies.append(time.perf_counter() - started)
+            customer_message, reply = _messages(frames)
+            assert customer_message["content"] == f"Hello again {n}"
+            assert customer_message["seq"] == body["metadata"]["customer_message_seq"]
+            assert (reply["id"], reply["content"]) == (body["message_id"], body["response"])
+        print(
+            f"POST on B → frames on A: p50 {statistics.median(latencies) * 1000:.1f} ms, "
+            f"max {max(latencies) * 1000:.1f} ms (includes the agent and the transaction)"
+        )
+
+        # An escalation on B reaches staff on A, and the status change reaches the customer.
+        await _post(server_b, token, me["id"], conversation_id, "I want to talk to a human")
+        event = json.loads(await asyncio.wait_for(staff.recv(), 10))
+        assert event["type"] == "escalation.event"
+        assert (event["event"], event["escalation"]["conversation_id"]) == (
+            "opened",
+            conversation_id,
+        )
+        frames = await _frames_until(
+            socket, lambda f: any(x["type"] == "conversation.status" for x in f)
+        )
+        status = next(f for f in frames if f["type"] == "conversation.status")
+        assert status == {
+            "type": "conversation.status",
+            "status": "escalated",
+            "escalation_id": event["escalation"]["id"],
+        }
+    finally:
+        await socket.close()
+        await staff.close()
+
+
+async def test_idle_sockets_on_both_processes_still_receive_after_silence(
+    two_servers: tuple[Deployment, Server, Server],
+) -> None:
+    _, server_a, server_b = two_servers
+    token = await asyncio.to_thread(sign_in, server_a, "alice")
+    _, me = await asyncio.to_thread(api, server_a, "GET", "/api/v1/auth/me", None, token)
+    first = await _post(server_a, token, me["id"], None, "Hello")
+    conversation_id = first["conversation_id"]
+    path = f"/ws/conversations/{conversation_id}/"
+    on_a = await _connect(server_a, path, token)
+    on_b = await _connect(server_b, path, token)
+    try:
+        await asyncio.sleep(IDLE_SECONDS)
+
+        # Chat over the socket on A after the silence: both sockets get the messages, B's
+        # through Redis; the same client_msg_id again is a replay that writes nothing.
+        frame = {"type": "message", "content": "Are you still there?", "client_msg_id": "idle-1"}
+        await on_a.send(json.dumps(frame))
+        frames_a = await _frames_until(
+            on_a, lambda f: len(_messages(f)) == 2 and any(x["type"] == "message.ack" for x in f)
+        )
+        frames_b = await _frames_until(on_b, lambda f: len(_messages(f)) == 2)
+        expected_seqs = [first["metadata"]["seq"] + 1, first["metadata"]["seq"] + 2]
+        assert [m["seq"] for m in _messages(frames_a)] == expected_seqs
+        assert _messages(frames_b) == _messages(frames_a)
+        ack = next(f for f in frames_a if f["type"] == "message.ack")
+        assert (ack["client_msg_id"], ack["replayed"], ack["customer_message_seq"]) == (
+            "idle-1",
+            False,
+            expected_seqs[0],
+        )
+
+        await on_a.send(json.dumps(frame))
+        replay = json.loads(await asyncio.wait_for(on_a.recv(), 10))
+        assert replay == {**ack, "replayed": True}
+        _, history = await asyncio.to_thread(
+            api, server_b, "GET", f"/api/v1/conversations/{conversation_id}/history", None, token
+        )
+        assert [m["seq"] for m in history["messages"]] == [1, 2, *expected_seqs]
+
+        # And a REST post to B after the silence reaches A too.
+        await asyncio.sleep(1)
+        body = await _post(server_b, token, me["id"], conversation_id, "One more question")
+        frames_a = await _frames_until(on_a, lambda f: len(_messages(f)) == 2)
+        assert _messages(frames_a)[1]["id"] == body["message_id"]
+    finally:
+        await on_a.close()
+        await on_b.close()
