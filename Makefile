@@ -8,7 +8,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 PYTEST_ARGS ?=
 
-.PHONY: help install dev-install browser-deps run test lint bench serve attack clean
+.PHONY: help install dev-install browser-deps run test lint bench bench-deps serve attack clean
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -24,6 +24,10 @@ $(VENV)/.installed: requirements.txt | $(PYTHON)
 $(VENV)/.dev-installed: requirements-dev.txt requirements.txt | $(PYTHON)
 	$(PYTHON) -m pip install --quiet -r requirements-dev.txt
 	@touch $(VENV)/.installed $@
+
+$(VENV)/.bench-installed: requirements-bench.txt requirements-dev.txt requirements.txt | $(PYTHON)
+	$(PYTHON) -m pip install --quiet -r requirements-bench.txt
+	@touch $(VENV)/.installed $(VENV)/.dev-installed $@
 
 install: $(VENV)/.installed  ## Create .venv and install the runtime requirements
 
@@ -56,7 +60,15 @@ lint: dev-install  ## ruff, mypy and the migrations check
 serve: install  ## Production profile on PostgreSQL + Redis (see docs/operations.md)
 	$(PYTHON) -m bench.serve
 
-bench: dev-install  ## Benchmarks against the production profile; figures to bench/results/
+bench-deps: $(VENV)/.bench-installed  ## wrk and pgbench (system packages) and the profiling tools
+	@command -v pgbench >/dev/null 2>&1 || { echo "pgbench missing: install postgresql-client" >&2; exit 1; }
+	@if ! command -v wrk >/dev/null 2>&1; then \
+		SUDO=$$( [ "$$(id -u)" -eq 0 ] || echo sudo ); \
+		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q wrk >/dev/null 2>&1 || \
+		{ $$SUDO apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q wrk >/dev/null; }; \
+	fi
+
+bench: bench-deps  ## Benchmarks against the production profile; figures to bench/results/
 	$(PYTHON) -m bench.run
 
 attack: dev-install  ## schemathesis, bandit, check --deploy, makemigrations --check

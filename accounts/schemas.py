@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import typing
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Literal
 
 from django.core.exceptions import ValidationError as DjangoValidationError
@@ -90,6 +90,21 @@ class ApiKeyIn(StrictIn):
     owner_id: int = Field(gt=0)
     scopes: list[ScopeName] = Field(min_length=1, max_length=len(ALL_SCOPES))
     expires_at: datetime | None = None
+
+    @field_validator("expires_at")
+    @classmethod
+    def _expires_at_utc(cls, value: datetime | None) -> datetime | None:
+        """Store UTC. ISO 8601 (and pydantic) allow UTC offsets up to ±23:59, PostgreSQL only
+        ±15:59 ("…+23:41" was a 500), and a value that leaves datetime's range once converted
+        is a client error, not an OverflowError (a 500 on SQLite too). Naive values are UTC."""
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        try:
+            return value.astimezone(UTC)
+        except OverflowError:
+            raise ValueError("expires_at is out of range") from None
 
 
 class ApiKeyOut(Schema):

@@ -159,8 +159,12 @@ elif _db["ENGINE"] in ("django.db.backends.postgresql", "django.db.backends.post
         "pool": {
             "min_size": env.int("DB_POOL_MIN_SIZE", default=2),
             "max_size": env.int("DB_POOL_MAX_SIZE", default=20),
-            "timeout": env.float("DB_POOL_TIMEOUT", default=10.0),
-        }
+            # How long a request waits for a pooled connection. While PostgreSQL does not
+            # answer, every request and /ready wait this long (docs/operations.md, Readiness).
+            "timeout": env.float("DB_POOL_TIMEOUT", default=3.0),
+        },
+        # libpq: give up on a server that accepts TCP but never answers (a partition).
+        "connect_timeout": env.int("DB_CONNECT_TIMEOUT", default=3),
     }
     _db["TEST"] = {"NAME": env.str("TEST_DATABASE_NAME", default="test_parley")}
 _db.setdefault("ATOMIC_REQUESTS", False)
@@ -176,6 +180,12 @@ if REDIS_URL:
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": env.str("CACHE_KEY_PREFIX", default="parley"),
+            # redis-py waits 5 s by default on a Redis that stops answering: every rate-limited
+            # request and /ready would wait that long (docs/operations.md, Readiness).
+            "OPTIONS": {
+                "socket_connect_timeout": env.float("REDIS_SOCKET_TIMEOUT", default=1.0),
+                "socket_timeout": env.float("REDIS_SOCKET_TIMEOUT", default=1.0),
+            },
         }
     }
     CHANNEL_LAYERS = {

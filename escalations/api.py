@@ -55,7 +55,8 @@ def escalation_list(request: HttpRequest, params: Query[EscalationListParams]) -
 @escalations_router.post(
     "/{conversation_id}/assign",
     auth=Staff(scopes=[ESCALATIONS_MANAGE]),
-    response={200: EscalationOut, **error_responses(*AUTHENTICATED_ERRORS, 404, 409)},
+    # 422: a conversation_id that is not an integer (ninja's path validation).
+    response={200: EscalationOut, **error_responses(*AUTHENTICATED_ERRORS, 404, 409, 422)},
     summary="Assign the conversation's open escalation to yourself",
 )
 def escalation_assign(request: HttpRequest, conversation_id: int) -> Any:

@@ -23,7 +23,10 @@ class Escalation(models.Model):
     intent = models.CharField(max_length=32, blank=True, null=True)
     confidence = models.FloatField(null=True, blank=True)
     assigned_to = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True,
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
         related_name="assigned_escalations",
     )
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
@@ -31,7 +34,10 @@ class Escalation(models.Model):
     first_response_at = models.DateTimeField(null=True, blank=True)
     resolved_at = models.DateTimeField(null=True, blank=True)
     resolved_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True,
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
         related_name="resolved_escalations",
     )
     resolution_notes = models.TextField(blank=True)

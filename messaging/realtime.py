@@ -8,6 +8,7 @@ turn group events into client frames. Group names follow `conversation.<id>`; ev
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import os
 import threading
@@ -123,4 +124,15 @@ def run_in_background(coro: Coroutine[Any, Any, T], *, timeout: float | None = N
     if running is loop:
         coro.close()
         raise RuntimeError("run_in_background called from the background loop itself")
-    return asyncio.run_coroutine_threadsafe(coro, loop).result(timeout)
+    return asyncio.run_coroutine_threadsafe(
+        _in_context(contextvars.copy_context(), coro), loop
+    ).result(timeout)
+
+
+async def _in_context(context: contextvars.Context, coro: Coroutine[Any, Any, T]) -> T:
+    """Run `coro` with the caller's context variables (the request id in log lines): a task on
+    another thread's loop would otherwise start from that thread's empty context. The values
+    are set in this task's own copy, so other tasks on the loop are unaffected."""
+    for variable, value in context.items():
+        variable.set(value)
+    return await coro

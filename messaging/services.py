@@ -6,7 +6,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from asgiref.sync import async_to_sync
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
@@ -22,7 +21,12 @@ from messaging.agent import (
     get_agent,
 )
 from messaging.models import Conversation, Message
-from messaging.realtime import conversation_status_event, message_created_event, publish_on_commit
+from messaging.realtime import (
+    conversation_status_event,
+    message_created_event,
+    publish_on_commit,
+    run_in_background,
+)
 from messaging.schemas import message_payload
 from messaging.validation import clean_message_text
 
@@ -185,7 +189,9 @@ def _message_send_claimed(
     reply: AgentReply | None = None
     agent = get_agent()
     if conversation is None or conversation.status != Conversation.Status.ESCALATED:
-        reply = async_to_sync(agent.respond)(_snapshot(customer, conversation), text)
+        # On the process's background loop: async_to_sync from a WSGI thread would build a new
+        # event loop and thread for every message (docs/benchmarks.md, fix 2).
+        reply = run_in_background(agent.respond(_snapshot(customer, conversation), text))
 
     with transaction.atomic():
         if conversation is None:

@@ -420,6 +420,7 @@ def test_openapi_documents_every_status(client: Client) -> None:
         "403",
         "404",
         "409",
+        "422",
     }
     assert codes("/api/v1/escalations/{conversation_id}/reply", "post") == {
         "201",
