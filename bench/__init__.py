@@ -1,0 +1,1 @@
+"""Parley's production profile (`make serve`), benchmarks (`make bench`) and their helpers."""
