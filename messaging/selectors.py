@@ -83,9 +83,18 @@ def messages_after(*, conversation_id: int, after_seq: int, limit: int = 1000) -
     )
 
 
-def recent_messages(*, conversation: Conversation) -> list[Message]:
-    """The last few messages, oldest first: what the agent sees of the conversation."""
-    rows = Message.objects.filter(conversation=conversation).order_by("-seq")[
-        :RECENT_MESSAGES_FOR_AGENT
-    ]
-    return list(reversed(rows))
+def conversation_with_recent_messages(
+    *, customer: User, conversation_id: int
+) -> tuple[Conversation | None, list[Message]]:
+    """The customer's own conversation and its last few messages (oldest first: what the agent
+    sees), in one query on the hot path of every message. (None, []) when the conversation is
+    missing or someone else's."""
+    rows = list(
+        Message.objects.filter(conversation_id=conversation_id, conversation__customer=customer)
+        .select_related("conversation")
+        .order_by("-seq")[:RECENT_MESSAGES_FOR_AGENT]
+    )
+    if rows:
+        return rows[0].conversation, rows[::-1]
+    # A conversation without messages (only created that way outside message_send).
+    return conversation_get_for_customer(customer=customer, conversation_id=conversation_id), []

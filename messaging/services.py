@@ -176,9 +176,10 @@ def _message_send_claimed(
     text: str,
     claim: idempotency.IdempotencyRecord | None,
 ) -> dict[str, Any]:
-    conversation = None
+    conversation: Conversation | None = None
+    recent: list[Message] = []
     if conversation_id is not None:
-        conversation = selectors.conversation_get_for_customer(
+        conversation, recent = selectors.conversation_with_recent_messages(
             customer=customer, conversation_id=conversation_id
         )
         if conversation is None:
@@ -191,7 +192,7 @@ def _message_send_claimed(
     if conversation is None or conversation.status != Conversation.Status.ESCALATED:
         # On the process's background loop: async_to_sync from a WSGI thread would build a new
         # event loop and thread for every message (docs/benchmarks.md, fix 2).
-        reply = run_in_background(agent.respond(_snapshot(customer, conversation), text))
+        reply = run_in_background(agent.respond(_snapshot(customer, conversation, recent), text))
 
     with transaction.atomic():
         if conversation is None:
@@ -322,7 +323,9 @@ def _process_response(
     }
 
 
-def _snapshot(customer: User, conversation: Conversation | None) -> ConversationSnapshot:
+def _snapshot(
+    customer: User, conversation: Conversation | None, recent: list[Message]
+) -> ConversationSnapshot:
     if conversation is None:
         return ConversationSnapshot(
             id=None, customer_id=customer.pk, turn_count=0, recent_messages=()
@@ -333,6 +336,6 @@ def _snapshot(customer: User, conversation: Conversation | None) -> Conversation
         turn_count=conversation.agent_turns,
         recent_messages=tuple(
             TurnSnapshot(role=m.role, content=m.content, intent=m.intent, confidence=m.confidence)
-            for m in selectors.recent_messages(conversation=conversation)
+            for m in recent
         ),
     )
