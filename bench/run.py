@@ -548,16 +548,18 @@ def _met(ok: bool | None) -> str:
 def markdown(results: dict[str, Any]) -> str:
     s, c, r, m = results["scenarios"], results["ceilings"], results["ratios"], results["machine"]
     quick = results["mode"].startswith("quick")
-    load = max(m["load_average_at_start"][0], (results.get("load_average_at_end") or [0])[0])
-    busy = load > 0.5 * m["nproc"]  # other work was competing for the cores
+    # Busy means other work was competing for the cores when the run started. The load at the
+    # end is the benchmark's own (wrk, the servers, PostgreSQL), so it says nothing about that.
+    load = m["load_average_at_start"][0]
+    busy = load > 0.5 * m["nproc"]
     lines = []
     # No heading: the README section that embeds this has its own.
     if quick:
         lines += ["**Preliminary: a quick harness run (`--quick`).**", ""]
     elif busy:
         lines += [
-            f"**Preliminary: the machine was busy (load average up to {load:.1f} on "
-            f"{m['nproc']} cores); rerun `make bench` on a quiet machine.**",
+            f"**Preliminary: the machine was busy (load average {load:.1f} on "
+            f"{m['nproc']} cores at the start); rerun `make bench` on a quiet machine.**",
             "",
         ]
     lines.append(
