@@ -9,7 +9,7 @@ from ninja import Query, Router, Schema, Status
 from pydantic import Field
 
 from accounts import selectors, services
-from accounts.auth import Customer, Principal, Superuser
+from accounts.auth import Customer, Superuser, principal_of
 from accounts.ratelimits import login_rate_limit_enforce, register_rate_limit_enforce
 from accounts.schemas import (
     ApiKeyCreatedOut,
@@ -42,10 +42,6 @@ api_keys_router = Router(tags=["api-keys"])
 class UnsupportedMediaType(ParleyError):
     status_code = 415
     default_detail = "Send JSON or application/x-www-form-urlencoded"
-
-
-def _principal(request: HttpRequest) -> Principal:
-    return request.auth  # type: ignore[attr-defined,no-any-return]
 
 
 _TOKEN_REQUEST_BODY = {
@@ -113,7 +109,7 @@ def token_revoke(request: HttpRequest) -> Status[None]:
     # bodies cannot express; it is validated with the same strict schema by hand.
     payload = validate_body(RevokeIn, optional_body(request))
     services.token_revoke(
-        principal=_principal(request), raw_refresh=payload.refresh_token, request=request
+        principal=principal_of(request), raw_refresh=payload.refresh_token, request=request
     )
     return Status(204, None)
 
@@ -141,7 +137,7 @@ def register(request: HttpRequest, response: HttpResponse, payload: RegisterIn) 
     summary="The caller's account and the scopes in force",
 )
 def me(request: HttpRequest) -> dict[str, Any]:
-    principal = _principal(request)
+    principal = principal_of(request)
     user = principal.user
     return {
         "id": user.pk,
@@ -169,7 +165,7 @@ class ApiKeyListParams(Schema):
 )
 def api_key_create(request: HttpRequest, payload: ApiKeyIn) -> Status[dict[str, Any]]:
     key, raw = services.api_key_create(
-        actor=_principal(request).user,
+        actor=principal_of(request).user,
         name=payload.name,
         owner_id=payload.owner_id,
         scopes=list(payload.scopes),
@@ -206,7 +202,7 @@ def api_key_list(request: HttpRequest, params: Query[ApiKeyListParams]) -> dict[
     summary="Revoke an API key; it stops working at once",
 )
 def api_key_revoke(request: HttpRequest, api_key_id: int) -> Status[None]:
-    services.api_key_revoke(actor=_principal(request).user, api_key_id=api_key_id)
+    services.api_key_revoke(actor=principal_of(request).user, api_key_id=api_key_id)
     return Status(204, None)
 
 

@@ -52,6 +52,12 @@ class Principal:
         return scope in self.scopes
 
 
+def principal_of(request: HttpRequest) -> Principal:
+    """The caller of an authenticated API operation. Never `request.user`: that is the admin
+    session's user, which authenticates nothing on the API."""
+    return request.auth  # type: ignore[attr-defined,no-any-return]
+
+
 # --- Credential checks (shared by REST and websocket) ------------------------------------------
 
 

@@ -28,15 +28,15 @@ What it does, in order:
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import secrets
 import signal
 import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from config.local_secrets import stored_secret
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
@@ -53,18 +53,6 @@ def cpu_count() -> int:
         return os.cpu_count() or 1
 
 
-def _stored_secret(name: str) -> str:
-    stored: dict[str, str] = {}
-    if SECRETS_FILE.exists():
-        stored = json.loads(SECRETS_FILE.read_text())
-    if name not in stored:
-        stored[name] = secrets.token_urlsafe(48)
-        SECRETS_FILE.parent.mkdir(exist_ok=True)
-        SECRETS_FILE.write_text(json.dumps(stored))
-        SECRETS_FILE.chmod(0o600)
-    return stored[name]
-
-
 def production_env(overrides: dict[str, str] | None = None) -> dict[str, str]:
     """The environment of the production profile: os.environ, then our defaults for what is
     unset, then `overrides` (the benchmark's)."""
@@ -76,7 +64,7 @@ def production_env(overrides: dict[str, str] | None = None) -> dict[str, str]:
     env.setdefault("REDIS_URL", DEFAULT_REDIS_URL)
     for name in ("SECRET_KEY", "JWT_SIGNING_KEY"):
         if not env.get(name):
-            env[name] = _stored_secret(name)
+            env[name] = stored_secret(SECRETS_FILE, name)
     env.setdefault("SECURE_SSL_REDIRECT", "0")
     env.setdefault("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]")
     env.setdefault("LOG_LEVEL", "WARNING")

@@ -27,7 +27,7 @@ application = ProtocolTypeRouter(
                     *conversation_routes,
                     *escalation_routes,
                     # Unknown paths close cleanly instead of raising inside Channels (a 500).
-                    re_path(r"", websocket_route_not_found),
+                    re_path(r"", websocket_route_not_found),  # type: ignore[arg-type]
                 ]
             )
         ),

@@ -7,8 +7,6 @@ secrets; `.env.example` lists every variable.
 
 from __future__ import annotations
 
-import json
-import secrets
 import warnings
 from datetime import timedelta
 from pathlib import Path
@@ -16,6 +14,8 @@ from urllib.parse import urlsplit
 
 import environ
 from csp.constants import NONE, SELF
+
+from config.local_secrets import stored_secret
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -34,25 +34,11 @@ def _fail(message: str) -> None:
     raise SystemExit(f"Parley configuration error: {message}")
 
 
-def _development_secret(name: str) -> str:
-    """A random secret kept in .local/ so restarts and several workers agree (DEBUG only)."""
-    path = BASE_DIR / ".local" / "dev-secrets.json"
-    stored: dict[str, str] = {}
-    if path.exists():
-        stored = json.loads(path.read_text())
-    if name not in stored:
-        stored[name] = secrets.token_urlsafe(48)
-        path.parent.mkdir(exist_ok=True)
-        path.write_text(json.dumps(stored))
-        path.chmod(0o600)
-    return stored[name]
-
-
 def _secret(name: str) -> str:
     value = env.str(name, default="")
     if not value:
         if DEBUG:
-            return _development_secret(name)
+            return stored_secret(BASE_DIR / ".local" / "dev-secrets.json", name)
         _fail(f"{name} is required when DEBUG=0 (at least {MIN_SECRET_LENGTH} characters).")
     if len(value) < MIN_SECRET_LENGTH and not DEBUG:
         _fail(f"{name} must be at least {MIN_SECRET_LENGTH} characters long.")

@@ -7,7 +7,7 @@ from typing import Any
 from django.http import HttpRequest
 from ninja import Query, Router, Status
 
-from accounts.auth import Principal, Staff
+from accounts.auth import Staff, principal_of
 from accounts.scopes import ESCALATIONS_MANAGE, STATS_READ
 from config.errors import NotFound
 from config.schemas import AUTHENTICATED_ERRORS, BODY_ERRORS, error_responses
@@ -25,10 +25,6 @@ from messaging.schemas import MAX_ID, MessageOut
 
 escalations_router = Router(tags=["escalations"])
 statistics_router = Router(tags=["statistics"])
-
-
-def _principal(request: HttpRequest) -> Principal:
-    return request.auth  # type: ignore[attr-defined,no-any-return]
 
 
 def _conversation_id(conversation_id: int) -> int:
@@ -61,7 +57,7 @@ def escalation_list(request: HttpRequest, params: Query[EscalationListParams]) -
 )
 def escalation_assign(request: HttpRequest, conversation_id: int) -> Any:
     return services.escalation_assign(
-        conversation_id=_conversation_id(conversation_id), actor=_principal(request).user
+        conversation_id=_conversation_id(conversation_id), actor=principal_of(request).user
     )
 
 
@@ -76,7 +72,7 @@ def escalation_reply(
 ) -> Status[Any]:
     message = services.escalation_reply(
         conversation_id=_conversation_id(conversation_id),
-        actor=_principal(request).user,
+        actor=principal_of(request).user,
         text=payload.message,
     )
     return Status(201, message)
@@ -96,7 +92,7 @@ def escalation_resolve(
 ) -> dict[str, Any]:
     escalation = services.escalation_resolve(
         conversation_id=_conversation_id(conversation_id),
-        actor=_principal(request).user,
+        actor=principal_of(request).user,
         notes=payload.resolution_notes,
     )
     return {"status": "resolved", "conversation_id": escalation.conversation_id}

@@ -7,7 +7,7 @@ from typing import Any
 from django.http import HttpRequest, HttpResponse
 from ninja import Header, Query, Router
 
-from accounts.auth import Customer, Principal
+from accounts.auth import Customer, principal_of
 from accounts.scopes import CONVERSATIONS_READ, MESSAGES_WRITE
 from config.errors import NotFound
 from config.schemas import AUTHENTICATED_ERRORS, BODY_ERRORS, error_responses
@@ -28,10 +28,6 @@ conversations_router = Router(tags=["conversations"])
 customers_router = Router(tags=["conversations"])
 
 
-def _principal(request: HttpRequest) -> Principal:
-    return request.auth  # type: ignore[attr-defined,no-any-return]
-
-
 @messages_router.post(
     "/process",
     auth=Customer(scopes=[MESSAGES_WRITE]),
@@ -49,7 +45,7 @@ def message_process(
         default=None, alias="Idempotency-Key", min_length=1, max_length=255
     ),
 ) -> dict[str, Any]:
-    principal = _principal(request)
+    principal = principal_of(request)
     ensure_acting_for_self(
         principal=principal, customer_id=payload.customer_id, read=False, request=request
     )
@@ -75,7 +71,7 @@ def message_process(
 )
 def conversation_list(request: HttpRequest, params: Query[PageParams]) -> dict[str, Any]:
     items, next_cursor = selectors.conversation_page(
-        customer_id=_principal(request).user_id, cursor=params.cursor, limit=params.limit
+        customer_id=principal_of(request).user_id, cursor=params.cursor, limit=params.limit
     )
     return {"items": items, "next_cursor": next_cursor}
 
@@ -90,7 +86,7 @@ def customer_conversation_list(
     request: HttpRequest, customer_id: int, params: Query[PageParams]
 ) -> dict[str, Any]:
     ensure_acting_for_self(
-        principal=_principal(request), customer_id=customer_id, read=True, request=request
+        principal=principal_of(request), customer_id=customer_id, read=True, request=request
     )
     items, next_cursor = selectors.conversation_page(
         customer_id=customer_id, cursor=params.cursor, limit=params.limit
@@ -109,7 +105,7 @@ def conversation_history(
 ) -> dict[str, Any]:
     conversation = (
         selectors.conversation_get_for_reader(
-            principal=_principal(request), conversation_id=conversation_id
+            principal=principal_of(request), conversation_id=conversation_id
         )
         if 1 <= conversation_id <= MAX_ID
         else None
