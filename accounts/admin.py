@@ -4,12 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.contrib import admin, messages
+from django import forms
+from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
+from django.utils import timezone
 
 from accounts import services
 from accounts.models import ApiKey, SecurityEvent, User
+from accounts.scopes import ALL_SCOPES, SCOPE_DESCRIPTIONS
 
 
 class SuperuserOnlyMixin:
@@ -37,6 +41,24 @@ class ParleyUserAdmin(SuperuserOnlyMixin, UserAdmin):
     list_display = ("username", "email", "is_active", "is_staff", "is_superuser", "date_joined")
 
 
+class ApiKeyCreateForm(forms.ModelForm):
+    scopes = forms.MultipleChoiceField(
+        choices=[(scope, f"{scope}: {SCOPE_DESCRIPTIONS[scope]}") for scope in ALL_SCOPES],
+        widget=forms.CheckboxSelectMultiple,
+        help_text="In use, a key never has more than its owner's role allows.",
+    )
+
+    class Meta:
+        model = ApiKey
+        fields = ("name", "owner", "scopes", "expires_at")
+
+    def clean_expires_at(self) -> Any:
+        expires_at = self.cleaned_data.get("expires_at")
+        if expires_at is not None and expires_at <= timezone.now():
+            raise forms.ValidationError("The expiry must be in the future.")
+        return expires_at
+
+
 @admin.register(ApiKey)
 class ApiKeyAdmin(SuperuserOnlyMixin, admin.ModelAdmin):
     list_display = (
@@ -62,6 +84,13 @@ class ApiKeyAdmin(SuperuserOnlyMixin, admin.ModelAdmin):
     fields = ("name", "owner", "scopes", "expires_at", *readonly_fields)
     actions = ["revoke_selected"]
 
+    def get_form(
+        self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any
+    ) -> Any:
+        if obj is None:
+            kwargs["form"] = ApiKeyCreateForm
+        return super().get_form(request, obj, change=change, **kwargs)
+
     def save_model(self, request: HttpRequest, obj: ApiKey, form: Any, change: bool) -> None:
         if change:
             # Only name and expiry are editable; the secret and owner never change.
@@ -76,11 +105,25 @@ class ApiKeyAdmin(SuperuserOnlyMixin, admin.ModelAdmin):
         )
         obj.pk = key.pk
         obj.prefix = key.prefix
-        # Shown once, like the API: only a hash is stored.
-        messages.warning(
-            request,
-            f"API key created. Copy it now, it will not be shown again: {raw}",
-        )
+        request._parley_created_api_key = raw  # type: ignore[attr-defined]
+
+    def response_add(
+        self, request: HttpRequest, obj: ApiKey, post_url_continue: str | None = None
+    ) -> HttpResponse:
+        raw = getattr(request, "_parley_created_api_key", None)
+        if raw is None:
+            return super().response_add(request, obj, post_url_continue)
+        # Shown once, in this response only: not through the messages framework, which would
+        # keep the key in the session or a cookie until the next page.
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "API key created",
+            "opts": self.model._meta,
+            "api_key": obj,
+            "raw_key": raw,
+        }
+        # The admin's never_cache adds no-store: no browser or proxy keeps this page.
+        return TemplateResponse(request, "admin/accounts/apikey/created.html", context)
 
     def get_readonly_fields(self, request: HttpRequest, obj: ApiKey | None = None) -> Any:
         if obj is not None:

@@ -105,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("path", nargs="?", default=str(DEFAULT_EVAL_SET))
     parser.add_argument("--errors", action="store_true", help="list misclassified messages")
     args = parser.parse_args(argv)
-    print(evaluate(args.path).format(errors=args.errors))  # noqa: T201 - CLI output
+    sys.stdout.write(evaluate(args.path).format(errors=args.errors) + "\n")
     return 0
 
 

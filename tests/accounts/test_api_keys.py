@@ -199,3 +199,45 @@ def test_key_list_paginates(superuser_client: Client, customer: User) -> None:
     second = superuser_client.get(f"{KEYS}?limit=2&cursor={first['next_cursor']}").json()
     assert [i["name"] for i in second["items"]] == ["k0"]
     assert second["next_cursor"] is None
+
+
+@pytest.mark.django_db
+def test_superuser_creates_a_key_in_the_admin_shown_once(superuser: User, customer: User) -> None:
+    client = Client()
+    client.force_login(superuser)
+    response = client.post(
+        "/admin/accounts/apikey/add/",
+        {"name": "from admin", "owner": customer.pk, "scopes": ["conversations:read"]},
+    )
+    assert response.status_code == 200
+    key = ApiKey.objects.get()
+    raw = response.context["raw_key"]
+    assert raw in response.content.decode()
+    assert "no-store" in response["Cache-Control"]
+    assert key.key_hash == hashlib.sha256(raw.encode()).hexdigest()
+    assert key.created_by == superuser
+    assert key.scopes == ["conversations:read"]
+    # Not parked in the session or a cookie for a later page.
+    assert raw not in str(dict(client.session))
+    assert raw not in str(response.cookies)
+    assert _key_client(raw).get("/api/v1/auth/me").json()["id"] == customer.pk
+    assert raw not in client.get("/admin/accounts/apikey/").content.decode()
+
+
+@pytest.mark.django_db
+def test_admin_refuses_an_expiry_in_the_past(superuser: User, customer: User) -> None:
+    client = Client()
+    client.force_login(superuser)
+    response = client.post(
+        "/admin/accounts/apikey/add/",
+        {
+            "name": "k",
+            "owner": customer.pk,
+            "scopes": ["conversations:read"],
+            "expires_at_0": "2001-01-01",
+            "expires_at_1": "00:00:00",
+        },
+    )
+    assert response.status_code == 200
+    assert "The expiry must be in the future." in response.content.decode()
+    assert ApiKey.objects.count() == 0
