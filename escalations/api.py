@@ -9,7 +9,6 @@ from ninja import Query, Router, Status
 
 from accounts.auth import Staff, principal_of
 from accounts.scopes import ESCALATIONS_MANAGE, STATS_READ
-from config.errors import NotFound
 from config.schemas import AUTHENTICATED_ERRORS, BODY_ERRORS, error_responses
 from escalations import selectors, services
 from escalations.schemas import (
@@ -21,18 +20,10 @@ from escalations.schemas import (
     EscalationResolveOut,
     StatisticsOut,
 )
-from messaging.schemas import MAX_ID, MessageOut
+from messaging.schemas import MessageOut
 
 escalations_router = Router(tags=["escalations"])
 statistics_router = Router(tags=["statistics"])
-
-
-def _conversation_id(conversation_id: int) -> int:
-    # An id no row can have is "not found", like any other missing conversation (and never
-    # reaches the database, where it would overflow a bigint).
-    if not 1 <= conversation_id <= MAX_ID:
-        raise NotFound("Conversation not found")
-    return conversation_id
 
 
 @escalations_router.get(
@@ -57,7 +48,7 @@ def escalation_list(request: HttpRequest, params: Query[EscalationListParams]) -
 )
 def escalation_assign(request: HttpRequest, conversation_id: int) -> Any:
     return services.escalation_assign(
-        conversation_id=_conversation_id(conversation_id), actor=principal_of(request).user
+        conversation_id=conversation_id, actor=principal_of(request).user
     )
 
 
@@ -71,7 +62,7 @@ def escalation_reply(
     request: HttpRequest, conversation_id: int, payload: EscalationReplyIn
 ) -> Status[Any]:
     message = services.escalation_reply(
-        conversation_id=_conversation_id(conversation_id),
+        conversation_id=conversation_id,
         actor=principal_of(request).user,
         text=payload.message,
     )
@@ -91,7 +82,7 @@ def escalation_resolve(
     request: HttpRequest, conversation_id: int, payload: EscalationResolveIn
 ) -> dict[str, Any]:
     escalation = services.escalation_resolve(
-        conversation_id=_conversation_id(conversation_id),
+        conversation_id=conversation_id,
         actor=principal_of(request).user,
         notes=payload.resolution_notes,
     )

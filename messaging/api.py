@@ -14,7 +14,6 @@ from config.schemas import AUTHENTICATED_ERRORS, BODY_ERRORS, error_responses
 from messaging import selectors, services
 from messaging.permissions import ensure_acting_for_self
 from messaging.schemas import (
-    MAX_ID,
     ConversationPageOut,
     HistoryOut,
     HistoryParams,
@@ -103,12 +102,8 @@ def customer_conversation_list(
 def conversation_history(
     request: HttpRequest, conversation_id: int, params: Query[HistoryParams]
 ) -> dict[str, Any]:
-    conversation = (
-        selectors.conversation_get_for_reader(
-            principal=principal_of(request), conversation_id=conversation_id
-        )
-        if 1 <= conversation_id <= MAX_ID
-        else None
+    conversation = selectors.conversation_get_for_reader(
+        principal=principal_of(request), conversation_id=conversation_id
     )
     if conversation is None:
         raise NotFound("Conversation not found")

@@ -512,13 +512,11 @@ class ConversationConsumer(TokenAuthenticatedConsumer):
                 principal=principal,
             )
             raise CloseSocket(CLOSE_FORBIDDEN, f"This needs the '{CONVERSATIONS_READ}' scope")
-        conversation = None
-        if 1 <= self.conversation_id <= MAX_ID:
-            conversation = await run_db(
-                selectors.conversation_get_for_reader,
-                principal=principal,
-                conversation_id=self.conversation_id,
-            )
+        conversation = await run_db(
+            selectors.conversation_get_for_reader,
+            principal=principal,
+            conversation_id=self.conversation_id,
+        )
         if conversation is None:
             raise CloseSocket(CLOSE_NOT_FOUND, "Conversation not found")
         return conversation

@@ -7,9 +7,8 @@ from ninja import Schema
 from pydantic import Field, field_validator
 
 from config.schemas import StrictIn, client_json
+from messaging.models import MAX_ID
 from messaging.validation import MAX_MESSAGE_CHARS, clean_message_text
-
-MAX_ID = 2**63 - 1
 
 
 class MessageProcessIn(StrictIn):

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from django.db.models import QuerySet
 
 from config.pagination import keyset_page
-from messaging.models import Conversation, Message
+from messaging.models import Conversation, Message, is_possible_id
 from messaging.permissions import can_read_any_conversation
 
 if TYPE_CHECKING:
@@ -28,12 +28,16 @@ def conversation_get_for_reader(
     *, principal: Principal, conversation_id: int
 ) -> Conversation | None:
     """A conversation the caller may read: their own, or any for operators."""
-    return conversations_readable_by(principal).filter(pk=conversation_id).first()
+    if not is_possible_id(conversation_id):
+        return None
+    return conversations_readable_by(principal).filter(pk=conversation_id).order_by().first()
 
 
 def conversation_get_for_customer(*, customer: User, conversation_id: int) -> Conversation | None:
     """A conversation the caller may write to: only their own."""
-    return Conversation.objects.filter(pk=conversation_id, customer=customer).first()
+    if not is_possible_id(conversation_id):
+        return None
+    return Conversation.objects.filter(pk=conversation_id, customer=customer).order_by().first()
 
 
 def conversation_page(
@@ -89,6 +93,8 @@ def conversation_with_recent_messages(
     """The customer's own conversation and its last few messages (oldest first: what the agent
     sees), in one query on the hot path of every message. (None, []) when the conversation is
     missing or someone else's."""
+    if not is_possible_id(conversation_id):
+        return None, []
     rows = list(
         Message.objects.filter(conversation_id=conversation_id, conversation__customer=customer)
         .select_related("conversation")

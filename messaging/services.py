@@ -20,7 +20,7 @@ from messaging.agent import (
     TurnSnapshot,
     get_agent,
 )
-from messaging.models import Conversation, Message
+from messaging.models import Conversation, Message, is_possible_id
 from messaging.realtime import (
     conversation_status_event,
     message_created_event,
@@ -58,8 +58,11 @@ class MessageSendResult:
 
 def conversation_lock(*, conversation_id: int) -> Conversation | None:
     """Lock the conversation row for the rest of the transaction (PostgreSQL: FOR UPDATE;
-    SQLite: the IMMEDIATE transaction already holds the write lock)."""
-    return Conversation.objects.select_for_update().filter(pk=conversation_id).first()
+    SQLite: the IMMEDIATE transaction already holds the write lock). None when it does not
+    exist. No ordering: the model's default would sort a one-row primary-key read."""
+    if not is_possible_id(conversation_id):
+        return None
+    return Conversation.objects.select_for_update().filter(pk=conversation_id).order_by().first()
 
 
 def conversation_append(*, conversation: Conversation, messages: list[NewMessage]) -> list[Message]:
