@@ -25,6 +25,7 @@ from rest_framework_simplejwt.exceptions import TokenError
 
 from accounts.models import ApiKey, RevokedAccessToken, SecurityEvent, User
 from accounts.scopes import SCOPE_DESCRIPTIONS, allowed_scopes, parse_scope_string
+from accounts.security import security_event_record
 from accounts.tokens import SCOPE_CLAIM, ParleyAccessToken, token_expiry, token_matches_password
 from config.errors import InsufficientScope, NotAuthenticated, PermissionDenied
 
@@ -143,8 +144,6 @@ class Policy:
 
     def enforce(self, request: HttpRequest, principal: Principal) -> None:
         """Tier first (on the user's current flags), then scopes."""
-        from accounts.services import security_event_record
-
         user = principal.user
         if (self.tier is Tier.STAFF and not user.is_staff) or (
             self.tier is Tier.SUPERUSER and not user.is_superuser
@@ -219,8 +218,6 @@ class ApiKeyAuth(APIKeyHeader):
 def _auth_failed(
     request: HttpRequest, reason: str, *, kind: str = SecurityEvent.Kind.AUTH_FAILED
 ) -> Any:
-    from accounts.services import security_event_record
-
     security_event_record(kind=kind, request=request, detail={"reason": reason})
     # Clients learn only that the credentials were refused, not which check failed.
     raise NotAuthenticated("Invalid or expired credentials")

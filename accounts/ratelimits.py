@@ -15,6 +15,8 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from django_ratelimit.core import get_usage
 
+from accounts.models import SecurityEvent
+from accounts.security import security_event_record
 from config.errors import RateLimited
 from config.request_context import client_ip
 
@@ -52,9 +54,6 @@ def rate_limit_enforce(
         return None
     reset = max(1, int(usage["time_left"]))
     if usage["should_limit"]:
-        from accounts.models import SecurityEvent
-        from accounts.services import security_event_record
-
         security_event_record(
             kind=SecurityEvent.Kind.RATE_LIMITED,
             request=request,

@@ -12,6 +12,7 @@ from django.urls import URLPattern, URLResolver, path
 
 from accounts.models import SecurityEvent
 from accounts.ratelimits import login_rate_limit_enforce
+from accounts.security import security_event_record
 from config.errors import RateLimited
 
 
@@ -43,8 +44,6 @@ class ParleyAdminSite(admin.AdminSite):
             return response
         login_response = super().login(request, extra_context)
         if login_response.status_code != 302:  # Django re-renders the form when sign-in fails
-            from accounts.services import security_event_record
-
             security_event_record(
                 kind=SecurityEvent.Kind.LOGIN_FAILED,
                 request=request,

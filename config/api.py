@@ -15,6 +15,7 @@ from ninja.operation import Operation
 
 from accounts.auth import Undeclared, policy_of
 from accounts.models import SecurityEvent
+from accounts.security import security_event_record
 from config.errors import ParleyError, UnprocessableRequest
 from config.request_context import current_request_id
 
@@ -83,8 +84,6 @@ def _parley_error(request: HttpRequest, exc: ParleyError) -> HttpResponse:
 def _no_credentials(request: HttpRequest, exc: AuthenticationError) -> HttpResponse:
     # Ninja raises this when no auth callback accepted the request: no usable credentials were
     # sent at all (refused credentials raise NotAuthenticated in accounts.auth).
-    from accounts.services import security_event_record
-
     security_event_record(
         kind=SecurityEvent.Kind.AUTH_FAILED, request=request, detail={"reason": "no credentials"}
     )

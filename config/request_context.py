@@ -9,6 +9,8 @@ from __future__ import annotations
 import re
 import uuid
 from contextvars import ContextVar
+from dataclasses import dataclass
+from typing import Any
 
 request_id_var: ContextVar[str | None] = ContextVar("parley_request_id", default=None)
 
@@ -35,3 +37,32 @@ def client_ip(meta: dict) -> str | None:
     key = getattr(settings, "RATELIMIT_IP_META_KEY", None) or "REMOTE_ADDR"
     value = (meta.get(key) or "").split(",")[0].strip()
     return value or None
+
+
+@dataclass(frozen=True)
+class CallContext:
+    """Where a call came from, for rate limits and security events: the same facts whether the
+    door was an HTTP request or a websocket, so services never need an HttpRequest."""
+
+    path: str
+    ip: str | None
+
+    @classmethod
+    def from_request(cls, request: Any) -> CallContext:
+        return cls(path=request.path, ip=client_ip(request.META))
+
+    @classmethod
+    def from_scope(cls, scope: dict[str, Any]) -> CallContext:
+        return cls(path=scope.get("path", ""), ip=client_ip(scope_meta(scope)))
+
+
+def scope_meta(scope: dict[str, Any]) -> dict[str, str]:
+    """A WSGI-style META dict from an ASGI scope, for `client_ip` (proxy header support)."""
+    meta: dict[str, str] = {}
+    client = scope.get("client")
+    if client:
+        meta["REMOTE_ADDR"] = str(client[0])
+    for raw_name, raw_value in scope.get("headers", []):
+        name = "HTTP_" + raw_name.decode("latin1").upper().replace("-", "_")
+        meta[name] = raw_value.decode("latin1")
+    return meta

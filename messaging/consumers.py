@@ -30,8 +30,14 @@ from django.utils import timezone
 from accounts.auth import Principal, principal_from_access_token
 from accounts.models import SecurityEvent
 from accounts.scopes import CONVERSATIONS_READ, MESSAGES_WRITE
+from accounts.security import security_event_record
 from config.errors import InsufficientScope, NotAuthenticated, ParleyError
-from config.request_context import client_ip, request_id_from_header, request_id_var
+from config.request_context import (
+    client_ip,
+    request_id_from_header,
+    request_id_var,
+    scope_meta,
+)
 from messaging import selectors, services
 from messaging.models import Conversation
 from messaging.realtime import conversation_group
@@ -91,18 +97,6 @@ def _closing_connections(func: Callable[..., T], /, *args: Any, **kwargs: Any) -
         return func(*args, **kwargs)
     finally:
         close_old_connections()
-
-
-def _scope_meta(scope: dict[str, Any]) -> dict[str, str]:
-    """A WSGI-style META dict from an ASGI scope, for `client_ip` (proxy header support)."""
-    meta: dict[str, str] = {}
-    client = scope.get("client")
-    if client:
-        meta["REMOTE_ADDR"] = str(client[0])
-    for raw_name, raw_value in scope.get("headers", []):
-        name = "HTTP_" + raw_name.decode("latin1").upper().replace("-", "_")
-        meta[name] = raw_value.decode("latin1")
-    return meta
 
 
 class SeqWindow:
@@ -172,7 +166,7 @@ class TokenAuthenticatedConsumer(AsyncWebsocketConsumer):
         await handler(message)
 
     async def connect(self) -> None:
-        meta = _scope_meta(self.scope)
+        meta = scope_meta(self.scope)
         self.request_id = request_id_from_header(meta.get("HTTP_X_REQUEST_ID"))
         # Set in the consumer's task: log lines and security events of this connection (and
         # the tasks and threads it starts, which copy the context) carry the id.
@@ -434,8 +428,6 @@ class TokenAuthenticatedConsumer(AsyncWebsocketConsumer):
     async def record_security_event(
         self, kind: str, detail: dict[str, Any], *, principal: Principal | None = None
     ) -> None:
-        from accounts.services import security_event_record
-
         principal = principal or self.principal
         await run_db(
             security_event_record,

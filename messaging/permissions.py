@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 from accounts.models import SecurityEvent
 from accounts.scopes import ESCALATIONS_MANAGE
+from accounts.security import security_event_record
 from config.errors import PermissionDenied
 
 if TYPE_CHECKING:
@@ -32,8 +33,6 @@ def ensure_acting_for_self(
         return
     if read and can_read_any_conversation(principal):
         return
-    from accounts.services import security_event_record
-
     security_event_record(
         kind=SecurityEvent.Kind.IDOR_ATTEMPT,
         request=request,

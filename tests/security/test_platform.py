@@ -210,7 +210,7 @@ def test_log_lines_are_json_with_the_request_id() -> None:
 @pytest.mark.django_db
 def test_security_event_is_stored_with_request_context(customer: User) -> None:
     from accounts.models import SecurityEvent
-    from accounts.services import security_event_record
+    from accounts.security import security_event_record
 
     security_event_record(
         kind=SecurityEvent.Kind.IDOR_ATTEMPT,
@@ -233,7 +233,7 @@ def test_security_event_is_stored_with_request_context(customer: User) -> None:
 @pytest.mark.django_db
 def test_recording_a_security_event_never_raises(monkeypatch: Any) -> None:
     from accounts.models import SecurityEvent
-    from accounts.services import security_event_record
+    from accounts.security import security_event_record
 
     def fail(**kwargs: Any) -> None:
         raise RuntimeError("database gone")
