@@ -32,6 +32,7 @@ from escalations import selectors, services
 from escalations.models import Escalation
 from escalations.schemas import MAX_RESOLUTION_NOTES_CHARS
 from messaging.admin import CascadeOnlyDeleteMixin
+from messaging.selectors import conversation_transcript
 from messaging.validation import MAX_MESSAGE_CHARS
 
 UNRESOLVED = (Escalation.Status.OPEN, Escalation.Status.ASSIGNED)
@@ -266,7 +267,7 @@ class EscalationAdmin(CascadeOnlyDeleteMixin, admin.ModelAdmin):
             selectors.escalation_get(escalation_id=int(object_id)) if object_id.isdigit() else None
         )
         if escalation is not None:
-            rows, omitted = selectors.transcript(conversation_id=escalation.conversation_id)
+            rows, omitted = conversation_transcript(conversation_id=escalation.conversation_id)
             unresolved = escalation.status in UNRESOLVED
             can_work = self._can_work(request)
             context.update(

@@ -8,7 +8,11 @@ class EscalationsConfig(AppConfig):
     def ready(self) -> None:
         from django.db.models.signals import post_migrate
 
-        from escalations.services import operators_group_after_migrate
+        from escalations.services import EscalationHandoff, operators_group_after_migrate
+        from messaging.handoff import handoff_provider_register
+
+        # messaging asks for hand-offs through its own interface; escalations provides them.
+        handoff_provider_register(EscalationHandoff())
 
         # Migration 0002 creates the Operators group once; a database flush (tests, or
         # `manage.py flush`) removes it, and post_migrate puts it back.

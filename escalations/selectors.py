@@ -54,19 +54,6 @@ def escalation_get(*, escalation_id: int) -> Escalation | None:
     )
 
 
-def transcript(*, conversation_id: int, limit: int = 200) -> tuple[list[Message], int]:
-    """The latest `limit` messages of a conversation in ascending seq, and how many earlier
-    ones were left out (for the admin's read-only transcript)."""
-    rows = list(
-        Message.objects.filter(conversation_id=conversation_id)
-        .select_related("author")
-        .order_by("-seq")[:limit]
-    )
-    rows.reverse()
-    omitted = rows[0].seq - 1 if rows else 0
-    return rows, omitted
-
-
 # --- Statistics -----------------------------------------------------------------------------
 
 

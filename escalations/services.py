@@ -98,7 +98,8 @@ def escalation_open(
     confidence: float | None = None,
 ) -> Escalation:
     """Hand the conversation to operators. The caller holds the conversation's lock inside a
-    transaction (messaging.services.message_send). Opening twice returns the open one."""
+    transaction (messaging.services.message_send, through messaging.handoff). Opening twice
+    returns the open one."""
     existing = escalation_current(conversation=conversation)
     if existing is not None:
         return existing
@@ -232,6 +233,27 @@ def escalation_resolve(
         escalation.conversation = conversation
         publish_on_commit([escalation_event("resolved", escalation_payload(escalation))])
         return escalation
+
+
+class EscalationHandoff:
+    """messaging.handoff's provider: a hand-off is an Escalation. Registered in
+    EscalationsConfig.ready(), so messaging asks for it without importing this app."""
+
+    def handoff_open(
+        self,
+        *,
+        conversation: Conversation,
+        reason: str,
+        intent: str | None,
+        confidence: float | None,
+    ) -> int:
+        return escalation_open(
+            conversation=conversation, reason=reason, intent=intent, confidence=confidence
+        ).pk
+
+    def handoff_current_id(self, *, conversation: Conversation) -> int | None:
+        escalation = escalation_current(conversation=conversation)
+        return escalation.pk if escalation is not None else None
 
 
 def operators_group_ensure(*, using: str = DEFAULT_DB_ALIAS) -> Group:

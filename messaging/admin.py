@@ -15,6 +15,7 @@ from django.http import HttpRequest, HttpResponse
 from django.utils.text import Truncator
 
 from messaging.models import Conversation, Message
+from messaging.selectors import conversation_transcript
 
 
 class CascadeOnlyDeleteMixin:
@@ -68,11 +69,9 @@ class ConversationAdmin(ReadOnlyMixin, admin.ModelAdmin):
         form_url: str = "",
         extra_context: dict[str, Any] | None = None,
     ) -> HttpResponse:
-        from escalations.selectors import transcript
-
         context = dict(extra_context or {})
         if object_id.isdigit():
-            messages, omitted = transcript(conversation_id=int(object_id))
+            messages, omitted = conversation_transcript(conversation_id=int(object_id))
             context.update(transcript_messages=messages, transcript_omitted=omitted)
         return super().change_view(request, object_id, form_url, context)
 

@@ -104,3 +104,17 @@ def conversation_with_recent_messages(
         return rows[0].conversation, rows[::-1]
     # A conversation without messages (only created that way outside message_send).
     return conversation_get_for_customer(customer=customer, conversation_id=conversation_id), []
+
+
+def conversation_transcript(*, conversation_id: int, limit: int = 200) -> tuple[list[Message], int]:
+    """The latest `limit` messages of a conversation in ascending seq, and how many earlier
+    ones were left out (the admin's read-only transcript on the conversation and escalation
+    pages)."""
+    rows = list(
+        Message.objects.filter(conversation_id=conversation_id)
+        .select_related("author")
+        .order_by("-seq")[:limit]
+    )
+    rows.reverse()
+    omitted = rows[0].seq - 1 if rows else 0
+    return rows, omitted

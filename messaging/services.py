@@ -13,7 +13,7 @@ from django.utils import timezone
 from accounts.models import User
 from accounts.ratelimits import RateUsage, rate_limit_enforce
 from config.errors import NotFound, UnprocessableRequest
-from messaging import idempotency, selectors
+from messaging import handoff, idempotency, selectors
 from messaging.agent import (
     AgentReply,
     ConversationSnapshot,
@@ -224,8 +224,6 @@ def _record_turn(
     reply: AgentReply | None,
     agent_name: str,
 ) -> dict[str, Any]:
-    from escalations.services import escalation_current, escalation_open
-
     previous_status = conversation.status
     conversation.turn_count += 1
     escalated = previous_status == Conversation.Status.ESCALATED
@@ -239,13 +237,12 @@ def _record_turn(
             ],
         )
         conversation_save(conversation=conversation)
-        escalation = escalation_current(conversation=conversation)
         return _process_response(
             conversation=conversation,
             customer_message=customer_message,
             answer=answer,
             agent_name=SYSTEM_AGENT_NAME,
-            escalation_id=escalation.pk if escalation else None,
+            escalation_id=handoff.handoff_current_id(conversation=conversation),
             public_metadata={},
         )
 
@@ -274,13 +271,12 @@ def _record_turn(
     )
     escalation_id = None
     if reply.escalate:
-        escalation = escalation_open(
+        escalation_id = handoff.handoff_open(
             conversation=conversation,
             reason=reply.escalation_reason or f"Agent escalated ({reply.intent})",
             intent=reply.intent,
             confidence=reply.confidence,
         )
-        escalation_id = escalation.pk
     else:
         conversation_save(
             conversation=conversation,

@@ -1,5 +1,6 @@
-"""Create the demo accounts of SPEC §1 (DEBUG only): customers alice and bob, operator olivia,
-superuser root, all with DEMO_PASSWORD."""
+"""Create the demo accounts (DEBUG only): customers alice and bob, operator olivia, superuser
+root, all with DEMO_PASSWORD. Lives in escalations because olivia joins the Operators group,
+which this app owns; accounts knows nothing of operators."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand
 
 from accounts.models import User
+from escalations.services import operators_group_ensure
 
 DEMO_ACCOUNTS = (
     # username, is_staff, is_superuser
@@ -26,8 +28,6 @@ class Command(BaseCommand):
         if not settings.DEBUG:
             self.stdout.write("DEBUG is off: no demo accounts created.")
             return
-        from escalations.services import operators_group_ensure
-
         operators = operators_group_ensure()
         for username, is_staff, is_superuser in DEMO_ACCOUNTS:
             user, created = User.objects.get_or_create(

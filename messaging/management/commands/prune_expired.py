@@ -1,6 +1,7 @@
 """Delete rows that no longer mean anything: idempotency records past their 24 h replay window,
 revoked access tokens and outstanding refresh tokens past their expiry. Run it from cron (e.g.
-hourly); correctness never depends on it, only storage does."""
+hourly); correctness never depends on it, only storage does. Lives in messaging (the highest
+app whose rows it prunes) so accounts never imports messaging."""
 
 from __future__ import annotations
 
