@@ -30,6 +30,7 @@ from accounts.models import User
 from config.errors import ParleyError
 from escalations import selectors, services
 from escalations.models import Escalation
+from escalations.permissions import can_handle_escalations
 from escalations.schemas import MAX_RESOLUTION_NOTES_CHARS
 from messaging.admin import CascadeOnlyDeleteMixin
 from messaging.selectors import conversation_transcript
@@ -116,15 +117,16 @@ class EscalationAdmin(CascadeOnlyDeleteMixin, admin.ModelAdmin):
         return False  # escalations are opened by the agent's hand-off (messaging.services)
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        """Model-level "change" (the Operators group) enables the actions and the reply box.
-        The page of one escalation is always view-only: no form save may bypass the services
-        (a stale form could overwrite a concurrent resolve)."""
+        """Model-level "change" is the operator rule (`can_handle_escalations`, the same as
+        the services and REST): it enables the actions and the reply box. The page of one
+        escalation is always view-only: no form save may bypass the services (a stale form
+        could overwrite a concurrent resolve)."""
         if obj is not None:
             return False
-        return super().has_change_permission(request)
+        return can_handle_escalations(request.user)  # type: ignore[arg-type]
 
     def _can_work(self, request: HttpRequest) -> bool:
-        return self.has_change_permission(request)
+        return can_handle_escalations(request.user)  # type: ignore[arg-type]
 
     # --- The list ---------------------------------------------------------------------------
 

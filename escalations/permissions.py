@@ -4,11 +4,15 @@ Operators are staff who are not superusers. Their Django permissions come from t
 group (created by migration 0002 and kept in step by `operators_group_ensure`): they view
 escalations, conversations and messages, and "change" escalations — which in Parley only means
 running the services (assign, reply, resolve); every field stays read-only in the admin.
+`can_handle_escalations` is that rule in one place; the REST API reaches it through the
+services, so a staff account outside the group is refused at every door alike.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
+
+from config.errors import PermissionDenied
 
 if TYPE_CHECKING:
     from accounts.models import User
@@ -24,8 +28,15 @@ OPERATOR_PERMISSIONS: tuple[tuple[str, str], ...] = (
 )
 
 
-def can_work_escalations(user: User) -> bool:
-    """May run the escalation services from the admin (assign, reply, resolve): an active staff
-    account holding `escalations.change_escalation` (through the Operators group, or as a
-    superuser)."""
+def can_handle_escalations(user: User) -> bool:
+    """The one definition of "operator", for every door (REST through the services, the admin,
+    the services themselves): an active staff account holding `escalations.change_escalation`
+    — through the Operators group, or as a superuser (who holds every permission). Staff
+    outside the group may still sign in to the admin, but handle no escalation anywhere."""
     return bool(user.is_active and user.is_staff and user.has_perm("escalations.change_escalation"))
+
+
+def ensure_can_handle_escalations(user: User) -> None:
+    """Raise PermissionDenied (403) unless `user` may assign, reply to and resolve escalations."""
+    if not can_handle_escalations(user):
+        raise PermissionDenied("Only operators can handle escalations")

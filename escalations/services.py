@@ -17,10 +17,14 @@ from django.db import DEFAULT_DB_ALIAS, transaction
 from django.utils import timezone
 
 from accounts.models import User
-from config.errors import Conflict, NotFound, PermissionDenied, UnprocessableRequest
+from config.errors import Conflict, NotFound, UnprocessableRequest
 from config.schemas import client_json
 from escalations.models import Escalation
-from escalations.permissions import OPERATOR_PERMISSIONS, OPERATORS_GROUP
+from escalations.permissions import (
+    OPERATOR_PERMISSIONS,
+    OPERATORS_GROUP,
+    ensure_can_handle_escalations,
+)
 from escalations.schemas import MAX_RESOLUTION_NOTES_CHARS, EscalationOut
 from messaging.models import Conversation, Message
 from messaging.realtime import escalation_event, publish_on_commit
@@ -61,13 +65,6 @@ def escalation_current(*, conversation: Conversation) -> Escalation | None:
         .exclude(status=Escalation.Status.RESOLVED)
         .first()
     )
-
-
-def _ensure_operator(actor: User) -> None:
-    # The REST tier check and the admin's permissions come first; this keeps a future entry
-    # point from handing a customer the operators' powers by mistake.
-    if not (actor.is_active and actor.is_staff):
-        raise PermissionDenied("Only operators can handle escalations")
 
 
 def _locked(
@@ -126,7 +123,7 @@ def escalation_assign(
     """Assign the conversation's open escalation to `actor`. Repeating it is harmless; taking
     one another operator holds is a 409, so of two operators assigning at once exactly one
     wins. 404 when the conversation is missing or has no open escalation."""
-    _ensure_operator(actor)
+    ensure_can_handle_escalations(actor)
     with transaction.atomic():
         conversation, escalation = _locked(conversation_id, escalation_id)
         if escalation is None:
@@ -167,7 +164,7 @@ def escalation_reply(
     when it is not escalated. An unassigned escalation is assigned to whoever replies first;
     any operator may reply to an assigned one (a colleague covering), and the message names its
     author. The first reply stamps `first_response_at` (median first response statistic)."""
-    _ensure_operator(actor)
+    ensure_can_handle_escalations(actor)
     try:
         text = clean_message_text(text)
     except ValueError as exc:
@@ -197,7 +194,7 @@ def escalation_resolve(
     """Close the open escalation; the customer's next message goes back to the agent.
     404 when there is nothing open, so a second resolve — or the loser of two concurrent ones —
     changes nothing. Resolving an unassigned escalation assigns it to the resolver."""
-    _ensure_operator(actor)
+    ensure_can_handle_escalations(actor)
     notes = clean_resolution_notes(notes)
     with transaction.atomic():
         conversation, escalation = _locked(conversation_id, escalation_id)

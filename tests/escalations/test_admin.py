@@ -289,6 +289,34 @@ def test_staff_outside_the_operators_group_can_neither_see_nor_reply(
     assert state_of(escalation.conversation_id) == before
 
 
+def test_staff_holding_the_permission_outside_the_group_works_at_both_doors(
+    escalated: Callable[..., Escalation], client_for: Callable[..., Client]
+) -> None:
+    """The rule is the permission, not the group's name: REST and the admin answer alike."""
+    from django.contrib.auth.models import Permission
+
+    first, second = escalated(), escalated()
+    staff = UserFactory(is_staff=True)
+    staff.user_permissions.add(
+        *Permission.objects.filter(
+            content_type__app_label="escalations",
+            codename__in=["view_escalation", "change_escalation"],
+        )
+    )
+    admin = Client()
+    admin.force_login(staff)
+
+    response = admin.post(f"{CHANGELIST}{first.pk}/reply/", {"message": "From the admin"})
+    assert response.status_code == 302
+    rest = client_for(staff).post(
+        f"/api/v1/escalations/{second.conversation_id}/reply",
+        {"message": "From REST"},
+        content_type="application/json",
+    )
+    assert rest.status_code == 201
+    assert Message.objects.filter(author=staff).count() == 2
+
+
 def test_page_buttons_assign_and_resolve(
     escalated: Callable[..., Escalation], operator_admin_client: Client, admin_operator: User
 ) -> None:

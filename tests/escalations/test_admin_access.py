@@ -13,7 +13,7 @@ from django.db import connection
 from django.test import Client
 
 from accounts.models import ApiKey, SecurityEvent, User
-from escalations.permissions import OPERATOR_PERMISSIONS, OPERATORS_GROUP, can_work_escalations
+from escalations.permissions import OPERATOR_PERMISSIONS, OPERATORS_GROUP, can_handle_escalations
 from tests.factories import DEFAULT_PASSWORD
 
 pytestmark = pytest.mark.django_db
@@ -65,14 +65,14 @@ def test_migration_and_live_permission_lists_agree() -> None:
     assert migration.GROUP_NAME == OPERATORS_GROUP
 
 
-def test_can_work_escalations(
+def test_can_handle_escalations(
     admin_operator: User, operator: User, customer: User, superuser: User
 ) -> None:
-    assert can_work_escalations(User.objects.get(pk=admin_operator.pk)) is True
-    assert can_work_escalations(superuser) is True
-    assert can_work_escalations(customer) is False
+    assert can_handle_escalations(User.objects.get(pk=admin_operator.pk)) is True
+    assert can_handle_escalations(superuser) is True
+    assert can_handle_escalations(customer) is False
     admin_operator.is_staff = False  # group membership alone is not enough
-    assert can_work_escalations(admin_operator) is False
+    assert can_handle_escalations(admin_operator) is False
 
 
 @pytest.mark.parametrize(

@@ -16,7 +16,12 @@ from accounts.models import SecurityEvent, User
 from escalations.models import Escalation
 from messaging.schemas import MAX_ID
 from tests.escalations.conftest import state_of
-from tests.factories import ConversationFactory, EscalationFactory, OperatorFactory
+from tests.factories import (
+    ConversationFactory,
+    EscalationFactory,
+    OperatorFactory,
+    UserFactory,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -146,6 +151,35 @@ def test_demoted_operator_gets_403(
 
     assert response.status_code == 403
     assert response.json() == {"detail": "This action is for staff accounts only"}
+    assert state_of(escalation.conversation_id) == before
+
+
+# The actions; reading the queue and the statistics needs the staff tier and the scope only.
+ESCALATION_ACTIONS = STAFF_ROUTES[2:5]
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "scope", "ok"), ESCALATION_ACTIONS, ids=ROUTE_IDS[2:5]
+)
+def test_staff_outside_the_operators_group_gets_403(
+    escalated: Callable[..., Escalation],
+    client_for: Callable[..., Client],
+    method: str,
+    path: str,
+    body: Any,
+    scope: str,
+    ok: int,
+) -> None:
+    # The admin refuses this account too (test_admin.py): one operator rule at both doors.
+    escalation = escalated()
+    staff = UserFactory(is_staff=True)
+    client = client_for(staff)
+    before = state_of(escalation.conversation_id)
+
+    response = _call(client, method, path, body, escalation.conversation_id)
+
+    assert response.status_code == 403
+    assert response.json() == {"detail": "Only operators can handle escalations"}
     assert state_of(escalation.conversation_id) == before
 
 
