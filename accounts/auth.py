@@ -4,7 +4,9 @@ A caller proves identity with an access token (`Authorization: Bearer`) or an AP
 (`X-API-Key`); nothing else counts on the API — not the admin's session cookie, not a token in the
 query string. Every request re-reads the user, so deactivation, demotion and password changes
 apply at once. Routes declare their policy with `Customer(...)`, `Staff(...)` or
-`Superuser(...)`; `tests/security/test_route_policy.py` fails for any route that does not.
+`Superuser(...)` (or `authenticators(<Policy>)`); `tests/security/test_route_policy.py` fails for
+any route that does not. `Policy.enforce` takes a `CallContext`, not a request, so the websocket
+consumers (accounts.sockets) enforce the very same Policy objects.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from accounts.scopes import SCOPE_DESCRIPTIONS, allowed_scopes, parse_scope_stri
 from accounts.security import security_event_record
 from accounts.tokens import SCOPE_CLAIM, ParleyAccessToken, token_expiry, token_matches_password
 from config.errors import InsufficientScope, NotAuthenticated, PermissionDenied
+from config.request_context import CallContext
 
 logger = logging.getLogger("parley.security")
 
@@ -142,15 +145,17 @@ class Policy:
     # the route-policy test names it.
     declared: bool = True
 
-    def enforce(self, request: HttpRequest, principal: Principal) -> None:
-        """Tier first (on the user's current flags), then scopes."""
+    def enforce(self, principal: Principal, context: CallContext | None = None) -> None:
+        """Tier first (on the user's current flags), then scopes. The one check for every
+        door: the REST auth classes pass `CallContext.from_request`, the websocket consumers
+        `CallContext.from_scope`; a refusal is recorded as a security event either way."""
         user = principal.user
         if (self.tier is Tier.STAFF and not user.is_staff) or (
             self.tier is Tier.SUPERUSER and not user.is_superuser
         ):
             security_event_record(
                 kind=SecurityEvent.Kind.TIER_DENIED,
-                request=request,
+                context=context,
                 user=user,
                 detail={"required": self.tier.value},
             )
@@ -159,7 +164,7 @@ class Policy:
             if not principal.has_scope(scope):
                 security_event_record(
                     kind=SecurityEvent.Kind.SCOPE_DENIED,
-                    request=request,
+                    context=context,
                     user=user,
                     detail={"required": scope},
                 )
@@ -191,7 +196,7 @@ class BearerAuth(HttpBearer):
             principal = principal_from_access_token(token)
         except NotAuthenticated as exc:
             _auth_failed(request, exc.detail)
-        self.policy.enforce(request, principal)
+        self.policy.enforce(principal, CallContext.from_request(request))
         return principal
 
 
@@ -211,7 +216,7 @@ class ApiKeyAuth(APIKeyHeader):
             principal = principal_from_api_key(key.strip())
         except NotAuthenticated as exc:
             _auth_failed(request, exc.detail, kind=SecurityEvent.Kind.API_KEY_FAILED)
-        self.policy.enforce(request, principal)
+        self.policy.enforce(principal, CallContext.from_request(request))
         return principal
 
 
@@ -223,11 +228,16 @@ def _auth_failed(
     raise NotAuthenticated("Invalid or expired credentials")
 
 
+def authenticators(policy: Policy) -> list[BearerAuth | ApiKeyAuth]:
+    """A route's `auth=` for a Policy object: the websocket consumers enforce the same objects
+    (e.g. messaging.permissions.MESSAGE_WRITERS), so REST and sockets cannot drift apart."""
+    return [BearerAuth(policy), ApiKeyAuth(policy)]
+
+
 def _policy(
     tier: Tier, scopes: list[str] | tuple[str, ...], *, declared: bool = True
 ) -> list[BearerAuth | ApiKeyAuth]:
-    policy = Policy(tier=tier, scopes=tuple(scopes), declared=declared)
-    return [BearerAuth(policy), ApiKeyAuth(policy)]
+    return authenticators(Policy(tier=tier, scopes=tuple(scopes), declared=declared))
 
 
 def Undeclared() -> list[BearerAuth | ApiKeyAuth]:  # noqa: N802

@@ -54,7 +54,7 @@ ACCEPTED: list[tuple[str, str, str, str]] = [
         "simplejwt setting naming a claim, not a password",
     ),
     (
-        "messaging/consumers.py",
+        "accounts/sockets.py",
         "B311",
         "random.uniform",
         "jitter for the re-validation timer; nothing secret depends on it",

@@ -13,8 +13,8 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 from django.urls import re_path  # noqa: E402
 
+from accounts.sockets import websocket_route_not_found  # noqa: E402
 from escalations.routing import websocket_urlpatterns as escalation_routes  # noqa: E402
-from messaging.consumers import websocket_route_not_found  # noqa: E402
 from messaging.routing import websocket_urlpatterns as conversation_routes  # noqa: E402
 
 # No session middleware on websockets: clients authenticate with a token in their first frame.

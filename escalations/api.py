@@ -7,10 +7,11 @@ from typing import Any
 from django.http import HttpRequest
 from ninja import Query, Router, Status
 
-from accounts.auth import Staff, principal_of
-from accounts.scopes import ESCALATIONS_MANAGE, STATS_READ
+from accounts.auth import Staff, authenticators, principal_of
+from accounts.scopes import STATS_READ
 from config.schemas import AUTHENTICATED_ERRORS, BODY_ERRORS, error_responses
 from escalations import selectors, services
+from escalations.permissions import ESCALATION_MANAGERS
 from escalations.schemas import (
     EscalationListParams,
     EscalationOut,
@@ -28,7 +29,7 @@ statistics_router = Router(tags=["statistics"])
 
 @escalations_router.get(
     "",
-    auth=Staff(scopes=[ESCALATIONS_MANAGE]),
+    auth=authenticators(ESCALATION_MANAGERS),
     response={200: EscalationPageOut, **error_responses(400, *AUTHENTICATED_ERRORS, 422)},
     summary="Escalations, oldest first (optionally one status)",
 )
@@ -41,7 +42,7 @@ def escalation_list(request: HttpRequest, params: Query[EscalationListParams]) -
 
 @escalations_router.post(
     "/{conversation_id}/assign",
-    auth=Staff(scopes=[ESCALATIONS_MANAGE]),
+    auth=authenticators(ESCALATION_MANAGERS),
     # 422: a conversation_id that is not an integer (ninja's path validation).
     response={200: EscalationOut, **error_responses(*AUTHENTICATED_ERRORS, 404, 409, 422)},
     summary="Assign the conversation's open escalation to yourself",
@@ -54,7 +55,7 @@ def escalation_assign(request: HttpRequest, conversation_id: int) -> Any:
 
 @escalations_router.post(
     "/{conversation_id}/reply",
-    auth=Staff(scopes=[ESCALATIONS_MANAGE]),
+    auth=authenticators(ESCALATION_MANAGERS),
     response={201: MessageOut, **error_responses(*AUTHENTICATED_ERRORS, 404, 409, *BODY_ERRORS)},
     summary="Answer an escalated conversation; the customer receives it live",
 )
@@ -71,7 +72,7 @@ def escalation_reply(
 
 @escalations_router.post(
     "/{conversation_id}/resolve",
-    auth=Staff(scopes=[ESCALATIONS_MANAGE]),
+    auth=authenticators(ESCALATION_MANAGERS),
     response={
         200: EscalationResolveOut,
         **error_responses(*AUTHENTICATED_ERRORS, 404, *BODY_ERRORS),

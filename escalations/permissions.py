@@ -12,12 +12,18 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from accounts.auth import Policy, Tier
+from accounts.scopes import ESCALATIONS_MANAGE
 from config.errors import PermissionDenied
 
 if TYPE_CHECKING:
     from accounts.models import User
 
 OPERATORS_GROUP = "Operators"
+
+# Who may call the staff routes and watch /ws/escalations/ (tier and token scope). Acting on an
+# escalation also needs `can_handle_escalations`, checked by the services.
+ESCALATION_MANAGERS = Policy(tier=Tier.STAFF, scopes=(ESCALATIONS_MANAGE,))
 
 # (app_label, codename). Migration 0002 holds a frozen copy; a test keeps the two in step.
 OPERATOR_PERMISSIONS: tuple[tuple[str, str], ...] = (

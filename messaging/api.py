@@ -7,12 +7,16 @@ from typing import Any
 from django.http import HttpRequest, HttpResponse
 from ninja import Header, Query, Router
 
-from accounts.auth import Customer, principal_of
-from accounts.scopes import CONVERSATIONS_READ, MESSAGES_WRITE
+from accounts.auth import authenticators, principal_of
 from config.errors import NotFound
+from config.request_context import CallContext
 from config.schemas import AUTHENTICATED_ERRORS, BODY_ERRORS, error_responses
 from messaging import selectors, services
-from messaging.permissions import ensure_acting_for_self
+from messaging.permissions import (
+    CONVERSATION_READERS,
+    MESSAGE_WRITERS,
+    ensure_acting_for_self,
+)
 from messaging.schemas import (
     ConversationPageOut,
     HistoryOut,
@@ -29,7 +33,7 @@ customers_router = Router(tags=["conversations"])
 
 @messages_router.post(
     "/process",
-    auth=Customer(scopes=[MESSAGES_WRITE]),
+    auth=authenticators(MESSAGE_WRITERS),
     response={
         200: ProcessOut,
         **error_responses(*AUTHENTICATED_ERRORS, 404, 409, 429, *BODY_ERRORS),
@@ -45,26 +49,50 @@ def message_process(
     ),
 ) -> dict[str, Any]:
     principal = principal_of(request)
+    context = CallContext.from_request(request)
     ensure_acting_for_self(
-        principal=principal, customer_id=payload.customer_id, read=False, request=request
+        principal=principal, customer_id=payload.customer_id, read=False, context=context
     )
     result = services.message_send(
         customer=principal.user,
         conversation_id=payload.conversation_id,
         text=payload.message,
         idempotency_key=idempotency_key,
-        request=request,
+        context=context,
     )
     if result.rate is not None:
         result.rate.apply_headers(response)
     if result.replayed:
         response["Idempotent-Replayed"] = "true"
-    return result.body
+    return process_body(result)
+
+
+def process_body(result: services.MessageSendResult) -> dict[str, Any]:
+    """The REST shape of a turn (ProcessOut). A replay rebuilds the same body from the stored
+    result, so a retried request gets the first response back."""
+    return {
+        "response": result.reply_text,
+        "status": result.status,
+        "conversation_id": result.conversation_id,
+        "agent": result.agent,
+        "intent": result.intent,
+        "confidence": result.confidence,
+        "metadata": {
+            **result.public_metadata,
+            "escalated": result.escalated,
+            "escalation_id": result.escalation_id,
+            "customer_message_id": result.customer_message_id,
+            "customer_message_seq": result.customer_message_seq,
+            "seq": result.reply_seq,
+        },
+        "turn_count": result.turn_count,
+        "message_id": result.reply_id,
+    }
 
 
 @conversations_router.get(
     "",
-    auth=Customer(scopes=[CONVERSATIONS_READ]),
+    auth=authenticators(CONVERSATION_READERS),
     response={200: ConversationPageOut, **error_responses(400, *AUTHENTICATED_ERRORS, 422)},
     summary="Your conversations, newest activity first",
 )
@@ -77,7 +105,7 @@ def conversation_list(request: HttpRequest, params: Query[PageParams]) -> dict[s
 
 @customers_router.get(
     "/{customer_id}/conversations",
-    auth=Customer(scopes=[CONVERSATIONS_READ]),
+    auth=authenticators(CONVERSATION_READERS),
     response={200: ConversationPageOut, **error_responses(400, *AUTHENTICATED_ERRORS, 422)},
     summary="A customer's conversations (your own; operators may read any)",
 )
@@ -85,7 +113,10 @@ def customer_conversation_list(
     request: HttpRequest, customer_id: int, params: Query[PageParams]
 ) -> dict[str, Any]:
     ensure_acting_for_self(
-        principal=principal_of(request), customer_id=customer_id, read=True, request=request
+        principal=principal_of(request),
+        customer_id=customer_id,
+        read=True,
+        context=CallContext.from_request(request),
     )
     items, next_cursor = selectors.conversation_page(
         customer_id=customer_id, cursor=params.cursor, limit=params.limit
@@ -95,7 +126,7 @@ def customer_conversation_list(
 
 @conversations_router.get(
     "/{conversation_id}/history",
-    auth=Customer(scopes=[CONVERSATIONS_READ]),
+    auth=authenticators(CONVERSATION_READERS),
     response={200: HistoryOut, **error_responses(*AUTHENTICATED_ERRORS, 404, 422)},
     summary="A conversation's messages in ascending seq",
 )

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
+from accounts.auth import Policy, Principal, Tier
 from accounts.models import SecurityEvent
-from accounts.scopes import ESCALATIONS_MANAGE
+from accounts.scopes import CONVERSATIONS_READ, ESCALATIONS_MANAGE, MESSAGES_WRITE
 from accounts.security import security_event_record
 from config.errors import PermissionDenied
+from config.request_context import CallContext
 
-if TYPE_CHECKING:
-    from django.http import HttpRequest
-
-    from accounts.auth import Principal
+# The policies of messaging's doors, shared by the REST routes (`authenticators(...)`) and the
+# conversation socket (`accounts.sockets`), so both answer a missing scope the same way.
+CONVERSATION_READERS = Policy(tier=Tier.CUSTOMER, scopes=(CONVERSATIONS_READ,))
+MESSAGE_WRITERS = Policy(tier=Tier.CUSTOMER, scopes=(MESSAGES_WRITE,))
 
 
 def can_read_any_conversation(principal: Principal) -> bool:
@@ -25,7 +25,7 @@ def ensure_acting_for_self(
     principal: Principal,
     customer_id: int,
     read: bool,
-    request: HttpRequest | None = None,
+    context: CallContext | None = None,
 ) -> None:
     """A `customer_id` in a path or body must be the caller's own; only staff reading may name
     another. Anything else is an IDOR attempt: 403 and a CRITICAL security event."""
@@ -35,7 +35,7 @@ def ensure_acting_for_self(
         return
     security_event_record(
         kind=SecurityEvent.Kind.IDOR_ATTEMPT,
-        request=request,
+        context=context,
         user=principal.user,
         detail={"customer_id": customer_id, "read": read},
     )

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 from django.conf import settings
@@ -13,6 +13,7 @@ from django.utils import timezone
 from accounts.models import User
 from accounts.ratelimits import RateUsage, rate_limit_enforce
 from config.errors import NotFound, UnprocessableRequest
+from config.request_context import CallContext
 from messaging import handoff, idempotency, selectors
 from messaging.agent import (
     AgentReply,
@@ -48,9 +49,43 @@ class NewMessage:
 
 @dataclass(frozen=True)
 class MessageSendResult:
-    body: dict[str, Any]
-    replayed: bool
-    rate: RateUsage | None
+    """What one customer turn produced, in domain terms: the REST adapter (messaging.api) and
+    the websocket adapter (messaging.consumers) shape their own responses from it."""
+
+    conversation_id: int
+    customer_message_id: int
+    customer_message_seq: int
+    reply_id: int
+    reply_seq: int
+    reply_text: str
+    status: str  # "success" | "escalated" (the conversation's state after the turn)
+    agent: str  # the agent's name, or "system" while an operator has the conversation
+    intent: str | None
+    confidence: float | None
+    escalation_id: int | None
+    public_metadata: dict[str, Any]  # what the agent may show clients (e.g. `fallback`)
+    turn_count: int
+    replayed: bool = False
+    rate: RateUsage | None = None
+
+    @property
+    def escalated(self) -> bool:
+        return self.status == "escalated"
+
+    def to_record(self) -> dict[str, Any]:
+        """The JSON stored with an idempotency key (everything but this call's own facts)."""
+        record = asdict(self)
+        del record["replayed"], record["rate"]
+        return record
+
+    @classmethod
+    def from_record(
+        cls, record: dict[str, Any], *, replayed: bool, rate: RateUsage | None
+    ) -> MessageSendResult:
+        if "response" in record:
+            record = _record_from_rest_body(record)
+        values = {name: record[name] for name in _RECORD_FIELDS}
+        return cls(**values, replayed=replayed, rate=rate)
 
 
 # --- Building blocks shared with escalations -----------------------------------------------
@@ -112,16 +147,15 @@ def conversation_save(
 
 
 def message_rate_limit_enforce(
-    *, user: User, request: Any = None, path: str | None = None, ip: str | None = None
+    *, user: User, context: CallContext | None = None
 ) -> RateUsage | None:
     return rate_limit_enforce(
         group="messages:user",
         key=str(user.pk),
         rate=settings.RATE_LIMIT_MESSAGES,
-        request=request,
         user=user,
-        path=path,
-        ip=ip,
+        path=context.path if context else None,
+        ip=context.ip if context else None,
     )
 
 
@@ -131,18 +165,17 @@ def message_send(
     conversation_id: int | None,
     text: str,
     idempotency_key: str | None = None,
-    request: Any = None,
-    path: str | None = None,
-    ip: str | None = None,
+    context: CallContext | None = None,
 ) -> MessageSendResult:
     """Store a customer's message and the reply in one transaction, and push both live.
 
-    `conversation_id` None or 0 starts a new conversation. While the conversation is escalated
-    the agent stays silent and the reply is a system acknowledgement. When the agent asks for a
-    human, an escalation is opened in the same transaction. Rate limited per user; with an
-    idempotency key a repeat replays the first result and writes nothing.
+    `conversation_id` None or 0 starts a new conversation; another customer's conversation is
+    "not found" (404), like a missing one. While the conversation is escalated the agent stays
+    silent and the reply is a system acknowledgement. When the agent asks for a human, a
+    hand-off is opened in the same transaction (messaging.handoff). Rate limited per user;
+    with an idempotency key a repeat replays the first result and writes nothing.
     """
-    rate = message_rate_limit_enforce(user=customer, request=request, path=path, ip=ip)
+    rate = message_rate_limit_enforce(user=customer, context=context)
     try:
         text = clean_message_text(text)
     except ValueError as exc:
@@ -158,18 +191,18 @@ def message_send(
             user=customer, key=idempotency.validate_key(idempotency_key), fingerprint=fingerprint
         )
         if isinstance(outcome, idempotency.Replay):
-            return MessageSendResult(body=outcome.body, replayed=True, rate=rate)
+            return MessageSendResult.from_record(outcome.body, replayed=True, rate=rate)
         claim = outcome
 
     try:
-        body = _message_send_claimed(
+        result = _message_send_claimed(
             customer=customer, conversation_id=conversation_id, text=text, claim=claim
         )
     except BaseException:
         if claim is not None:
             idempotency.idempotency_release(record=claim)
         raise
-    return MessageSendResult(body=body, replayed=False, rate=rate)
+    return replace(result, rate=rate)
 
 
 def _message_send_claimed(
@@ -178,7 +211,7 @@ def _message_send_claimed(
     conversation_id: int | None,
     text: str,
     claim: idempotency.IdempotencyRecord | None,
-) -> dict[str, Any]:
+) -> MessageSendResult:
     conversation: Conversation | None = None
     recent: list[Message] = []
     if conversation_id is not None:
@@ -204,7 +237,7 @@ def _message_send_claimed(
             conversation = conversation_lock(conversation_id=conversation.pk)
             if conversation is None:  # deleted since we read it
                 raise NotFound("Conversation not found")
-        body = _record_turn(
+        result = _record_turn(
             conversation=conversation,
             customer=customer,
             text=text,
@@ -212,8 +245,8 @@ def _message_send_claimed(
             agent_name=agent.name,
         )
         if claim is not None:
-            idempotency.idempotency_complete(record=claim, status=200, body=body)
-    return body
+            idempotency.idempotency_complete(record=claim, status=200, body=result.to_record())
+    return result
 
 
 def _record_turn(
@@ -223,7 +256,7 @@ def _record_turn(
     text: str,
     reply: AgentReply | None,
     agent_name: str,
-) -> dict[str, Any]:
+) -> MessageSendResult:
     previous_status = conversation.status
     conversation.turn_count += 1
     escalated = previous_status == Conversation.Status.ESCALATED
@@ -237,7 +270,7 @@ def _record_turn(
             ],
         )
         conversation_save(conversation=conversation)
-        return _process_response(
+        return _turn_result(
             conversation=conversation,
             customer_message=customer_message,
             answer=answer,
@@ -282,7 +315,7 @@ def _record_turn(
             conversation=conversation,
             status_changed=conversation.status != previous_status,
         )
-    return _process_response(
+    return _turn_result(
         conversation=conversation,
         customer_message=customer_message,
         answer=answer,
@@ -292,7 +325,7 @@ def _record_turn(
     )
 
 
-def _process_response(
+def _turn_result(
     *,
     conversation: Conversation,
     customer_message: Message,
@@ -300,26 +333,23 @@ def _process_response(
     agent_name: str,
     escalation_id: int | None,
     public_metadata: dict[str, Any],
-) -> dict[str, Any]:
+) -> MessageSendResult:
     escalated = conversation.status == Conversation.Status.ESCALATED
-    return {
-        "response": answer.content,
-        "status": "escalated" if escalated else "success",
-        "conversation_id": conversation.pk,
-        "agent": agent_name,
-        "intent": answer.intent,
-        "confidence": answer.confidence,
-        "metadata": {
-            **public_metadata,
-            "escalated": escalated,
-            "escalation_id": escalation_id,
-            "customer_message_id": customer_message.pk,
-            "customer_message_seq": customer_message.seq,
-            "seq": answer.seq,
-        },
-        "turn_count": conversation.turn_count,
-        "message_id": answer.pk,
-    }
+    return MessageSendResult(
+        conversation_id=conversation.pk,
+        customer_message_id=customer_message.pk,
+        customer_message_seq=customer_message.seq,
+        reply_id=answer.pk,
+        reply_seq=answer.seq,
+        reply_text=answer.content,
+        status="escalated" if escalated else "success",
+        agent=agent_name,
+        intent=answer.intent,
+        confidence=answer.confidence,
+        escalation_id=escalation_id,
+        public_metadata=public_metadata,
+        turn_count=conversation.turn_count,
+    )
 
 
 def _snapshot(
@@ -338,3 +368,32 @@ def _snapshot(
             for m in recent
         ),
     )
+
+
+_RECORD_FIELDS = tuple(
+    f.name for f in fields(MessageSendResult) if f.name not in ("replayed", "rate")
+)
+
+
+def _record_from_rest_body(body: dict[str, Any]) -> dict[str, Any]:
+    """Records stored before results were domain objects held the REST body; they replay for
+    24 h after an upgrade, so read them too."""
+    metadata = dict(body["metadata"])
+    for name in ("escalated", "escalation_id", "customer_message_id", "customer_message_seq"):
+        metadata.pop(name, None)
+    reply_seq = metadata.pop("seq")
+    return {
+        "conversation_id": body["conversation_id"],
+        "customer_message_id": body["metadata"]["customer_message_id"],
+        "customer_message_seq": body["metadata"]["customer_message_seq"],
+        "reply_id": body["message_id"],
+        "reply_seq": reply_seq,
+        "reply_text": body["response"],
+        "status": body["status"],
+        "agent": body["agent"],
+        "intent": body["intent"],
+        "confidence": body["confidence"],
+        "escalation_id": body["metadata"]["escalation_id"],
+        "public_metadata": metadata,
+        "turn_count": body["turn_count"],
+    }

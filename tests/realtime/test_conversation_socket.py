@@ -12,6 +12,7 @@ from asgiref.sync import sync_to_async
 from django.test import Client
 from django.utils import timezone
 
+from accounts import sockets
 from accounts.auth import principal_from_access_token
 from accounts.models import SecurityEvent, User
 from accounts.scopes import CONVERSATIONS_READ, MESSAGES_WRITE
@@ -194,7 +195,7 @@ async def test_inactive_user_closes_4401(customer: User) -> None:
 
 
 async def test_no_auth_frame_in_time_closes_4408(customer: User, monkeypatch: Any) -> None:
-    monkeypatch.setattr(consumers, "AUTH_TIMEOUT_SECONDS", 0.2)
+    monkeypatch.setattr(sockets, "AUTH_TIMEOUT_SECONDS", 0.2)
     conversation = await _conversation_with_messages(customer, 1)
     communicator = make_communicator(_path(conversation.pk))
     connected, _ = await communicator.connect()
@@ -204,7 +205,7 @@ async def test_no_auth_frame_in_time_closes_4408(customer: User, monkeypatch: An
 
 
 async def test_auth_frame_cancels_the_timeout(customer: User, monkeypatch: Any) -> None:
-    monkeypatch.setattr(consumers, "AUTH_TIMEOUT_SECONDS", 0.3)
+    monkeypatch.setattr(sockets, "AUTH_TIMEOUT_SECONDS", 0.3)
     conversation = await _conversation_with_messages(customer, 1)
     communicator, _ = await connect_authenticated(_path(conversation.pk), await _token(customer))
     try:
@@ -294,14 +295,14 @@ async def test_frame_after_expiry_closes_4401(customer: User, monkeypatch: Any) 
     conversation = await _conversation_with_messages(customer, 1)
     communicator, _ = await connect_authenticated(_path(conversation.pk), await _token(customer))
     later = timezone.now() + timedelta(hours=1)
-    monkeypatch.setattr(consumers.timezone, "now", lambda: later)
+    monkeypatch.setattr(sockets.timezone, "now", lambda: later)
     await communicator.send_json_to({"type": "ping"})
     assert await expect_close(communicator) == 4401
     await communicator.disconnect()
 
 
 async def test_revoked_token_closes_4401_at_revalidation(customer: User, monkeypatch: Any) -> None:
-    monkeypatch.setattr(consumers, "REVALIDATE_SECONDS", 0.3)
+    monkeypatch.setattr(sockets, "REVALIDATE_SECONDS", 0.3)
     conversation = await _conversation_with_messages(customer, 1)
     token = await _token(customer)
     communicator, _ = await connect_authenticated(_path(conversation.pk), token)
@@ -328,7 +329,7 @@ async def test_message_frame_with_revoked_token_closes_4401_and_writes_nothing(
 
 
 async def test_deactivated_user_is_closed_4401(customer: User, monkeypatch: Any) -> None:
-    monkeypatch.setattr(consumers, "REVALIDATE_SECONDS", 0.2)
+    monkeypatch.setattr(sockets, "REVALIDATE_SECONDS", 0.2)
     conversation = await _conversation_with_messages(customer, 1)
     communicator, _ = await connect_authenticated(_path(conversation.pk), await _token(customer))
     await db(User.objects.filter(pk=customer.pk).update)(is_active=False)
@@ -339,7 +340,7 @@ async def test_deactivated_user_is_closed_4401(customer: User, monkeypatch: Any)
 async def test_demoted_operator_loses_a_foreign_conversation(
     customer: User, operator: User, monkeypatch: Any
 ) -> None:
-    monkeypatch.setattr(consumers, "REVALIDATE_SECONDS", 0.2)
+    monkeypatch.setattr(sockets, "REVALIDATE_SECONDS", 0.2)
     conversation = await _conversation_with_messages(customer, 1)
     communicator, _ = await connect_authenticated(_path(conversation.pk), await _token(operator))
     await db(User.objects.filter(pk=operator.pk).update)(is_staff=False)
@@ -628,12 +629,13 @@ async def test_operator_cannot_write_as_the_customer(customer: User, operator: U
         )
         error = await communicator.receive_json_from(timeout=5)
         assert error["type"] == "error"
+        # The same answer as POST /messages/process for someone else's conversation.
         assert (error["status"], error["code"], error["client_msg_id"]) == (
-            403,
-            "not_the_customer",
+            404,
+            "not_found",
             "op-1",
         )
-        assert f"/api/v1/escalations/{conversation.pk}/reply" in error["detail"]
+        assert error["detail"] == "Conversation not found"
         await _pong(communicator)
         assert await _message_count(conversation.pk) == 2
     finally:
@@ -762,9 +764,9 @@ async def test_oversized_first_frame_closes_1009(customer: User) -> None:
 
 
 async def test_frame_flood_is_refused_then_disconnected(customer: User, monkeypatch: Any) -> None:
-    monkeypatch.setattr(consumers, "FRAME_BURST", 3)
-    monkeypatch.setattr(consumers, "FRAME_RATE_PER_SECOND", 0.001)
-    monkeypatch.setattr(consumers, "MAX_REFUSED_FRAMES", 5)
+    monkeypatch.setattr(sockets, "FRAME_BURST", 3)
+    monkeypatch.setattr(sockets, "FRAME_RATE_PER_SECOND", 0.001)
+    monkeypatch.setattr(sockets, "MAX_REFUSED_FRAMES", 5)
     conversation = await _conversation_with_messages(customer, 1)
     communicator, _ = await connect_authenticated(_path(conversation.pk), await _token(customer))
     for _ in range(3):
@@ -785,7 +787,7 @@ async def test_unknown_path_is_refused_cleanly() -> None:
     from channels.testing import WebsocketCommunicator
     from django.urls import re_path
 
-    from messaging.consumers import websocket_route_not_found
+    from accounts.sockets import websocket_route_not_found
     from messaging.routing import websocket_urlpatterns
     from tests.realtime.conftest import HOST, ORIGIN
 

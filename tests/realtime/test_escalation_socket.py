@@ -7,11 +7,12 @@ from typing import Any
 import pytest
 from asgiref.sync import sync_to_async
 
+from accounts import sockets
 from accounts.models import SecurityEvent, User
 from accounts.scopes import CONVERSATIONS_READ, MESSAGES_WRITE
 from escalations import services as escalation_services
 from escalations.models import Escalation
-from messaging import consumers, services
+from messaging import services
 from messaging.models import Conversation
 from tests.factories import ConversationFactory
 from tests.realtime.conftest import (
@@ -102,7 +103,7 @@ async def test_bad_token_closes_4401() -> None:
 
 
 async def test_no_auth_frame_closes_4408(monkeypatch: Any) -> None:
-    monkeypatch.setattr(consumers, "AUTH_TIMEOUT_SECONDS", 0.2)
+    monkeypatch.setattr(sockets, "AUTH_TIMEOUT_SECONDS", 0.2)
     communicator = make_communicator(PATH)
     await communicator.connect()
     assert await expect_close(communicator, within=3) == 4408
@@ -110,7 +111,7 @@ async def test_no_auth_frame_closes_4408(monkeypatch: Any) -> None:
 
 
 async def test_demoted_operator_is_disconnected(operator: User, monkeypatch: Any) -> None:
-    monkeypatch.setattr(consumers, "REVALIDATE_SECONDS", 0.2)
+    monkeypatch.setattr(sockets, "REVALIDATE_SECONDS", 0.2)
     communicator, _ = await connect_authenticated(PATH, await db(access_token_for)(operator))
     await db(User.objects.filter(pk=operator.pk).update)(is_staff=False)
     assert await expect_close(communicator, within=3) == 4403
