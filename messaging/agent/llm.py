@@ -7,8 +7,9 @@ optionally ``AGENT_LLM_API_KEY`` and ``AGENT_LLM_TIMEOUT`` (seconds, default 10)
 The model is an unreliable dependency, so :meth:`OpenAICompatibleAgent.respond` never
 raises: any failure (network, timeout, HTTP error, output that is not the JSON we asked
 for) is logged and the rule-based agent answers instead, with ``metadata["fallback"]``
-true. The hard escalation rules (the customer asked for a human, the turn limit) are
-enforced here too, whatever the model says.
+true. The escalation policy of the rule-based agent (`rules.escalation_policy`: a request
+for a human, anger, two low-confidence turns, the turn limit) applies here too, whatever the
+model says.
 """
 
 from __future__ import annotations
@@ -33,10 +34,9 @@ from messaging.agent.base import (
 )
 from messaging.agent.rules import (
     LOW_CONFIDENCE,
-    REASON_HUMAN_REQUEST,
-    REASON_TURN_LIMIT,
     RuleBasedAgent,
-    turn_limit_exceeded,
+    escalation_policy,
+    is_angry,
 )
 
 logger = logging.getLogger(__name__)
@@ -269,7 +269,7 @@ class OpenAICompatibleAgent(AgentBackend):
     def _enforce_hard_rules(
         self, conversation: ConversationSnapshot, message: str, answer: ModelAnswer
     ) -> AgentReply:
-        """Apply the escalations the business requires even if the model disagrees."""
+        """Apply the shared escalation policy even if the model disagrees."""
         reply = AgentReply(
             text=answer.reply,
             intent=answer.intent,
@@ -284,21 +284,26 @@ class OpenAICompatibleAgent(AgentBackend):
             # The model escalated by itself; its reply was asked to announce the handover.
             return reply
 
-        replies = self.rules.knowledge_base.escalation_replies
         intent, confidence = answer.intent, answer.confidence
+        ruled = self.rules.classify(message)
         if intent != "human_request":
             # Second opinion from the rules: a clear "let me talk to a person" must reach a
             # human even if the model tried to handle it itself.
-            ruled = self.rules.classify(message)
             if ruled.intent == "human_request" and ruled.confidence >= LOW_CONFIDENCE:
                 intent, confidence = ruled.intent, ruled.confidence
-        if intent == "human_request":
-            reason, text = REASON_HUMAN_REQUEST, replies["human_request"]
-        elif turn_limit_exceeded(conversation, self.rules.max_turns):
-            reason = f"{REASON_TURN_LIMIT} ({self.rules.max_turns} messages)"
-            text = replies["turn_limit"]
-        else:
+        # Anger is measured by the rules (markers in the text) against either reading of the
+        # topic; then the one escalation policy every agent shares decides.
+        decision = escalation_policy(
+            conversation,
+            intent=intent,
+            confidence=confidence,
+            angry=is_angry(intent, ruled.anger) or self.rules.is_angry(ruled),
+            max_turns=self.rules.max_turns,
+            replies=self.rules.knowledge_base.escalation_replies,
+        )
+        if decision is None:
             return reply
+        reason, text = decision
         return AgentReply(
             text=text,
             intent=intent,

@@ -359,6 +359,40 @@ def previous_agent_confidence(recent: tuple[TurnSnapshot, ...]) -> float | None:
     return None
 
 
+def is_angry(intent: str, anger: Anger) -> bool:
+    """Anger markers on a complaint, or many of them on a topic message (a shouted "I WAS
+    CHARGED TWICE!!!" is an angry complaint about billing)."""
+    if intent == "complaint":
+        return anger.score >= ANGRY_COMPLAINT_MARKERS
+    if intent in _TOPIC_INTENTS:
+        return anger.score >= ANGRY_TOPIC_MARKERS
+    return False
+
+
+def escalation_policy(
+    conversation: ConversationSnapshot,
+    *,
+    intent: str,
+    confidence: float,
+    angry: bool,
+    max_turns: int,
+    replies: Mapping[str, str],
+) -> tuple[str, str] | None:
+    """When a turn goes to a human, for every agent (rules and LLM alike): the customer asked
+    for one, is angry, the conversation passed the turn limit, or this and the agent's
+    previous reply were both low-confidence. Returns ``(reason, reply text)`` or None."""
+    if intent == "human_request":
+        return REASON_HUMAN_REQUEST, replies["human_request"]
+    if angry:
+        return REASON_ANGRY, replies["angry"]
+    if turn_limit_exceeded(conversation, max_turns):
+        return f"{REASON_TURN_LIMIT} ({max_turns} messages)", replies["turn_limit"]
+    previous = previous_agent_confidence(conversation.recent_messages)
+    if confidence < LOW_CONFIDENCE and previous is not None and previous < LOW_CONFIDENCE:
+        return REASON_LOW_CONFIDENCE, replies["low_confidence"]
+    return None
+
+
 class RuleBasedAgent(AgentBackend):
     """Offline agent answering from ``knowledge_base.json``; the default ``AGENT_BACKEND``.
 
@@ -443,31 +477,20 @@ class RuleBasedAgent(AgentBackend):
 
     def is_angry(self, classification: Classification) -> bool:
         """An angry complaint: a complaint with anger markers, or a very angry topic message."""
-        if classification.intent == "complaint":
-            return classification.anger.score >= ANGRY_COMPLAINT_MARKERS
-        if classification.intent in _TOPIC_INTENTS:
-            return classification.anger.score >= ANGRY_TOPIC_MARKERS
-        return False
+        return is_angry(classification.intent, classification.anger)
 
     def escalation_for(
         self, conversation: ConversationSnapshot, classification: Classification
     ) -> tuple[str, str] | None:
         """Return ``(reason, reply text)`` if this turn must go to a human, else None."""
-        replies = self.knowledge_base.escalation_replies
-        if classification.intent == "human_request":
-            return REASON_HUMAN_REQUEST, replies["human_request"]
-        if self.is_angry(classification):
-            return REASON_ANGRY, replies["angry"]
-        if turn_limit_exceeded(conversation, self.max_turns):
-            return f"{REASON_TURN_LIMIT} ({self.max_turns} messages)", replies["turn_limit"]
-        previous = previous_agent_confidence(conversation.recent_messages)
-        if (
-            classification.confidence < LOW_CONFIDENCE
-            and previous is not None
-            and previous < LOW_CONFIDENCE
-        ):
-            return REASON_LOW_CONFIDENCE, replies["low_confidence"]
-        return None
+        return escalation_policy(
+            conversation,
+            intent=classification.intent,
+            confidence=classification.confidence,
+            angry=self.is_angry(classification),
+            max_turns=self.max_turns,
+            replies=self.knowledge_base.escalation_replies,
+        )
 
     def reply_for(
         self, conversation: ConversationSnapshot, classification: Classification

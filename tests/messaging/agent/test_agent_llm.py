@@ -340,6 +340,42 @@ def test_turn_limit_is_enforced(llm_server):
     )
 
 
+def test_angry_customer_escalates_like_with_the_rules(llm_server):
+    # The model answers calmly and does not escalate; the shared policy still does.
+    llm_server.answer({**MODEL_ANSWER, "intent": "complaint", "escalate": False})
+    message = "Terrible support!!! I want to cancel"
+
+    reply = _ask(_agent(llm_server.url), message)
+
+    assert (reply.intent, reply.escalate, reply.escalation_reason, reply.text) == (
+        "complaint",
+        True,
+        "Angry complaint",
+        ESCALATION["angry"],
+    )
+    assert _rules_reply(message).escalation_reason == "Angry complaint"
+
+
+def test_second_low_confidence_turn_escalates_like_with_the_rules(llm_server):
+    llm_server.answer({**MODEL_ANSWER, "intent": "unknown", "confidence": 0.3})
+    low = (
+        TurnSnapshot(role="customer", content="blorp", intent="unknown", confidence=None),
+        TurnSnapshot(role="agent", content="Sorry?", intent="unknown", confidence=0.2),
+    )
+    high = (low[0], TurnSnapshot(role="agent", content="Sure", intent="billing", confidence=0.9))
+
+    after_low = _ask(_agent(llm_server.url), "zxqv blorp wug", turn_count=1, recent=low)
+    after_high = _ask(_agent(llm_server.url), "zxqv blorp wug", turn_count=1, recent=high)
+
+    assert (after_low.escalate, after_low.escalation_reason, after_low.text) == (
+        True,
+        "Two low-confidence turns in a row",
+        ESCALATION["low_confidence"],
+    )
+    assert after_high.escalate is False
+    assert _rules_reply("zxqv blorp wug", turn_count=1, recent=low).escalate is True
+
+
 def test_model_escalation_is_kept(llm_server):
     answer = {
         **MODEL_ANSWER,
