@@ -28,8 +28,13 @@ def clean_text(
     if len(text) > max_chars:
         raise ValueError(f"{what} must be at most {max_chars} characters")
     for char in text:
-        if unicodedata.category(char) == "Cc" and char not in _ALLOWED_CONTROLS:
+        category = unicodedata.category(char)
+        if category == "Cc" and char not in _ALLOWED_CONTROLS:
             raise ValueError(f"{what} must not contain control characters")
+        if category == "Cs":
+            # A lone surrogate (JSON allows "\ud800") cannot be stored as UTF-8: refused here
+            # rather than failing in the database.
+            raise ValueError(f"{what} must not contain unpaired surrogates")
     return text
 
 

@@ -22,8 +22,17 @@ def _post(client: Client, body: Any) -> Any:
 @pytest.mark.django_db
 @pytest.mark.parametrize(
     "message",
-    ["", "   ", "\n\t  \n", "x" * 4001, "null byte \x00 here", "bell \x07", "esc \x1b[31m"],
-    ids=["empty", "spaces", "whitespace", "4001-chars", "nul", "bell", "ansi-escape"],
+    [
+        "",
+        "   ",
+        "\n\t  \n",
+        "x" * 4001,
+        "null byte \x00 here",
+        "bell \x07",
+        "esc \x1b[31m",
+        "lone \ud800 surrogate",
+    ],
+    ids=["empty", "spaces", "whitespace", "4001-chars", "nul", "bell", "ansi-escape", "surrogate"],
 )
 def test_bad_message_text_is_422(customer_client: Client, customer: User, message: str) -> None:
     response = _post(customer_client, {"message": message, "customer_id": customer.pk})
