@@ -29,14 +29,6 @@ class User(AbstractUser):
             models.UniqueConstraint(Lower("username"), name="user_username_ci_unique"),
         ]
 
-    @property
-    def role(self) -> str:
-        if self.is_superuser:
-            return "superuser"
-        if self.is_staff:
-            return "operator"
-        return "customer"
-
 
 class ApiKey(models.Model):
     """A long-lived credential for server-to-server clients. Only a SHA-256 of the key is kept:

@@ -78,11 +78,6 @@ class UnprocessableRequest(ParleyError):
         return [{"loc": list(self.loc), "msg": self.detail, "type": self.type}]
 
 
-class PayloadTooLarge(ParleyError):
-    status_code = 413
-    default_detail = "Request body too large"
-
-
 class RateLimited(ParleyError):
     status_code = 429
     default_detail = "Too many requests"

@@ -20,11 +20,6 @@ class ErrorOut(Schema):
     detail: str
 
 
-class ServerErrorOut(Schema):
-    detail: str
-    request_id: str | None
-
-
 class ValidationErrorItem(Schema):
     loc: list[str | int]
     msg: str
