@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.http import HttpRequest, HttpResponse
-from ninja import Query, Router, Schema, Status
+from ninja import Query, Router, Status
 from pydantic import Field
 
 from accounts import selectors, services
@@ -27,9 +27,12 @@ from accounts.schemas import (
 )
 from accounts.scopes import ADMIN, format_scopes, parse_scope_string
 from config.errors import ParleyError
+from config.ids import PathId
+from config.parsing import form_fields
 from config.schemas import (
     AUTHENTICATED_ERRORS,
     BODY_ERRORS,
+    QueryIn,
     error_responses,
     optional_body,
     validate_body,
@@ -59,7 +62,7 @@ def _token_request(request: HttpRequest) -> TokenIn | PasswordGrantIn:
     if content_type == "application/json":
         return validate_body(TokenIn, optional_body(request))
     if content_type == "application/x-www-form-urlencoded":
-        return validate_body(PasswordGrantIn, request.POST.dict())
+        return validate_body(PasswordGrantIn, form_fields(request).dict())
     raise UnsupportedMediaType()
 
 
@@ -152,7 +155,7 @@ def me(request: HttpRequest) -> dict[str, Any]:
 # --- API keys -----------------------------------------------------------------------------------
 
 
-class ApiKeyListParams(Schema):
+class ApiKeyListParams(QueryIn):
     limit: int = Field(default=20, ge=1, le=100)
     cursor: str | None = Field(default=None, max_length=200)
 
@@ -201,7 +204,7 @@ def api_key_list(request: HttpRequest, params: Query[ApiKeyListParams]) -> dict[
     response={204: None, **error_responses(*AUTHENTICATED_ERRORS, 404, 422)},
     summary="Revoke an API key; it stops working at once",
 )
-def api_key_revoke(request: HttpRequest, api_key_id: int) -> Status[None]:
+def api_key_revoke(request: HttpRequest, api_key_id: PathId) -> Status[None]:
     services.api_key_revoke(actor=principal_of(request).user, api_key_id=api_key_id)
     return Status(204, None)
 

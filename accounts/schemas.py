@@ -10,6 +10,7 @@ from ninja import Schema
 from pydantic import Field, field_validator
 
 from accounts.scopes import ALL_SCOPES
+from config.ids import Id
 from config.schemas import StrictIn
 
 ScopeName = Literal[
@@ -87,7 +88,7 @@ class MeOut(Schema):
 
 class ApiKeyIn(StrictIn):
     name: str = Field(min_length=1, max_length=100)
-    owner_id: int = Field(gt=0)
+    owner_id: Id
     scopes: list[ScopeName] = Field(min_length=1, max_length=len(ALL_SCOPES))
     expires_at: datetime | None = None
 
