@@ -10,7 +10,11 @@ from pydantic import Field
 
 from accounts import selectors, services
 from accounts.auth import Customer, Superuser, principal_of
-from accounts.ratelimits import login_rate_limit_enforce, register_rate_limit_enforce
+from accounts.ratelimits import (
+    login_rate_limit_enforce,
+    refresh_rate_limit_enforce,
+    register_rate_limit_enforce,
+)
 from accounts.schemas import (
     ApiKeyCreatedOut,
     ApiKeyIn,
@@ -88,10 +92,15 @@ def token_obtain(request: HttpRequest, response: HttpResponse) -> dict[str, Any]
 @auth_router.post(
     "/refresh",
     auth=None,
-    response={200: TokenOut, **error_responses(401, *BODY_ERRORS)},
-    summary="Rotate a refresh token (the old one stops working)",
+    response={200: TokenOut, **error_responses(401, 429, *BODY_ERRORS)},
+    summary="Rotate a refresh token (the old one stops working; reusing it revokes the family)",
 )
-def token_refresh(request: HttpRequest, payload: RefreshIn) -> dict[str, Any]:
+def token_refresh(
+    request: HttpRequest, response: HttpResponse, payload: RefreshIn
+) -> dict[str, Any]:
+    rate = refresh_rate_limit_enforce(request=request)
+    if rate is not None:
+        rate.apply_headers(response)
     return services.token_refresh(raw_refresh=payload.refresh_token, request=request).as_response()
 
 
