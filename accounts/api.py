@@ -5,12 +5,16 @@ from __future__ import annotations
 from typing import Any
 
 from django.http import HttpRequest, HttpResponse
-from ninja import Query, Router, Schema, Status
+from ninja import Query, Router, Status
 from pydantic import Field
 
 from accounts import selectors, services
 from accounts.auth import Customer, Superuser, principal_of
-from accounts.ratelimits import login_rate_limit_enforce, register_rate_limit_enforce
+from accounts.ratelimits import (
+    login_rate_limit_enforce,
+    refresh_rate_limit_enforce,
+    register_rate_limit_enforce,
+)
 from accounts.schemas import (
     ApiKeyCreatedOut,
     ApiKeyIn,
@@ -27,9 +31,12 @@ from accounts.schemas import (
 )
 from accounts.scopes import ADMIN, format_scopes, parse_scope_string
 from config.errors import ParleyError
+from config.ids import PathId
+from config.parsing import form_fields
 from config.schemas import (
     AUTHENTICATED_ERRORS,
     BODY_ERRORS,
+    QueryIn,
     error_responses,
     optional_body,
     validate_body,
@@ -59,7 +66,7 @@ def _token_request(request: HttpRequest) -> TokenIn | PasswordGrantIn:
     if content_type == "application/json":
         return validate_body(TokenIn, optional_body(request))
     if content_type == "application/x-www-form-urlencoded":
-        return validate_body(PasswordGrantIn, request.POST.dict())
+        return validate_body(PasswordGrantIn, form_fields(request).dict())
     raise UnsupportedMediaType()
 
 
@@ -85,10 +92,15 @@ def token_obtain(request: HttpRequest, response: HttpResponse) -> dict[str, Any]
 @auth_router.post(
     "/refresh",
     auth=None,
-    response={200: TokenOut, **error_responses(401, *BODY_ERRORS)},
-    summary="Rotate a refresh token (the old one stops working)",
+    response={200: TokenOut, **error_responses(401, 429, *BODY_ERRORS)},
+    summary="Rotate a refresh token (the old one stops working; reusing it revokes the family)",
 )
-def token_refresh(request: HttpRequest, payload: RefreshIn) -> dict[str, Any]:
+def token_refresh(
+    request: HttpRequest, response: HttpResponse, payload: RefreshIn
+) -> dict[str, Any]:
+    rate = refresh_rate_limit_enforce(request=request)
+    if rate is not None:
+        rate.apply_headers(response)
     return services.token_refresh(raw_refresh=payload.refresh_token, request=request).as_response()
 
 
@@ -152,7 +164,7 @@ def me(request: HttpRequest) -> dict[str, Any]:
 # --- API keys -----------------------------------------------------------------------------------
 
 
-class ApiKeyListParams(Schema):
+class ApiKeyListParams(QueryIn):
     limit: int = Field(default=20, ge=1, le=100)
     cursor: str | None = Field(default=None, max_length=200)
 
@@ -201,7 +213,7 @@ def api_key_list(request: HttpRequest, params: Query[ApiKeyListParams]) -> dict[
     response={204: None, **error_responses(*AUTHENTICATED_ERRORS, 404, 422)},
     summary="Revoke an API key; it stops working at once",
 )
-def api_key_revoke(request: HttpRequest, api_key_id: int) -> Status[None]:
+def api_key_revoke(request: HttpRequest, api_key_id: PathId) -> Status[None]:
     services.api_key_revoke(actor=principal_of(request).user, api_key_id=api_key_id)
     return Status(204, None)
 

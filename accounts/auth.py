@@ -25,10 +25,16 @@ from django.utils.crypto import constant_time_compare
 from ninja.security import APIKeyHeader, HttpBearer
 from rest_framework_simplejwt.exceptions import TokenError
 
-from accounts.models import ApiKey, RevokedAccessToken, SecurityEvent, User
+from accounts.models import ApiKey, RevokedAccessToken, RevokedTokenFamily, SecurityEvent, User
 from accounts.scopes import SCOPE_DESCRIPTIONS, allowed_scopes, parse_scope_string
 from accounts.security import security_event_record
-from accounts.tokens import SCOPE_CLAIM, ParleyAccessToken, token_expiry, token_matches_password
+from accounts.tokens import (
+    FAMILY_CLAIM,
+    SCOPE_CLAIM,
+    ParleyAccessToken,
+    token_expiry,
+    token_matches_password,
+)
 from config.errors import InsufficientScope, NotAuthenticated, PermissionDenied
 from config.request_context import CallContext
 
@@ -73,9 +79,13 @@ def principal_from_access_token(raw: str) -> Principal:
         raise NotAuthenticated(f"Invalid token: {exc}") from None
     payload = token.payload
     jti = payload["jti"]
+    # One query: the user, and whether this token or its refresh family was revoked.
     user = (
         User.objects.filter(pk=int(payload["sub"]))
-        .annotate(token_revoked=Exists(RevokedAccessToken.objects.filter(jti=jti)))
+        .annotate(
+            token_revoked=Exists(RevokedAccessToken.objects.filter(jti=jti))
+            | Exists(RevokedTokenFamily.objects.filter(family=payload[FAMILY_CLAIM]))
+        )
         .first()
     )
     if user is None or not user.is_active:

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractUser, UserManager
@@ -8,11 +9,19 @@ from django.db import models
 from django.db.models.functions import Lower
 from django.utils import timezone
 
+from accounts.usernames import canonical_username_or_none, username_fold
+
 
 class ParleyUserManager(UserManager["User"]):
     def get_by_natural_key(self, username: str | None) -> User:
-        # Sign-in is case-insensitive, matching the case-insensitive unique constraint.
-        return self.get(username__iexact=username)
+        """The account a sign-in names: an exact match on the canonical form
+        (accounts/usernames.py), never `iexact`, whose meaning differs between databases. A
+        name with no canonical form names no account (ModelBackend still spends the hashing
+        time on it)."""
+        canonical = canonical_username_or_none(username)
+        if canonical is None:
+            raise self.model.DoesNotExist
+        return self.get(username=canonical)
 
 
 class User(AbstractUser):
@@ -21,6 +30,18 @@ class User(AbstractUser):
     email = models.EmailField("email address", blank=True)
 
     objects = ParleyUserManager()  # type: ignore[misc]  # django-stubs: manager override
+
+    @classmethod
+    def normalize_username(cls, username: str) -> str:
+        # Django calls this in create_user and the admin's forms: store the canonical form.
+        return username_fold(username) if isinstance(username, str) else username
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        # Every door (factories, shell, fixtures) stores the canonical form, so the exact
+        # lookup above always finds the account.
+        if isinstance(self.username, str):
+            self.username = username_fold(self.username)
+        super().save(*args, **kwargs)
 
     class Meta(AbstractUser.Meta):
         swappable = "AUTH_USER_MODEL"
@@ -80,6 +101,21 @@ class RevokedAccessToken(models.Model):
 
     def __str__(self) -> str:
         return self.jti
+
+
+class RevokedTokenFamily(models.Model):
+    """A refresh-token family (every token descended by rotation from one sign-in) revoked
+    because a rotated refresh token was presented again (reuse detection, OAuth 2.0 Security
+    BCP): its refresh and access tokens are refused. Rows are useless once every token of the
+    family has expired and are pruned."""
+
+    family = models.CharField(max_length=64, unique=True)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    expires_at = models.DateTimeField(db_index=True)
+    revoked_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return self.family
 
 
 class SecurityEvent(models.Model):

@@ -17,6 +17,7 @@ from django_ratelimit.core import get_usage
 
 from accounts.models import SecurityEvent
 from accounts.security import security_event_record
+from accounts.usernames import canonical_username_or_none
 from config.errors import RateLimited
 from config.request_context import client_ip
 
@@ -71,25 +72,37 @@ def rate_limit_enforce(
 
 
 def login_rate_limit_enforce(*, request: HttpRequest, username: str) -> RateUsage | None:
-    """One budget per client IP and one per username, shared by the API and the admin login,
-    so spreading a guessing attack over both doors gains nothing. Returns the tighter usage."""
+    """One budget per client IP and one per account name, shared by the API and the admin
+    login, so spreading a guessing attack over both doors gains nothing. The name's budget is
+    keyed by its canonical form, the very value the sign-in looks up (accounts/usernames.py):
+    every spelling that reaches an account spends that account's budget. A name with no
+    canonical form can reach no account and spends only the IP budget. Returns the tighter
+    usage."""
     ip = client_ip(request.META) or "unknown"
     usages = [
         rate_limit_enforce(
             group="login:ip", key=ip, rate=settings.RATE_LIMIT_LOGIN, request=request
         )
     ]
-    if username.strip():
+    canonical = canonical_username_or_none(username)
+    if canonical is not None:
         usages.append(
             rate_limit_enforce(
                 group="login:username",
-                key=username.strip().lower(),
+                key=canonical,
                 rate=settings.RATE_LIMIT_LOGIN,
                 request=request,
             )
         )
     known = [usage for usage in usages if usage is not None]
     return min(known, key=lambda usage: usage.remaining) if known else None
+
+
+def refresh_rate_limit_enforce(*, request: HttpRequest) -> RateUsage | None:
+    ip = client_ip(request.META) or "unknown"
+    return rate_limit_enforce(
+        group="refresh:ip", key=ip, rate=settings.RATE_LIMIT_REFRESH, request=request
+    )
 
 
 def register_rate_limit_enforce(*, request: HttpRequest) -> RateUsage | None:

@@ -10,6 +10,8 @@ from ninja import Schema
 from pydantic import Field, field_validator
 
 from accounts.scopes import ALL_SCOPES
+from accounts.usernames import MAX_USERNAME_CHARS, canonical_username, registrable_username
+from config.ids import Id
 from config.schemas import StrictIn
 
 ScopeName = Literal[
@@ -18,8 +20,15 @@ ScopeName = Literal[
 assert set(typing.get_args(ScopeName)) == set(ALL_SCOPES)  # noqa: S101 - keeps the two lists in step
 
 
+# Raw usernames may be longer than the 150-character limit, which applies after normalisation
+# (combining sequences compose); this bound only keeps the work per request small.
+RAW_USERNAME_MAX = 4 * MAX_USERNAME_CHARS
+
+
 class TokenIn(StrictIn):
-    username: str = Field(min_length=1, max_length=150)
+    username: str = Field(
+        min_length=1, max_length=RAW_USERNAME_MAX, description="Any spelling; compared canonically"
+    )
     password: str = Field(min_length=1, max_length=1024)
     scope: str | None = Field(
         default=None,
@@ -27,16 +36,26 @@ class TokenIn(StrictIn):
         description="Space-separated scopes; omitted = all your role allows",
     )
 
+    @field_validator("username")
+    @classmethod
+    def _canonical(cls, value: str) -> str:
+        return canonical_username(value)  # InvalidUsername is a ValueError: 422 at the field
+
 
 class PasswordGrantIn(StrictIn):
     """The OAuth2 password grant, form-encoded (the docs' Authorize button sends this)."""
 
     grant_type: Literal["password"]
-    username: str = Field(min_length=1, max_length=150)
+    username: str = Field(min_length=1, max_length=RAW_USERNAME_MAX)
     password: str = Field(min_length=1, max_length=1024)
     scope: str | None = Field(default=None, max_length=500)
     client_id: str | None = Field(default=None, max_length=200)
     client_secret: str | None = Field(default=None, max_length=200)
+
+    @field_validator("username")
+    @classmethod
+    def _canonical(cls, value: str) -> str:
+        return canonical_username(value)  # InvalidUsername is a ValueError: 422 at the field
 
 
 class TokenOut(Schema):
@@ -56,9 +75,19 @@ class RevokeIn(StrictIn):
 
 
 class RegisterIn(StrictIn):
-    username: str = Field(min_length=1, max_length=150, pattern=r"^[\w.@+-]+$")
+    username: str = Field(
+        min_length=1,
+        max_length=RAW_USERNAME_MAX,
+        description="Stored in canonical form (NFKC, case-folded): at most 150 characters and "
+        "only letters, digits and @ . + - _ once normalised",
+    )
     password: str = Field(min_length=1, max_length=1024)
     email: str = Field(min_length=3, max_length=254)
+
+    @field_validator("username")
+    @classmethod
+    def _registrable(cls, value: str) -> str:
+        return registrable_username(value)
 
     @field_validator("email")
     @classmethod
@@ -87,7 +116,7 @@ class MeOut(Schema):
 
 class ApiKeyIn(StrictIn):
     name: str = Field(min_length=1, max_length=100)
-    owner_id: int = Field(gt=0)
+    owner_id: Id
     scopes: list[ScopeName] = Field(min_length=1, max_length=len(ALL_SCOPES))
     expires_at: datetime | None = None
 

@@ -8,14 +8,17 @@ without an import cycle.
 from __future__ import annotations
 
 import logging
+from datetime import datetime, timedelta
 from typing import Any
 
+from django.conf import settings
 from django.core.cache import cache
 from django.http import HttpRequest
 from django.utils import timezone
 
 from accounts.models import SecurityEvent, User
 from config.request_context import CallContext, current_request_id
+from config.text import unstorable_reason
 
 security_logger = logging.getLogger("parley.security")
 
@@ -25,15 +28,11 @@ _EVENT_LEVELS = {
     SecurityEvent.Kind.IDOR_ATTEMPT: logging.CRITICAL,
     SecurityEvent.Kind.TOKEN_REVOKED: logging.INFO,
 }
-# Kinds an anonymous flood can produce. Each is always logged, but only this many rows per
-# client IP and minute are stored, so a scanner cannot turn failed requests into DB growth.
-_THROTTLED_KINDS = {
-    SecurityEvent.Kind.AUTH_FAILED,
-    SecurityEvent.Kind.API_KEY_FAILED,
-    SecurityEvent.Kind.LOGIN_FAILED,
-    SecurityEvent.Kind.RATE_LIMITED,
-}
-STORED_EVENTS_PER_IP_MINUTE = 60
+# Every event is logged. Stored rows are bounded per kind and caller (the user when known,
+# else the client IP) and minute: at most STORED_EVENTS_PER_MINUTE rows, then one marker row
+# saying further events are only logged until the minute ends. A customer probing other
+# customers' ids, or a scanner failing sign-in, cannot grow the table at request rate.
+STORED_EVENTS_PER_MINUTE = 10
 
 
 def security_event_record(
@@ -57,6 +56,10 @@ def security_event_record(
         level = _EVENT_LEVELS.get(kind, logging.WARNING)  # type: ignore[call-overload]
         user_id = user.pk if user is not None else None
         request_id = current_request_id() or ""
+        # Refused input is often hostile: what it carried is stored, but never in a form the
+        # database refuses (NUL) or the log cannot encode (lone surrogates).
+        path = _storable(path or "")[:512]
+        detail = _storable(detail or {})
         security_logger.log(
             level,
             "security event: %s",
@@ -66,30 +69,68 @@ def security_event_record(
                 "user_id": user_id,
                 "client_ip": ip,
                 "path": path,
-                "detail": detail or {},
+                "detail": detail,
             },
         )
-        if kind in _THROTTLED_KINDS and not _event_storage_allowed(str(kind), ip):
+        allowance = _storage_allowance(str(kind), user_id, ip)
+        if allowance == "drop":
             return
+        if allowance == "marker":
+            detail = {
+                **detail,
+                "throttled": (
+                    f"more than {STORED_EVENTS_PER_MINUTE} '{kind}' events from this caller "
+                    "this minute: the rest are logged, not stored"
+                ),
+            }
         SecurityEvent.objects.create(
             kind=kind,
             level=logging.getLevelName(level),
             user_id=user_id,
             ip=ip,
-            path=(path or "")[:512],
+            path=path,
             request_id=request_id[:128],
-            detail=detail or {},
+            detail=detail,
         )
     except Exception:  # noqa: BLE001 - recording must never fail the request
         security_logger.exception("could not record security event %s", kind)
 
 
-def _event_storage_allowed(kind: str, ip: str | None) -> bool:
+def _storable(value: Any) -> Any:
+    """`value` with every string the text rule refuses replaced by its escaped form."""
+    if isinstance(value, str):
+        if unstorable_reason(value) is None:
+            return value
+        return value.encode("unicode_escape", "backslashreplace").decode("ascii")
+    if isinstance(value, dict):
+        return {_storable(str(k)): _storable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_storable(item) for item in value]
+    return value
+
+
+def _storage_allowance(kind: str, user_id: int | None, ip: str | None) -> str:
+    """ "store", "marker" (the first event past the limit) or "drop", per kind, caller and
+    minute, counted in the shared cache (Redis in production: one budget for all workers)."""
+    subject = f"u{user_id}" if user_id is not None else f"ip{ip or '-'}"
     minute = int(timezone.now().timestamp() // 60)
-    key = f"secevt:{kind}:{ip or '-'}:{minute}"
+    key = f"secevt:{kind}:{subject}:{minute}"
     if cache.add(key, 1, timeout=120):
-        return True
-    try:
-        return cache.incr(key) <= STORED_EVENTS_PER_IP_MINUTE
-    except ValueError:
-        return True
+        count = 1
+    else:
+        try:
+            count = cache.incr(key)
+        except ValueError:  # expired between add and incr
+            count = 1
+    if count <= STORED_EVENTS_PER_MINUTE:
+        return "store"
+    return "marker" if count == STORED_EVENTS_PER_MINUTE + 1 else "drop"
+
+
+def security_events_prune(*, now: datetime | None = None) -> int:
+    """Delete stored events older than SECURITY_EVENT_RETENTION_DAYS (the log keeps them as
+    long as the log is kept). Returns the number of rows deleted."""
+    now = now or timezone.now()
+    cutoff = now - timedelta(days=settings.SECURITY_EVENT_RETENTION_DAYS)
+    deleted, _ = SecurityEvent.objects.filter(created_at__lt=cutoff).delete()
+    return deleted

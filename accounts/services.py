@@ -13,11 +13,12 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import IntegrityError, transaction
 from django.http import HttpRequest
 from django.utils import timezone
-from rest_framework_simplejwt.exceptions import TokenError
+from rest_framework_simplejwt.exceptions import TokenBackendError, TokenError
+from rest_framework_simplejwt.state import token_backend
 from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, OutstandingToken
 
 from accounts.auth import API_KEY_PREFIX, Principal, api_key_hash
-from accounts.models import ApiKey, RevokedAccessToken, SecurityEvent, User
+from accounts.models import ApiKey, RevokedAccessToken, RevokedTokenFamily, SecurityEvent, User
 from accounts.scopes import (
     ALL_SCOPES,
     allowed_scopes,
@@ -26,7 +27,13 @@ from accounts.scopes import (
     parse_scope_string,
 )
 from accounts.security import security_event_record
-from accounts.tokens import SCOPE_CLAIM, ParleyRefreshToken, token_matches_password
+from accounts.tokens import (
+    FAMILY_CLAIM,
+    SCOPE_CLAIM,
+    ParleyRefreshToken,
+    token_matches_password,
+)
+from accounts.usernames import InvalidUsername, registrable_username
 from config.errors import Conflict, NotAuthenticated, NotFound, UnprocessableRequest
 
 # --- Tokens ---------------------------------------------------------------------------------
@@ -63,10 +70,13 @@ def user_authenticate(*, request: HttpRequest | None, username: str, password: s
     return user  # type: ignore[return-value]
 
 
-def token_pair_issue(*, user: User, requested_scopes: set[str] | None) -> TokenPair:
-    """A new refresh + access pair carrying requested ∩ allowed scopes."""
+def token_pair_issue(
+    *, user: User, requested_scopes: set[str] | None, family: str | None = None
+) -> TokenPair:
+    """A new refresh + access pair carrying requested ∩ allowed scopes; a new token family
+    unless `family` (a rotation) says which one it continues."""
     scopes = grant_scopes(user, requested_scopes)
-    refresh = ParleyRefreshToken.for_user_with_scopes(user, scopes)
+    refresh = ParleyRefreshToken.for_user_with_scopes(user, scopes, family=family)
     access = refresh.access_token
     lifetime = int(access.lifetime.total_seconds())  # type: ignore[union-attr]
     return TokenPair(
@@ -78,20 +88,30 @@ def token_pair_issue(*, user: User, requested_scopes: set[str] | None) -> TokenP
 
 
 def token_refresh(*, raw_refresh: str, request: HttpRequest | None = None) -> TokenPair:
-    """Rotate a refresh token: the old one is blacklisted, reuse of it is refused (and logged).
+    """Rotate a refresh token: the old one is blacklisted, and the new pair stays in its family.
 
-    Scopes carry over, narrowed to what the user's role allows now.
+    Presenting a refresh token that was already rotated (or revoked) is reuse: someone holds a
+    copy. The whole family is revoked (OAuth 2.0 Security BCP, refresh token reuse detection):
+    its newest refresh token and every access token it issued stop working, so the thief and
+    the client both have to sign in again, and only the owner can. Scopes carry over, narrowed
+    to what the user's role allows now.
     """
     try:
         refresh = ParleyRefreshToken(raw_refresh)  # type: ignore[arg-type]
     except TokenError:
-        if _is_blacklisted_refresh(raw_refresh):
-            security_event_record(kind=SecurityEvent.Kind.REFRESH_REUSED, request=request)
+        reused = _signed_blacklisted_refresh(raw_refresh)
+        if reused is not None:
+            token_family_revoke(
+                family=reused[FAMILY_CLAIM], user_id=int(reused["sub"]), request=request
+            )
         raise NotAuthenticated("Invalid or expired refresh token") from None
     user = User.objects.filter(pk=int(refresh["sub"]), is_active=True).first()
     if user is None or not token_matches_password(refresh.payload, user):
         raise NotAuthenticated("Invalid or expired refresh token")
+    family = refresh[FAMILY_CLAIM]
     with transaction.atomic():
+        if RevokedTokenFamily.objects.filter(family=family).exists():
+            raise NotAuthenticated("Invalid or expired refresh token")
         outstanding = OutstandingToken.objects.filter(jti=refresh["jti"]).first()
         if outstanding is None:
             raise NotAuthenticated("Invalid or expired refresh token")
@@ -99,23 +119,49 @@ def token_refresh(*, raw_refresh: str, request: HttpRequest | None = None) -> To
             _, created = BlacklistedToken.objects.get_or_create(token=outstanding)
         except IntegrityError:
             created = False
-        if not created:
-            # Two clients raced with one refresh token: exactly one of them gets a new pair.
-            security_event_record(
-                kind=SecurityEvent.Kind.REFRESH_REUSED, request=request, user=user
-            )
-            raise NotAuthenticated("Invalid or expired refresh token")
-        scopes = allowed_scopes(user) & parse_scope_string(refresh[SCOPE_CLAIM])
-        return token_pair_issue(user=user, requested_scopes=set(scopes))
+        if created:
+            scopes = allowed_scopes(user) & parse_scope_string(refresh[SCOPE_CLAIM])
+            return token_pair_issue(user=user, requested_scopes=set(scopes), family=family)
+    # Blacklisted between our check and now: two clients raced with one refresh token, which
+    # is reuse like any other (outside the transaction, so the revocation is kept).
+    token_family_revoke(family=family, user_id=user.pk, request=request)
+    raise NotAuthenticated("Invalid or expired refresh token")
 
 
-def _is_blacklisted_refresh(raw: str) -> bool:
+def _signed_blacklisted_refresh(raw: str) -> dict[str, Any] | None:
+    """The claims of `raw` when it is a refresh token we signed (signature, expiry, issuer and
+    audience verified) whose jti is blacklisted: a rotated token presented again. Else None."""
     try:
-        token = ParleyRefreshToken(raw, verify=False)  # type: ignore[arg-type]
-    except TokenError:
-        return False
-    jti = token.payload.get("jti")
-    return bool(jti) and BlacklistedToken.objects.filter(token__jti=jti).exists()
+        payload = token_backend.decode(raw, verify=True)  # type: ignore[arg-type]
+    except (TokenBackendError, TokenError):
+        return None
+    jti, family, sub = payload.get("jti"), payload.get(FAMILY_CLAIM), payload.get("sub")
+    if (
+        payload.get("token_type") != "refresh"
+        or not isinstance(jti, str)
+        or not isinstance(family, str)
+        or not isinstance(sub, str)
+        or not sub.isdigit()
+    ):
+        return None
+    if not BlacklistedToken.objects.filter(token__jti=jti).exists():
+        return None
+    return payload
+
+
+def token_family_revoke(*, family: str, user_id: int, request: HttpRequest | None = None) -> None:
+    """Refuse every refresh and access token of `family` from now on. Idempotent."""
+    lifetime = ParleyRefreshToken.lifetime
+    _, created = RevokedTokenFamily.objects.get_or_create(
+        family=family[:64],
+        defaults={"user_id": user_id, "expires_at": timezone.now() + lifetime},
+    )
+    security_event_record(
+        kind=SecurityEvent.Kind.REFRESH_REUSED,
+        request=request,
+        user=User.objects.filter(pk=user_id).first(),
+        detail={"family_revoked": True, "already_revoked": not created},
+    )
 
 
 def token_revoke(
@@ -148,14 +194,21 @@ def expired_tokens_prune(*, now: datetime | None = None) -> int:
     now = now or timezone.now()
     revoked, _ = RevokedAccessToken.objects.filter(expires_at__lte=now).delete()
     outstanding, _ = OutstandingToken.objects.filter(expires_at__lte=now).delete()
-    return revoked + outstanding
+    families, _ = RevokedTokenFamily.objects.filter(expires_at__lte=now).delete()
+    return revoked + outstanding + families
 
 
 # --- Registration ---------------------------------------------------------------------------
 
 
 def user_register(*, username: str, password: str, email: str) -> User:
-    """Create a customer account. Django's password validators apply."""
+    """Create a customer account under the canonical form of `username` (checked again here,
+    after normalisation, whoever the caller), so the account can always sign in. Django's
+    password validators apply."""
+    try:
+        username = registrable_username(username)
+    except InvalidUsername as exc:
+        raise UnprocessableRequest(str(exc), loc=("body", "payload", "username")) from None
     candidate = User(username=username, email=email)
     try:
         validate_password(password, user=candidate)
@@ -163,7 +216,7 @@ def user_register(*, username: str, password: str, email: str) -> User:
         raise UnprocessableRequest(
             " ".join(exc.messages), loc=("body", "payload", "password"), type="password_invalid"
         ) from None
-    if User.objects.filter(username__iexact=username).exists():
+    if User.objects.filter(username=username).exists():
         raise Conflict("That username is already taken")
     try:
         with transaction.atomic():

@@ -23,6 +23,10 @@ from accounts.scopes import format_scopes
 
 SCOPE_CLAIM = "scope"
 PASSWORD_FINGERPRINT_CLAIM = "pwf"  # noqa: S105 - a claim name, not a secret
+# The refresh-token family: the jti of the first refresh token of a sign-in, carried by every
+# refresh token rotated from it and every access token they issue. Reuse of a rotated refresh
+# token revokes the whole family (accounts.services.token_refresh).
+FAMILY_CLAIM = "fam"
 REQUIRED_CLAIMS = (
     "sub",
     "jti",
@@ -33,6 +37,7 @@ REQUIRED_CLAIMS = (
     "iss",
     "aud",
     PASSWORD_FINGERPRINT_CLAIM,
+    FAMILY_CLAIM,
 )
 
 
@@ -60,6 +65,9 @@ class _StrictClaimsMixin:
             raise TokenError("Token subject is invalid")
         if not isinstance(self.payload[SCOPE_CLAIM], str):
             raise TokenError("Token scope is invalid")
+        family = self.payload[FAMILY_CLAIM]
+        if not isinstance(family, str) or not 1 <= len(family) <= 64:
+            raise TokenError("Token family is invalid")
         now = self.current_time.timestamp()
         for claim in ("iat", "nbf"):
             value = self.payload.get(claim)
@@ -77,11 +85,16 @@ class ParleyRefreshToken(_StrictClaimsMixin, RefreshToken):  # type: ignore[misc
     access_token_class = ParleyAccessToken
 
     @classmethod
-    def for_user_with_scopes(cls, user: User, scopes: frozenset[str]) -> ParleyRefreshToken:
+    def for_user_with_scopes(
+        cls, user: User, scopes: frozenset[str], *, family: str | None = None
+    ) -> ParleyRefreshToken:
+        """A new refresh token; `family` None starts a new family (a sign-in), a rotation
+        passes the family of the token it replaces."""
         # Token.for_user, not BlacklistMixin.for_user: the latter stores the whole token text.
         token = Token.for_user.__func__(cls, user)  # type: ignore[attr-defined]
         token[SCOPE_CLAIM] = format_scopes(scopes)
         token[PASSWORD_FINGERPRINT_CLAIM] = password_fingerprint(user)
+        token[FAMILY_CLAIM] = family or token["jti"]
         OutstandingToken.objects.create(
             user=user,
             jti=token["jti"],

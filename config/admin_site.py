@@ -13,6 +13,7 @@ from django.urls import URLPattern, URLResolver, path
 from accounts.models import SecurityEvent
 from accounts.ratelimits import login_rate_limit_enforce
 from accounts.security import security_event_record
+from accounts.usernames import canonical_username_or_none
 from config.errors import RateLimited
 
 
@@ -27,7 +28,9 @@ class ParleyAdminSite(admin.AdminSite):
     ) -> HttpResponse:
         if request.method != "POST":
             return super().login(request, extra_context)
-        username = (request.POST.get("username") or "").strip().lower()[:150]
+        raw_username = request.POST.get("username") or ""
+        # The canonical form, as the API's sign-in computes it: one budget per account.
+        username = canonical_username_or_none(raw_username) or raw_username[:150]
         try:
             login_rate_limit_enforce(request=request, username=username)
         except RateLimited as exc:

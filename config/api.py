@@ -7,7 +7,13 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
-from django.core.exceptions import RequestDataTooBig
+from django.core.exceptions import (
+    BadRequest,
+    RequestDataTooBig,
+    SuspiciousOperation,
+    TooManyFieldsSent,
+    TooManyFilesSent,
+)
 from django.http import Http404, HttpRequest, HttpResponse
 from ninja import NinjaAPI
 from ninja.errors import AuthenticationError, AuthorizationError, HttpError, ValidationError
@@ -17,6 +23,7 @@ from accounts.auth import Undeclared, policy_of
 from accounts.models import SecurityEvent
 from accounts.security import security_event_record
 from config.errors import ParleyError, UnprocessableRequest
+from config.parsing import TOO_MANY_FIELDS, ParleyParser
 from config.request_context import current_request_id
 
 logger = logging.getLogger("parley.api")
@@ -62,6 +69,7 @@ api = ParleyNinjaAPI(
     auth=Undeclared(),
     docs_url="/docs",
     openapi_url="/openapi.json",
+    parser=ParleyParser(),
 )
 
 
@@ -118,6 +126,29 @@ def _not_found(request: HttpRequest, exc: Http404) -> HttpResponse:
 @api.exception_handler(RequestDataTooBig)
 def _too_big(request: HttpRequest, exc: RequestDataTooBig) -> HttpResponse:
     return _error(request, 413, "Request body too large")
+
+
+# Django raises these lazily, when request.GET/POST/FILES is first read (too many fields or
+# files, a form body that is not UTF-8, a broken multipart body): the client's mistake, so a
+# 400, never the catch-all 500. RequestDataTooBig, a SuspiciousOperation too, keeps its 413.
+@api.exception_handler(SuspiciousOperation)
+@api.exception_handler(BadRequest)
+def _bad_request(request: HttpRequest, exc: Exception) -> HttpResponse:
+    # Our own words: Django's messages name settings, which responses never do (SPEC §3).
+    if isinstance(exc, TooManyFieldsSent):
+        detail = TOO_MANY_FIELDS
+    elif isinstance(exc, TooManyFilesSent):
+        detail = "Too many files"
+    elif isinstance(exc, BadRequest) and "UTF-8" in str(exc):
+        detail = "Form bodies must be UTF-8 encoded"
+    else:
+        detail = "Malformed request"
+    return _error(request, 400, detail)
+
+
+@api.exception_handler(UnicodeDecodeError)
+def _undecodable(request: HttpRequest, exc: UnicodeDecodeError) -> HttpResponse:
+    return _error(request, 400, "The request is not valid UTF-8")
 
 
 @api.exception_handler(Exception)

@@ -10,12 +10,14 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from django.db.models import Model, Q, QuerySet
 
 from config.errors import ParleyError
+from config.ids import MAX_ID, is_possible_id
+from config.text import ensure_storable
 
 M = TypeVar("M", bound=Model)
 
@@ -31,6 +33,10 @@ def _encode(values: list[Any]) -> str:
 
 
 def _decode(cursor: str, field_is_datetime: bool) -> tuple[Any, int]:
+    """The (sort value, id) a cursor names, always a value the database accepts: datetimes in
+    UTC (an offset of ±23:59 in year 1 or 9999 leaves datetime's range once converted, and
+    PostgreSQL refuses offsets past ±15:59), ids in 1..MAX_ID, other values plain ints or
+    strings. Anything else is InvalidCursor (400), never an OverflowError or a DB error."""
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
         first, last_id = json.loads(base64.urlsafe_b64decode(padded.encode()))
@@ -38,10 +44,26 @@ def _decode(cursor: str, field_is_datetime: bool) -> tuple[Any, int]:
             first = datetime.fromisoformat(first)
             if first.tzinfo is None:
                 raise ValueError("naive datetime")
+            first = first.astimezone(UTC)
+        elif isinstance(first, bool) or not isinstance(first, int | str):
+            raise ValueError("sort value")
+        elif isinstance(first, int) and not -MAX_ID <= first <= MAX_ID:
+            raise ValueError("sort value out of range")
+        elif isinstance(first, str):
+            ensure_storable(first)
         if not isinstance(last_id, int) or isinstance(last_id, bool):
             raise ValueError("id")
+        if not is_possible_id(last_id):
+            raise ValueError("id out of range")
         return first, last_id
-    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError):
+    except (
+        ValueError,
+        TypeError,
+        OverflowError,
+        RecursionError,
+        binascii.Error,
+        UnicodeDecodeError,
+    ):
         raise InvalidCursor() from None
 
 

@@ -6,6 +6,7 @@ work to, so log lines written anywhere while serving a request carry its id.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import uuid
 from contextvars import ContextVar
@@ -29,14 +30,39 @@ def current_request_id() -> str | None:
     return request_id_var.get()
 
 
+def _valid_ip(value: str | None) -> str | None:
+    """`value` as a normalised IP address, or None when it is not one (a proxy header is
+    text a client may have written: never use it unchecked as a key or a stored address)."""
+    if not value:
+        return None
+    try:
+        return str(ipaddress.ip_address(value.strip()))
+    except ValueError:
+        return None
+
+
 def client_ip(meta: dict) -> str | None:
-    """The client address used for rate limits and security events. REMOTE_ADDR unless
-    RATELIMIT_IP_META_KEY names the header a trusted proxy sets (see docs/operations.md)."""
+    """The client address used for rate limits and security events.
+
+    With RATELIMIT_TRUSTED_PROXIES = 0 (the default) it is REMOTE_ADDR. With N proxies in
+    front, each appending (or, like `make serve`'s nginx, setting) the address it saw to the
+    header RATELIMIT_IP_META_KEY names (X-Forwarded-For by default), the client is the N-th
+    entry counted from the right: entries further left were written by the client itself and
+    prove nothing. A header with fewer entries, or an entry that is not an IP address, falls
+    back to REMOTE_ADDR.
+    """
     from django.conf import settings
 
-    key = getattr(settings, "RATELIMIT_IP_META_KEY", None) or "REMOTE_ADDR"
-    value = (meta.get(key) or "").split(",")[0].strip()
-    return value or None
+    remote = _valid_ip(meta.get("REMOTE_ADDR"))
+    trusted = int(getattr(settings, "RATELIMIT_TRUSTED_PROXIES", 0) or 0)
+    if trusted <= 0:
+        return remote
+    key = getattr(settings, "RATELIMIT_IP_META_KEY", None) or "HTTP_X_FORWARDED_FOR"
+    entries = [entry.strip() for entry in (meta.get(key) or "").split(",")]
+    entries = [entry for entry in entries if entry]
+    if len(entries) < trusted:
+        return remote
+    return _valid_ip(entries[-trusted]) or remote
 
 
 @dataclass(frozen=True)

@@ -5,15 +5,33 @@ from __future__ import annotations
 from typing import Any, TypeVar
 
 from ninja import Schema
-from pydantic import ConfigDict
+from pydantic import ConfigDict, field_validator
+
+from config.text import ensure_storable_value
 
 S = TypeVar("S", bound=Schema)
 
 
-class StrictIn(Schema):
+class CheckedSchema(Schema):
+    """Every request schema's base: each string it accepts, in any field and at any depth,
+    obeys config/text.py's rule (NUL, lone surrogates, unassigned characters → 422), so a new
+    schema gets the rule without asking for it."""
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _storable_text(cls, value: Any) -> Any:
+        return ensure_storable_value(value)
+
+
+class StrictIn(CheckedSchema):
     """Request bodies refuse unknown fields (422) instead of silently ignoring them."""
 
     model_config = ConfigDict(extra="forbid")
+
+
+class QueryIn(CheckedSchema):
+    """Query parameters (`Query[...]`): checked text; unknown parameters are ignored, as HTTP
+    caches and proxies may add their own."""
 
 
 class ErrorOut(Schema):
@@ -60,25 +78,11 @@ def validate_body(schema: type[S], data: Any) -> S:
 
 
 def optional_body(request: Any) -> Any:
-    """An optional body as data: JSON, or form fields; {} when there is none. 400 when the
-    JSON does not parse, 415 for other media types."""
-    import json
+    """An optional body as data: JSON, or form fields; {} when there is none. 400 when it does
+    not parse or breaks a limit, 415 for other media types (config/parsing.py)."""
+    from config.parsing import body_data
 
-    from ninja.errors import HttpError
-
-    content_type = (request.content_type or "").lower()
-    if content_type == "application/json":
-        if not request.body:
-            return {}
-        try:
-            return json.loads(request.body)
-        except (ValueError, UnicodeDecodeError):
-            raise HttpError(400, "Cannot parse request body") from None
-    if content_type in ("application/x-www-form-urlencoded", "multipart/form-data"):
-        return request.POST.dict()
-    if not request.body:
-        return {}
-    raise HttpError(415, "Send JSON or form data")
+    return body_data(request)
 
 
 def client_json(value: Schema) -> dict[str, Any]:

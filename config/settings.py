@@ -235,10 +235,19 @@ SIMPLE_JWT = {
 RATE_LIMIT_MESSAGES = env.str("RATE_LIMIT_MESSAGES", default="10/m")
 RATE_LIMIT_LOGIN = env.str("RATE_LIMIT_LOGIN", default="10/m")
 RATE_LIMIT_REGISTER = env.str("RATE_LIMIT_REGISTER", default="5/m")
+RATE_LIMIT_REFRESH = env.str("RATE_LIMIT_REFRESH", default="30/m")
 RATELIMIT_USE_CACHE = "default"
-# The request header holding the client address when a trusted proxy sets it (e.g.
-# HTTP_X_FORWARDED_FOR); REMOTE_ADDR otherwise. See docs/api.md "Client IP behind a proxy".
+# Client address behind proxies (config/request_context.client_ip; docs/api.md "Client IP
+# behind a proxy"): RATELIMIT_TRUSTED_PROXIES proxies in front, each adding the address it saw
+# to the header RATELIMIT_IP_META_KEY names (default HTTP_X_FORWARDED_FOR); the client is that
+# many entries from the right. 0: REMOTE_ADDR. Naming only the header (the older setting) means
+# one proxy.
 RATELIMIT_IP_META_KEY = env.str("RATELIMIT_IP_META_KEY", default="") or None
+RATELIMIT_TRUSTED_PROXIES = env.int(
+    "RATELIMIT_TRUSTED_PROXIES", default=1 if RATELIMIT_IP_META_KEY else 0
+)
+# Stored security events older than this are deleted by prune_expired.
+SECURITY_EVENT_RETENTION_DAYS = env.int("SECURITY_EVENT_RETENTION_DAYS", default=90)
 RATELIMIT_ENABLE = env.bool("RATELIMIT_ENABLE", default=True)
 SILENCED_SYSTEM_CHECKS = [
     # Django's own RedisCache increments atomically (INCR); django-ratelimit only lists

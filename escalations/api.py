@@ -9,6 +9,7 @@ from ninja import Query, Router, Status
 
 from accounts.auth import Staff, authenticators, principal_of
 from accounts.scopes import STATS_READ
+from config.ids import PathId
 from config.schemas import AUTHENTICATED_ERRORS, BODY_ERRORS, error_responses
 from escalations import selectors, services
 from escalations.permissions import ESCALATION_MANAGERS
@@ -47,7 +48,7 @@ def escalation_list(request: HttpRequest, params: Query[EscalationListParams]) -
     response={200: EscalationOut, **error_responses(*AUTHENTICATED_ERRORS, 404, 409, 422)},
     summary="Assign the conversation's open escalation to yourself",
 )
-def escalation_assign(request: HttpRequest, conversation_id: int) -> Any:
+def escalation_assign(request: HttpRequest, conversation_id: PathId) -> Any:
     return services.escalation_assign(
         conversation_id=conversation_id, actor=principal_of(request).user
     )
@@ -60,7 +61,7 @@ def escalation_assign(request: HttpRequest, conversation_id: int) -> Any:
     summary="Answer an escalated conversation; the customer receives it live",
 )
 def escalation_reply(
-    request: HttpRequest, conversation_id: int, payload: EscalationReplyIn
+    request: HttpRequest, conversation_id: PathId, payload: EscalationReplyIn
 ) -> Status[Any]:
     message = services.escalation_reply(
         conversation_id=conversation_id,
@@ -80,7 +81,7 @@ def escalation_reply(
     summary="Resolve the open escalation; the customer's next message goes to the agent",
 )
 def escalation_resolve(
-    request: HttpRequest, conversation_id: int, payload: EscalationResolveIn
+    request: HttpRequest, conversation_id: PathId, payload: EscalationResolveIn
 ) -> dict[str, Any]:
     escalation = services.escalation_resolve(
         conversation_id=conversation_id,

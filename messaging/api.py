@@ -9,8 +9,10 @@ from ninja import Header, Query, Router
 
 from accounts.auth import authenticators, principal_of
 from config.errors import NotFound
+from config.ids import PathId
 from config.request_context import CallContext
 from config.schemas import AUTHENTICATED_ERRORS, BODY_ERRORS, error_responses
+from config.text import StorableStr
 from messaging import selectors, services
 from messaging.permissions import (
     CONVERSATION_READERS,
@@ -44,7 +46,7 @@ def message_process(
     request: HttpRequest,
     response: HttpResponse,
     payload: MessageProcessIn,
-    idempotency_key: str | None = Header(  # noqa: B008 - ninja's declaration style
+    idempotency_key: StorableStr | None = Header(  # noqa: B008 - ninja's declaration style
         default=None, alias="Idempotency-Key", min_length=1, max_length=255
     ),
 ) -> dict[str, Any]:
@@ -110,7 +112,7 @@ def conversation_list(request: HttpRequest, params: Query[PageParams]) -> dict[s
     summary="A customer's conversations (your own; operators may read any)",
 )
 def customer_conversation_list(
-    request: HttpRequest, customer_id: int, params: Query[PageParams]
+    request: HttpRequest, customer_id: PathId, params: Query[PageParams]
 ) -> dict[str, Any]:
     ensure_acting_for_self(
         principal=principal_of(request),
@@ -131,7 +133,7 @@ def customer_conversation_list(
     summary="A conversation's messages in ascending seq",
 )
 def conversation_history(
-    request: HttpRequest, conversation_id: int, params: Query[HistoryParams]
+    request: HttpRequest, conversation_id: PathId, params: Query[HistoryParams]
 ) -> dict[str, Any]:
     conversation = selectors.conversation_get_for_reader(
         principal=principal_of(request), conversation_id=conversation_id

@@ -5,13 +5,10 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
-# The largest id a BigAutoField row can have. Ids outside 1..MAX_ID name no row; lookups treat
-# them as missing before they reach the database, where they would overflow a bigint.
-MAX_ID = 2**63 - 1
-
-
-def is_possible_id(value: int) -> bool:
-    return 1 <= value <= MAX_ID
+# Ids outside 1..MAX_ID name no row; lookups treat them as missing before they reach the
+# database, where they would overflow a bigint. Defined once in config/ids.py, re-exported.
+from config.ids import MAX_ID as MAX_ID
+from config.ids import is_possible_id as is_possible_id
 
 
 class Conversation(models.Model):

@@ -6,7 +6,7 @@ from typing import Any, Literal
 from ninja import Schema
 from pydantic import Field, field_validator
 
-from config.schemas import StrictIn, client_json
+from config.schemas import QueryIn, StrictIn, client_json
 from messaging.models import MAX_ID
 from messaging.validation import MAX_MESSAGE_CHARS, clean_message_text
 
@@ -70,12 +70,12 @@ class ConversationPageOut(Schema):
     next_cursor: str | None
 
 
-class PageParams(Schema):
+class PageParams(QueryIn):
     limit: int = Field(default=20, ge=1, le=100)
     cursor: str | None = Field(default=None, max_length=200)
 
 
-class HistoryParams(Schema):
+class HistoryParams(QueryIn):
     limit: int = Field(default=100, ge=1, le=1000)
     after_seq: int | None = Field(default=None, ge=0, le=MAX_ID)
     before_seq: int | None = Field(default=None, ge=1, le=MAX_ID)

@@ -31,6 +31,7 @@ def _claims(user: User, **overrides: Any) -> dict[str, Any]:
         "sub": str(user.pk),
         "scope": "conversations:read messages:write",
         "pwf": password_fingerprint(user),
+        "fam": "f" * 32,
         "iss": settings.JWT_ISSUER,
         "aud": settings.JWT_AUDIENCE,
     }
@@ -102,6 +103,8 @@ def test_a_valid_token_is_accepted(customer: User) -> None:
         pytest.param(lambda u: _sign(_claims(u, token_type=None)), id="missing-type"),
         pytest.param(lambda u: _sign(_claims(u, sub=None)), id="missing-sub"),
         pytest.param(lambda u: _sign(_claims(u, pwf=None)), id="missing-password-fingerprint"),
+        pytest.param(lambda u: _sign(_claims(u, fam=None)), id="missing-family"),
+        pytest.param(lambda u: _sign(_claims(u, fam=["x"])), id="non-string-family"),
         pytest.param(lambda u: _sign(_claims(u, sub=u.pk)), id="integer-sub"),
         pytest.param(lambda u: _sign(_claims(u, iat=int(time.time()) + 3600)), id="iat-in-future"),
         pytest.param(lambda u: _sign(_claims(u, nbf=int(time.time()) + 3600)), id="nbf-in-future"),
