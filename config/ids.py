@@ -8,14 +8,14 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import AfterValidator, Field
+from pydantic import AfterValidator, Field, Strict
 
 MAX_ID = 2**63 - 1
 
-# A path or body id: 422 outside 1..MAX_ID, before any query.
-Id = Annotated[int, Field(ge=1, le=MAX_ID)]
+# A body id: a JSON integer (not true, 1.0 or "1") in 1..MAX_ID, else 422 before any query.
+Id = Annotated[int, Strict(), Field(ge=1, le=MAX_ID)]
 # A body id where 0 means "none" (e.g. conversation_id 0 starts a new conversation).
-IdOrZero = Annotated[int, Field(ge=0, le=MAX_ID)]
+IdOrZero = Annotated[int, Strict(), Field(ge=0, le=MAX_ID)]
 
 
 def is_possible_id(value: int) -> bool:

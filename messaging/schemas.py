@@ -6,6 +6,7 @@ from typing import Any, Literal
 from ninja import Schema
 from pydantic import Field, field_validator
 
+from config.ids import Id, IdOrZero
 from config.schemas import QueryIn, StrictIn, client_json
 from messaging.models import MAX_ID
 from messaging.validation import MAX_MESSAGE_CHARS, clean_message_text
@@ -17,9 +18,9 @@ class MessageProcessIn(StrictIn):
         "other than newline and tab",
         max_length=MAX_MESSAGE_CHARS * 2,  # the exact rule is applied after trimming
     )
-    customer_id: int = Field(ge=1, le=MAX_ID, description="Must be the caller's own id")
-    conversation_id: int | None = Field(
-        default=None, ge=0, le=MAX_ID, description="null or 0 starts a new conversation"
+    customer_id: Id = Field(description="Must be the caller's own id")
+    conversation_id: IdOrZero | None = Field(
+        default=None, description="null or 0 starts a new conversation"
     )
 
     @field_validator("message")
