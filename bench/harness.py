@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench import serve
+from config.serving import serve
 
 BASE_DIR = serve.BASE_DIR
 LUA = BASE_DIR / "bench" / "lua" / "parley.lua"
@@ -87,7 +87,7 @@ def postgres_pids() -> list[int]:
 
 @dataclass
 class Server:
-    """The production profile (bench/serve.py's plan) running under our control."""
+    """The production profile (config/serving/serve.py's plan) running under our control."""
 
     args: list[str]
     env: dict[str, str]
@@ -100,7 +100,7 @@ class Server:
         self.log_path = log_path
         log = log_path.open("wb")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "bench.serve", "--no-prepare", *self.args],
+            [sys.executable, "-m", "config.serving", "--no-prepare", *self.args],
             env=self.env,
             cwd=BASE_DIR,
             stdout=log,
@@ -134,11 +134,11 @@ class Server:
         return found
 
     def asgi_pids(self) -> list[int]:
-        """The uvicorn worker processes (bench.serving)."""
+        """The uvicorn worker processes (config.serving.asgi_graceful)."""
         found = []
         for pid in self.pids:
             try:
-                if b"bench.serving" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                if serve.ASGI_MODULE.encode() in Path(f"/proc/{pid}/cmdline").read_bytes():
                     found.append(pid)
             except OSError:
                 continue

@@ -5,7 +5,7 @@
 It recreates its own database (BENCH_DATABASE_URL, default
 postgres://postgres@127.0.0.1:5432/parley_bench -- never DATABASE_URL) and uses its own Redis
 database and channel prefix (BENCH_REDIS_URL, default redis://127.0.0.1:6379/3), seeds its own
-customers and tokens through Django (bench/seed.py), starts `bench.serve` with
+customers and tokens through Django (bench/seed.py), starts `config.serving` with
 RATE_LIMIT_MESSAGES=1000000/m (the per-user limit would otherwise turn the load into 429s) and
 AGENT_MAX_TURNS=10^9 (otherwise every conversation escalates after 20 turns and the agent is no
 longer on the measured path), then measures:
@@ -30,8 +30,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import platform
-import re
 import subprocess
 import sys
 import tempfile
@@ -40,196 +38,25 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import harness, serve, ws
+from bench import harness, ws
+from bench.drivers import median_pgbench, pgbench
+from bench.readme import splice_readme
+from bench.render import markdown, ratios
+from bench.setup import (
+    BASE_DIR,
+    RESULTS_DIR,
+    bench_env,
+    flush_redis,
+    machine,
+    reset_database,
+    run_json,
+)
+from config.serving import serve
 
-BASE_DIR = serve.BASE_DIR
-RESULTS_DIR = BASE_DIR / "bench" / "results"
-README = BASE_DIR / "README.md"
-MARK_START, MARK_END = "<!-- bench:start -->", "<!-- bench:end -->"
-
-DEFAULT_BENCH_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/parley_bench"
-DEFAULT_BENCH_REDIS_URL = "redis://127.0.0.1:6379/3"
 CONNECTIONS = 64
 CUSTOMERS = 256  # > CONNECTIONS: wrk threads take disjoint shares, rotating per request
 PUSH_CLIENTS = 200
 HELD_SOCKETS = 1000
-
-TARGETS = {
-    "process_vs_pgbench": 0.5,
-    "push_p99_ms": 50.0,
-    "held_sockets": 1000,
-    "history_p50_growth": 1.5,  # 50 000 vs 50 messages: "flat" = within noise
-}
-
-
-def bench_env(args: argparse.Namespace) -> dict[str, str]:
-    import os
-
-    return serve.production_env(
-        {
-            "DATABASE_URL": os.environ.get("BENCH_DATABASE_URL", DEFAULT_BENCH_DATABASE_URL),
-            "REDIS_URL": os.environ.get("BENCH_REDIS_URL", DEFAULT_BENCH_REDIS_URL),
-            # Pub/sub channels ignore Redis database numbers: a prefix of our own keeps other
-            # Parley processes on this Redis (tests, make serve) out of our groups.
-            "CHANNEL_PREFIX": f"parley-bench-{os.getpid()}",
-            "CACHE_KEY_PREFIX": "parley-bench",
-            "RATE_LIMIT_MESSAGES": "1000000/m",
-            "AGENT_MAX_TURNS": "1000000000",
-            "ACCESS_TOKEN_MINUTES": "180",
-            "LOG_LEVEL": "WARNING",
-            "SECURE_SSL_REDIRECT": "0",
-        }
-    )
-
-
-# --- setup ------------------------------------------------------------------------------------
-
-
-def reset_database(url: str) -> None:
-    import psycopg
-    from psycopg import sql
-
-    info = psycopg.conninfo.conninfo_to_dict(url)
-    name = info["dbname"]
-    if not str(name).startswith("parley_bench"):
-        raise SystemExit(f"refusing to drop {name!r}: bench databases are named parley_bench*")
-    with psycopg.connect(**dict(info, dbname="postgres"), autocommit=True) as conn:
-        conn.execute(
-            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-        )
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-
-
-def flush_redis(url: str) -> None:
-    import redis
-
-    client = redis.Redis.from_url(url)
-    try:
-        client.flushdb()
-    finally:
-        client.close()
-
-
-def run_json(command: list[str], env: dict[str, str]) -> dict[str, Any]:
-    completed = subprocess.run(
-        command, env=env, cwd=BASE_DIR, capture_output=True, text=True, check=False
-    )
-    if completed.returncode != 0:
-        raise SystemExit(f"{' '.join(command)} failed:\n{completed.stdout}{completed.stderr}")
-    return json.loads(completed.stdout.strip().splitlines()[-1])
-
-
-def machine(env: dict[str, str]) -> dict[str, Any]:
-    import importlib.metadata as md
-
-    import psycopg
-    import redis
-
-    cpu = next(
-        (
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if line.startswith("model name")
-        ),
-        platform.processor(),
-    )
-    with psycopg.connect(env["DATABASE_URL"]) as conn:
-        pg_version = conn.execute("SHOW server_version").fetchone()[0]  # type: ignore[index]
-        pg_max_conn = conn.execute("SHOW max_connections").fetchone()[0]  # type: ignore[index]
-    client = redis.Redis.from_url(env["REDIS_URL"])
-    redis_version = client.info("server")["redis_version"]
-    client.close()
-    wrk_version = (
-        subprocess.run(["wrk", "--version"], capture_output=True, text=True, check=False)
-        .stdout.split("\n")[0]
-        .strip()
-    )
-    versions = {}
-    for package in (
-        "Django",
-        "django-ninja",
-        "granian",
-        "uvicorn",
-        "gunicorn",
-        "channels",
-        "channels-redis",
-        "redis",
-        "psycopg",
-        "psycopg-pool",
-        "websockets",
-    ):
-        try:
-            versions[package] = md.version(package)
-        except md.PackageNotFoundError:
-            versions[package] = None
-    return {
-        "nproc": serve.cpu_count(),
-        "cpu_model": cpu,
-        "memory_gib": round(int(Path("/proc/meminfo").read_text().split()[1]) / 2**20, 1),
-        "kernel": platform.release(),
-        "python": platform.python_version(),
-        "postgresql": pg_version,
-        "postgresql_max_connections": pg_max_conn,
-        "redis": redis_version,
-        "wrk": wrk_version,
-        "packages": versions,
-        "load_average_at_start": harness.load_average(),
-    }
-
-
-# --- pgbench ------------------------------------------------------------------------------
-
-
-def pgbench(script: Path, *, url: str, clients: int, duration: float) -> dict[str, Any]:
-    import psycopg
-
-    info = psycopg.conninfo.conninfo_to_dict(url)
-    command = [
-        harness.require_tool("pgbench", "postgresql-client"),
-        "-n",
-        "-c",
-        str(clients),
-        "-j",
-        "2",
-        "-T",
-        str(max(1, round(duration))),
-        "-f",
-        str(script),
-        "-h",
-        str(info.get("host", "127.0.0.1")),
-        "-p",
-        str(info.get("port", 5432)),
-        "-U",
-        str(info.get("user", "postgres")),
-        str(info["dbname"]),
-    ]
-    completed = subprocess.run(command, capture_output=True, text=True, check=False)
-    out = completed.stdout + completed.stderr
-    tps = re.search(r"tps = ([\d.]+) \(without initial", out)
-    latency = re.search(r"latency average = ([\d.]+) ms", out)
-    failed = re.search(r"number of failed transactions: (\d+)", out)
-    if completed.returncode != 0 or tps is None:
-        raise RuntimeError(f"pgbench failed ({completed.returncode}):\n{out}")
-    return {
-        "tps": float(tps.group(1)),
-        "latency_avg_ms": float(latency.group(1)) if latency else None,
-        "failed": int(failed.group(1)) if failed else 0,
-    }
-
-
-def median_pgbench(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    import statistics
-
-    return {
-        "runs": len(runs),
-        "tps": round(statistics.median(r["tps"] for r in runs), 1),
-        "latency_avg_ms": round(statistics.median(r["latency_avg_ms"] for r in runs), 2),
-        "failed_total": sum(r["failed"] for r in runs),
-        "each": runs,
-    }
-
-
-# --- the run -----------------------------------------------------------------------------------
 
 
 class Bench:
@@ -321,7 +148,7 @@ class Bench:
             [
                 sys.executable,
                 "-c",
-                "import sys; from bench import serve; "
+                "import sys; from config.serving import serve; "
                 "print(serve.plan(serve.build_parser().parse_args(sys.argv[1:])).description)",
                 *server_args,
             ],
@@ -507,181 +334,6 @@ class Bench:
         result["ws_processes"] = len(pids)
         self.log(f"5 held websockets: {json.dumps(result)}")
         return result
-
-
-def ratios(results: dict[str, Any]) -> dict[str, Any]:
-    s, c = results["scenarios"], results["ceilings"]
-
-    def ratio(a: float | None, b: float | None) -> float | None:
-        return round(a / b, 3) if a and b else None
-
-    out: dict[str, Any] = {}
-    one = s.get("1_process_distinct", {}).get("rps")
-    two = s.get("2_process_one_conversation", {}).get("rps")
-    out["1_vs_pgbench"] = ratio(one, c.get("pgbench_distinct", {}).get("tps"))
-    out["2_vs_pgbench"] = ratio(two, c.get("pgbench_one_conversation", {}).get("tps"))
-    out["1_vs_health"] = ratio(one, c.get("health", {}).get("rps"))
-    out["2_vs_health"] = ratio(two, c.get("health", {}).get("rps"))
-    small = s.get("3_history_small", {})
-    large = s.get("3_history_large", {})
-    out["3_history_p50_large_vs_small"] = ratio(large.get("p50_ms"), small.get("p50_ms"))
-    out["3_history_small_vs_health"] = ratio(small.get("rps"), c.get("health", {}).get("rps"))
-    out["3_history_large_vs_health"] = ratio(large.get("rps"), c.get("health", {}).get("rps"))
-    return out
-
-
-# --- reporting -------------------------------------------------------------------------------
-
-
-def _fmt(value: Any, suffix: str = "") -> str:
-    if value is None:
-        return "–"
-    if isinstance(value, float):
-        value = f"{value:,.0f}" if value >= 100 else f"{value:.3g}" if value < 1 else f"{value:.1f}"
-    return f"{value}{suffix}"
-
-
-def _met(ok: bool | None) -> str:
-    return "–" if ok is None else ("met" if ok else "**missed**")
-
-
-def markdown(results: dict[str, Any]) -> str:
-    s, c, r, m = results["scenarios"], results["ceilings"], results["ratios"], results["machine"]
-    quick = results["mode"].startswith("quick")
-    # Busy means other work was competing for the cores when the run started. The load at the
-    # end is the benchmark's own (wrk, the servers, PostgreSQL), so it says nothing about that.
-    load = m["load_average_at_start"][0]
-    busy = load > 0.5 * m["nproc"]
-    lines = []
-    # No heading: the README section that embeds this has its own.
-    if quick:
-        lines += ["**Preliminary: a quick harness run (`--quick`).**", ""]
-    elif busy:
-        lines += [
-            f"**Preliminary: the machine was busy (load average {load:.1f} on "
-            f"{m['nproc']} cores at the start); rerun `make bench` on a quiet machine.**",
-            "",
-        ]
-    lines.append(
-        f"`make bench`, {results['started_at']}: {m['nproc']} × {m['cpu_model']}, "
-        f"PostgreSQL {m['postgresql']}, Redis {m['redis']}, Python {m['python']}, "
-        f"{m['wrk']}. Load average at start {m['load_average_at_start']}, at end "
-        f"{results.get('load_average_at_end')}. Server: {results.get('topology')}. "
-        f"Median of {results['settings']['runs']} runs of {results['settings']['duration_s']} s, "
-        f"{results['settings']['connections']} connections; "
-        f"RATE_LIMIT_MESSAGES={results['settings']['RATE_LIMIT_MESSAGES']} and "
-        f"AGENT_MAX_TURNS={results['settings']['AGENT_MAX_TURNS']} so neither the rate limit "
-        "nor escalation changes the measured path. Raw figures: `bench/results/*.json`; "
-        "method, profile and fixes: [docs/benchmarks.md](docs/benchmarks.md)."
-    )
-    lines += [
-        "",
-        "| scenario | req/s | p50 ms | p99 ms | errors | CPU ms/req | ratio | target |",
-        "|---|---:|---:|---:|---:|---:|---|---|",
-    ]
-
-    def row(label: str, d: dict[str, Any] | None, ratio_text: str = "", target: str = "") -> None:
-        if not d:
-            return
-        lines.append(
-            f"| {label} | {_fmt(d.get('rps'))} | {_fmt(d.get('p50_ms'))} | "
-            f"{_fmt(d.get('p99_ms'))} | {d.get('errors_total', '–')} | "
-            f"{_fmt(d.get('cpu_ms_per_request'))} | {ratio_text} | {target} |"
-        )
-
-    one = s.get("1_process_distinct")
-    if one:
-        ok = (r["1_vs_pgbench"] or 0) >= TARGETS["process_vs_pgbench"] and not one["errors_total"]
-        row(
-            "1 POST /messages/process, own conversations",
-            one,
-            f"{_fmt(r['1_vs_pgbench'])} of pgbench, {_fmt(r['1_vs_health'])} of /health",
-            f"≥ 0.5 of pgbench, 0 errors: {_met(ok)}",
-        )
-    two = s.get("2_process_one_conversation")
-    if two:
-        seq = two.get("seq_check", {})
-        row(
-            "2 … all on one conversation",
-            two,
-            f"{_fmt(r['2_vs_pgbench'])} of pgbench (one conversation)",
-            f"seq gap-free: {_met(seq.get('gap_free'))} ({seq.get('messages')} messages)",
-        )
-    small, large = s.get("3_history_small"), s.get("3_history_large")
-    if small and large:
-        growth = r["3_history_p50_large_vs_small"]
-        flat = growth is not None and growth <= TARGETS["history_p50_growth"]
-        row("3 GET history?limit=50, 50 messages", small, "")
-        row(
-            "3 GET history?limit=50, 50 000 messages",
-            large,
-            f"p50 {_fmt(growth)}× the 50-message one",
-            f"flat: {_met(flat)}",
-        )
-    row("6 ceiling: GET /health (same server)", c.get("health"))
-    for key, label in (
-        ("pgbench_distinct", "6 ceiling: pgbench, process SQL, own conversations"),
-        ("pgbench_one_conversation", "6 ceiling: pgbench, process SQL, one conversation"),
-    ):
-        p = c.get(key)
-        if p:
-            lines.append(
-                f"| {label} | {_fmt(p['tps'])} tps | | | {p['failed_total']} | | "
-                f"avg latency {p['latency_avg_ms']} ms | |"
-            )
-    push = s.get("4_push_latency")
-    if push:
-        lines += [
-            "",
-            "| live push (scenario 4) | clients | messages | p50 ms | p99 ms | "
-            "missing | target p99 < 50 ms |",
-            "|---|---:|---:|---:|---:|---:|---|",
-        ]
-        for label, d in push.items():
-            if "error" in d:
-                lines.append(f"| {label} | – | – | – | – | – | error: {d['error'][:120]} |")
-                continue
-            after = d["after_response"]
-            ok = (
-                after["p99_ms"] is not None and after["p99_ms"] < 50 and not d["deliveries_missing"]
-            )
-            lines.append(
-                f"| {label} | {d['clients']} | {d['messages']} | {after['p50_ms']} | "
-                f"{after['p99_ms']} | {d['deliveries_missing']} | {_met(ok)} |"
-            )
-        lines.append("")
-        lines.append(
-            "Latency is measured from the moment the REST response arrived to the "
-            "moment each client read the agent's reply (negative: the push arrived "
-            "first — it is sent on commit, before the response is written)."
-        )
-    held = s.get("5_held_websockets")
-    if held:
-        ok = held["delivered_after_idle"] >= TARGETS["held_sockets"]
-        lines += [
-            "",
-            f"Held websockets (scenario 5): {held['connected']}/{held['target']} "
-            f"authenticated sockets on {held['ws_processes']} ASGI process(es); "
-            f"{held['alive_after_idle']} alive after {held['idle_seconds']} s idle, "
-            f"{held['delivered_after_idle']} received a message sent after the idle "
-            f"period; RSS {held['rss_mib']['before']} → {held['rss_mib']['after_idle']}"
-            f" MiB ({held['kib_per_connection']} KiB per connection). Target ≥ 1 000: "
-            f"{_met(ok)}.",
-        ]
-    lines.append("")
-    return "\n".join(lines)
-
-
-def splice_readme(summary: str) -> bool:
-    if not README.exists():
-        return False
-    text = README.read_text()
-    if MARK_START not in text or MARK_END not in text:
-        return False
-    head, _, rest = text.partition(MARK_START)
-    _, _, tail = rest.partition(MARK_END)
-    README.write_text(f"{head}{MARK_START}\n{summary}\n{MARK_END}{tail}")
-    return True
 
 
 def build_parser() -> argparse.ArgumentParser:
