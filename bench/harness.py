@@ -159,6 +159,59 @@ class Server:
             return self.process.wait(5)
 
 
+@dataclass
+class PeerServer:
+    """The peer (bench/peer): uvicorn with its worker processes, under our control."""
+
+    env: dict[str, str]
+    port: int
+    workers: int = 2
+    process: subprocess.Popen[bytes] | None = None
+
+    def start(self, log_path: Path) -> None:
+        log = log_path.open("wb")
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "bench.peer",
+                "serve",
+                "--port",
+                str(self.port),
+                "--workers",
+                str(self.workers),
+            ],
+            env=self.env,
+            cwd=BASE_DIR,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            serve.wait_until_up(f"http://127.0.0.1:{self.port}/health", timeout=60)
+        except BaseException:
+            self.stop()
+            raise
+
+    @property
+    def pids(self) -> list[int]:
+        assert self.process is not None
+        return descendants(self.process.pid)
+
+    def stop(self, timeout: float = 30) -> int | None:
+        if self.process is None or self.process.poll() is not None:
+            return self.process.returncode if self.process else None
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            for pid in reversed(self.pids):
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            return self.process.wait(5)
+
+
 def _listening_inodes(port: int) -> set[int]:
     inodes = set()
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
@@ -195,6 +248,7 @@ class WrkResult:
     p99_ms: float
     max_ms: float
     cpu_ms_per_request: float | None = None
+    db_cpu_ms_per_request: float | None = None
     raw: dict[str, Any] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
@@ -211,6 +265,7 @@ def wrk(
     data_file: Path | None = None,
     extra: str = "-",
     cpu_pids: list[int] | None = None,
+    db_pids: list[int] | None = None,
     timeout_s: int = 10,
 ) -> WrkResult:
     """One wrk run with bench/lua/parley.lua; errors = socket errors + non-2xx/3xx + timeouts."""
@@ -230,8 +285,10 @@ def wrk(
         str(threads),
     ]
     cpu_before = cpu_seconds(cpu_pids) if cpu_pids else 0.0
+    db_before = cpu_seconds(db_pids) if db_pids else 0.0
     completed = subprocess.run(command, capture_output=True, text=True, check=False)
     cpu_after = cpu_seconds(cpu_pids) if cpu_pids else 0.0
+    db_after = cpu_seconds(db_pids) if db_pids else 0.0
     match = re.search(r"^WRKJSON (.*)$", completed.stdout, re.MULTILINE)
     if completed.returncode != 0 or match is None:
         raise RuntimeError(
@@ -254,6 +311,9 @@ def wrk(
         cpu_ms_per_request=(
             1000 * (cpu_after - cpu_before) / requests if cpu_pids and requests else None
         ),
+        db_cpu_ms_per_request=(
+            1000 * (db_after - db_before) / requests if db_pids and requests else None
+        ),
         raw=raw,
     )
 
@@ -272,6 +332,7 @@ def median_run(results: list[WrkResult]) -> dict[str, Any]:
         "p90_ms": med("p90_ms"),
         "p99_ms": med("p99_ms"),
         "cpu_ms_per_request": med("cpu_ms_per_request"),
+        "db_cpu_ms_per_request": med("db_cpu_ms_per_request"),
         "errors_total": sum(r.errors for r in results),
         "requests_total": sum(r.requests for r in results),
         "each": [r.as_dict() for r in results],

@@ -5,11 +5,18 @@ from __future__ import annotations
 from typing import Any
 
 TARGETS = {
-    "process_vs_pgbench": 0.5,
+    "process_vs_peer_rps": 1.2,  # Parley's req/s over the peer's, same run
     "push_p99_ms": 50.0,
     "held_sockets": 1000,
     "history_p50_growth": 1.5,  # 50 000 vs 50 messages: "flat" = within noise
 }
+
+
+def _side(scenario: dict[str, Any] | None, side: str = "parley") -> dict[str, Any]:
+    """One side of an A/B scenario (older single-server results: the scenario itself)."""
+    if not scenario:
+        return {}
+    return scenario.get(side, scenario if side == "parley" else {})  # type: ignore[no-any-return]
 
 
 def ratios(results: dict[str, Any]) -> dict[str, Any]:
@@ -19,17 +26,22 @@ def ratios(results: dict[str, Any]) -> dict[str, Any]:
         return round(a / b, 3) if a and b else None
 
     out: dict[str, Any] = {}
-    one = s.get("1_process_distinct", {}).get("rps")
-    two = s.get("2_process_one_conversation", {}).get("rps")
+    for key in (
+        "1_process_distinct",
+        "2_process_one_conversation",
+        "3_history_small",
+        "3_history_large",
+    ):
+        if s.get(key, {}).get("ratio"):
+            out[f"{key}_parley_vs_peer"] = s[key]["ratio"]
+    one = _side(s.get("1_process_distinct")).get("rps")
+    two = _side(s.get("2_process_one_conversation")).get("rps")
     out["1_vs_pgbench"] = ratio(one, c.get("pgbench_distinct", {}).get("tps"))
     out["2_vs_pgbench"] = ratio(two, c.get("pgbench_one_conversation", {}).get("tps"))
     out["1_vs_health"] = ratio(one, c.get("health", {}).get("rps"))
-    out["2_vs_health"] = ratio(two, c.get("health", {}).get("rps"))
-    small = s.get("3_history_small", {})
-    large = s.get("3_history_large", {})
+    small = _side(s.get("3_history_small"))
+    large = _side(s.get("3_history_large"))
     out["3_history_p50_large_vs_small"] = ratio(large.get("p50_ms"), small.get("p50_ms"))
-    out["3_history_small_vs_health"] = ratio(small.get("rps"), c.get("health", {}).get("rps"))
-    out["3_history_large_vs_health"] = ratio(large.get("rps"), c.get("health", {}).get("rps"))
     return out
 
 
@@ -45,9 +57,14 @@ def _met(ok: bool | None) -> str:
     return "–" if ok is None else ("met" if ok else "**missed**")
 
 
+def _ratio_text(value: float | None) -> str:
+    return "–" if value is None else f"{value:.2f}×"
+
+
 def markdown(results: dict[str, Any]) -> str:
     s, c, r, m = results["scenarios"], results["ceilings"], results["ratios"], results["machine"]
     quick = results["mode"].startswith("quick")
+    settings = results["settings"]
     # Busy means other work was competing for the cores when the run started. The load at the
     # end is the benchmark's own (wrk, the servers, PostgreSQL), so it says nothing about that.
     load = m["load_average_at_start"][0]
@@ -55,80 +72,113 @@ def markdown(results: dict[str, Any]) -> str:
     lines = []
     # No heading: the README section that embeds this has its own.
     if quick:
-        lines += ["**Preliminary: a quick harness run (`--quick`).**", ""]
+        lines += ["**Preliminary: a quick run (`--quick`), for iteration.**", ""]
     elif busy:
         lines += [
-            f"**Preliminary: the machine was busy (load average {load:.1f} on "
-            f"{m['nproc']} cores at the start); rerun `make bench` on a quiet machine.**",
+            f"**The machine was busy (load average {load:.1f} on {m['nproc']} cores at the "
+            "start): read the ratios, which both sides share, rather than the absolute "
+            "figures.**",
             "",
         ]
     lines.append(
         f"`make bench`, {results['started_at']}: {m['nproc']} × {m['cpu_model']}, "
         f"PostgreSQL {m['postgresql']}, Redis {m['redis']}, Python {m['python']}, "
         f"{m['wrk']}. Load average at start {m['load_average_at_start']}, at end "
-        f"{results.get('load_average_at_end')}. Server: {results.get('topology')}. "
-        f"Median of {results['settings']['runs']} runs of {results['settings']['duration_s']} s, "
-        f"{results['settings']['connections']} connections; "
-        f"RATE_LIMIT_MESSAGES={results['settings']['RATE_LIMIT_MESSAGES']} and "
-        f"AGENT_MAX_TURNS={results['settings']['AGENT_MAX_TURNS']} so neither the rate limit "
+        f"{results.get('load_average_at_end')}. Parley: {results.get('topology')}. "
+        f"Peer: {results.get('peer', '–')}. Interleaved, {settings['runs']} rounds of "
+        f"{settings['duration_s']} s per side and scenario (median), "
+        f"{settings['connections']} connections, bench/lua/parley.lua; "
+        f"RATE_LIMIT_MESSAGES={settings['RATE_LIMIT_MESSAGES']} and "
+        f"AGENT_MAX_TURNS={settings['AGENT_MAX_TURNS']} so neither the rate limit "
         "nor escalation changes the measured path. Raw figures: `bench/results/*.json`; "
         "method, profile and fixes: [docs/benchmarks.md](docs/benchmarks.md)."
     )
     lines += [
         "",
-        "| scenario | req/s | p50 ms | p99 ms | errors | CPU ms/req | ratio | target |",
-        "|---|---:|---:|---:|---:|---:|---|---|",
+        "| scenario | side | req/s | p50 ms | p99 ms | errors | server CPU ms/req "
+        "| PostgreSQL CPU ms/req |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
     ]
-
-    def row(label: str, d: dict[str, Any] | None, ratio_text: str = "", target: str = "") -> None:
-        if not d:
-            return
+    ab_rows = (
+        ("1_process_distinct", "1 POST /messages/process, own conversations"),
+        ("2_process_one_conversation", "2 … all on one conversation"),
+        ("3_history_small", "3 GET history?limit=50, 50 messages"),
+        ("3_history_large", "3 GET history?limit=50, 50 000 messages"),
+    )
+    for key, label in ab_rows:
+        scenario = s.get(key)
+        if not scenario:
+            continue
+        sides = ("parley", "peer") if "peer" in scenario else ("parley",)
+        for side in sides:
+            d = _side(scenario, side)
+            lines.append(
+                f"| {label} | {'Parley' if side == 'parley' else 'peer'} | {_fmt(d.get('rps'))} "
+                f"| {_fmt(d.get('p50_ms'))} | {_fmt(d.get('p99_ms'))} | "
+                f"{d.get('errors_total', '–')} | {_fmt(d.get('cpu_ms_per_request'))} | "
+                f"{_fmt(d.get('db_cpu_ms_per_request'))} |"
+            )
+        ratio = scenario.get("ratio")
+        if ratio:
+            lines.append(
+                f"| {label} | **Parley / peer** | **{_ratio_text(ratio['rps'])}** | "
+                f"{_ratio_text(ratio['p50_ms'])} | {_ratio_text(ratio['p99_ms'])} | | "
+                f"{_ratio_text(ratio['cpu_ms_per_request'])} | "
+                f"{_ratio_text(ratio['db_cpu_ms_per_request'])} |"
+            )
+    health = c.get("health")
+    if health:
         lines.append(
-            f"| {label} | {_fmt(d.get('rps'))} | {_fmt(d.get('p50_ms'))} | "
-            f"{_fmt(d.get('p99_ms'))} | {d.get('errors_total', '–')} | "
-            f"{_fmt(d.get('cpu_ms_per_request'))} | {ratio_text} | {target} |"
+            f"| 6 ceiling: GET /health (same server) | Parley | {_fmt(health['rps'])} | "
+            f"{_fmt(health['p50_ms'])} | {_fmt(health['p99_ms'])} | {health['errors_total']} | "
+            f"{_fmt(health['cpu_ms_per_request'])} | |"
         )
-
-    one = s.get("1_process_distinct")
-    if one:
-        ok = (r["1_vs_pgbench"] or 0) >= TARGETS["process_vs_pgbench"] and not one["errors_total"]
-        row(
-            "1 POST /messages/process, own conversations",
-            one,
-            f"{_fmt(r['1_vs_pgbench'])} of pgbench, {_fmt(r['1_vs_health'])} of /health",
-            f"≥ 0.5 of pgbench, 0 errors: {_met(ok)}",
-        )
-    two = s.get("2_process_one_conversation")
-    if two:
-        seq = two.get("seq_check", {})
-        row(
-            "2 … all on one conversation",
-            two,
-            f"{_fmt(r['2_vs_pgbench'])} of pgbench (one conversation)",
-            f"seq gap-free: {_met(seq.get('gap_free'))} ({seq.get('messages')} messages)",
-        )
-    small, large = s.get("3_history_small"), s.get("3_history_large")
-    if small and large:
-        growth = r["3_history_p50_large_vs_small"]
-        flat = growth is not None and growth <= TARGETS["history_p50_growth"]
-        row("3 GET history?limit=50, 50 messages", small, "")
-        row(
-            "3 GET history?limit=50, 50 000 messages",
-            large,
-            f"p50 {_fmt(growth)}× the 50-message one",
-            f"flat: {_met(flat)}",
-        )
-    row("6 ceiling: GET /health (same server)", c.get("health"))
     for key, label in (
-        ("pgbench_distinct", "6 ceiling: pgbench, process SQL, own conversations"),
-        ("pgbench_one_conversation", "6 ceiling: pgbench, process SQL, one conversation"),
+        ("pgbench_distinct", "6 ceiling: pgbench, Parley's process SQL, own conversations"),
+        ("pgbench_one_conversation", "6 ceiling: pgbench, Parley's process SQL, one conversation"),
     ):
         p = c.get(key)
         if p:
             lines.append(
-                f"| {label} | {_fmt(p['tps'])} tps | | | {p['failed_total']} | | "
-                f"avg latency {p['latency_avg_ms']} ms | |"
+                f"| {label} | PostgreSQL | {_fmt(p['tps'])} tps | avg {p['latency_avg_ms']} | | "
+                f"{p['failed_total']} | | |"
             )
+
+    # Targets
+    checks = []
+    one = s.get("1_process_distinct")
+    if one and "peer" in one:
+        p, q, ratio = one["parley"], one["peer"], one["ratio"]
+        ok = (
+            (ratio["rps"] or 0) >= TARGETS["process_vs_peer_rps"]
+            and not p["errors_total"]
+            and (p["p99_ms"] or 0) <= (q["p99_ms"] or 0)
+            and (p["cpu_ms_per_request"] or 0) < (q["cpu_ms_per_request"] or 0)
+        )
+        checks.append(
+            f"process ≥ 1.2× the peer's req/s, 0 errors, p99 ≤ the peer's, CPU/request below "
+            f"the peer's: {_ratio_text(ratio['rps'])} req/s, {p['errors_total']} errors, p99 "
+            f"{_ratio_text(ratio['p99_ms'])}, CPU {_ratio_text(ratio['cpu_ms_per_request'])} "
+            f"— {_met(ok)}"
+        )
+    two = s.get("2_process_one_conversation")
+    if two:
+        for side in ("parley", "peer"):
+            seq = _side(two, side).get("seq_check")
+            if seq:
+                checks.append(
+                    f"{side}: seq gap-free on the shared conversation after "
+                    f"{seq.get('messages')} messages — {_met(seq.get('gap_free'))}"
+                )
+    growth = r.get("3_history_p50_large_vs_small")
+    if growth is not None:
+        checks.append(
+            f"history flat from 50 to 50 000 messages (p50 ratio ≤ 1.5): {growth:.2f} — "
+            f"{_met(growth <= TARGETS['history_p50_growth'])}"
+        )
+    if checks:
+        lines += ["", *[f"- {line}" for line in checks]]
+
     push = s.get("4_push_latency")
     if push:
         lines += [

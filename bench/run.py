@@ -1,28 +1,34 @@
-"""`make bench`: Parley's benchmarks against the production profile.
+"""`make bench`: Parley's production profile against the peer, interleaved, in one run.
 
-    .venv/bin/python -m bench.run [--quick] [--runs 3] [--duration 10] [--topology split]
+    .venv/bin/python -m bench.run [--scenarios process,history,...] [--rounds 3] [--seconds 10]
+    BENCH_QUICK=1 .venv/bin/python -m bench.run      # = --quick: process,history, 2 x 5 s
 
-It recreates its own database (BENCH_DATABASE_URL, default
-postgres://postgres@127.0.0.1:5432/parley_bench -- never DATABASE_URL) and uses its own Redis
-database and channel prefix (BENCH_REDIS_URL, default redis://127.0.0.1:6379/3), seeds its own
-customers and tokens through Django (bench/seed.py), starts `config.serving` with
-RATE_LIMIT_MESSAGES=1000000/m (the per-user limit would otherwise turn the load into 429s) and
-AGENT_MAX_TURNS=10^9 (otherwise every conversation escalates after 20 turns and the agent is no
-longer on the measured path), then measures:
+It recreates its own databases (BENCH_DATABASE_URL, default .../parley_bench, and
+BENCH_PEER_DATABASE_URL, default .../parley_peer -- never DATABASE_URL) and uses its own Redis
+database and channel prefix (BENCH_REDIS_URL, default redis://127.0.0.1:6379/3). It seeds
+customers and real access tokens through Django (bench/seed.py), copies the same ids into the
+peer's database (bench/peer), starts `config.serving` (granian WSGI x cores, 4 threads, plus
+uvicorn for websockets) with RATE_LIMIT_MESSAGES=1000000/m and AGENT_MAX_TURNS=10^9 (so the
+per-user limit and the turn limit never change the measured path) and the peer (FastAPI, 2
+uvicorn workers) on the same PostgreSQL, then measures, all with bench/lua/parley.lua and 64
+connections:
 
-1. POST /messages/process, 64 connections, each request on its customer's own conversation
-2. the same, every request on one conversation (row-lock contention) + seq gap-free check
-3. GET /conversations/{id}/history?limit=50 on 50- and 50 000-message conversations
-4. live push latency, 200 websocket clients (one conversation each; and all on one)
-5. idle authenticated websockets held by one ASGI process, and its RSS
-6. ceilings: GET /health on the same server; pgbench with 64 connections running the SQL of
-   one process request (captured from Django, bench/seed.py capture-sql)
+  process      POST /messages/process, each request on its customer's own conversation  (A/B)
+  process_one  the same, every request on one conversation (row-lock contention), then seq
+               checked gap-free on both sides                                            (A/B)
+  history      GET /conversations/{id}/history?limit=50 on 50 and on 50 000 messages     (A/B)
+  push         live push latency, 200 websocket clients (Parley only)
+  held         idle authenticated websockets held by one uvicorn process (Parley only)
+  ceilings     GET /health on the same server; pgbench running the SQL of one process request
 
-wrk figures are the median of --runs runs (default 3); every run is kept in the JSON. CPU
-time of the server processes per request is recorded too: it moves less than req/s when the
-machine is shared. Writes bench/results/results.json and summary.md (--quick:
-preliminary.json / preliminary.md) and splices summary.md into README.md between
-`<!-- bench:start -->` and `<!-- bench:end -->` when both markers exist (full runs only).
+A/B scenarios run Parley and the peer in turns, `--rounds` rounds of `--seconds` each per side,
+alternating which side goes first (A B, B A, A B, ...), so drift in the machine's load falls on
+both. Each side's figure is the median over its rounds; every round is kept. Reported: req/s,
+p50/p99, errors (socket errors, timeouts, non-2xx/3xx), server CPU ms per request (user+system
+of the server's processes from /proc), PostgreSQL CPU ms per request, and the ratio
+Parley/peer. Writes bench/results/results.json and summary.md (--quick: preliminary.*;
+--output: any path) and splices summary.md into README.md between `<!-- bench:start -->` and
+`<!-- bench:end -->` (full runs only).
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -40,6 +47,7 @@ from typing import Any
 
 from bench import harness, ws
 from bench.drivers import median_pgbench, pgbench
+from bench.peer.__main__ import asyncpg_url
 from bench.readme import splice_readme
 from bench.render import markdown, ratios
 from bench.setup import (
@@ -57,6 +65,12 @@ CONNECTIONS = 64
 CUSTOMERS = 256  # > CONNECTIONS: wrk threads take disjoint shares, rotating per request
 PUSH_CLIENTS = 200
 HELD_SOCKETS = 1000
+PEER_WORKERS = 2
+DEFAULT_PEER_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/parley_peer"
+
+
+ALL_SCENARIOS = ("ceilings", "process", "process_one", "history", "push", "held")
+QUICK_SCENARIOS = ("process", "history")
 
 
 class Bench:
@@ -66,12 +80,13 @@ class Bench:
         self.work = Path(tempfile.mkdtemp(prefix="parley-bench-"))
         self.results: dict[str, Any] = {"scenarios": {}, "ceilings": {}}
         self.server: harness.Server | None = None
+        self.peer: harness.PeerServer | None = None
 
     def log(self, message: str) -> None:
         print(f"[bench {time.strftime('%H:%M:%S')}] {message}", flush=True)
 
     # setup
-    def setup(self) -> None:
+    def setup(self, *, peer: bool = False) -> None:
         self.log(f"fresh database {self.env['DATABASE_URL'].rsplit('/', 1)[1]}, migrate, seed")
         reset_database(self.env["DATABASE_URL"])
         flush_redis(self.env["REDIS_URL"])
@@ -118,6 +133,21 @@ class Bench:
         self.history_tsv = harness.write_customers_tsv(
             [history_customer], self.work / "history.tsv"
         )
+        if peer:
+            self.log(f"peer database {peer_database_url().rsplit('/', 1)[1]}: same ids")
+            run_json(
+                [
+                    sys.executable,
+                    "-m",
+                    "bench.peer",
+                    "seed",
+                    "--seed",
+                    str(seed_file),
+                    "--database-url",
+                    peer_database_url(),
+                ],
+                self.env,
+            )
 
     def start_server(self) -> None:
         http_port = harness.free_port()
@@ -160,6 +190,24 @@ class Bench:
         self.results["topology"] = described
         self.log(f"serving: {described}")
 
+    def start_peer(self) -> None:
+        port = harness.free_port()
+        env = dict(
+            self.env,
+            PEER_DATABASE_URL=asyncpg_url(peer_database_url()),
+            # The peer accepts Parley's own access tokens: same key, issuer and audience.
+            PEER_JWT_SIGNING_KEY=self.env["JWT_SIGNING_KEY"],
+            PEER_JWT_ISSUER=self.env.get("JWT_ISSUER", "parley"),
+            PEER_JWT_AUDIENCE=self.env.get("JWT_AUDIENCE", "parley"),
+        )
+        self.peer = harness.PeerServer(env, port, workers=PEER_WORKERS)
+        self.peer.start(self.work / "peer.log")
+        self.peer_url = f"http://127.0.0.1:{port}"
+        self.results["peer"] = (
+            f"FastAPI + SQLAlchemy async + asyncpg + PyJWT, uvicorn x{PEER_WORKERS} on :{port}"
+        )
+        self.log(f"peer: {self.results['peer']}")
+
     # wrk scenarios
     def wrk_scenario(
         self,
@@ -171,6 +219,7 @@ class Bench:
         url: str | None = None,
         connections: int = CONNECTIONS,
     ) -> dict[str, Any]:
+        """Parley alone: warm-up, then `runs` wrk runs; the median of each figure."""
         assert self.server is not None
         url = url or self.http_url
         pids = self.server.pids
@@ -203,54 +252,121 @@ class Bench:
         )
         return summary
 
+    def ab_scenario(self, name: str, *, mode: str, data: Path, extra: str = "-") -> dict[str, Any]:
+        """Parley (A) and the peer (B) in turns, same wrk script, data and connections."""
+        assert self.server is not None
+        assert self.peer is not None
+        sides = {
+            "parley": (self.http_url, self.server.pids),
+            "peer": (self.peer_url, self.peer.pids),
+        }
+        for url, _ in sides.values():
+            harness.wrk(
+                url,
+                mode=mode,
+                connections=CONNECTIONS,
+                duration=self.args.warmup,
+                data_file=data,
+                extra=extra,
+            )
+        runs: dict[str, list[harness.WrkResult]] = {"parley": [], "peer": []}
+        order: list[str] = []
+        for round_index in range(self.args.runs):
+            for side in ("parley", "peer") if round_index % 2 == 0 else ("peer", "parley"):
+                url, pids = sides[side]
+                result = harness.wrk(
+                    url,
+                    mode=mode,
+                    connections=CONNECTIONS,
+                    duration=self.args.duration,
+                    data_file=data,
+                    extra=extra,
+                    cpu_pids=pids,
+                    db_pids=harness.postgres_pids(),
+                )
+                runs[side].append(result)
+                order.append(side)
+                self.log(
+                    f"  {name} round {round_index + 1} {side}: {result.rps:.0f} req/s, "
+                    f"p99 {result.p99_ms:.0f} ms, errors {result.errors}, "
+                    f"{result.cpu_ms_per_request or 0:.2f} CPU ms/req"
+                )
+        out: dict[str, Any] = {side: harness.median_run(r) for side, r in runs.items()}
+        out["order"] = order
+        out["connections"] = CONNECTIONS
+        out["ratio"] = ab_ratio(out["parley"], out["peer"])
+        self.log(
+            f"{name}: Parley {out['parley']['rps']:.0f} req/s vs peer "
+            f"{out['peer']['rps']:.0f} req/s = {out['ratio']['rps']}×; CPU ms/req "
+            f"{out['parley']['cpu_ms_per_request']} vs {out['peer']['cpu_ms_per_request']}"
+        )
+        return out
+
     def run(self) -> dict[str, Any]:
         started = time.monotonic()
+        wanted = set(self.args.scenarios)
+        ab = bool(wanted & {"process", "process_one", "history"})
         self.results["machine"] = machine(self.env)
         self.results["started_at"] = datetime.now(UTC).isoformat(timespec="seconds")
         self.results["mode"] = "quick (preliminary)" if self.args.quick else "full"
         self.results["settings"] = {
+            "scenarios": sorted(wanted),
+            "rounds": self.args.runs,
             "runs": self.args.runs,
             "duration_s": self.args.duration,
             "warmup_s": self.args.warmup,
             "connections": CONNECTIONS,
             "RATE_LIMIT_MESSAGES": self.env["RATE_LIMIT_MESSAGES"],
             "AGENT_MAX_TURNS": self.env["AGENT_MAX_TURNS"],
+            "WSGI_APP": self.env.get("WSGI_APP", "config.wsgi:application"),
         }
-        self.setup()
+        self.setup(peer=ab)
         self.start_server()
-        only = set(self.args.only or [])
-
-        def wanted(key: str) -> bool:
-            return not only or key in only
-
         s, c = self.results["scenarios"], self.results["ceilings"]
         try:
-            if wanted("ceilings"):
+            if ab:
+                self.start_peer()
+            if "ceilings" in wanted:
                 c["health"] = self.wrk_scenario(
                     "ceiling GET /health", mode="get", url=f"{self.http_url}/health"
                 )
-            if wanted("1"):
-                s["1_process_distinct"] = self.wrk_scenario(
-                    "1 process, distinct conversations", mode="process", data=self.customers_tsv
+            if "process" in wanted:
+                s["1_process_distinct"] = self.ab_scenario(
+                    "1 process, own conversations", mode="process", data=self.customers_tsv
                 )
-            if wanted("2"):
-                s["2_process_one_conversation"] = self.wrk_scenario(
+            if "process_one" in wanted:
+                one = self.ab_scenario(
                     "2 process, one conversation", mode="process_one", data=self.customers_tsv
                 )
-                s["2_process_one_conversation"]["seq_check"] = run_json(
+                conversation = str(self.seed["customers"][0]["conversation_id"])
+                one["parley"]["seq_check"] = run_json(
                     [
                         sys.executable,
                         "-m",
                         "bench.seed",
                         "check-seq",
                         "--conversation",
-                        str(self.seed["customers"][0]["conversation_id"]),
+                        conversation,
                     ],
                     self.env,
                 )
-            if wanted("3"):
+                one["peer"]["seq_check"] = run_json(
+                    [
+                        sys.executable,
+                        "-m",
+                        "bench.peer",
+                        "check-seq",
+                        "--conversation",
+                        conversation,
+                        "--database-url",
+                        peer_database_url(),
+                    ],
+                    self.env,
+                )
+                s["2_process_one_conversation"] = one
+            if "history" in wanted:
                 for label in ("small", "large"):
-                    s[f"3_history_{label}"] = self.wrk_scenario(
+                    s[f"3_history_{label}"] = self.ab_scenario(
                         f"3 history limit=50, {label}",
                         mode="history",
                         data=self.history_tsv,
@@ -259,14 +375,16 @@ class Bench:
                     s[f"3_history_{label}"]["conversation_messages"] = (
                         50 if label == "small" else 50_000
                     )
-            if wanted("ceilings"):
+            if "ceilings" in wanted:
                 c["pgbench_distinct"] = self.pgbench("pgbench_process.sql")
                 c["pgbench_one_conversation"] = self.pgbench("pgbench_process_one.sql")
-            if wanted("4"):
+            if "push" in wanted:
                 s["4_push_latency"] = self.push()
-            if wanted("5"):
+            if "held" in wanted:
                 s["5_held_websockets"] = self.held()
         finally:
+            if self.peer is not None:
+                self.results["peer_exit_code"] = self.peer.stop()
             assert self.server is not None
             self.results["server_exit_code"] = self.server.stop()
         self.results["load_average_at_end"] = harness.load_average()
@@ -336,21 +454,55 @@ class Bench:
         return result
 
 
+def ab_ratio(parley: dict[str, Any], peer: dict[str, Any]) -> dict[str, float | None]:
+    """Parley / peer for each figure (req/s: higher is better; the others: lower is better)."""
+
+    def ratio(key: str) -> float | None:
+        a, b = parley.get(key), peer.get(key)
+        return round(a / b, 3) if a and b else None
+
+    return {
+        key: ratio(key)
+        for key in ("rps", "p50_ms", "p99_ms", "cpu_ms_per_request", "db_cpu_ms_per_request")
+    }
+
+
+def peer_database_url() -> str:
+    return os.environ.get("BENCH_PEER_DATABASE_URL", DEFAULT_PEER_DATABASE_URL)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bench.run", description=__doc__.splitlines()[0])
     parser.add_argument(
         "--quick",
         action="store_true",
-        help="3 runs of 3 s, fewer push messages: a harness check (preliminary)",
+        default=os.environ.get("BENCH_QUICK", "") not in ("", "0"),
+        help="process and history only, 2 rounds of 5 s: for iteration (preliminary; also "
+        "BENCH_QUICK=1)",
     )
-    parser.add_argument("--runs", type=int, default=None)
-    parser.add_argument("--duration", type=float, default=None, help="seconds per wrk run")
+    parser.add_argument(
+        "--scenarios",
+        type=lambda text: [part.strip() for part in text.split(",") if part.strip()],
+        default=None,
+        help=f"comma-separated, from {','.join(ALL_SCENARIOS)} (default: all; --quick: "
+        f"{','.join(QUICK_SCENARIOS)})",
+    )
+    parser.add_argument(
+        "--rounds", "--runs", dest="runs", type=int, default=None, help="rounds (default 3)"
+    )
+    parser.add_argument(
+        "--seconds",
+        "--duration",
+        dest="duration",
+        type=float,
+        default=None,
+        help="seconds per wrk run (default 10)",
+    )
     parser.add_argument("--warmup", type=float, default=None)
     parser.add_argument("--topology", choices=["split", "asgi"], default="split")
     parser.add_argument("--wsgi-server", choices=["granian", "gunicorn"], default=None)
     parser.add_argument("--front", choices=["none", "nginx"], default="none")
     parser.add_argument("--threads", type=int, default=None)
-    parser.add_argument("--only", nargs="*", choices=["ceilings", "1", "2", "3", "4", "5"])
     parser.add_argument(
         "--output",
         type=Path,
@@ -389,9 +541,13 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.render:
         return render(args.render)
-    args.runs = args.runs or 3
-    args.duration = args.duration or (3 if args.quick else 10)
-    args.warmup = args.warmup or (1 if args.quick else 2)
+    args.scenarios = args.scenarios or list(QUICK_SCENARIOS if args.quick else ALL_SCENARIOS)
+    unknown = set(args.scenarios) - set(ALL_SCENARIOS)
+    if unknown:
+        raise SystemExit(f"unknown scenarios {sorted(unknown)}; choose from {ALL_SCENARIOS}")
+    args.runs = args.runs or (2 if args.quick else 3)
+    args.duration = args.duration or (5 if args.quick else 10)
+    args.warmup = args.warmup or 2
     bench = Bench(args)
     results = bench.run()
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)

@@ -90,7 +90,9 @@ def machine(env: dict[str, str]) -> dict[str, Any]:
         ),
         platform.processor(),
     )
-    with psycopg.connect(env["DATABASE_URL"]) as conn:
+    # The server's own database: the benchmark's may not exist yet.
+    info = psycopg.conninfo.conninfo_to_dict(env["DATABASE_URL"])
+    with psycopg.connect(**dict(info, dbname="postgres")) as conn:
         pg_version = conn.execute("SHOW server_version").fetchone()[0]  # type: ignore[index]
         pg_max_conn = conn.execute("SHOW max_connections").fetchone()[0]  # type: ignore[index]
     client = redis.Redis.from_url(env["REDIS_URL"])
