@@ -84,9 +84,9 @@ def ensure_database(database_url: str) -> None:
     from psycopg import sql
 
     info = psycopg.conninfo.conninfo_to_dict(database_url)
-    name = info.get("dbname") or "postgres"
-    admin = dict(info, dbname="postgres")
-    with psycopg.connect(**admin, autocommit=True) as conn:
+    name = str(info.get("dbname") or "postgres")
+    admin = psycopg.conninfo.make_conninfo(database_url, dbname="postgres")
+    with psycopg.connect(admin, autocommit=True) as conn:
         exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
         if not exists:
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
