@@ -66,6 +66,24 @@ def cpu_seconds(pids: list[int]) -> float:
     return total / CLOCK_TICKS
 
 
+def cpu_by_pid(pids: list[int]) -> dict[int, float]:
+    """user+system CPU seconds of each process still alive."""
+    found = {}
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        found[pid] = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+    return found
+
+
+def cpu_delta(before: dict[int, float], after: dict[int, float]) -> float:
+    """CPU spent between two snapshots by processes alive at both (a PostgreSQL backend that
+    exited in between took its counters with it)."""
+    return sum(after[pid] - before[pid] for pid in before.keys() & after.keys())
+
+
 def rss_mib(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -285,10 +303,10 @@ def wrk(
         str(threads),
     ]
     cpu_before = cpu_seconds(cpu_pids) if cpu_pids else 0.0
-    db_before = cpu_seconds(db_pids) if db_pids else 0.0
+    db_before = cpu_by_pid(db_pids) if db_pids else {}
     completed = subprocess.run(command, capture_output=True, text=True, check=False)
     cpu_after = cpu_seconds(cpu_pids) if cpu_pids else 0.0
-    db_after = cpu_seconds(db_pids) if db_pids else 0.0
+    db_after = cpu_by_pid(db_pids) if db_pids else {}
     match = re.search(r"^WRKJSON (.*)$", completed.stdout, re.MULTILINE)
     if completed.returncode != 0 or match is None:
         raise RuntimeError(
@@ -312,7 +330,7 @@ def wrk(
             1000 * (cpu_after - cpu_before) / requests if cpu_pids and requests else None
         ),
         db_cpu_ms_per_request=(
-            1000 * (db_after - db_before) / requests if db_pids and requests else None
+            1000 * cpu_delta(db_before, db_after) / requests if db_pids and requests else None
         ),
         raw=raw,
     )
