@@ -14,6 +14,8 @@ loop's included) of:
            fastpath.turn_write alone (autocommit: the statement is its own transaction)
   auth     accounts.auth.principal_from_access_token (ORM user + deny-list query), against
            the same checks on fastpath.user_with_revocation
+  context  messaging.selectors.conversation_with_recent_messages (the agent's context, ORM)
+           against fastpath.conversation_with_recent_messages
   binding  each of the above on a second connection alias with psycopg server-side binding
            (OPTIONS server_side_binding=True; psycopg prepares a statement after 5 runs)
 
@@ -102,7 +104,7 @@ def pieces(calls: int, rounds: int) -> dict[str, Any]:
         token_matches_password,
     )
     from config.errors import NotAuthenticated
-    from messaging import fastpath, services
+    from messaging import fastpath, selectors, services
     from messaging.models import Conversation, Message
 
     services.publish_on_commit = lambda events: None  # type: ignore[assignment]
@@ -233,6 +235,20 @@ def pieces(calls: int, rounds: int) -> dict[str, Any]:
 
         return call
 
+    def orm_context() -> None:
+        user, conversation_id, _ = nxt()
+        conversation, _recent = selectors.conversation_with_recent_messages(
+            customer=user, conversation_id=conversation_id
+        )
+        assert conversation is not None
+
+    def fast_context() -> None:
+        user, conversation_id, _ = nxt()
+        conversation, _recent = fastpath.conversation_with_recent_messages(
+            customer_id=user.pk, conversation_id=conversation_id
+        )
+        assert conversation is not None
+
     def jwt_only() -> None:
         _, _, raw = nxt()
         ParleyAccessToken(raw)  # type: ignore[arg-type]
@@ -244,6 +260,8 @@ def pieces(calls: int, rounds: int) -> dict[str, Any]:
         "auth: principal_from_access_token (ORM)": orm_auth("default"),
         "auth: same checks on fastpath.user_with_revocation": fast_auth("default"),
         "auth: JWT decode + claim checks only (simplejwt)": jwt_only,
+        "context: selectors.conversation_with_recent_messages (ORM)": orm_context,
+        "context: fastpath.conversation_with_recent_messages": fast_context,
         "write: ORM, server-side binding": orm_write(SSB),
         "write: fastpath.turn_write in atomic, server-side binding": fast_write(SSB, True),
         "write: fastpath.turn_write, autocommit, server-side binding": fast_write(SSB, False),
@@ -288,6 +306,10 @@ def pieces(calls: int, rounds: int) -> dict[str, Any]:
             "auth ORM / fast": ratio(
                 "auth: principal_from_access_token (ORM)",
                 "auth: same checks on fastpath.user_with_revocation",
+            ),
+            "context ORM / fast": ratio(
+                "context: selectors.conversation_with_recent_messages (ORM)",
+                "context: fastpath.conversation_with_recent_messages",
             ),
             "write ORM: client / server-side binding": ratio(
                 "write: ORM (lock + append + save, atomic)", "write: ORM, server-side binding"

@@ -257,19 +257,28 @@ def _user_sql() -> tuple[str, tuple[str, ...]]:
     return sql, fields
 
 
-def _converters(connection: Any) -> list[tuple[int, list[Any], Any]]:
-    """The ORM's from-database converters for the user's columns on this connection (SQLite:
-    booleans and datetimes arrive as int/str)."""
-    cached = getattr(connection, "_parley_user_converters", None)
+def _converters(model: Any, connection: Any) -> list[tuple[int, list[Any], Any]]:
+    """The ORM's from-database converters for a model's columns on this connection (SQLite:
+    booleans and datetimes arrive as int/str; JSON as text everywhere)."""
+    cache_name = f"_parley_converters_{model._meta.label_lower}"
+    cached = getattr(connection, cache_name, None)
     if cached is None:
         cached = []
-        for index, field in enumerate(User._meta.concrete_fields):
-            col = field.get_col(_table(User))
+        for index, field in enumerate(model._meta.concrete_fields):
+            col = field.get_col(_table(model))
             found = connection.ops.get_db_converters(col) + col.get_db_converters(connection)
             if found:
                 cached.append((index, found, col))
-        connection._parley_user_converters = cached
+        setattr(connection, cache_name, cached)
     return cached  # type: ignore[no-any-return]
+
+
+def _instance(model: Any, values: list[Any], connection: Any, using: str) -> Any:
+    """A model instance from one row of its concrete columns, as the ORM would build it."""
+    for index, converters, col in _converters(model, connection):
+        for converter in converters:
+            values[index] = converter(values[index], col, connection)
+    return model.from_db(using, [f.attname for f in model._meta.concrete_fields], values)
 
 
 def user_with_revocation(
@@ -282,14 +291,61 @@ def user_with_revocation(
     if not is_possible_id(user_id):
         return None
     connection = connections[using]
-    sql, fields = _user_sql()
+    sql, _ = _user_sql()
     with connection.cursor() as cursor:
         cursor.execute(sql, [jti, user_id])
         row = cursor.fetchone()
     if row is None:
         return None
-    values = list(row[:-1])
-    for index, converters, col in _converters(connection):
-        for converter in converters:
-            values[index] = converter(values[index], col, connection)
-    return User.from_db(using, list(fields), values), bool(row[-1])
+    return _instance(User, list(row[:-1]), connection, using), bool(row[-1])
+
+
+# --- the agent's context -------------------------------------------------------------------------
+
+RECENT_MESSAGES = 10  # as messaging.selectors.RECENT_MESSAGES_FOR_AGENT
+
+
+@cache
+def _recent_sql() -> str:
+    conv_fields = Conversation._meta.concrete_fields
+    message_fields = Message._meta.concrete_fields
+    columns = ", ".join(
+        [f"c.{f.column}" for f in conv_fields] + [f"m.{f.column}" for f in message_fields]
+    )
+    last_seq = _column(Conversation, "last_seq")
+    # seq runs 1..last_seq without gaps (written only under the row lock), so "seq above
+    # last_seq - N" is the last N messages, read through the (conversation, seq) unique index;
+    # the LEFT JOIN keeps a conversation that has no messages yet.
+    return (
+        f"SELECT {columns} FROM {_table(Conversation)} c "  # noqa: S608 - model names
+        f"LEFT JOIN {_table(Message)} m ON m.{_column(Message, 'conversation')} = c.id "
+        f"AND m.{_column(Message, 'seq')} > c.{last_seq} - {RECENT_MESSAGES} "
+        f"WHERE c.id = %s AND c.{_column(Conversation, 'customer')} = %s "
+        f"ORDER BY m.{_column(Message, 'seq')}"
+    )
+
+
+def conversation_with_recent_messages(
+    *, customer_id: int, conversation_id: int, using: str = "default"
+) -> tuple[Conversation | None, list[Message]]:
+    """`messaging.selectors.conversation_with_recent_messages` in one fixed statement: the
+    customer's own conversation and its last messages, oldest first; (None, []) when the
+    conversation is missing or someone else's."""
+    if not is_possible_id(conversation_id):
+        return None, []
+    connection = connections[using]
+    with connection.cursor() as cursor:
+        cursor.execute(_recent_sql(), [conversation_id, customer_id])
+        rows = cursor.fetchall()
+    if not rows:
+        return None, []
+    width = len(Conversation._meta.concrete_fields)
+    conversation = _instance(Conversation, list(rows[0][:width]), connection, using)
+    messages = []
+    for row in rows:
+        if row[width] is None:  # no messages yet
+            continue
+        message = _instance(Message, list(row[width:]), connection, using)
+        message._state.fields_cache["conversation"] = conversation
+        messages.append(message)
+    return conversation, messages

@@ -310,3 +310,67 @@ def test_user_lookup_is_one_statement(customer: User) -> None:
     with CaptureQueriesContext(connection) as captured:
         fastpath.user_with_revocation(user_id=customer.pk, jti="x")
     assert len(captured.captured_queries) == 1
+
+
+# --- conversation_with_recent_messages ---------------------------------------------------------
+
+
+def _as_rows(conversation: Any, messages: list[Any]) -> tuple[Any, ...]:
+    if conversation is None:
+        return None, []
+    return (
+        tuple(getattr(conversation, f.attname) for f in Conversation._meta.concrete_fields),
+        [tuple(getattr(m, f.attname) for f in Message._meta.concrete_fields) for m in messages],
+    )
+
+
+@pytest.mark.parametrize("messages", [0, 1, 9, 10, 11, 25])
+def test_recent_messages_equal_the_selector(customer: User, messages: int) -> None:
+    from messaging import selectors
+
+    conversation = ConversationFactory(customer=customer)
+    for seq in range(1, messages + 1):
+        MessageFactory(
+            conversation=conversation,
+            seq=seq,
+            content=f"m{seq}",
+            role=Message.Role.AGENT if seq % 2 == 0 else Message.Role.CUSTOMER,
+            metadata={"n": seq} if seq % 2 == 0 else {},
+            intent="account" if seq % 3 == 0 else None,
+            confidence=0.5 if seq % 3 == 0 else None,
+        )
+
+    fast = fastpath.conversation_with_recent_messages(
+        customer_id=customer.pk, conversation_id=conversation.pk
+    )
+    general = selectors.conversation_with_recent_messages(
+        customer=customer, conversation_id=conversation.pk
+    )
+
+    assert _as_rows(*fast) == _as_rows(*general)
+    assert [m.seq for m in fast[1]] == list(range(max(1, messages - 9), messages + 1))
+
+
+def test_recent_messages_of_someone_elses_conversation(
+    customer: User, other_customer: User
+) -> None:
+    theirs = seeded(other_customer)
+    assert fastpath.conversation_with_recent_messages(
+        customer_id=customer.pk, conversation_id=theirs.pk
+    ) == (None, [])
+
+
+@pytest.mark.parametrize("conversation_id", [0, -1, MAX_ID + 1])
+def test_recent_messages_impossible_id(customer: User, conversation_id: int) -> None:
+    assert fastpath.conversation_with_recent_messages(
+        customer_id=customer.pk, conversation_id=conversation_id
+    ) == (None, [])
+
+
+def test_recent_messages_is_one_statement(customer: User) -> None:
+    conversation = seeded(customer, messages=12)
+    with CaptureQueriesContext(connection) as captured:
+        fastpath.conversation_with_recent_messages(
+            customer_id=customer.pk, conversation_id=conversation.pk
+        )
+    assert len(captured.captured_queries) == 1
