@@ -58,7 +58,7 @@ lint: dev-install  ## ruff, mypy and the migrations check
 	$(PYTHON) manage.py makemigrations --check --dry-run
 
 serve: install  ## Production profile on PostgreSQL + Redis (see docs/operations.md)
-	$(PYTHON) -m bench.serve
+	$(PYTHON) -m config.serving
 
 bench-deps: $(VENV)/.bench-installed  ## wrk and pgbench (system packages) and the profiling tools
 	@command -v pgbench >/dev/null 2>&1 || { echo "pgbench missing: install postgresql-client" >&2; exit 1; }

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench import serve
+from config.serving import serve
 
 BASE_DIR = serve.BASE_DIR
 LUA = BASE_DIR / "bench" / "lua" / "parley.lua"
@@ -66,6 +66,24 @@ def cpu_seconds(pids: list[int]) -> float:
     return total / CLOCK_TICKS
 
 
+def cpu_by_pid(pids: list[int]) -> dict[int, float]:
+    """user+system CPU seconds of each process still alive."""
+    found = {}
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        found[pid] = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+    return found
+
+
+def cpu_delta(before: dict[int, float], after: dict[int, float]) -> float:
+    """CPU spent between two snapshots by processes alive at both (a PostgreSQL backend that
+    exited in between took its counters with it)."""
+    return sum(after[pid] - before[pid] for pid in before.keys() & after.keys())
+
+
 def rss_mib(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -87,7 +105,7 @@ def postgres_pids() -> list[int]:
 
 @dataclass
 class Server:
-    """The production profile (bench/serve.py's plan) running under our control."""
+    """The production profile (config/serving/serve.py's plan) running under our control."""
 
     args: list[str]
     env: dict[str, str]
@@ -100,7 +118,7 @@ class Server:
         self.log_path = log_path
         log = log_path.open("wb")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "bench.serve", "--no-prepare", *self.args],
+            [sys.executable, "-m", "config.serving", "--no-prepare", *self.args],
             env=self.env,
             cwd=BASE_DIR,
             stdout=log,
@@ -134,15 +152,68 @@ class Server:
         return found
 
     def asgi_pids(self) -> list[int]:
-        """The uvicorn worker processes (bench.serving)."""
+        """The uvicorn worker processes (config.serving.asgi_graceful)."""
         found = []
         for pid in self.pids:
             try:
-                if b"bench.serving" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                if serve.ASGI_MODULE.encode() in Path(f"/proc/{pid}/cmdline").read_bytes():
                     found.append(pid)
             except OSError:
                 continue
         return found
+
+    def stop(self, timeout: float = 30) -> int | None:
+        if self.process is None or self.process.poll() is not None:
+            return self.process.returncode if self.process else None
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            for pid in reversed(self.pids):
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            return self.process.wait(5)
+
+
+@dataclass
+class PeerServer:
+    """The peer (bench/peer): uvicorn with its worker processes, under our control."""
+
+    env: dict[str, str]
+    port: int
+    workers: int = 2
+    process: subprocess.Popen[bytes] | None = None
+
+    def start(self, log_path: Path) -> None:
+        log = log_path.open("wb")
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "bench.peer",
+                "serve",
+                "--port",
+                str(self.port),
+                "--workers",
+                str(self.workers),
+            ],
+            env=self.env,
+            cwd=BASE_DIR,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            serve.wait_until_up(f"http://127.0.0.1:{self.port}/health", timeout=60)
+        except BaseException:
+            self.stop()
+            raise
+
+    @property
+    def pids(self) -> list[int]:
+        assert self.process is not None
+        return descendants(self.process.pid)
 
     def stop(self, timeout: float = 30) -> int | None:
         if self.process is None or self.process.poll() is not None:
@@ -195,6 +266,7 @@ class WrkResult:
     p99_ms: float
     max_ms: float
     cpu_ms_per_request: float | None = None
+    db_cpu_ms_per_request: float | None = None
     raw: dict[str, Any] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
@@ -211,6 +283,7 @@ def wrk(
     data_file: Path | None = None,
     extra: str = "-",
     cpu_pids: list[int] | None = None,
+    db_pids: list[int] | None = None,
     timeout_s: int = 10,
 ) -> WrkResult:
     """One wrk run with bench/lua/parley.lua; errors = socket errors + non-2xx/3xx + timeouts."""
@@ -230,8 +303,10 @@ def wrk(
         str(threads),
     ]
     cpu_before = cpu_seconds(cpu_pids) if cpu_pids else 0.0
+    db_before = cpu_by_pid(db_pids) if db_pids else {}
     completed = subprocess.run(command, capture_output=True, text=True, check=False)
     cpu_after = cpu_seconds(cpu_pids) if cpu_pids else 0.0
+    db_after = cpu_by_pid(db_pids) if db_pids else {}
     match = re.search(r"^WRKJSON (.*)$", completed.stdout, re.MULTILINE)
     if completed.returncode != 0 or match is None:
         raise RuntimeError(
@@ -254,6 +329,9 @@ def wrk(
         cpu_ms_per_request=(
             1000 * (cpu_after - cpu_before) / requests if cpu_pids and requests else None
         ),
+        db_cpu_ms_per_request=(
+            1000 * cpu_delta(db_before, db_after) / requests if db_pids and requests else None
+        ),
         raw=raw,
     )
 
@@ -272,6 +350,7 @@ def median_run(results: list[WrkResult]) -> dict[str, Any]:
         "p90_ms": med("p90_ms"),
         "p99_ms": med("p99_ms"),
         "cpu_ms_per_request": med("cpu_ms_per_request"),
+        "db_cpu_ms_per_request": med("db_cpu_ms_per_request"),
         "errors_total": sum(r.errors for r in results),
         "requests_total": sum(r.requests for r in results),
         "each": [r.as_dict() for r in results],

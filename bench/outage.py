@@ -256,7 +256,6 @@ def main(argv: list[str] | None = None) -> int:
         runs=1,
         duration=1,
         warmup=1,
-        only=None,
         topology="split",
         wsgi_server=None,
         threads=None,

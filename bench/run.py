@@ -1,28 +1,34 @@
-"""`make bench`: Parley's benchmarks against the production profile.
+"""`make bench`: Parley's production profile against the peer, interleaved, in one run.
 
-    .venv/bin/python -m bench.run [--quick] [--runs 3] [--duration 10] [--topology split]
+    .venv/bin/python -m bench.run [--scenarios process,history,...] [--rounds 3] [--seconds 10]
+    BENCH_QUICK=1 .venv/bin/python -m bench.run      # = --quick: process,history, 2 x 5 s
 
-It recreates its own database (BENCH_DATABASE_URL, default
-postgres://postgres@127.0.0.1:5432/parley_bench -- never DATABASE_URL) and uses its own Redis
-database and channel prefix (BENCH_REDIS_URL, default redis://127.0.0.1:6379/3), seeds its own
-customers and tokens through Django (bench/seed.py), starts `bench.serve` with
-RATE_LIMIT_MESSAGES=1000000/m (the per-user limit would otherwise turn the load into 429s) and
-AGENT_MAX_TURNS=10^9 (otherwise every conversation escalates after 20 turns and the agent is no
-longer on the measured path), then measures:
+It recreates its own databases (BENCH_DATABASE_URL, default .../parley_bench, and
+BENCH_PEER_DATABASE_URL, default .../parley_peer -- never DATABASE_URL) and uses its own Redis
+database and channel prefix (BENCH_REDIS_URL, default redis://127.0.0.1:6379/3). It seeds
+customers and real access tokens through Django (bench/seed.py), copies the same ids into the
+peer's database (bench/peer), starts `config.serving` (granian WSGI x cores, 4 threads, plus
+uvicorn for websockets) with RATE_LIMIT_MESSAGES=1000000/m and AGENT_MAX_TURNS=10^9 (so the
+per-user limit and the turn limit never change the measured path) and the peer (FastAPI, 2
+uvicorn workers) on the same PostgreSQL, then measures, all with bench/lua/parley.lua and 64
+connections:
 
-1. POST /messages/process, 64 connections, each request on its customer's own conversation
-2. the same, every request on one conversation (row-lock contention) + seq gap-free check
-3. GET /conversations/{id}/history?limit=50 on 50- and 50 000-message conversations
-4. live push latency, 200 websocket clients (one conversation each; and all on one)
-5. idle authenticated websockets held by one ASGI process, and its RSS
-6. ceilings: GET /health on the same server; pgbench with 64 connections running the SQL of
-   one process request (captured from Django, bench/seed.py capture-sql)
+  process      POST /messages/process, each request on its customer's own conversation  (A/B)
+  process_one  the same, every request on one conversation (row-lock contention), then seq
+               checked gap-free on both sides                                            (A/B)
+  history      GET /conversations/{id}/history?limit=50 on 50 and on 50 000 messages     (A/B)
+  push         live push latency, 200 websocket clients (Parley only)
+  held         idle authenticated websockets held by one uvicorn process (Parley only)
+  ceilings     GET /health on the same server; pgbench running the SQL of one process request
 
-wrk figures are the median of --runs runs (default 3); every run is kept in the JSON. CPU
-time of the server processes per request is recorded too: it moves less than req/s when the
-machine is shared. Writes bench/results/results.json and summary.md (--quick:
-preliminary.json / preliminary.md) and splices summary.md into README.md between
-`<!-- bench:start -->` and `<!-- bench:end -->` when both markers exist (full runs only).
+A/B scenarios run Parley and the peer in turns, `--rounds` rounds of `--seconds` each per side,
+alternating which side goes first (A B, B A, A B, ...), so drift in the machine's load falls on
+both. Each side's figure is the median over its rounds; every round is kept. Reported: req/s,
+p50/p99, errors (socket errors, timeouts, non-2xx/3xx), server CPU ms per request (user+system
+of the server's processes from /proc), PostgreSQL CPU ms per request, and the ratio
+Parley/peer. Writes bench/results/results.json and summary.md (--quick: preliminary.*;
+--output: any path) and splices summary.md into README.md between `<!-- bench:start -->` and
+`<!-- bench:end -->` (full runs only).
 """
 
 from __future__ import annotations
@@ -30,8 +36,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import platform
-import re
+import os
 import subprocess
 import sys
 import tempfile
@@ -40,196 +45,32 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import harness, serve, ws
+from bench import harness, ws
+from bench.drivers import median_pgbench, pgbench
+from bench.peer.__main__ import asyncpg_url
+from bench.readme import splice_readme
+from bench.render import markdown, ratios
+from bench.setup import (
+    BASE_DIR,
+    RESULTS_DIR,
+    bench_env,
+    flush_redis,
+    machine,
+    reset_database,
+    run_json,
+)
+from config.serving import serve
 
-BASE_DIR = serve.BASE_DIR
-RESULTS_DIR = BASE_DIR / "bench" / "results"
-README = BASE_DIR / "README.md"
-MARK_START, MARK_END = "<!-- bench:start -->", "<!-- bench:end -->"
-
-DEFAULT_BENCH_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/parley_bench"
-DEFAULT_BENCH_REDIS_URL = "redis://127.0.0.1:6379/3"
 CONNECTIONS = 64
 CUSTOMERS = 256  # > CONNECTIONS: wrk threads take disjoint shares, rotating per request
 PUSH_CLIENTS = 200
 HELD_SOCKETS = 1000
-
-TARGETS = {
-    "process_vs_pgbench": 0.5,
-    "push_p99_ms": 50.0,
-    "held_sockets": 1000,
-    "history_p50_growth": 1.5,  # 50 000 vs 50 messages: "flat" = within noise
-}
+PEER_WORKERS = 2
+DEFAULT_PEER_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/parley_peer"
 
 
-def bench_env(args: argparse.Namespace) -> dict[str, str]:
-    import os
-
-    return serve.production_env(
-        {
-            "DATABASE_URL": os.environ.get("BENCH_DATABASE_URL", DEFAULT_BENCH_DATABASE_URL),
-            "REDIS_URL": os.environ.get("BENCH_REDIS_URL", DEFAULT_BENCH_REDIS_URL),
-            # Pub/sub channels ignore Redis database numbers: a prefix of our own keeps other
-            # Parley processes on this Redis (tests, make serve) out of our groups.
-            "CHANNEL_PREFIX": f"parley-bench-{os.getpid()}",
-            "CACHE_KEY_PREFIX": "parley-bench",
-            "RATE_LIMIT_MESSAGES": "1000000/m",
-            "AGENT_MAX_TURNS": "1000000000",
-            "ACCESS_TOKEN_MINUTES": "180",
-            "LOG_LEVEL": "WARNING",
-            "SECURE_SSL_REDIRECT": "0",
-        }
-    )
-
-
-# --- setup ------------------------------------------------------------------------------------
-
-
-def reset_database(url: str) -> None:
-    import psycopg
-    from psycopg import sql
-
-    info = psycopg.conninfo.conninfo_to_dict(url)
-    name = info["dbname"]
-    if not str(name).startswith("parley_bench"):
-        raise SystemExit(f"refusing to drop {name!r}: bench databases are named parley_bench*")
-    with psycopg.connect(**dict(info, dbname="postgres"), autocommit=True) as conn:
-        conn.execute(
-            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-        )
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-
-
-def flush_redis(url: str) -> None:
-    import redis
-
-    client = redis.Redis.from_url(url)
-    try:
-        client.flushdb()
-    finally:
-        client.close()
-
-
-def run_json(command: list[str], env: dict[str, str]) -> dict[str, Any]:
-    completed = subprocess.run(
-        command, env=env, cwd=BASE_DIR, capture_output=True, text=True, check=False
-    )
-    if completed.returncode != 0:
-        raise SystemExit(f"{' '.join(command)} failed:\n{completed.stdout}{completed.stderr}")
-    return json.loads(completed.stdout.strip().splitlines()[-1])
-
-
-def machine(env: dict[str, str]) -> dict[str, Any]:
-    import importlib.metadata as md
-
-    import psycopg
-    import redis
-
-    cpu = next(
-        (
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if line.startswith("model name")
-        ),
-        platform.processor(),
-    )
-    with psycopg.connect(env["DATABASE_URL"]) as conn:
-        pg_version = conn.execute("SHOW server_version").fetchone()[0]  # type: ignore[index]
-        pg_max_conn = conn.execute("SHOW max_connections").fetchone()[0]  # type: ignore[index]
-    client = redis.Redis.from_url(env["REDIS_URL"])
-    redis_version = client.info("server")["redis_version"]
-    client.close()
-    wrk_version = (
-        subprocess.run(["wrk", "--version"], capture_output=True, text=True, check=False)
-        .stdout.split("\n")[0]
-        .strip()
-    )
-    versions = {}
-    for package in (
-        "Django",
-        "django-ninja",
-        "granian",
-        "uvicorn",
-        "gunicorn",
-        "channels",
-        "channels-redis",
-        "redis",
-        "psycopg",
-        "psycopg-pool",
-        "websockets",
-    ):
-        try:
-            versions[package] = md.version(package)
-        except md.PackageNotFoundError:
-            versions[package] = None
-    return {
-        "nproc": serve.cpu_count(),
-        "cpu_model": cpu,
-        "memory_gib": round(int(Path("/proc/meminfo").read_text().split()[1]) / 2**20, 1),
-        "kernel": platform.release(),
-        "python": platform.python_version(),
-        "postgresql": pg_version,
-        "postgresql_max_connections": pg_max_conn,
-        "redis": redis_version,
-        "wrk": wrk_version,
-        "packages": versions,
-        "load_average_at_start": harness.load_average(),
-    }
-
-
-# --- pgbench ------------------------------------------------------------------------------
-
-
-def pgbench(script: Path, *, url: str, clients: int, duration: float) -> dict[str, Any]:
-    import psycopg
-
-    info = psycopg.conninfo.conninfo_to_dict(url)
-    command = [
-        harness.require_tool("pgbench", "postgresql-client"),
-        "-n",
-        "-c",
-        str(clients),
-        "-j",
-        "2",
-        "-T",
-        str(max(1, round(duration))),
-        "-f",
-        str(script),
-        "-h",
-        str(info.get("host", "127.0.0.1")),
-        "-p",
-        str(info.get("port", 5432)),
-        "-U",
-        str(info.get("user", "postgres")),
-        str(info["dbname"]),
-    ]
-    completed = subprocess.run(command, capture_output=True, text=True, check=False)
-    out = completed.stdout + completed.stderr
-    tps = re.search(r"tps = ([\d.]+) \(without initial", out)
-    latency = re.search(r"latency average = ([\d.]+) ms", out)
-    failed = re.search(r"number of failed transactions: (\d+)", out)
-    if completed.returncode != 0 or tps is None:
-        raise RuntimeError(f"pgbench failed ({completed.returncode}):\n{out}")
-    return {
-        "tps": float(tps.group(1)),
-        "latency_avg_ms": float(latency.group(1)) if latency else None,
-        "failed": int(failed.group(1)) if failed else 0,
-    }
-
-
-def median_pgbench(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    import statistics
-
-    return {
-        "runs": len(runs),
-        "tps": round(statistics.median(r["tps"] for r in runs), 1),
-        "latency_avg_ms": round(statistics.median(r["latency_avg_ms"] for r in runs), 2),
-        "failed_total": sum(r["failed"] for r in runs),
-        "each": runs,
-    }
-
-
-# --- the run -----------------------------------------------------------------------------------
+ALL_SCENARIOS = ("ceilings", "process", "process_one", "history", "push", "held")
+QUICK_SCENARIOS = ("process", "history")
 
 
 class Bench:
@@ -239,12 +80,13 @@ class Bench:
         self.work = Path(tempfile.mkdtemp(prefix="parley-bench-"))
         self.results: dict[str, Any] = {"scenarios": {}, "ceilings": {}}
         self.server: harness.Server | None = None
+        self.peer: harness.PeerServer | None = None
 
     def log(self, message: str) -> None:
         print(f"[bench {time.strftime('%H:%M:%S')}] {message}", flush=True)
 
     # setup
-    def setup(self) -> None:
+    def setup(self, *, peer: bool = False) -> None:
         self.log(f"fresh database {self.env['DATABASE_URL'].rsplit('/', 1)[1]}, migrate, seed")
         reset_database(self.env["DATABASE_URL"])
         flush_redis(self.env["REDIS_URL"])
@@ -291,6 +133,21 @@ class Bench:
         self.history_tsv = harness.write_customers_tsv(
             [history_customer], self.work / "history.tsv"
         )
+        if peer:
+            self.log(f"peer database {peer_database_url().rsplit('/', 1)[1]}: same ids")
+            run_json(
+                [
+                    sys.executable,
+                    "-m",
+                    "bench.peer",
+                    "seed",
+                    "--seed",
+                    str(seed_file),
+                    "--database-url",
+                    peer_database_url(),
+                ],
+                self.env,
+            )
 
     def start_server(self) -> None:
         http_port = harness.free_port()
@@ -321,7 +178,7 @@ class Bench:
             [
                 sys.executable,
                 "-c",
-                "import sys; from bench import serve; "
+                "import sys; from config.serving import serve; "
                 "print(serve.plan(serve.build_parser().parse_args(sys.argv[1:])).description)",
                 *server_args,
             ],
@@ -332,6 +189,24 @@ class Bench:
         ).stdout.strip()
         self.results["topology"] = described
         self.log(f"serving: {described}")
+
+    def start_peer(self) -> None:
+        port = harness.free_port()
+        env = dict(
+            self.env,
+            PEER_DATABASE_URL=asyncpg_url(peer_database_url()),
+            # The peer accepts Parley's own access tokens: same key, issuer and audience.
+            PEER_JWT_SIGNING_KEY=self.env["JWT_SIGNING_KEY"],
+            PEER_JWT_ISSUER=self.env.get("JWT_ISSUER", "parley"),
+            PEER_JWT_AUDIENCE=self.env.get("JWT_AUDIENCE", "parley"),
+        )
+        self.peer = harness.PeerServer(env, port, workers=PEER_WORKERS)
+        self.peer.start(self.work / "peer.log")
+        self.peer_url = f"http://127.0.0.1:{port}"
+        self.results["peer"] = (
+            f"FastAPI + SQLAlchemy async + asyncpg + PyJWT, uvicorn x{PEER_WORKERS} on :{port}"
+        )
+        self.log(f"peer: {self.results['peer']}")
 
     # wrk scenarios
     def wrk_scenario(
@@ -344,6 +219,7 @@ class Bench:
         url: str | None = None,
         connections: int = CONNECTIONS,
     ) -> dict[str, Any]:
+        """Parley alone: warm-up, then `runs` wrk runs; the median of each figure."""
         assert self.server is not None
         url = url or self.http_url
         pids = self.server.pids
@@ -376,54 +252,121 @@ class Bench:
         )
         return summary
 
+    def ab_scenario(self, name: str, *, mode: str, data: Path, extra: str = "-") -> dict[str, Any]:
+        """Parley (A) and the peer (B) in turns, same wrk script, data and connections."""
+        assert self.server is not None
+        assert self.peer is not None
+        sides = {
+            "parley": (self.http_url, self.server.pids),
+            "peer": (self.peer_url, self.peer.pids),
+        }
+        for url, _ in sides.values():
+            harness.wrk(
+                url,
+                mode=mode,
+                connections=CONNECTIONS,
+                duration=self.args.warmup,
+                data_file=data,
+                extra=extra,
+            )
+        runs: dict[str, list[harness.WrkResult]] = {"parley": [], "peer": []}
+        order: list[str] = []
+        for round_index in range(self.args.runs):
+            for side in ("parley", "peer") if round_index % 2 == 0 else ("peer", "parley"):
+                url, pids = sides[side]
+                result = harness.wrk(
+                    url,
+                    mode=mode,
+                    connections=CONNECTIONS,
+                    duration=self.args.duration,
+                    data_file=data,
+                    extra=extra,
+                    cpu_pids=pids,
+                    db_pids=harness.postgres_pids(),
+                )
+                runs[side].append(result)
+                order.append(side)
+                self.log(
+                    f"  {name} round {round_index + 1} {side}: {result.rps:.0f} req/s, "
+                    f"p99 {result.p99_ms:.0f} ms, errors {result.errors}, "
+                    f"{result.cpu_ms_per_request or 0:.2f} CPU ms/req"
+                )
+        out: dict[str, Any] = {side: harness.median_run(r) for side, r in runs.items()}
+        out["order"] = order
+        out["connections"] = CONNECTIONS
+        out["ratio"] = ab_ratio(out["parley"], out["peer"])
+        self.log(
+            f"{name}: Parley {out['parley']['rps']:.0f} req/s vs peer "
+            f"{out['peer']['rps']:.0f} req/s = {out['ratio']['rps']}×; CPU ms/req "
+            f"{out['parley']['cpu_ms_per_request']} vs {out['peer']['cpu_ms_per_request']}"
+        )
+        return out
+
     def run(self) -> dict[str, Any]:
         started = time.monotonic()
+        wanted = set(self.args.scenarios)
+        ab = bool(wanted & {"process", "process_one", "history"})
         self.results["machine"] = machine(self.env)
         self.results["started_at"] = datetime.now(UTC).isoformat(timespec="seconds")
         self.results["mode"] = "quick (preliminary)" if self.args.quick else "full"
         self.results["settings"] = {
+            "scenarios": sorted(wanted),
+            "rounds": self.args.runs,
             "runs": self.args.runs,
             "duration_s": self.args.duration,
             "warmup_s": self.args.warmup,
             "connections": CONNECTIONS,
             "RATE_LIMIT_MESSAGES": self.env["RATE_LIMIT_MESSAGES"],
             "AGENT_MAX_TURNS": self.env["AGENT_MAX_TURNS"],
+            "WSGI_APP": self.env.get("WSGI_APP", "config.wsgi:application"),
         }
-        self.setup()
+        self.setup(peer=ab)
         self.start_server()
-        only = set(self.args.only or [])
-
-        def wanted(key: str) -> bool:
-            return not only or key in only
-
         s, c = self.results["scenarios"], self.results["ceilings"]
         try:
-            if wanted("ceilings"):
+            if ab:
+                self.start_peer()
+            if "ceilings" in wanted:
                 c["health"] = self.wrk_scenario(
                     "ceiling GET /health", mode="get", url=f"{self.http_url}/health"
                 )
-            if wanted("1"):
-                s["1_process_distinct"] = self.wrk_scenario(
-                    "1 process, distinct conversations", mode="process", data=self.customers_tsv
+            if "process" in wanted:
+                s["1_process_distinct"] = self.ab_scenario(
+                    "1 process, own conversations", mode="process", data=self.customers_tsv
                 )
-            if wanted("2"):
-                s["2_process_one_conversation"] = self.wrk_scenario(
+            if "process_one" in wanted:
+                one = self.ab_scenario(
                     "2 process, one conversation", mode="process_one", data=self.customers_tsv
                 )
-                s["2_process_one_conversation"]["seq_check"] = run_json(
+                conversation = str(self.seed["customers"][0]["conversation_id"])
+                one["parley"]["seq_check"] = run_json(
                     [
                         sys.executable,
                         "-m",
                         "bench.seed",
                         "check-seq",
                         "--conversation",
-                        str(self.seed["customers"][0]["conversation_id"]),
+                        conversation,
                     ],
                     self.env,
                 )
-            if wanted("3"):
+                one["peer"]["seq_check"] = run_json(
+                    [
+                        sys.executable,
+                        "-m",
+                        "bench.peer",
+                        "check-seq",
+                        "--conversation",
+                        conversation,
+                        "--database-url",
+                        peer_database_url(),
+                    ],
+                    self.env,
+                )
+                s["2_process_one_conversation"] = one
+            if "history" in wanted:
                 for label in ("small", "large"):
-                    s[f"3_history_{label}"] = self.wrk_scenario(
+                    s[f"3_history_{label}"] = self.ab_scenario(
                         f"3 history limit=50, {label}",
                         mode="history",
                         data=self.history_tsv,
@@ -432,14 +375,16 @@ class Bench:
                     s[f"3_history_{label}"]["conversation_messages"] = (
                         50 if label == "small" else 50_000
                     )
-            if wanted("ceilings"):
+            if "ceilings" in wanted:
                 c["pgbench_distinct"] = self.pgbench("pgbench_process.sql")
                 c["pgbench_one_conversation"] = self.pgbench("pgbench_process_one.sql")
-            if wanted("4"):
+            if "push" in wanted:
                 s["4_push_latency"] = self.push()
-            if wanted("5"):
+            if "held" in wanted:
                 s["5_held_websockets"] = self.held()
         finally:
+            if self.peer is not None:
+                self.results["peer_exit_code"] = self.peer.stop()
             assert self.server is not None
             self.results["server_exit_code"] = self.server.stop()
         self.results["load_average_at_end"] = harness.load_average()
@@ -509,179 +454,21 @@ class Bench:
         return result
 
 
-def ratios(results: dict[str, Any]) -> dict[str, Any]:
-    s, c = results["scenarios"], results["ceilings"]
+def ab_ratio(parley: dict[str, Any], peer: dict[str, Any]) -> dict[str, float | None]:
+    """Parley / peer for each figure (req/s: higher is better; the others: lower is better)."""
 
-    def ratio(a: float | None, b: float | None) -> float | None:
+    def ratio(key: str) -> float | None:
+        a, b = parley.get(key), peer.get(key)
         return round(a / b, 3) if a and b else None
 
-    out: dict[str, Any] = {}
-    one = s.get("1_process_distinct", {}).get("rps")
-    two = s.get("2_process_one_conversation", {}).get("rps")
-    out["1_vs_pgbench"] = ratio(one, c.get("pgbench_distinct", {}).get("tps"))
-    out["2_vs_pgbench"] = ratio(two, c.get("pgbench_one_conversation", {}).get("tps"))
-    out["1_vs_health"] = ratio(one, c.get("health", {}).get("rps"))
-    out["2_vs_health"] = ratio(two, c.get("health", {}).get("rps"))
-    small = s.get("3_history_small", {})
-    large = s.get("3_history_large", {})
-    out["3_history_p50_large_vs_small"] = ratio(large.get("p50_ms"), small.get("p50_ms"))
-    out["3_history_small_vs_health"] = ratio(small.get("rps"), c.get("health", {}).get("rps"))
-    out["3_history_large_vs_health"] = ratio(large.get("rps"), c.get("health", {}).get("rps"))
-    return out
+    return {
+        key: ratio(key)
+        for key in ("rps", "p50_ms", "p99_ms", "cpu_ms_per_request", "db_cpu_ms_per_request")
+    }
 
 
-# --- reporting -------------------------------------------------------------------------------
-
-
-def _fmt(value: Any, suffix: str = "") -> str:
-    if value is None:
-        return "–"
-    if isinstance(value, float):
-        value = f"{value:,.0f}" if value >= 100 else f"{value:.3g}" if value < 1 else f"{value:.1f}"
-    return f"{value}{suffix}"
-
-
-def _met(ok: bool | None) -> str:
-    return "–" if ok is None else ("met" if ok else "**missed**")
-
-
-def markdown(results: dict[str, Any]) -> str:
-    s, c, r, m = results["scenarios"], results["ceilings"], results["ratios"], results["machine"]
-    quick = results["mode"].startswith("quick")
-    # Busy means other work was competing for the cores when the run started. The load at the
-    # end is the benchmark's own (wrk, the servers, PostgreSQL), so it says nothing about that.
-    load = m["load_average_at_start"][0]
-    busy = load > 0.5 * m["nproc"]
-    lines = []
-    # No heading: the README section that embeds this has its own.
-    if quick:
-        lines += ["**Preliminary: a quick harness run (`--quick`).**", ""]
-    elif busy:
-        lines += [
-            f"**Preliminary: the machine was busy (load average {load:.1f} on "
-            f"{m['nproc']} cores at the start); rerun `make bench` on a quiet machine.**",
-            "",
-        ]
-    lines.append(
-        f"`make bench`, {results['started_at']}: {m['nproc']} × {m['cpu_model']}, "
-        f"PostgreSQL {m['postgresql']}, Redis {m['redis']}, Python {m['python']}, "
-        f"{m['wrk']}. Load average at start {m['load_average_at_start']}, at end "
-        f"{results.get('load_average_at_end')}. Server: {results.get('topology')}. "
-        f"Median of {results['settings']['runs']} runs of {results['settings']['duration_s']} s, "
-        f"{results['settings']['connections']} connections; "
-        f"RATE_LIMIT_MESSAGES={results['settings']['RATE_LIMIT_MESSAGES']} and "
-        f"AGENT_MAX_TURNS={results['settings']['AGENT_MAX_TURNS']} so neither the rate limit "
-        "nor escalation changes the measured path. Raw figures: `bench/results/*.json`; "
-        "method, profile and fixes: [docs/benchmarks.md](docs/benchmarks.md)."
-    )
-    lines += [
-        "",
-        "| scenario | req/s | p50 ms | p99 ms | errors | CPU ms/req | ratio | target |",
-        "|---|---:|---:|---:|---:|---:|---|---|",
-    ]
-
-    def row(label: str, d: dict[str, Any] | None, ratio_text: str = "", target: str = "") -> None:
-        if not d:
-            return
-        lines.append(
-            f"| {label} | {_fmt(d.get('rps'))} | {_fmt(d.get('p50_ms'))} | "
-            f"{_fmt(d.get('p99_ms'))} | {d.get('errors_total', '–')} | "
-            f"{_fmt(d.get('cpu_ms_per_request'))} | {ratio_text} | {target} |"
-        )
-
-    one = s.get("1_process_distinct")
-    if one:
-        ok = (r["1_vs_pgbench"] or 0) >= TARGETS["process_vs_pgbench"] and not one["errors_total"]
-        row(
-            "1 POST /messages/process, own conversations",
-            one,
-            f"{_fmt(r['1_vs_pgbench'])} of pgbench, {_fmt(r['1_vs_health'])} of /health",
-            f"≥ 0.5 of pgbench, 0 errors: {_met(ok)}",
-        )
-    two = s.get("2_process_one_conversation")
-    if two:
-        seq = two.get("seq_check", {})
-        row(
-            "2 … all on one conversation",
-            two,
-            f"{_fmt(r['2_vs_pgbench'])} of pgbench (one conversation)",
-            f"seq gap-free: {_met(seq.get('gap_free'))} ({seq.get('messages')} messages)",
-        )
-    small, large = s.get("3_history_small"), s.get("3_history_large")
-    if small and large:
-        growth = r["3_history_p50_large_vs_small"]
-        flat = growth is not None and growth <= TARGETS["history_p50_growth"]
-        row("3 GET history?limit=50, 50 messages", small, "")
-        row(
-            "3 GET history?limit=50, 50 000 messages",
-            large,
-            f"p50 {_fmt(growth)}× the 50-message one",
-            f"flat: {_met(flat)}",
-        )
-    row("6 ceiling: GET /health (same server)", c.get("health"))
-    for key, label in (
-        ("pgbench_distinct", "6 ceiling: pgbench, process SQL, own conversations"),
-        ("pgbench_one_conversation", "6 ceiling: pgbench, process SQL, one conversation"),
-    ):
-        p = c.get(key)
-        if p:
-            lines.append(
-                f"| {label} | {_fmt(p['tps'])} tps | | | {p['failed_total']} | | "
-                f"avg latency {p['latency_avg_ms']} ms | |"
-            )
-    push = s.get("4_push_latency")
-    if push:
-        lines += [
-            "",
-            "| live push (scenario 4) | clients | messages | p50 ms | p99 ms | "
-            "missing | target p99 < 50 ms |",
-            "|---|---:|---:|---:|---:|---:|---|",
-        ]
-        for label, d in push.items():
-            if "error" in d:
-                lines.append(f"| {label} | – | – | – | – | – | error: {d['error'][:120]} |")
-                continue
-            after = d["after_response"]
-            ok = (
-                after["p99_ms"] is not None and after["p99_ms"] < 50 and not d["deliveries_missing"]
-            )
-            lines.append(
-                f"| {label} | {d['clients']} | {d['messages']} | {after['p50_ms']} | "
-                f"{after['p99_ms']} | {d['deliveries_missing']} | {_met(ok)} |"
-            )
-        lines.append("")
-        lines.append(
-            "Latency is measured from the moment the REST response arrived to the "
-            "moment each client read the agent's reply (negative: the push arrived "
-            "first — it is sent on commit, before the response is written)."
-        )
-    held = s.get("5_held_websockets")
-    if held:
-        ok = held["delivered_after_idle"] >= TARGETS["held_sockets"]
-        lines += [
-            "",
-            f"Held websockets (scenario 5): {held['connected']}/{held['target']} "
-            f"authenticated sockets on {held['ws_processes']} ASGI process(es); "
-            f"{held['alive_after_idle']} alive after {held['idle_seconds']} s idle, "
-            f"{held['delivered_after_idle']} received a message sent after the idle "
-            f"period; RSS {held['rss_mib']['before']} → {held['rss_mib']['after_idle']}"
-            f" MiB ({held['kib_per_connection']} KiB per connection). Target ≥ 1 000: "
-            f"{_met(ok)}.",
-        ]
-    lines.append("")
-    return "\n".join(lines)
-
-
-def splice_readme(summary: str) -> bool:
-    if not README.exists():
-        return False
-    text = README.read_text()
-    if MARK_START not in text or MARK_END not in text:
-        return False
-    head, _, rest = text.partition(MARK_START)
-    _, _, tail = rest.partition(MARK_END)
-    README.write_text(f"{head}{MARK_START}\n{summary}\n{MARK_END}{tail}")
-    return True
+def peer_database_url() -> str:
+    return os.environ.get("BENCH_PEER_DATABASE_URL", DEFAULT_PEER_DATABASE_URL)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -689,16 +476,33 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--quick",
         action="store_true",
-        help="3 runs of 3 s, fewer push messages: a harness check (preliminary)",
+        default=os.environ.get("BENCH_QUICK", "") not in ("", "0"),
+        help="process and history only, 2 rounds of 5 s: for iteration (preliminary; also "
+        "BENCH_QUICK=1)",
     )
-    parser.add_argument("--runs", type=int, default=None)
-    parser.add_argument("--duration", type=float, default=None, help="seconds per wrk run")
+    parser.add_argument(
+        "--scenarios",
+        type=lambda text: [part.strip() for part in text.split(",") if part.strip()],
+        default=None,
+        help=f"comma-separated, from {','.join(ALL_SCENARIOS)} (default: all; --quick: "
+        f"{','.join(QUICK_SCENARIOS)})",
+    )
+    parser.add_argument(
+        "--rounds", "--runs", dest="runs", type=int, default=None, help="rounds (default 3)"
+    )
+    parser.add_argument(
+        "--seconds",
+        "--duration",
+        dest="duration",
+        type=float,
+        default=None,
+        help="seconds per wrk run (default 10)",
+    )
     parser.add_argument("--warmup", type=float, default=None)
     parser.add_argument("--topology", choices=["split", "asgi"], default="split")
     parser.add_argument("--wsgi-server", choices=["granian", "gunicorn"], default=None)
     parser.add_argument("--front", choices=["none", "nginx"], default="none")
     parser.add_argument("--threads", type=int, default=None)
-    parser.add_argument("--only", nargs="*", choices=["ceilings", "1", "2", "3", "4", "5"])
     parser.add_argument(
         "--output",
         type=Path,
@@ -737,9 +541,13 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.render:
         return render(args.render)
-    args.runs = args.runs or 3
-    args.duration = args.duration or (3 if args.quick else 10)
-    args.warmup = args.warmup or (1 if args.quick else 2)
+    args.scenarios = args.scenarios or list(QUICK_SCENARIOS if args.quick else ALL_SCENARIOS)
+    unknown = set(args.scenarios) - set(ALL_SCENARIOS)
+    if unknown:
+        raise SystemExit(f"unknown scenarios {sorted(unknown)}; choose from {ALL_SCENARIOS}")
+    args.runs = args.runs or (2 if args.quick else 3)
+    args.duration = args.duration or (5 if args.quick else 10)
+    args.warmup = args.warmup or 2
     bench = Bench(args)
     results = bench.run()
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)

@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
             continue
         options = {"front": "none", **options}
         bench_args = argparse.Namespace(
-            quick=True, runs=args.runs, duration=args.duration, warmup=1, only=None, **options
+            quick=True, runs=args.runs, duration=args.duration, warmup=1, **options
         )
         bench = Bench(bench_args)
         if first is None:

@@ -6,9 +6,9 @@ receives SIGTERM. Parley's contract is 1001 ("going away") so clients know to re
 websocket; `GracefulServer.shutdown` stops accepting, closes those websockets with 1001, waits
 for their close handshakes, then lets uvicorn finish in-flight HTTP requests as usual.
 
-Run one process per worker: `python -m bench.serving --port 8001 [--reuse-port]`. With
---reuse-port each worker binds the port itself with SO_REUSEPORT and the kernel spreads new
-connections over the workers (bench/serve.py starts them and forwards signals).
+Run one process per worker: `python -m config.serving.asgi_graceful --port 8001 [--reuse-port]`.
+With --reuse-port each worker binds the port itself with SO_REUSEPORT and the kernel spreads new
+connections over the workers (config/serving/serve.py starts them and forwards signals).
 """
 
 from __future__ import annotations
@@ -148,8 +148,8 @@ def _build_application() -> GracefulWebsockets:
 
 
 def __getattr__(name: str) -> Any:
-    # `bench.serving:application` is built on first access, after uvicorn configured logging
-    # and the environment is final.
+    # `config.serving.asgi_graceful:application` is built on first access, after uvicorn
+    # configured logging and the environment is final.
     if name == "application":
         return _APP or _build_application()
     raise AttributeError(name)
@@ -177,7 +177,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     config = uvicorn.Config(
-        "bench.serving:application",
+        "config.serving.asgi_graceful:application",
         host=args.host,
         port=args.port,
         lifespan="off",
@@ -199,8 +199,9 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    # Run from the importable module, not __main__: uvicorn imports `bench.serving` for the
-    # application, and GracefulServer must see that module's registry of open websockets.
-    from bench.serving import main as _main
+    # Run from the importable module, not __main__: uvicorn imports
+    # `config.serving.asgi_graceful` for the application, and GracefulServer must see that
+    # module's registry of open websockets.
+    from config.serving.asgi_graceful import main as _main
 
     _main()

@@ -1,0 +1,222 @@
+"""Turning a results JSON into the Markdown summary (bench/results/summary.md, README block)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+TARGETS = {
+    "process_vs_peer_rps": 1.2,  # Parley's req/s over the peer's, same run
+    "push_p99_ms": 50.0,
+    "held_sockets": 1000,
+    "history_p50_growth": 1.5,  # 50 000 vs 50 messages: "flat" = within noise
+}
+
+
+def _side(scenario: dict[str, Any] | None, side: str = "parley") -> dict[str, Any]:
+    """One side of an A/B scenario (older single-server results: the scenario itself)."""
+    if not scenario:
+        return {}
+    return scenario.get(side, scenario if side == "parley" else {})  # type: ignore[no-any-return]
+
+
+def ratios(results: dict[str, Any]) -> dict[str, Any]:
+    s, c = results["scenarios"], results["ceilings"]
+
+    def ratio(a: float | None, b: float | None) -> float | None:
+        return round(a / b, 3) if a and b else None
+
+    out: dict[str, Any] = {}
+    for key in (
+        "1_process_distinct",
+        "2_process_one_conversation",
+        "3_history_small",
+        "3_history_large",
+    ):
+        if s.get(key, {}).get("ratio"):
+            out[f"{key}_parley_vs_peer"] = s[key]["ratio"]
+    one = _side(s.get("1_process_distinct")).get("rps")
+    two = _side(s.get("2_process_one_conversation")).get("rps")
+    out["1_vs_pgbench"] = ratio(one, c.get("pgbench_distinct", {}).get("tps"))
+    out["2_vs_pgbench"] = ratio(two, c.get("pgbench_one_conversation", {}).get("tps"))
+    out["1_vs_health"] = ratio(one, c.get("health", {}).get("rps"))
+    small = _side(s.get("3_history_small"))
+    large = _side(s.get("3_history_large"))
+    out["3_history_p50_large_vs_small"] = ratio(large.get("p50_ms"), small.get("p50_ms"))
+    return out
+
+
+def _fmt(value: Any, suffix: str = "") -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        value = f"{value:,.0f}" if value >= 100 else f"{value:.3g}" if value < 1 else f"{value:.1f}"
+    return f"{value}{suffix}"
+
+
+def _met(ok: bool | None) -> str:
+    return "–" if ok is None else ("met" if ok else "**missed**")
+
+
+def _ratio_text(value: float | None) -> str:
+    return "–" if value is None else f"{value:.2f}×"
+
+
+def markdown(results: dict[str, Any]) -> str:
+    s, c, r, m = results["scenarios"], results["ceilings"], results["ratios"], results["machine"]
+    quick = results["mode"].startswith("quick")
+    settings = results["settings"]
+    # Busy means other work was competing for the cores when the run started. The load at the
+    # end is the benchmark's own (wrk, the servers, PostgreSQL), so it says nothing about that.
+    load = m["load_average_at_start"][0]
+    busy = load > 0.5 * m["nproc"]
+    lines = []
+    # No heading: the README section that embeds this has its own.
+    if quick:
+        lines += ["**Preliminary: a quick run (`--quick`), for iteration.**", ""]
+    elif busy:
+        lines += [
+            f"**The machine was busy (load average {load:.1f} on {m['nproc']} cores at the "
+            "start): read the ratios, which both sides share, rather than the absolute "
+            "figures.**",
+            "",
+        ]
+    lines.append(
+        f"`make bench`, {results['started_at']}: {m['nproc']} × {m['cpu_model']}, "
+        f"PostgreSQL {m['postgresql']}, Redis {m['redis']}, Python {m['python']}, "
+        f"{m['wrk']}. Load average at start {m['load_average_at_start']}, at end "
+        f"{results.get('load_average_at_end')}. Parley: {results.get('topology')}. "
+        f"Peer: {results.get('peer', '–')}. Interleaved, {settings['runs']} rounds of "
+        f"{settings['duration_s']} s per side and scenario (median), "
+        f"{settings['connections']} connections, bench/lua/parley.lua; "
+        f"RATE_LIMIT_MESSAGES={settings['RATE_LIMIT_MESSAGES']} and "
+        f"AGENT_MAX_TURNS={settings['AGENT_MAX_TURNS']} so neither the rate limit "
+        "nor escalation changes the measured path. Raw figures: `bench/results/*.json`; "
+        "method, profile and fixes: [docs/benchmarks.md](docs/benchmarks.md)."
+    )
+    lines += [
+        "",
+        "| scenario | side | req/s | p50 ms | p99 ms | errors | server CPU ms/req "
+        "| PostgreSQL CPU ms/req |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    ab_rows = (
+        ("1_process_distinct", "1 POST /messages/process, own conversations"),
+        ("2_process_one_conversation", "2 … all on one conversation"),
+        ("3_history_small", "3 GET history?limit=50, 50 messages"),
+        ("3_history_large", "3 GET history?limit=50, 50 000 messages"),
+    )
+    for key, label in ab_rows:
+        scenario = s.get(key)
+        if not scenario:
+            continue
+        sides = ("parley", "peer") if "peer" in scenario else ("parley",)
+        for side in sides:
+            d = _side(scenario, side)
+            lines.append(
+                f"| {label} | {'Parley' if side == 'parley' else 'peer'} | {_fmt(d.get('rps'))} "
+                f"| {_fmt(d.get('p50_ms'))} | {_fmt(d.get('p99_ms'))} | "
+                f"{d.get('errors_total', '–')} | {_fmt(d.get('cpu_ms_per_request'))} | "
+                f"{_fmt(d.get('db_cpu_ms_per_request'))} |"
+            )
+        ratio = scenario.get("ratio")
+        if ratio:
+            lines.append(
+                f"| {label} | **Parley / peer** | **{_ratio_text(ratio['rps'])}** | "
+                f"{_ratio_text(ratio['p50_ms'])} | {_ratio_text(ratio['p99_ms'])} | | "
+                f"{_ratio_text(ratio['cpu_ms_per_request'])} | "
+                f"{_ratio_text(ratio['db_cpu_ms_per_request'])} |"
+            )
+    health = c.get("health")
+    if health:
+        lines.append(
+            f"| 6 ceiling: GET /health (same server) | Parley | {_fmt(health['rps'])} | "
+            f"{_fmt(health['p50_ms'])} | {_fmt(health['p99_ms'])} | {health['errors_total']} | "
+            f"{_fmt(health['cpu_ms_per_request'])} | |"
+        )
+    for key, label in (
+        ("pgbench_distinct", "6 ceiling: pgbench, Parley's process SQL, own conversations"),
+        ("pgbench_one_conversation", "6 ceiling: pgbench, Parley's process SQL, one conversation"),
+    ):
+        p = c.get(key)
+        if p:
+            lines.append(
+                f"| {label} | PostgreSQL | {_fmt(p['tps'])} tps | avg {p['latency_avg_ms']} | | "
+                f"{p['failed_total']} | | |"
+            )
+
+    # Targets
+    checks = []
+    one = s.get("1_process_distinct")
+    if one and "peer" in one:
+        p, q, ratio = one["parley"], one["peer"], one["ratio"]
+        ok = (
+            (ratio["rps"] or 0) >= TARGETS["process_vs_peer_rps"]
+            and not p["errors_total"]
+            and (p["p99_ms"] or 0) <= (q["p99_ms"] or 0)
+            and (p["cpu_ms_per_request"] or 0) < (q["cpu_ms_per_request"] or 0)
+        )
+        checks.append(
+            f"process ≥ 1.2× the peer's req/s, 0 errors, p99 ≤ the peer's, CPU/request below "
+            f"the peer's: {_ratio_text(ratio['rps'])} req/s, {p['errors_total']} errors, p99 "
+            f"{_ratio_text(ratio['p99_ms'])}, CPU {_ratio_text(ratio['cpu_ms_per_request'])} "
+            f"— {_met(ok)}"
+        )
+    two = s.get("2_process_one_conversation")
+    if two:
+        for side in ("parley", "peer"):
+            seq = _side(two, side).get("seq_check")
+            if seq:
+                checks.append(
+                    f"{side}: seq gap-free on the shared conversation after "
+                    f"{seq.get('messages')} messages — {_met(seq.get('gap_free'))}"
+                )
+    growth = r.get("3_history_p50_large_vs_small")
+    if growth is not None:
+        checks.append(
+            f"history flat from 50 to 50 000 messages (p50 ratio ≤ 1.5): {growth:.2f} — "
+            f"{_met(growth <= TARGETS['history_p50_growth'])}"
+        )
+    if checks:
+        lines += ["", *[f"- {line}" for line in checks]]
+
+    push = s.get("4_push_latency")
+    if push:
+        lines += [
+            "",
+            "| live push (scenario 4) | clients | messages | p50 ms | p99 ms | "
+            "missing | target p99 < 50 ms |",
+            "|---|---:|---:|---:|---:|---:|---|",
+        ]
+        for label, d in push.items():
+            if "error" in d:
+                lines.append(f"| {label} | – | – | – | – | – | error: {d['error'][:120]} |")
+                continue
+            after = d["after_response"]
+            ok = (
+                after["p99_ms"] is not None and after["p99_ms"] < 50 and not d["deliveries_missing"]
+            )
+            lines.append(
+                f"| {label} | {d['clients']} | {d['messages']} | {after['p50_ms']} | "
+                f"{after['p99_ms']} | {d['deliveries_missing']} | {_met(ok)} |"
+            )
+        lines.append("")
+        lines.append(
+            "Latency is measured from the moment the REST response arrived to the "
+            "moment each client read the agent's reply (negative: the push arrived "
+            "first — it is sent on commit, before the response is written)."
+        )
+    held = s.get("5_held_websockets")
+    if held:
+        ok = held["delivered_after_idle"] >= TARGETS["held_sockets"]
+        lines += [
+            "",
+            f"Held websockets (scenario 5): {held['connected']}/{held['target']} "
+            f"authenticated sockets on {held['ws_processes']} ASGI process(es); "
+            f"{held['alive_after_idle']} alive after {held['idle_seconds']} s idle, "
+            f"{held['delivered_after_idle']} received a message sent after the idle "
+            f"period; RSS {held['rss_mib']['before']} → {held['rss_mib']['after_idle']}"
+            f" MiB ({held['kib_per_connection']} KiB per connection). Target ≥ 1 000: "
+            f"{_met(ok)}.",
+        ]
+    lines.append("")
+    return "\n".join(lines)

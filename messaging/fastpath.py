@@ -1,0 +1,351 @@
+"""The hot path of `POST /messages/process` as plain SQL, for the common case only.
+
+Under load the ORM's query construction and compilation was the largest share of a message's
+CPU (docs/benchmarks.md: "Where the CPU goes"). Two statements run on every message; both are
+here as fixed SQL, built once per process, with every rule the ORM path applies kept inside the
+statement itself:
+
+- `turn_write`: an agent-answered turn on an *active* conversation the caller owns. On
+  PostgreSQL one statement: an `UPDATE … RETURNING` of the conversation (which takes the row
+  lock, advances `last_seq` by two and the turn counters by one, and checks id, owner and status
+  in its WHERE) feeds the `INSERT` of both messages with the two new seqs. Concurrent writers
+  queue on the row lock; each re-reads the committed row, so seqs stay gap-free and unique. On
+  SQLite (RETURNING needs 3.35) the same two statements run one after the other inside the
+  IMMEDIATE transaction that already holds the database's write lock.
+- `user_with_revocation`: the token's user row (every field, as the ORM loads it) and whether
+  the token's `jti` is on the deny-list, in one statement.
+
+Anything else returns None and leaves the rows untouched, so the caller falls back to the
+general ORM path (messaging.services), which owns the rare branches: a missing or foreign
+conversation (404), an escalated one (system acknowledgement), a resolved one (back to active,
+with a status push), a new conversation, and an agent that asks for a human.
+
+This module only reads and writes rows. Pushing the new messages after commit, idempotency and
+rate limits stay with the caller; `WrittenMessage` has the attributes
+`messaging.schemas.message_payload` reads, so the caller builds the same push payloads.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from functools import cache
+from typing import Any
+
+from django.db import connections, transaction
+from django.db.models import Field
+from django.utils import timezone
+
+from accounts.models import RevokedAccessToken, User
+from messaging.models import Conversation, Message, is_possible_id
+
+
+@dataclass(frozen=True)
+class WrittenMessage:
+    id: int
+    seq: int
+    role: str
+    content: str
+    intent: str | None
+    confidence: float | None
+    created_at: datetime
+    metadata: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class TurnWritten:
+    """What the general path would hold after `conversation_save`: the conversation's new
+    counters and both messages."""
+
+    conversation_id: int
+    turn_count: int
+    agent_turns: int
+    last_seq: int
+    updated_at: datetime
+    customer_message: WrittenMessage
+    answer: WrittenMessage
+
+
+def _table(model: Any) -> str:
+    return str(model._meta.db_table)
+
+
+def _column(model: Any, name: str) -> str:
+    return str(model._meta.get_field(name).column)
+
+
+_MESSAGE_COLUMNS = (
+    "conversation",
+    "seq",
+    "role",
+    "content",
+    "intent",
+    "confidence",
+    "author",
+    "metadata",
+    "created_at",
+)
+
+
+@cache
+def _turn_sql(vendor: str) -> tuple[str, ...]:
+    """The statements of `turn_write` for one database vendor (names from the models, so a
+    renamed column breaks loudly here rather than silently in production)."""
+    conv = _table(Conversation)
+    c = {
+        name: _column(Conversation, name)
+        for name in (
+            "id",
+            "customer",
+            "status",
+            "turn_count",
+            "agent_turns",
+            "last_seq",
+            "updated_at",
+        )
+    }
+    # Names from the models, every value bound as a parameter.
+    update = (
+        f"UPDATE {conv} SET {c['last_seq']} = {c['last_seq']} + 2, "  # noqa: S608
+        f"{c['turn_count']} = {c['turn_count']} + 1, "
+        f"{c['agent_turns']} = {c['agent_turns']} + 1, {c['updated_at']} = %s "
+        f"WHERE {c['id']} = %s AND {c['customer']} = %s AND {c['status']} = %s "
+        f"RETURNING {c['id']}, {c['last_seq']}, {c['turn_count']}, {c['agent_turns']}"
+    )
+    message = _table(Message)
+    columns = ", ".join(_column(Message, name) for name in _MESSAGE_COLUMNS)
+    if vendor == "postgresql":
+        return (
+            f"WITH c AS ({update}), m AS ("  # noqa: S608 - names from the models, values bound
+            f"INSERT INTO {message} ({columns}) "
+            f"SELECT c.{c['id']}, c.{c['last_seq']} - 1, %s, %s, %s, %s, %s, %s, %s FROM c "
+            f"UNION ALL "
+            f"SELECT c.{c['id']}, c.{c['last_seq']}, %s, %s, %s, %s, %s, %s, %s FROM c "
+            f"RETURNING id, seq) "
+            f"SELECT m.id, m.seq, c.{c['last_seq']}, c.{c['turn_count']}, c.{c['agent_turns']} "
+            f"FROM m CROSS JOIN c ORDER BY m.seq",
+        )
+    return (
+        update,
+        f"INSERT INTO {message} ({columns}) VALUES "  # noqa: S608 - names from the models
+        f"(%s, %s, %s, %s, %s, %s, %s, %s, %s), (%s, %s, %s, %s, %s, %s, %s, %s, %s) "
+        f"RETURNING id, seq",
+    )
+
+
+def _prep(model: Any, name: str, value: Any, connection: Any) -> Any:
+    """A value as the ORM would send it (datetime adaptation, JSON encoding)."""
+    field: Field[Any, Any] = model._meta.get_field(name)
+    return field.get_db_prep_save(value, connection)
+
+
+def turn_write(
+    *,
+    conversation_id: int,
+    customer_id: int,
+    text: str,
+    reply_text: str,
+    intent: str | None,
+    confidence: float | None,
+    metadata: dict[str, Any],
+    now: datetime | None = None,
+    using: str = "default",
+) -> TurnWritten | None:
+    """Append the customer's message and the agent's answer to an active conversation owned by
+    `customer_id`, advancing `last_seq` by two and `turn_count`/`agent_turns` by one.
+
+    None — and no row changed — when the conversation is missing, someone else's, escalated or
+    resolved: the general path decides what those mean. Works inside the caller's atomic block
+    (then it commits with it) or outside one (PostgreSQL: the statement is its own
+    transaction, one round trip in all)."""
+    if not is_possible_id(conversation_id):
+        return None
+    now = now or timezone.now()
+    connection = connections[using]
+    statements = _turn_sql(connection.vendor)
+    at = _prep(Conversation, "updated_at", now, connection)
+    customer_row = [
+        Message.Role.CUSTOMER.value,
+        text,
+        intent,
+        confidence,
+        customer_id,
+        _prep(Message, "metadata", {}, connection),
+        at,
+    ]
+    answer_row = [
+        Message.Role.AGENT.value,
+        reply_text,
+        intent,
+        confidence,
+        None,
+        _prep(Message, "metadata", metadata, connection),
+        at,
+    ]
+    head = [at, conversation_id, customer_id, Conversation.Status.ACTIVE.value]
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(statements[0], [*head, *customer_row, *answer_row])
+            rows = cursor.fetchall()
+        if not rows:
+            return None
+        (first_id, first_seq, last_seq, turns, agent_turns), (second_id, second_seq, *_) = rows
+    else:
+        # Two statements: inside the caller's IMMEDIATE transaction, or one of our own.
+        with transaction.atomic(using=using, savepoint=False), connection.cursor() as cursor:
+            cursor.execute(statements[0], head)
+            conversation = cursor.fetchone()
+            if conversation is None:
+                return None
+            _, last_seq, turns, agent_turns = conversation
+            cursor.execute(
+                statements[1],
+                [
+                    conversation_id,
+                    last_seq - 1,
+                    *customer_row,
+                    conversation_id,
+                    last_seq,
+                    *answer_row,
+                ],
+            )
+            (first_id, first_seq), (second_id, second_seq) = sorted(
+                cursor.fetchall(), key=lambda row: row[1]
+            )
+    return TurnWritten(
+        conversation_id=conversation_id,
+        turn_count=turns,
+        agent_turns=agent_turns,
+        last_seq=last_seq,
+        updated_at=now,
+        customer_message=WrittenMessage(
+            id=first_id,
+            seq=first_seq,
+            role=Message.Role.CUSTOMER.value,
+            content=text,
+            intent=intent,
+            confidence=confidence,
+            created_at=now,
+            metadata={},
+        ),
+        answer=WrittenMessage(
+            id=second_id,
+            seq=second_seq,
+            role=Message.Role.AGENT.value,
+            content=reply_text,
+            intent=intent,
+            confidence=confidence,
+            created_at=now,
+            metadata=dict(metadata),
+        ),
+    )
+
+
+# --- authentication ---------------------------------------------------------------------------
+
+
+@cache
+def _user_sql() -> tuple[str, tuple[str, ...]]:
+    fields = tuple(f.attname for f in User._meta.concrete_fields)
+    columns = ", ".join(f"u.{f.column}" for f in User._meta.concrete_fields)
+    revoked = _table(RevokedAccessToken)
+    sql = (
+        f"SELECT {columns}, EXISTS (SELECT 1 FROM {revoked} r "  # noqa: S608 - model names
+        f"WHERE r.{_column(RevokedAccessToken, 'jti')} = %s) "
+        f"FROM {_table(User)} u WHERE u.{User._meta.pk.column} = %s"
+    )
+    return sql, fields
+
+
+def _converters(model: Any, connection: Any) -> list[tuple[int, list[Any], Any]]:
+    """The ORM's from-database converters for a model's columns on this connection (SQLite:
+    booleans and datetimes arrive as int/str; JSON as text everywhere)."""
+    cache_name = f"_parley_converters_{model._meta.label_lower}"
+    cached = getattr(connection, cache_name, None)
+    if cached is None:
+        cached = []
+        for index, field in enumerate(model._meta.concrete_fields):
+            col = field.get_col(_table(model))
+            found = connection.ops.get_db_converters(col) + col.get_db_converters(connection)
+            if found:
+                cached.append((index, found, col))
+        setattr(connection, cache_name, cached)
+    return cached  # type: ignore[no-any-return]
+
+
+def _instance(model: Any, values: list[Any], connection: Any, using: str) -> Any:
+    """A model instance from one row of its concrete columns, as the ORM would build it."""
+    for index, converters, col in _converters(model, connection):
+        for converter in converters:
+            values[index] = converter(values[index], col, connection)
+    return model.from_db(using, [f.attname for f in model._meta.concrete_fields], values)
+
+
+def user_with_revocation(
+    *, user_id: int, jti: str, using: str = "default"
+) -> tuple[User, bool] | None:
+    """The user row `user_id` as a model instance (every concrete field, exactly as
+    `User.objects.get` loads it) and whether access token `jti` is revoked; None when no such
+    user. One statement; activity, revocation and the password fingerprint are for the caller
+    to check, as `accounts.auth.principal_from_access_token` does."""
+    if not is_possible_id(user_id):
+        return None
+    connection = connections[using]
+    sql, _ = _user_sql()
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [jti, user_id])
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    return _instance(User, list(row[:-1]), connection, using), bool(row[-1])
+
+
+# --- the agent's context -------------------------------------------------------------------------
+
+RECENT_MESSAGES = 10  # as messaging.selectors.RECENT_MESSAGES_FOR_AGENT
+
+
+@cache
+def _recent_sql() -> str:
+    conv_fields = Conversation._meta.concrete_fields
+    message_fields = Message._meta.concrete_fields
+    columns = ", ".join(
+        [f"c.{f.column}" for f in conv_fields] + [f"m.{f.column}" for f in message_fields]
+    )
+    last_seq = _column(Conversation, "last_seq")
+    # seq runs 1..last_seq without gaps (written only under the row lock), so "seq above
+    # last_seq - N" is the last N messages, read through the (conversation, seq) unique index;
+    # the LEFT JOIN keeps a conversation that has no messages yet.
+    return (
+        f"SELECT {columns} FROM {_table(Conversation)} c "  # noqa: S608 - model names
+        f"LEFT JOIN {_table(Message)} m ON m.{_column(Message, 'conversation')} = c.id "
+        f"AND m.{_column(Message, 'seq')} > c.{last_seq} - {RECENT_MESSAGES} "
+        f"WHERE c.id = %s AND c.{_column(Conversation, 'customer')} = %s "
+        f"ORDER BY m.{_column(Message, 'seq')}"
+    )
+
+
+def conversation_with_recent_messages(
+    *, customer_id: int, conversation_id: int, using: str = "default"
+) -> tuple[Conversation | None, list[Message]]:
+    """`messaging.selectors.conversation_with_recent_messages` in one fixed statement: the
+    customer's own conversation and its last messages, oldest first; (None, []) when the
+    conversation is missing or someone else's."""
+    if not is_possible_id(conversation_id):
+        return None, []
+    connection = connections[using]
+    with connection.cursor() as cursor:
+        cursor.execute(_recent_sql(), [conversation_id, customer_id])
+        rows = cursor.fetchall()
+    if not rows:
+        return None, []
+    width = len(Conversation._meta.concrete_fields)
+    conversation = _instance(Conversation, list(rows[0][:width]), connection, using)
+    messages = []
+    for row in rows:
+        if row[width] is None:  # no messages yet
+            continue
+        message = _instance(Message, list(row[width:]), connection, using)
+        message._state.fields_cache["conversation"] = conversation
+        messages.append(message)
+    return conversation, messages
