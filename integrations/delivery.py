@@ -289,13 +289,34 @@ def task_worker(*, worker_id: str, batch: bool, interval: float) -> Any:
     )
 
 
+def _run_due_tasks(worker: Any) -> int:
+    """django-tasks' claim-and-run step (its worker loop without the sleeping and the
+    connection recycling, which would close a test's transaction)."""
+    from django_tasks_db.models import DBTaskResult
+    from django_tasks_db.utils import exclusive_transaction
+
+    ran = 0
+    while True:
+        tasks = DBTaskResult.objects.ready().filter(
+            backend_name=worker.backend_name, queue_name__in=worker.queue_names
+        )
+        with exclusive_transaction(tasks.db):
+            task_result = tasks.get_locked()
+            if task_result is not None:
+                task_result.claim(worker.worker_id)
+        if task_result is None:
+            return ran
+        worker.run_task(task_result)
+        ran += 1
+
+
 def worker_run_until_idle(*, worker_id: str | None = None) -> None:
     """Sweep and run due tasks until nothing is left (tests, `run_worker --batch`)."""
-    worker_id = worker_id or uuid.uuid4().hex
+    worker = task_worker(worker_id=worker_id or uuid.uuid4().hex, batch=True, interval=0)
     while True:
         queued = webhook_outbox_sweep()
-        task_worker(worker_id=worker_id, batch=True, interval=0).run()
-        if not queued and not WebhookEvent.objects.filter(dispatched_at__isnull=True).exists():
+        ran = _run_due_tasks(worker)
+        if not queued and not ran:
             return
 
 
