@@ -5,7 +5,7 @@ connect is patched to fail the test, so nothing here can reach a private or publ
 from __future__ import annotations
 
 import socket
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -55,7 +55,7 @@ def dns(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[str]]:
 
 
 @pytest.fixture
-def no_connections(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[Any]]:
+def no_connections(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
     """Any outgoing connection attempt is recorded and refused."""
     attempts: list[Any] = []
 
@@ -70,7 +70,7 @@ def no_connections(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[Any]]:
     monkeypatch.setattr(socket, "create_connection", refuse_create_connection)
     monkeypatch.setattr(socket.socket, "connect", refuse_connect)
     monkeypatch.setattr(socket.socket, "connect_ex", refuse_connect)
-    yield attempts
+    return attempts
 
 
 REFUSED_URLS = [
