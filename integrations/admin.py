@@ -31,7 +31,7 @@ class WebhookEndpointCreateForm(forms.ModelForm):
         try:
             return services.webhook_url_validate(url)
         except UnprocessableRequest as exc:
-            raise ValidationError(exc.errors()[0]["msg"]) from None
+            raise ValidationError(str(exc.errors()[0]["msg"])) from None
 
 
 @admin.register(WebhookEndpoint)

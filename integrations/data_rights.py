@@ -41,12 +41,15 @@ def conversations_export(user: User) -> dict[str, Any]:
     }
 
 
+RATING_MODEL = "messaging.Rating"
+
+
 def ratings_export(user: User) -> dict[str, Any]:
     """The customer's CSAT ratings. The Rating model arrives with the inbox work (messaging
     0003_rating); until then the section is empty."""
     # TODO(lead): once messaging.Rating is merged, pin its fields here and in the test.
     try:
-        rating_model = apps.get_model("messaging", "Rating")
+        rating_model = apps.get_model(RATING_MODEL)
     except LookupError:
         return {"ratings": []}
     rows = rating_model.objects.filter(conversation__customer=user).order_by("created_at", "id")

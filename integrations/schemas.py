@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from ninja import Schema
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from accounts.models import SecurityEvent
 from config.schemas import StrictIn
@@ -20,7 +20,6 @@ EventType = Literal[
     "escalation.resolved",
     "rating.created",
 ]
-SecurityEventKind = Literal[tuple(SecurityEvent.Kind.values)]  # type: ignore[valid-type]
 
 
 class WebhookIn(StrictIn):
@@ -77,8 +76,15 @@ class PageParams(Schema):
 
 
 class SecurityEventParams(PageParams):
-    kind: SecurityEventKind | None = None
+    kind: str | None = Field(default=None, max_length=32)
     user_id: int | None = Field(default=None, ge=1, le=MAX_ID)
+
+    @field_validator("kind")
+    @classmethod
+    def _known_kind(cls, value: str | None) -> str | None:
+        if value is not None and value not in SecurityEvent.Kind.values:
+            raise ValueError(f"Unknown kind; one of: {', '.join(SecurityEvent.Kind.values)}")
+        return value
 
 
 class SecurityEventOut(Schema):
