@@ -41,9 +41,12 @@ browser-deps:  ## Chromium for the browser tests, from the system packages (neve
 		{ $$SUDO apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q chromium >/dev/null; }; \
 	fi
 
-run: install  ## Migrate, seed demo accounts (DEBUG only) and serve HTTP + websockets on HOST:PORT
+run: install  ## Migrate, seed demo accounts (DEBUG only), serve HTTP + websockets on HOST:PORT and run the worker
 	$(PYTHON) manage.py migrate --noinput
 	$(PYTHON) manage.py seed_demo
+	@# The webhook worker runs beside the server; when the server stops (Ctrl-C) so does it.
+	$(PYTHON) manage.py run_worker & worker=$$!; \
+	trap 'kill $$worker 2>/dev/null; wait $$worker 2>/dev/null' EXIT INT TERM; \
 	$(BIN)/uvicorn config.asgi:application --host $(HOST) --port $(PORT) --lifespan off \
 		--ws-max-size 65536
 

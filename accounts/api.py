@@ -8,7 +8,7 @@ from django.http import HttpRequest, HttpResponse
 from ninja import Query, Router, Status
 from pydantic import Field
 
-from accounts import selectors, services
+from accounts import data_rights, selectors, services
 from accounts.auth import Customer, Superuser, principal_of
 from accounts.ratelimits import (
     login_rate_limit_enforce,
@@ -29,14 +29,16 @@ from accounts.schemas import (
     TokenOut,
     UserOut,
 )
-from accounts.scopes import ADMIN, format_scopes, parse_scope_string
+from accounts.scopes import ADMIN, CONVERSATIONS_READ, format_scopes, parse_scope_string
 from config.errors import ParleyError
 from config.ids import PathId
 from config.parsing import form_fields
+from config.request_context import CallContext
 from config.schemas import (
     AUTHENTICATED_ERRORS,
     BODY_ERRORS,
     QueryIn,
+    StrictIn,
     error_responses,
     optional_body,
     validate_body,
@@ -159,6 +161,45 @@ def me(request: HttpRequest) -> dict[str, Any]:
         "is_superuser": user.is_superuser,
         "scopes": format_scopes(principal.scopes).split(),
     }
+
+
+# --- Customers' data: export and erasure (accounts.data_rights) -------------------------------
+# On this router because GET /auth/me lives here: the same path on another router would be
+# shadowed (405).
+
+
+class AccountDeleteIn(StrictIn):
+    password: str = Field(min_length=1, max_length=4096)
+
+
+@auth_router.get(
+    "/me/export",
+    auth=Customer(scopes=[CONVERSATIONS_READ]),
+    response={200: dict[str, Any], **error_responses(*AUTHENTICATED_ERRORS)},
+    summary="Everything Parley holds about you: profile, conversations, messages, ratings",
+)
+def me_export(request: HttpRequest) -> dict[str, Any]:
+    return data_rights.user_export(principal_of(request).user)
+
+
+@auth_router.delete(
+    "/me",
+    auth=Customer(),
+    response={204: None, **error_responses(*AUTHENTICATED_ERRORS, 409, 429, *BODY_ERRORS)},
+    summary="Erase your account and everything that is yours (asks for your password)",
+)
+def me_delete(
+    request: HttpRequest, response: HttpResponse, payload: AccountDeleteIn
+) -> Status[None]:
+    user = principal_of(request).user
+    # Limited like sign-in: this endpoint also answers "is this the password?".
+    rate = login_rate_limit_enforce(request=request, username=user.username)
+    if rate is not None:
+        rate.apply_headers(response)
+    data_rights.user_erase_self(
+        user=user, password=payload.password, context=CallContext.from_request(request)
+    )
+    return Status(204, None)
 
 
 # --- API keys -----------------------------------------------------------------------------------

@@ -129,6 +129,7 @@ class SecurityEvent(models.Model):
         TOKEN_REVOKED = "token_revoked", "Token revoked"
         REFRESH_REUSED = "refresh_reused", "Rotated refresh token reused"
         API_KEY_FAILED = "api_key_failed", "API key refused"
+        ACCOUNT_ERASED = "account_erased", "Account erased"
 
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
     kind = models.CharField(max_length=32, choices=Kind.choices, db_index=True)

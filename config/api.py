@@ -166,6 +166,11 @@ def _register_routers() -> None:
     from accounts.api import api_keys_router, auth_router
     from config.operations import router as operations_router
     from escalations.api import escalations_router, statistics_router
+    from integrations.api import (
+        customer_erasure_router,
+        security_events_router,
+        webhooks_router,
+    )
     from messaging.api import conversations_router, customers_router, messages_router
 
     api.add_router("/auth", auth_router)
@@ -175,6 +180,9 @@ def _register_routers() -> None:
     api.add_router("/customers", customers_router)
     api.add_router("/escalations", escalations_router)
     api.add_router("/statistics", statistics_router)
+    api.add_router("/webhooks", webhooks_router)
+    api.add_router("/security-events", security_events_router)
+    api.add_router("/customers", customer_erasure_router)
     api.add_router("", operations_router)
 
 

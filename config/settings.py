@@ -75,9 +75,12 @@ INSTALLED_APPS = [
     "ninja",
     "django_ratelimit",
     "rest_framework_simplejwt.token_blacklist",
+    "django_tasks",
+    "django_tasks_db",
     "accounts",
     "messaging",
     "escalations",
+    "integrations",
 ]
 
 MIDDLEWARE = [
@@ -267,6 +270,27 @@ AGENT_LLM_BASE_URL = env.str("AGENT_LLM_BASE_URL", default="")
 AGENT_LLM_MODEL = env.str("AGENT_LLM_MODEL", default="")
 AGENT_LLM_API_KEY = env.str("AGENT_LLM_API_KEY", default="")
 AGENT_LLM_TIMEOUT = env.float("AGENT_LLM_TIMEOUT", default=10.0)
+
+# --- Webhooks and the background worker (docs/webhooks.md) -----------------------------------
+# django-tasks with its database backend: the queue lives in the same database as the data, so
+# queueing a delivery commits with the change (PostgreSQL workers claim with SKIP LOCKED).
+TASKS = {
+    "default": {
+        "BACKEND": "django_tasks_db.DatabaseBackend",
+        "QUEUES": ["default", "webhooks"],
+    }
+}
+WEBHOOK_RETRY_BASE_SECONDS = env.float("WEBHOOK_RETRY_BASE_SECONDS", default=30)
+WEBHOOK_MAX_ATTEMPTS = env.int("WEBHOOK_MAX_ATTEMPTS", default=8)
+WEBHOOK_TIMEOUT_SECONDS = env.float("WEBHOOK_TIMEOUT_SECONDS", default=10)
+# Only for local development and tests: lets webhooks call loopback/private addresses.
+WEBHOOK_ALLOW_PRIVATE_HOSTS = env.bool("WEBHOOK_ALLOW_PRIVATE_HOSTS", default=False)
+
+# --- Retention --------------------------------------------------------------------------------
+# Conversations whose last activity is older are deleted by `prune_expired`; unset keeps all.
+MESSAGE_RETENTION_DAYS = env.int("MESSAGE_RETENTION_DAYS", default=None)
+if MESSAGE_RETENTION_DAYS is not None and MESSAGE_RETENTION_DAYS < 1:
+    _fail("MESSAGE_RETENTION_DAYS must be at least 1 (or unset to keep conversations).")
 
 # --- Demo accounts (DEBUG only) ---------------------------------------------------------------
 DEMO_PASSWORD = env.str("DEMO_PASSWORD", default="parley-demo-2026")

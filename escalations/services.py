@@ -26,6 +26,12 @@ from escalations.permissions import (
     ensure_can_handle_escalations,
 )
 from escalations.schemas import MAX_RESOLUTION_NOTES_CHARS, EscalationOut
+from messaging.events import (
+    ESCALATION_ASSIGNED,
+    ESCALATION_OPENED,
+    ESCALATION_RESOLVED,
+    domain_event_record,
+)
 from messaging.models import Conversation, Message
 from messaging.realtime import escalation_event, publish_on_commit
 from messaging.services import NewMessage, conversation_append, conversation_lock, conversation_save
@@ -114,6 +120,7 @@ def escalation_open(
     )
     conversation_save(conversation=conversation, status_changed=True, escalation_id=escalation.pk)
     publish_on_commit([escalation_event("opened", escalation_payload(escalation))])
+    domain_event_record(ESCALATION_OPENED, escalation_payload(escalation))
     return escalation
 
 
@@ -155,6 +162,7 @@ def _assign(conversation: Conversation, escalation: Escalation, actor: User) -> 
     )
     escalation.conversation = conversation
     publish_on_commit([escalation_event("assigned", escalation_payload(escalation))])
+    domain_event_record(ESCALATION_ASSIGNED, escalation_payload(escalation))
 
 
 def escalation_reply(
@@ -229,6 +237,7 @@ def escalation_resolve(
         )
         escalation.conversation = conversation
         publish_on_commit([escalation_event("resolved", escalation_payload(escalation))])
+        domain_event_record(ESCALATION_RESOLVED, escalation_payload(escalation))
         return escalation
 
 

@@ -27,7 +27,9 @@ EVENT_TYPES: tuple[str, ...] = (
     RATING_CREATED,
 )
 
-DomainEventSink = Callable[[str, dict[str, Any]], None]
+DomainEvent = tuple[str, dict[str, Any]]  # (event type, JSON-ready data)
+# A sink receives every event of one call as a list, so it can write them in one statement.
+DomainEventSink = Callable[[list[DomainEvent]], None]
 _sinks: list[DomainEventSink] = []
 
 
@@ -39,8 +41,19 @@ def domain_event_sink_register(sink: DomainEventSink) -> None:
 
 def domain_event_record(event_type: str, data: dict[str, Any]) -> None:
     """Record that `event_type` happened. Call inside the transaction of the change: a sink
-    writes in that transaction (an outbox row), so a rollback takes the event with it."""
-    if event_type not in EVENT_TYPES:
-        raise ValueError(f"unknown domain event {event_type!r}")
+    writes in that transaction (an outbox row), so a rollback takes the event with it.
+
+    `data` must be JSON-ready (ids, strings, ISO datetimes) and name the customer it concerns
+    in `customer_id`: erasing that customer removes the event with the rest of their data."""
+    domain_events_record([(event_type, data)])
+
+
+def domain_events_record(events: list[DomainEvent]) -> None:
+    """Several events of one change (e.g. the messages of one turn) in one write."""
+    for event_type, _data in events:
+        if event_type not in EVENT_TYPES:
+            raise ValueError(f"unknown domain event {event_type!r}")
+    if not events:
+        return
     for sink in _sinks:
-        sink(event_type, data)
+        sink(events)

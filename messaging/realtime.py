@@ -136,3 +136,9 @@ async def _in_context(context: contextvars.Context, coro: Coroutine[Any, Any, T]
     for variable, value in context.items():
         variable.set(value)
     return await coro
+
+
+def conversation_erased_event(conversation_id: int) -> Event:
+    """The conversation's customer was erased: subscribers must be disconnected (the consumer
+    closes with 4404, as for a conversation that does not exist)."""
+    return conversation_group(conversation_id), {"type": "conversation.erased"}

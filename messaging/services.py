@@ -21,6 +21,12 @@ from messaging.agent import (
     TurnSnapshot,
     get_agent,
 )
+from messaging.events import (
+    CONVERSATION_CREATED,
+    MESSAGE_CREATED,
+    domain_event_record,
+    domain_events_record,
+)
 from messaging.models import Conversation, Message, is_possible_id
 from messaging.realtime import (
     conversation_status_event,
@@ -125,8 +131,21 @@ def conversation_append(*, conversation: Conversation, messages: list[NewMessage
         )
     Message.objects.bulk_create(rows)
     conversation.updated_at = now
-    publish_on_commit(
-        [message_created_event(conversation.pk, message_payload(row)) for row in rows]
+    payloads = [message_payload(row) for row in rows]
+    publish_on_commit([message_created_event(conversation.pk, payload) for payload in payloads])
+    # Webhooks: every appended message, whatever its role, in this transaction (one write).
+    domain_events_record(
+        [
+            (
+                MESSAGE_CREATED,
+                {
+                    **payload,
+                    "conversation_id": conversation.pk,
+                    "customer_id": conversation.customer_id,
+                },
+            )
+            for payload in payloads
+        ]
     )
     return rows
 
@@ -141,6 +160,16 @@ def conversation_save(
         publish_on_commit(
             [conversation_status_event(conversation.pk, conversation.status, escalation_id)]
         )
+
+
+def conversation_event_data(conversation: Conversation) -> dict[str, Any]:
+    """`data` of the conversation.created domain event (webhooks)."""
+    return {
+        "conversation_id": conversation.pk,
+        "customer_id": conversation.customer_id,
+        "status": conversation.status,
+        "created_at": conversation.created_at.isoformat().replace("+00:00", "Z"),
+    }
 
 
 # --- message_send ---------------------------------------------------------------------------
@@ -233,6 +262,7 @@ def _message_send_claimed(
     with transaction.atomic():
         if conversation is None:
             conversation = Conversation.objects.create(customer=customer)
+            domain_event_record(CONVERSATION_CREATED, conversation_event_data(conversation))
         else:
             conversation = conversation_lock(conversation_id=conversation.pk)
             if conversation is None:  # deleted since we read it

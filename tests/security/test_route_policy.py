@@ -23,6 +23,7 @@ PUBLIC = {
 ACCOUNT_ONLY = {
     ("POST", "/auth/revoke"),
     ("GET", "/auth/me"),
+    ("DELETE", "/auth/me"),  # erasure asks for the password again
 }
 
 
@@ -72,7 +73,7 @@ def test_every_protected_operation_refuses_anonymous_callers() -> None:
             continue
         url = "/api/v1" + path.replace("{conversation_id}", "1").replace(
             "{customer_id}", "1"
-        ).replace("{api_key_id}", "1")
+        ).replace("{api_key_id}", "1").replace("{webhook_id}", "1")
         response = client.generic(method, url, "{}", content_type="application/json")
         assert response.status_code == 401, f"{method} {url} → {response.status_code}"
         assert response["WWW-Authenticate"] == "Bearer"

@@ -1,0 +1,339 @@
+"""The webhook pipeline: outbox write → fan-out (sweep) → one task per attempt → record.
+
+1. `outbox_write` is the domain-event sink: it inserts `WebhookEvent` rows in the caller's
+   transaction (messaging/escalations services), so a rolled-back change leaves no event.
+2. `webhook_outbox_sweep` (the worker runs it every second, several workers may) turns
+   undispatched events into one pending `WebhookDelivery` per subscribed endpoint and queues a
+   django-tasks task for each — in one transaction, so a delivery row never lacks its task. It
+   also re-queues deliveries whose task was lost (a worker killed mid-attempt): the delivery
+   rows, not the task queue, are the truth.
+3. `webhook_attempt_run` (the task) claims the row with a conditional UPDATE — of two workers
+   handed the same row only one sends — signs with `standardwebhooks`, POSTs through the SSRF
+   guard, and records the outcome; a failure schedules the next attempt as a new row.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+from django.conf import settings
+from django.db import close_old_connections, transaction
+from django.utils import timezone
+from standardwebhooks import Webhook
+
+from integrations.models import WebhookDelivery, WebhookEndpoint, WebhookEvent
+from integrations.urlguard import UnsafeUrl, guarded_post
+from messaging.events import DomainEvent
+
+logger = logging.getLogger("parley.webhooks")
+
+# A queued attempt not claimed this long after its due time is assumed lost and re-queued.
+STALE_AFTER = timedelta(seconds=60)
+# A claim outlives the request timeout by this much before the sweeper takes it back.
+CLAIM_MARGIN = timedelta(seconds=30)
+SWEEP_BATCH = 200
+USER_AGENT = "Parley-Webhooks/1.0"
+WEBHOOK_QUEUE = "webhooks"
+
+
+# --- 1. The outbox (inside the caller's transaction) ------------------------------------------
+
+
+def outbox_write(events: list[DomainEvent]) -> None:
+    """Domain-event sink (registered in IntegrationsConfig.ready): one INSERT for the events of
+    one change. Runs inside the change's transaction."""
+    now = timezone.now()
+    WebhookEvent.objects.bulk_create(
+        [
+            WebhookEvent(
+                type=event_type,
+                payload=data,
+                customer_id=data.get("customer_id"),
+                created_at=now,
+            )
+            for event_type, data in events
+        ]
+    )
+
+
+# --- 2. Fan-out and recovery ------------------------------------------------------------------
+
+
+def _enqueue(delivery: WebhookDelivery) -> None:
+    from integrations.tasks import webhook_attempt
+
+    # The database task backend writes its row in the current transaction: the delivery row
+    # and its task commit together or not at all.
+    webhook_attempt.using(run_after=delivery.next_attempt_at).enqueue(delivery.pk)
+
+
+def webhook_outbox_sweep(*, now: datetime | None = None) -> int:
+    """Dispatch undispatched events and re-queue lost attempts. Safe to run from several
+    workers at once (PostgreSQL: SKIP LOCKED; SQLite: one writer at a time). Returns how many
+    deliveries it queued."""
+    now = now or timezone.now()
+    queued = 0
+    with transaction.atomic():
+        events = list(
+            WebhookEvent.objects.filter(dispatched_at__isnull=True)
+            .order_by("created_at", "id")
+            .select_for_update(skip_locked=True)[:SWEEP_BATCH]
+        )
+        if events:
+            endpoints = list(WebhookEndpoint.objects.filter(is_active=True).order_by("id"))
+            deliveries = [
+                WebhookDelivery(
+                    endpoint=endpoint,
+                    event=event,
+                    attempt=1,
+                    next_attempt_at=now,
+                    lease_until=now + STALE_AFTER,
+                    created_at=now,
+                )
+                for event in events
+                for endpoint in endpoints
+                # An endpoint hears of what happened after it was created, nothing older.
+                if event.type in endpoint.events and endpoint.created_at <= event.created_at
+            ]
+            WebhookDelivery.objects.bulk_create(deliveries)
+            WebhookEvent.objects.filter(pk__in=[e.pk for e in events]).update(dispatched_at=now)
+            for delivery in deliveries:
+                _enqueue(delivery)
+            queued += len(deliveries)
+    with transaction.atomic():
+        lost = list(
+            WebhookDelivery.objects.filter(
+                status__in=[WebhookDelivery.Status.PENDING, WebhookDelivery.Status.SENDING],
+                lease_until__lt=now,
+            )
+            .order_by("lease_until", "id")
+            .select_for_update(skip_locked=True)[:SWEEP_BATCH]
+        )
+        for delivery in lost:
+            logger.warning("re-queueing webhook delivery %s (its task was lost)", delivery.pk)
+            delivery.status = WebhookDelivery.Status.PENDING
+            delivery.claim_token = ""
+            delivery.next_attempt_at = max(now, delivery.next_attempt_at)
+            delivery.lease_until = delivery.next_attempt_at + STALE_AFTER
+            delivery.save(update_fields=["status", "claim_token", "next_attempt_at", "lease_until"])
+            _enqueue(delivery)
+        queued += len(lost)
+    return queued
+
+
+# --- 3. One attempt -----------------------------------------------------------------------------
+
+
+def webhook_body(event: WebhookEvent) -> str:
+    """The JSON body receivers get: the same bytes on every attempt of one event."""
+    timestamp = event.created_at.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    return json.dumps(
+        {"id": event.event_id, "type": event.type, "timestamp": timestamp, "data": event.payload},
+        separators=(",", ":"),
+        ensure_ascii=False,
+    )
+
+
+def signed_headers(*, event_id: str, secret: str, body: str, at: datetime) -> dict[str, str]:
+    """Standard Webhooks headers; `webhook-timestamp` is the time of this attempt, which
+    receivers compare with their clock (5 minutes' tolerance in the reference library)."""
+    at = at.replace(microsecond=0)
+    return {
+        "content-type": "application/json",
+        "user-agent": USER_AGENT,
+        "webhook-id": event_id,
+        "webhook-timestamp": str(int(at.timestamp())),
+        "webhook-signature": Webhook(secret).sign(event_id, at, body),
+    }
+
+
+def retry_delay(attempt: int) -> timedelta:
+    """Exponential backoff after failed attempt number `attempt` (1-based)."""
+    return timedelta(seconds=settings.WEBHOOK_RETRY_BASE_SECONDS * 2 ** (attempt - 1))
+
+
+def webhook_attempt_run(delivery_id: int) -> str:
+    """Make one delivery attempt. Returns what happened (for the task result and logs)."""
+    now = timezone.now()
+    token = uuid.uuid4().hex
+    timeout = float(settings.WEBHOOK_TIMEOUT_SECONDS)
+    claimed = WebhookDelivery.objects.filter(
+        pk=delivery_id, status=WebhookDelivery.Status.PENDING
+    ).update(
+        status=WebhookDelivery.Status.SENDING,
+        claim_token=token,
+        lease_until=now + timedelta(seconds=timeout) + CLAIM_MARGIN,
+        attempted_at=now,
+    )
+    if not claimed:
+        return "skipped"  # already sent, taken by another worker, or erased
+    delivery = (
+        WebhookDelivery.objects.select_related("event", "endpoint").filter(pk=delivery_id).first()
+    )
+    if delivery is None:
+        return "skipped"
+    endpoint = delivery.endpoint
+    if not endpoint.is_active:
+        return _record(delivery, token, status_code=None, error="Endpoint disabled", retry=False)
+
+    body = webhook_body(delivery.event)
+    headers = signed_headers(
+        event_id=delivery.event.event_id, secret=endpoint.secret, body=body, at=timezone.now()
+    )
+    status_code: int | None = None
+    retry = True
+    try:
+        response = guarded_post(
+            endpoint.url, content=body.encode(), headers=headers, timeout=timeout
+        )
+    except UnsafeUrl as exc:
+        error = str(exc)
+        retry = exc.retryable
+    except httpx.TimeoutException:
+        error = f"Timed out after {timeout:g} s"
+    except httpx.HTTPError as exc:
+        error = f"Connection failed ({type(exc).__name__})"
+    else:
+        status_code = response.status_code
+        error = ""
+        if 300 <= status_code < 400:
+            error = f"HTTP {status_code}: redirects are not followed"
+        elif not 200 <= status_code < 300:
+            error = f"HTTP {status_code}"
+    return _record(delivery, token, status_code=status_code, error=error, retry=retry)
+
+
+def _record(
+    delivery: WebhookDelivery, token: str, *, status_code: int | None, error: str, retry: bool
+) -> str:
+    delivered = not error and status_code is not None
+    now = timezone.now()
+    with transaction.atomic():
+        current = (
+            WebhookDelivery.objects.select_for_update()
+            .filter(pk=delivery.pk, claim_token=token, status=WebhookDelivery.Status.SENDING)
+            .first()
+        )
+        if current is None:
+            # Erased meanwhile, or our claim expired and another worker took the row over.
+            return "dropped"
+        current.status_code = status_code
+        current.error = error[:500]
+        current.delivered = delivered
+        if delivered:
+            current.status = WebhookDelivery.Status.DELIVERED
+        elif retry and current.attempt < settings.WEBHOOK_MAX_ATTEMPTS:
+            current.status = WebhookDelivery.Status.RETRYING
+            due = now + retry_delay(current.attempt)
+            following = WebhookDelivery.objects.create(
+                endpoint_id=current.endpoint_id,
+                event_id=current.event_id,
+                attempt=current.attempt + 1,
+                next_attempt_at=due,
+                lease_until=due + STALE_AFTER,
+                created_at=now,
+            )
+            _enqueue(following)
+        else:
+            current.status = WebhookDelivery.Status.FAILED
+        current.save(update_fields=["status", "status_code", "error", "delivered"])
+    if not delivered:
+        logger.info("webhook delivery %s attempt %s failed: %s", current.pk, current.attempt, error)
+    return str(current.status)
+
+
+def webhook_redeliver(*, delivery: WebhookDelivery) -> WebhookDelivery:
+    """Queue a fresh attempt of `delivery`'s event to its endpoint (admin "redeliver")."""
+    now = timezone.now()
+    with transaction.atomic():
+        last = (
+            WebhookDelivery.objects.select_for_update()
+            .filter(endpoint_id=delivery.endpoint_id, event_id=delivery.event_id)
+            .order_by("-attempt")
+            .first()
+        )
+        attempt = (last.attempt if last is not None else 0) + 1
+        following = WebhookDelivery.objects.create(
+            endpoint_id=delivery.endpoint_id,
+            event_id=delivery.event_id,
+            attempt=attempt,
+            next_attempt_at=now,
+            lease_until=now + STALE_AFTER,
+            created_at=now,
+        )
+        _enqueue(following)
+    return following
+
+
+# --- The worker --------------------------------------------------------------------------------
+
+
+def task_worker(*, worker_id: str, batch: bool, interval: float) -> Any:
+    from django_tasks_db.management.commands.db_worker import Worker
+
+    return Worker(
+        queue_names=[WEBHOOK_QUEUE],
+        interval=interval,
+        batch=batch,
+        backend_name="default",
+        startup_delay=False,
+        max_tasks=None,
+        worker_id=worker_id,
+        excluded_queue_names=[],
+    )
+
+
+def _run_due_tasks(worker: Any) -> int:
+    """django-tasks' claim-and-run step (its worker loop without the sleeping and the
+    connection recycling, which would close a test's transaction)."""
+    from django_tasks_db.models import DBTaskResult
+    from django_tasks_db.utils import exclusive_transaction
+
+    ran = 0
+    while True:
+        tasks = DBTaskResult.objects.ready().filter(
+            backend_name=worker.backend_name, queue_name__in=worker.queue_names
+        )
+        with exclusive_transaction(tasks.db):
+            task_result = tasks.get_locked()
+            if task_result is not None:
+                task_result.claim(worker.worker_id)
+        if task_result is None:
+            return ran
+        worker.run_task(task_result)
+        ran += 1
+
+
+def worker_run_until_idle(*, worker_id: str | None = None) -> None:
+    """Sweep and run due tasks until nothing is left (tests, `run_worker --batch`)."""
+    worker = task_worker(worker_id=worker_id or uuid.uuid4().hex, batch=True, interval=0)
+    while True:
+        queued = webhook_outbox_sweep()
+        ran = _run_due_tasks(worker)
+        if not queued and not ran:
+            return
+
+
+def sweeper_thread_start(*, interval: float, stop: threading.Event) -> threading.Thread:
+    """Run the sweep every `interval` seconds beside the task loop, in its own thread (and
+    database connection)."""
+
+    def loop() -> None:
+        while not stop.is_set():
+            try:
+                webhook_outbox_sweep()
+            except Exception:  # noqa: BLE001 - a failed sweep is retried on the next tick
+                logger.exception("webhook outbox sweep failed")
+            finally:
+                close_old_connections()
+            stop.wait(interval)
+
+    thread = threading.Thread(target=loop, name="parley-webhook-sweeper", daemon=True)
+    thread.start()
+    return thread

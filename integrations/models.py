@@ -1,0 +1,136 @@
+"""Webhooks: endpoints, the transactional outbox of events, and one row per delivery attempt.
+
+The outbox row (`WebhookEvent`) is written in the transaction of the change that caused it, so
+it exists exactly when the change committed. Everything after that — fan-out to endpoints,
+attempts, retries — is driven from these rows by the worker (integrations.delivery), never
+from memory, so a crash between commit and delivery loses nothing.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+
+def new_event_id() -> str:
+    # Standard Webhooks calls it the message id; receivers de-duplicate on it.
+    return f"msg_{uuid.uuid4().hex}"
+
+
+class WebhookEndpoint(models.Model):
+    """A receiver URL subscribed to some event types.
+
+    The signing secret is stored as issued: signing needs the plaintext, and a key to encrypt
+    it would live in the same settings the process reads, so encryption would only protect a
+    leaked database dump without the environment. It is never shown again after creation (API
+    and admin), never logged, and excluded from every schema but the creation response.
+    """
+
+    url = models.URLField(max_length=2000)
+    events = models.JSONField(default=list)
+    description = models.CharField(max_length=500, blank=True)
+    secret = models.CharField(max_length=100, editable=False)
+    is_active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        editable=False,
+    )
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name = "webhook endpoint"
+
+    def __str__(self) -> str:
+        return self.url
+
+
+class WebhookEvent(models.Model):
+    """The outbox: one row per domain event, written inside the change's transaction."""
+
+    event_id = models.CharField(max_length=40, unique=True, default=new_event_id, editable=False)
+    type = models.CharField(max_length=40)
+    payload = models.JSONField()
+    # The customer the event is about. Erasing them deletes the event and, by cascade, its
+    # pending deliveries: their data must not leave Parley after they asked to be forgotten.
+    customer = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    # Set once the worker has created this event's deliveries (fan-out).
+    dispatched_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        indexes = [
+            # The sweeper's scan: undispatched events, oldest first.
+            models.Index(
+                fields=["created_at", "id"],
+                name="webhook_event_undispatched",
+                condition=Q(dispatched_at__isnull=True),
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.type} {self.event_id}"
+
+
+class WebhookDelivery(models.Model):
+    """One attempt to deliver one event to one endpoint. A retry is a new row (attempt + 1),
+    so the history of every attempt stays visible."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"  # waiting for its time / a worker
+        SENDING = "sending", "Sending"  # claimed by a worker (until lease_until)
+        DELIVERED = "delivered", "Delivered"  # 2xx
+        RETRYING = "retrying", "Failed, retry scheduled"  # the next attempt is a new row
+        FAILED = "failed", "Failed"  # the last attempt failed; no more retries
+
+    endpoint = models.ForeignKey(
+        WebhookEndpoint, on_delete=models.CASCADE, related_name="deliveries"
+    )
+    event = models.ForeignKey(WebhookEvent, on_delete=models.CASCADE, related_name="deliveries")
+    attempt = models.PositiveSmallIntegerField(default=1)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    error = models.CharField(max_length=500, blank=True)
+    delivered = models.BooleanField(default=False)
+    next_attempt_at = models.DateTimeField(default=timezone.now)
+    # While pending: when the sweeper may assume the queued task was lost and queue another.
+    # While sending: when the claim expires (a worker that died mid-request).
+    lease_until = models.DateTimeField(default=timezone.now)
+    claim_token = models.CharField(max_length=32, blank=True)
+    attempted_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name_plural = "webhook deliveries"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["endpoint", "event", "attempt"], name="webhook_delivery_attempt_unique"
+            )
+        ]
+        indexes = [
+            models.Index(fields=["endpoint", "-created_at", "-id"], name="webhook_delivery_page"),
+            models.Index(
+                fields=["lease_until"],
+                name="webhook_delivery_open",
+                condition=Q(status__in=["pending", "sending"]),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.event_id} → {self.endpoint_id} #{self.attempt} ({self.status})"

@@ -1,0 +1,118 @@
+"""A real HTTP receiver on 127.0.0.1 and helpers to run the webhook worker in-process."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+
+from accounts.models import User
+from integrations import services
+from integrations.delivery import worker_run_until_idle
+from integrations.models import WebhookEndpoint
+from messaging.events import EVENT_TYPES
+
+
+@dataclass
+class Received:
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+    @property
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+@dataclass
+class Receiver:
+    """Records every request; answers from `script` (per path, consumed in order), then 200."""
+
+    base_url: str
+    requests: list[Received] = field(default_factory=list)
+    script: dict[str, list[tuple[int, dict[str, str]]]] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def url(self, path: str = "/hook") -> str:
+        return f"{self.base_url}{path}"
+
+    def answer(self, path: str, *responses: int | tuple[int, dict[str, str]]) -> None:
+        self.script[path] = [r if isinstance(r, tuple) else (r, {}) for r in responses]
+
+    def events(self, path: str = "/hook") -> list[dict[str, Any]]:
+        with self.lock:
+            return [r.json for r in self.requests if r.path == path]
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    state: dict[str, Receiver] = {}
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(length)
+            rec = state["receiver"]
+            with rec.lock:
+                rec.requests.append(
+                    Received(path=self.path, headers=dict(self.headers.items()), body=body)
+                )
+                queue = rec.script.get(self.path) or []
+                status, headers = queue.pop(0) if queue else (200, {})
+            self.send_response(status)
+            for name, value in headers.items():
+                self.send_header(name, value)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    state["receiver"] = Receiver(base_url=f"http://127.0.0.1:{server.server_address[1]}")
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield state["receiver"]
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
+def local_webhooks(settings: Any) -> Any:
+    """The local receiver is on loopback: allowed only in these tests."""
+    settings.WEBHOOK_ALLOW_PRIVATE_HOSTS = True
+    settings.WEBHOOK_RETRY_BASE_SECONDS = 0  # retries are due at once; the worker drains them
+    settings.WEBHOOK_TIMEOUT_SECONDS = 5
+    return settings
+
+
+@pytest.fixture
+def endpoint_for(
+    local_webhooks: Any, superuser: User
+) -> Callable[..., tuple[WebhookEndpoint, str]]:
+    def make(url: str, events: tuple[str, ...] = EVENT_TYPES) -> tuple[WebhookEndpoint, str]:
+        return services.webhook_endpoint_create(actor=superuser, url=url, events=list(events))
+
+    return make
+
+
+@pytest.fixture
+def drain() -> Callable[[], None]:
+    """Run the worker until every due delivery has been attempted."""
+
+    def run() -> None:
+        from django_tasks_db.models import DBTaskResult
+
+        worker_run_until_idle(worker_id="test-worker")
+        # The task runner records exceptions instead of raising them: surface them here.
+        failed = list(
+            DBTaskResult.objects.filter(status="FAILED").values_list("traceback", flat=True)
+        )
+        assert failed == []
+
+    return run

@@ -1,0 +1,249 @@
+"""SSRF: webhook URLs that resolve to a non-public address are refused when created (422) and
+when delivered, and no connection is ever attempted. Name resolution is patched; every
+connect is patched to fail the test, so nothing here can reach a private or public address."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from django.test import Client
+
+from accounts.models import User
+from integrations.delivery import worker_run_until_idle
+from integrations.models import WebhookDelivery, WebhookEndpoint
+from integrations.urlguard import address_is_public
+from messaging.services import message_send
+from tests.integrations.conftest import Receiver
+
+pytestmark = pytest.mark.django_db
+
+PUBLIC_TEST_ADDRESS = "93.184.215.14"  # only ever returned by the patched resolver
+
+REAL_GETADDRINFO = socket.getaddrinfo
+
+
+def _infos(address: str, port: int) -> list[Any]:
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    sockaddr = (address, port, 0, 0) if family == socket.AF_INET6 else (address, port)
+    return [(family, socket.SOCK_STREAM, 6, "", sockaddr)]
+
+
+@pytest.fixture
+def dns(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[str]]:
+    """Names → addresses for the resolver our code uses; IP literals resolve to themselves
+    (as the real resolver does, without any network)."""
+    table: dict[str, list[str]] = {}
+    calls: list[str] = []
+
+    def fake_getaddrinfo(host: Any, port: Any, *args: Any, **kwargs: Any) -> list[Any]:
+        host = host.decode() if isinstance(host, bytes) else host
+        calls.append(host)
+        if host in table:
+            return [info for address in table[host] for info in _infos(address, int(port))]
+        try:
+            socket.inet_pton(socket.AF_INET6 if ":" in host else socket.AF_INET, host)
+        except OSError:
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known") from None
+        return REAL_GETADDRINFO(host, port, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", fake_getaddrinfo)
+    table["__calls__"] = calls  # type: ignore[assignment]
+    return table
+
+
+@pytest.fixture
+def no_connections(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """Any outgoing connection attempt is recorded and refused."""
+    attempts: list[Any] = []
+
+    def refuse_create_connection(address: Any, *args: Any, **kwargs: Any) -> Any:
+        attempts.append(address)
+        raise AssertionError(f"connection attempted to {address}")
+
+    def refuse_connect(self: socket.socket, address: Any) -> Any:
+        attempts.append(address)
+        raise AssertionError(f"connection attempted to {address}")
+
+    monkeypatch.setattr(socket, "create_connection", refuse_create_connection)
+    monkeypatch.setattr(socket.socket, "connect", refuse_connect)
+    monkeypatch.setattr(socket.socket, "connect_ex", refuse_connect)
+    return attempts
+
+
+REFUSED_URLS = [
+    "http://127.0.0.1/hook",
+    "http://127.8.9.10:8080/hook",
+    "http://localhost/hook",  # resolves to loopback
+    "http://10.0.0.5/hook",
+    "http://172.16.3.4/hook",
+    "http://192.168.1.1/hook",
+    "http://169.254.169.254/latest/meta-data/",
+    "http://[::1]/hook",
+    "http://[::ffff:127.0.0.1]/hook",
+    "http://[fe80::1]/hook",
+    "http://[fd00::1]/hook",
+    "http://0.0.0.0/hook",
+    "http://224.0.0.1/hook",
+    "http://100.64.0.1/hook",  # carrier-grade NAT: not public
+    "http://internal.example.test/hook",  # a DNS name → 10.1.2.3
+    "http://mixed.example.test/hook",  # one public, one private address → refused
+]
+
+
+@pytest.fixture
+def private_names(dns: dict[str, list[str]]) -> dict[str, list[str]]:
+    dns["localhost"] = ["127.0.0.1", "::1"]
+    dns["internal.example.test"] = ["10.1.2.3"]
+    dns["mixed.example.test"] = [PUBLIC_TEST_ADDRESS, "192.168.0.10"]
+    dns["public.example.test"] = [PUBLIC_TEST_ADDRESS]
+    return dns
+
+
+@pytest.mark.parametrize("url", REFUSED_URLS)
+def test_refused_at_creation(
+    url: str,
+    private_names: Any,
+    no_connections: list[Any],
+    superuser: User,
+    client_for: Callable[..., Client],
+) -> None:
+    response = client_for(superuser).post(
+        "/api/v1/webhooks",
+        {"url": url, "events": ["message.created"]},
+        content_type="application/json",
+    )
+    assert response.status_code == 422, response.content
+    assert response.json()["detail"][0]["loc"] == ["body", "url"]
+    assert "non-public" in response.json()["detail"][0]["msg"]
+    assert not WebhookEndpoint.objects.exists()
+    assert no_connections == []
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "ftp://public.example.test/x",
+        "http://user:pw@public.example.test/x",
+        "http:///nohost",
+        "http://no-such-host.example.test/x",
+        "http://public.example.test:99999/x",
+        "not a url",
+    ],
+)
+def test_malformed_or_unresolvable_urls_are_refused(
+    url: str,
+    private_names: Any,
+    no_connections: list[Any],
+    superuser: User,
+    client_for: Callable[..., Client],
+) -> None:
+    response = client_for(superuser).post(
+        "/api/v1/webhooks", {"url": url, "events": ["message.created"]}, "application/json"
+    )
+    assert response.status_code == 422
+    assert not WebhookEndpoint.objects.exists()
+
+
+def test_a_public_name_is_accepted_without_connecting(
+    private_names: Any,
+    no_connections: list[Any],
+    superuser: User,
+    client_for: Callable[..., Client],
+) -> None:
+    response = client_for(superuser).post(
+        "/api/v1/webhooks",
+        {"url": "https://public.example.test/hook", "events": ["message.created"]},
+        "application/json",
+    )
+    assert response.status_code == 201
+    assert no_connections == []
+
+
+@pytest.mark.parametrize("url", REFUSED_URLS)
+def test_refused_at_delivery_without_any_connection(
+    url: str, private_names: Any, no_connections: list[Any], customer: User
+) -> None:
+    """An endpoint whose host resolved publicly when it was created and privately now (DNS
+    rebinding, or a row written around the API): the worker refuses before connecting."""
+    endpoint = WebhookEndpoint.objects.create(
+        url=url, events=["conversation.created"], secret="whsec_c2VjcmV0c2VjcmV0c2VjcmV0"
+    )
+    message_send(customer=customer, conversation_id=None, text="hello")
+    worker_run_until_idle()
+    (delivery,) = WebhookDelivery.objects.filter(endpoint=endpoint)
+    assert delivery.status == "failed"  # a refused address is not retried
+    assert "non-public" in delivery.error
+    assert delivery.status_code is None
+    assert no_connections == []
+
+
+def test_rebinding_after_creation_is_refused_at_delivery(
+    private_names: dict[str, list[str]],
+    no_connections: list[Any],
+    superuser: User,
+    customer: User,
+    client_for: Callable[..., Client],
+) -> None:
+    private_names["rebind.example.test"] = [PUBLIC_TEST_ADDRESS]
+    response = client_for(superuser).post(
+        "/api/v1/webhooks",
+        {"url": "http://rebind.example.test/hook", "events": ["conversation.created"]},
+        "application/json",
+    )
+    assert response.status_code == 201
+    private_names["rebind.example.test"] = ["169.254.169.254"]
+    message_send(customer=customer, conversation_id=None, text="hello")
+    worker_run_until_idle()
+    (delivery,) = WebhookDelivery.objects.all()
+    assert (delivery.status, delivery.status_code) == ("failed", None)
+    assert no_connections == []
+
+
+def test_the_connection_goes_to_the_checked_address(
+    settings: Any, dns: dict[str, list[str]], receiver: Receiver, customer: User
+) -> None:
+    """One lookup per attempt, and the request reaches the address that lookup returned, with
+    the URL's host name in the Host header. (Loopback allowed only for this receiver.)"""
+    settings.WEBHOOK_ALLOW_PRIVATE_HOSTS = True
+    port = int(receiver.base_url.rsplit(":", 1)[1])
+    dns["hooks.example.test"] = ["127.0.0.1"]
+    endpoint = WebhookEndpoint.objects.create(
+        url=f"http://hooks.example.test:{port}/hook",
+        events=["conversation.created"],
+        secret="whsec_c2VjcmV0c2VjcmV0c2VjcmV0",
+    )
+    message_send(customer=customer, conversation_id=None, text="hello")
+    calls: list[str] = dns["__calls__"]  # type: ignore[assignment]
+    calls.clear()
+    worker_run_until_idle()
+    assert calls.count("hooks.example.test") == 1
+    (request,) = receiver.requests
+    assert request.headers["Host"] == f"hooks.example.test:{port}"
+    assert WebhookDelivery.objects.get(endpoint=endpoint).delivered is True
+
+
+@pytest.mark.parametrize(
+    ("address", "public"),
+    [
+        ("8.8.8.8", True),
+        ("2606:4700:4700::1111", True),
+        ("127.0.0.1", False),
+        ("10.255.255.255", False),
+        ("172.31.0.1", False),
+        ("192.168.0.1", False),
+        ("169.254.169.254", False),
+        ("::1", False),
+        ("::", False),
+        ("0.0.0.0", False),  # noqa: S104 - an address under test, nothing binds to it
+        ("fe80::1%eth0", False),
+        ("::ffff:10.0.0.1", False),
+        ("ff02::1", False),
+        ("239.255.255.250", False),
+        ("240.0.0.1", False),  # reserved
+    ],
+)
+def test_address_classification(address: str, public: bool) -> None:
+    assert address_is_public(address) is public

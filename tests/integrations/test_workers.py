@@ -1,0 +1,101 @@
+"""The worker as it runs in production: `manage.py run_worker` processes on the same database."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.conf import settings as django_settings
+from django.db import connection
+from django_tasks_db.models import DBTaskResult
+
+from accounts.models import User
+from integrations.models import WebhookDelivery, WebhookEvent
+from messaging.services import message_send
+from tests.integrations.conftest import Receiver
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _worker(worker_id: str) -> subprocess.Popen[bytes]:
+    db = django_settings.DATABASES["default"]
+    env = {
+        **os.environ,
+        # The test database, which this test's data is committed to.
+        "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
+        "WEBHOOK_ALLOW_PRIVATE_HOSTS": "1",
+        "WEBHOOK_RETRY_BASE_SECONDS": "0",
+        "DEBUG": "1",
+        "LOG_LEVEL": "WARNING",
+    }
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "manage.py",
+            "run_worker",
+            "--worker-id",
+            worker_id,
+            "--interval",
+            "0.05",
+            "--sweep-interval",
+            "0.1",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+
+
+@pytest.mark.skipif(
+    connection.vendor != "postgresql", reason="several workers share a queue on PostgreSQL"
+)
+@pytest.mark.django_db(transaction=True)
+def test_two_workers_deliver_each_attempt_once(
+    settings: Any, customer: User, receiver: Receiver, endpoint_for: Callable[..., Any]
+) -> None:
+    settings.RATE_LIMIT_MESSAGES = "1000/m"
+    endpoint_for(receiver.url())
+    receiver.answer("/hook", *([500] * 10))  # the first ten requests fail: retries race too
+    for number in range(40):
+        message_send(customer=customer, conversation_id=None, text=f"hello {number}")
+    events = WebhookEvent.objects.count()
+    assert events == 120  # 40 × (conversation.created + two message.created)
+
+    workers = [_worker("worker-a"), _worker("worker-b")]
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if WebhookDelivery.objects.filter(status="delivered").count() == events:
+                break
+            assert all(w.poll() is None for w in workers), "a worker exited"
+            time.sleep(0.2)
+    finally:
+        for worker in workers:
+            worker.send_signal(signal.SIGTERM)
+        for worker in workers:
+            worker.wait(timeout=20)
+
+    assert WebhookDelivery.objects.filter(status="delivered").count() == events
+    ids = Counter(r.headers["webhook-id"] for r in receiver.requests)
+    assert len(ids) == events
+    # Ten events were answered 500 once, so they arrived twice; every other exactly once.
+    assert sorted(Counter(ids.values()).items()) == [(1, events - 10), (2, 10)]
+    assert len(receiver.requests) == WebhookDelivery.objects.count() == events + 10
+    # Both workers took part, and no attempt ran twice.
+    by_worker = Counter(
+        worker_id
+        for ids_ in DBTaskResult.objects.values_list("worker_ids", flat=True)
+        for worker_id in ids_
+    )
+    assert set(by_worker) == {"worker-a", "worker-b"}
+    assert all(len(ids_) == 1 for ids_ in DBTaskResult.objects.values_list("worker_ids", flat=True))
+    assert all(w.returncode == 0 for w in workers)
