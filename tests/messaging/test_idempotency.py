@@ -1,4 +1,4 @@
-"""Idempotency-Key on POST /messages/process (SPEC §4)."""
+"""Idempotency-Key on POST /messages/process (docs/api.md)."""
 
 from __future__ import annotations
 
