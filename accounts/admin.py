@@ -1,4 +1,4 @@
-"""Superuser-only screens: users, API keys, security events (SPEC §7)."""
+"""Superuser-only screens: users, API keys, security events (docs/escalations.md)."""
 
 from __future__ import annotations
 

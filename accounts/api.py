@@ -1,4 +1,4 @@
-"""`/auth/*` and `/api-keys` (SPEC §4 Auth)."""
+"""`/auth/*` and `/api-keys` (docs/api.md)."""
 
 from __future__ import annotations
 

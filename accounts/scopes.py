@@ -1,4 +1,4 @@
-"""OAuth-style scopes and which roles may hold them (SPEC §2)."""
+"""OAuth-style scopes and which roles may hold them (docs/api.md, Conventions)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Security events (SPEC §8): one JSON log line each, and a stored row superusers browse.
+"""Security events (docs/api.md): one JSON log line each, and a stored row superusers browse.
 
 Its own module, below `accounts.auth` and `accounts.services`, so every layer that refuses a
 request (auth, rate limits, permissions, sockets, the admin login) records through one function

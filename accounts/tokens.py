@@ -1,6 +1,7 @@
 """Parley's JWTs, built on simplejwt's token classes.
 
-What simplejwt leaves to us (../shared/NOTES.md) is done here: every registered claim is
+What simplejwt leaves to us (it checks `aud`/`iss` only when configured, never consults a
+deny-list for access tokens, and loads no user) is done here: every registered claim is
 required (a token missing one is refused, not defaulted), `iat`/`nbf` in the future are refused,
 and each token carries a fingerprint of the user's password hash so that changing the password
 revokes every token issued before. Refresh tokens are stored in simplejwt's outstanding list

@@ -1,6 +1,7 @@
 """Websocket scenarios of `make bench`: live push latency (4) and held idle connections (5).
 
-Clients speak SPEC §5: connect to /ws/conversations/<id>/ with an allowed Origin, send
+Clients speak the websocket protocol (docs/api.md): connect to /ws/conversations/<id>/ with an
+allowed Origin, send
 `{"type": "auth", "token": ...}` first, wait for `auth.ok`, then read `message` events. REST
 messages go through the HTTP port (keep-alive, httpx) in the same event loop, so the REST
 response time and each client's receipt time are read off one clock.

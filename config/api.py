@@ -1,4 +1,5 @@
-"""The one NinjaAPI: authentication on by default, SPEC §3 error shapes, every app's router."""
+"""The one NinjaAPI: authentication on by default, the error shapes of docs/api.md, every app's
+router."""
 
 from __future__ import annotations
 

@@ -1,8 +1,8 @@
 """Errors shared by REST, websocket and admin entry points.
 
-Services raise these; the API turns them into SPEC §3 responses (config/api.py), the websocket
-consumers into `error` frames or close codes. Each carries its HTTP status so the mapping lives
-in one place.
+Services raise these; the API turns them into the error responses of docs/api.md
+(config/api.py), the websocket consumers into `error` frames or close codes. Each carries its
+HTTP status so the mapping lives in one place.
 """
 
 from __future__ import annotations

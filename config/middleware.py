@@ -1,6 +1,6 @@
 """Parley's own middleware. Both classes work natively under WSGI and ASGI (no thread hand-off
-per request under ASGI, which the Django-provided MiddlewareMixin classes cost; see
-../shared/NOTES.md)."""
+per request under ASGI, which the Django-provided MiddlewareMixin classes cost: two
+sync/async hand-offs each, measured at -45 % throughput for Django's default stack)."""
 
 from __future__ import annotations
 

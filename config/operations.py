@@ -1,4 +1,5 @@
-"""`GET /health` and `GET /ready`, public (SPEC §2), in the API and at the root for probes."""
+"""`GET /health` and `GET /ready`, public (docs/api.md), in the API and at the root for
+probes."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Shared schemas: error bodies (SPEC §3), strict request bases and cursor pages."""
+"""Shared schemas: error bodies (docs/api.md, Errors), strict request bases and cursor pages."""
 
 from __future__ import annotations
 

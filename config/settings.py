@@ -166,14 +166,17 @@ REDIS_URL = env.str("REDIS_URL", default="")
 if REDIS_URL:
     CACHES = {
         "default": {
-            "BACKEND": "config.cache.ParleyRedisCache",
+            # django-redis: one client per server (no per-call client objects) and an atomic
+            # increment in one round trip, which django-ratelimit counts on
+            # (docs/architecture.md, "Libraries").
+            "BACKEND": "django_redis.cache.RedisCache",
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": env.str("CACHE_KEY_PREFIX", default="parley"),
             # redis-py waits 5 s by default on a Redis that stops answering: every rate-limited
             # request and /ready would wait that long (docs/operations.md, Readiness).
             "OPTIONS": {
-                "socket_connect_timeout": env.float("REDIS_SOCKET_TIMEOUT", default=1.0),
-                "socket_timeout": env.float("REDIS_SOCKET_TIMEOUT", default=1.0),
+                "SOCKET_CONNECT_TIMEOUT": env.float("REDIS_SOCKET_TIMEOUT", default=1.0),
+                "SOCKET_TIMEOUT": env.float("REDIS_SOCKET_TIMEOUT", default=1.0),
             },
         }
     }
@@ -182,9 +185,9 @@ if REDIS_URL:
             "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
             "CONFIG": {
                 # The core Redis layer loses idle consumers with redis-py 8's defaults (100
-                # pooled connections, 5 s socket timeout; ../shared/NOTES.md). The pub/sub layer
-                # used here polls in short reads and was measured unaffected; the generous
-                # limits are kept so switching layers cannot reintroduce the problem.
+                # pooled connections; a 5 s socket timeout equal to its blocking read). The
+                # pub/sub layer used here polls in short reads and was measured unaffected; the
+                # generous limits are kept so switching layers cannot reintroduce the problem.
                 "hosts": [{"address": REDIS_URL, "max_connections": 10000, "socket_timeout": 30}],
                 # Pub/sub ignores Redis database numbers: without the number in the prefix a
                 # development server on /0 and a test run on /1 would hear each other.
@@ -252,16 +255,12 @@ RATELIMIT_TRUSTED_PROXIES = env.int(
 # Stored security events older than this are deleted by prune_expired.
 SECURITY_EVENT_RETENTION_DAYS = env.int("SECURITY_EVENT_RETENTION_DAYS", default=90)
 RATELIMIT_ENABLE = env.bool("RATELIMIT_ENABLE", default=True)
-SILENCED_SYSTEM_CHECKS = [
-    # Django's own RedisCache increments atomically (INCR); django-ratelimit only lists
-    # django-redis by name.
-    "django_ratelimit.W001",
-]
+SILENCED_SYSTEM_CHECKS: list[str] = []
 if DEBUG and not REDIS_URL:
     # The embedded development default is one process, so a local-memory cache holds every
-    # counter. In production (DEBUG=0) or with REDIS_URL the check stays on: limits must hold
-    # across worker processes, so DEBUG=0 needs REDIS_URL.
-    SILENCED_SYSTEM_CHECKS.append("django_ratelimit.E003")
+    # counter. In production (DEBUG=0) or with REDIS_URL the checks stay on: limits must hold
+    # across worker processes, so DEBUG=0 needs REDIS_URL (and django-redis passes them).
+    SILENCED_SYSTEM_CHECKS += ["django_ratelimit.E003", "django_ratelimit.W001"]
 
 # --- The agent ------------------------------------------------------------------------------
 AGENT_BACKEND = env.str("AGENT_BACKEND", default="messaging.agent.rules.RuleBasedAgent")

@@ -1,5 +1,5 @@
 """The operators' workplace: the escalation queue, its actions, and the escalation page with
-the transcript and the reply box (SPEC §7).
+the transcript and the reply box (docs/escalations.md).
 
 Nothing here writes a field. "Assign to me", "Resolve", the reply box and the buttons on the
 escalation page all call escalations.services — the same functions as the REST API — so the

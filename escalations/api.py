@@ -1,4 +1,4 @@
-"""Operators' REST API (staff tier): `/escalations` and `/statistics` (SPEC §4)."""
+"""Operators' REST API (staff tier): `/escalations` and `/statistics` (docs/api.md)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Conversations and messages in the admin: read-only for everyone (SPEC §7).
+"""Conversations and messages in the admin: read-only for everyone (docs/escalations.md).
 
 Transcripts change only through the services (customers' messages, the agent, the operators'
 reply box on the escalation page), which keep `seq` gap-free and push every message live. An

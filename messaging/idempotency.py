@@ -1,4 +1,4 @@
-"""Idempotency keys for message sends (SPEC §4): the same key from the same user within 24 h
+"""Idempotency keys for message sends (docs/api.md): the same key from the same user within 24 h
 replays the first response and writes nothing.
 
 The claim is a row committed *before* the work starts, unique per (user, key): a concurrent

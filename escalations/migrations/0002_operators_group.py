@@ -1,4 +1,4 @@
-"""The `Operators` group with exactly what operators need in the admin (SPEC §7).
+"""The `Operators` group with exactly what operators need in the admin (docs/escalations.md).
 
 Operators view escalations, conversations and messages, and change escalations — which the
 admin only allows through the services (assign, reply, resolve). Users, API keys and security

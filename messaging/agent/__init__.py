@@ -1,4 +1,4 @@
-"""Parley's support agent (SPEC §6).
+"""Parley's support agent (README, "The agent").
 
 ``get_agent()`` returns the process-wide backend named by ``settings.AGENT_BACKEND``; the
 default is the offline :class:`~messaging.agent.rules.RuleBasedAgent`.

@@ -1,4 +1,4 @@
-"""Idempotency-Key on POST /messages/process (SPEC §4)."""
+"""Idempotency-Key on POST /messages/process (docs/api.md)."""
 
 from __future__ import annotations
 
@@ -158,3 +158,30 @@ def test_concurrent_requests_with_one_key_write_once(customer: User) -> None:
     assert Conversation.objects.count() == 1
     assert statuses.count(200) >= 1
     assert set(statuses) <= {200, 409}
+
+
+@pytest.mark.django_db
+def test_replay_body_is_byte_identical(customer_client: Client, customer: User) -> None:
+    first = send(customer_client, customer, "let me talk to a person", "key-bytes")
+    again = send(customer_client, customer, "let me talk to a person", "key-bytes")
+    assert again["Idempotent-Replayed"] == "true"
+    assert again.content == first.content
+
+
+@pytest.mark.django_db
+def test_a_record_stored_as_a_rest_body_still_replays(
+    customer_client: Client, customer: User
+) -> None:
+    """Records written before results were stored as domain records held the REST body."""
+    from messaging.api import process_body
+    from messaging.services import MessageSendResult
+
+    first = send(customer_client, customer, "I was charged twice", "key-legacy")
+    record = IdempotencyRecord.objects.get(key="key-legacy")
+    stored = MessageSendResult.from_record(record.response_body, replayed=False, rate=None)
+    IdempotencyRecord.objects.filter(pk=record.pk).update(response_body=process_body(stored))
+
+    again = send(customer_client, customer, "I was charged twice", "key-legacy")
+
+    assert again["Idempotent-Replayed"] == "true"
+    assert again.json() == first.json()

@@ -1,4 +1,5 @@
-"""`/ws/conversations/<id>/` (SPEC §5) through the real ASGI application (config.asgi)."""
+"""`/ws/conversations/<id>/` (docs/api.md, Websocket protocol) through the real ASGI
+application (config.asgi)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
 """Two uvicorn processes on one Redis and one database: pushes cross processes, and idle
-websockets keep receiving (../shared/NOTES.md: redis-py 8 timeouts dropped idle consumers).
+websockets keep receiving (redis-py 8's default timeouts dropped idle consumers of the core
+Redis layer).
 
 Run by CI's second pass with REDIS_URL set; skipped on the embedded defaults, where the
 in-memory channel layer cannot reach another process by design.

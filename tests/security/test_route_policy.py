@@ -1,5 +1,5 @@
-"""Deny by default: every operation the API serves is either on SPEC's public list or declares
-its tier and scopes. A route added without a policy fails here."""
+"""Deny by default: every operation the API serves is either on the public list (docs/api.md)
+or declares its tier and scopes. A route added without a policy fails here."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from django.test import Client
 from accounts.auth import ApiKeyAuth, BearerAuth, Tier, policy_of
 from config.api import api
 
-# SPEC §2's public routes (plus the OpenAPI schema and docs, which ninja serves outside the
+# The public routes of docs/api.md (plus the OpenAPI schema and docs, which ninja serves outside the
 # operations list).
 PUBLIC = {
     ("POST", "/auth/token"),
@@ -49,7 +49,7 @@ def test_every_operation_has_a_policy(method: str, path: str, operation: object)
     if (method, path) in PUBLIC:
         assert not callbacks, f"{method} {path} is on the public list but requires auth"
         return
-    assert callbacks, f"{method} {path} is public but not on SPEC's public list"
+    assert callbacks, f"{method} {path} is public but not on the public list (docs/api.md)"
     assert {type(cb) for cb in callbacks} == {BearerAuth, ApiKeyAuth}
     policy = policy_of(callbacks)
     assert policy is not None, f"{method} {path} mixes policies"
