@@ -23,7 +23,7 @@ from typing import Any
 
 import httpx
 from django.conf import settings
-from django.db import close_old_connections, transaction
+from django.db import close_old_connections, models, transaction
 from django.utils import timezone
 from standardwebhooks import Webhook
 
@@ -269,6 +269,22 @@ def webhook_redeliver(*, delivery: WebhookDelivery) -> WebhookDelivery:
         )
         _enqueue(following)
     return following
+
+
+def webhook_history_prune(*, now: datetime, keep_days: int = 30) -> int:
+    """Delete dispatched events older than `keep_days` whose attempts are all finished, with
+    their delivery history (for `prune_expired`). Returns how many events went."""
+    cutoff = now - timedelta(days=keep_days)
+    open_attempts = WebhookDelivery.objects.filter(
+        event=models.OuterRef("pk"),
+        status__in=[WebhookDelivery.Status.PENDING, WebhookDelivery.Status.SENDING],
+    )
+    deleted, by_model = (
+        WebhookEvent.objects.filter(created_at__lt=cutoff, dispatched_at__isnull=False)
+        .exclude(models.Exists(open_attempts))
+        .delete()
+    )
+    return by_model.get(WebhookEvent._meta.label, 0)
 
 
 # --- The worker --------------------------------------------------------------------------------
