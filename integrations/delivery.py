@@ -132,7 +132,9 @@ def webhook_outbox_sweep(*, now: datetime | None = None) -> int:
 
 def webhook_body(event: WebhookEvent) -> str:
     """The JSON body receivers get: the same bytes on every attempt of one event."""
-    timestamp = event.created_at.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    timestamp = (
+        event.created_at.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    )
     return json.dumps(
         {"id": event.event_id, "type": event.type, "timestamp": timestamp, "data": event.payload},
         separators=(",", ":"),

@@ -48,7 +48,11 @@ def _full_lifecycle(customer: User, operator: User) -> int:
 
 
 def test_deliveries_are_signed_and_verify_with_standardwebhooks(
-    customer: User, receiver: Receiver, endpoint_for: Callable[..., Any], drain: Any
+    customer: User,
+    receiver: Receiver,
+    endpoint_for: Callable[..., Any],
+    drain: Any,
+    customer_client: Any,
 ) -> None:
     endpoint, secret = endpoint_for(receiver.url())
     body = _send(customer, "hello there")
@@ -79,6 +83,11 @@ def test_deliveries_are_signed_and_verify_with_standardwebhooks(
         "conversation_id": body["conversation_id"],
         "customer_id": customer.pk,
     }
+    # Encoded like the API's own items.
+    (listed,) = customer_client.get("/api/v1/conversations").json()["items"]
+    assert created["data"]["created_at"] == listed["created_at"]
+    history = customer_client.get(f"/api/v1/conversations/{listed['id']}/history").json()
+    assert customer_message["data"]["created_at"] == history["messages"][0]["created_at"]
     assert agent_message["data"]["role"] == "agent"
     assert agent_message["data"]["id"] == body["message_id"]
     # Each body carries the event's own time, the header the attempt's.
