@@ -23,7 +23,7 @@ from typing import Any
 
 import httpx
 from django.conf import settings
-from django.db import close_old_connections, transaction
+from django.db import close_old_connections, models, transaction
 from django.utils import timezone
 from standardwebhooks import Webhook
 
@@ -132,7 +132,9 @@ def webhook_outbox_sweep(*, now: datetime | None = None) -> int:
 
 def webhook_body(event: WebhookEvent) -> str:
     """The JSON body receivers get: the same bytes on every attempt of one event."""
-    timestamp = event.created_at.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    timestamp = (
+        event.created_at.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    )
     return json.dumps(
         {"id": event.event_id, "type": event.type, "timestamp": timestamp, "data": event.payload},
         separators=(",", ":"),
@@ -269,6 +271,22 @@ def webhook_redeliver(*, delivery: WebhookDelivery) -> WebhookDelivery:
         )
         _enqueue(following)
     return following
+
+
+def webhook_history_prune(*, now: datetime, keep_days: int = 30) -> int:
+    """Delete dispatched events older than `keep_days` whose attempts are all finished, with
+    their delivery history (for `prune_expired`). Returns how many events went."""
+    cutoff = now - timedelta(days=keep_days)
+    open_attempts = WebhookDelivery.objects.filter(
+        event=models.OuterRef("pk"),
+        status__in=[WebhookDelivery.Status.PENDING, WebhookDelivery.Status.SENDING],
+    )
+    deleted, by_model = (
+        WebhookEvent.objects.filter(created_at__lt=cutoff, dispatched_at__isnull=False)
+        .exclude(models.Exists(open_attempts))
+        .delete()
+    )
+    return by_model.get(WebhookEvent._meta.label, 0)
 
 
 # --- The worker --------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from accounts.models import User
 from accounts.ratelimits import RateUsage, rate_limit_enforce
 from config.errors import NotFound, UnprocessableRequest
 from config.request_context import CallContext
+from config.schemas import client_json
 from messaging import handoff, idempotency, selectors
 from messaging.agent import (
     AgentReply,
@@ -34,7 +35,7 @@ from messaging.realtime import (
     publish_on_commit,
     run_in_background,
 )
-from messaging.schemas import message_payload
+from messaging.schemas import ConversationOut, message_payload
 from messaging.validation import clean_message_text
 
 SYSTEM_AGENT_NAME = "system"
@@ -163,12 +164,14 @@ def conversation_save(
 
 
 def conversation_event_data(conversation: Conversation) -> dict[str, Any]:
-    """`data` of the conversation.created domain event (webhooks)."""
+    """`data` of the conversation.created domain event (webhooks), encoded like the API's
+    conversation items (milliseconds, "Z")."""
+    item = client_json(ConversationOut.from_orm(conversation))
     return {
-        "conversation_id": conversation.pk,
-        "customer_id": conversation.customer_id,
-        "status": conversation.status,
-        "created_at": conversation.created_at.isoformat().replace("+00:00", "Z"),
+        "conversation_id": item["id"],
+        "customer_id": item["customer_id"],
+        "status": item["status"],
+        "created_at": item["created_at"],
     }
 
 

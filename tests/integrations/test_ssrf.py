@@ -247,3 +247,100 @@ def test_the_connection_goes_to_the_checked_address(
 )
 def test_address_classification(address: str, public: bool) -> None:
     assert address_is_public(address) is public
+
+
+def _self_signed(tmp_path: Any, host: str) -> tuple[str, str]:
+    import datetime as dt
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host)])
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(hours=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(host)]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return str(cert_path), str(key_path)
+
+
+@pytest.mark.parametrize(
+    ("url_host", "delivered"), [("hooks.example.test", True), ("other.example.test", False)]
+)
+def test_https_to_the_checked_address_verifies_the_url_host(
+    tmp_path: Any,
+    settings: Any,
+    dns: dict[str, list[str]],
+    monkeypatch: pytest.MonkeyPatch,
+    customer: User,
+    url_host: str,
+    delivered: bool,
+) -> None:
+    """TLS goes to the checked IP but names the URL's host (SNI) and checks the certificate
+    against it: a certificate for another name fails the attempt."""
+    import ssl
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from integrations import urlguard
+
+    cert, key = _self_signed(tmp_path, "hooks.example.test")
+    seen_sni: list[str | None] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+            pass
+
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_ctx.load_cert_chain(cert, key)
+    server_ctx.sni_callback = lambda sock, name, ctx: seen_sni.append(name)  # type: ignore[assignment]
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.socket = server_ctx.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        client_ctx = ssl.create_default_context(cafile=cert)
+        monkeypatch.setattr(urlguard, "TLS_VERIFY", client_ctx)
+        settings.WEBHOOK_ALLOW_PRIVATE_HOSTS = True
+        settings.WEBHOOK_MAX_ATTEMPTS = 1
+        dns[url_host] = ["127.0.0.1"]
+        endpoint = WebhookEndpoint.objects.create(
+            url=f"https://{url_host}:{server.server_address[1]}/hook",
+            events=["conversation.created"],
+            secret="whsec_c2VjcmV0c2VjcmV0c2VjcmV0",
+        )
+        message_send(customer=customer, conversation_id=None, text="hello")
+        worker_run_until_idle()
+    finally:
+        server.shutdown()
+        server.server_close()
+    delivery = WebhookDelivery.objects.get(endpoint=endpoint)
+    assert delivery.delivered is delivered, delivery.error
+    assert seen_sni == [url_host]
+    if not delivered:
+        assert delivery.error == "Connection failed (ConnectError)"

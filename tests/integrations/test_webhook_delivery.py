@@ -48,7 +48,11 @@ def _full_lifecycle(customer: User, operator: User) -> int:
 
 
 def test_deliveries_are_signed_and_verify_with_standardwebhooks(
-    customer: User, receiver: Receiver, endpoint_for: Callable[..., Any], drain: Any
+    customer: User,
+    receiver: Receiver,
+    endpoint_for: Callable[..., Any],
+    drain: Any,
+    customer_client: Any,
 ) -> None:
     endpoint, secret = endpoint_for(receiver.url())
     body = _send(customer, "hello there")
@@ -79,6 +83,11 @@ def test_deliveries_are_signed_and_verify_with_standardwebhooks(
         "conversation_id": body["conversation_id"],
         "customer_id": customer.pk,
     }
+    # Encoded like the API's own items.
+    (listed,) = customer_client.get("/api/v1/conversations").json()["items"]
+    assert created["data"]["created_at"] == listed["created_at"]
+    history = customer_client.get(f"/api/v1/conversations/{listed['id']}/history").json()
+    assert customer_message["data"]["created_at"] == history["messages"][0]["created_at"]
     assert agent_message["data"]["role"] == "agent"
     assert agent_message["data"]["id"] == body["message_id"]
     # Each body carries the event's own time, the header the attempt's.
@@ -443,3 +452,65 @@ def test_internal_notes_produce_no_event(
     note_add = getattr(s, "escalation_note_add", None) or s.internal_note_add  # type: ignore[attr-defined]
     note_add(conversation_id=body["conversation_id"], actor=operator, text="internal only")
     assert WebhookEvent.objects.count() == before
+
+
+def test_the_outbox_costs_one_insert_per_change(
+    customer: User, endpoint_for: Callable[..., Any]
+) -> None:
+    """The hot path pays one statement for its events: the turn's messages go in one bulk
+    insert (a new conversation adds its conversation.created)."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    endpoint_for("http://127.0.0.1:9/hook")
+
+    def outbox_inserts(conversation_id: int | None) -> int:
+        with CaptureQueriesContext(connection) as queries:
+            message_send(customer=customer, conversation_id=conversation_id, text="hi")
+        return sum(
+            q["sql"].startswith('INSERT INTO "integrations_webhookevent"')
+            for q in queries.captured_queries
+        )
+
+    assert outbox_inserts(None) == 2
+    conversation = Conversation.objects.get()
+    assert outbox_inserts(conversation.pk) == 1
+    assert WebhookEvent.objects.count() == 5
+
+
+def test_history_prune_keeps_recent_and_unfinished(
+    customer: User, receiver: Receiver, endpoint_for: Callable[..., Any], drain: Any
+) -> None:
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from integrations.delivery import webhook_attempt_run, webhook_history_prune
+
+    endpoint_for(receiver.url(), events=("conversation.created",))
+    delivered = _send(customer, "old and delivered")["conversation_id"]
+    drain()
+    receiver.answer("/hook", 500)
+    retrying = _send(customer, "old and still retrying")["conversation_id"]
+    webhook_outbox_sweep()
+    webhook_attempt_run(WebhookDelivery.objects.get(status="pending").pk)  # attempt 2 pending
+    recent = _send(customer, "recent")["conversation_id"]
+    now = timezone.now()
+    WebhookEvent.objects.exclude(payload__conversation_id=recent).update(
+        created_at=now - timedelta(days=40)
+    )
+    webhook_outbox_sweep()
+
+    # Old and finished: conversation.created + two message.created of the first turn, and
+    # the two message.created of the second (never subscribed, so nothing pending).
+    assert webhook_history_prune(now=now, keep_days=30) == 5
+    left = WebhookEvent.objects.values_list("type", "payload__conversation_id")
+    assert sorted(left) == sorted(
+        [
+            ("conversation.created", retrying),
+            ("conversation.created", recent),
+            ("message.created", recent),
+            ("message.created", recent),
+        ]
+    )
+    assert not WebhookEvent.objects.filter(payload__conversation_id=delivered).exists()
