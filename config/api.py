@@ -135,6 +135,7 @@ def _register_routers() -> None:
     from accounts.api import api_keys_router, auth_router
     from config.operations import router as operations_router
     from escalations.api import escalations_router, statistics_router
+    from escalations.inbox_api import notes_router, ratings_router
     from messaging.api import conversations_router, customers_router, messages_router
 
     api.add_router("/auth", auth_router)
@@ -144,6 +145,9 @@ def _register_routers() -> None:
     api.add_router("/customers", customers_router)
     api.add_router("/escalations", escalations_router)
     api.add_router("/statistics", statistics_router)
+    # Second routers on existing prefixes (inbox: notes, ratings); their paths are distinct.
+    api.add_router("/escalations", notes_router)
+    api.add_router("/conversations", ratings_router)
     api.add_router("", operations_router)
 
 

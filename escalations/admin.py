@@ -170,6 +170,17 @@ class EscalationAdmin(CascadeOnlyDeleteMixin, admin.ModelAdmin):
         actor: User = request.user  # type: ignore[assignment]
         done = 0
         for escalation in queryset.filter(status__in=UNRESOLVED):
+            holder = escalation.assigned_to
+            if holder is not None and holder.pk != actor.pk:
+                # A takeover is deliberate (the escalation page), never a side effect of a
+                # bulk selection.
+                self.message_user(
+                    request,
+                    f"Escalation {escalation.pk}: held by {holder.public_name}; "
+                    "open it to take over.",
+                    messages.WARNING,
+                )
+                continue
             done += self._run(
                 request,
                 escalation,
