@@ -27,6 +27,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.db import close_old_connections
 from django.utils import timezone
 
+from accounts.admin_tickets import admin_session_check, admin_ticket_consume
 from accounts.auth import Principal, principal_from_access_token
 from accounts.models import SecurityEvent
 from accounts.scopes import CONVERSATIONS_READ, MESSAGES_WRITE
@@ -145,6 +146,8 @@ class TokenAuthenticatedConsumer(AsyncWebsocketConsumer):
         self.groups: list[str] = []  # joined after authentication, left on disconnect
         self.principal: Principal | None = None
         self.raw_token: str | None = None
+        # Set when the admin's live channel authenticated with a ticket (no token to re-check).
+        self.admin_session_key: str | None = None
         self.closing = False
         self._tasks: dict[str, asyncio.Task[Any]] = {}
         self._frame_tokens = float(FRAME_BURST)
@@ -241,10 +244,16 @@ class TokenAuthenticatedConsumer(AsyncWebsocketConsumer):
         frame = _json_object(text_data)
         if frame is None or frame.get("type") != "auth":
             await self._auth_failed("first frame was not an auth frame")
-        token = _frame_token(frame)
-        if token is None:
-            await self._auth_failed("auth frame without a token")
-        principal = await self._validate(token)
+        token: str | None = None
+        if "ticket" in frame:
+            # The admin's live channel: a single-use ticket bought with the admin session
+            # (accounts/admin_tickets.py) instead of a token.
+            principal = await self._validate_ticket(frame["ticket"])
+        else:
+            token = _frame_token(frame)
+            if token is None:
+                await self._auth_failed("auth frame without a token")
+            principal = await self._validate(token)
         self._task_cancel("auth_timeout")
         context = await self.authorize(principal)
         self.principal, self.raw_token = principal, token
@@ -277,6 +286,28 @@ class TokenAuthenticatedConsumer(AsyncWebsocketConsumer):
             return await run_db(principal_from_access_token, token)
         except NotAuthenticated as exc:
             await self._auth_failed(exc.detail)
+
+    async def _validate_ticket(self, ticket: Any) -> Principal:
+        admin = await run_db(admin_ticket_consume, ticket)
+        if admin is None:
+            await self._auth_failed("invalid, used or expired admin ticket")
+        self.admin_session_key = admin.session_key
+        return Principal(user=admin.user, scopes=admin.scopes, method="admin_ticket")
+
+    async def _revalidate_admin_session(self) -> None:
+        """A ticket socket lives as long as its admin session: logout, a password change,
+        deactivation or demotion closes it at the next re-validation."""
+        principal, session_key = self.principal, self.admin_session_key
+        if principal is None or session_key is None:
+            return
+        admin = await run_db(
+            admin_session_check, user_id=principal.user_id, session_key=session_key
+        )
+        if admin is None:
+            await self._auth_failed("admin session ended")
+        renewed = Principal(user=admin.user, scopes=admin.scopes, method="admin_ticket")
+        await self.authorize(renewed)
+        self.principal = renewed
 
     async def _auth_failed(self, reason: str) -> NoReturn:
         await self.record_security_event(SecurityEvent.Kind.AUTH_FAILED, {"reason": reason})
@@ -332,7 +363,13 @@ class TokenAuthenticatedConsumer(AsyncWebsocketConsumer):
 
     async def revalidate(self) -> None:
         raw_token = self.raw_token
-        if self.closing or raw_token is None:
+        if self.closing:
+            return
+        if raw_token is None:
+            try:
+                await self._revalidate_admin_session()
+            except CloseSocket as close:
+                await self.close_with(close.code, close.reason)
             return
         try:
             try:

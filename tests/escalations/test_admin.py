@@ -213,7 +213,7 @@ def test_reply_box_stores_an_operator_message_and_pushes_it(
         )
 
     assert response.status_code == 302
-    assert response["Location"] == _change_url(escalation)
+    assert response["Location"] == _change_url(escalation) + "#composer"
     reply = Message.objects.get(conversation_id=escalation.conversation_id, role="operator")
     assert (reply.content, reply.author_id, reply.seq) == (
         "Hello from the admin",
@@ -480,7 +480,7 @@ def test_statistics_page_renders_figures_and_charts_for_operators(
     MessageFactory(conversation=conversation, role="customer", intent="billing")
     MessageFactory(conversation=conversation, role="agent", intent="billing")
 
-    with django_assert_max_num_queries(10):  # session + user + 4 statistics + 2 per-day
+    with django_assert_max_num_queries(11):  # session + user + 4 statistics + csat + 2 per-day
         response = operator_admin_client.get("/admin/statistics/")
 
     assert response.status_code == 200
