@@ -39,7 +39,10 @@ def recorded_events() -> Iterator[list[tuple[str, dict[str, Any]]]]:
 
 
 @pytest.fixture
-def resolved(escalated: Callable[..., Escalation], operator: User) -> Callable[..., Escalation]:
+def resolved(
+    escalated: Callable[..., Escalation],  # noqa: F811 - the fixture imported above
+    operator: User,
+) -> Callable[..., Escalation]:
     """resolved(owner=None) → an escalation that an operator resolved."""
 
     def make(owner: User | None = None) -> Escalation:

@@ -34,7 +34,9 @@ def test_assign_to_a_colleague(
     second_operator.save(update_fields=["display_name"])
     escalation = escalated()
 
-    response = _assign(operator_client, escalation.conversation_id, {"operator_id": second_operator.pk})
+    response = _assign(
+        operator_client, escalation.conversation_id, {"operator_id": second_operator.pk}
+    )
 
     assert response.status_code == 200
     assert response.json()["assigned_to"] == second_operator.pk
@@ -167,5 +169,7 @@ def test_acknowledgement_enters_the_transcript_once_per_escalation(
     _send(customer_client, customer, "I want a human again", cid)
     _send(customer_client, customer, "one", cid)
     _send(customer_client, customer, "two", cid)
-    acknowledgements = Message.objects.filter(conversation_id=cid, content=ESCALATED_ACKNOWLEDGEMENT)
+    acknowledgements = Message.objects.filter(
+        conversation_id=cid, content=ESCALATED_ACKNOWLEDGEMENT
+    )
     assert acknowledgements.count() == 2

@@ -55,7 +55,10 @@ def test_operator_adds_and_lists_notes(
     }
     assert (note.escalation_id, note.conversation_id) == (escalation.pk, escalation.conversation_id)
     assert listed.status_code == 200
-    assert listed.json() == {"conversation_id": escalation.conversation_id, "items": [created.json()]}
+    assert listed.json() == {
+        "conversation_id": escalation.conversation_id,
+        "items": [created.json()],
+    }
 
 
 @pytest.mark.django_db
@@ -116,9 +119,7 @@ def test_token_without_escalations_scope_gets_403(
 
 @pytest.mark.django_db
 @pytest.mark.parametrize("conversation_id", [999_999, 2**63])
-def test_unknown_conversation_is_404_or_422(
-    operator_client: Client, conversation_id: int
-) -> None:
+def test_unknown_conversation_is_404_or_422(operator_client: Client, conversation_id: int) -> None:
     response = _post(operator_client, conversation_id)
     assert response.status_code in (404, 422)
     assert not InternalNote.objects.exists()
@@ -199,7 +200,9 @@ async def test_note_is_not_pushed_to_the_conversation_socket(
 
 
 @pytest.mark.django_db
-def test_note_service_refuses_a_customer(escalated: Callable[..., Escalation], customer: User) -> None:
+def test_note_service_refuses_a_customer(
+    escalated: Callable[..., Escalation], customer: User
+) -> None:
     from config.errors import PermissionDenied
 
     escalation = escalated()

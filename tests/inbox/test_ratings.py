@@ -166,7 +166,10 @@ def test_statistics_show_the_average_and_count(
 ) -> None:
     for owner, score in ((customer, 5), (other_customer, 2)):
         escalation = resolved(owner)
-        assert _rate(client_for(owner), escalation.conversation_id, {"score": score}).status_code == 201
+        assert (
+            _rate(client_for(owner), escalation.conversation_id, {"score": score}).status_code
+            == 201
+        )
 
     figures = operator_client.get("/api/v1/statistics").json()
 
