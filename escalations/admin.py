@@ -303,7 +303,11 @@ class EscalationAdmin(CascadeOnlyDeleteMixin, admin.ModelAdmin):
             unresolved = escalation.status in UNRESOLVED
             can_work = self._can_work(request)
             staff = inbox.colleagues_list()
-            colleagues = [user for user in staff if user.pk != escalation.assigned_to_id]
+            colleagues = [
+                user
+                for user in staff
+                if user.pk not in (escalation.assigned_to_id, request.user.pk)
+            ]
             context.update(
                 escalation=escalation,
                 transcript_messages=rows,
@@ -323,6 +327,8 @@ class EscalationAdmin(CascadeOnlyDeleteMixin, admin.ModelAdmin):
                 ticket_url=reverse("admin:escalations_escalation_live_ticket"),
                 # For the live assignee (events carry the id); autoescaped into an attribute.
                 staff_names=json.dumps({user.pk: user.public_name for user in staff}),
+                # The page needs the width: the app list is one click away in the breadcrumbs.
+                is_nav_sidebar_enabled=False,
             )
         return super().change_view(request, object_id, form_url, context)
 
@@ -332,6 +338,8 @@ class EscalationAdmin(CascadeOnlyDeleteMixin, admin.ModelAdmin):
         context = {
             **(extra_context or {}),
             "ticket_url": reverse("admin:escalations_escalation_live_ticket"),
+            # Seven columns and the filters fit 1280 px only without the app sidebar.
+            "is_nav_sidebar_enabled": False,
         }
         return super().changelist_view(request, context)
 

@@ -245,7 +245,8 @@
         message.role === "operator" && message.author_name ? message.author_name : ROLE_LABELS[message.role] || message.role;
       const time = document.createElement("time");
       time.dateTime = message.created_at;
-      time.textContent = new Date(message.created_at).toLocaleString();
+      // The server renders times in UTC ("Y-m-d H:i:s"); created_at is UTC ISO 8601.
+      time.textContent = String(message.created_at).replace("T", " ").slice(0, 19);
       meta.append(seq, role, time);
       if (message.intent) {
         const intent = document.createElement("span");
