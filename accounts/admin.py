@@ -41,9 +41,9 @@ class ParleyUserAdmin(SuperuserOnlyMixin, UserAdmin):
     list_display = ("username", "email", "is_active", "is_staff", "is_superuser", "date_joined")
     # Operators set their own display name on the escalation list; superusers may set anyone's.
     fieldsets = (
-        *UserAdmin.fieldsets[:1],
+        *(UserAdmin.fieldsets or ())[:1],
         ("Personal info", {"fields": ("first_name", "last_name", "display_name", "email")}),
-        *UserAdmin.fieldsets[2:],
+        *(UserAdmin.fieldsets or ())[2:],
     )
 
 

@@ -353,3 +353,26 @@ def test_customer_panel_lists_other_conversations(
     assert customer.email in content
     assert f"/admin/messaging/conversation/{other.pk}/change/" in content
     assert "Other conversations (1)" in content
+
+
+@pytest.mark.django_db
+def test_staff_outside_the_operators_group_cannot_note_or_assign(
+    escalated: Callable[..., Escalation], operator: User
+) -> None:
+    """Staff without the Operators group's rights see the admin but cannot work escalations:
+    the admin's doors refuse like the REST tier does, and nothing changes."""
+    from escalations.models import InternalNote
+    from tests.escalations.conftest import state_of
+
+    escalation = escalated()
+    operator.groups.clear()  # staff, but not in the Operators group
+    client = _signed_in(operator)
+    before = state_of(escalation.conversation_id)
+    base = f"/admin/escalations/escalation/{escalation.pk}"
+
+    noted = client.post(f"{base}/notes/", {"note": "hello"})
+    assigned = client.post(f"{base}/assign/", {})
+
+    assert (noted.status_code, assigned.status_code) == (403, 403)
+    assert not InternalNote.objects.exists()
+    assert state_of(escalation.conversation_id) == before
