@@ -39,6 +39,12 @@ class SuperuserOnlyMixin:
 @admin.register(User)
 class ParleyUserAdmin(SuperuserOnlyMixin, UserAdmin):
     list_display = ("username", "email", "is_active", "is_staff", "is_superuser", "date_joined")
+    # Operators set their own display name on the escalation list; superusers may set anyone's.
+    fieldsets = (
+        *(UserAdmin.fieldsets or ())[:1],
+        ("Personal info", {"fields": ("first_name", "last_name", "display_name", "email")}),
+        *(UserAdmin.fieldsets or ())[2:],
+    )
 
 
 class ApiKeyCreateForm(forms.ModelForm):

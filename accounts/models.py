@@ -28,6 +28,9 @@ class User(AbstractUser):
     """Every Parley account: customers, operators (is_staff) and superusers."""
 
     email = models.EmailField("email address", blank=True)
+    # What customers see on an operator's messages and notices ("Olivia joined"). Staff set it
+    # in the admin; empty falls back to the first name, then the username (`public_name`).
+    display_name = models.CharField(max_length=60, blank=True)
 
     objects = ParleyUserManager()  # type: ignore[misc]  # django-stubs: manager override
 
@@ -49,6 +52,11 @@ class User(AbstractUser):
             # "Alice" and "alice" are the same person to a support team.
             models.UniqueConstraint(Lower("username"), name="user_username_ci_unique"),
         ]
+
+    @property
+    def public_name(self) -> str:
+        """The name customers see for this (staff) user."""
+        return self.display_name.strip() or self.first_name.strip() or self.get_username()
 
 
 class ApiKey(models.Model):

@@ -28,6 +28,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.db import close_old_connections
 from django.utils import timezone
 
+from accounts.admin_tickets import AdminSession, admin_session_check, admin_ticket_consume
 from accounts.auth import Policy, Principal, principal_from_access_token
 from accounts.models import SecurityEvent
 from accounts.security import security_event_record
@@ -105,6 +106,37 @@ def authenticate_and_authorize(
     return principal
 
 
+def _admin_principal(
+    admin: AdminSession | None, policy: Policy | None, context: CallContext
+) -> Principal:
+    if admin is None:
+        raise NotAuthenticated("invalid, used or expired admin ticket, or the admin session ended")
+    principal = Principal(user=admin.user, scopes=admin.scopes, method="admin_ticket")
+    if policy is not None:
+        policy.enforce(principal, context)
+    return principal
+
+
+def ticket_authenticate_and_authorize(
+    ticket: Any, policy: Policy | None, context: CallContext
+) -> tuple[Principal, str]:
+    """The admin's live channel: redeem a single-use ticket bought with the admin session
+    (accounts/admin_tickets.py), then the same route policy as a token. Returns the principal
+    and the admin session it rides on (re-checked on every re-validation)."""
+    admin = admin_ticket_consume(ticket)
+    return _admin_principal(admin, policy, context), admin.session_key if admin else ""
+
+
+def admin_session_authorize(
+    user_id: int, session_key: str, policy: Policy | None, context: CallContext
+) -> Principal:
+    """A ticket socket lives as long as its admin session: logout, a password change,
+    deactivation or demotion ends it at the next re-validation."""
+    return _admin_principal(
+        admin_session_check(user_id=user_id, session_key=session_key), policy, context
+    )
+
+
 class TokenAuthenticatedConsumer(AsyncWebsocketConsumer):
     """First-frame auth and session upkeep shared by the conversation and escalation sockets.
 
@@ -121,6 +153,8 @@ class TokenAuthenticatedConsumer(AsyncWebsocketConsumer):
         self.groups: list[str] = []  # joined after authentication, left on disconnect
         self.principal: Principal | None = None
         self.raw_token: str | None = None
+        # Set when the admin's live channel authenticated with a ticket (no token to re-check).
+        self.admin_session_key: str | None = None
         self.closing = False
         self._tasks: dict[str, asyncio.Task[Any]] = {}
         self._frame_tokens = float(FRAME_BURST)
@@ -236,10 +270,14 @@ class TokenAuthenticatedConsumer(AsyncWebsocketConsumer):
         frame = _json_object(text_data)
         if frame is None or frame.get("type") != "auth":
             await self._auth_failed("first frame was not an auth frame")
-        token = _frame_token(frame)
-        if token is None:
-            await self._auth_failed("auth frame without a token")
-        principal = await self._validate(token)
+        token: str | None = None
+        if "ticket" in frame:
+            principal = await self._validate_ticket(frame["ticket"])
+        else:
+            token = _frame_token(frame)
+            if token is None:
+                await self._auth_failed("auth frame without a token")
+            principal = await self._validate(token)
         self._task_cancel("auth_timeout")
         context = await self.authorize(principal)
         self.principal, self.raw_token = principal, token
@@ -275,6 +313,33 @@ class TokenAuthenticatedConsumer(AsyncWebsocketConsumer):
             await self._auth_failed(exc.detail)
         except (PermissionDenied, InsufficientScope) as exc:
             raise CloseSocket(CLOSE_FORBIDDEN, exc.detail) from None
+
+    async def _validate_ticket(self, ticket: Any) -> Principal:
+        """An admin ticket, then the socket's policy (as for a token)."""
+        try:
+            principal, self.admin_session_key = await run_db(
+                ticket_authenticate_and_authorize, ticket, self.policy, self.context
+            )
+        except NotAuthenticated as exc:
+            await self._auth_failed(exc.detail)
+        except (PermissionDenied, InsufficientScope) as exc:
+            raise CloseSocket(CLOSE_FORBIDDEN, exc.detail) from None
+        return principal
+
+    async def _revalidate_admin_session(self) -> None:
+        principal, session_key = self.principal, self.admin_session_key
+        if principal is None or session_key is None:
+            return
+        try:
+            renewed = await run_db(
+                admin_session_authorize, principal.user_id, session_key, self.policy, self.context
+            )
+        except NotAuthenticated as exc:
+            await self._auth_failed(exc.detail)
+        except (PermissionDenied, InsufficientScope) as exc:
+            raise CloseSocket(CLOSE_FORBIDDEN, exc.detail) from None
+        await self.authorize(renewed)
+        self.principal = renewed
 
     async def _auth_failed(self, reason: str) -> NoReturn:
         await self.record_security_event(SecurityEvent.Kind.AUTH_FAILED, {"reason": reason})
@@ -331,7 +396,13 @@ class TokenAuthenticatedConsumer(AsyncWebsocketConsumer):
 
     async def revalidate(self) -> None:
         raw_token = self.raw_token
-        if self.closing or raw_token is None:
+        if self.closing:
+            return
+        if raw_token is None:
+            try:
+                await self._revalidate_admin_session()
+            except CloseSocket as close:
+                await self.close_with(close.code, close.reason)
             return
         try:
             try:

@@ -167,6 +167,7 @@ def _register_routers() -> None:
     from accounts.api import api_keys_router, auth_router
     from config.operations import router as operations_router
     from escalations.api import escalations_router, statistics_router
+    from escalations.inbox_api import notes_router, ratings_router
     from integrations.api import (
         customer_erasure_router,
         security_events_router,
@@ -184,6 +185,9 @@ def _register_routers() -> None:
     api.add_router("/webhooks", webhooks_router)
     api.add_router("/security-events", security_events_router)
     api.add_router("/customers", customer_erasure_router)
+    # Second routers on existing prefixes (inbox: notes, ratings); their paths are distinct.
+    api.add_router("/escalations", notes_router)
+    api.add_router("/conversations", ratings_router)
     api.add_router("", operations_router)
 
 

@@ -10,6 +10,7 @@ read-only, no Save button) for the same reason.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from django import forms
@@ -17,7 +18,7 @@ from django.contrib import admin, messages
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.core.exceptions import PermissionDenied
 from django.db.models import Case, IntegerField, QuerySet, Value, When
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
@@ -26,10 +27,12 @@ from django.utils.html import format_html
 from django.utils.timesince import timesince
 from django.views.decorators.http import require_POST
 
+from accounts.admin_tickets import TICKET_TTL_SECONDS, admin_ticket_issue
 from accounts.models import User
+from accounts.profile import MAX_DISPLAY_NAME_CHARS, display_name_set
 from config.errors import ParleyError
-from escalations import selectors, services
-from escalations.models import Escalation
+from escalations import inbox, selectors, services
+from escalations.models import Escalation, SavedReply
 from escalations.permissions import can_handle_escalations
 from escalations.schemas import MAX_RESOLUTION_NOTES_CHARS
 from messaging.admin import CascadeOnlyDeleteMixin
@@ -53,6 +56,15 @@ class ResolveForm(forms.Form):
         required=False,
         max_length=MAX_RESOLUTION_NOTES_CHARS,
         widget=forms.Textarea(attrs={"rows": 4}),
+    )
+
+
+class NoteForm(forms.Form):
+    note = forms.CharField(
+        label="Internal note",
+        max_length=inbox.MAX_NOTE_CHARS,
+        widget=forms.Textarea(attrs={"rows": 3}),
+        help_text="Only operators see notes; the customer never does.",
     )
 
 
@@ -173,6 +185,17 @@ class EscalationAdmin(CascadeOnlyDeleteMixin, admin.ModelAdmin):
         actor: User = request.user  # type: ignore[assignment]
         done = 0
         for escalation in queryset.filter(status__in=UNRESOLVED):
+            holder = escalation.assigned_to
+            if holder is not None and holder.pk != actor.pk:
+                # A takeover is deliberate (the escalation page), never a side effect of a
+                # bulk selection.
+                self.message_user(
+                    request,
+                    f"Escalation {escalation.pk}: held by {holder.public_name}; "
+                    "open it to take over.",
+                    messages.WARNING,
+                )
+                continue
             done += self._run(
                 request,
                 escalation,
@@ -240,6 +263,21 @@ class EscalationAdmin(CascadeOnlyDeleteMixin, admin.ModelAdmin):
         prefix = f"{self.model._meta.app_label}_{self.model._meta.model_name}"
         return [
             path(
+                "live-ticket/",
+                wrap(require_POST(self.live_ticket_view)),
+                name=f"{prefix}_live_ticket",
+            ),
+            path(
+                "display-name/",
+                wrap(require_POST(self.display_name_view)),
+                name=f"{prefix}_display_name",
+            ),
+            path(
+                "<int:object_id>/notes/",
+                wrap(require_POST(self.note_view)),
+                name=f"{prefix}_note",
+            ),
+            path(
                 "<int:object_id>/reply/",
                 wrap(require_POST(self.reply_view)),
                 name=f"{prefix}_reply",
@@ -272,26 +310,106 @@ class EscalationAdmin(CascadeOnlyDeleteMixin, admin.ModelAdmin):
             rows, omitted = conversation_transcript(conversation_id=escalation.conversation_id)
             unresolved = escalation.status in UNRESOLVED
             can_work = self._can_work(request)
+            staff = inbox.colleagues_list()
+            colleagues = [
+                user
+                for user in staff
+                if user.pk not in (escalation.assigned_to_id, request.user.pk)
+            ]
             context.update(
+                escalation=escalation,
                 transcript_messages=rows,
                 transcript_omitted=omitted,
+                last_seq=rows[-1].seq if rows else 0,
                 can_reply=can_work and unresolved,
                 can_assign=can_work and unresolved and escalation.assigned_to_id != request.user.pk,
                 can_resolve=can_work and unresolved,
+                can_note=can_work,
+                colleagues=colleagues if can_work and unresolved else [],
                 reply_form=ReplyForm(),
                 resolve_form=ResolveForm(),
+                note_form=NoteForm(),
+                notes=inbox.note_list(conversation_id=escalation.conversation_id),
+                saved_replies=list(SavedReply.objects.all()),
+                customer=inbox.customer_context(conversation=escalation.conversation),
+                ticket_url=reverse("admin:escalations_escalation_live_ticket"),
+                # For the live assignee (events carry the id); autoescaped into an attribute.
+                staff_names=json.dumps({user.pk: user.public_name for user in staff}),
+                # The page needs the width: the app list is one click away in the breadcrumbs.
+                is_nav_sidebar_enabled=False,
             )
         return super().change_view(request, object_id, form_url, context)
+
+    def changelist_view(
+        self, request: HttpRequest, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        context = {
+            **(extra_context or {}),
+            "ticket_url": reverse("admin:escalations_escalation_live_ticket"),
+            "display_name_url": reverse("admin:escalations_escalation_display_name"),
+            "display_name_max": MAX_DISPLAY_NAME_CHARS,
+            # Seven columns and the filters fit 1280 px only without the app sidebar.
+            "is_nav_sidebar_enabled": False,
+        }
+        return super().changelist_view(request, context)
+
+    def live_ticket_view(self, request: HttpRequest) -> HttpResponse:
+        """A single-use ticket for the live channel (accounts/admin_tickets.py). POST only, with
+        the CSRF token (Django's middleware checks it), from a signed-in staff session."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        ticket = admin_ticket_issue(
+            user=request.user,  # type: ignore[arg-type]
+            session_key=request.session.session_key,
+        )
+        response = JsonResponse({"ticket": ticket, "expires_in": TICKET_TTL_SECONDS})
+        response["Cache-Control"] = "no-store"
+        return response
+
+    def display_name_view(self, request: HttpRequest) -> HttpResponse:
+        """An operator sets the name customers see on their messages and notices."""
+        try:
+            user = display_name_set(
+                user=request.user,  # type: ignore[arg-type]
+                name=str(request.POST.get("display_name", "")),
+            )
+        except (PermissionError, ValueError) as exc:
+            self.message_user(request, str(exc), messages.ERROR)
+        else:
+            self.message_user(
+                request, f"Customers now see you as {user.public_name}.", messages.SUCCESS
+            )
+        return HttpResponseRedirect(reverse("admin:escalations_escalation_changelist"))
+
+    def note_view(self, request: HttpRequest, object_id: int) -> HttpResponse:
+        escalation = self._escalation_for_work(request, object_id)
+        form = NoteForm(request.POST)
+        if not form.is_valid():
+            self.message_user(
+                request, f"Write a note of 1 to {inbox.MAX_NOTE_CHARS} characters.", messages.ERROR
+            )
+            return self._back(escalation)
+        if self._run(
+            request,
+            escalation,
+            "Added an internal note",
+            lambda: inbox.note_add(
+                conversation_id=escalation.conversation_id,
+                actor=request.user,  # type: ignore[arg-type]
+                text=form.cleaned_data["note"],
+            ),
+        ):
+            self.message_user(request, "Note added.", messages.SUCCESS)
+        return self._back(escalation, anchor="notes")
 
     def _escalation_for_work(self, request: HttpRequest, object_id: int) -> Escalation:
         if not self._can_work(request):
             raise PermissionDenied
         return get_object_or_404(self.get_queryset(request), pk=object_id)
 
-    def _back(self, escalation: Escalation) -> HttpResponseRedirect:
-        return HttpResponseRedirect(
-            reverse("admin:escalations_escalation_change", args=[escalation.pk])
-        )
+    def _back(self, escalation: Escalation, anchor: str = "composer") -> HttpResponseRedirect:
+        url = reverse("admin:escalations_escalation_change", args=[escalation.pk])
+        return HttpResponseRedirect(f"{url}#{anchor}")
 
     def reply_view(self, request: HttpRequest, object_id: int) -> HttpResponse:
         escalation = self._escalation_for_work(request, object_id)
@@ -316,18 +434,34 @@ class EscalationAdmin(CascadeOnlyDeleteMixin, admin.ModelAdmin):
         return self._back(escalation)
 
     def assign_view(self, request: HttpRequest, object_id: int) -> HttpResponse:
+        """ "Assign to me", or to the colleague chosen in the select (`operator_id`)."""
         escalation = self._escalation_for_work(request, object_id)
+        raw = (request.POST.get("operator_id") or "").strip()
+        if raw and not raw.isdigit():
+            self.message_user(request, "Choose a colleague from the list.", messages.ERROR)
+            return self._back(escalation)
+        assignee: list[User | None] = []
         if self._run(
             request,
             escalation,
-            "Assigned to me",
-            lambda: services.escalation_assign(
-                conversation_id=escalation.conversation_id,
-                actor=request.user,  # type: ignore[arg-type]
-                escalation_id=escalation.pk,
+            "Assigned",
+            lambda: assignee.append(
+                services.escalation_assign(
+                    conversation_id=escalation.conversation_id,
+                    actor=request.user,  # type: ignore[arg-type]
+                    escalation_id=escalation.pk,
+                    assignee=inbox.assignee_get(operator_id=int(raw) if raw else None),
+                ).assigned_to
             ),
         ):
-            self.message_user(request, "Assigned to you.", messages.SUCCESS)
+            holder = assignee[0] if assignee else None
+            self.message_user(
+                request,
+                "Assigned to you."
+                if holder is None or holder.pk == request.user.pk
+                else f"Assigned to {holder.public_name}.",
+                messages.SUCCESS,
+            )
         return self._back(escalation)
 
     def resolve_view(self, request: HttpRequest, object_id: int) -> HttpResponse:
@@ -348,3 +482,38 @@ class EscalationAdmin(CascadeOnlyDeleteMixin, admin.ModelAdmin):
         ):
             self.message_user(request, "Escalation resolved.", messages.SUCCESS)
         return self._back(escalation)
+
+
+@admin.register(SavedReply)
+class SavedReplyAdmin(admin.ModelAdmin):
+    """Canned answers shared by the team: every operator may add, edit and remove them (the
+    same right as working escalations, so the Operators group needs no extra permissions)."""
+
+    list_display = ("title", "preview", "created_by", "updated_at")
+    search_fields = ("title", "body")
+    fields = ("title", "body")
+
+    @admin.display(description="body")
+    def preview(self, obj: SavedReply) -> str:
+        return obj.body if len(obj.body) <= 80 else obj.body[:79] + "…"
+
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        return can_handle_escalations(request.user)  # type: ignore[arg-type]
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return can_handle_escalations(request.user)  # type: ignore[arg-type]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return can_handle_escalations(request.user)  # type: ignore[arg-type]
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return can_handle_escalations(request.user)  # type: ignore[arg-type]
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return can_handle_escalations(request.user)  # type: ignore[arg-type]
+
+    def save_model(self, request: HttpRequest, obj: SavedReply, form: Any, change: bool) -> None:
+        if not change:
+            obj.created_by = request.user  # type: ignore[assignment]
+        obj.updated_at = timezone.now()
+        super().save_model(request, obj, form, change)

@@ -15,6 +15,7 @@ from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.utils import timezone
 
+from escalations.inbox import csat_compute
 from escalations.selectors import DailyCount, activity_per_day, statistics_compute
 
 CHART_DAYS = 30
@@ -131,7 +132,7 @@ def statistics_view(request: HttpRequest) -> HttpResponse:
     from django.contrib import admin
 
     now = timezone.now()
-    figures: dict[str, Any] = statistics_compute(now=now)
+    figures: dict[str, Any] = {**statistics_compute(now=now), **csat_compute()}
     activity = activity_per_day(days=CHART_DAYS, now=now)
     intent_rows, intent_height = _intent_rows(figures["intents"])
     context = {

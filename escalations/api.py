@@ -10,10 +10,17 @@ from ninja import Query, Router, Status
 from accounts.auth import Staff, authenticators, principal_of
 from accounts.scopes import STATS_READ
 from config.ids import PathId
-from config.schemas import AUTHENTICATED_ERRORS, BODY_ERRORS, error_responses
-from escalations import selectors, services
+from config.schemas import (
+    AUTHENTICATED_ERRORS,
+    BODY_ERRORS,
+    error_responses,
+    optional_body,
+    validate_body,
+)
+from escalations import inbox, selectors, services
 from escalations.permissions import ESCALATION_MANAGERS
 from escalations.schemas import (
+    EscalationAssignIn,
     EscalationListParams,
     EscalationOut,
     EscalationPageOut,
@@ -45,12 +52,23 @@ def escalation_list(request: HttpRequest, params: Query[EscalationListParams]) -
     "/{conversation_id}/assign",
     auth=authenticators(ESCALATION_MANAGERS),
     # 422: a conversation_id that is not an integer (ninja's path validation).
-    response={200: EscalationOut, **error_responses(*AUTHENTICATED_ERRORS, 404, 409, 422)},
-    summary="Assign the conversation's open escalation to yourself",
+    response={200: EscalationOut, **error_responses(*AUTHENTICATED_ERRORS, 404, *BODY_ERRORS)},
+    openapi_extra={
+        "requestBody": {
+            "required": False,
+            "content": {"application/json": {"schema": EscalationAssignIn.model_json_schema()}},
+        }
+    },
+    summary="Assign the conversation's open escalation to yourself or a colleague",
 )
 def escalation_assign(request: HttpRequest, conversation_id: PathId) -> Any:
+    # The body is optional (assigning to yourself needs none), which ninja's declared bodies
+    # cannot express; it is validated with the same strict schema by hand.
+    payload = validate_body(EscalationAssignIn, optional_body(request))
     return services.escalation_assign(
-        conversation_id=conversation_id, actor=principal_of(request).user
+        conversation_id=conversation_id,
+        actor=principal_of(request).user,
+        assignee=inbox.assignee_get(operator_id=payload.operator_id),
     )
 
 
@@ -98,4 +116,4 @@ def escalation_resolve(
     summary="Operational figures: conversations, escalations, messages, intents",
 )
 def statistics(request: HttpRequest) -> dict[str, Any]:
-    return selectors.statistics_compute()
+    return {**selectors.statistics_compute(), **inbox.csat_compute()}

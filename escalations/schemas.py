@@ -48,6 +48,12 @@ class EscalationListParams(PageParams):
     )
 
 
+class EscalationAssignIn(StrictIn):
+    operator_id: int | None = Field(
+        default=None, description="An active staff member's user id; omitted: the caller"
+    )
+
+
 class EscalationReplyIn(StrictIn):
     message: str = Field(
         description=f"1..{MAX_MESSAGE_CHARS} characters after trimming; no control characters "
@@ -95,3 +101,7 @@ class StatisticsOut(Schema):
     messages_total: int
     messages_last_24h: int
     intents: dict[str, int] = Field(description="Customer messages per detected intent")
+    csat_average: float | None = Field(
+        default=None, description="Mean customer rating (1..5) of resolved escalations"
+    )
+    csat_responses: int = Field(default=0, description="Ratings received")

@@ -23,6 +23,7 @@ from escalations.models import Escalation
 from escalations.permissions import (
     OPERATOR_PERMISSIONS,
     OPERATORS_GROUP,
+    can_handle_escalations,
     ensure_can_handle_escalations,
 )
 from escalations.schemas import MAX_RESOLUTION_NOTES_CHARS, EscalationOut
@@ -34,18 +35,29 @@ from messaging.events import (
 )
 from messaging.models import Conversation, Message
 from messaging.realtime import escalation_event, publish_on_commit
+from messaging.schemas import AUTHOR_NAME
 from messaging.services import NewMessage, conversation_append, conversation_lock, conversation_save
 from messaging.validation import clean_message_text, clean_text
 
-OPENED_TEXT = "An operator will join shortly."
-RESOLVED_TEXT = (
-    "An operator marked this conversation as resolved. Write again any time and our assistant "
-    "will pick it up."
-)
+# The hand-off is announced once, by the agent's own reply (it says why); this system message
+# only marks the event in the transcript, like "Olivia joined" (docs/inbox.md).
+OPENED_TEXT = "Conversation passed to the support team."
+
+
+def resolved_text(operator_name: str) -> str:
+    return (
+        f"{operator_name} marked this conversation as resolved. Write again any time and our "
+        "assistant will pick it up."
+    )
+
+
+def takeover_text(new_name: str, previous_name: str) -> str:
+    return f"{new_name} took over the conversation from {previous_name}."
 
 
 def _operator_name(user: User) -> str:
-    return user.get_short_name() or user.get_username()
+    # Customers see the operator's display name (accounts.User.public_name).
+    return user.public_name
 
 
 def escalation_payload(escalation: Escalation) -> dict[str, Any]:
@@ -125,40 +137,55 @@ def escalation_open(
 
 
 def escalation_assign(
-    *, conversation_id: int, actor: User, escalation_id: int | None = None
+    *,
+    conversation_id: int,
+    actor: User,
+    escalation_id: int | None = None,
+    assignee: User | None = None,
 ) -> Escalation:
-    """Assign the conversation's open escalation to `actor`. Repeating it is harmless; taking
-    one another operator holds is a 409, so of two operators assigning at once exactly one
-    wins. 404 when the conversation is missing or has no open escalation."""
+    """Assign the conversation's open escalation to `assignee` (default: the actor; a colleague
+    who may handle escalations too). Repeating it is harmless; taking one another operator holds
+    is a takeover, recorded with a system message naming both. 404 when the conversation is
+    missing or has no open escalation."""
     ensure_can_handle_escalations(actor)
+    assignee = assignee or actor
+    if assignee.pk != actor.pk and not can_handle_escalations(assignee):
+        raise UnprocessableRequest(
+            "operator_id must be an operator who may handle escalations",
+            loc=("body", "operator_id"),
+        )
     with transaction.atomic():
         conversation, escalation = _locked(conversation_id, escalation_id)
         if escalation is None:
             raise NotFound("This conversation has no open escalation")
         escalation.conversation = conversation
-        if escalation.assigned_to_id == actor.pk:
+        if escalation.assigned_to_id == assignee.pk:
             return escalation
-        if escalation.assigned_to_id is not None:
-            raise Conflict("This escalation is already assigned to another operator")
-        _assign(conversation, escalation, actor)
+        previous = escalation.assigned_to if escalation.assigned_to_id is not None else None
+        _assign(conversation, escalation, assignee, previous=previous)
         conversation_save(conversation=conversation)
         return escalation
 
 
-def _assign(conversation: Conversation, escalation: Escalation, actor: User) -> None:
+def _assign(
+    conversation: Conversation,
+    escalation: Escalation,
+    actor: User,
+    previous: User | None = None,
+) -> None:
     now = timezone.now()
     escalation.status = Escalation.Status.ASSIGNED
     escalation.assigned_to = actor
     escalation.assigned_at = now
     escalation.save(update_fields=["status", "assigned_to", "assigned_at"])
+    text = (
+        takeover_text(_operator_name(actor), _operator_name(previous))
+        if previous is not None
+        else f"{_operator_name(actor)} joined the conversation."
+    )
     conversation_append(
         conversation=conversation,
-        messages=[
-            NewMessage(
-                role=Message.Role.SYSTEM,
-                content=f"{_operator_name(actor)} joined the conversation.",
-            )
-        ],
+        messages=[NewMessage(role=Message.Role.SYSTEM, content=text)],
     )
     escalation.conversation = conversation
     publish_on_commit([escalation_event("assigned", escalation_payload(escalation))])
@@ -186,7 +213,14 @@ def escalation_reply(
             _assign(conversation, escalation, actor)
         (message,) = conversation_append(
             conversation=conversation,
-            messages=[NewMessage(role=Message.Role.OPERATOR, content=text, author=actor)],
+            messages=[
+                NewMessage(
+                    role=Message.Role.OPERATOR,
+                    content=text,
+                    author=actor,
+                    metadata={AUTHOR_NAME: _operator_name(actor)},
+                )
+            ],
         )
         if escalation.first_response_at is None:
             escalation.first_response_at = message.created_at
@@ -230,7 +264,9 @@ def escalation_resolve(
         conversation.agent_turns = 0  # the agent starts afresh after a hand-back
         conversation_append(
             conversation=conversation,
-            messages=[NewMessage(role=Message.Role.SYSTEM, content=RESOLVED_TEXT)],
+            messages=[
+                NewMessage(role=Message.Role.SYSTEM, content=resolved_text(_operator_name(actor)))
+            ],
         )
         conversation_save(
             conversation=conversation, status_changed=True, escalation_id=escalation.pk

@@ -11,6 +11,9 @@ from config.schemas import QueryIn, StrictIn, client_json
 from messaging.models import MAX_ID
 from messaging.validation import MAX_MESSAGE_CHARS, clean_message_text
 
+# Message.metadata key holding an operator message's author display name.
+AUTHOR_NAME = "author_name"
+
 
 class MessageProcessIn(StrictIn):
     message: str = Field(
@@ -49,6 +52,19 @@ class MessageOut(Schema):
     intent: str | None
     confidence: float | None
     created_at: datetime
+    author_name: str | None = Field(
+        default=None,
+        description="Operator messages: the display name of the operator who wrote it, as it "
+        "was when written; null for every other role",
+    )
+
+    @staticmethod
+    def resolve_author_name(obj: Any) -> str | None:
+        # Stored with the message (no join on the history and websocket paths).
+        if obj.role != "operator":
+            return None
+        name = (obj.metadata or {}).get(AUTHOR_NAME)
+        return name if isinstance(name, str) else None
 
 
 class HistoryOut(Schema):

@@ -42,6 +42,8 @@ SYSTEM_AGENT_NAME = "system"
 ESCALATED_ACKNOWLEDGEMENT = (
     "Thanks, your message is with our support team. An operator will answer here shortly."
 )
+# Message.metadata key marking the acknowledgement of an escalation (its id).
+ACKNOWLEDGES = "acknowledges_escalation"
 
 
 @dataclass
@@ -294,21 +296,28 @@ def _record_turn(
     conversation.turn_count += 1
     escalated = previous_status == Conversation.Status.ESCALATED
     if escalated or reply is None:
-        # An operator has the conversation (possibly only since the agent was asked).
-        customer_message, answer = conversation_append(
-            conversation=conversation,
-            messages=[
-                NewMessage(role=Message.Role.CUSTOMER, content=text, author=customer),
-                NewMessage(role=Message.Role.SYSTEM, content=ESCALATED_ACKNOWLEDGEMENT),
-            ],
-        )
+        # An operator has the conversation (possibly only since the agent was asked). The
+        # acknowledgement enters the transcript once per escalation; later messages answer
+        # with that same message instead of repeating it.
+        escalation_id = handoff.handoff_current_id(conversation=conversation)
+        acknowledged = _acknowledgement_of(conversation=conversation, escalation_id=escalation_id)
+        new_messages = [NewMessage(role=Message.Role.CUSTOMER, content=text, author=customer)]
+        if acknowledged is None:
+            new_messages.append(
+                NewMessage(
+                    role=Message.Role.SYSTEM,
+                    content=ESCALATED_ACKNOWLEDGEMENT,
+                    metadata={ACKNOWLEDGES: escalation_id},
+                )
+            )
+        appended = conversation_append(conversation=conversation, messages=new_messages)
         conversation_save(conversation=conversation)
         return _turn_result(
             conversation=conversation,
-            customer_message=customer_message,
-            answer=answer,
+            customer_message=appended[0],
+            answer=appended[1] if acknowledged is None else acknowledged,
             agent_name=SYSTEM_AGENT_NAME,
-            escalation_id=handoff.handoff_current_id(conversation=conversation),
+            escalation_id=escalation_id,
             public_metadata={},
         )
 
@@ -355,6 +364,22 @@ def _record_turn(
         agent_name=agent_name,
         escalation_id=escalation_id,
         public_metadata=dict(reply.metadata),
+    )
+
+
+def _acknowledgement_of(*, conversation: Conversation, escalation_id: int | None) -> Message | None:
+    """The acknowledgement already written for this escalation, if any (one indexed lookup
+    within the conversation; the key lives in the message's server-side metadata)."""
+    if escalation_id is None:
+        return None
+    return (
+        Message.objects.filter(
+            conversation=conversation,
+            role=Message.Role.SYSTEM,
+            **{f"metadata__{ACKNOWLEDGES}": escalation_id},
+        )
+        .order_by("-seq")
+        .first()
     )
 
 

@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('accounts', '0003_canonical_usernames'),
+        ('accounts', '0004_display_name'),
     ]
 
     operations = [

@@ -45,6 +45,12 @@
     composer: $("composer"),
     input: $("message-input"),
     send: $("send-button"),
+    rating: $("rating"),
+    ratingForm: $("rating-form"),
+    ratingComment: $("rating-comment"),
+    ratingError: $("rating-error"),
+    ratingThanks: $("rating-thanks"),
+    ratingDismiss: $("rating-dismiss"),
   };
 
   const state = {
@@ -65,6 +71,7 @@
     authRetried: false,
     pending: new Map(), // client_msg_id -> {text, node, conversationId, viaRest}
     creating: false, // a first message is starting a new conversation over REST
+    rated: new Set(), // conversation ids rated (or the offer dismissed) in this tab
   };
 
   class ApiError extends Error {
@@ -313,6 +320,58 @@
     }
   }
 
+  // --- Rating (CSAT) -------------------------------------------------------------------------
+
+  function offerRating() {
+    const conversationId = state.conversationId;
+    if (conversationId === null || state.rated.has(conversationId)) return;
+    el.ratingForm.reset();
+    el.ratingForm.hidden = false;
+    el.ratingThanks.hidden = true;
+    showError(el.ratingError, "");
+    el.rating.hidden = false;
+  }
+
+  function hideRating() {
+    el.rating.hidden = true;
+  }
+
+  el.ratingForm.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const conversationId = state.conversationId;
+    const picked = el.ratingForm.querySelector("input[name=score]:checked");
+    if (!picked) {
+      showError(el.ratingError, "Pick a score from 1 to 5.");
+      return;
+    }
+    const comment = el.ratingComment.value.trim();
+    if (comment.length > 1000) {
+      showError(el.ratingError, "Comments are limited to 1000 characters.");
+      return;
+    }
+    showError(el.ratingError, "");
+    try {
+      await api("/conversations/" + conversationId + "/rating", {
+        method: "POST",
+        body: { score: Number(picked.value), comment },
+      });
+    } catch (error) {
+      if (error.status !== 409) {
+        showError(el.ratingError, error.message);
+        return;
+      }
+      // Already rated (another tab): nothing more to ask.
+    }
+    state.rated.add(conversationId);
+    el.ratingForm.hidden = true;
+    el.ratingThanks.hidden = false;
+  });
+
+  el.ratingDismiss.addEventListener("click", () => {
+    state.rated.add(state.conversationId);
+    hideRating();
+  });
+
   function resetLog() {
     // Sends still pending for the conversation being left either reach the server (and show
     // in its history) or not; their bubbles do not follow the user to another conversation.
@@ -321,6 +380,7 @@
     state.seqs = new Set();
     state.resumeSeq = 0;
     setNotice("");
+    hideRating();
     showError(el.chatError, "");
   }
 
@@ -351,6 +411,7 @@
     }
     history.messages.forEach(addMessage);
     scrollToEnd();
+    if (known && known.status === "resolved") offerRating();
     connectSocket();
     if (focus === "input") el.input.focus();
   }
@@ -381,7 +442,11 @@
     meta.className = "message__meta";
     const author = document.createElement("span");
     author.className = "message__author";
-    author.textContent = ROLE_LABELS[message.role] || message.role;
+    // Operators sign with their display name; system messages are event lines.
+    author.textContent =
+      message.role === "operator" && message.author_name
+        ? message.author_name
+        : ROLE_LABELS[message.role] || message.role;
     const time = document.createElement("time");
     time.dateTime = message.created_at;
     time.textContent = " · " + new Date(message.created_at).toLocaleTimeString([], {
@@ -404,10 +469,6 @@
       }
     }
     el.log.insertBefore(item, before);
-
-    if (message.role === "operator") {
-      setNotice("An operator has joined the conversation.");
-    }
     scrollToEnd();
   }
 
@@ -619,14 +680,12 @@
         settlePending(frame.client_msg_id);
         break;
       case "conversation.status":
+        // The transcript already says it (the agent's hand-off reply, "Olivia joined",
+        // "Olivia marked this conversation as resolved"): the header badge follows the status,
+        // and a resolution asks for a rating; no banner repeats the news.
         setStatus(frame.status);
-        if (frame.status === "escalated") {
-          setNotice("Your conversation has been passed to a human operator, who will reply here.");
-        } else if (frame.status === "resolved") {
-          setNotice("An operator marked this conversation as resolved. Write again any time.");
-        } else {
-          setNotice("");
-        }
+        if (frame.status === "resolved") offerRating();
+        else hideRating();
         break;
       case "error":
         if (frame.client_msg_id && frame.status === 409) {

@@ -25,7 +25,16 @@ def chromium() -> Iterator[Any]:
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(
             executable_path=str(CHROMIUM if CHROMIUM.exists() else shutil.which("chromium")),
-            args=["--no-sandbox", "--disable-background-networking", "--disable-gpu"],
+            # No traffic beyond the test server: no updates, sync, first-run pages or QUIC.
+            args=[
+                "--no-sandbox",
+                "--disable-background-networking",
+                "--disable-gpu",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+                "--disable-quic",
+            ],
         )
         try:
             yield browser

@@ -83,16 +83,18 @@ def test_customer_chats_live_with_agent_and_operator(
     expect(log.locator("li.message--agent")).to_have_count(2)
     expect(log.locator("li.message--pending")).to_have_count(0)
 
-    # Asking for a human escalates: a visible notice and status.
+    # Asking for a human escalates: announced once (the agent's reply), the hand-off marked as
+    # an event line, the status in the header; no banner repeats it.
     page.get_by_label("Your message").fill("I want to talk to a human please")
     page.keyboard.press("Enter")
-    expect(page.locator("#notice")).to_contain_text("human operator")
     expect(page.locator("#conversation-status")).to_have_text("With an operator")
+    expect(log.locator("li.message--agent").last).to_contain_text("human operator")
     expect(log.locator("li.message--system").last).to_have_text(
-        re.compile("An operator will join shortly.")
+        re.compile("Conversation passed to the support team.")
     )
+    expect(page.locator("#notice")).to_be_hidden()
 
-    # The operator replies through the API; it appears live, with a notice.
+    # The operator replies through the API; it appears live, signed with the operator's name.
     operator = sign_in(server, "olivia")
     status, _ = api(
         server,
@@ -105,8 +107,11 @@ def test_customer_chats_live_with_agent_and_operator(
     expect(log.locator("li.message--operator .message__content")).to_have_text(
         ["Hi Alice, Olivia here. How can I help?"]
     )
-    expect(log.locator("li.message--system").last).to_contain_text("joined the conversation")
-    expect(page.locator("#notice")).to_have_text("An operator has joined the conversation.")
+    expect(log.locator("li.message--operator .message__author")).to_have_text(["Olivia"])
+    expect(log.locator("li.message--system .message__content").last).to_have_text(
+        "Olivia joined the conversation."
+    )
+    expect(page.locator("#notice")).to_be_hidden()
 
     # Markup in messages is text, from the operator and from the customer alike.
     status, _ = api(

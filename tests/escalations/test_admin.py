@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from accounts.models import User
 from escalations.models import Escalation
-from escalations.services import RESOLVED_TEXT
+from escalations.services import OPENED_TEXT, resolved_text
 from messaging.models import Message
 from tests.escalations.conftest import state_of
 from tests.factories import ConversationFactory, EscalationFactory, MessageFactory, UserFactory
@@ -160,7 +160,7 @@ def test_change_page_shows_the_transcript_and_the_reply_box_but_no_save(
     content = response.content.decode()
     assert 'id="transcript"' in content
     assert "I want to talk to a human" in content
-    assert "An operator will join shortly." in content
+    assert OPENED_TEXT in content
     assert [m.seq for m in response.context["transcript_messages"]] == [1, 2, 3]
     assert f'action="/admin/escalations/escalation/{escalation.pk}/reply/"' in content
     assert 'name="message"' in content
@@ -180,7 +180,7 @@ def test_change_page_of_a_resolved_escalation_has_no_reply_box(
 
     content = operator_admin_client.get(_change_url(escalation)).content.decode()
 
-    assert RESOLVED_TEXT in content
+    assert resolved_text(operator.public_name) in content
     assert "/reply/" not in content
 
 
@@ -213,7 +213,7 @@ def test_reply_box_stores_an_operator_message_and_pushes_it(
         )
 
     assert response.status_code == 302
-    assert response["Location"] == _change_url(escalation)
+    assert response["Location"] == _change_url(escalation) + "#composer"
     reply = Message.objects.get(conversation_id=escalation.conversation_id, role="operator")
     assert (reply.content, reply.author_id, reply.seq) == (
         "Hello from the admin",
@@ -361,11 +361,12 @@ def test_assign_to_me_action(
     for escalation in picked:
         escalation.refresh_from_db()
     assert (picked[0].status, picked[0].assigned_to_id) == ("assigned", admin_operator.pk)
-    # Held by a colleague: refused by the service, unchanged.
+    # Held by a colleague: the bulk action never takes over (the escalation page does, on
+    # purpose), so it is unchanged.
     assert picked[1].assigned_to_id == second_operator.pk
     assert picked[2].status == "resolved"
     assert [str(m) for m in response.context["messages"]] == [
-        f"Escalation {picked[1].pk}: This escalation is already assigned to another operator",
+        f"Escalation {picked[1].pk}: held by {second_operator.public_name}; open it to take over.",
         "Assigned 1 escalation(s) to you.",
         "Skipped 1 resolved escalation(s).",
     ]
@@ -421,7 +422,8 @@ def test_resolve_action_resolves_with_the_notes(
         assert escalation.conversation.status == "resolved"
         assert (
             Message.objects.filter(
-                conversation_id=escalation.conversation_id, content=RESOLVED_TEXT
+                conversation_id=escalation.conversation_id,
+                content=resolved_text(admin_operator.public_name),
             ).count()
             == 1
         )
@@ -506,7 +508,7 @@ def test_statistics_page_renders_figures_and_charts_for_operators(
     MessageFactory(conversation=conversation, role="customer", intent="billing")
     MessageFactory(conversation=conversation, role="agent", intent="billing")
 
-    with django_assert_max_num_queries(10):  # session + user + 4 statistics + 2 per-day
+    with django_assert_max_num_queries(11):  # session + user + 4 statistics + csat + 2 per-day
         response = operator_admin_client.get("/admin/statistics/")
 
     assert response.status_code == 200

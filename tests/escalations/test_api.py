@@ -450,10 +450,11 @@ def test_openapi_documents_every_status(client: Client) -> None:
     assert codes("/api/v1/escalations", "get") == {"200", "400", "401", "403", "422"}
     assert codes("/api/v1/escalations/{conversation_id}/assign", "post") == {
         "200",
+        "400",
         "401",
         "403",
         "404",
-        "409",
+        "413",
         "422",
     }
     assert codes("/api/v1/escalations/{conversation_id}/reply", "post") == {

@@ -15,7 +15,7 @@ from accounts.models import User
 from config.errors import Conflict, NotFound
 from escalations import services
 from escalations.models import Escalation
-from escalations.services import RESOLVED_TEXT
+from escalations.services import resolved_text
 from messaging.models import Conversation, Message
 from tests.escalations.conftest import transcript_of
 from tests.factories import OperatorFactory
@@ -72,11 +72,13 @@ def test_concurrent_resolve_exactly_one_wins(escalated: Callable[..., Escalation
     assert escalation.resolution_notes == f"by {winners[0].resolved_by.username}"
     messages = transcript_of(escalation.conversation_id)
     assert [seq for seq, _, _ in messages] == [1, 2, 3, 4]
-    assert messages[3] == (4, "system", RESOLVED_TEXT)
+    assert messages[3] == (4, "system", resolved_text(winners[0].resolved_by.public_name))
     assert Conversation.objects.get(pk=escalation.conversation_id).status == "resolved"
 
 
-def test_concurrent_assign_exactly_one_wins(escalated: Callable[..., Escalation]) -> None:
+def test_concurrent_assigns_are_serialised(escalated: Callable[..., Escalation]) -> None:
+    """Two operators assigning at once: one joins, the other takes over from them (SPEC §4:
+    assigning one a colleague holds is a takeover), one after the other under the lock."""
     escalation = escalated()
     first, second = _operators(2)
 
@@ -91,17 +93,18 @@ def test_concurrent_assign_exactly_one_wins(escalated: Callable[..., Escalation]
         ]
     )
 
-    winners = [r for r in results if isinstance(r, Escalation)]
-    assert len(winners) == 1, results
-    assert [type(r) for r in results if not isinstance(r, Escalation)] == [Conflict]
+    assert all(isinstance(r, Escalation) for r in results), results
     escalation.refresh_from_db()
     assert escalation.status == "assigned"
-    assert escalation.assigned_to_id == winners[0].assigned_to_id
-    joined = Message.objects.filter(
-        conversation_id=escalation.conversation_id, content__endswith="joined the conversation."
+    transcript = transcript_of(escalation.conversation_id)
+    assert [seq for seq, _, _ in transcript] == [1, 2, 3, 4, 5]
+    joined, took_over = transcript[3][2], transcript[4][2]
+    holder = first if escalation.assigned_to_id == first.pk else second
+    other = second if holder is first else first
+    assert joined == f"{other.public_name} joined the conversation."
+    assert took_over == (
+        f"{holder.public_name} took over the conversation from {other.public_name}."
     )
-    assert joined.count() == 1
-    assert [seq for seq, _, _ in transcript_of(escalation.conversation_id)] == [1, 2, 3, 4]
 
 
 def test_concurrent_replies_and_resolve_keep_seq_gap_free(

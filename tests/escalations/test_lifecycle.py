@@ -11,7 +11,7 @@ from django.test import Client
 
 from accounts.models import User
 from escalations.models import Escalation
-from escalations.services import OPENED_TEXT, RESOLVED_TEXT
+from escalations.services import OPENED_TEXT, resolved_text
 from messaging.models import Conversation, Message
 from messaging.services import ESCALATED_ACKNOWLEDGEMENT
 from tests.escalations.agents import HANDOFF_TEXT
@@ -79,6 +79,7 @@ def test_full_lifecycle_through_the_api(
         "intent": None,
         "confidence": None,
         "created_at": reply.json()["created_at"],
+        "author_name": operator.public_name,
     }
     assert stored_reply.author_id == operator.pk
 
@@ -117,7 +118,7 @@ def test_full_lifecycle_through_the_api(
         (7, "operator", "Hi, Olivia here. How can I help?"),
         (8, "customer", "are you there?"),
         (9, "system", ESCALATED_ACKNOWLEDGEMENT),
-        (10, "system", RESOLVED_TEXT),
+        (10, "system", resolved_text(operator.public_name)),
         (11, "customer", "thanks a lot"),
         (12, "agent", "Agent: thanks a lot"),
     ]
@@ -260,7 +261,7 @@ def test_assign_or_resolve_without_open_escalation_is_404_and_changes_nothing(
 
 
 def test_double_resolve_is_404_and_changes_nothing(
-    escalated: Callable[..., Escalation], operator_client: Client
+    escalated: Callable[..., Escalation], operator_client: Client, operator: User
 ) -> None:
     escalation = escalated()
     url = f"/api/v1/escalations/{escalation.conversation_id}/resolve"
@@ -278,7 +279,9 @@ def test_double_resolve_is_404_and_changes_nothing(
     assert state_of(escalation.conversation_id) == after_first
     assert after_first["escalations"][0]["resolution_notes"] == "first"
     # Seq 1-3 are the hand-off; resolving adds exactly one system message, once.
-    assert [m for m in after_first["messages"] if m[0] > 3] == [(4, "system", RESOLVED_TEXT)]
+    assert [m for m in after_first["messages"] if m[0] > 3] == [
+        (4, "system", resolved_text(operator.public_name))
+    ]
 
 
 def test_reply_after_resolve_is_409(
@@ -317,9 +320,10 @@ def test_assigning_twice_to_oneself_adds_nothing(
     assert state_of(escalation.conversation_id) == before
 
 
-def test_assigning_one_held_by_another_operator_is_409(
+def test_taking_over_one_held_by_another_operator_names_both(
     escalated: Callable[..., Escalation],
     operator_client: Client,
+    operator: User,
     second_operator: User,
     client_for: Callable[..., Client],
 ) -> None:
@@ -329,10 +333,18 @@ def test_assigning_one_held_by_another_operator_is_409(
 
     response = operator_client.post(f"/api/v1/escalations/{escalation.conversation_id}/assign")
 
-    assert response.status_code == 409
-    assert response.json() == {"detail": "This escalation is already assigned to another operator"}
-    assert state_of(escalation.conversation_id) == before
-    assert before["escalations"][0]["assigned_to_id"] == second_operator.pk
+    assert response.status_code == 200
+    assert response.json()["assigned_to"] == operator.pk
+    after = state_of(escalation.conversation_id)
+    assert after["messages"] == [
+        *before["messages"],
+        (
+            before["last_seq"] + 1,
+            "system",
+            f"{operator.public_name} took over the conversation from "
+            f"{second_operator.public_name}.",
+        ),
+    ]
 
 
 def test_colleague_may_reply_to_an_assigned_escalation(

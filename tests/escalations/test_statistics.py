@@ -140,15 +140,16 @@ def test_figures_equal_the_hand_computed_ones(django_assert_num_queries: Any) ->
 def test_endpoint_returns_the_figures(
     operator_client: Client, django_assert_num_queries: Any
 ) -> None:
-    with django_assert_num_queries(6):  # + the caller's user row
+    with django_assert_num_queries(7):  # + the caller's user row, + the CSAT aggregate
         response = operator_client.get("/api/v1/statistics")
 
     assert response.status_code == 200
-    assert response.json() == EXPECTED
+    assert response.json() == {**EXPECTED, "csat_average": None, "csat_responses": 0}
 
 
 def test_empty_database(operator_client: Client, django_assert_num_queries: Any) -> None:
-    with django_assert_num_queries(5):  # no median query when nobody replied
+    # No median query when nobody replied; + the caller's user row, + the CSAT aggregate.
+    with django_assert_num_queries(6):
         response = operator_client.get("/api/v1/statistics")
 
     assert response.json() == {
@@ -164,6 +165,8 @@ def test_empty_database(operator_client: Client, django_assert_num_queries: Any)
         "messages_total": 0,
         "messages_last_24h": 0,
         "intents": {},
+        "csat_average": None,
+        "csat_responses": 0,
     }
 
 

@@ -10,7 +10,9 @@ from django.db import connection
 from django.test import Client
 
 from accounts.models import User
+from escalations.services import OPENED_TEXT
 from messaging.models import Conversation, Message
+from messaging.services import ESCALATED_ACKNOWLEDGEMENT
 from tests.conftest import issue_access_token
 from tests.factories import ConversationFactory
 
@@ -59,11 +61,19 @@ def test_32_concurrent_messages_into_one_conversation(settings: Any, customer: U
     conversation.refresh_from_db()
     assert conversation.last_seq == len(messages)
     assert conversation.turn_count == WRITERS
-    # Every reply directly follows its customer's message (written under one lock). Past the
-    # agent's turn limit the conversation escalates, so later replies are system messages.
+    # Every agent reply directly follows its customer's message (written under one lock). Past
+    # the agent's turn limit the conversation escalates; from then on the acknowledgement is
+    # written once, right after the first customer message of the escalation.
+    handed_off = [i for i, m in enumerate(messages) if m.content == OPENED_TEXT]
     for index, message in enumerate(messages):
-        if message.role == "customer":
-            assert messages[index + 1].role in ("agent", "system")
+        if message.role == "customer" and (not handed_off or index < handed_off[0]):
+            assert messages[index + 1].role == "agent"
+    acknowledgements = [i for i, m in enumerate(messages) if m.content == ESCALATED_ACKNOWLEDGEMENT]
+    if handed_off and handed_off[0] + 1 < len(messages):
+        assert acknowledgements == [handed_off[0] + 2]
+        assert messages[handed_off[0] + 1].role == "customer"
+    else:
+        assert acknowledgements == []
 
 
 @pytest.mark.django_db(transaction=True)

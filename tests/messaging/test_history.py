@@ -46,6 +46,7 @@ def test_history_items_have_the_spec_shape(
         "intent",
         "confidence",
         "created_at",
+        "author_name",  # additive: operator messages' display name (docs/inbox.md)
     }
 
 

@@ -9,6 +9,7 @@ from django.test import Client
 
 from accounts.models import User
 from escalations.models import Escalation
+from escalations.services import OPENED_TEXT
 from messaging.models import Conversation, Message
 
 PROCESS = "/api/v1/messages/process"
@@ -89,7 +90,7 @@ def test_human_request_escalates_in_the_same_transaction(
         (2, "agent"),
         (3, "system"),
     ]
-    assert conversation.messages.get(seq=3).content == "An operator will join shortly."
+    assert conversation.messages.get(seq=3).content == OPENED_TEXT
 
 
 @pytest.mark.django_db

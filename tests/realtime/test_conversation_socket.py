@@ -96,6 +96,7 @@ async def test_auth_ok_then_replay_of_seqs_after_after_seq(customer: User) -> No
             "intent",
             "confidence",
             "created_at",
+            "author_name",
         }
         assert await communicator.receive_nothing(timeout=0.2)
     finally:
@@ -477,7 +478,9 @@ async def test_escalation_and_resolution_push_status_events(customer: User, oper
             "status": "resolved",
             "escalation_id": escalation.pk,
         } in frames
-        assert messages_of(frames)[0]["content"] == escalation_services.RESOLVED_TEXT
+        assert messages_of(frames)[0]["content"] == escalation_services.resolved_text(
+            operator.public_name
+        )
     finally:
         await communicator.disconnect()
 

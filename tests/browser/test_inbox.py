@@ -1,0 +1,199 @@
+"""The operators' live inbox in real Chromium, against a real uvicorn process, beside the
+customer's chat page.
+
+An operator signed in to the admin watches the escalation list; a customer asks for a human and
+the escalation appears without a reload (unread count in the bar and the title). On the
+escalation page the customer's new message appears without a reload; a saved reply goes into
+the composer with one click and reaches the customer's chat page, signed with the operator's
+name. After the operator resolves, the customer rates the conversation. The run saves
+screenshots of the list and the page at 1280 px into docs/screenshots/ (used by the README).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.realtime.servers import PASSWORD, Deployment, Server, api, deployment, sign_in
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+SAVED_REPLY_BODY = "I've refunded the duplicate charge; it shows on your statement in 3-5 days."
+SETUP = f"""
+from accounts.models import User
+from escalations.models import SavedReply
+from escalations.services import operators_group_ensure
+olivia = User.objects.get(username="olivia")
+olivia.display_name = "Olivia"
+olivia.save()
+olivia.groups.add(operators_group_ensure())
+SavedReply.objects.create(title="Refund issued", body={SAVED_REPLY_BODY!r})
+SavedReply.objects.create(title="Anything else?", body="Is there anything else I can help with?")
+"""
+
+
+@pytest.fixture
+def site() -> Iterator[tuple[Deployment, Server]]:
+    with deployment() as shared:
+        shared.manage("shell", "-c", SETUP)
+        yield shared, shared.start_server()
+
+
+def _watch(page: Any, problems: list[str]) -> None:
+    page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: problems.append(str(e)))
+    page.on(
+        "response",
+        lambda r: problems.append(f"{r.status} {r.url}") if r.status >= 400 else None,
+    )
+
+
+def _admin_sign_in(page: Any, server: Server) -> None:
+    page.goto(f"{server.http}/admin/login/?next=/admin/escalations/escalation/")
+    page.locator("#id_username").fill("olivia")
+    page.locator("#id_password").fill(PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+
+
+def _chat_sign_in(page: Any, server: Server) -> None:
+    page.goto(f"{server.http}/")
+    form = page.locator("#sign-in-form")
+    form.get_by_label("Username").fill("alice")
+    form.get_by_label("Password").fill(PASSWORD)
+    form.get_by_role("button", name="Sign in").click()
+
+
+def test_operator_works_an_escalation_live(
+    site: tuple[Deployment, Server], chromium: Any, screenshot_on_failure: list[Any]
+) -> None:
+    from playwright.sync_api import expect
+
+    _, server = site
+    expect.set_options(timeout=15_000)
+    problems: list[str] = []
+
+    # The operator's list, live, before anything is escalated.
+    admin_context = chromium.new_context(viewport={"width": 1280, "height": 900})
+    admin = admin_context.new_page()
+    screenshot_on_failure.append(admin)
+    _watch(admin, problems)
+    _admin_sign_in(admin, server)
+    expect(admin.locator("#parley-live")).to_have_text("● Live")
+    base_title = admin.title()
+
+    # A customer asks for a human (over the API): the row appears within 2 s, no reload.
+    customer_token = sign_in(server, "alice")
+    _, me = api(server, "GET", "/api/v1/auth/me", token=customer_token)
+    status, body = api(
+        server,
+        "POST",
+        "/api/v1/messages/process",
+        {
+            "message": "I want to talk to a human please",
+            "customer_id": me["id"],
+            "conversation_id": None,
+        },
+        customer_token,
+    )
+    assert status == 200, body
+    assert body["status"] == "escalated"
+    conversation_id = body["conversation_id"]
+    rows = admin.locator("#result_list tbody tr")
+    expect(rows).to_have_count(1, timeout=2_000)
+    expect(rows.first).to_contain_text("alice")
+    expect(rows.first).to_have_class(re.compile("parley-new"))
+    expect(admin.locator("#parley-unread")).to_have_text("1 new")
+    expect(admin).to_have_title(f"(1) {base_title}")
+
+    # Not clipped at 1280 px: nothing scrolls sideways, and the last column ends inside the
+    # results area, left of the filters.
+    assert admin.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+    assert admin.evaluate(
+        "(() => { const r = document.querySelector('#changelist .results');"
+        " return r.scrollWidth <= r.clientWidth; })()"
+    )
+    created = admin.locator("#result_list tbody td.field-created_at").first.bounding_box()
+    filters = admin.locator("#changelist-filter").bounding_box()
+    assert created is not None
+    assert filters is not None
+    assert created["x"] + created["width"] <= filters["x"]
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    admin.screenshot(path=str(SCREENSHOTS / "inbox-list.png"))
+
+    # The customer opens the chat page on that conversation.
+    chat_context = chromium.new_context(viewport={"width": 1000, "height": 800})
+    chat = chat_context.new_page()
+    screenshot_on_failure.append(chat)
+    _watch(chat, problems)
+    _chat_sign_in(chat, server)
+    expect(chat.locator("#conversation-title")).to_have_text(f"Conversation #{conversation_id}")
+    expect(chat.locator("#connection-state")).to_have_text("Live")
+
+    # The operator opens the escalation page: the transcript, the composer under it.
+    rows.first.locator("th a, td a").first.click()
+    expect(admin.locator("#parley-live")).to_have_text("● Live")
+    expect(admin.locator("#id_message")).to_be_visible()
+    composer_top = admin.locator("#id_message").bounding_box()
+    assert composer_top is not None
+    assert composer_top["y"] < 900  # the composer is on the first screen, not 1 000 px down
+    assert admin.locator("input[value=Close], a.closelink").count() == 0
+
+    # The customer writes; the message appears on the operator's page without a reload.
+    chat.get_by_label("Your message").fill("My invoice shows the same charge twice.")
+    chat.keyboard.press("Enter")
+    customer_messages = admin.locator("#parley-messages li.parley-role-customer")
+    expect(customer_messages.last).to_contain_text(
+        "My invoice shows the same charge twice.", timeout=2_000
+    )
+
+    # A saved reply is one click away; the operator sends it from the page.
+    admin.get_by_role("button", name="Refund issued").click()
+    expect(admin.locator("#id_message")).to_have_value(SAVED_REPLY_BODY)
+    admin.screenshot(path=str(SCREENSHOTS / "inbox-escalation.png"))
+    admin.get_by_role("button", name="Send reply").click()
+    expect(admin.locator("#parley-messages li.parley-role-operator")).to_contain_text(
+        SAVED_REPLY_BODY
+    )
+
+    # The customer's chat page shows it live, signed with the operator's display name.
+    log = chat.locator("#message-log")
+    expect(log.locator("li.message--operator .message__content")).to_have_text([SAVED_REPLY_BODY])
+    expect(log.locator("li.message--operator .message__author")).to_have_text(["Olivia"])
+    expect(log.locator("li.message--system .message__content").last).to_have_text(
+        "Olivia joined the conversation."
+    )
+
+    # An internal note stays in the admin.
+    admin.locator("#id_note").fill("Refund done in the billing tool.")
+    admin.get_by_role("button", name="Add note").click()
+    expect(admin.locator(".parley-notes")).to_contain_text("Refund done in the billing tool.")
+
+    # The operator resolves; the customer is asked for a rating and gives one.
+    admin.locator("#id_resolution_notes").fill("Refunded the duplicate charge.")
+    admin.get_by_role("button", name="Resolve").click()
+    expect(admin.locator("#parley-status")).to_have_text("Resolved")
+    expect(log.locator("li.message--system .message__content").last).to_have_text(
+        re.compile("^Olivia marked this conversation as resolved")
+    )
+    rating = chat.locator("#rating")
+    expect(rating).to_be_visible()
+    rating.get_by_label("5").check()
+    rating.get_by_label("Comment (optional)").fill("Quick and friendly, thanks!")
+    rating.get_by_role("button", name="Send rating").click()
+    expect(chat.locator("#rating-thanks")).to_have_text("Thank you for your feedback!")
+    assert "Refund done in the billing tool." not in chat.content()
+
+    stats_status, figures = api(
+        server, "GET", "/api/v1/statistics", token=sign_in(server, "olivia")
+    )
+    assert stats_status == 200
+    assert (figures["csat_average"], figures["csat_responses"]) == (5.0, 1)
+
+    assert problems == []
+    chat_context.close()
+    admin_context.close()

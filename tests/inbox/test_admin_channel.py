@@ -1,0 +1,378 @@
+"""The admin's live channel: tickets bought with the admin session (same-origin POST with the
+CSRF token), redeemed once as the socket's first frame; every refusal SPEC §7 implies."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from asgiref.sync import sync_to_async
+from django.test import Client
+
+from accounts import admin_tickets
+from accounts.models import User
+from escalations.models import Escalation
+from messaging import consumers
+from tests.factories import ConversationFactory
+from tests.realtime.conftest import expect_close, make_communicator
+
+TICKET_URL = "/admin/escalations/escalation/live-ticket/"
+
+
+def _signed_in(user: User) -> Client:
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+def _buy_ticket(client: Client) -> str:
+    response = client.post(TICKET_URL)
+    assert response.status_code == 200, response.status_code
+    assert "no-store" in response["Cache-Control"]
+    body = response.json()
+    assert body["expires_in"] == admin_tickets.TICKET_TTL_SECONDS
+    return str(body["ticket"])
+
+
+# --- Buying a ticket -----------------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_operator_session_buys_a_ticket_with_the_csrf_token(admin_operator: User) -> None:
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(admin_operator)
+    page = client.get("/admin/escalations/escalation/")
+    token = page.context["csrf_token"]
+
+    without = client.post(TICKET_URL)
+    with_token = client.post(TICKET_URL, headers={"X-CSRFToken": str(token)})
+
+    assert without.status_code == 403  # CSRF failure: a cross-site page cannot buy one
+    assert with_token.status_code == 200
+    assert len(with_token.json()["ticket"]) >= 40
+
+
+@pytest.mark.django_db
+def test_ticket_url_refuses_get_anonymous_and_customer_sessions(customer: User) -> None:
+    assert Client().post(TICKET_URL).status_code == 302  # to the admin login
+    assert _signed_in(customer).post(TICKET_URL).status_code == 302  # not staff: login again
+    staff = _signed_in(User.objects.create_user("op2", is_staff=True))
+    assert staff.get(TICKET_URL).status_code == 405
+
+
+@pytest.mark.django_db
+def test_issue_refuses_non_staff_directly(customer: User) -> None:
+    with pytest.raises(PermissionError):
+        admin_tickets.admin_ticket_issue(user=customer, session_key="abc")
+
+
+@pytest.mark.django_db
+def test_ticket_is_never_a_credential_on_the_api(admin_operator: User) -> None:
+    ticket = _buy_ticket(_signed_in(admin_operator))
+    session_client = _signed_in(admin_operator)
+
+    as_bearer = Client(headers={"Authorization": f"Bearer {ticket}"}).get("/api/v1/escalations")
+    as_key = Client(headers={"X-API-Key": ticket}).get("/api/v1/escalations")
+    with_session = session_client.get("/api/v1/escalations")
+
+    assert (as_bearer.status_code, as_key.status_code, with_session.status_code) == (401, 401, 401)
+
+
+@pytest.mark.django_db
+def test_consume_is_single_use_and_bound_to_the_session(admin_operator: User) -> None:
+    client = _signed_in(admin_operator)
+    ticket = _buy_ticket(client)
+
+    first = admin_tickets.admin_ticket_consume(ticket)
+    second = admin_tickets.admin_ticket_consume(ticket)
+
+    assert first is not None
+    assert first.user.pk == admin_operator.pk
+    assert "escalations:manage" in first.scopes
+    assert second is None
+    # Logging out ends what the session vouched for.
+    client.logout()
+    assert (
+        admin_tickets.admin_session_check(user_id=admin_operator.pk, session_key=first.session_key)
+        is None
+    )
+
+
+@pytest.mark.django_db
+def test_ticket_of_a_demoted_operator_is_refused(admin_operator: User) -> None:
+    ticket = _buy_ticket(_signed_in(admin_operator))
+    admin_operator.is_staff = False
+    admin_operator.save(update_fields=["is_staff"])
+    assert admin_tickets.admin_ticket_consume(ticket) is None
+
+
+# --- The sockets ---------------------------------------------------------------------------------
+
+
+async def _ticket_for(user: User) -> tuple[Client, str]:
+    client = await sync_to_async(_signed_in)(user)
+    return client, await sync_to_async(_buy_ticket)(client)
+
+
+async def _auth(path: str, frame: dict[str, Any], headers: Any = None) -> tuple[Any, Any]:
+    communicator = make_communicator(path, headers)
+    connected, _ = await communicator.connect()
+    if not connected:
+        return communicator, None
+    await communicator.send_json_to(frame)
+    output = await communicator.receive_output(5)
+    return communicator, output
+
+
+@pytest.mark.asyncio
+@pytest.mark.django_db(transaction=True)
+async def test_ticket_opens_the_escalations_socket_and_events_arrive(
+    admin_operator: User, escalated: Callable[..., Escalation]
+) -> None:
+    _, ticket = await _ticket_for(admin_operator)
+    communicator, output = await _auth("/ws/escalations/", {"type": "auth", "ticket": ticket})
+    try:
+        assert output["type"] == "websocket.send"
+        assert '"auth.ok"' in output["text"]
+        escalation = await sync_to_async(escalated)()
+        frame = await communicator.receive_json_from(timeout=5)
+        assert (frame["type"], frame["event"], frame["escalation"]["id"]) == (
+            "escalation.event",
+            "opened",
+            escalation.pk,
+        )
+    finally:
+        await communicator.disconnect()
+
+
+@pytest.mark.asyncio
+@pytest.mark.django_db(transaction=True)
+async def test_ticket_opens_a_conversation_socket_read_only(
+    admin_operator: User, escalated: Callable[..., Escalation]
+) -> None:
+    escalation = await sync_to_async(escalated)()
+    _, ticket = await _ticket_for(admin_operator)
+    path = f"/ws/conversations/{escalation.conversation_id}/"
+    communicator, output = await _auth(path, {"type": "auth", "ticket": ticket, "after_seq": 0})
+    try:
+        assert '"auth.ok"' in output["text"]
+        replay = [await communicator.receive_json_from(timeout=5) for _ in range(3)]
+        assert [f["message"]["seq"] for f in replay] == [1, 2, 3]
+        # The operator answers through the services, never by writing on this socket.
+        await communicator.send_json_to({"type": "message", "content": "hi"})
+        error = await communicator.receive_json_from(timeout=5)
+        assert (error["type"], error["status"]) == ("error", 403)
+    finally:
+        await communicator.disconnect()
+
+
+@pytest.mark.asyncio
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize(
+    "frame",
+    [
+        {"type": "auth"},
+        {"type": "auth", "ticket": ""},
+        {"type": "auth", "ticket": 12345},
+        {"type": "auth", "ticket": "not-a-ticket"},
+        {"type": "auth", "ticket": "x" * 5000},
+    ],
+    ids=["no-ticket", "empty", "number", "unknown", "huge"],
+)
+async def test_socket_refuses_without_a_valid_ticket(frame: dict[str, Any]) -> None:
+    communicator, output = await _auth("/ws/escalations/", frame)
+    try:
+        assert output["type"] == "websocket.close"
+        assert output["code"] in (consumers.CLOSE_UNAUTHENTICATED, consumers.CLOSE_TOO_BIG)
+    finally:
+        await communicator.disconnect()
+
+
+@pytest.mark.asyncio
+@pytest.mark.django_db(transaction=True)
+async def test_socket_refuses_a_reused_ticket(admin_operator: User) -> None:
+    _, ticket = await _ticket_for(admin_operator)
+    first, output = await _auth("/ws/escalations/", {"type": "auth", "ticket": ticket})
+    assert '"auth.ok"' in output["text"]
+    second, output = await _auth("/ws/escalations/", {"type": "auth", "ticket": ticket})
+    try:
+        assert (output["type"], output["code"]) == ("websocket.close", 4401)
+    finally:
+        await first.disconnect()
+        await second.disconnect()
+
+
+@pytest.mark.asyncio
+@pytest.mark.django_db(transaction=True)
+async def test_socket_refuses_an_expired_ticket(
+    admin_operator: User, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, ticket = await _ticket_for(admin_operator)
+    later = time.time() + admin_tickets.TICKET_TTL_SECONDS + 1
+    monkeypatch.setattr(admin_tickets.time, "time", lambda: later)
+    communicator, output = await _auth("/ws/escalations/", {"type": "auth", "ticket": ticket})
+    try:
+        assert (output["type"], output["code"]) == ("websocket.close", 4401)
+    finally:
+        await communicator.disconnect()
+
+
+@pytest.mark.asyncio
+@pytest.mark.django_db(transaction=True)
+async def test_customer_session_cannot_open_the_channel(customer: User) -> None:
+    """A customer signed in to the admin gets no ticket; a ticket forged into the cache for
+    them (as if issued while they were staff) is refused when redeemed."""
+    client = await sync_to_async(_signed_in)(customer)
+    response = await sync_to_async(client.post)(TICKET_URL)
+    assert response.status_code == 302
+
+    customer.is_staff = True
+    ticket = await sync_to_async(admin_tickets.admin_ticket_issue)(
+        user=customer, session_key=client.session.session_key
+    )
+    communicator, output = await _auth("/ws/escalations/", {"type": "auth", "ticket": ticket})
+    try:
+        assert (output["type"], output["code"]) == ("websocket.close", 4401)
+    finally:
+        await communicator.disconnect()
+
+
+@pytest.mark.asyncio
+@pytest.mark.django_db(transaction=True)
+async def test_foreign_origin_is_refused_before_any_frame(admin_operator: User) -> None:
+    _, ticket = await _ticket_for(admin_operator)
+    headers = [(b"origin", b"https://evil.example"), (b"host", b"localhost")]
+    communicator, output = await _auth(
+        "/ws/escalations/", {"type": "auth", "ticket": ticket}, headers=headers
+    )
+    try:
+        assert output is None  # the handshake itself was refused
+    finally:
+        await communicator.disconnect()
+    # The ticket was not spent by the refused handshake.
+    assert await sync_to_async(admin_tickets.admin_ticket_consume)(ticket) is not None
+
+
+@pytest.mark.asyncio
+@pytest.mark.django_db(transaction=True)
+async def test_logout_closes_the_live_channel(
+    admin_operator: User, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(consumers, "REVALIDATE_SECONDS", 0.2)
+    client, ticket = await _ticket_for(admin_operator)
+    communicator, output = await _auth("/ws/escalations/", {"type": "auth", "ticket": ticket})
+    try:
+        assert '"auth.ok"' in output["text"]
+        await sync_to_async(client.logout)()
+        assert await expect_close(communicator, within=5) == 4401
+    finally:
+        await communicator.disconnect()
+
+
+@pytest.mark.asyncio
+@pytest.mark.django_db(transaction=True)
+async def test_demotion_closes_the_live_channel(
+    admin_operator: User, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(consumers, "REVALIDATE_SECONDS", 0.2)
+    _, ticket = await _ticket_for(admin_operator)
+    communicator, output = await _auth("/ws/escalations/", {"type": "auth", "ticket": ticket})
+    try:
+        assert '"auth.ok"' in output["text"]
+        admin_operator.is_staff = False
+        await sync_to_async(admin_operator.save)(update_fields=["is_staff"])
+        assert await expect_close(communicator, within=5) == 4401
+    finally:
+        await communicator.disconnect()
+
+
+@pytest.mark.django_db
+def test_escalation_page_carries_no_inline_script_and_the_live_hooks(
+    escalated: Callable[..., Escalation], operator_admin_client: Client
+) -> None:
+    escalation = escalated()
+    content = operator_admin_client.get(
+        f"/admin/escalations/escalation/{escalation.pk}/change/"
+    ).content.decode()
+    assert 'data-live="escalation"' in content
+    assert f'data-ticket-url="{TICKET_URL}"' in content
+    assert "<script>" not in content
+    assert 'name="_save"' not in content
+    assert "closelink" not in content
+    assert "/static/admin/parley/favicon" in content
+
+
+@pytest.mark.django_db
+def test_saved_replies_are_one_click_away_and_managed_by_operators(
+    escalated: Callable[..., Escalation], operator_admin_client: Client
+) -> None:
+    response = operator_admin_client.post(
+        "/admin/escalations/savedreply/add/",
+        {"title": "Refund", "body": "I've refunded the <double> charge."},
+    )
+    assert response.status_code == 302
+    escalation = escalated()
+    content = operator_admin_client.get(
+        f"/admin/escalations/escalation/{escalation.pk}/change/"
+    ).content.decode()
+    assert 'data-body="I&#x27;ve refunded the &lt;double&gt; charge."' in content
+
+
+@pytest.mark.django_db
+def test_admin_note_and_assign_to_colleague_go_through_the_services(
+    escalated: Callable[..., Escalation],
+    operator_admin_client: Client,
+    second_operator: User,
+) -> None:
+    from escalations.models import InternalNote
+
+    escalation = escalated()
+    base = f"/admin/escalations/escalation/{escalation.pk}"
+
+    operator_admin_client.post(f"{base}/notes/", {"note": "Check the invoice first"})
+    operator_admin_client.post(f"{base}/assign/", {"operator_id": str(second_operator.pk)})
+    refused = operator_admin_client.post(f"{base}/assign/", {"operator_id": "abc"}, follow=True)
+
+    assert list(InternalNote.objects.values_list("note", flat=True)) == ["Check the invoice first"]
+    escalation.refresh_from_db()
+    assert escalation.assigned_to_id == second_operator.pk
+    assert [str(m) for m in refused.context["messages"]][-1] == "Choose a colleague from the list."
+
+
+@pytest.mark.django_db
+def test_customer_panel_lists_other_conversations(
+    escalated: Callable[..., Escalation], operator_admin_client: Client, customer: User
+) -> None:
+    other = ConversationFactory(customer=customer, status="resolved")
+    escalation = escalated()
+    content = operator_admin_client.get(
+        f"/admin/escalations/escalation/{escalation.pk}/change/"
+    ).content.decode()
+    assert customer.email in content
+    assert f"/admin/messaging/conversation/{other.pk}/change/" in content
+    assert "Other conversations (1)" in content
+
+
+@pytest.mark.django_db
+def test_staff_outside_the_operators_group_cannot_note_or_assign(
+    escalated: Callable[..., Escalation], operator: User
+) -> None:
+    """Staff without the Operators group's rights see the admin but cannot work escalations:
+    the admin's doors refuse like the REST tier does, and nothing changes."""
+    from escalations.models import InternalNote
+    from tests.escalations.conftest import state_of
+
+    escalation = escalated()
+    operator.groups.clear()  # staff, but not in the Operators group
+    client = _signed_in(operator)
+    before = state_of(escalation.conversation_id)
+    base = f"/admin/escalations/escalation/{escalation.pk}"
+
+    noted = client.post(f"{base}/notes/", {"note": "hello"})
+    assigned = client.post(f"{base}/assign/", {})
+
+    assert (noted.status_code, assigned.status_code) == (403, 403)
+    assert not InternalNote.objects.exists()
+    assert state_of(escalation.conversation_id) == before

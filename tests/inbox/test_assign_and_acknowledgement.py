@@ -1,0 +1,175 @@
+"""Assigning to a colleague, takeovers, display names, and the one acknowledgement per
+escalation."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from django.test import Client
+
+from accounts.models import User
+from escalations.models import Escalation
+from messaging.models import Message
+from messaging.services import ESCALATED_ACKNOWLEDGEMENT
+from tests.escalations.agents import HANDOFF_TEXT
+from tests.escalations.conftest import state_of, transcript_of
+from tests.factories import UserFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def _assign(client: Client, conversation_id: int, body: Any = None) -> Any:
+    url = f"/api/v1/escalations/{conversation_id}/assign"
+    if body is None:
+        return client.post(url)
+    return client.post(url, body, content_type="application/json")
+
+
+def test_assign_to_a_colleague(
+    escalated: Callable[..., Escalation], operator_client: Client, second_operator: User
+) -> None:
+    second_operator.display_name = "Oscar"
+    second_operator.save(update_fields=["display_name"])
+    escalation = escalated()
+
+    response = _assign(
+        operator_client, escalation.conversation_id, {"operator_id": second_operator.pk}
+    )
+
+    assert response.status_code == 200
+    assert response.json()["assigned_to"] == second_operator.pk
+    assert transcript_of(escalation.conversation_id)[-1][1:] == (
+        "system",
+        "Oscar joined the conversation.",
+    )
+
+
+@pytest.mark.parametrize("who", ["customer", "inactive", "missing", "huge"])
+def test_assigning_to_a_non_operator_is_422_and_changes_nothing(
+    escalated: Callable[..., Escalation], operator_client: Client, customer: User, who: str
+) -> None:
+    escalation = escalated()
+    target = {
+        "customer": customer.pk,
+        "inactive": UserFactory(username="gone", is_staff=True, is_active=False).pk,
+        "missing": 999_999,
+        "huge": 2**70,
+    }[who]
+    before = state_of(escalation.conversation_id)
+
+    response = _assign(operator_client, escalation.conversation_id, {"operator_id": target})
+
+    assert response.status_code == 422
+    assert state_of(escalation.conversation_id) == before
+
+
+def test_customer_cannot_assign(
+    escalated: Callable[..., Escalation], customer_client: Client, operator: User
+) -> None:
+    escalation = escalated()
+    before = state_of(escalation.conversation_id)
+    response = _assign(customer_client, escalation.conversation_id, {"operator_id": operator.pk})
+    assert response.status_code == 403
+    assert state_of(escalation.conversation_id) == before
+
+
+def test_operator_messages_and_notices_carry_the_display_name(
+    escalated: Callable[..., Escalation],
+    operator_client: Client,
+    operator: User,
+    customer_client: Client,
+) -> None:
+    operator.display_name = "Liv"
+    operator.save(update_fields=["display_name"])
+    escalation = escalated()
+    cid = escalation.conversation_id
+    operator_client.post(
+        f"/api/v1/escalations/{cid}/reply", {"message": "Hi!"}, content_type="application/json"
+    )
+    operator_client.post(
+        f"/api/v1/escalations/{cid}/resolve",
+        {"resolution_notes": ""},
+        content_type="application/json",
+    )
+
+    history = customer_client.get(f"/api/v1/conversations/{cid}/history").json()["messages"]
+
+    operator_items = [m for m in history if m["role"] == "operator"]
+    assert [(m["content"], m["author_name"]) for m in operator_items] == [("Hi!", "Liv")]
+    assert {m["author_name"] for m in history if m["role"] != "operator"} == {None}
+    system = [m["content"] for m in history if m["role"] == "system"]
+    assert system[-2:] == [
+        "Liv joined the conversation.",
+        "Liv marked this conversation as resolved. Write again any time and our assistant "
+        "will pick it up.",
+    ]
+
+
+def test_display_name_falls_back_to_first_name_then_username() -> None:
+    assert UserFactory(username="u1", first_name="Ann", display_name="").public_name == "Ann"
+    assert UserFactory(username="u2", first_name="", display_name="").public_name == "u2"
+    assert UserFactory(username="u3", first_name="Ann", display_name=" Annie ").public_name == (
+        "Annie"
+    )
+
+
+# --- One acknowledgement per escalation ------------------------------------------------------
+
+
+def _send(client: Client, customer: User, text: str, conversation_id: int | None) -> Any:
+    response = client.post(
+        "/api/v1/messages/process",
+        {"message": text, "customer_id": customer.pk, "conversation_id": conversation_id},
+        content_type="application/json",
+    )
+    assert response.status_code == 200, response.content
+    return response.json()
+
+
+@pytest.mark.usefixtures("scripted_agent")
+def test_acknowledgement_enters_the_transcript_once_per_escalation(
+    customer_client: Client, customer: User, operator_client: Client
+) -> None:
+    cid = _send(customer_client, customer, "I want a human", None)["conversation_id"]
+    first = _send(customer_client, customer, "hello?", cid)
+    second = _send(customer_client, customer, "anyone there?", cid)
+    operator_client.post(
+        f"/api/v1/escalations/{cid}/reply", {"message": "Here!"}, content_type="application/json"
+    )
+    third = _send(customer_client, customer, "great", cid)
+
+    for body in (first, second, third):
+        assert (body["status"], body["agent"], body["response"]) == (
+            "escalated",
+            "system",
+            ESCALATED_ACKNOWLEDGEMENT,
+        )
+    # Later answers point at the acknowledgement already in the transcript.
+    assert first["message_id"] == second["message_id"] == third["message_id"]
+    assert [row[1:] for row in transcript_of(cid)] == [
+        ("customer", "I want a human"),
+        ("agent", HANDOFF_TEXT),
+        ("system", "Conversation passed to the support team."),
+        ("customer", "hello?"),
+        ("system", ESCALATED_ACKNOWLEDGEMENT),
+        ("customer", "anyone there?"),
+        ("system", f"{User.objects.get(is_staff=True).public_name} joined the conversation."),
+        ("operator", "Here!"),
+        ("customer", "great"),
+    ]
+
+    # A new escalation after a resolution acknowledges again, once.
+    operator_client.post(
+        f"/api/v1/escalations/{cid}/resolve",
+        {"resolution_notes": ""},
+        content_type="application/json",
+    )
+    _send(customer_client, customer, "I want a human again", cid)
+    _send(customer_client, customer, "one", cid)
+    _send(customer_client, customer, "two", cid)
+    acknowledgements = Message.objects.filter(
+        conversation_id=cid, content=ESCALATED_ACKNOWLEDGEMENT
+    )
+    assert acknowledgements.count() == 2
