@@ -33,8 +33,11 @@ SEED_SCRIPT = f"""
 from accounts.models import User
 User.objects.create_user("alice", "alice@example.com", {PASSWORD!r}, first_name="Alice")
 User.objects.create_user("bob", "bob@example.com", {PASSWORD!r}, first_name="Bob")
-User.objects.create_user("olivia", "olivia@example.com", {PASSWORD!r}, first_name="Olivia",
-                         is_staff=True)
+olivia = User.objects.create_user("olivia", "olivia@example.com", {PASSWORD!r},
+                                  first_name="Olivia", is_staff=True)
+# An operator, as seed_demo makes one: staff in the Operators group (escalations.permissions).
+from escalations.services import operators_group_ensure
+olivia.groups.add(operators_group_ensure())
 """
 
 
