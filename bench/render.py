@@ -58,7 +58,13 @@ def _met(ok: bool | None) -> str:
 
 
 def _ratio_text(value: float | None) -> str:
-    return "–" if value is None else f"{value:.2f}×"
+    # A negative figure is an accounting artefact (runs before PostgreSQL CPU was taken only
+    # over backends alive at both ends): shown as missing.
+    return "–" if value is None or value < 0 else f"{value:.2f}×"
+
+
+def _positive(value: float | None) -> float | None:
+    return None if value is None or value < 0 else value
 
 
 def markdown(results: dict[str, Any]) -> str:
@@ -122,7 +128,7 @@ def markdown(results: dict[str, Any]) -> str:
                 f"| {label} | {names[side]} | {_fmt(d.get('rps'))} "
                 f"| {_fmt(d.get('p50_ms'))} | {_fmt(d.get('p99_ms'))} | "
                 f"{d.get('errors_total', '–')} | {_fmt(d.get('cpu_ms_per_request'))} | "
-                f"{_fmt(d.get('db_cpu_ms_per_request'))} |"
+                f"{_fmt(_positive(d.get('db_cpu_ms_per_request')))} |"
             )
         for key, title in (
             ("ratio_baseline_vs_peer", "baseline / peer"),
