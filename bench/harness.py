@@ -113,6 +113,9 @@ class Server:
     ws_port: int
     process: subprocess.Popen[bytes] | None = None
     log_path: Path | None = None
+    # Another checkout of Parley to serve (e.g. a git worktree of main, as the baseline in an
+    # A/B/C run); its code, this run's environment, database and keys.
+    tree: Path = BASE_DIR
 
     def start(self, log_path: Path) -> None:
         self.log_path = log_path
@@ -120,7 +123,7 @@ class Server:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "config.serving", "--no-prepare", *self.args],
             env=self.env,
-            cwd=BASE_DIR,
+            cwd=self.tree,
             stdout=log,
             stderr=subprocess.STDOUT,
         )

@@ -58,7 +58,13 @@ def _met(ok: bool | None) -> str:
 
 
 def _ratio_text(value: float | None) -> str:
-    return "–" if value is None else f"{value:.2f}×"
+    # A negative figure is an accounting artefact (runs before PostgreSQL CPU was taken only
+    # over backends alive at both ends): shown as missing.
+    return "–" if value is None or value < 0 else f"{value:.2f}×"
+
+
+def _positive(value: float | None) -> float | None:
+    return None if value is None or value < 0 else value
 
 
 def markdown(results: dict[str, Any]) -> str:
@@ -73,6 +79,11 @@ def markdown(results: dict[str, Any]) -> str:
     # No heading: the README section that embeds this has its own.
     if quick:
         lines += ["**Preliminary: a quick run (`--quick`), for iteration.**", ""]
+    if results.get("baseline"):
+        lines += [
+            f"Baseline: Parley served from `{results['baseline']['commit']}` in the same run.",
+            "",
+        ]
     elif busy:
         lines += [
             f"**The machine was busy (load average {load:.1f} on {m['nproc']} cores at the "
@@ -109,23 +120,29 @@ def markdown(results: dict[str, Any]) -> str:
         scenario = s.get(key)
         if not scenario:
             continue
-        sides = ("parley", "peer") if "peer" in scenario else ("parley",)
+        sides = [side for side in ("baseline", "parley", "peer") if side in scenario] or ["parley"]
+        names = {"parley": "Parley", "peer": "peer", "baseline": "Parley baseline"}
         for side in sides:
             d = _side(scenario, side)
             lines.append(
-                f"| {label} | {'Parley' if side == 'parley' else 'peer'} | {_fmt(d.get('rps'))} "
+                f"| {label} | {names[side]} | {_fmt(d.get('rps'))} "
                 f"| {_fmt(d.get('p50_ms'))} | {_fmt(d.get('p99_ms'))} | "
                 f"{d.get('errors_total', '–')} | {_fmt(d.get('cpu_ms_per_request'))} | "
-                f"{_fmt(d.get('db_cpu_ms_per_request'))} |"
+                f"{_fmt(_positive(d.get('db_cpu_ms_per_request')))} |"
             )
-        ratio = scenario.get("ratio")
-        if ratio:
-            lines.append(
-                f"| {label} | **Parley / peer** | **{_ratio_text(ratio['rps'])}** | "
-                f"{_ratio_text(ratio['p50_ms'])} | {_ratio_text(ratio['p99_ms'])} | | "
-                f"{_ratio_text(ratio['cpu_ms_per_request'])} | "
-                f"{_ratio_text(ratio['db_cpu_ms_per_request'])} |"
-            )
+        for key, title in (
+            ("ratio_baseline_vs_peer", "baseline / peer"),
+            ("ratio", "**Parley / peer**"),
+            ("ratio_vs_baseline", "Parley / baseline"),
+        ):
+            ratio = scenario.get(key)
+            if ratio:
+                lines.append(
+                    f"| {label} | {title} | **{_ratio_text(ratio['rps'])}** | "
+                    f"{_ratio_text(ratio['p50_ms'])} | {_ratio_text(ratio['p99_ms'])} | | "
+                    f"{_ratio_text(ratio['cpu_ms_per_request'])} | "
+                    f"{_ratio_text(ratio['db_cpu_ms_per_request'])} |"
+                )
     health = c.get("health")
     if health:
         lines.append(

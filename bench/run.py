@@ -81,6 +81,7 @@ class Bench:
         self.results: dict[str, Any] = {"scenarios": {}, "ceilings": {}}
         self.server: harness.Server | None = None
         self.peer: harness.PeerServer | None = None
+        self.baseline: harness.Server | None = None
 
     def log(self, message: str) -> None:
         print(f"[bench {time.strftime('%H:%M:%S')}] {message}", flush=True)
@@ -190,6 +191,28 @@ class Bench:
         self.results["topology"] = described
         self.log(f"serving: {described}")
 
+    def start_baseline(self, tree: Path) -> None:
+        """A second Parley, served from another checkout (same database, keys and settings):
+        before/after measured in one run. Its schema must match this tree's migrations."""
+        port = harness.free_port()
+        self.baseline = harness.Server(
+            ["--port", str(port), "--ws-port", str(harness.free_port()), "--front", "none"],
+            self.env,
+            port,
+            port,
+            tree=tree,
+        )
+        self.baseline.start(self.work / "baseline.log")
+        self.baseline_url = f"http://127.0.0.1:{port}"
+        commit = subprocess.run(
+            ["git", "-C", str(tree), "log", "-1", "--format=%h %s"],
+            capture_output=True,
+            text=True,
+            check=False,
+        ).stdout.strip()
+        self.results["baseline"] = {"tree": str(tree), "commit": commit}
+        self.log(f"baseline: Parley from {tree} ({commit})")
+
     def start_peer(self) -> None:
         port = harness.free_port()
         env = dict(
@@ -260,6 +283,8 @@ class Bench:
             "parley": (self.http_url, self.server.pids),
             "peer": (self.peer_url, self.peer.pids),
         }
+        if self.baseline is not None:
+            sides["baseline"] = (self.baseline_url, self.baseline.pids)
         for url, _ in sides.values():
             harness.wrk(
                 url,
@@ -269,10 +294,13 @@ class Bench:
                 data_file=data,
                 extra=extra,
             )
-        runs: dict[str, list[harness.WrkResult]] = {"parley": [], "peer": []}
+        names = list(sides)
+        runs: dict[str, list[harness.WrkResult]] = {side: [] for side in names}
         order: list[str] = []
         for round_index in range(self.args.runs):
-            for side in ("parley", "peer") if round_index % 2 == 0 else ("peer", "parley"):
+            # Rotate who goes first: A B (C), B (C) A, ... so drift falls on every side.
+            shift = round_index % len(names)
+            for side in names[shift:] + names[:shift]:
                 url, pids = sides[side]
                 result = harness.wrk(
                     url,
@@ -295,6 +323,9 @@ class Bench:
         out["order"] = order
         out["connections"] = CONNECTIONS
         out["ratio"] = ab_ratio(out["parley"], out["peer"])
+        if "baseline" in out:
+            out["ratio_baseline_vs_peer"] = ab_ratio(out["baseline"], out["peer"])
+            out["ratio_vs_baseline"] = ab_ratio(out["parley"], out["baseline"])
         self.log(
             f"{name}: Parley {out['parley']['rps']:.0f} req/s vs peer "
             f"{out['peer']['rps']:.0f} req/s = {out['ratio']['rps']}×; CPU ms/req "
@@ -326,6 +357,8 @@ class Bench:
         try:
             if ab:
                 self.start_peer()
+                if self.args.baseline:
+                    self.start_baseline(self.args.baseline)
             if "ceilings" in wanted:
                 c["health"] = self.wrk_scenario(
                     "ceiling GET /health", mode="get", url=f"{self.http_url}/health"
@@ -385,6 +418,8 @@ class Bench:
         finally:
             if self.peer is not None:
                 self.results["peer_exit_code"] = self.peer.stop()
+            if self.baseline is not None:
+                self.results["baseline_exit_code"] = self.baseline.stop()
             assert self.server is not None
             self.results["server_exit_code"] = self.server.stop()
         self.results["load_average_at_end"] = harness.load_average()
@@ -508,6 +543,13 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         default=None,
         help="JSON path (default bench/results/results.json or preliminary.json)",
+    )
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        default=None,
+        help="another checkout of Parley (e.g. `git worktree add /tmp/main main`) served as a "
+        "third side of every A/B scenario: before/after and the peer in one run",
     )
     parser.add_argument("--no-readme", action="store_true")
     parser.add_argument(
