@@ -116,4 +116,8 @@ def guarded_post(
             headers={**headers, "Host": host_header},
             extensions=extensions,
         )
-        return client.send(request)
+        # Only the status matters: the body is never read, so a receiver cannot hold the
+        # worker (or its memory) with a large or endless one.
+        response = client.send(request, stream=True)
+        response.close()
+        return response

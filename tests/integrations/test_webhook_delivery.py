@@ -514,3 +514,41 @@ def test_history_prune_keeps_recent_and_unfinished(
         ]
     )
     assert not WebhookEvent.objects.filter(payload__conversation_id=delivered).exists()
+
+
+def test_the_response_body_is_never_read(
+    settings: Any, customer: User, endpoint_for: Callable[..., Any], drain: Any
+) -> None:
+    """A receiver that answers 200 and then promises an endless body does not hold the
+    attempt: only the status line and headers are read."""
+    import socket
+    import threading
+
+    settings.WEBHOOK_MAX_ATTEMPTS = 1
+    settings.WEBHOOK_TIMEOUT_SECONDS = 1
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(4)
+    held: list[socket.socket] = []
+
+    def answer() -> None:
+        conn, _ = server.accept()
+        held.append(conn)
+        conn.recv(65536)
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100000000\r\n\r\npartial")
+
+    thread = threading.Thread(target=answer, daemon=True)
+    thread.start()
+    try:
+        endpoint, _ = endpoint_for(
+            f"http://127.0.0.1:{server.getsockname()[1]}/hook", events=("conversation.created",)
+        )
+        _send(customer, "hello there")
+        drain()
+    finally:
+        thread.join(timeout=5)
+        for conn in held:
+            conn.close()
+        server.close()
+    (delivery,) = WebhookDelivery.objects.filter(endpoint=endpoint)
+    assert (delivery.status, delivery.status_code, delivery.error) == ("delivered", 200, "")

@@ -99,3 +99,23 @@ def test_two_workers_deliver_each_attempt_once(
     assert set(by_worker) == {"worker-a", "worker-b"}
     assert all(len(ids_) == 1 for ids_ in DBTaskResult.objects.values_list("worker_ids", flat=True))
     assert all(w.returncode == 0 for w in workers)
+
+
+@pytest.mark.django_db
+def test_run_worker_batch_delivers_what_is_due_and_exits(
+    customer: User, receiver: Receiver, endpoint_for: Callable[..., Any]
+) -> None:
+    from django.core.management import call_command
+
+    endpoint_for(receiver.url(), events=("conversation.created",))
+    receiver.answer("/hook", 500)
+    message_send(customer=customer, conversation_id=None, text="hello")
+    call_command("run_worker", "--batch", "--worker-id", "batch-1")
+    assert len(receiver.requests) == 2  # the failure and its (immediately due) retry
+    assert list(WebhookDelivery.objects.order_by("attempt").values_list("status", flat=True)) == [
+        "retrying",
+        "delivered",
+    ]
+    assert all(
+        ids == ["batch-1"] for ids in DBTaskResult.objects.values_list("worker_ids", flat=True)
+    )
