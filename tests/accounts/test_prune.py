@@ -22,7 +22,10 @@ def test_prune_expired_removes_only_expired_rows(customer: User) -> None:
     IdempotencyRecord.objects.create(user=customer, key="new", fingerprint="f")
     out = StringIO()
     call_command("prune_expired", stdout=out)
-    assert out.getvalue().strip() == "Pruned 1 idempotency record(s) and 2 token row(s)."
+    assert out.getvalue().strip() == (
+        "Pruned 1 idempotency record(s) and 2 token row(s); 0 security event(s), "
+        "0 webhook history row(s), 0 conversation(s) past retention."
+    )
     assert list(RevokedAccessToken.objects.values_list("jti", flat=True)) == ["live"]
     assert list(OutstandingToken.objects.values_list("jti", flat=True)) == ["o2"]
     assert list(IdempotencyRecord.objects.values_list("key", flat=True)) == ["new"]

@@ -24,6 +24,7 @@ from escalations.models import Escalation
 from integrations import services as integration_services
 from integrations.delivery import webhook_outbox_sweep
 from integrations.models import WebhookDelivery, WebhookEvent
+from messaging.api import process_body
 from messaging.models import Conversation, IdempotencyRecord, Message
 from messaging.realtime import conversation_group
 from messaging.retention import conversations_prune_expired
@@ -37,9 +38,9 @@ HUMAN = "I want to talk to a human agent please"
 
 
 def _send(user: User, text: str, conversation_id: int | None = None, key: str | None = None) -> Any:
-    return message_send(
-        customer=user, conversation_id=conversation_id, text=text, idempotency_key=key
-    ).body
+    return process_body(
+        message_send(customer=user, conversation_id=conversation_id, text=text, idempotency_key=key)
+    )
 
 
 def _escalated_and_answered(customer: User, operator: User) -> int:

@@ -17,6 +17,7 @@ from escalations import services as escalation_services
 from integrations.delivery import webhook_outbox_sweep
 from integrations.models import WebhookDelivery, WebhookEndpoint, WebhookEvent
 from messaging import idempotency
+from messaging.api import process_body
 from messaging.events import EVENT_TYPES, RATING_CREATED, domain_event_record
 from messaging.models import Conversation, Message
 from messaging.services import message_send
@@ -28,7 +29,7 @@ HUMAN = "I want to talk to a human agent please"
 
 
 def _send(customer: User, text: str, conversation_id: int | None = None) -> dict[str, Any]:
-    return message_send(customer=customer, conversation_id=conversation_id, text=text).body
+    return process_body(message_send(customer=customer, conversation_id=conversation_id, text=text))
 
 
 def _full_lifecycle(customer: User, operator: User) -> int:
