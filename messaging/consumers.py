@@ -214,6 +214,10 @@ class ConversationConsumer(TokenAuthenticatedConsumer):
         self._ensure_token_fresh()
         raw_token = self.raw_token
         if raw_token is None:
+            # The admin's live channel (a ticket, no token) only watches: operators write through
+            # the escalation services. As for any writer who is not the conversation's customer,
+            # the conversation is "not found" for writing, as over REST.
+            await self.send_error("Conversation not found", status=404, code="not_found", **echo)
             return
         try:
             result = await run_db(

@@ -28,8 +28,8 @@ def recorded_events() -> Iterator[list[tuple[str, dict[str, Any]]]]:
     """Every domain event recorded while the test runs (a sink like the webhook outbox's)."""
     recorded: list[tuple[str, dict[str, Any]]] = []
 
-    def sink(event_type: str, data: dict[str, Any]) -> None:
-        recorded.append((event_type, data))
+    def sink(batch: list[tuple[str, dict[str, Any]]]) -> None:
+        recorded.extend(batch)
 
     events.domain_event_sink_register(sink)
     try:

@@ -12,9 +12,9 @@ from asgiref.sync import sync_to_async
 from django.test import Client
 
 from accounts import admin_tickets
+from accounts import sockets as consumers
 from accounts.models import User
 from escalations.models import Escalation
-from messaging import consumers
 from tests.factories import ConversationFactory
 from tests.realtime.conftest import expect_close, make_communicator
 
@@ -163,7 +163,7 @@ async def test_ticket_opens_a_conversation_socket_read_only(
         # The operator answers through the services, never by writing on this socket.
         await communicator.send_json_to({"type": "message", "content": "hi"})
         error = await communicator.receive_json_from(timeout=5)
-        assert (error["type"], error["status"]) == ("error", 403)
+        assert (error["type"], error["status"], error["code"]) == ("error", 404, "not_found")
     finally:
         await communicator.disconnect()
 

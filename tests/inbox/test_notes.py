@@ -152,6 +152,7 @@ def test_note_is_not_in_the_customers_history_and_changes_no_message(
 ) -> None:
     escalation = escalated()
     before = state_of(escalation.conversation_id)
+    recorded_events.clear()  # only what the note itself records
 
     assert _post(operator_client, escalation.conversation_id).status_code == 201
 

@@ -32,6 +32,7 @@ def test_owner_rates_the_resolved_escalation(
     recorded_events: list[tuple[str, dict[str, Any]]],
 ) -> None:
     escalation = resolved()
+    recorded_events.clear()  # only what the rating itself records
 
     response = _rate(customer_client, escalation.conversation_id, {"score": 4, "comment": " ok "})
 
@@ -103,6 +104,7 @@ def test_another_customers_conversation_is_404_and_nothing_changes(
     recorded_events: list[tuple[str, dict[str, Any]]],
 ) -> None:
     escalation = resolved()
+    recorded_events.clear()
     response = _rate(other_client, escalation.conversation_id)
     assert response.status_code == 404
     assert response.json() == {"detail": "Conversation not found"}
