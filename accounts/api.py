@@ -37,7 +37,7 @@ from config.request_context import CallContext
 from config.schemas import (
     AUTHENTICATED_ERRORS,
     BODY_ERRORS,
-    QueryIn,
+    PageParams,
     StrictIn,
     error_responses,
     optional_body,
@@ -205,11 +205,6 @@ def me_delete(
 # --- API keys -----------------------------------------------------------------------------------
 
 
-class ApiKeyListParams(QueryIn):
-    limit: int = Field(default=20, ge=1, le=100)
-    cursor: str | None = Field(default=None, max_length=200)
-
-
 @api_keys_router.post(
     "",
     auth=Superuser(scopes=[ADMIN]),
@@ -243,7 +238,7 @@ def api_key_create(request: HttpRequest, payload: ApiKeyIn) -> Status[dict[str, 
     response={200: ApiKeyPageOut, **error_responses(400, *AUTHENTICATED_ERRORS, 422)},
     summary="List API keys (never their secrets)",
 )
-def api_key_list(request: HttpRequest, params: Query[ApiKeyListParams]) -> dict[str, Any]:
+def api_key_list(request: HttpRequest, params: Query[PageParams]) -> dict[str, Any]:
     items, next_cursor = selectors.api_key_page(cursor=params.cursor, limit=params.limit)
     return {"items": items, "next_cursor": next_cursor}
 

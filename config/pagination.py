@@ -67,6 +67,12 @@ def _decode(cursor: str, field_is_datetime: bool) -> tuple[Any, int]:
         raise InvalidCursor() from None
 
 
+def cursor_check(cursor: str) -> None:
+    """Raise InvalidCursor (400) for a cursor no list accepts. Every list here is keyed on a
+    datetime and the id, so one check serves them all, at validation time."""
+    _decode(cursor, True)
+
+
 def keyset_page(
     queryset: QuerySet[M], *, field: str, descending: bool, cursor: str | None, limit: int
 ) -> tuple[list[M], str | None]:

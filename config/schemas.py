@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import Any, TypeVar
 
 from ninja import Schema
-from pydantic import ConfigDict, field_validator
+from pydantic import ConfigDict, Field, field_validator
 
+from config.pagination import cursor_check
 from config.text import ensure_storable_value
 
 S = TypeVar("S", bound=Schema)
@@ -32,6 +33,22 @@ class StrictIn(CheckedSchema):
 class QueryIn(CheckedSchema):
     """Query parameters (`Query[...]`): checked text; unknown parameters are ignored, as HTTP
     caches and proxies may add their own."""
+
+
+class PageParams(QueryIn):
+    """`?limit=&cursor=` of every keyset-paged list. The cursor is checked here, with the rest
+    of the query, so a bad one is 400 "Invalid cursor" before any lookup (of the list's parent,
+    say) could answer 404 first."""
+
+    limit: int = Field(default=20, ge=1, le=100)
+    cursor: str | None = Field(default=None, max_length=200)
+
+    @field_validator("cursor", mode="after")
+    @classmethod
+    def _decodable(cls, value: str | None) -> str | None:
+        if value:
+            cursor_check(value)
+        return value
 
 
 class ErrorOut(Schema):

@@ -85,7 +85,7 @@ def note_add(request: HttpRequest, conversation_id: PathId, payload: NoteIn) -> 
     response={200: NoteListOut, **error_responses(*AUTHENTICATED_ERRORS, 404, 422)},
     summary="A conversation's internal notes, oldest first",
 )
-def note_list(request: HttpRequest, conversation_id: int) -> dict[str, Any]:
+def note_list(request: HttpRequest, conversation_id: PathId) -> dict[str, Any]:
     return {
         "conversation_id": conversation_id,
         "items": inbox.note_list(conversation_id=conversation_id),

@@ -10,12 +10,12 @@ from ninja import Query, Router, Status
 from accounts.auth import Superuser, principal_of
 from accounts.scopes import ADMIN
 from config.errors import NotFound
+from config.ids import PathId
 from config.request_context import CallContext
-from config.schemas import AUTHENTICATED_ERRORS, BODY_ERRORS, error_responses
+from config.schemas import AUTHENTICATED_ERRORS, BODY_ERRORS, PageParams, error_responses
 from integrations import selectors, services
 from integrations.schemas import (
     DeliveryPageOut,
-    PageParams,
     SecurityEventPageOut,
     SecurityEventParams,
     WebhookCreatedOut,
@@ -74,7 +74,7 @@ def webhook_list(request: HttpRequest, params: Query[PageParams]) -> dict[str, A
     response={204: None, **error_responses(*AUTHENTICATED_ERRORS, 404, 422)},
     summary="Delete a webhook endpoint and its delivery history",
 )
-def webhook_delete(request: HttpRequest, webhook_id: int) -> Status[None]:
+def webhook_delete(request: HttpRequest, webhook_id: PathId) -> Status[None]:
     services.webhook_endpoint_delete(endpoint_id=webhook_id)
     return Status(204, None)
 
@@ -86,7 +86,7 @@ def webhook_delete(request: HttpRequest, webhook_id: int) -> Status[None]:
     summary="An endpoint's delivery attempts, newest first",
 )
 def webhook_deliveries(
-    request: HttpRequest, webhook_id: int, params: Query[PageParams]
+    request: HttpRequest, webhook_id: PathId, params: Query[PageParams]
 ) -> dict[str, Any]:
     endpoint = selectors.webhook_endpoint_get(endpoint_id=webhook_id)
     if endpoint is None:
@@ -116,7 +116,7 @@ def security_event_list(request: HttpRequest, params: Query[SecurityEventParams]
     response={204: None, **error_responses(*AUTHENTICATED_ERRORS, 404, 409, 422)},
     summary="Erase a customer and everything that is theirs (staff accounts: 409)",
 )
-def customer_erase(request: HttpRequest, customer_id: int) -> Status[None]:
+def customer_erase(request: HttpRequest, customer_id: PathId) -> Status[None]:
     services.customer_erase(
         customer_id=customer_id,
         actor=principal_of(request).user,

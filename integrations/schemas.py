@@ -9,7 +9,7 @@ from ninja import Schema
 from pydantic import Field, field_validator
 
 from accounts.models import SecurityEvent
-from config.schemas import StrictIn
+from config.schemas import PageParams, StrictIn
 from messaging.models import MAX_ID
 
 EventType = Literal[
@@ -68,11 +68,6 @@ class DeliveryOut(Schema):
 class DeliveryPageOut(Schema):
     items: list[DeliveryOut]
     next_cursor: str | None
-
-
-class PageParams(Schema):
-    limit: int = Field(default=20, ge=1, le=100)
-    cursor: str | None = Field(default=None, max_length=200)
 
 
 class SecurityEventParams(PageParams):

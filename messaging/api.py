@@ -11,7 +11,7 @@ from accounts.auth import authenticators, principal_of
 from config.errors import NotFound
 from config.ids import PathId
 from config.request_context import CallContext
-from config.schemas import AUTHENTICATED_ERRORS, BODY_ERRORS, error_responses
+from config.schemas import AUTHENTICATED_ERRORS, BODY_ERRORS, PageParams, error_responses
 from config.text import StorableStr
 from messaging import selectors, services
 from messaging.permissions import (
@@ -24,7 +24,6 @@ from messaging.schemas import (
     HistoryOut,
     HistoryParams,
     MessageProcessIn,
-    PageParams,
     ProcessOut,
 )
 

@@ -87,11 +87,6 @@ class ConversationPageOut(Schema):
     next_cursor: str | None
 
 
-class PageParams(QueryIn):
-    limit: int = Field(default=20, ge=1, le=100)
-    cursor: str | None = Field(default=None, max_length=200)
-
-
 class HistoryParams(QueryIn):
     limit: int = Field(default=100, ge=1, le=1000)
     after_seq: int | None = Field(default=None, ge=0, le=MAX_ID)

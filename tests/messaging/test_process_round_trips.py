@@ -21,9 +21,10 @@ from tests.factories import ConversationFactory, MessageFactory
 pytestmark = pytest.mark.django_db
 
 # Today's general path: auth (user + jti deny-list), the conversation with its recent messages,
-# then in one transaction the row lock, the INSERT of both messages and the UPDATE of the
-# conversation. messaging/fastpath.py can make the transaction one statement.
-STATEMENTS = 5
+# then in one transaction the row lock, the INSERT of both messages, the webhook outbox's one
+# INSERT for the turn's events and the UPDATE of the conversation. messaging/fastpath.py can
+# make the transaction's writes one statement.
+STATEMENTS = 6
 TRANSACTION_CONTROL = 2  # BEGIN + COMMIT in production
 ROUND_TRIPS = STATEMENTS + TRANSACTION_CONTROL
 

@@ -282,11 +282,12 @@ BAD_TEXT = {
 }
 
 
-@pytest.mark.parametrize("op", ops(lambda op: op.body_schema is not None))
+@pytest.mark.parametrize(
+    "op", ops(lambda op: op.body_schema is not None and any(string_slots(body_example(op))))
+)
 def test_unstorable_text_in_every_body_string(op: Operation, attacker: Callable[..., Any]) -> None:
     base = body_example(op)
     slots = list(string_slots(base))
-    assert slots, "a JSON body without a string field: nothing to attack"
     for slot in slots:
         for bad in BAD_TEXT.values():
             response = attacker(op, data=_json(replaced(base, slot, bad)))
