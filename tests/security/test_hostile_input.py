@@ -261,6 +261,16 @@ def test_non_utf8_form(op: Operation, attacker: Callable[..., Any]) -> None:
     attacker(op, data=b"\xff\xfe\x00{", content_type="application/json")
 
 
+@pytest.mark.parametrize("op", ops(lambda op: op.method in WRITES))
+def test_broken_multipart(op: Operation, attacker: Callable[..., Any]) -> None:
+    for content_type, body in [
+        ("multipart/form-data", b"abc"),  # no boundary
+        ("multipart/form-data; boundary=", b"abc"),
+        ("multipart/form-data; boundary=\x00", b"--\x00\r\n"),
+    ]:
+        attacker(op, data=body, content_type=content_type)
+
+
 @pytest.mark.parametrize("op", ops())
 def test_query_flood(op: Operation, attacker: Callable[..., Any]) -> None:
     # Routes without query parameters never read the query string and may answer normally.
