@@ -14,6 +14,7 @@ from __future__ import annotations
 import enum
 import hashlib
 import logging
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -41,6 +42,7 @@ from config.request_context import CallContext
 logger = logging.getLogger("parley.security")
 
 API_KEY_PREFIX = "prl_"
+MAX_TOKEN_CHARS = 4096
 
 
 @dataclass(frozen=True)
@@ -73,6 +75,10 @@ def principal_of(request: HttpRequest) -> Principal:
 
 def principal_from_access_token(raw: str) -> Principal:
     """Validate an access token and load its user in one query. Raises NotAuthenticated."""
+    if not isinstance(raw, str) or not raw.isascii() or len(raw) > MAX_TOKEN_CHARS:
+        # A JWT is short ASCII; anything else (a lone surrogate from a websocket frame, a
+        # megabyte header) is refused before the JWT library sees it.
+        raise NotAuthenticated("Invalid token: not a JWT")
     try:
         token = ParleyAccessToken(raw)  # type: ignore[arg-type]
     except TokenError as exc:
@@ -107,14 +113,15 @@ def api_key_hash(raw: str) -> str:
     return hashlib.sha256(raw.encode()).hexdigest()
 
 
+# `prl_<hex prefix>_<urlsafe secret>`: checked before the prefix reaches a query, so a header
+# holding NUL or other text the database refuses is a 401, never a DataError.
+_API_KEY_SHAPE = re.compile(r"prl_([0-9a-f]{1,16})_[A-Za-z0-9_-]{1,180}")
+
+
 def api_key_prefix(raw: str) -> str | None:
     """`prl_<prefix>_<secret>` → prefix, or None when the key is not shaped like ours."""
-    if not raw.startswith(API_KEY_PREFIX):
-        return None
-    prefix, sep, secret = raw[len(API_KEY_PREFIX) :].partition("_")
-    if not sep or not prefix or not secret or len(raw) > 200:
-        return None
-    return prefix
+    match = _API_KEY_SHAPE.fullmatch(raw)
+    return match.group(1) if match else None
 
 
 def principal_from_api_key(raw: str) -> Principal:

@@ -16,6 +16,7 @@ from django.core.exceptions import (
     TooManyFilesSent,
 )
 from django.http import Http404, HttpRequest, HttpResponse
+from django.http.multipartparser import MultiPartParserError
 from ninja import NinjaAPI
 from ninja.errors import AuthenticationError, AuthorizationError, HttpError, ValidationError
 from ninja.operation import Operation
@@ -145,6 +146,11 @@ def _bad_request(request: HttpRequest, exc: Exception) -> HttpResponse:
     else:
         detail = "Malformed request"
     return _error(request, 400, detail)
+
+
+@api.exception_handler(MultiPartParserError)
+def _broken_multipart(request: HttpRequest, exc: MultiPartParserError) -> HttpResponse:
+    return _error(request, 400, "Malformed multipart body")
 
 
 @api.exception_handler(UnicodeDecodeError)

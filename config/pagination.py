@@ -32,25 +32,43 @@ def _encode(values: list[Any]) -> str:
     return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
 
 
-def _decode(cursor: str, field_is_datetime: bool) -> tuple[Any, int]:
+_INTEGER_FIELDS = {
+    "AutoField",
+    "BigAutoField",
+    "BigIntegerField",
+    "IntegerField",
+    "PositiveBigIntegerField",
+    "PositiveIntegerField",
+    "PositiveSmallIntegerField",
+    "SmallIntegerField",
+}
+
+
+def _decode(cursor: str, field_type: str) -> tuple[Any, int]:
     """The (sort value, id) a cursor names, always a value the database accepts: datetimes in
     UTC (an offset of ±23:59 in year 1 or 9999 leaves datetime's range once converted, and
-    PostgreSQL refuses offsets past ±15:59), ids in 1..MAX_ID, other values plain ints or
-    strings. Anything else is InvalidCursor (400), never an OverflowError or a DB error."""
+    PostgreSQL refuses offsets past ±15:59), ids in 1..MAX_ID, integers within a bigint,
+    storable strings for text fields. Anything else is InvalidCursor (400), never an
+    OverflowError or a DB error."""
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
         first, last_id = json.loads(base64.urlsafe_b64decode(padded.encode()))
-        if field_is_datetime:
+        if field_type == "DateTimeField":
             first = datetime.fromisoformat(first)
             if first.tzinfo is None:
                 raise ValueError("naive datetime")
             first = first.astimezone(UTC)
-        elif isinstance(first, bool) or not isinstance(first, int | str):
-            raise ValueError("sort value")
-        elif isinstance(first, int) and not -MAX_ID <= first <= MAX_ID:
-            raise ValueError("sort value out of range")
-        elif isinstance(first, str):
+        elif field_type in _INTEGER_FIELDS:
+            if isinstance(first, bool) or not isinstance(first, int):
+                raise ValueError("sort value")
+            if not -MAX_ID - 1 <= first <= MAX_ID:
+                raise ValueError("sort value out of range")
+        elif field_type in ("CharField", "TextField", "SlugField"):
+            if not isinstance(first, str):
+                raise ValueError("sort value")
             ensure_storable(first)
+        else:
+            raise ValueError(f"no cursor rule for {field_type}")
         if not isinstance(last_id, int) or isinstance(last_id, bool):
             raise ValueError("id")
         if not is_possible_id(last_id):
@@ -78,11 +96,10 @@ def keyset_page(
 ) -> tuple[list[M], str | None]:
     """One page ordered by (`field`, id), both descending or both ascending."""
     model_field = queryset.model._meta.get_field(field)
-    is_datetime = model_field.get_internal_type() == "DateTimeField"
     sign = "-" if descending else ""
     queryset = queryset.order_by(f"{sign}{field}", f"{sign}id")
     if cursor:
-        value, last_id = _decode(cursor, is_datetime)
+        value, last_id = _decode(cursor, model_field.get_internal_type())
         op = "lt" if descending else "gt"
         queryset = queryset.filter(
             Q(**{f"{field}__{op}": value}) | Q(**{field: value, f"id__{op}": last_id})

@@ -69,7 +69,7 @@ def json_loads(raw: bytes | str) -> Any:
     try:
         return json.loads(data)
     except (ValueError, UnicodeDecodeError, RecursionError):
-        raise MalformedRequest("Cannot parse request body as JSON") from None
+        raise MalformedRequest("Cannot parse request body") from None
 
 
 TOO_MANY_FIELDS = f"More than {MAX_FIELDS} form or query fields"

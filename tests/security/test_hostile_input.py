@@ -198,9 +198,10 @@ def attacker(superuser: User, settings: Any, caplog: Any) -> Iterator[Callable[.
         content_type: str = "application/json",
         headers: dict[str, str] | None = None,
         allow_success: bool = False,
+        as_anonymous: bool = False,
     ) -> Any:
         url = op.url(path_values) + (f"?{query}" if query else "")
-        sender = state["client"] if op.authenticated else anonymous
+        sender = state["client"] if op.authenticated and not as_anonymous else anonymous
         if op.method == "GET" and data is None:
             response = sender.get(url, headers=headers)
         else:
@@ -261,6 +262,16 @@ def test_non_utf8_form(op: Operation, attacker: Callable[..., Any]) -> None:
     attacker(op, data=b"\xff\xfe\x00{", content_type="application/json")
 
 
+@pytest.mark.parametrize("op", ops(lambda op: op.method in WRITES))
+def test_broken_multipart(op: Operation, attacker: Callable[..., Any]) -> None:
+    for content_type, body in [
+        ("multipart/form-data", b"abc"),  # no boundary
+        ("multipart/form-data; boundary=", b"abc"),
+        ("multipart/form-data; boundary=\x00", b"--\x00\r\n"),
+    ]:
+        attacker(op, data=body, content_type=content_type)
+
+
 @pytest.mark.parametrize("op", ops())
 def test_query_flood(op: Operation, attacker: Callable[..., Any]) -> None:
     # Routes without query parameters never read the query string and may answer normally.
@@ -317,6 +328,27 @@ def test_unstorable_text_in_headers(op: Operation, attacker: Callable[..., Any])
     for param in op.params("header"):
         for bad in ("a\x00b", "a\x01", "\x7f"):
             attacker(op, data=_json(body_example(op)), headers={param["name"]: bad})
+
+
+HOSTILE_CREDENTIALS = [
+    {"X-API-Key": "prl_ab\x00c_secret"},
+    {"X-API-Key": "prl_ab\udfffc_secret"},
+    {"X-API-Key": "prl_" + "é" * 10 + "_x"},
+    {"X-API-Key": "prl_" + "a" * 5000 + "_x"},
+    {"Authorization": "Bearer a\x00b"},
+    {"Authorization": "Bearer " + "a" * 50_000},
+    {"Authorization": "Bearer \udfff"},
+    {"Authorization": "Basic \x00"},
+    {"Authorization": "Bearer e30.e30.", "X-API-Key": "\x00"},
+]
+
+
+@pytest.mark.parametrize("op", ops(lambda op: op.authenticated))
+def test_hostile_credentials(op: Operation, attacker: Callable[..., Any]) -> None:
+    data = _json(body_example(op)) if op.body_schema else None
+    for headers in HOSTILE_CREDENTIALS:
+        response = attacker(op, data=data, headers=headers, as_anonymous=True)
+        assert response.status_code == 401, headers
 
 
 BAD_IDS = [2**63, 2**63 - 1, 2**64, 10**40, -1, -(2**63) - 1, 0, "abc", "1.5", "1e3", "%00", "١"]

@@ -253,3 +253,34 @@ def test_body_id_out_of_range_is_422(superuser_client: Client, owner_id: int) ->
 
     assert response.status_code == 422
     assert ApiKey.objects.count() == 0
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("field", "first"),
+    [
+        ("use_count", "abc"),
+        ("use_count", 2**64),
+        ("use_count", True),
+        ("name", 5),
+        ("name", "a\x00"),
+    ],
+)
+def test_cursor_values_must_fit_the_sort_field(field: str, first: Any) -> None:
+    from config.pagination import InvalidCursor, keyset_page
+
+    with pytest.raises(InvalidCursor):
+        keyset_page(
+            ApiKey.objects.all(), field=field, descending=True, cursor=_cursor(first), limit=5
+        )
+
+
+@pytest.mark.django_db
+def test_integer_and_text_cursors_page_on(superuser: User) -> None:
+    from config.pagination import keyset_page
+
+    for field, first in (("use_count", 0), ("name", "m")):
+        rows, _next = keyset_page(
+            ApiKey.objects.all(), field=field, descending=True, cursor=_cursor(first), limit=5
+        )
+        assert rows == []
