@@ -284,6 +284,12 @@ WEBHOOK_MAX_ATTEMPTS = env.int("WEBHOOK_MAX_ATTEMPTS", default=8)
 WEBHOOK_TIMEOUT_SECONDS = env.float("WEBHOOK_TIMEOUT_SECONDS", default=10)
 # Only for local development and tests: lets webhooks call loopback/private addresses.
 WEBHOOK_ALLOW_PRIVATE_HOSTS = env.bool("WEBHOOK_ALLOW_PRIVATE_HOSTS", default=False)
+# Optional allow-list of receiver hosts (each also allows its subdomains); empty: any public host.
+WEBHOOK_ALLOWED_HOSTS = [
+    h.strip().lower().rstrip(".")
+    for h in env.list("WEBHOOK_ALLOWED_HOSTS", default=[])
+    if h.strip()
+]
 
 # --- Retention --------------------------------------------------------------------------------
 # Conversations whose last activity is older are deleted by `prune_expired`; unset keeps all.

@@ -65,12 +65,15 @@ def outbox_write(events: list[DomainEvent]) -> None:
 # --- 2. Fan-out and recovery ------------------------------------------------------------------
 
 
-def _enqueue(delivery: WebhookDelivery) -> None:
+def _enqueue(delivery: WebhookDelivery, *, save: bool = True) -> None:
     from integrations.tasks import webhook_attempt
 
     # The database task backend writes its row in the current transaction: the delivery row
     # and its task commit together or not at all.
-    webhook_attempt.using(run_after=delivery.next_attempt_at).enqueue(delivery.pk)
+    result = webhook_attempt.using(run_after=delivery.next_attempt_at).enqueue(delivery.pk)
+    delivery.task_id = str(result.id)
+    if save:
+        WebhookDelivery.objects.filter(pk=delivery.pk).update(task_id=delivery.task_id)
 
 
 def webhook_outbox_sweep(*, now: datetime | None = None) -> int:
@@ -104,7 +107,8 @@ def webhook_outbox_sweep(*, now: datetime | None = None) -> int:
             WebhookDelivery.objects.bulk_create(deliveries)
             WebhookEvent.objects.filter(pk__in=[e.pk for e in events]).update(dispatched_at=now)
             for delivery in deliveries:
-                _enqueue(delivery)
+                _enqueue(delivery, save=False)
+            WebhookDelivery.objects.bulk_update(deliveries, ["task_id"], batch_size=500)
             queued += len(deliveries)
     with transaction.atomic():
         lost = list(
@@ -115,7 +119,18 @@ def webhook_outbox_sweep(*, now: datetime | None = None) -> int:
             .order_by("lease_until", "id")
             .select_for_update(skip_locked=True)[:SWEEP_BATCH]
         )
+        still_queued = _tasks_waiting(
+            [d.task_id for d in lost if d.status == WebhookDelivery.Status.PENDING and d.task_id]
+        )
         for delivery in lost:
+            if delivery.status == WebhookDelivery.Status.PENDING and (
+                delivery.task_id in still_queued
+            ):
+                # Its task is still waiting behind others (a long queue): a second task would
+                # only lengthen the queue. Look again later.
+                delivery.lease_until = now + STALE_AFTER
+                delivery.save(update_fields=["lease_until"])
+                continue
             logger.warning("re-queueing webhook delivery %s (its task was lost)", delivery.pk)
             delivery.status = WebhookDelivery.Status.PENDING
             delivery.claim_token = ""
@@ -123,8 +138,22 @@ def webhook_outbox_sweep(*, now: datetime | None = None) -> int:
             delivery.lease_until = delivery.next_attempt_at + STALE_AFTER
             delivery.save(update_fields=["status", "claim_token", "next_attempt_at", "lease_until"])
             _enqueue(delivery)
-        queued += len(lost)
+            queued += 1
     return queued
+
+
+def _tasks_waiting(task_ids: list[str]) -> set[str]:
+    """The ids among `task_ids` whose task is still queued (not yet claimed by a worker)."""
+    if not task_ids:
+        return set()
+    from django_tasks_db.models import DBTaskResult
+
+    return {
+        str(task_id)
+        for task_id in DBTaskResult.objects.filter(id__in=task_ids, status="READY").values_list(
+            "id", flat=True
+        )
+    }
 
 
 # --- 3. One attempt -----------------------------------------------------------------------------

@@ -112,6 +112,9 @@ class WebhookDelivery(models.Model):
     # While sending: when the claim expires (a worker that died mid-request).
     lease_until = models.DateTimeField(default=timezone.now)
     claim_token = models.CharField(max_length=32, blank=True)
+    # The django-tasks task queued for this attempt: the sweeper re-queues only when that task
+    # is gone or finished, never beside one still waiting in a long queue.
+    task_id = models.CharField(max_length=64, blank=True)
     attempted_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
 

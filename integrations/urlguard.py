@@ -52,6 +52,16 @@ def address_is_public(address: str) -> bool:
     return ip.is_global and not ip.is_multicast
 
 
+def host_allowed(host: str) -> bool:
+    """WEBHOOK_ALLOWED_HOSTS, when set, limits webhooks to those hosts and their subdomains —
+    checked before any DNS lookup, so a refused name is never even resolved."""
+    allowed = settings.WEBHOOK_ALLOWED_HOSTS
+    if not allowed:
+        return True
+    host = host.lower().rstrip(".")
+    return any(host == entry or host.endswith(f".{entry}") for entry in allowed)
+
+
 def _resolve(host: str, port: int) -> list[str]:
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
@@ -79,6 +89,8 @@ def url_check(url: str) -> CheckedTarget:
     if not host:
         raise UnsafeUrl("The URL has no host")
     port = port or (443 if parts.scheme == "https" else 80)
+    if not host_allowed(host):
+        raise UnsafeUrl(f"Host {host!r} is not in WEBHOOK_ALLOWED_HOSTS")
     addresses = _resolve(host, port)
     if not settings.WEBHOOK_ALLOW_PRIVATE_HOSTS:
         refused = [a for a in addresses if not address_is_public(a)]

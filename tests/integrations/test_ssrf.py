@@ -344,3 +344,38 @@ def test_https_to_the_checked_address_verifies_the_url_host(
     assert seen_sni == [url_host]
     if not delivered:
         assert delivery.error == "Connection failed (ConnectError)"
+
+
+@pytest.mark.parametrize(
+    ("url", "allowed"),
+    [
+        ("https://hooks.example.test/x", True),
+        ("https://eu.hooks.example.test/x", True),
+        ("https://HOOKS.example.test./x", True),
+        ("https://evilhooks.example.test/x", False),
+        ("https://example.test/x", False),
+        ("https://crm.partner.test/x", True),
+        ("https://other.test/x", False),
+    ],
+)
+def test_allowed_hosts_are_checked_before_any_lookup(
+    settings: Any, dns: dict[str, list[str]], no_connections: list[Any], url: str, allowed: bool
+) -> None:
+    from integrations.urlguard import UnsafeUrl, url_check
+
+    settings.WEBHOOK_ALLOWED_HOSTS = ["hooks.example.test", "crm.partner.test"]
+    for name in (
+        "hooks.example.test",
+        "hooks.example.test.",
+        "eu.hooks.example.test",
+        "crm.partner.test",
+    ):
+        dns[name] = [PUBLIC_TEST_ADDRESS]
+    calls: list[str] = dns["__calls__"]  # type: ignore[assignment]
+    if allowed:
+        assert url_check(url).address == PUBLIC_TEST_ADDRESS
+    else:
+        with pytest.raises(UnsafeUrl, match="WEBHOOK_ALLOWED_HOSTS"):
+            url_check(url)
+        assert calls == []
+    assert no_connections == []

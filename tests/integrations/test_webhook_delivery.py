@@ -552,3 +552,38 @@ def test_the_response_body_is_never_read(
         server.close()
     (delivery,) = WebhookDelivery.objects.filter(endpoint=endpoint)
     assert (delivery.status, delivery.status_code, delivery.error) == ("delivered", 200, "")
+
+
+def test_the_sweeper_never_duplicates_a_task_still_in_the_queue(
+    customer: User, receiver: Receiver, endpoint_for: Callable[..., Any], drain: Any
+) -> None:
+    """A long queue is not a lost task: the sweeper re-queues only when the attempt's task is
+    gone (or finished without sending), so a backlog is not multiplied every minute."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+    from django_tasks_db.models import DBTaskResult
+
+    endpoint, _ = endpoint_for(receiver.url(), events=("conversation.created",))
+    _send(customer, "hello there")
+    webhook_outbox_sweep()
+    (delivery,) = WebhookDelivery.objects.filter(endpoint=endpoint)
+    (task,) = DBTaskResult.objects.all()
+    assert delivery.task_id == str(task.id)
+    past = timezone.now() - timedelta(minutes=5)
+
+    WebhookDelivery.objects.filter(pk=delivery.pk).update(lease_until=past)
+    assert webhook_outbox_sweep() == 0
+    assert DBTaskResult.objects.count() == 1
+    delivery.refresh_from_db()
+    assert delivery.lease_until > timezone.now()
+
+    # The task row vanished (e.g. pruned by hand): now the attempt is queued again.
+    DBTaskResult.objects.all().delete()
+    WebhookDelivery.objects.filter(pk=delivery.pk).update(lease_until=past)
+    assert webhook_outbox_sweep() == 1
+    (requeued,) = DBTaskResult.objects.all()
+    delivery.refresh_from_db()
+    assert delivery.task_id == str(requeued.id)
+    drain()
+    assert len(receiver.requests) == 1
