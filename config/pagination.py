@@ -88,7 +88,7 @@ def _decode(cursor: str, field_type: str) -> tuple[Any, int]:
 def cursor_check(cursor: str) -> None:
     """Raise InvalidCursor (400) for a cursor no list accepts. Every list here is keyed on a
     datetime and the id, so one check serves them all, at validation time."""
-    _decode(cursor, True)
+    _decode(cursor, "DateTimeField")
 
 
 def keyset_page(

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.apps import apps
 from django.db.models import Prefetch
 
 from accounts.models import User
+from escalations.models import Rating
 from integrations.models import WebhookEvent
 from messaging.models import Conversation, Message
 from messaging.realtime import conversation_erased_event, publish_on_commit
@@ -41,25 +41,16 @@ def conversations_export(user: User) -> dict[str, Any]:
     }
 
 
-RATING_MODEL = "messaging.Rating"
-
-
 def ratings_export(user: User) -> dict[str, Any]:
-    """The customer's CSAT ratings. The Rating model arrives with the inbox work (messaging
-    0003_rating); until then the section is empty."""
-    # TODO(lead): once messaging.Rating is merged, pin its fields here and in the test.
-    try:
-        rating_model = apps.get_model(RATING_MODEL)
-    except LookupError:
-        return {"ratings": []}
-    rows = rating_model.objects.filter(conversation__customer=user).order_by("created_at", "id")
+    """The customer's CSAT ratings (escalations.Rating), oldest first."""
+    rows = Rating.objects.filter(conversation__customer=user).order_by("created_at", "id")
     return {
         "ratings": [
             {
                 "conversation_id": row.conversation_id,
-                "escalation_id": getattr(row, "escalation_id", None),
+                "escalation_id": row.escalation_id,
                 "score": row.score,
-                "comment": getattr(row, "comment", ""),
+                "comment": row.comment,
                 "created_at": row.created_at,
             }
             for row in rows

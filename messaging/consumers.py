@@ -160,6 +160,11 @@ class ConversationConsumer(TokenAuthenticatedConsumer):
                 }
             )
 
+    async def conversation_erased(self, event: dict[str, Any]) -> None:
+        """The customer was erased (accounts.data_rights): the conversation no longer exists
+        for anyone, so the socket closes as for a missing one."""
+        await self.close_with(CLOSE_NOT_FOUND, "Conversation not found")
+
     # Client `message` frames.
 
     async def handle_frame(self, kind: str, frame: dict[str, Any]) -> bool:

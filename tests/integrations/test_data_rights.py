@@ -20,6 +20,7 @@ from accounts import services as account_services
 from accounts.data_rights import user_erase
 from accounts.models import ApiKey, RevokedAccessToken, SecurityEvent, User
 from escalations import services as escalation_services
+from escalations.inbox import note_add, rating_create
 from escalations.models import Escalation
 from integrations import services as integration_services
 from integrations.delivery import webhook_outbox_sweep
@@ -61,6 +62,11 @@ def test_export_holds_exactly_the_callers_data(
     client_for: Callable[..., Client],
 ) -> None:
     first = _escalated_and_answered(customer, operator)
+    note_add(conversation_id=first, actor=operator, text="internal: refund approved by finance")
+    escalation = escalation_services.escalation_resolve(
+        conversation_id=first, actor=operator, notes="done"
+    )
+    rating_create(customer=customer, conversation_id=first, score=4, comment="quick")
     second = _send(customer, "hello there")["conversation_id"]
     _send(other_customer, "secret of bob")
     account_services.api_key_create(
@@ -86,7 +92,12 @@ def test_export_holds_exactly_the_callers_data(
     assert "secret of bob" not in response.content.decode()
     assert [k["name"] for k in export["api_keys"]] == ["mine"]
     assert "key_hash" not in export["api_keys"][0]
-    assert export["ratings"] == []  # TODO(lead): a rating once messaging.Rating is merged
+    assert [
+        (r["conversation_id"], r["escalation_id"], r["score"], r["comment"])
+        for r in export["ratings"]
+    ] == [(first, escalation.pk, 4, "quick")]
+    # Internal notes are staff-only: never in the customer's export.
+    assert "refund approved by finance" not in response.content.decode()
 
 
 def test_export_of_a_new_account_is_empty(

@@ -10,19 +10,10 @@ from channels.layers import InMemoryChannelLayer, channel_layers
 
 from accounts.data_rights import user_erase
 from accounts.models import User
-from messaging.consumers import ConversationConsumer
 from messaging.services import message_send
 from tests.realtime.conftest import access_token_for, connect_authenticated, expect_close
 
-pytestmark = [
-    pytest.mark.asyncio,
-    pytest.mark.django_db(transaction=True),
-    pytest.mark.skipif(
-        not hasattr(ConversationConsumer, "conversation_erased"),
-        reason="needs the conversation_erased handler in messaging/consumers.py (owned by the "
-        "arch refactor); TODO(lead): enable once that hunk is merged",
-    ),
-]
+pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
 
 
 @pytest.fixture(autouse=True)
@@ -40,16 +31,14 @@ async def test_erasure_closes_the_customers_sockets(
 ) -> None:
     send = sync_to_async(message_send)
     token = sync_to_async(access_token_for)
-    mine = (await send(customer=customer, conversation_id=None, text="hello")).body
-    theirs = (await send(customer=other_customer, conversation_id=None, text="hi")).body
-    own_socket, _ = await connect_authenticated(
-        f"/ws/conversations/{mine['conversation_id']}/", await token(customer)
-    )
+    mine = (await send(customer=customer, conversation_id=None, text="hello")).conversation_id
+    theirs = (await send(customer=other_customer, conversation_id=None, text="hi")).conversation_id
+    own_socket, _ = await connect_authenticated(f"/ws/conversations/{mine}/", await token(customer))
     staff_socket, _ = await connect_authenticated(
-        f"/ws/conversations/{mine['conversation_id']}/", await token(operator)
+        f"/ws/conversations/{mine}/", await token(operator)
     )
     other_socket, _ = await connect_authenticated(
-        f"/ws/conversations/{theirs['conversation_id']}/", await token(other_customer)
+        f"/ws/conversations/{theirs}/", await token(other_customer)
     )
     try:
         await sync_to_async(user_erase)(user=customer, actor=superuser)
