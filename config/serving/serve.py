@@ -263,7 +263,23 @@ def asgi_commands(
     ]
 
 
+def worker_commands(count: int) -> list[list[str]]:
+    """Webhook delivery workers (integrations' `run_worker`) beside the web tier, on the same
+    database: django-tasks claims with SKIP LOCKED on PostgreSQL, so any number share the queue
+    and none delivers an attempt twice. SIGTERM lets each finish the attempt in flight."""
+    return [[sys.executable, str(BASE_DIR / "manage.py"), "run_worker"] for _ in range(count)]
+
+
 def plan(args: argparse.Namespace) -> Plan:
+    web = _web_plan(args)
+    count = getattr(args, "webhook_workers", 1)
+    web.commands.extend(worker_commands(count))
+    if count:
+        web.description += f" + webhook worker x{count}"
+    return web
+
+
+def _web_plan(args: argparse.Namespace) -> Plan:
     workers = args.workers or cpu_count()
     if args.topology == "asgi":
         return Plan(
@@ -458,6 +474,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--wsgi-app",
         default=os.environ.get("WSGI_APP", "config.wsgi:application"),
         help="WSGI callable (to measure a patched build; default the real one)",
+    )
+    parser.add_argument(
+        "--webhook-workers",
+        type=int,
+        default=int(os.environ.get("WEBHOOK_WORKERS", "1")),
+        help="webhook delivery worker processes beside the web tier (0: none)",
     )
     parser.add_argument("--graceful-timeout", type=float, default=20.0)
     parser.add_argument(
