@@ -48,9 +48,10 @@ MAX_MESSAGE_CHARS = 4000
 MAX_ID = 2**63 - 1
 
 # A fixed pool (24 per worker: most of a worker's share of the benchmark's 64 connections,
-# while both servers and other work stay under PostgreSQL's 100). With SQLAlchemy's overflow, connections beyond the pool are opened and closed under load
-# (measured: backends kept starting during a 64-connection run), which costs the peer a
-# PostgreSQL connection per overflowing request and hides those backends' CPU from the count.
+# while both servers and other work stay under PostgreSQL's 100). With SQLAlchemy's overflow,
+# connections beyond the pool are opened and closed under load (measured: backends kept
+# starting during a 64-connection run), which costs the peer a PostgreSQL connection per
+# overflowing request and hides those backends' CPU from the count.
 engine = create_async_engine(
     DATABASE_URL,
     pool_size=int(os.environ.get("PEER_POOL_SIZE", "24")),
