@@ -71,7 +71,7 @@ bench-deps: $(VENV)/.bench-installed  ## wrk and pgbench (system packages) and t
 		{ $$SUDO apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q wrk >/dev/null; }; \
 	fi
 
-bench: bench-deps  ## Benchmarks against the production profile; figures to bench/results/
+bench: bench-deps  ## Production profile vs the FastAPI peer, interleaved (BENCH_QUICK=1: quick); bench/results/
 	$(PYTHON) -m bench.run
 
 attack: dev-install  ## schemathesis, bandit, check --deploy, makemigrations --check
