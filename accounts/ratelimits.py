@@ -57,8 +57,10 @@ def rate_limit_enforce(
 
     Returns the usage for RateLimit-* headers, or None when rate limiting is disabled.
     """
-    usage = _redis_usage(group=group, key=key, rate=rate)
-    if usage is False:  # not on Redis (tests, development): django-ratelimit itself
+    redis_cache = _redis_ratelimit_cache()
+    if redis_cache is not None:
+        usage: dict[str, Any] | None = _redis_usage(redis_cache, group=group, key=key, rate=rate)
+    else:  # not on Redis (tests, development) or disabled: django-ratelimit itself
         usage = get_usage(
             request, group=group, key=lambda _group, _request: key, rate=rate, increment=True
         )
@@ -82,18 +84,20 @@ def rate_limit_enforce(
     )
 
 
-def _redis_usage(*, group: str, key: str, rate: str) -> dict[str, Any] | None | bool:
+def _redis_ratelimit_cache() -> RedisCache | None:
+    """The rate limits' cache when it is django-redis and limits are on, else None."""
+    if not getattr(settings, "RATELIMIT_ENABLE", True):
+        return None
+    cache = caches[getattr(settings, "RATELIMIT_USE_CACHE", "default")]
+    return cache if isinstance(cache, RedisCache) else None
+
+
+def _redis_usage(cache: RedisCache, *, group: str, key: str, rate: str) -> dict[str, Any]:
     """django-ratelimit's `get_usage(..., increment=True)` in one Redis round trip: INCR and
     EXPIRE NX pipelined, instead of `cache.add` then `cache.incr` (two round trips, ~14 % of a
     message's time in the profile, docs/benchmarks.md). Same cache key, window and expiry, so
     these counters and django-ratelimit's (the admin login's decorator path, `get_usage`
-    readers) are one budget. None when rate limiting is disabled; False when the cache is not
-    django-redis (the caller then asks django-ratelimit)."""
-    if not getattr(settings, "RATELIMIT_ENABLE", True):
-        return None
-    cache = caches[getattr(settings, "RATELIMIT_USE_CACHE", "default")]
-    if not isinstance(cache, RedisCache):
-        return False
+    readers) are one budget."""
     limit, period = ratelimit_split_rate(rate)
     window = ratelimit_window(key, period)
     # django-redis stores integers as plain Redis integers, so INCR counts the very value
