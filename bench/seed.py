@@ -326,6 +326,11 @@ def _pgbench_script(
     if in_tx:
         lines.append("COMMIT;")
     script = "\n".join(lines) + "\n"
+    if locked and ":p_id1" in script:
+        # The webhook outbox's event ids are unique: derive them from the messages' ids (one
+        # event per message, in order), or every transaction after the first would fail.
+        event_ids = iter((":p_id1", ":p_id2"))
+        script = re.sub(r"msg_[0-9a-f]{32}", lambda _m: f"msg_{next(event_ids, '')}", script)
     leftovers = [
         str(v)
         for v in (CAPTURE_USER_ID, CAPTURE_CONVERSATION_ID, reply["message_id"])
