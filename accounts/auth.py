@@ -19,14 +19,15 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from django.db.models import Exists, F
+from django.db.models import F
 from django.http import HttpRequest
 from django.utils import timezone
 from django.utils.crypto import constant_time_compare
 from ninja.security import APIKeyHeader, HttpBearer
 from rest_framework_simplejwt.exceptions import TokenError
 
-from accounts.models import ApiKey, RevokedAccessToken, RevokedTokenFamily, SecurityEvent, User
+from accounts.fastauth import user_with_revocation
+from accounts.models import ApiKey, SecurityEvent, User
 from accounts.scopes import SCOPE_DESCRIPTIONS, allowed_scopes, parse_scope_string
 from accounts.security import security_event_record
 from accounts.tokens import (
@@ -85,18 +86,13 @@ def principal_from_access_token(raw: str) -> Principal:
         raise NotAuthenticated(f"Invalid token: {exc}") from None
     payload = token.payload
     jti = payload["jti"]
-    # One query: the user, and whether this token or its refresh family was revoked.
-    user = (
-        User.objects.filter(pk=int(payload["sub"]))
-        .annotate(
-            token_revoked=Exists(RevokedAccessToken.objects.filter(jti=jti))
-            | Exists(RevokedTokenFamily.objects.filter(family=payload[FAMILY_CLAIM]))
-        )
-        .first()
-    )
-    if user is None or not user.is_active:
+    # One fixed statement (accounts.fastauth): the user, and whether this token or its refresh
+    # family was revoked. Built once per process, not compiled by the ORM per request.
+    found = user_with_revocation(user_id=int(payload["sub"]), jti=jti, family=payload[FAMILY_CLAIM])
+    if found is None or not found[0].is_active:
         raise NotAuthenticated("Invalid token: unknown or inactive user")
-    if user.token_revoked:  # type: ignore[attr-defined]
+    user, revoked = found
+    if revoked:
         raise NotAuthenticated("Invalid token: revoked")
     if not token_matches_password(payload, user):
         raise NotAuthenticated("Invalid token: issued before the last password change")

@@ -13,7 +13,7 @@ loop's included) of:
            (ORM, in transaction.atomic), against fastpath.turn_write in atomic and
            fastpath.turn_write alone (autocommit: the statement is its own transaction)
   auth     accounts.auth.principal_from_access_token (ORM user + deny-list query), against
-           the same checks on fastpath.user_with_revocation
+           the same checks on fastauth.user_with_revocation
   context  messaging.selectors.conversation_with_recent_messages (the agent's context, ORM)
            against fastpath.conversation_with_recent_messages
   binding  each of the above on a second connection alias with psycopg server-side binding
@@ -93,11 +93,12 @@ def pieces(calls: int, rounds: int) -> dict[str, Any]:
     from django.db import connections, transaction
     from django.utils import timezone
 
-    from accounts import auth
+    from accounts import auth, fastauth
     from accounts.models import RevokedAccessToken, User
     from accounts.scopes import allowed_scopes, parse_scope_string
     from accounts.services import token_pair_issue
     from accounts.tokens import (
+        FAMILY_CLAIM,
         SCOPE_CLAIM,
         ParleyAccessToken,
         token_expiry,
@@ -217,8 +218,11 @@ def pieces(calls: int, rounds: int) -> dict[str, Any]:
             # principal_from_access_token's checks on the one-statement lookup.
             _, _, raw = nxt()
             payload = ParleyAccessToken(raw).payload  # type: ignore[arg-type]
-            found = fastpath.user_with_revocation(
-                user_id=int(payload["sub"]), jti=payload["jti"], using=using
+            found = fastauth.user_with_revocation(
+                user_id=int(payload["sub"]),
+                jti=payload["jti"],
+                family=payload[FAMILY_CLAIM],
+                using=using,
             )
             if found is None or not found[0].is_active or found[1]:
                 raise NotAuthenticated("Invalid token")
@@ -258,7 +262,7 @@ def pieces(calls: int, rounds: int) -> dict[str, Any]:
         "write: fastpath.turn_write in atomic": fast_write("default", True),
         "write: fastpath.turn_write, autocommit": fast_write("default", False),
         "auth: principal_from_access_token (ORM)": orm_auth("default"),
-        "auth: same checks on fastpath.user_with_revocation": fast_auth("default"),
+        "auth: same checks on fastauth.user_with_revocation": fast_auth("default"),
         "auth: JWT decode + claim checks only (simplejwt)": jwt_only,
         "context: selectors.conversation_with_recent_messages (ORM)": orm_context,
         "context: fastpath.conversation_with_recent_messages": fast_context,
@@ -322,7 +326,7 @@ def pieces(calls: int, rounds: int) -> dict[str, Any]:
             ),
             "auth ORM / fast": ratio(
                 "auth: principal_from_access_token (ORM)",
-                "auth: same checks on fastpath.user_with_revocation",
+                "auth: same checks on fastauth.user_with_revocation",
             ),
             "context ORM / fast": ratio(
                 "context: selectors.conversation_with_recent_messages (ORM)",
@@ -336,7 +340,7 @@ def pieces(calls: int, rounds: int) -> dict[str, Any]:
                 "write: fastpath.turn_write, autocommit, server-side binding",
             ),
             "auth fast: client / server-side binding": ratio(
-                "auth: same checks on fastpath.user_with_revocation",
+                "auth: same checks on fastauth.user_with_revocation",
                 "auth: fastpath lookup, server-side binding",
             ),
         },

@@ -1,7 +1,7 @@
 """The hot path of `POST /messages/process` as plain SQL, for the common case only.
 
 Under load the ORM's query construction and compilation was the largest share of a message's
-CPU (docs/benchmarks.md: "Where the CPU goes"). Two statements run on every message; both are
+CPU (docs/benchmarks.md: "Where the CPU goes"). The statements that run on every message are
 here as fixed SQL, built once per process, with every rule the ORM path applies kept inside the
 statement itself:
 
@@ -12,8 +12,9 @@ statement itself:
   queue on the row lock; each re-reads the committed row, so seqs stay gap-free and unique. On
   SQLite (RETURNING needs 3.35) the same two statements run one after the other inside the
   IMMEDIATE transaction that already holds the database's write lock.
-- `user_with_revocation`: the token's user row (every field, as the ORM loads it) and whether
-  the token's `jti` is on the deny-list, in one statement.
+- `conversation_with_recent_messages`: the agent's context (the customer's own conversation
+  and its last messages) in one statement. (The token's user lookup, the third per-request
+  statement, lives in accounts.fastauth: accounts may not import messaging.)
 
 Anything else returns None and leaves the rows untouched, so the caller falls back to the
 general ORM path (messaging.services), which owns the rare branches: a missing or foreign
@@ -36,7 +37,7 @@ from django.db import connections, transaction
 from django.db.models import Field
 from django.utils import timezone
 
-from accounts.models import RevokedAccessToken, User
+from accounts.fastauth import instance_from_row
 from messaging.models import Conversation, Message, is_possible_id
 
 
@@ -241,65 +242,6 @@ def turn_write(
     )
 
 
-# --- authentication ---------------------------------------------------------------------------
-
-
-@cache
-def _user_sql() -> tuple[str, tuple[str, ...]]:
-    fields = tuple(f.attname for f in User._meta.concrete_fields)
-    columns = ", ".join(f"u.{f.column}" for f in User._meta.concrete_fields)
-    revoked = _table(RevokedAccessToken)
-    sql = (
-        f"SELECT {columns}, EXISTS (SELECT 1 FROM {revoked} r "  # noqa: S608 - model names
-        f"WHERE r.{_column(RevokedAccessToken, 'jti')} = %s) "
-        f"FROM {_table(User)} u WHERE u.{User._meta.pk.column} = %s"
-    )
-    return sql, fields
-
-
-def _converters(model: Any, connection: Any) -> list[tuple[int, list[Any], Any]]:
-    """The ORM's from-database converters for a model's columns on this connection (SQLite:
-    booleans and datetimes arrive as int/str; JSON as text everywhere)."""
-    cache_name = f"_parley_converters_{model._meta.label_lower}"
-    cached = getattr(connection, cache_name, None)
-    if cached is None:
-        cached = []
-        for index, field in enumerate(model._meta.concrete_fields):
-            col = field.get_col(_table(model))
-            found = connection.ops.get_db_converters(col) + col.get_db_converters(connection)
-            if found:
-                cached.append((index, found, col))
-        setattr(connection, cache_name, cached)
-    return cached  # type: ignore[no-any-return]
-
-
-def _instance(model: Any, values: list[Any], connection: Any, using: str) -> Any:
-    """A model instance from one row of its concrete columns, as the ORM would build it."""
-    for index, converters, col in _converters(model, connection):
-        for converter in converters:
-            values[index] = converter(values[index], col, connection)
-    return model.from_db(using, [f.attname for f in model._meta.concrete_fields], values)
-
-
-def user_with_revocation(
-    *, user_id: int, jti: str, using: str = "default"
-) -> tuple[User, bool] | None:
-    """The user row `user_id` as a model instance (every concrete field, exactly as
-    `User.objects.get` loads it) and whether access token `jti` is revoked; None when no such
-    user. One statement; activity, revocation and the password fingerprint are for the caller
-    to check, as `accounts.auth.principal_from_access_token` does."""
-    if not is_possible_id(user_id):
-        return None
-    connection = connections[using]
-    sql, _ = _user_sql()
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [jti, user_id])
-        row = cursor.fetchone()
-    if row is None:
-        return None
-    return _instance(User, list(row[:-1]), connection, using), bool(row[-1])
-
-
 # --- the agent's context -------------------------------------------------------------------------
 
 RECENT_MESSAGES = 10  # as messaging.selectors.RECENT_MESSAGES_FOR_AGENT
@@ -340,12 +282,12 @@ def conversation_with_recent_messages(
     if not rows:
         return None, []
     width = len(Conversation._meta.concrete_fields)
-    conversation = _instance(Conversation, list(rows[0][:width]), connection, using)
+    conversation = instance_from_row(Conversation, list(rows[0][:width]), connection, using)
     messages = []
     for row in rows:
         if row[width] is None:  # no messages yet
             continue
-        message = _instance(Message, list(row[width:]), connection, using)
+        message = instance_from_row(Message, list(row[width:]), connection, using)
         message._state.fields_cache["conversation"] = conversation
         messages.append(message)
     return conversation, messages

@@ -15,7 +15,7 @@ from accounts.ratelimits import RateUsage, rate_limit_enforce
 from config.errors import NotFound, UnprocessableRequest
 from config.request_context import CallContext
 from config.schemas import client_json
-from messaging import handoff, idempotency, selectors
+from messaging import fastpath, handoff, idempotency
 from messaging.agent import (
     AgentReply,
     ConversationSnapshot,
@@ -249,8 +249,9 @@ def _message_send_claimed(
     conversation: Conversation | None = None
     recent: list[Message] = []
     if conversation_id is not None:
-        conversation, recent = selectors.conversation_with_recent_messages(
-            customer=customer, conversation_id=conversation_id
+        # selectors.conversation_with_recent_messages as one fixed statement (same rows).
+        conversation, recent = fastpath.conversation_with_recent_messages(
+            customer_id=customer.pk, conversation_id=conversation_id
         )
         if conversation is None:
             raise NotFound("Conversation not found")
@@ -263,6 +264,26 @@ def _message_send_claimed(
         # On the process's background loop: async_to_sync from a WSGI thread would build a new
         # event loop and thread for every message (docs/benchmarks.md, fix 2).
         reply = run_in_background(agent.respond(_snapshot(customer, conversation, recent), text))
+
+    if (
+        conversation is not None
+        and conversation.status == Conversation.Status.ACTIVE
+        and reply is not None
+        and not reply.escalate
+    ):
+        # The common turn: the agent answered an active conversation. None when the
+        # conversation changed status or vanished since it was read; then the general path
+        # below decides, exactly as it would have.
+        fast = _fast_turn(
+            conversation_id=conversation.pk,
+            customer=customer,
+            text=text,
+            reply=reply,
+            agent_name=agent.name,
+            claim=claim,
+        )
+        if fast is not None:
+            return fast
 
     with transaction.atomic():
         if conversation is None:
@@ -278,6 +299,63 @@ def _message_send_claimed(
             text=text,
             reply=reply,
             agent_name=agent.name,
+        )
+        if claim is not None:
+            idempotency.idempotency_complete(record=claim, status=200, body=result.to_record())
+    return result
+
+
+def _fast_turn(
+    *,
+    conversation_id: int,
+    customer: User,
+    text: str,
+    reply: AgentReply,
+    agent_name: str,
+    claim: idempotency.IdempotencyRecord | None,
+) -> MessageSendResult | None:
+    """`_record_turn`'s agent branch for an active conversation, with the lock, both INSERTs
+    and the UPDATE as one statement (messaging.fastpath.turn_write). Same rows, seqs, pushes
+    after commit, domain events and idempotency record as the general path; the webhook
+    outbox's INSERT and the idempotency record commit in the same transaction."""
+    with transaction.atomic():
+        written = fastpath.turn_write(
+            conversation_id=conversation_id,
+            customer_id=customer.pk,
+            text=text,
+            reply_text=reply.text,
+            intent=reply.intent,
+            confidence=reply.confidence,
+            metadata=dict(reply.metadata),
+        )
+        if written is None:  # nothing written: not active (any more), or gone
+            return None
+        payloads = [message_payload(m) for m in (written.customer_message, written.answer)]
+        publish_on_commit([message_created_event(conversation_id, p) for p in payloads])
+        # As conversation_append records them: every appended message, in this transaction.
+        domain_events_record(
+            [
+                (
+                    MESSAGE_CREATED,
+                    {**payload, "conversation_id": conversation_id, "customer_id": customer.pk},
+                )
+                for payload in payloads
+            ]
+        )
+        result = MessageSendResult(
+            conversation_id=conversation_id,
+            customer_message_id=written.customer_message.id,
+            customer_message_seq=written.customer_message.seq,
+            reply_id=written.answer.id,
+            reply_seq=written.answer.seq,
+            reply_text=written.answer.content,
+            status="success",
+            agent=agent_name,
+            intent=written.answer.intent,
+            confidence=written.answer.confidence,
+            escalation_id=None,
+            public_metadata=dict(reply.metadata),
+            turn_count=written.turn_count,
         )
         if claim is not None:
             idempotency.idempotency_complete(record=claim, status=200, body=result.to_record())

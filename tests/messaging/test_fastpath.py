@@ -5,7 +5,6 @@ the statement itself (a foreign, escalated or resolved conversation is left unto
 from __future__ import annotations
 
 import threading
-from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -13,7 +12,7 @@ from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from accounts.models import RevokedAccessToken, User
+from accounts.models import User
 from messaging import fastpath
 from messaging.models import MAX_ID, Conversation, Message
 from messaging.schemas import message_payload
@@ -23,7 +22,7 @@ from messaging.services import (
     conversation_lock,
     conversation_save,
 )
-from tests.factories import ConversationFactory, MessageFactory, UserFactory
+from tests.factories import ConversationFactory, MessageFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -253,62 +252,6 @@ def test_one_statement_on_postgresql(customer: User) -> None:
             )
             is not None
         )
-    assert len(captured.captured_queries) == 1
-
-
-# --- user_with_revocation ----------------------------------------------------------------------
-
-
-def test_user_row_equals_the_orm_one(customer: User) -> None:
-    customer.last_login = timezone.now() - timedelta(days=1)
-    customer.save()
-    found = fastpath.user_with_revocation(user_id=customer.pk, jti="never-revoked")
-
-    assert found is not None
-    user, revoked = found
-    expected = User.objects.get(pk=customer.pk)
-    for field in User._meta.concrete_fields:
-        assert getattr(user, field.attname) == getattr(expected, field.attname), field.name
-    assert isinstance(user.is_active, bool)
-    assert user.last_login == expected.last_login
-    assert user._state.adding is False
-    assert revoked is False
-
-
-def test_revoked_jti(customer: User, other_customer: User) -> None:
-    RevokedAccessToken.objects.create(
-        jti="abc123", user=customer, expires_at=timezone.now() + timedelta(hours=1)
-    )
-    found = fastpath.user_with_revocation(user_id=customer.pk, jti="abc123")
-    assert found is not None
-    assert found[1] is True
-    # The deny-list is per token, not per user.
-    other = fastpath.user_with_revocation(user_id=other_customer.pk, jti="abc123")
-    assert other is not None
-    assert other[1] is True
-    assert fastpath.user_with_revocation(user_id=customer.pk, jti="abc124") == (
-        customer,
-        False,
-    )
-
-
-@pytest.mark.parametrize("user_id", [0, -5, MAX_ID + 1])
-def test_impossible_user_id(user_id: int) -> None:
-    assert fastpath.user_with_revocation(user_id=user_id, jti="x") is None
-
-
-def test_missing_and_inactive_users(customer: User) -> None:
-    missing_id = User.objects.order_by("-pk").values_list("pk", flat=True).first() + 1000
-    assert fastpath.user_with_revocation(user_id=missing_id, jti="x") is None
-    inactive = UserFactory(username="carol", is_active=False)
-    found = fastpath.user_with_revocation(user_id=inactive.pk, jti="x")
-    assert found is not None
-    assert found[0].is_active is False
-
-
-def test_user_lookup_is_one_statement(customer: User) -> None:
-    with CaptureQueriesContext(connection) as captured:
-        fastpath.user_with_revocation(user_id=customer.pk, jti="x")
     assert len(captured.captured_queries) == 1
 
 

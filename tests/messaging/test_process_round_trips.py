@@ -20,11 +20,18 @@ from tests.factories import ConversationFactory, MessageFactory
 
 pytestmark = pytest.mark.django_db
 
-# Today's general path: auth (user + jti deny-list), the conversation with its recent messages,
-# then in one transaction the row lock, the INSERT of both messages, the webhook outbox's one
-# INSERT for the turn's events and the UPDATE of the conversation. messaging/fastpath.py can
-# make the transaction's writes one statement.
-STATEMENTS = 6
+# The common turn (an active conversation the agent answers) runs through messaging.fastpath:
+#   1. auth: the token's user and both deny-lists (jti, refresh family), one fixed statement
+#      (accounts.fastauth);
+#   2. the agent's context: the conversation with its recent messages, one statement;
+#   then one transaction (BEGIN + COMMIT) holding
+#   3. the turn itself: on PostgreSQL one `WITH … UPDATE … RETURNING` feeding the INSERT of both
+#      messages (the row lock is the UPDATE's); on SQLite, which cannot chain data-modifying
+#      statements, the UPDATE and the INSERT one after the other (3 and 3b);
+#   4. the webhook outbox's one INSERT for the turn's message.created events.
+# Before the wiring it was 6 statements (a separate SELECT … FOR UPDATE, INSERT and UPDATE)
+# plus BEGIN/COMMIT.
+STATEMENTS = 4 if connection.vendor == "postgresql" else 5
 TRANSACTION_CONTROL = 2  # BEGIN + COMMIT in production
 ROUND_TRIPS = STATEMENTS + TRANSACTION_CONTROL
 

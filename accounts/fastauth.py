@@ -1,0 +1,86 @@
+"""The access-token lookup of every authenticated request as one fixed SQL statement.
+
+Building and compiling the ORM query for "the user, and is this token revoked" cost more CPU per
+request than running it (docs/benchmarks.md: "Where the CPU goes"). The statement is built once
+per process from the models' own table and column names, and the row becomes a `User` exactly as
+the ORM would load it (`instance_from_row`, which messaging's fast path reuses for its rows).
+
+Activity, revocation and the password fingerprint stay for the caller to check
+(`accounts.auth.principal_from_access_token`); this module only reads.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+from django.db import connections
+
+from accounts.models import RevokedAccessToken, RevokedTokenFamily, User
+from config.ids import is_possible_id
+
+
+def _table(model: Any) -> str:
+    return str(model._meta.db_table)
+
+
+def _column(model: Any, name: str) -> str:
+    return str(model._meta.get_field(name).column)
+
+
+def _converters(model: Any, connection: Any) -> list[tuple[int, list[Any], Any]]:
+    """The ORM's from-database converters for a model's columns on this connection (SQLite:
+    booleans and datetimes arrive as int/str; JSON as text everywhere), computed once per
+    connection."""
+    cache_name = f"_parley_converters_{model._meta.label_lower}"
+    cached = getattr(connection, cache_name, None)
+    if cached is None:
+        cached = []
+        for index, field in enumerate(model._meta.concrete_fields):
+            col = field.get_col(_table(model))
+            found = connection.ops.get_db_converters(col) + col.get_db_converters(connection)
+            if found:
+                cached.append((index, found, col))
+        setattr(connection, cache_name, cached)
+    return cached  # type: ignore[no-any-return]
+
+
+def instance_from_row(model: Any, values: list[Any], connection: Any, using: str) -> Any:
+    """A model instance from one row of its concrete columns (in `concrete_fields` order), as
+    the ORM would build it: converted values, `_state` of a loaded row."""
+    for index, converters, col in _converters(model, connection):
+        for converter in converters:
+            values[index] = converter(values[index], col, connection)
+    return model.from_db(using, [f.attname for f in model._meta.concrete_fields], values)
+
+
+@cache
+def _user_sql() -> str:
+    columns = ", ".join(f"u.{f.column}" for f in User._meta.concrete_fields)
+    revoked = _table(RevokedAccessToken)
+    families = _table(RevokedTokenFamily)
+    # Names from the models, every value bound as a parameter.
+    return (
+        f"SELECT {columns}, (EXISTS (SELECT 1 FROM {revoked} r "  # noqa: S608
+        f"WHERE r.{_column(RevokedAccessToken, 'jti')} = %s) "
+        f"OR EXISTS (SELECT 1 FROM {families} f "
+        f"WHERE f.{_column(RevokedTokenFamily, 'family')} = %s)) "
+        f"FROM {_table(User)} u WHERE u.{User._meta.pk.column} = %s"
+    )
+
+
+def user_with_revocation(
+    *, user_id: int, jti: str, family: str | None = None, using: str = "default"
+) -> tuple[User, bool] | None:
+    """The user row `user_id` as a model instance (every concrete field, exactly as
+    `User.objects.get` loads it) and whether access token `jti` or its refresh family `family`
+    is revoked; None when no such user. One statement."""
+    if not is_possible_id(user_id):
+        return None
+    connection = connections[using]
+    with connection.cursor() as cursor:
+        cursor.execute(_user_sql(), [jti, family, user_id])
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    return instance_from_row(User, list(row[:-1]), connection, using), bool(row[-1])
