@@ -29,6 +29,7 @@ What it does, in order:
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import signal
 import subprocess
@@ -40,6 +41,8 @@ from pathlib import Path
 from config.local_secrets import stored_secret
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
+# The supervisor is a console program outside Django: its own lines, to stderr.
+logger = logging.getLogger("parley.serve")
 VENV_BIN = Path(sys.executable).parent
 
 # The ASGI tier: uvicorn with the graceful websocket shutdown (one process per worker).
@@ -405,7 +408,7 @@ class Supervisor:
                         child.kill()
             elif len(alive) < len(self.children):
                 # One server died on its own: take the rest down so a supervisor restarts us.
-                print("parley serve: a server process exited; stopping the others", file=sys.stderr)
+                logger.warning("a server process exited; stopping the others")
                 self.stop()
             time.sleep(0.1)
         codes = [c.returncode for c in self.children]
@@ -494,11 +497,12 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_prepare:
         prepare(env)
     topology = plan(args)
-    print(f"parley serve: {topology.description}", flush=True)
+    logging.basicConfig(level=logging.INFO, format="parley serve: %(message)s")
+    logger.info("%s", topology.description)
     supervisor = Supervisor(topology.commands, env, topology.stop_signals)
 
     def on_signal(signum: int, _frame: object) -> None:
-        print(f"parley serve: {signal.Signals(signum).name}: graceful shutdown", flush=True)
+        logger.info("%s: graceful shutdown", signal.Signals(signum).name)
         supervisor.stop(signal.SIGTERM)
 
     signal.signal(signal.SIGTERM, on_signal)
