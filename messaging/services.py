@@ -261,9 +261,13 @@ def _message_send_claimed(
     reply: AgentReply | None = None
     agent = get_agent()
     if conversation is None or conversation.status != Conversation.Status.ESCALATED:
-        # On the process's background loop: async_to_sync from a WSGI thread would build a new
-        # event loop and thread for every message (docs/benchmarks.md, fix 2).
-        reply = run_in_background(agent.respond(_snapshot(customer, conversation, recent), text))
+        snapshot = _snapshot(customer, conversation, recent)
+        # An agent that needs no I/O answers in this thread; any other is awaited on the
+        # process's background loop (async_to_sync from a WSGI thread would build a new event
+        # loop and thread for every message: docs/benchmarks.md, fix 2).
+        reply = agent.respond_now(snapshot, text)
+        if reply is None:
+            reply = run_in_background(agent.respond(snapshot, text))
 
     if (
         conversation is not None

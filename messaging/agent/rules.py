@@ -517,3 +517,7 @@ class RuleBasedAgent(AgentBackend):
         # Pure CPU work in well under a millisecond for ordinary messages: no need to leave
         # the event loop for a thread.
         return self.reply_for(conversation, self.classify(message))
+
+    def respond_now(self, conversation: ConversationSnapshot, message: str) -> AgentReply:
+        # No I/O: sync callers get the answer without a hop to the background loop.
+        return self.reply_for(conversation, self.classify(message))

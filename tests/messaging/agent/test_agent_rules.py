@@ -254,3 +254,13 @@ def test_name_is_public_identifier():
 
 def test_unset_setting_yields_default():
     assert conf.setting("AGENT_SETTING_THAT_DOES_NOT_EXIST", 42) == 42
+
+
+def test_respond_now_gives_respond_answer_for_every_eval_message():
+    # The sync entry point used by WSGI requests must be the same agent, not a second one.
+    agent = RuleBasedAgent(max_turns=20)
+    history = (TurnSnapshot(role="customer", content="hi", intent="greeting", confidence=0.9),)
+    examples = load_eval_set(Path(__file__).with_name("eval_set.jsonl"))
+    for text, _intent in examples:
+        for snapshot in (_conversation(), _conversation(turn_count=19, recent=history)):
+            assert agent.respond_now(snapshot, text) == asyncio.run(agent.respond(snapshot, text))
