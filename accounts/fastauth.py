@@ -17,15 +17,8 @@ from typing import Any
 from django.db import connections
 
 from accounts.models import RevokedAccessToken, RevokedTokenFamily, User
+from config.fixedsql import column, prepared_cursor, table
 from config.ids import is_possible_id
-
-
-def _table(model: Any) -> str:
-    return str(model._meta.db_table)
-
-
-def _column(model: Any, name: str) -> str:
-    return str(model._meta.get_field(name).column)
 
 
 def _converters(model: Any, connection: Any) -> list[tuple[int, list[Any], Any]]:
@@ -37,7 +30,7 @@ def _converters(model: Any, connection: Any) -> list[tuple[int, list[Any], Any]]
     if cached is None:
         cached = []
         for index, field in enumerate(model._meta.concrete_fields):
-            col = field.get_col(_table(model))
+            col = field.get_col(table(model))
             found = connection.ops.get_db_converters(col) + col.get_db_converters(connection)
             if found:
                 cached.append((index, found, col))
@@ -57,15 +50,15 @@ def instance_from_row(model: Any, values: list[Any], connection: Any, using: str
 @cache
 def _user_sql() -> str:
     columns = ", ".join(f"u.{f.column}" for f in User._meta.concrete_fields)
-    revoked = _table(RevokedAccessToken)
-    families = _table(RevokedTokenFamily)
+    revoked = table(RevokedAccessToken)
+    families = table(RevokedTokenFamily)
     # Names from the models, every value bound as a parameter.
     return (
         f"SELECT {columns}, (EXISTS (SELECT 1 FROM {revoked} r "  # noqa: S608
-        f"WHERE r.{_column(RevokedAccessToken, 'jti')} = %s) "
+        f"WHERE r.{column(RevokedAccessToken, 'jti')} = %s) "
         f"OR EXISTS (SELECT 1 FROM {families} f "
-        f"WHERE f.{_column(RevokedTokenFamily, 'family')} = %s)) "
-        f"FROM {_table(User)} u WHERE u.{User._meta.pk.column} = %s"
+        f"WHERE f.{column(RevokedTokenFamily, 'family')} = %s)) "
+        f"FROM {table(User)} u WHERE u.{User._meta.pk.column} = %s"
     )
 
 
@@ -78,7 +71,7 @@ def user_with_revocation(
     if not is_possible_id(user_id):
         return None
     connection = connections[using]
-    with connection.cursor() as cursor:
+    with prepared_cursor(using) as cursor:
         cursor.execute(_user_sql(), [jti, family, user_id])
         row = cursor.fetchone()
     if row is None:

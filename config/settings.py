@@ -154,6 +154,12 @@ elif _db["ENGINE"] in ("django.db.backends.postgresql", "django.db.backends.post
         },
         # libpq: give up on a server that accepts TCP but never answers (a partition).
         "connect_timeout": env.int("DB_CONNECT_TIMEOUT", default=3),
+        # Only config.fixedsql's server-side-binding cursors can prepare (the ORM binds on the
+        # client): their fixed statements are prepared after this many runs on a connection.
+        # Empty disables it, for a pooler that drops prepared statements (docs/operations.md).
+        "prepare_threshold": env.int("DB_PREPARE_THRESHOLD", default=5)
+        if env.str("DB_PREPARE_THRESHOLD", default="5").strip()
+        else None,
     }
     _db["TEST"] = {"NAME": env.str("TEST_DATABASE_NAME", default="test_parley")}
 _db.setdefault("ATOMIC_REQUESTS", False)

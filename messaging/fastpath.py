@@ -38,6 +38,7 @@ from django.db.models import Field
 from django.utils import timezone
 
 from accounts.fastauth import instance_from_row
+from config.fixedsql import column, prepared_cursor, table
 from messaging.models import Conversation, Message, is_possible_id
 
 
@@ -67,14 +68,6 @@ class TurnWritten:
     answer: WrittenMessage
 
 
-def _table(model: Any) -> str:
-    return str(model._meta.db_table)
-
-
-def _column(model: Any, name: str) -> str:
-    return str(model._meta.get_field(name).column)
-
-
 _MESSAGE_COLUMNS = (
     "conversation",
     "seq",
@@ -92,9 +85,9 @@ _MESSAGE_COLUMNS = (
 def _turn_sql(vendor: str) -> tuple[str, ...]:
     """The statements of `turn_write` for one database vendor (names from the models, so a
     renamed column breaks loudly here rather than silently in production)."""
-    conv = _table(Conversation)
+    conv = table(Conversation)
     c = {
-        name: _column(Conversation, name)
+        name: column(Conversation, name)
         for name in (
             "id",
             "customer",
@@ -113,8 +106,8 @@ def _turn_sql(vendor: str) -> tuple[str, ...]:
         f"WHERE {c['id']} = %s AND {c['customer']} = %s AND {c['status']} = %s "
         f"RETURNING {c['id']}, {c['last_seq']}, {c['turn_count']}, {c['agent_turns']}"
     )
-    message = _table(Message)
-    columns = ", ".join(_column(Message, name) for name in _MESSAGE_COLUMNS)
+    message = table(Message)
+    columns = ", ".join(column(Message, name) for name in _MESSAGE_COLUMNS)
     if vendor == "postgresql":
         return (
             f"WITH c AS ({update}), m AS ("  # noqa: S608 - names from the models, values bound
@@ -185,7 +178,7 @@ def turn_write(
     ]
     head = [at, conversation_id, customer_id, Conversation.Status.ACTIVE.value]
     if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
+        with prepared_cursor(using) as cursor:
             cursor.execute(statements[0], [*head, *customer_row, *answer_row])
             rows = cursor.fetchall()
         if not rows:
@@ -193,7 +186,7 @@ def turn_write(
         (first_id, first_seq, last_seq, turns, agent_turns), (second_id, second_seq, *_) = rows
     else:
         # Two statements: inside the caller's IMMEDIATE transaction, or one of our own.
-        with transaction.atomic(using=using, savepoint=False), connection.cursor() as cursor:
+        with transaction.atomic(using=using, savepoint=False), prepared_cursor(using) as cursor:
             cursor.execute(statements[0], head)
             conversation = cursor.fetchone()
             if conversation is None:
@@ -254,16 +247,16 @@ def _recent_sql() -> str:
     columns = ", ".join(
         [f"c.{f.column}" for f in conv_fields] + [f"m.{f.column}" for f in message_fields]
     )
-    last_seq = _column(Conversation, "last_seq")
+    last_seq = column(Conversation, "last_seq")
     # seq runs 1..last_seq without gaps (written only under the row lock), so "seq above
     # last_seq - N" is the last N messages, read through the (conversation, seq) unique index;
     # the LEFT JOIN keeps a conversation that has no messages yet.
     return (
-        f"SELECT {columns} FROM {_table(Conversation)} c "  # noqa: S608 - model names
-        f"LEFT JOIN {_table(Message)} m ON m.{_column(Message, 'conversation')} = c.id "
-        f"AND m.{_column(Message, 'seq')} > c.{last_seq} - {RECENT_MESSAGES} "
-        f"WHERE c.id = %s AND c.{_column(Conversation, 'customer')} = %s "
-        f"ORDER BY m.{_column(Message, 'seq')}"
+        f"SELECT {columns} FROM {table(Conversation)} c "  # noqa: S608 - model names
+        f"LEFT JOIN {table(Message)} m ON m.{column(Message, 'conversation')} = c.id "
+        f"AND m.{column(Message, 'seq')} > c.{last_seq} - {RECENT_MESSAGES} "
+        f"WHERE c.id = %s AND c.{column(Conversation, 'customer')} = %s "
+        f"ORDER BY m.{column(Message, 'seq')}"
     )
 
 
@@ -276,7 +269,7 @@ def conversation_with_recent_messages(
     if not is_possible_id(conversation_id):
         return None, []
     connection = connections[using]
-    with connection.cursor() as cursor:
+    with prepared_cursor(using) as cursor:
         cursor.execute(_recent_sql(), [conversation_id, customer_id])
         rows = cursor.fetchall()
     if not rows:

@@ -39,6 +39,7 @@ CORE_MODULES = frozenset(
         "parsing",
         "ids",
         "local_secrets",
+        "fixedsql",
     }
 )
 CHECKED = ("accounts", "messaging", "escalations", "integrations", "config")
