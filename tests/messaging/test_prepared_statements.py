@@ -28,7 +28,8 @@ def _prepared() -> list[str]:
 
 def test_fixed_statements_are_prepared_after_the_threshold(customer: User) -> None:
     threshold = connection.connection.prepare_threshold
-    assert threshold is not None and threshold >= 1
+    assert threshold is not None
+    assert threshold >= 1
     conversation = ConversationFactory(customer=customer)
     for _ in range(threshold + 1):
         fastauth.user_with_revocation(user_id=customer.pk, jti="j", family="f")
