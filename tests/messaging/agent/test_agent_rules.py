@@ -14,6 +14,7 @@ from messaging.agent.rules import (
     LOW_CONFIDENCE,
     UNKNOWN_CONFIDENCE,
     RuleBasedAgent,
+    _contains,
 )
 
 KB = json.loads(KNOWLEDGE_BASE_PATH.read_text(encoding="utf-8"))
@@ -264,3 +265,25 @@ def test_respond_now_gives_respond_answer_for_every_eval_message():
     for text, _intent in examples:
         for snapshot in (_conversation(), _conversation(turn_count=19, recent=history)):
             assert agent.respond_now(snapshot, text) == asyncio.run(agent.respond(snapshot, text))
+
+
+def test_indexed_intent_scores_equal_trying_every_term():
+    # intent_scores looks terms up by the message's words; the result must be exactly the
+    # plain definition: every term of every intent tried against the message.
+    agent = RuleBasedAgent(max_turns=20)
+    kb = agent.knowledge_base
+    here = Path(__file__).parent
+    texts = [
+        text
+        for name in ("eval_set.jsonl", "eval_holdout.jsonl")
+        for text, _ in load_eval_set(here / name)
+    ]
+    texts += ["", "refund refund refund", "I want to cancel subscription and get a refund!!"]
+    for text in texts:
+        words = kb.normalise(text)
+        expected = {
+            name: sum(weight for phrase, weight in intent.terms if _contains(words, phrase))
+            for name, intent in kb.intents.items()
+        }
+        assert kb.intent_scores(words) == expected, text
+        assert list(kb.intent_scores(words)) == list(expected)
