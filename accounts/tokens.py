@@ -10,6 +10,7 @@ revokes every token issued before. Refresh tokens are stored in simplejwt's outs
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -48,7 +49,7 @@ def password_fingerprint(user: User) -> str:
     return salted_hmac("parley.tokens.password", user.password, algorithm="sha256").hexdigest()[:20]
 
 
-def token_matches_password(payload: dict[str, Any], user: User) -> bool:
+def token_matches_password(payload: Mapping[str, Any], user: User) -> bool:
     claim = payload.get(PASSWORD_FINGERPRINT_CLAIM)
     return isinstance(claim, str) and constant_time_compare(claim, password_fingerprint(user))
 
@@ -106,5 +107,5 @@ class ParleyRefreshToken(_StrictClaimsMixin, RefreshToken):  # type: ignore[misc
         return token
 
 
-def token_expiry(payload: dict[str, Any]) -> datetime:
+def token_expiry(payload: Mapping[str, Any]) -> datetime:
     return datetime.fromtimestamp(int(payload["exp"]), tz=UTC)
