@@ -19,15 +19,17 @@ import logging
 import threading
 import uuid
 from datetime import UTC, datetime, timedelta
+from functools import cache
 from typing import Any
 
 import httpx
 from django.conf import settings
-from django.db import close_old_connections, models, transaction
+from django.db import DEFAULT_DB_ALIAS, close_old_connections, connections, models, transaction
+from django.db.models import Field
 from django.utils import timezone
 from standardwebhooks import Webhook
 
-from integrations.models import WebhookDelivery, WebhookEndpoint, WebhookEvent
+from integrations.models import WebhookDelivery, WebhookEndpoint, WebhookEvent, new_event_id
 from integrations.urlguard import UnsafeUrl, guarded_post
 from messaging.events import DomainEvent
 
@@ -45,21 +47,90 @@ WEBHOOK_QUEUE = "webhooks"
 # --- 1. The outbox (inside the caller's transaction) ------------------------------------------
 
 
+# Why the INSERT carries its own condition. Most deployments have no webhook endpoint at all,
+# and then every outbox row is written only for the sweep to mark it dispatched with nothing to
+# deliver: ORM insert compilation, parameter dumping and PostgreSQL's work on every message for
+# nothing. So the statement inserts the events only `WHERE EXISTS` an active endpoint: the
+# decision is taken by the database, in the same statement and transaction as the write, never
+# from a cache that could be stale in another process.
+#
+# "Any active endpoint", not "an active endpoint subscribed to this type": the sweep filters by
+# `event.type in endpoint.events` anyway, so rows for unsubscribed types cost one fan-out that
+# creates no delivery, as before. Testing membership in the JSON list would need different SQL
+# per database (jsonb `?` on PostgreSQL, json_each on SQLite) on the hot path, and the saving
+# matters in the common case, which is "no endpoint at all".
+#
+# The rule "an endpoint hears of what happened after it was created, nothing older" still holds:
+# the sweep still compares `endpoint.created_at <= event.created_at`; this condition only ever
+# leaves out events no endpoint could have received when the statement ran. The one race it adds:
+# an endpoint whose creation commits *between* this statement and the commit of the event's
+# transaction is not seen by the statement (PostgreSQL's READ COMMITTED snapshot is taken when
+# the statement starts), so that endpoint misses those few events, although its `created_at`
+# may be earlier than theirs and the sweep would have sent them to it. The window is one
+# transaction's remaining lifetime (milliseconds on the hot path); on SQLite, where one writer
+# holds the database from BEGIN, it is narrower still. The same goes for an endpoint switched
+# back to active: events of a moment when no endpoint was active are not written at all, where
+# before they waited in the outbox and went out if the endpoint was active again by the next
+# sweep. docs/webhooks.md says the same for operators.
+_OUTBOX_COLUMNS = ("event_id", "type", "payload", "customer", "created_at")
+
+
+def _quote(name: object) -> str:
+    # What connection.ops.quote_name does on both backends Parley runs on (SQLite, PostgreSQL).
+    return f'"{name}"'
+
+
+def _field(model: Any, name: str) -> Field[Any, Any]:
+    field: Field[Any, Any] = model._meta.get_field(name)
+    return field
+
+
+_CREATED_AT = _field(WebhookEvent, "created_at")
+
+
+@cache
+def _outbox_sql(alias: str, rows: int) -> str:
+    """The conditional multi-row INSERT for `rows` events (names from the models, every value
+    bound as a parameter). Built once per process per alias and row count (1-3 in practice)."""
+    connection = connections[alias]
+    fields = [_field(WebhookEvent, name) for name in _OUTBOX_COLUMNS]
+    columns = ", ".join(_quote(field.column) for field in fields)
+    if connection.vendor == "postgresql":
+        # INSERT … SELECT types the VALUES' columns on their own (an untyped literal would be
+        # text, which a jsonb or timestamptz column refuses): say the columns' types.
+        row = ", ".join(f"CAST(%s AS {field.db_type(connection)})" for field in fields)
+    else:
+        row = ", ".join("%s" for _ in fields)
+    values = ", ".join(f"({row})" for _ in range(rows))
+    is_active = _quote(_field(WebhookEndpoint, "is_active").column)
+    return (
+        f"INSERT INTO {_quote(WebhookEvent._meta.db_table)} ({columns}) "  # noqa: S608 - names from the models
+        f"SELECT * FROM (VALUES {values}) AS v "
+        f"WHERE EXISTS (SELECT 1 FROM {_quote(WebhookEndpoint._meta.db_table)} WHERE {is_active})"
+    )
+
+
 def outbox_write(events: list[DomainEvent]) -> None:
     """Domain-event sink (registered in IntegrationsConfig.ready): one INSERT for the events of
-    one change. Runs inside the change's transaction."""
-    now = timezone.now()
-    WebhookEvent.objects.bulk_create(
-        [
-            WebhookEvent(
-                type=event_type,
-                payload=data,
-                customer_id=data.get("customer_id"),
-                created_at=now,
-            )
-            for event_type, data in events
+    one change, inside the change's transaction, which writes nothing when no active webhook
+    endpoint exists (see above). The rows are those `WebhookEvent.objects.bulk_create` wrote:
+    `event_id` from the model's default, one `created_at` for the change, `dispatched_at` null.
+    """
+    connection = connections[DEFAULT_DB_ALIAS]
+    created_at = _CREATED_AT.get_db_prep_save(timezone.now(), connection)
+    params: list[Any] = []
+    for event_type, data in events:
+        # json.dumps as JSONField does it (no encoder): the same text on SQLite, and PostgreSQL
+        # parses it into jsonb.
+        params += [
+            new_event_id(),
+            event_type,
+            json.dumps(data),
+            data.get("customer_id"),
+            created_at,
         ]
-    )
+    with connection.cursor() as cursor:
+        cursor.execute(_outbox_sql(DEFAULT_DB_ALIAS, len(events)), params)
 
 
 # --- 2. Fan-out and recovery ------------------------------------------------------------------
