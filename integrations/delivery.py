@@ -1,12 +1,13 @@
 """The webhook pipeline: outbox write → fan-out (sweep) → one task per attempt → record.
 
 1. `outbox_write` is the domain-event sink: it inserts `WebhookEvent` rows in the caller's
-   transaction (messaging/escalations services), so a rolled-back change leaves no event.
-2. `webhook_outbox_sweep` (the worker runs it every second, several workers may) turns
-   undispatched events into one pending `WebhookDelivery` per subscribed endpoint and queues a
-   django-tasks task for each — in one transaction, so a delivery row never lacks its task. It
-   also re-queues deliveries whose task was lost (a worker killed mid-attempt): the delivery
-   rows, not the task queue, are the truth.
+   transaction (messaging/escalations services), so a rolled-back change leaves no event — and,
+   in the same statement, only when an active endpoint exists (most deployments have none).
+2. `webhook_outbox_sweep` (the worker runs it until a sweep finds less than a full batch, then
+   waits a second; several workers may) turns undispatched events into one pending
+   `WebhookDelivery` per subscribed endpoint and queues a django-tasks task for each — in one
+   transaction, so a delivery row never lacks its task. It also re-queues deliveries whose task
+   was lost (a worker killed mid-attempt): the delivery rows, not the task queue, are the truth.
 3. `webhook_attempt_run` (the task) claims the row with a conditional UPDATE — of two workers
    handed the same row only one sends — signs with `standardwebhooks`, POSTs through the SSRF
    guard, and records the outcome; a failure schedules the next attempt as a new row.
@@ -148,10 +149,32 @@ def _enqueue(delivery: WebhookDelivery, *, save: bool = True) -> None:
 
 
 def webhook_outbox_sweep(*, now: datetime | None = None) -> int:
-    """Dispatch undispatched events and re-queue lost attempts. Safe to run from several
-    workers at once (PostgreSQL: SKIP LOCKED; SQLite: one writer at a time). Returns how many
-    deliveries it queued."""
-    now = now or timezone.now()
+    """Dispatch undispatched events and re-queue lost attempts, at most SWEEP_BATCH of each.
+    Safe to run from several workers at once (PostgreSQL: SKIP LOCKED; SQLite: one writer at a
+    time). Returns how many deliveries it queued."""
+    return _sweep(now=now or timezone.now())[0]
+
+
+def webhook_outbox_sweep_until_caught_up(*, stop: threading.Event | None = None) -> int:
+    """Sweep, and sweep again at once while the last sweep took a full batch (of events or of
+    lost attempts): a backlog is worked off at the sweep's own speed instead of SWEEP_BATCH
+    events per sweep interval (200 events/s at the default 1 s, i.e. ~100 messages/s, above
+    which the outbox grew without bound). Ends at the first sweep that took less than a full
+    batch of both, or when `stop` is set. Each full sweep makes lasting progress — its events
+    are marked dispatched, its lost attempts get a lease in the future, rows another worker
+    holds are skipped — so only new rows arriving faster than the sweep keep it going. Returns
+    how many deliveries it queued."""
+    queued = 0
+    while True:
+        count, full = _sweep(now=timezone.now())
+        queued += count
+        if not full or (stop is not None and stop.is_set()):
+            return queued
+
+
+def _sweep(*, now: datetime) -> tuple[int, bool]:
+    """One sweep: (deliveries queued, whether it took a full batch of events or of lost
+    attempts, i.e. more may be waiting)."""
     queued = 0
     with transaction.atomic():
         events = list(
@@ -210,7 +233,7 @@ def webhook_outbox_sweep(*, now: datetime | None = None) -> int:
             delivery.save(update_fields=["status", "claim_token", "next_attempt_at", "lease_until"])
             _enqueue(delivery)
             queued += 1
-    return queued
+    return queued, len(events) == SWEEP_BATCH or len(lost) == SWEEP_BATCH
 
 
 def _tasks_waiting(task_ids: list[str]) -> set[str]:
@@ -432,20 +455,23 @@ def worker_run_until_idle(*, worker_id: str | None = None) -> None:
     """Sweep and run due tasks until nothing is left (tests, `run_worker --batch`)."""
     worker = task_worker(worker_id=worker_id or uuid.uuid4().hex, batch=True, interval=0)
     while True:
-        queued = webhook_outbox_sweep()
+        queued, full = _sweep(now=timezone.now())
         ran = _run_due_tasks(worker)
-        if not queued and not ran:
+        # A full batch may have queued nothing (events no endpoint subscribes to) while more
+        # events wait behind it.
+        if not queued and not ran and not full:
             return
 
 
 def sweeper_thread_start(*, interval: float, stop: threading.Event) -> threading.Thread:
-    """Run the sweep every `interval` seconds beside the task loop, in its own thread (and
-    database connection)."""
+    """Sweep until caught up, then wait `interval` seconds, beside the task loop, in its own
+    thread (and database connection). The wait comes only after a sweep that found less than a
+    full batch, so a backlog is not capped at SWEEP_BATCH events per interval."""
 
     def loop() -> None:
         while not stop.is_set():
             try:
-                webhook_outbox_sweep()
+                webhook_outbox_sweep_until_caught_up(stop=stop)
             except Exception:  # noqa: BLE001 - a failed sweep is retried on the next tick
                 logger.exception("webhook outbox sweep failed")
             finally:
