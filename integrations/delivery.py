@@ -63,16 +63,19 @@ WEBHOOK_QUEUE = "webhooks"
 #
 # The rule "an endpoint hears of what happened after it was created, nothing older" still holds:
 # the sweep still compares `endpoint.created_at <= event.created_at`; this condition only ever
-# leaves out events no endpoint could have received when the statement ran. The one race it adds:
-# an endpoint whose creation commits *between* this statement and the commit of the event's
-# transaction is not seen by the statement (PostgreSQL's READ COMMITTED snapshot is taken when
-# the statement starts), so that endpoint misses those few events, although its `created_at`
-# may be earlier than theirs and the sweep would have sent them to it. The window is one
-# transaction's remaining lifetime (milliseconds on the hot path); on SQLite, where one writer
-# holds the database from BEGIN, it is narrower still. The same goes for an endpoint switched
-# back to active: events of a moment when no endpoint was active are not written at all, where
-# before they waited in the outbox and went out if the endpoint was active again by the next
-# sweep. docs/webhooks.md says the same for operators.
+# leaves out events no active endpoint existed for when the statement ran.
+# The one race it adds: an endpoint whose creation (or re-activation) commits *between* this
+# statement and the commit of the event's transaction is not seen by the statement
+# (PostgreSQL's READ COMMITTED snapshot is taken when the statement starts), so it misses those
+# few events although its `created_at` may be earlier than theirs and the sweep would have sent
+# them to it. The window is the rest of one service transaction (milliseconds on the hot path).
+# SQLite runs every write transaction IMMEDIATE (config/settings.py): no other write commits
+# between BEGIN and COMMIT, so there it cannot happen. The boundary was never exact anyway: an
+# endpoint's created_at is taken before its row commits, and a sweep in between dispatched newer
+# events without it. Likewise an endpoint switched back to active does not get what happened
+# while no endpoint was active: those events are not written at all, where before they waited in
+# the outbox and went out if it was active again by the next sweep. docs/webhooks.md says the
+# same for operators.
 _OUTBOX_COLUMNS = ("event_id", "type", "payload", "customer", "created_at")
 
 
