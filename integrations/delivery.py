@@ -1,12 +1,13 @@
 """The webhook pipeline: outbox write → fan-out (sweep) → one task per attempt → record.
 
 1. `outbox_write` is the domain-event sink: it inserts `WebhookEvent` rows in the caller's
-   transaction (messaging/escalations services), so a rolled-back change leaves no event.
-2. `webhook_outbox_sweep` (the worker runs it every second, several workers may) turns
-   undispatched events into one pending `WebhookDelivery` per subscribed endpoint and queues a
-   django-tasks task for each — in one transaction, so a delivery row never lacks its task. It
-   also re-queues deliveries whose task was lost (a worker killed mid-attempt): the delivery
-   rows, not the task queue, are the truth.
+   transaction (messaging/escalations services), so a rolled-back change leaves no event — and,
+   in the same statement, only when an active endpoint exists (most deployments have none).
+2. `webhook_outbox_sweep` (the worker runs it until a sweep finds less than a full batch, then
+   waits a second; several workers may) turns undispatched events into one pending
+   `WebhookDelivery` per subscribed endpoint and queues a django-tasks task for each — in one
+   transaction, so a delivery row never lacks its task. It also re-queues deliveries whose task
+   was lost (a worker killed mid-attempt): the delivery rows, not the task queue, are the truth.
 3. `webhook_attempt_run` (the task) claims the row with a conditional UPDATE — of two workers
    handed the same row only one sends — signs with `standardwebhooks`, POSTs through the SSRF
    guard, and records the outcome; a failure schedules the next attempt as a new row.
@@ -19,15 +20,17 @@ import logging
 import threading
 import uuid
 from datetime import UTC, datetime, timedelta
+from functools import cache
 from typing import Any
 
 import httpx
 from django.conf import settings
-from django.db import close_old_connections, models, transaction
+from django.db import DEFAULT_DB_ALIAS, close_old_connections, connections, models, transaction
+from django.db.models import Field
 from django.utils import timezone
 from standardwebhooks import Webhook
 
-from integrations.models import WebhookDelivery, WebhookEndpoint, WebhookEvent
+from integrations.models import WebhookDelivery, WebhookEndpoint, WebhookEvent, new_event_id
 from integrations.urlguard import UnsafeUrl, guarded_post
 from messaging.events import DomainEvent
 
@@ -45,21 +48,93 @@ WEBHOOK_QUEUE = "webhooks"
 # --- 1. The outbox (inside the caller's transaction) ------------------------------------------
 
 
+# Why the INSERT carries its own condition. Most deployments have no webhook endpoint at all,
+# and then every outbox row is written only for the sweep to mark it dispatched with nothing to
+# deliver: ORM insert compilation, parameter dumping and PostgreSQL's work on every message for
+# nothing. So the statement inserts the events only `WHERE EXISTS` an active endpoint: the
+# decision is taken by the database, in the same statement and transaction as the write, never
+# from a cache that could be stale in another process.
+#
+# "Any active endpoint", not "an active endpoint subscribed to this type": the sweep filters by
+# `event.type in endpoint.events` anyway, so rows for unsubscribed types cost one fan-out that
+# creates no delivery, as before. Testing membership in the JSON list would need different SQL
+# per database (jsonb `?` on PostgreSQL, json_each on SQLite) on the hot path, and the saving
+# matters in the common case, which is "no endpoint at all".
+#
+# The rule "an endpoint hears of what happened after it was created, nothing older" still holds:
+# the sweep still compares `endpoint.created_at <= event.created_at`; this condition only ever
+# leaves out events no active endpoint existed for when the statement ran.
+# The one race it adds: an endpoint whose creation (or re-activation) commits *between* this
+# statement and the commit of the event's transaction is not seen by the statement
+# (PostgreSQL's READ COMMITTED snapshot is taken when the statement starts), so it misses those
+# few events although its `created_at` may be earlier than theirs and the sweep would have sent
+# them to it. The window is the rest of one service transaction (milliseconds on the hot path).
+# SQLite runs every write transaction IMMEDIATE (config/settings.py): no other write commits
+# between BEGIN and COMMIT, so there it cannot happen. The boundary was never exact anyway: an
+# endpoint's created_at is taken before its row commits, and a sweep in between dispatched newer
+# events without it. Likewise an endpoint switched back to active does not get what happened
+# while no endpoint was active: those events are not written at all, where before they waited in
+# the outbox and went out if it was active again by the next sweep. docs/webhooks.md says the
+# same for operators.
+_OUTBOX_COLUMNS = ("event_id", "type", "payload", "customer", "created_at")
+
+
+def _quote(name: object) -> str:
+    # What connection.ops.quote_name does on both backends Parley runs on (SQLite, PostgreSQL).
+    return f'"{name}"'
+
+
+def _field(model: Any, name: str) -> Field[Any, Any]:
+    field: Field[Any, Any] = model._meta.get_field(name)
+    return field
+
+
+_CREATED_AT = _field(WebhookEvent, "created_at")
+
+
+@cache
+def _outbox_sql(alias: str, rows: int) -> str:
+    """The conditional multi-row INSERT for `rows` events (names from the models, every value
+    bound as a parameter). Built once per process per alias and row count (1-3 in practice)."""
+    connection = connections[alias]
+    fields = [_field(WebhookEvent, name) for name in _OUTBOX_COLUMNS]
+    columns = ", ".join(_quote(field.column) for field in fields)
+    if connection.vendor == "postgresql":
+        # INSERT … SELECT types the VALUES' columns on their own (an untyped literal would be
+        # text, which a jsonb or timestamptz column refuses): say the columns' types.
+        row = ", ".join(f"CAST(%s AS {field.db_type(connection)})" for field in fields)
+    else:
+        row = ", ".join("%s" for _ in fields)
+    values = ", ".join(f"({row})" for _ in range(rows))
+    is_active = _quote(_field(WebhookEndpoint, "is_active").column)
+    return (
+        f"INSERT INTO {_quote(WebhookEvent._meta.db_table)} ({columns}) "  # noqa: S608 - names from the models
+        f"SELECT * FROM (VALUES {values}) AS v "
+        f"WHERE EXISTS (SELECT 1 FROM {_quote(WebhookEndpoint._meta.db_table)} WHERE {is_active})"
+    )
+
+
 def outbox_write(events: list[DomainEvent]) -> None:
     """Domain-event sink (registered in IntegrationsConfig.ready): one INSERT for the events of
-    one change. Runs inside the change's transaction."""
-    now = timezone.now()
-    WebhookEvent.objects.bulk_create(
-        [
-            WebhookEvent(
-                type=event_type,
-                payload=data,
-                customer_id=data.get("customer_id"),
-                created_at=now,
-            )
-            for event_type, data in events
+    one change, inside the change's transaction, which writes nothing when no active webhook
+    endpoint exists (see above). The rows are those `WebhookEvent.objects.bulk_create` wrote:
+    `event_id` from the model's default, one `created_at` for the change, `dispatched_at` null.
+    """
+    connection = connections[DEFAULT_DB_ALIAS]
+    created_at = _CREATED_AT.get_db_prep_save(timezone.now(), connection)
+    params: list[Any] = []
+    for event_type, data in events:
+        # json.dumps as JSONField does it (no encoder): the same text on SQLite, and PostgreSQL
+        # parses it into jsonb.
+        params += [
+            new_event_id(),
+            event_type,
+            json.dumps(data),
+            data.get("customer_id"),
+            created_at,
         ]
-    )
+    with connection.cursor() as cursor:
+        cursor.execute(_outbox_sql(DEFAULT_DB_ALIAS, len(events)), params)
 
 
 # --- 2. Fan-out and recovery ------------------------------------------------------------------
@@ -77,10 +152,32 @@ def _enqueue(delivery: WebhookDelivery, *, save: bool = True) -> None:
 
 
 def webhook_outbox_sweep(*, now: datetime | None = None) -> int:
-    """Dispatch undispatched events and re-queue lost attempts. Safe to run from several
-    workers at once (PostgreSQL: SKIP LOCKED; SQLite: one writer at a time). Returns how many
-    deliveries it queued."""
-    now = now or timezone.now()
+    """Dispatch undispatched events and re-queue lost attempts, at most SWEEP_BATCH of each.
+    Safe to run from several workers at once (PostgreSQL: SKIP LOCKED; SQLite: one writer at a
+    time). Returns how many deliveries it queued."""
+    return _sweep(now=now or timezone.now())[0]
+
+
+def webhook_outbox_sweep_until_caught_up(*, stop: threading.Event | None = None) -> int:
+    """Sweep, and sweep again at once while the last sweep took a full batch (of events or of
+    lost attempts): a backlog is worked off at the sweep's own speed instead of SWEEP_BATCH
+    events per sweep interval (200 events/s at the default 1 s, i.e. ~100 messages/s, above
+    which the outbox grew without bound). Ends at the first sweep that took less than a full
+    batch of both, or when `stop` is set. Each full sweep makes lasting progress — its events
+    are marked dispatched, its lost attempts get a lease in the future, rows another worker
+    holds are skipped — so only new rows arriving faster than the sweep keep it going. Returns
+    how many deliveries it queued."""
+    queued = 0
+    while True:
+        count, full = _sweep(now=timezone.now())
+        queued += count
+        if not full or (stop is not None and stop.is_set()):
+            return queued
+
+
+def _sweep(*, now: datetime) -> tuple[int, bool]:
+    """One sweep: (deliveries queued, whether it took a full batch of events or of lost
+    attempts, i.e. more may be waiting)."""
     queued = 0
     with transaction.atomic():
         events = list(
@@ -139,7 +236,7 @@ def webhook_outbox_sweep(*, now: datetime | None = None) -> int:
             delivery.save(update_fields=["status", "claim_token", "next_attempt_at", "lease_until"])
             _enqueue(delivery)
             queued += 1
-    return queued
+    return queued, len(events) == SWEEP_BATCH or len(lost) == SWEEP_BATCH
 
 
 def _tasks_waiting(task_ids: list[str]) -> set[str]:
@@ -361,20 +458,23 @@ def worker_run_until_idle(*, worker_id: str | None = None) -> None:
     """Sweep and run due tasks until nothing is left (tests, `run_worker --batch`)."""
     worker = task_worker(worker_id=worker_id or uuid.uuid4().hex, batch=True, interval=0)
     while True:
-        queued = webhook_outbox_sweep()
+        queued, full = _sweep(now=timezone.now())
         ran = _run_due_tasks(worker)
-        if not queued and not ran:
+        # A full batch may have queued nothing (events no endpoint subscribes to) while more
+        # events wait behind it.
+        if not queued and not ran and not full:
             return
 
 
 def sweeper_thread_start(*, interval: float, stop: threading.Event) -> threading.Thread:
-    """Run the sweep every `interval` seconds beside the task loop, in its own thread (and
-    database connection)."""
+    """Sweep until caught up, then wait `interval` seconds, beside the task loop, in its own
+    thread (and database connection). The wait comes only after a sweep that found less than a
+    full batch, so a backlog is not capped at SWEEP_BATCH events per interval."""
 
     def loop() -> None:
         while not stop.is_set():
             try:
-                webhook_outbox_sweep()
+                webhook_outbox_sweep_until_caught_up(stop=stop)
             except Exception:  # noqa: BLE001 - a failed sweep is retried on the next tick
                 logger.exception("webhook outbox sweep failed")
             finally:

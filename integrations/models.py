@@ -1,9 +1,11 @@
 """Webhooks: endpoints, the transactional outbox of events, and one row per delivery attempt.
 
 The outbox row (`WebhookEvent`) is written in the transaction of the change that caused it, so
-it exists exactly when the change committed. Everything after that — fan-out to endpoints,
-attempts, retries — is driven from these rows by the worker (integrations.delivery), never
-from memory, so a crash between commit and delivery loses nothing.
+it exists exactly when the change committed — provided an endpoint was active to receive it
+(the INSERT's own condition, integrations.delivery.outbox_write). Everything after that —
+fan-out to endpoints, attempts, retries — is driven from these rows by the worker
+(integrations.delivery), never from memory, so a crash between commit and delivery loses
+nothing.
 """
 
 from __future__ import annotations

@@ -33,7 +33,7 @@ class Command(BaseCommand):
             "--sweep-interval",
             type=float,
             default=1.0,
-            help="Seconds between outbox sweeps (default: 1)",
+            help="Seconds to wait after an outbox sweep that caught up (default: 1)",
         )
         parser.add_argument(
             "--batch",
