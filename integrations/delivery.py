@@ -30,6 +30,7 @@ from django.db.models import Field
 from django.utils import timezone
 from standardwebhooks import Webhook
 
+from config.fixedsql import prepared_cursor
 from integrations.models import WebhookDelivery, WebhookEndpoint, WebhookEvent, new_event_id
 from integrations.urlguard import UnsafeUrl, guarded_post
 from messaging.events import DomainEvent
@@ -133,7 +134,9 @@ def outbox_write(events: list[DomainEvent]) -> None:
             data.get("customer_id"),
             created_at,
         ]
-    with connection.cursor() as cursor:
+    # A fixed statement per number of events: bound on the server and prepared, like the rest
+    # of the message's hot path (config.fixedsql).
+    with prepared_cursor(DEFAULT_DB_ALIAS) as cursor:
         cursor.execute(_outbox_sql(DEFAULT_DB_ALIAS, len(events)), params)
 
 
