@@ -142,7 +142,7 @@ def conversation_history(
 ) -> HttpResponse:
     # One fixed statement (ownership and the page), items built straight from the rows and
     # rendered here: no ORM query building, no per-message pydantic, no response re-validation.
-    # The bytes are those HistoryOut would render (tests/messaging/test_history_fastpath.py
+    # The bytes are those HistoryOut would render (tests/messaging/test_fastpath.py
     # compares them with the selectors' path on both databases); the declared response keeps
     # the OpenAPI schema.
     page = fastpath.history_page(
