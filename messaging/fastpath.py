@@ -15,6 +15,9 @@ statement itself:
 - `conversation_with_recent_messages`: the agent's context (the customer's own conversation
   and its last messages) in one statement. (The token's user lookup, the third per-request
   statement, lives in accounts.fastauth: accounts may not import messaging.)
+- `history_page`: `GET /conversations/{id}/history` — the reader's right to the conversation
+  and one page of its messages in one statement, as client items (no model instances), so the
+  endpoint renders them without per-message schemas.
 
 Anything else returns None and leaves the rows untouched, so the caller falls back to the
 general ORM path (messaging.services), which owns the rare branches: a missing or foreign
