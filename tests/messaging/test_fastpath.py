@@ -463,6 +463,9 @@ HISTORY_QUERIES = [
     "after_seq=2&before_seq=9&limit=3",
     "after_seq=5&before_seq=6",
     "after_seq=9&before_seq=3",
+    f"after_seq={MAX_ID}",
+    f"before_seq={MAX_ID}&limit=2",
+    f"after_seq=0&before_seq={MAX_ID}&limit=1000",
 ]
 
 
