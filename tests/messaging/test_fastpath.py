@@ -376,6 +376,10 @@ def _same_response(client: Any, url: str, legacy_history: Any) -> Any:
     assert new.status_code == old.status_code
     assert new["Content-Type"] == old["Content-Type"] == "application/json; charset=utf-8"
     assert new.content == old.content
+    # Every header too, but the request's own id.
+    assert {k: v for k, v in new.headers.items() if k != "X-Request-ID"} == {
+        k: v for k, v in old.headers.items() if k != "X-Request-ID"
+    }
     return new
 
 
