@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Any, TypeVar
 
+from django.http import HttpResponse
 from ninja import Schema
+from ninja.renderers import JSONRenderer
 from pydantic import ConfigDict, Field, field_validator
 
 from config.pagination import cursor_check
@@ -111,3 +113,19 @@ def client_json(value: Schema) -> dict[str, Any]:
     from ninja.responses import NinjaJSONEncoder
 
     return json.loads(json.dumps(value.model_dump(), cls=NinjaJSONEncoder))  # type: ignore[no-any-return]
+
+
+def rendered_json(data: Any, status: int = 200) -> HttpResponse:
+    """`data` as the HttpResponse ninja's JSON renderer makes of a response body (same encoder,
+    same content type), for an operation that builds its body without its response schema —
+    ninja returns an HttpResponse as it is, without validating it again. The operation still
+    declares the schema, for the OpenAPI document; its tests prove the bytes are the same."""
+    return HttpResponse(
+        _RENDERER.render(None, data, response_status=status),  # type: ignore[arg-type]
+        status=status,
+        content_type=f"{_RENDERER.media_type}; charset={_RENDERER.charset}",
+    )
+
+
+# The renderer config.api's NinjaAPI uses (ninja's default).
+_RENDERER = JSONRenderer()

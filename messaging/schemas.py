@@ -44,6 +44,16 @@ class ProcessOut(Schema):
     message_id: int
 
 
+def author_name_of(role: str, metadata: Any) -> str | None:
+    """`MessageOut.author_name`: stored with the message (no join on the history and websocket
+    paths), and only an operator message has one. One rule for the schema and for
+    messaging.fastpath's history rows, which build the same items without the schema."""
+    if role != "operator":
+        return None
+    name = (metadata or {}).get(AUTHOR_NAME)
+    return name if isinstance(name, str) else None
+
+
 class MessageOut(Schema):
     id: int
     seq: int
@@ -60,11 +70,7 @@ class MessageOut(Schema):
 
     @staticmethod
     def resolve_author_name(obj: Any) -> str | None:
-        # Stored with the message (no join on the history and websocket paths).
-        if obj.role != "operator":
-            return None
-        name = (obj.metadata or {}).get(AUTHOR_NAME)
-        return name if isinstance(name, str) else None
+        return author_name_of(obj.role, obj.metadata)
 
 
 class HistoryOut(Schema):

@@ -317,3 +317,342 @@ def test_recent_messages_is_one_statement(customer: User) -> None:
             customer_id=customer.pk, conversation_id=conversation.pk
         )
     assert len(captured.captured_queries) == 1
+
+
+# --- history_page: GET /conversations/{id}/history -----------------------------------------------
+
+
+def _legacy_history(request: Any, conversation_id: int, params: Any) -> dict[str, Any]:
+    """The history endpoint as it was before messaging.fastpath.history_page: the two
+    selectors, and ninja validating and rendering HistoryOut from the model instances."""
+    from accounts.auth import principal_of
+    from config.errors import NotFound
+    from messaging import selectors
+
+    conversation = selectors.conversation_get_for_reader(
+        principal=principal_of(request), conversation_id=conversation_id
+    )
+    if conversation is None:
+        raise NotFound("Conversation not found")
+    messages, has_more = selectors.message_history(
+        conversation=conversation,
+        limit=params.limit,
+        after_seq=params.after_seq,
+        before_seq=params.before_seq,
+    )
+    return {"conversation_id": conversation.pk, "messages": messages, "has_more": has_more}
+
+
+@pytest.fixture
+def legacy_history(monkeypatch: pytest.MonkeyPatch) -> Any:
+    """Serves the history route through the legacy body while in use: the same NinjaAPI, auth,
+    parameter parsing and error handlers, only the operation's function swapped."""
+    from contextlib import contextmanager
+
+    from config.api import api
+    from messaging.api import conversation_history
+
+    operations = [
+        operation
+        for _path, operation in api.iter_operations()
+        if operation.view_func is conversation_history
+    ]
+    assert operations
+
+    @contextmanager
+    def serving() -> Any:
+        with monkeypatch.context() as patch:
+            for operation in operations:
+                patch.setattr(operation, "view_func", _legacy_history)
+            yield
+
+    return serving
+
+
+def _same_response(client: Any, url: str, legacy_history: Any) -> Any:
+    new = client.get(url)
+    with legacy_history():
+        old = client.get(url)
+    assert new.status_code == old.status_code
+    assert new["Content-Type"] == old["Content-Type"] == "application/json; charset=utf-8"
+    assert new.content == old.content
+    # Every header too, but the request's own id.
+    assert {k: v for k, v in new.headers.items() if k != "X-Request-ID"} == {
+        k: v for k, v in old.headers.items() if k != "X-Request-ID"
+    }
+    return new
+
+
+def test_legacy_history_really_serves_the_selectors_path(
+    customer: User, customer_client: Any, legacy_history: Any
+) -> None:
+    # The comparisons below mean something only if the swap takes effect: the selectors' path
+    # is one statement more (the conversation, then its messages).
+    conversation = seeded(customer)
+    url = f"/api/v1/conversations/{conversation.pk}/history"
+    with legacy_history(), CaptureQueriesContext(connection) as captured:
+        assert customer_client.get(url).status_code == 200
+    assert len(captured.captured_queries) == HISTORY_STATEMENTS + 1
+
+
+@pytest.fixture
+def every_kind_of_message(customer: User, operator: User) -> Conversation:
+    """Every role; operator messages with and without (and with a non-text) author_name;
+    intent and confidence null and set, with floats whose repr is not short; non-ASCII, emoji,
+    escapes; created_at with and without microseconds."""
+    from datetime import UTC, datetime
+
+    conversation = ConversationFactory(customer=customer)
+    at = datetime(2026, 3, 4, 5, 6, 7, 123456, tzinfo=UTC)
+    rows: list[dict[str, Any]] = [
+        {"role": "customer", "content": "Grüße — naïve façade, 日本語, Ελληνικά"},
+        {
+            "role": "agent",
+            "content": "Emoji 😀👍🏽 and a family 👨‍👩‍👧 and a flag 🇺🇦",
+            "intent": "billing",
+            "confidence": 0.87,
+            "metadata": {"source": "rules", "author_name": "not an operator"},
+        },
+        {
+            "role": "customer",
+            "content": 'quotes " \\ back\\slash\nnew line\ttab </script> \u2028 \u00a0 \x7f',
+            "created_at": at.replace(microsecond=0),
+        },
+        {
+            "role": "agent",
+            "content": "float repr",
+            "intent": "account",
+            "confidence": 0.1 + 0.2,
+            "metadata": {"fallback": True},
+        },
+        {"role": "system", "content": "An operator will be with you shortly."},
+        {
+            "role": "operator",
+            "content": "Hi, Zoë here 🎧",
+            "author": operator,
+            "metadata": {"author_name": "Zoë 🎧 O'Brien"},
+        },
+        {"role": "operator", "content": "no name stored", "author": operator, "metadata": {}},
+        {"role": "operator", "content": "a name that is not text", "metadata": {"author_name": 7}},
+        {"role": "operator", "content": "null name", "metadata": {"author_name": None}},
+        {"role": "agent", "content": "certain", "intent": "greeting", "confidence": 1.0},
+        {"role": "agent", "content": "unsure", "intent": "other", "confidence": 0.0},
+        {"role": "agent", "content": "tiny", "intent": "other", "confidence": 1e-07},
+        {"role": "customer", "content": ""},
+    ]
+    for n, row in enumerate(rows):
+        row.setdefault("created_at", at.replace(microsecond=(n * 1001) % 1_000_000))
+        MessageFactory(conversation=conversation, **row)
+    return conversation
+
+
+HISTORY_QUERIES = [
+    "",
+    "limit=1",
+    "limit=4",
+    "limit=13",
+    "limit=1000",
+    "after_seq=0",
+    "after_seq=0&limit=5",
+    "after_seq=5&limit=3",
+    "after_seq=12",
+    "after_seq=13",
+    "after_seq=500",
+    "before_seq=1",
+    "before_seq=2",
+    "before_seq=7&limit=3",
+    "before_seq=14&limit=13",
+    "before_seq=9999",
+    "after_seq=2&before_seq=9",
+    "after_seq=2&before_seq=9&limit=3",
+    "after_seq=5&before_seq=6",
+    "after_seq=9&before_seq=3",
+    f"after_seq={MAX_ID}",
+    f"before_seq={MAX_ID}&limit=2",
+    f"after_seq=0&before_seq={MAX_ID}&limit=1000",
+]
+
+
+@pytest.mark.parametrize("query", HISTORY_QUERIES)
+@pytest.mark.parametrize("reader", ["customer", "operator"])
+def test_history_bytes_equal_the_selectors_path(
+    reader: str,
+    query: str,
+    customer_client: Any,
+    operator_client: Any,
+    every_kind_of_message: Conversation,
+    legacy_history: Any,
+) -> None:
+    client = customer_client if reader == "customer" else operator_client
+    url = f"/api/v1/conversations/{every_kind_of_message.pk}/history?{query}"
+    response = _same_response(client, url, legacy_history)
+    assert response.status_code == 200
+
+
+def test_history_items_as_clients_see_them(
+    customer_client: Any, every_kind_of_message: Conversation, legacy_history: Any
+) -> None:
+    url = f"/api/v1/conversations/{every_kind_of_message.pk}/history?after_seq=1&limit=9"
+    body = _same_response(customer_client, url, legacy_history).json()
+    items = body["messages"]
+    assert [m["seq"] for m in items] == list(range(2, 11))
+    assert body["has_more"] is True
+    assert body["conversation_id"] == every_kind_of_message.pk
+    assert items[0]["author_name"] is None  # stored on an agent message: not sent
+    assert items[0]["created_at"] == "2026-03-04T05:06:07.001Z"
+    assert items[1]["created_at"] == "2026-03-04T05:06:07Z"
+    assert items[2]["confidence"] == 0.30000000000000004
+    assert [m["author_name"] for m in items if m["role"] == "operator"] == [
+        "Zoë 🎧 O'Brien",
+        None,
+        None,
+        None,
+    ]
+    assert items[3]["intent"] is None
+    assert items[3]["confidence"] is None
+    assert "\\ud83c\\udfa7" in _same_response(customer_client, url, legacy_history).text
+
+
+def test_empty_conversation_is_an_empty_page_not_404(
+    customer: User, customer_client: Any, operator_client: Any, legacy_history: Any
+) -> None:
+    empty = ConversationFactory(customer=customer)
+    for client in (customer_client, operator_client):
+        for query in ("", "after_seq=0", "before_seq=5", "after_seq=3&before_seq=2"):
+            url = f"/api/v1/conversations/{empty.pk}/history?{query}"
+            assert _same_response(client, url, legacy_history).json() == {
+                "conversation_id": empty.pk,
+                "messages": [],
+                "has_more": False,
+            }
+
+
+@pytest.mark.parametrize("target", ["foreign", "missing", "zero", "huge"])
+def test_unreadable_history_is_the_same_404(
+    target: str,
+    other_customer: User,
+    customer_client: Any,
+    operator: User,
+    client_for: Any,
+    legacy_history: Any,
+) -> None:
+    theirs = seeded(other_customer)
+    conversation_id = {
+        "foreign": theirs.pk,
+        "missing": theirs.pk + 1000,
+        "zero": 0,
+        "huge": 2**70,
+    }[target]
+    url = f"/api/v1/conversations/{conversation_id}/history?limit=5"
+    # An operator without escalations:manage reads only their own, like a customer.
+    unscoped_operator = client_for(operator, {"conversations:read"})
+    for client in (customer_client, unscoped_operator):
+        response = _same_response(client, url, legacy_history)
+        assert response.status_code == 404
+        assert response.json() == {"detail": "Conversation not found"}
+
+
+def _principal(user: User, scopes: set[str] | None = None) -> Any:
+    from accounts.auth import Principal
+    from accounts.scopes import CONVERSATIONS_READ, ESCALATIONS_MANAGE
+
+    granted = scopes if scopes is not None else {CONVERSATIONS_READ, ESCALATIONS_MANAGE}
+    return Principal(user=user, scopes=frozenset(granted), method="jwt")
+
+
+@pytest.mark.parametrize("limit", [1, 3, 12, 13])
+def test_history_page_pages_like_the_selector(customer: User, limit: int) -> None:
+    from messaging import selectors
+
+    conversation = seeded(customer, messages=12)
+    principal = _principal(customer)
+    for after_seq in (None, 0, 1, 5, 11, 12):
+        for before_seq in (None, 1, 2, 6, 12, 13):
+            page = fastpath.history_page(
+                principal=principal,
+                conversation_id=conversation.pk,
+                limit=limit,
+                after_seq=after_seq,
+                before_seq=before_seq,
+            )
+            messages, has_more = selectors.message_history(
+                conversation=conversation, limit=limit, after_seq=after_seq, before_seq=before_seq
+            )
+            assert page is not None
+            assert ([m["seq"] for m in page[0]], page[1]) == (
+                [m.seq for m in messages],
+                has_more,
+            ), (after_seq, before_seq)
+
+
+def test_history_page_ownership(customer: User, other_customer: User, operator: User) -> None:
+    from accounts.scopes import CONVERSATIONS_READ
+
+    theirs = seeded(other_customer, messages=2)
+    read = {"conversation_id": theirs.pk, "limit": 10}
+    assert fastpath.history_page(principal=_principal(customer), **read) is None
+    unscoped = _principal(operator, {CONVERSATIONS_READ})
+    assert fastpath.history_page(principal=unscoped, **read) is None
+    page = fastpath.history_page(principal=_principal(operator), **read)
+    assert page is not None
+    assert [m["seq"] for m in page[0]] == [1, 2]
+    own = fastpath.history_page(principal=_principal(other_customer), **read)
+    assert own == page
+
+
+@pytest.mark.parametrize("conversation_id", [0, -1, MAX_ID + 1])
+def test_history_page_impossible_id_runs_no_query(customer: User, conversation_id: int) -> None:
+    with CaptureQueriesContext(connection) as captured:
+        page = fastpath.history_page(
+            principal=_principal(customer), conversation_id=conversation_id, limit=5
+        )
+    assert page is None
+    assert captured.captured_queries == []
+
+
+# The history request's round trips: the auth lookup (accounts.fastauth) and the page with its
+# ownership rule (fastpath.history_page); no transaction. Before: auth, the conversation, the
+# messages.
+HISTORY_STATEMENTS = 2
+
+
+@pytest.mark.parametrize("case", ["own", "operator", "empty", "foreign", "after", "before"])
+def test_history_request_round_trips(
+    case: str,
+    customer: User,
+    other_customer: User,
+    customer_client: Any,
+    operator_client: Any,
+) -> None:
+    mine = seeded(customer, messages=6)
+    conversation, client, query, status = {
+        "own": (mine, customer_client, "limit=50", 200),
+        "operator": (seeded(other_customer), operator_client, "", 200),
+        "empty": (ConversationFactory(customer=customer), customer_client, "", 200),
+        "foreign": (seeded(other_customer), customer_client, "", 404),
+        "after": (mine, customer_client, "after_seq=2&limit=2", 200),
+        "before": (mine, customer_client, "before_seq=4&limit=2", 200),
+    }[case]
+    with CaptureQueriesContext(connection) as captured:
+        response = client.get(f"/api/v1/conversations/{conversation.pk}/history?{query}")
+    assert response.status_code == status
+    statements = [q["sql"].split()[0].upper() for q in captured.captured_queries]
+    assert statements == ["SELECT"] * HISTORY_STATEMENTS
+
+
+def test_history_round_trips_do_not_grow_with_the_conversation(
+    customer: User, customer_client: Any, django_assert_num_queries: Any
+) -> None:
+    conversation = ConversationFactory(customer=customer)
+    Message.objects.bulk_create(
+        Message(conversation=conversation, seq=seq, role="customer", content=f"m{seq}")
+        for seq in range(1, 2001)
+    )
+    Conversation.objects.filter(pk=conversation.pk).update(last_seq=2000)
+    for query in ("limit=50", "after_seq=1000&limit=50", "before_seq=1500&limit=50"):
+        with django_assert_num_queries(HISTORY_STATEMENTS):
+            response = customer_client.get(
+                f"/api/v1/conversations/{conversation.pk}/history?{query}"
+            )
+        assert response.status_code == 200
+        assert len(response.json()["messages"]) == 50
