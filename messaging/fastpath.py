@@ -331,19 +331,19 @@ def _history_sql(*, after: bool, before: bool, any_reader: bool) -> str:
     INDEX sqlite_autoindex_messaging_message_1 (conversation_id=? AND seq<?)` (at most
     limit + 1 rows), then the conversation by its primary key (or the covering customer
     index), and a temp b-tree to sort those rows."""
-    message = {name: _column(Message, name) for name in _HISTORY_MESSAGE_COLUMNS}
-    conversation_fk = _column(Message, "conversation")
-    metadata = _column(Message, "metadata")
+    message = {name: column(Message, name) for name in _HISTORY_MESSAGE_COLUMNS}
+    conversation_fk = column(Message, "conversation")
+    metadata = column(Message, "metadata")
     seq = message["seq"]
     bounds = (f" AND {seq} > %s" if after else "") + (f" AND {seq} < %s" if before else "")
     columns = ", ".join(message.values())
-    owner = "" if any_reader else f" AND c.{_column(Conversation, 'customer')} = %s"
+    owner = "" if any_reader else f" AND c.{column(Conversation, 'customer')} = %s"
     # Only an operator message's metadata is read (its author_name): the others' is not sent.
     return (
         f"SELECT {', '.join(f'm.{name}' for name in message.values())}, m.md "  # noqa: S608
-        f"FROM {_table(Conversation)} c LEFT JOIN ("
+        f"FROM {table(Conversation)} c LEFT JOIN ("
         f"SELECT {columns}, CASE WHEN {message['role']} = %s THEN {metadata} END AS md "
-        f"FROM {_table(Message)} WHERE {conversation_fk} = %s{bounds} "
+        f"FROM {table(Message)} WHERE {conversation_fk} = %s{bounds} "
         f"ORDER BY {seq} {'ASC' if after else 'DESC'} LIMIT %s"
         f") m ON TRUE WHERE c.{Conversation._meta.pk.column} = %s{owner} "
         f"ORDER BY m.{seq}"
@@ -355,11 +355,11 @@ def _history_converters(connection: Any) -> tuple[list[Any], list[Any]]:
     (SQLite: datetimes arrive as text; JSON as text everywhere), computed once per connection."""
     cached = getattr(connection, "_parley_history_converters", None)
     if cached is None:
-        table = _table(Message)
+        message_table = table(Message)
         found = []
         for name in ("created_at", "metadata"):
             field: Field[Any, Any] = Message._meta.get_field(name)  # type: ignore[assignment]
-            col = field.get_col(table)
+            col = field.get_col(message_table)
             converters = connection.ops.get_db_converters(col) + col.get_db_converters(connection)
             found.append([(converter, col) for converter in converters])
         cached = (found[0], found[1])
@@ -401,7 +401,7 @@ def history_page(
     if not any_reader:
         params.append(principal.user_id)
     connection = connections[using]
-    with connection.cursor() as cursor:
+    with prepared_cursor(using) as cursor:
         cursor.execute(sql, params)
         rows = cursor.fetchall()
     if not rows:
