@@ -82,9 +82,7 @@ def publish(events: list[Event]) -> None:
             async_to_sync(_send_all)(layer, events)
         else:
             loop = background_loop()
-            loop.call_soon_threadsafe(
-                _push_enqueue, loop, layer, events, contextvars.copy_context()
-            )
+            loop.call_soon_threadsafe(_push_enqueue, loop, layer, events)
     except Exception:  # noqa: BLE001
         logger.exception("websocket push failed for %d event(s)", len(events))
 
@@ -93,13 +91,14 @@ def publish(events: list[Event]) -> None:
 # PUBLISH_TIMEOUT_SECONDS, and requests must not pile up memory behind it; past the bound a
 # push is dropped and logged (clients catch up through `after_seq`, as for any failed push).
 PUSH_QUEUE_MAX = 10_000
+# Hand-offs the sender takes from its queue for one Redis pipeline: under load, the pushes of
+# many requests share one round trip.
+PUSH_BATCH_MAX = 256
 _push_queue: asyncio.Queue[Any] | None = None
 _push_queue_loop: asyncio.AbstractEventLoop | None = None
 
 
-def _push_enqueue(
-    loop: asyncio.AbstractEventLoop, layer: Any, events: list[Event], context: Any
-) -> None:
+def _push_enqueue(loop: asyncio.AbstractEventLoop, layer: Any, events: list[Event]) -> None:
     """On the background loop: queue the events for the one sender task (started here, again
     after a fork, whose child has a new loop)."""
     global _push_queue, _push_queue_loop
@@ -107,22 +106,27 @@ def _push_enqueue(
         _push_queue, _push_queue_loop = asyncio.Queue(maxsize=PUSH_QUEUE_MAX), loop
         loop.create_task(_push_sender(_push_queue))
     try:
-        _push_queue.put_nowait((layer, events, context))
+        _push_queue.put_nowait((layer, events))
     except asyncio.QueueFull:
         logger.error("websocket push dropped (sender backlog full) for %d event(s)", len(events))
 
 
 async def _push_sender(queue: asyncio.Queue[Any]) -> None:
+    """Send what was handed off, in order: everything waiting at once (up to PUSH_BATCH_MAX
+    hand-offs) in one Redis pipeline when the layer allows it."""
     while True:
-        layer, events, context = await queue.get()
+        batch = [await queue.get()]
+        while len(batch) < PUSH_BATCH_MAX and not queue.empty():
+            batch.append(queue.get_nowait())
         try:
-            await asyncio.wait_for(
-                _in_context(context, _send_all(layer, events)), PUBLISH_TIMEOUT_SECONDS
-            )
+            async with asyncio.timeout(PUBLISH_TIMEOUT_SECONDS):
+                await _send_batch(batch)
         except Exception:  # noqa: BLE001
-            logger.exception("websocket push failed for %d event(s)", len(events))
+            count = sum(len(events) for _, events in batch)
+            logger.exception("websocket push failed for %d event(s)", count)
         finally:
-            queue.task_done()
+            for _ in batch:
+                queue.task_done()
 
 
 def publish_flush(timeout: float | None = None) -> None:
@@ -145,6 +149,72 @@ atexit.register(publish_flush)
 async def _send_all(layer: Any, events: list[Event]) -> None:
     for group, event in events:
         await layer.group_send(group, event)
+
+
+async def _send_batch(batch: list[tuple[Any, list[Event]]]) -> None:
+    """Send the hand-offs in order; consecutive ones for a pipelining layer in one round trip
+    (one layer per process in practice, so the whole batch)."""
+    index = 0
+    while index < len(batch):
+        layer = batch[index][0]
+        publisher = _pipeline_publisher(layer)
+        if publisher is None:
+            await _send_all(layer, batch[index][1])
+            index += 1
+            continue
+        run = []
+        for same_layer, events in batch[index:]:
+            if same_layer is not layer:
+                break
+            run.append(events)
+        await publisher.pipeline(layer, run).execute()
+        index += len(run)
+
+
+class _PubSubPublisher:
+    """`group_send` of channels_redis's pub/sub layer for many events in one Redis pipeline:
+    the same channel name (`<prefix>__group__<group>`) and the layer's own serializer, so its
+    subscribers cannot tell the difference (tests/realtime/test_push_sender.py receives through
+    the layer). Used only with one Redis host, where the layer's sharding is trivial."""
+
+    def __init__(self, address: str, options: dict[str, Any], prefix: str) -> None:
+        from redis import asyncio as aioredis
+
+        self.redis = aioredis.Redis.from_url(address, **options)
+        self.prefix = prefix
+
+    def pipeline(self, layer: Any, hand_offs: list[list[Event]]) -> Any:
+        pipeline = self.redis.pipeline(transaction=False)
+        for events in hand_offs:
+            for group, event in events:
+                pipeline.publish(f"{self.prefix}__group__{group}", layer.serialize(event))
+        return pipeline
+
+
+_publishers: dict[tuple[int, int], _PubSubPublisher | None] = {}
+
+
+def _pipeline_publisher(layer: Any) -> _PubSubPublisher | None:
+    """The pipelining publisher for `layer` on the background loop, or None to use the
+    layer's own `group_send` (any layer but channels_redis's pub/sub on a single host)."""
+    key = (id(layer), os.getpid())  # a forked child has its own loop, so its own client
+    if key not in _publishers:
+        _publishers[key] = None
+        from channels_redis.pubsub import RedisPubSubChannelLayer
+
+        config = getattr(layer, "_kwargs", {})
+        hosts = config.get("hosts") or []
+        if (
+            isinstance(layer, RedisPubSubChannelLayer)
+            and len(hosts) == 1
+            and isinstance(hosts[0], dict)
+            and "address" in hosts[0]
+        ):
+            options = {k: v for k, v in hosts[0].items() if k != "address"}
+            _publishers[key] = _PubSubPublisher(
+                hosts[0]["address"], options, config.get("prefix", "asgi")
+            )
+    return _publishers[key]
 
 
 # --- One event loop per process for async calls from sync code -------------------------------
