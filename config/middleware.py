@@ -8,6 +8,9 @@ from collections.abc import Awaitable, Callable
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.conf import settings
+from django.contrib.auth.middleware import AuthenticationMiddleware
+from django.contrib.messages.middleware import MessageMiddleware
+from django.contrib.sessions.middleware import SessionMiddleware
 from django.http import HttpRequest, HttpResponseBase, JsonResponse
 
 from config.request_context import request_id_from_header, request_id_var
@@ -86,3 +89,39 @@ class ApiBodySizeLimitMiddleware(_SyncAndAsyncMiddleware):
 
     async def _acall(self, request: HttpRequest) -> HttpResponseBase:
         return self._too_large(request) or await self.get_response(request)  # type: ignore[misc]
+
+
+# --- Browser-only middleware ------------------------------------------------------------------
+# The admin's session, `request.user` and flash messages serve browsers only. The API
+# authenticates every request with a bearer token or an API key, never a cookie
+# (`accounts.auth.principal_of`). Setting up a session, a lazy user and message storage for a
+# request that can use none of them is work on every API call (docs/benchmarks.md), so these
+# subclasses pass /api/ requests straight on. Subclasses, not a wrapper around them: the admin's
+# system checks look for these classes in MIDDLEWARE. Django's CsrfViewMiddleware stays as it
+# is (its deploy check wants that exact class; ninja's operations are CSRF-exempt anyway).
+
+
+def _is_api(request: HttpRequest) -> bool:
+    return request.path_info.startswith("/api/")
+
+
+class _SkippedForApi:
+    get_response: GetResponse
+
+    def __call__(self, request: HttpRequest):  # type: ignore[no-untyped-def]
+        if _is_api(request):
+            # Sync or async alike: under ASGI get_response returns the awaitable to await.
+            return self.get_response(request)
+        return super().__call__(request)  # type: ignore[misc]
+
+
+class BrowserSessionMiddleware(_SkippedForApi, SessionMiddleware):
+    pass
+
+
+class BrowserAuthenticationMiddleware(_SkippedForApi, AuthenticationMiddleware):
+    pass
+
+
+class BrowserMessageMiddleware(_SkippedForApi, MessageMiddleware):
+    pass
