@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any, TypeVar
 
 from django.http import HttpResponse
@@ -115,6 +116,12 @@ def client_json(value: Schema) -> dict[str, Any]:
     return json.loads(json.dumps(value.model_dump(), cls=NinjaJSONEncoder))  # type: ignore[no-any-return]
 
 
+def client_datetime(value: datetime) -> str:
+    """A datetime as `client_json` and API responses encode it (ninja's encoder: milliseconds,
+    "Z" for UTC), for payloads built from plain values rather than a schema instance."""
+    return _ENCODER.default(value)  # type: ignore[no-any-return]
+
+
 def rendered_json(data: Any, status: int = 200) -> HttpResponse:
     """`data` as the HttpResponse ninja's JSON renderer makes of a response body (same encoder,
     same content type), for an operation that builds its body without its response schema —
@@ -127,5 +134,6 @@ def rendered_json(data: Any, status: int = 200) -> HttpResponse:
     )
 
 
-# The renderer config.api's NinjaAPI uses (ninja's default).
+# The renderer config.api's NinjaAPI uses (ninja's default), and its encoder.
 _RENDERER = JSONRenderer()
+_ENCODER = _RENDERER.encoder_class()

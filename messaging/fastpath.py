@@ -44,7 +44,7 @@ from accounts.fastauth import instance_from_row
 from config.fixedsql import column, prepared_cursor, table
 from messaging.models import Conversation, Message, is_possible_id
 from messaging.permissions import can_read_any_conversation
-from messaging.schemas import author_name_of
+from messaging.schemas import message_item
 
 if TYPE_CHECKING:
     from accounts.auth import Principal
@@ -381,9 +381,9 @@ def history_page(
     direction being paged; None when the conversation is missing or not the caller's to read
     (their own, or any for `can_read_any_conversation`).
 
-    Each item is what `messaging.schemas.message_payload` builds, key for key, except that
-    `created_at` is still the datetime: the caller encodes the body with ninja's encoder, which
-    formats it exactly as a response would.
+    Each item is `messaging.schemas.message_item` (what `message_payload` builds, key for key,
+    except that `created_at` is still the datetime: the caller encodes the body with ninja's
+    encoder, which formats it exactly as a response would).
 
     after_seq → the first `limit` after it (has_more: newer remain); otherwise the latest `limit`
     before `before_seq` (or of all) (has_more: older remain)."""
@@ -421,15 +421,15 @@ def history_page(
             for converter, col in metadata_converters:
                 metadata = converter(metadata, col, connection)
         items.append(
-            {
-                "id": message_id,
-                "seq": seq,
-                "role": role,
-                "content": content,
-                "intent": intent,
-                "confidence": confidence,
-                "created_at": created_at,
-                "author_name": author_name_of(role, metadata),
-            }
+            message_item(
+                id=message_id,
+                seq=seq,
+                role=role,
+                content=content,
+                intent=intent,
+                confidence=confidence,
+                created_at=created_at,
+                metadata=metadata,
+            )
         )
     return items, has_more
