@@ -132,7 +132,8 @@ REPLIES = [
     AgentReply(
         text="float", intent="billing", confidence=0.1 + 0.2, escalate=False, metadata={"n": 1}
     ),
-    AgentReply(text="none", intent=None, confidence=None, escalate=False),  # type: ignore[arg-type]
+    # An agent's reply always has an intent and a confidence (AgentReply); null ones are
+    # covered above, for the messages of the general path (system, operator).
 ]
 
 
