@@ -3,7 +3,7 @@
 Building and compiling the ORM query for "the user, and is this token revoked" cost more CPU per
 request than running it (docs/benchmarks.md: "Where the CPU goes"). The statement is built once
 per process from the models' own table and column names, and the row becomes a `User` exactly as
-the ORM would load it (`instance_from_row`, which messaging's fast path reuses for its rows).
+the ORM would load it (`instance_from_row`).
 
 Activity, revocation and the password fingerprint stay for the caller to check
 (`accounts.auth.principal_from_access_token`); this module only reads.

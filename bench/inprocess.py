@@ -15,7 +15,7 @@ loop's included) of:
   auth     accounts.auth.principal_from_access_token (ORM user + deny-list query), against
            the same checks on fastauth.user_with_revocation
   context  messaging.selectors.conversation_with_recent_messages (the agent's context, ORM)
-           against fastpath.conversation_with_recent_messages
+           against fastpath.agent_context
   binding  each of the above on a second connection alias with psycopg server-side binding
            (OPTIONS server_side_binding=True; psycopg prepares a statement after 5 runs)
 
@@ -248,10 +248,8 @@ def pieces(calls: int, rounds: int) -> dict[str, Any]:
 
     def fast_context() -> None:
         user, conversation_id, _ = nxt()
-        conversation, _recent = fastpath.conversation_with_recent_messages(
-            customer_id=user.pk, conversation_id=conversation_id
-        )
-        assert conversation is not None
+        context = fastpath.agent_context(customer_id=user.pk, conversation_id=conversation_id)
+        assert context is not None
 
     def jwt_only() -> None:
         _, _, raw = nxt()
@@ -265,7 +263,7 @@ def pieces(calls: int, rounds: int) -> dict[str, Any]:
         "auth: same checks on fastauth.user_with_revocation": fast_auth("default"),
         "auth: JWT decode + claim checks only (simplejwt)": jwt_only,
         "context: selectors.conversation_with_recent_messages (ORM)": orm_context,
-        "context: fastpath.conversation_with_recent_messages": fast_context,
+        "context: fastpath.agent_context": fast_context,
         "write: ORM, server-side binding": orm_write(SSB),
         "write: fastpath.turn_write in atomic, server-side binding": fast_write(SSB, True),
         "write: fastpath.turn_write, autocommit, server-side binding": fast_write(SSB, False),
@@ -330,7 +328,7 @@ def pieces(calls: int, rounds: int) -> dict[str, Any]:
             ),
             "context ORM / fast": ratio(
                 "context: selectors.conversation_with_recent_messages (ORM)",
-                "context: fastpath.conversation_with_recent_messages",
+                "context: fastpath.agent_context",
             ),
             "write ORM: client / server-side binding": ratio(
                 "write: ORM (lock + append + save, atomic)", "write: ORM, server-side binding"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any, TypeVar
 
 from django.http import HttpResponse
@@ -115,17 +116,35 @@ def client_json(value: Schema) -> dict[str, Any]:
     return json.loads(json.dumps(value.model_dump(), cls=NinjaJSONEncoder))  # type: ignore[no-any-return]
 
 
-def rendered_json(data: Any, status: int = 200) -> HttpResponse:
+def client_datetime(value: datetime) -> str:
+    """A datetime as `client_json` and API responses encode it (ninja's encoder: milliseconds,
+    "Z" for UTC), for payloads built from plain values rather than a schema instance."""
+    return _ENCODER.default(value)  # type: ignore[no-any-return]
+
+
+def rendered_json(
+    data: Any, status: int = 200, *, response: HttpResponse | None = None
+) -> HttpResponse:
     """`data` as the HttpResponse ninja's JSON renderer makes of a response body (same encoder,
     same content type), for an operation that builds its body without its response schema —
     ninja returns an HttpResponse as it is, without validating it again. The operation still
-    declares the schema, for the OpenAPI document; its tests prove the bytes are the same."""
-    return HttpResponse(
-        _RENDERER.render(None, data, response_status=status),  # type: ignore[arg-type]
-        status=status,
-        content_type=f"{_RENDERER.media_type}; charset={_RENDERER.charset}",
-    )
+    declares the schema, for the OpenAPI document; its tests prove the bytes are the same.
+
+    An operation that takes ninja's temporal `response` (to set headers on it) passes it here:
+    ninja returns a view's HttpResponse as it is, so the headers set on the temporal one would
+    otherwise be lost. The body is rendered into it, as ninja's `create_response` does."""
+    content = _RENDERER.render(None, data, response_status=status)  # type: ignore[arg-type]
+    if response is None:
+        return HttpResponse(
+            content,
+            status=status,
+            content_type=f"{_RENDERER.media_type}; charset={_RENDERER.charset}",
+        )
+    response.status_code = status
+    response.content = content
+    return response
 
 
-# The renderer config.api's NinjaAPI uses (ninja's default).
+# The renderer config.api's NinjaAPI uses (ninja's default), and its encoder.
 _RENDERER = JSONRenderer()
+_ENCODER = _RENDERER.encoder_class()

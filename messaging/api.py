@@ -54,7 +54,7 @@ def message_process(
     idempotency_key: StorableStr | None = Header(  # noqa: B008 - ninja's declaration style
         default=None, alias="Idempotency-Key", min_length=1, max_length=255
     ),
-) -> dict[str, Any]:
+) -> HttpResponse:
     principal = principal_of(request)
     context = CallContext.from_request(request)
     ensure_acting_for_self(
@@ -71,19 +71,24 @@ def message_process(
         result.rate.apply_headers(response)
     if result.replayed:
         response["Idempotent-Replayed"] = "true"
-    return process_body(result)
+    # Rendered here into ninja's temporal response (it carries the headers set above): no
+    # ProcessOut validation of a body built from already-typed values. The bytes are those
+    # ninja would render (tests/messaging/test_process_rendering.py compares them with the
+    # validated path on both databases); the declared response keeps the OpenAPI schema.
+    return rendered_json(process_body(result), response=response)
 
 
 def process_body(result: services.MessageSendResult) -> dict[str, Any]:
-    """The REST shape of a turn (ProcessOut). A replay rebuilds the same body from the stored
-    result, so a retried request gets the first response back."""
+    """The REST shape of a turn (ProcessOut), key for key and in its order, with the values
+    its validation would give (an int confidence as a float). A replay rebuilds the same body
+    from the stored result, so a retried request gets the first response back."""
     return {
         "response": result.reply_text,
         "status": result.status,
         "conversation_id": result.conversation_id,
         "agent": result.agent,
         "intent": result.intent,
-        "confidence": result.confidence,
+        "confidence": None if result.confidence is None else float(result.confidence),
         "metadata": {
             **result.public_metadata,
             "escalated": result.escalated,

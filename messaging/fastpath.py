@@ -12,9 +12,10 @@ statement itself:
   queue on the row lock; each re-reads the committed row, so seqs stay gap-free and unique. On
   SQLite (RETURNING needs 3.35) the same two statements run one after the other inside the
   IMMEDIATE transaction that already holds the database's write lock.
-- `conversation_with_recent_messages`: the agent's context (the customer's own conversation
-  and its last messages) in one statement. (The token's user lookup, the third per-request
-  statement, lives in accounts.fastauth: accounts may not import messaging.)
+- `agent_context`: the agent's context (the customer's own conversation's status and counter,
+  and its last messages) in one statement, without model instances. (The token's user lookup,
+  the third per-request statement, lives in accounts.fastauth: accounts may not import
+  messaging.)
 - `history_page`: `GET /conversations/{id}/history` — the reader's right to the conversation
   and one page of its messages in one statement, as client items (no model instances), so the
   endpoint renders them without per-message schemas.
@@ -40,11 +41,11 @@ from django.db import connections, transaction
 from django.db.models import Field
 from django.utils import timezone
 
-from accounts.fastauth import instance_from_row
 from config.fixedsql import column, prepared_cursor, table
+from messaging.agent import TurnSnapshot
 from messaging.models import Conversation, Message, is_possible_id
 from messaging.permissions import can_read_any_conversation
-from messaging.schemas import author_name_of
+from messaging.schemas import message_item
 
 if TYPE_CHECKING:
     from accounts.auth import Principal
@@ -248,12 +249,28 @@ def turn_write(
 RECENT_MESSAGES = 10  # as messaging.selectors.RECENT_MESSAGES_FOR_AGENT
 
 
+@dataclass(frozen=True)
+class AgentContext:
+    """What a turn reads of the customer's conversation before it takes any lock: the status
+    that picks the path, and what the agent may see (messaging.agent.ConversationSnapshot:
+    the agent turns so far and the last messages, oldest first). Nothing else of the row is
+    read before the lock: the general path locks and re-reads it (services.conversation_lock)."""
+
+    conversation_id: int
+    status: str
+    agent_turns: int
+    recent_messages: tuple[TurnSnapshot, ...]
+
+
+_CONTEXT_CONVERSATION_COLUMNS = ("id", "status", "agent_turns")
+_CONTEXT_MESSAGE_COLUMNS = ("role", "content", "intent", "confidence")
+
+
 @cache
-def _recent_sql() -> str:
-    conv_fields = Conversation._meta.concrete_fields
-    message_fields = Message._meta.concrete_fields
+def _context_sql() -> str:
     columns = ", ".join(
-        [f"c.{f.column}" for f in conv_fields] + [f"m.{f.column}" for f in message_fields]
+        [f"c.{column(Conversation, name)}" for name in _CONTEXT_CONVERSATION_COLUMNS]
+        + [f"m.{column(Message, name)}" for name in _CONTEXT_MESSAGE_COLUMNS]
     )
     last_seq = column(Conversation, "last_seq")
     # seq runs 1..last_seq without gaps (written only under the row lock), so "seq above
@@ -268,30 +285,35 @@ def _recent_sql() -> str:
     )
 
 
-def conversation_with_recent_messages(
+def agent_context(
     *, customer_id: int, conversation_id: int, using: str = "default"
-) -> tuple[Conversation | None, list[Message]]:
-    """`messaging.selectors.conversation_with_recent_messages` in one fixed statement: the
-    customer's own conversation and its last messages, oldest first; (None, []) when the
-    conversation is missing or someone else's."""
+) -> AgentContext | None:
+    """What `messaging.selectors.conversation_with_recent_messages` gives the turn, in one
+    fixed statement and without model instances: the customer's own conversation's id, status
+    and agent turns, and its last messages as the agent sees them; None when the conversation
+    is missing or someone else's.
+
+    The values are the rows' own: none of these columns has a from-database converter on
+    SQLite or PostgreSQL (tests/messaging/test_fastpath.py compares the result with the
+    selector's model instances on both)."""
     if not is_possible_id(conversation_id):
-        return None, []
-    connection = connections[using]
+        return None
     with prepared_cursor(using) as cursor:
-        cursor.execute(_recent_sql(), [conversation_id, customer_id])
+        cursor.execute(_context_sql(), [conversation_id, customer_id])
         rows = cursor.fetchall()
     if not rows:
-        return None, []
-    width = len(Conversation._meta.concrete_fields)
-    conversation = instance_from_row(Conversation, list(rows[0][:width]), connection, using)
-    messages = []
-    for row in rows:
-        if row[width] is None:  # no messages yet
-            continue
-        message = instance_from_row(Message, list(row[width:]), connection, using)
-        message._state.fields_cache["conversation"] = conversation
-        messages.append(message)
-    return conversation, messages
+        return None
+    found_id, status, agent_turns = rows[0][:3]
+    return AgentContext(
+        conversation_id=found_id,
+        status=status,
+        agent_turns=agent_turns,
+        recent_messages=tuple(
+            TurnSnapshot(role=role, content=content, intent=intent, confidence=confidence)
+            for _id, _status, _turns, role, content, intent, confidence in rows
+            if role is not None  # the one row of a conversation without messages
+        ),
+    )
 
 
 # --- a conversation's history --------------------------------------------------------------------
@@ -381,9 +403,9 @@ def history_page(
     direction being paged; None when the conversation is missing or not the caller's to read
     (their own, or any for `can_read_any_conversation`).
 
-    Each item is what `messaging.schemas.message_payload` builds, key for key, except that
-    `created_at` is still the datetime: the caller encodes the body with ninja's encoder, which
-    formats it exactly as a response would.
+    Each item is `messaging.schemas.message_item` (what `message_payload` builds, key for key,
+    except that `created_at` is still the datetime: the caller encodes the body with ninja's
+    encoder, which formats it exactly as a response would).
 
     after_seq → the first `limit` after it (has_more: newer remain); otherwise the latest `limit`
     before `before_seq` (or of all) (has_more: older remain)."""
@@ -421,15 +443,15 @@ def history_page(
             for converter, col in metadata_converters:
                 metadata = converter(metadata, col, connection)
         items.append(
-            {
-                "id": message_id,
-                "seq": seq,
-                "role": role,
-                "content": content,
-                "intent": intent,
-                "confidence": confidence,
-                "created_at": created_at,
-                "author_name": author_name_of(role, metadata),
-            }
+            message_item(
+                id=message_id,
+                seq=seq,
+                role=role,
+                content=content,
+                intent=intent,
+                confidence=confidence,
+                created_at=created_at,
+                metadata=metadata,
+            )
         )
     return items, has_more

@@ -7,7 +7,7 @@ from ninja import Schema
 from pydantic import Field, field_validator
 
 from config.ids import Id, IdOrZero
-from config.schemas import QueryIn, StrictIn, client_json
+from config.schemas import QueryIn, StrictIn, client_datetime
 from messaging.models import MAX_ID
 from messaging.validation import MAX_MESSAGE_CHARS, clean_message_text
 
@@ -99,6 +99,49 @@ class HistoryParams(QueryIn):
     before_seq: int | None = Field(default=None, ge=1, le=MAX_ID)
 
 
+def message_item(
+    *,
+    id: int,  # noqa: A002 - MessageOut's field name
+    seq: int,
+    role: str,
+    content: str,
+    intent: str | None,
+    confidence: float | None,
+    created_at: datetime,
+    metadata: Any,
+) -> dict[str, Any]:
+    """A message as clients see it, from plain values: `MessageOut` key for key and in its
+    order, with the values pydantic would give it (a role enum as its text, an int confidence
+    as a float), except that `created_at` is still the datetime. The one builder of a message's
+    client shape — history items (messaging.fastpath.history_page, rendered by ninja's encoder)
+    and, through `message_payload`, websocket pushes and domain events — without a schema
+    instance per message (tests/messaging/test_payloads.py proves it equal to MessageOut)."""
+    return {
+        "id": id,
+        "seq": seq,
+        "role": str(role),
+        "content": content,
+        "intent": intent,
+        "confidence": None if confidence is None else float(confidence),
+        "created_at": created_at,
+        "author_name": author_name_of(role, metadata),
+    }
+
+
 def message_payload(message: Any) -> dict[str, Any]:
-    """A message as clients see it (history item, websocket `message` event)."""
-    return client_json(MessageOut.from_orm(message))
+    """A message (a model instance, or anything with its attributes: messaging.fastpath's
+    WrittenMessage) as clients see it outside a response body — websocket `message` event,
+    domain event — encoded as API responses are (`created_at` as config.schemas.client_json
+    would give it)."""
+    item = message_item(
+        id=message.id,
+        seq=message.seq,
+        role=message.role,
+        content=message.content,
+        intent=message.intent,
+        confidence=message.confidence,
+        created_at=message.created_at,
+        metadata=message.metadata,
+    )
+    item["created_at"] = client_datetime(item["created_at"])
+    return item

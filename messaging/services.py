@@ -19,7 +19,6 @@ from messaging import fastpath, handoff, idempotency
 from messaging.agent import (
     AgentReply,
     ConversationSnapshot,
-    TurnSnapshot,
     get_agent,
 )
 from messaging.events import (
@@ -246,22 +245,20 @@ def _message_send_claimed(
     text: str,
     claim: idempotency.IdempotencyRecord | None,
 ) -> MessageSendResult:
-    conversation: Conversation | None = None
-    recent: list[Message] = []
+    current: fastpath.AgentContext | None = None
     if conversation_id is not None:
-        # selectors.conversation_with_recent_messages as one fixed statement (same rows).
-        conversation, recent = fastpath.conversation_with_recent_messages(
-            customer_id=customer.pk, conversation_id=conversation_id
-        )
-        if conversation is None:
+        # What selectors.conversation_with_recent_messages gave the turn, as one fixed
+        # statement and without model instances: status, agent turns, the last messages.
+        current = fastpath.agent_context(customer_id=customer.pk, conversation_id=conversation_id)
+        if current is None:
             raise NotFound("Conversation not found")
 
     # Ask the agent before taking the lock: a slow agent (an LLM) must not hold the
     # conversation's row lock. If an operator took over meanwhile, the answer is discarded.
     reply: AgentReply | None = None
     agent = get_agent()
-    if conversation is None or conversation.status != Conversation.Status.ESCALATED:
-        snapshot = _snapshot(customer, conversation, recent)
+    if current is None or current.status != Conversation.Status.ESCALATED:
+        snapshot = _snapshot(customer, current)
         # An agent that needs no I/O answers in this thread; any other is awaited on the
         # process's background loop (async_to_sync from a WSGI thread would build a new event
         # loop and thread for every message: docs/benchmarks.md, fix 2).
@@ -270,8 +267,8 @@ def _message_send_claimed(
             reply = run_in_background(agent.respond(snapshot, text))
 
     if (
-        conversation is not None
-        and conversation.status == Conversation.Status.ACTIVE
+        current is not None
+        and current.status == Conversation.Status.ACTIVE
         and reply is not None
         and not reply.escalate
     ):
@@ -279,7 +276,7 @@ def _message_send_claimed(
         # conversation changed status or vanished since it was read; then the general path
         # below decides, exactly as it would have.
         fast = _fast_turn(
-            conversation_id=conversation.pk,
+            conversation_id=current.conversation_id,
             customer=customer,
             text=text,
             reply=reply,
@@ -290,11 +287,13 @@ def _message_send_claimed(
             return fast
 
     with transaction.atomic():
-        if conversation is None:
+        conversation: Conversation | None
+        if current is None:
             conversation = Conversation.objects.create(customer=customer)
             domain_event_record(CONVERSATION_CREATED, conversation_event_data(conversation))
         else:
-            conversation = conversation_lock(conversation_id=conversation.pk)
+            # The row as it is now, locked: everything below reads this, not `current`.
+            conversation = conversation_lock(conversation_id=current.conversation_id)
             if conversation is None:  # deleted since we read it
                 raise NotFound("Conversation not found")
         result = _record_turn(
@@ -492,21 +491,16 @@ def _turn_result(
     )
 
 
-def _snapshot(
-    customer: User, conversation: Conversation | None, recent: list[Message]
-) -> ConversationSnapshot:
-    if conversation is None:
+def _snapshot(customer: User, current: fastpath.AgentContext | None) -> ConversationSnapshot:
+    if current is None:
         return ConversationSnapshot(
             id=None, customer_id=customer.pk, turn_count=0, recent_messages=()
         )
     return ConversationSnapshot(
-        id=conversation.pk,
+        id=current.conversation_id,
         customer_id=customer.pk,
-        turn_count=conversation.agent_turns,
-        recent_messages=tuple(
-            TurnSnapshot(role=m.role, content=m.content, intent=m.intent, confidence=m.confidence)
-            for m in recent
-        ),
+        turn_count=current.agent_turns,
+        recent_messages=current.recent_messages,
     )
 
 

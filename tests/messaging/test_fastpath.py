@@ -255,67 +255,86 @@ def test_one_statement_on_postgresql(customer: User) -> None:
     assert len(captured.captured_queries) == 1
 
 
-# --- conversation_with_recent_messages ---------------------------------------------------------
+# --- agent_context -----------------------------------------------------------------------------
 
 
-def _as_rows(conversation: Any, messages: list[Any]) -> tuple[Any, ...]:
+def _selector_context(customer: User, conversation_id: int) -> Any:
+    """What the turn read through messaging.selectors.conversation_with_recent_messages (model
+    instances), reduced to what it used of them."""
+    from messaging import selectors
+    from messaging.agent import TurnSnapshot
+
+    conversation, recent = selectors.conversation_with_recent_messages(
+        customer=customer, conversation_id=conversation_id
+    )
     if conversation is None:
-        return None, []
-    return (
-        tuple(getattr(conversation, f.attname) for f in Conversation._meta.concrete_fields),
-        [tuple(getattr(m, f.attname) for f in Message._meta.concrete_fields) for m in messages],
+        return None
+    return fastpath.AgentContext(
+        conversation_id=conversation.pk,
+        status=conversation.status,
+        agent_turns=conversation.agent_turns,
+        recent_messages=tuple(
+            TurnSnapshot(role=m.role, content=m.content, intent=m.intent, confidence=m.confidence)
+            for m in recent
+        ),
     )
 
 
-@pytest.mark.parametrize("messages", [0, 1, 9, 10, 11, 25])
-def test_recent_messages_equal_the_selector(customer: User, messages: int) -> None:
-    from messaging import selectors
+def _typed(context: Any) -> Any:
+    return (
+        type(context.conversation_id),
+        type(context.status),
+        type(context.agent_turns),
+        [tuple(type(v) for v in vars(m).values()) for m in context.recent_messages],
+    )
 
-    conversation = ConversationFactory(customer=customer)
+
+@pytest.mark.parametrize("status", ["active", "escalated", "resolved"])
+@pytest.mark.parametrize("messages", [0, 1, 9, 10, 11, 25])
+def test_agent_context_equals_the_selector(customer: User, messages: int, status: str) -> None:
+    conversation = ConversationFactory(customer=customer, status=status, agent_turns=4)
     for seq in range(1, messages + 1):
         MessageFactory(
             conversation=conversation,
             seq=seq,
-            content=f"m{seq}",
+            content=f"m{seq} Grüße 😀" if seq % 4 else "",
             role=Message.Role.AGENT if seq % 2 == 0 else Message.Role.CUSTOMER,
             metadata={"n": seq} if seq % 2 == 0 else {},
             intent="account" if seq % 3 == 0 else None,
-            confidence=0.5 if seq % 3 == 0 else None,
+            confidence=(0.1 + 0.2 if seq % 5 else 1) if seq % 3 == 0 else None,
         )
 
-    fast = fastpath.conversation_with_recent_messages(
-        customer_id=customer.pk, conversation_id=conversation.pk
-    )
-    general = selectors.conversation_with_recent_messages(
-        customer=customer, conversation_id=conversation.pk
-    )
+    fast = fastpath.agent_context(customer_id=customer.pk, conversation_id=conversation.pk)
+    general = _selector_context(customer, conversation.pk)
 
-    assert _as_rows(*fast) == _as_rows(*general)
-    assert [m.seq for m in fast[1]] == list(range(max(1, messages - 9), messages + 1))
+    assert fast is not None
+    assert fast == general
+    assert _typed(fast) == _typed(general)
+    assert (fast.status, fast.agent_turns) == (status, 4)
+    assert [m.content.split(" ")[0] for m in fast.recent_messages if m.content] == [
+        f"m{seq}" for seq in range(max(1, messages - 9), messages + 1) if seq % 4
+    ]
+    assert len(fast.recent_messages) == min(messages, 10)
 
 
-def test_recent_messages_of_someone_elses_conversation(
-    customer: User, other_customer: User
-) -> None:
+def test_agent_context_of_someone_elses_conversation(customer: User, other_customer: User) -> None:
     theirs = seeded(other_customer)
-    assert fastpath.conversation_with_recent_messages(
-        customer_id=customer.pk, conversation_id=theirs.pk
-    ) == (None, [])
+    assert fastpath.agent_context(customer_id=customer.pk, conversation_id=theirs.pk) is None
+    assert _selector_context(customer, theirs.pk) is None
 
 
 @pytest.mark.parametrize("conversation_id", [0, -1, MAX_ID + 1])
-def test_recent_messages_impossible_id(customer: User, conversation_id: int) -> None:
-    assert fastpath.conversation_with_recent_messages(
-        customer_id=customer.pk, conversation_id=conversation_id
-    ) == (None, [])
+def test_agent_context_impossible_id(customer: User, conversation_id: int) -> None:
+    with CaptureQueriesContext(connection) as captured:
+        found = fastpath.agent_context(customer_id=customer.pk, conversation_id=conversation_id)
+    assert found is None
+    assert captured.captured_queries == []
 
 
-def test_recent_messages_is_one_statement(customer: User) -> None:
+def test_agent_context_is_one_statement(customer: User) -> None:
     conversation = seeded(customer, messages=12)
     with CaptureQueriesContext(connection) as captured:
-        fastpath.conversation_with_recent_messages(
-            customer_id=customer.pk, conversation_id=conversation.pk
-        )
+        fastpath.agent_context(customer_id=customer.pk, conversation_id=conversation.pk)
     assert len(captured.captured_queries) == 1
 
 

@@ -33,9 +33,7 @@ def test_fixed_statements_are_prepared_after_the_threshold(customer: User) -> No
     conversation = ConversationFactory(customer=customer)
     for _ in range(threshold + 1):
         fastauth.user_with_revocation(user_id=customer.pk, jti="j", family="f")
-        fastpath.conversation_with_recent_messages(
-            customer_id=customer.pk, conversation_id=conversation.pk
-        )
+        fastpath.agent_context(customer_id=customer.pk, conversation_id=conversation.pk)
         written = fastpath.turn_write(
             conversation_id=conversation.pk,
             customer_id=customer.pk,
