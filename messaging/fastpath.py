@@ -90,10 +90,20 @@ _MESSAGE_COLUMNS = (
 )
 
 
-@cache
-def _turn_sql(vendor: str) -> tuple[str, ...]:
-    """The statements of `turn_write` for one database vendor (names from the models, so a
-    renamed column breaks loudly here rather than silently in production)."""
+_TURN_SQL: dict[str, tuple[str, ...]] = {}
+
+
+def _turn_sql(connection: Any) -> tuple[str, ...]:
+    """The statements of `turn_write` for the connection's database vendor, built once (names
+    from the models, so a renamed column breaks loudly here rather than silently in
+    production)."""
+    statements = _TURN_SQL.get(connection.vendor)
+    if statements is None:
+        statements = _TURN_SQL[connection.vendor] = _build_turn_sql(connection)
+    return statements
+
+
+def _build_turn_sql(connection: Any) -> tuple[str, ...]:
     conv = table(Conversation)
     c = {
         name: column(Conversation, name)
@@ -117,13 +127,20 @@ def _turn_sql(vendor: str) -> tuple[str, ...]:
     )
     message = table(Message)
     columns = ", ".join(column(Message, name) for name in _MESSAGE_COLUMNS)
-    if vendor == "postgresql":
+    if connection.vendor == "postgresql":
+        # Each value cast to its column's type: bound on the server, a NULL (no intent or
+        # confidence) would otherwise reach the INSERT through the UNION as text.
+        fields: list[Field[Any, Any]] = [
+            Message._meta.get_field(name)  # type: ignore[misc]
+            for name in _MESSAGE_COLUMNS[2:]
+        ]
+        values = ", ".join(f"%s::{field.cast_db_type(connection)}" for field in fields)
         return (
             f"WITH c AS ({update}), m AS ("  # noqa: S608 - names from the models, values bound
             f"INSERT INTO {message} ({columns}) "
-            f"SELECT c.{c['id']}, c.{c['last_seq']} - 1, %s, %s, %s, %s, %s, %s, %s FROM c "
+            f"SELECT c.{c['id']}, c.{c['last_seq']} - 1, {values} FROM c "
             f"UNION ALL "
-            f"SELECT c.{c['id']}, c.{c['last_seq']}, %s, %s, %s, %s, %s, %s, %s FROM c "
+            f"SELECT c.{c['id']}, c.{c['last_seq']}, {values} FROM c "
             f"RETURNING id, seq) "
             f"SELECT m.id, m.seq, c.{c['last_seq']}, c.{c['turn_count']}, c.{c['agent_turns']} "
             f"FROM m CROSS JOIN c ORDER BY m.seq",
@@ -165,7 +182,7 @@ def turn_write(
         return None
     now = now or timezone.now()
     connection = connections[using]
-    statements = _turn_sql(connection.vendor)
+    statements = _turn_sql(connection)
     at = _prep(Conversation, "updated_at", now, connection)
     customer_row = [
         Message.Role.CUSTOMER.value,

@@ -145,6 +145,20 @@ def test_returns_what_was_written(customer: User) -> None:
     assert stored[written.answer.id].metadata == REPLY["metadata"]
 
 
+def test_reply_without_intent_or_confidence_is_stored_as_nulls(customer: User) -> None:
+    # Bound on the server (PostgreSQL), an untyped NULL would reach the INSERT as text.
+    conversation = seeded(customer)
+    reply = {**REPLY, "intent": None, "confidence": None, "metadata": {}}
+    with transaction.atomic():
+        written = fastpath.turn_write(
+            conversation_id=conversation.pk, customer_id=customer.pk, text="hmm", **reply
+        )
+
+    assert written is not None
+    stored = Message.objects.filter(conversation=conversation, seq__gt=3).order_by("seq")
+    assert [(m.intent, m.confidence, m.metadata) for m in stored] == [(None, None, {})] * 2
+
+
 def test_works_outside_an_atomic_block(customer: User) -> None:
     conversation = seeded(customer)
     written = fastpath.turn_write(
