@@ -149,6 +149,8 @@ def _contains(haystack: tuple[str, ...], needle: tuple[str, ...]) -> bool:
     n = len(needle)
     if n == 1:
         return needle[0] in haystack
+    if needle[0] not in haystack:  # most phrases fail on their first word: no slicing
+        return False
     return any(haystack[i : i + n] == needle for i in range(len(haystack) - n + 1))
 
 
