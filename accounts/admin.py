@@ -12,8 +12,10 @@ from django.template.response import TemplateResponse
 from django.utils import timezone
 
 from accounts import services
+from accounts.data_rights import user_erase
 from accounts.models import ApiKey, SecurityEvent, User
 from accounts.scopes import ALL_SCOPES, SCOPE_DESCRIPTIONS
+from config.request_context import CallContext
 
 
 class SuperuserOnlyMixin:
@@ -45,6 +47,20 @@ class ParleyUserAdmin(SuperuserOnlyMixin, UserAdmin):
         ("Personal info", {"fields": ("first_name", "last_name", "display_name", "email")}),
         *(UserAdmin.fieldsets or ())[2:],
     )
+
+    # Deleting a customer here is the same act as DELETE /customers/{id}: everything that is
+    # theirs goes (the data-rights hooks: conversations, webhook events, live sockets closed),
+    # and it is recorded as an erasure. Staff accounts are removed the ordinary way (their
+    # names stay on other people's conversations; user_erase refuses them).
+    def delete_model(self, request: HttpRequest, obj: User) -> None:
+        if obj.is_staff or obj.is_superuser:
+            super().delete_model(request, obj)
+            return
+        user_erase(user=obj, actor=request.user, context=CallContext.from_request(request))  # type: ignore[arg-type]
+
+    def delete_queryset(self, request: HttpRequest, queryset: Any) -> None:
+        for user in queryset:
+            self.delete_model(request, user)
 
 
 class ApiKeyCreateForm(forms.ModelForm):

@@ -340,6 +340,61 @@ def test_erasure_disconnects_socket_subscribers(
     assert heard_other is False
 
 
+# --- The admin's delete is the same erasure ----------------------------------------------------
+
+
+def _erasure_events(uid: int) -> list[SecurityEvent]:
+    return [
+        e
+        for e in SecurityEvent.objects.filter(kind=SecurityEvent.Kind.ACCOUNT_ERASED)
+        if e.detail.get("erased_user_id") == uid
+    ]
+
+
+def test_admin_delete_of_a_customer_is_an_erasure(
+    customer: User, other_customer: User, superuser: User
+) -> None:
+    conversation_id = _send(customer, "hello")["conversation_id"]
+    _credentials(customer)
+    theirs = _send(other_customer, "mine")["conversation_id"]
+    client = Client()
+    client.force_login(superuser)
+
+    response = client.post(f"/admin/accounts/user/{customer.pk}/delete/", {"post": "yes"})
+
+    assert response.status_code == 302
+    assert not User.objects.filter(pk=customer.pk).exists()
+    assert not Conversation.objects.filter(pk=conversation_id).exists()
+    assert not OutstandingToken.objects.filter(user__isnull=True).exists()
+    [event] = _erasure_events(customer.pk)
+    assert event.detail["actor_id"] == superuser.pk
+    assert event.detail["self_service"] is False
+    assert Conversation.objects.filter(pk=theirs).exists()
+
+
+def test_admin_bulk_delete_erases_customers_and_removes_staff_plainly(
+    customer: User, other_customer: User, operator: User, superuser: User
+) -> None:
+    _send(customer, "hello")
+    client = Client()
+    client.force_login(superuser)
+
+    response = client.post(
+        "/admin/accounts/user/",
+        {
+            "action": "delete_selected",
+            "_selected_action": [customer.pk, operator.pk],
+            "post": "yes",
+        },
+    )
+
+    assert response.status_code == 302
+    assert not User.objects.filter(pk__in=[customer.pk, operator.pk]).exists()
+    assert len(_erasure_events(customer.pk)) == 1
+    assert _erasure_events(operator.pk) == []  # an operator is removed, not "erased"
+    assert User.objects.filter(pk=other_customer.pk).exists()
+
+
 # --- Retention ---------------------------------------------------------------------------------
 
 
