@@ -408,6 +408,9 @@ class Bench:
                     s[f"3_history_{label}"]["conversation_messages"] = (
                         50 if label == "small" else 50_000
                     )
+            # The rest is Parley (or PostgreSQL) alone: stop the other sides, whose pools would
+            # otherwise hold connections pgbench's 64 clients need (max_connections is 100).
+            self.stop_other_sides()
             if "ceilings" in wanted:
                 c["pgbench_distinct"] = self.pgbench("pgbench_process.sql")
                 c["pgbench_one_conversation"] = self.pgbench("pgbench_process_one.sql")
@@ -416,16 +419,21 @@ class Bench:
             if "held" in wanted:
                 s["5_held_websockets"] = self.held()
         finally:
-            if self.peer is not None:
-                self.results["peer_exit_code"] = self.peer.stop()
-            if self.baseline is not None:
-                self.results["baseline_exit_code"] = self.baseline.stop()
+            self.stop_other_sides()
             assert self.server is not None
             self.results["server_exit_code"] = self.server.stop()
         self.results["load_average_at_end"] = harness.load_average()
         self.results["elapsed_s"] = round(time.monotonic() - started, 1)
         self.results["ratios"] = ratios(self.results)
         return self.results
+
+    def stop_other_sides(self) -> None:
+        if self.peer is not None:
+            self.results["peer_exit_code"] = self.peer.stop()
+            self.peer = None
+        if self.baseline is not None:
+            self.results["baseline_exit_code"] = self.baseline.stop()
+            self.baseline = None
 
     def pgbench(self, script: str) -> dict[str, Any]:
         path = self.work / "sql" / script
