@@ -110,6 +110,16 @@ def test_operator_works_an_escalation_live(
     expect(admin.locator("#parley-unread")).to_have_text("1 new")
     expect(admin).to_have_title(f"(1) {base_title}")
 
+    # The row came in live (the list was empty: a whole new results form), and selecting
+    # still works on it: "select all" ticks it and the counter counts it.
+    admin.locator("#action-toggle").click()
+    expect(rows.first.locator("input.action-select")).to_be_checked()
+    expect(rows.first).to_have_class(re.compile("selected"))
+    expect(admin.locator(".action-counter")).to_have_text("1 of 1 selected")
+    admin.locator("#action-toggle").click()
+    expect(rows.first.locator("input.action-select")).not_to_be_checked()
+    expect(admin.locator(".action-counter")).to_have_text("0 of 1 selected")
+
     # Not clipped at 1280 px: nothing scrolls sideways, and the last column ends inside the
     # results area, left of the filters.
     assert admin.evaluate("document.documentElement.scrollWidth <= window.innerWidth")

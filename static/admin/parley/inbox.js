@@ -168,6 +168,7 @@
         const freshCount = fresh.querySelector(".paginator");
         const count = document.querySelector(".paginator");
         if (freshCount && count) count.replaceWith(document.importNode(freshCount, true));
+        selectionChanged();
         renderUnread();
       } catch (e) {
         /* offline: the next event or reconnect refreshes again */
@@ -188,6 +189,36 @@
     unreadButton.addEventListener("click", () => {
       unread.clear();
       renderUnread();
+    });
+
+    // Django's actions script binds "select all", row ticks and the "N of M selected" counter
+    // to the rows and form present at page load; rows swapped in live (or a whole new form,
+    // when the list was empty) would be left out. Delegated from the document, these run for
+    // whatever is on the page now, after Django's own handlers where those still exist.
+    function selectionChanged() {
+      const boxes = document.querySelectorAll("#result_list tbody input.action-select");
+      let ticked = 0;
+      for (const box of boxes) {
+        box.closest("tr").classList.toggle("selected", box.checked);
+        if (box.checked) ticked += 1;
+      }
+      const counter = document.querySelector(".action-counter");
+      if (counter) counter.textContent = ticked + " of " + boxes.length + " selected";
+      const toggle = document.getElementById("action-toggle");
+      if (toggle) toggle.checked = boxes.length > 0 && ticked === boxes.length;
+    }
+
+    document.addEventListener("click", (event) => {
+      if (!(event.target instanceof Element) || event.target.id !== "action-toggle") return;
+      for (const box of document.querySelectorAll("#result_list tbody input.action-select")) {
+        box.checked = event.target.checked;
+      }
+      selectionChanged();
+    });
+    document.addEventListener("change", (event) => {
+      if (event.target instanceof Element && event.target.matches("input.action-select")) {
+        selectionChanged();
+      }
     });
 
     liveSocket({
