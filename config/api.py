@@ -15,11 +15,15 @@ from django.core.exceptions import (
     TooManyFieldsSent,
     TooManyFilesSent,
 )
+from django.db import OperationalError
 from django.http import Http404, HttpRequest, HttpResponse
 from django.http.multipartparser import MultiPartParserError
+from django_redis.exceptions import ConnectionInterrupted
 from ninja import NinjaAPI
 from ninja.errors import AuthenticationError, AuthorizationError, HttpError, ValidationError
 from ninja.operation import Operation
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from accounts.auth import Undeclared, policy_of
 from accounts.models import SecurityEvent
@@ -156,6 +160,30 @@ def _broken_multipart(request: HttpRequest, exc: MultiPartParserError) -> HttpRe
 @api.exception_handler(UnicodeDecodeError)
 def _undecodable(request: HttpRequest, exc: UnicodeDecodeError) -> HttpResponse:
     return _error(request, 400, "The request is not valid UTF-8")
+
+
+# PostgreSQL or Redis unreachable, the connection pool exhausted, a deadlock or lock wait
+# broken off: neither the client's mistake nor a bug in the request, and the same request may
+# well succeed shortly. 503 with Retry-After; the transaction was rolled back, so nothing was
+# half-written. The cause goes to the log under the request id, never to the client.
+RETRY_AFTER_UNAVAILABLE_SECONDS = 5
+
+
+@api.exception_handler(OperationalError)
+@api.exception_handler(RedisConnectionError)
+@api.exception_handler(RedisTimeoutError)
+@api.exception_handler(ConnectionInterrupted)  # django-redis's wrapper of the two above
+def _unavailable(request: HttpRequest, exc: Exception) -> HttpResponse:
+    logger.error(
+        "dependency unavailable on %s %s: %s", request.method, request.path, type(exc).__name__
+    )
+    response = api.create_response(
+        request,
+        {"detail": "Service temporarily unavailable", "request_id": current_request_id()},
+        status=503,
+    )
+    response["Retry-After"] = str(RETRY_AFTER_UNAVAILABLE_SECONDS)
+    return response
 
 
 @api.exception_handler(Exception)
