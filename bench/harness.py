@@ -66,6 +66,14 @@ def cpu_seconds(pids: list[int]) -> float:
     return total / CLOCK_TICKS
 
 
+def machine_busy_seconds() -> float:
+    """CPU time the whole machine spent busy, all cores (/proc/stat: everything but idle and
+    iowait): the server, PostgreSQL, Redis, wrk and the kernel's share of every round trip."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle, iowait = fields[3], fields[4]
+    return (sum(fields[:8]) - idle - iowait) / CLOCK_TICKS
+
+
 def cpu_by_pid(pids: list[int]) -> dict[int, float]:
     """user+system CPU seconds of each process still alive."""
     found = {}
@@ -270,6 +278,7 @@ class WrkResult:
     max_ms: float
     cpu_ms_per_request: float | None = None
     db_cpu_ms_per_request: float | None = None
+    machine_cpu_ms_per_request: float | None = None
     raw: dict[str, Any] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
@@ -307,7 +316,9 @@ def wrk(
     ]
     cpu_before = cpu_seconds(cpu_pids) if cpu_pids else 0.0
     db_before = cpu_by_pid(db_pids) if db_pids else {}
+    machine_before = machine_busy_seconds()
     completed = subprocess.run(command, capture_output=True, text=True, check=False)
+    machine_after = machine_busy_seconds()
     cpu_after = cpu_seconds(cpu_pids) if cpu_pids else 0.0
     db_after = cpu_by_pid(db_pids) if db_pids else {}
     match = re.search(r"^WRKJSON (.*)$", completed.stdout, re.MULTILINE)
@@ -335,6 +346,9 @@ def wrk(
         db_cpu_ms_per_request=(
             1000 * cpu_delta(db_before, db_after) / requests if db_pids and requests else None
         ),
+        machine_cpu_ms_per_request=(
+            1000 * (machine_after - machine_before) / requests if requests else None
+        ),
         raw=raw,
     )
 
@@ -354,6 +368,7 @@ def median_run(results: list[WrkResult]) -> dict[str, Any]:
         "p99_ms": med("p99_ms"),
         "cpu_ms_per_request": med("cpu_ms_per_request"),
         "db_cpu_ms_per_request": med("db_cpu_ms_per_request"),
+        "machine_cpu_ms_per_request": med("machine_cpu_ms_per_request"),
         "errors_total": sum(r.errors for r in results),
         "requests_total": sum(r.requests for r in results),
         "each": [r.as_dict() for r in results],

@@ -317,7 +317,8 @@ class Bench:
                 self.log(
                     f"  {name} round {round_index + 1} {side}: {result.rps:.0f} req/s, "
                     f"p99 {result.p99_ms:.0f} ms, errors {result.errors}, "
-                    f"{result.cpu_ms_per_request or 0:.2f} CPU ms/req"
+                    f"{result.cpu_ms_per_request or 0:.2f} CPU ms/req, machine "
+                    f"{result.machine_cpu_ms_per_request or 0:.2f}"
                 )
         out: dict[str, Any] = {side: harness.median_run(r) for side, r in runs.items()}
         out["order"] = order
@@ -329,7 +330,9 @@ class Bench:
         self.log(
             f"{name}: Parley {out['parley']['rps']:.0f} req/s vs peer "
             f"{out['peer']['rps']:.0f} req/s = {out['ratio']['rps']}×; CPU ms/req "
-            f"{out['parley']['cpu_ms_per_request']} vs {out['peer']['cpu_ms_per_request']}"
+            f"{out['parley']['cpu_ms_per_request']} vs {out['peer']['cpu_ms_per_request']}; "
+            f"whole machine {out['parley']['machine_cpu_ms_per_request']} vs "
+            f"{out['peer']['machine_cpu_ms_per_request']}"
         )
         return out
 
@@ -506,7 +509,14 @@ def ab_ratio(parley: dict[str, Any], peer: dict[str, Any]) -> dict[str, float | 
 
     return {
         key: ratio(key)
-        for key in ("rps", "p50_ms", "p99_ms", "cpu_ms_per_request", "db_cpu_ms_per_request")
+        for key in (
+            "rps",
+            "p50_ms",
+            "p99_ms",
+            "cpu_ms_per_request",
+            "db_cpu_ms_per_request",
+            "machine_cpu_ms_per_request",
+        )
     }
 
 
