@@ -17,32 +17,15 @@ from typing import Any
 from django.db import connections
 
 from accounts.models import RevokedAccessToken, RevokedTokenFamily, User
-from config.fixedsql import column, prepared_cursor, table
+from config.fixedsql import column, converters, prepared_cursor, table
 from config.ids import is_possible_id
-
-
-def _converters(model: Any, connection: Any) -> list[tuple[int, list[Any], Any]]:
-    """The ORM's from-database converters for a model's columns on this connection (SQLite:
-    booleans and datetimes arrive as int/str; JSON as text everywhere), computed once per
-    connection."""
-    cache_name = f"_parley_converters_{model._meta.label_lower}"
-    cached = getattr(connection, cache_name, None)
-    if cached is None:
-        cached = []
-        for index, field in enumerate(model._meta.concrete_fields):
-            col = field.get_col(table(model))
-            found = connection.ops.get_db_converters(col) + col.get_db_converters(connection)
-            if found:
-                cached.append((index, found, col))
-        setattr(connection, cache_name, cached)
-    return cached  # type: ignore[no-any-return]
 
 
 def instance_from_row(model: Any, values: list[Any], connection: Any, using: str) -> Any:
     """A model instance from one row of its concrete columns (in `concrete_fields` order), as
     the ORM would build it: converted values, `_state` of a loaded row."""
-    for index, converters, col in _converters(model, connection):
-        for converter in converters:
+    for index, _name, found, col in converters(model, connection):
+        for converter in found:
             values[index] = converter(values[index], col, connection)
     return model.from_db(using, [f.attname for f in model._meta.concrete_fields], values)
 

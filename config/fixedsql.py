@@ -19,14 +19,39 @@ from typing import Any
 
 from django.db import connections
 from django.db.backends.utils import CursorWrapper
+from django.db.models import Field
 
 
 def table(model: Any) -> str:
     return str(model._meta.db_table)
 
 
+def field(model: Any, name: str) -> Field[Any, Any]:
+    """A concrete field by name (its column, type and conversions)."""
+    found: Field[Any, Any] = model._meta.get_field(name)
+    return found
+
+
 def column(model: Any, name: str) -> str:
-    return str(model._meta.get_field(name).column)
+    return str(field(model, name).column)
+
+
+def converters(model: Any, connection: Any) -> list[tuple[int, str, list[Any], Any]]:
+    """The ORM's from-database converters of a model's concrete columns on this connection
+    (SQLite: booleans and datetimes arrive as int/str; JSON as text everywhere), as (index in
+    `concrete_fields`, field name, converters, column) for the columns that have any; computed
+    once per connection."""
+    cache_name = f"_parley_converters_{model._meta.label_lower}"
+    cached = getattr(connection, cache_name, None)
+    if cached is None:
+        cached = []
+        for index, field in enumerate(model._meta.concrete_fields):
+            col = field.get_col(table(model))
+            found = connection.ops.get_db_converters(col) + col.get_db_converters(connection)
+            if found:
+                cached.append((index, field.name, found, col))
+        setattr(connection, cache_name, cached)
+    return cached  # type: ignore[no-any-return]
 
 
 def prepared_cursor(using: str = "default") -> CursorWrapper:

@@ -26,11 +26,10 @@ from typing import Any
 import httpx
 from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, close_old_connections, connections, models, transaction
-from django.db.models import Field
 from django.utils import timezone
 from standardwebhooks import Webhook
 
-from config.fixedsql import prepared_cursor
+from config.fixedsql import field, prepared_cursor
 from integrations.models import WebhookDelivery, WebhookEndpoint, WebhookEvent, new_event_id
 from integrations.urlguard import UnsafeUrl, guarded_post
 from messaging.events import DomainEvent
@@ -85,12 +84,7 @@ def _quote(name: object) -> str:
     return f'"{name}"'
 
 
-def _field(model: Any, name: str) -> Field[Any, Any]:
-    field: Field[Any, Any] = model._meta.get_field(name)
-    return field
-
-
-_CREATED_AT = _field(WebhookEvent, "created_at")
+_CREATED_AT = field(WebhookEvent, "created_at")
 
 
 @cache
@@ -98,16 +92,16 @@ def _outbox_sql(alias: str, rows: int) -> str:
     """The conditional multi-row INSERT for `rows` events (names from the models, every value
     bound as a parameter). Built once per process per alias and row count (1-3 in practice)."""
     connection = connections[alias]
-    fields = [_field(WebhookEvent, name) for name in _OUTBOX_COLUMNS]
-    columns = ", ".join(_quote(field.column) for field in fields)
+    fields = [field(WebhookEvent, name) for name in _OUTBOX_COLUMNS]
+    columns = ", ".join(_quote(f.column) for f in fields)
     if connection.vendor == "postgresql":
         # INSERT … SELECT types the VALUES' columns on their own (an untyped literal would be
         # text, which a jsonb or timestamptz column refuses): say the columns' types.
-        row = ", ".join(f"CAST(%s AS {field.db_type(connection)})" for field in fields)
+        row = ", ".join(f"CAST(%s AS {f.db_type(connection)})" for f in fields)
     else:
         row = ", ".join("%s" for _ in fields)
     values = ", ".join(f"({row})" for _ in range(rows))
-    is_active = _quote(_field(WebhookEndpoint, "is_active").column)
+    is_active = _quote(field(WebhookEndpoint, "is_active").column)
     return (
         f"INSERT INTO {_quote(WebhookEvent._meta.db_table)} ({columns}) "  # noqa: S608 - names from the models
         f"SELECT * FROM (VALUES {values}) AS v "

@@ -38,10 +38,9 @@ from functools import cache
 from typing import TYPE_CHECKING, Any
 
 from django.db import connections, transaction
-from django.db.models import Field
 from django.utils import timezone
 
-from config.fixedsql import column, prepared_cursor, table
+from config.fixedsql import column, converters, field, prepared_cursor, table
 from messaging.agent import TurnSnapshot
 from messaging.models import Conversation, Message, is_possible_id
 from messaging.permissions import can_read_any_conversation
@@ -130,11 +129,9 @@ def _build_turn_sql(connection: Any) -> tuple[str, ...]:
     if connection.vendor == "postgresql":
         # Each value cast to its column's type: bound on the server, a NULL (no intent or
         # confidence) would otherwise reach the INSERT through the UNION as text.
-        fields: list[Field[Any, Any]] = [
-            Message._meta.get_field(name)  # type: ignore[misc]
-            for name in _MESSAGE_COLUMNS[2:]
-        ]
-        values = ", ".join(f"%s::{field.cast_db_type(connection)}" for field in fields)
+        values = ", ".join(
+            f"%s::{field(Message, name).cast_db_type(connection)}" for name in _MESSAGE_COLUMNS[2:]
+        )
         return (
             f"WITH c AS ({update}), m AS ("  # noqa: S608 - names from the models, values bound
             f"INSERT INTO {message} ({columns}) "
@@ -155,8 +152,7 @@ def _build_turn_sql(connection: Any) -> tuple[str, ...]:
 
 def _prep(model: Any, name: str, value: Any, connection: Any) -> Any:
     """A value as the ORM would send it (datetime adaptation, JSON encoding)."""
-    field: Field[Any, Any] = model._meta.get_field(name)
-    return field.get_db_prep_save(value, connection)
+    return field(model, name).get_db_prep_save(value, connection)
 
 
 def turn_write(
@@ -389,23 +385,6 @@ def _history_sql(*, after: bool, before: bool, any_reader: bool) -> str:
     )
 
 
-def _history_converters(connection: Any) -> tuple[list[Any], list[Any]]:
-    """The ORM's from-database converters of `created_at` and `metadata` on this connection
-    (SQLite: datetimes arrive as text; JSON as text everywhere), computed once per connection."""
-    cached = getattr(connection, "_parley_history_converters", None)
-    if cached is None:
-        message_table = table(Message)
-        found = []
-        for name in ("created_at", "metadata"):
-            field: Field[Any, Any] = Message._meta.get_field(name)  # type: ignore[assignment]
-            col = field.get_col(message_table)
-            converters = connection.ops.get_db_converters(col) + col.get_db_converters(connection)
-            found.append([(converter, col) for converter in converters])
-        cached = (found[0], found[1])
-        connection._parley_history_converters = cached
-    return cached  # type: ignore[no-any-return]
-
-
 def history_page(
     *,
     principal: Principal,
@@ -451,14 +430,17 @@ def history_page(
     if has_more:
         # Ascending either way: paging forward drops the newest extra, backward the oldest.
         rows = rows[:limit] if forward else rows[len(rows) - limit :]
-    created_converters, metadata_converters = _history_converters(connection)
+    # The ORM's from-database converters (accounts.fastauth's instance_from_row uses the same).
+    by_name = {name: (found, col) for _, name, found, col in converters(Message, connection)}
+    created_converters, created_col = by_name.get("created_at", ([], None))
+    metadata_converters, metadata_col = by_name.get("metadata", ([], None))
     items = []
     for message_id, seq, role, content, intent, confidence, created_at, metadata in rows:
-        for converter, col in created_converters:
-            created_at = converter(created_at, col, connection)
+        for converter in created_converters:
+            created_at = converter(created_at, created_col, connection)
         if metadata is not None:
-            for converter, col in metadata_converters:
-                metadata = converter(metadata, col, connection)
+            for converter in metadata_converters:
+                metadata = converter(metadata, metadata_col, connection)
         items.append(
             message_item(
                 id=message_id,
