@@ -9,10 +9,10 @@ class IntegrationsConfig(AppConfig):
         # The top layer plugs into the seams the lower layers own; nothing below imports this.
         from accounts.data_rights import erasure_hook_register, export_contributor_register
         from integrations import data_rights
-        from integrations.delivery import outbox_write
+        from integrations.delivery import outbox_insert_from, outbox_write
         from messaging.events import domain_event_sink_register
 
-        domain_event_sink_register(outbox_write)
+        domain_event_sink_register(outbox_write, insert_from=outbox_insert_from)
         export_contributor_register(data_rights.conversations_export)
         export_contributor_register(data_rights.ratings_export)
         erasure_hook_register(data_rights.conversations_disconnect_on_erase)

@@ -32,7 +32,7 @@ from standardwebhooks import Webhook
 from config.fixedsql import field, prepared_cursor
 from integrations.models import WebhookDelivery, WebhookEndpoint, WebhookEvent, new_event_id
 from integrations.urlguard import UnsafeUrl, guarded_post
-from messaging.events import DomainEvent
+from messaging.events import EVENT_ROW_COLUMNS, DomainEvent
 
 logger = logging.getLogger("parley.webhooks")
 
@@ -101,11 +101,30 @@ def _outbox_sql(alias: str, rows: int) -> str:
     else:
         row = ", ".join("%s" for _ in fields)
     values = ", ".join(f"({row})" for _ in range(rows))
-    is_active = _quote(field(WebhookEndpoint, "is_active").column)
     return (
         f"INSERT INTO {_quote(WebhookEvent._meta.db_table)} ({columns}) "  # noqa: S608 - names from the models
-        f"SELECT * FROM (VALUES {values}) AS v "
-        f"WHERE EXISTS (SELECT 1 FROM {_quote(WebhookEndpoint._meta.db_table)} WHERE {is_active})"
+        f"SELECT * FROM (VALUES {values}) AS v WHERE {_any_active_endpoint()}"
+    )
+
+
+@cache
+def _any_active_endpoint() -> str:
+    is_active = _quote(field(WebhookEndpoint, "is_active").column)
+    table = _quote(WebhookEndpoint._meta.db_table)
+    return f"EXISTS (SELECT 1 FROM {table} WHERE {is_active})"  # noqa: S608 - model names
+
+
+@cache
+def outbox_insert_from(source: str) -> str:
+    """`outbox_write` as one more CTE of the caller's statement (PostgreSQL), for the events
+    already in CTE `source` (messaging.events.EVENT_ROW_COLUMNS): the same rows under the same
+    condition. The event id is made by PostgreSQL in new_event_id's shape (`msg_` and a random
+    UUID's 32 hex digits: gen_random_uuid is a version 4 UUID, like uuid.uuid4)."""
+    columns = ", ".join(_quote(field(WebhookEvent, name).column) for name in _OUTBOX_COLUMNS)
+    return (
+        f"INSERT INTO {_quote(WebhookEvent._meta.db_table)} ({columns}) "  # noqa: S608 - names from the models
+        f"SELECT 'msg_' || replace(gen_random_uuid()::text, '-', ''), "
+        f"{', '.join(EVENT_ROW_COLUMNS)} FROM {source} WHERE {_any_active_endpoint()}"
     )
 
 

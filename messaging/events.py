@@ -32,11 +32,36 @@ DomainEvent = tuple[str, dict[str, Any]]  # (event type, JSON-ready data)
 DomainEventSink = Callable[[list[DomainEvent]], None]
 _sinks: list[DomainEventSink] = []
 
+# Events written by the change's own statement (PostgreSQL). The message hot path writes a turn
+# as one statement in autocommit (messaging.fastpath.turn_write): no BEGIN, no INSERT of its own
+# for the events, no COMMIT — three round trips fewer than a transaction around the write and a
+# sink call. The events can then only be written by that same statement, so a sink that can do
+# it also registers `insert_from`: given the name of a CTE with the columns EVENT_ROW_COLUMNS
+# (type text, payload jsonb, customer_id bigint or NULL, created_at timestamptz), it returns the
+# data-modifying statement (to run as one more CTE) that writes those events exactly as the
+# sink itself would have.
+EVENT_ROW_COLUMNS = ("type", "payload", "customer_id", "created_at")
+EventRowsInsert = Callable[[str], str]
+_inserts: dict[DomainEventSink, EventRowsInsert] = {}
 
-def domain_event_sink_register(sink: DomainEventSink) -> None:
+
+def domain_event_sink_register(
+    sink: DomainEventSink, *, insert_from: EventRowsInsert | None = None
+) -> None:
     """Called once per process from an upper layer's AppConfig.ready()."""
     if sink not in _sinks:
         _sinks.append(sink)
+    if insert_from is not None:
+        _inserts[sink] = insert_from
+
+
+def domain_event_inserts(source: str) -> tuple[str, ...] | None:
+    """Every sink's statement writing the event rows of CTE `source` (see EVENT_ROW_COLUMNS),
+    or None when a sink can only be called — then the caller runs a transaction and calls
+    `domain_events_record`. An empty tuple: nobody listens."""
+    if any(sink not in _inserts for sink in _sinks):
+        return None
+    return tuple(_inserts[sink](source) for sink in _sinks)
 
 
 def domain_event_record(event_type: str, data: dict[str, Any]) -> None:

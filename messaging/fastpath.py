@@ -32,7 +32,8 @@ rate limits stay with the caller; `WrittenMessage` has the attributes
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from dataclasses import dataclass, replace
 from datetime import datetime
 from functools import cache
 from typing import TYPE_CHECKING, Any
@@ -42,9 +43,10 @@ from django.utils import timezone
 
 from config.fixedsql import column, converters, field, prepared_cursor, table
 from messaging.agent import TurnSnapshot
+from messaging.events import MESSAGE_CREATED, domain_event_inserts, domain_events_record
 from messaging.models import Conversation, Message, is_possible_id
 from messaging.permissions import can_read_any_conversation
-from messaging.schemas import message_item
+from messaging.schemas import message_event_data, message_item, message_payload
 
 if TYPE_CHECKING:
     from accounts.auth import Principal
@@ -89,20 +91,21 @@ _MESSAGE_COLUMNS = (
 )
 
 
-_TURN_SQL: dict[str, tuple[str, ...]] = {}
+_TURN_SQL: dict[tuple[str, tuple[str, ...] | None], tuple[str, ...]] = {}
 
 
-def _turn_sql(connection: Any) -> tuple[str, ...]:
-    """The statements of `turn_write` for the connection's database vendor, built once (names
-    from the models, so a renamed column breaks loudly here rather than silently in
-    production)."""
-    statements = _TURN_SQL.get(connection.vendor)
+def _turn_sql(connection: Any, event_inserts: tuple[str, ...] | None) -> tuple[str, ...]:
+    """The statements of `turn_write` for the connection's database vendor and the event sinks'
+    inserts, built once (names from the models, so a renamed column breaks loudly here rather
+    than silently in production)."""
+    key = (connection.vendor, event_inserts)
+    statements = _TURN_SQL.get(key)
     if statements is None:
-        statements = _TURN_SQL[connection.vendor] = _build_turn_sql(connection)
+        statements = _TURN_SQL[key] = _build_turn_sql(connection, event_inserts)
     return statements
 
 
-def _build_turn_sql(connection: Any) -> tuple[str, ...]:
+def _build_turn_sql(connection: Any, event_inserts: tuple[str, ...] | None) -> tuple[str, ...]:
     conv = table(Conversation)
     c = {
         name: column(Conversation, name)
@@ -132,13 +135,28 @@ def _build_turn_sql(connection: Any) -> tuple[str, ...]:
         values = ", ".join(
             f"%s::{field(Message, name).cast_db_type(connection)}" for name in _MESSAGE_COLUMNS[2:]
         )
+        events = ""
+        if event_inserts:
+            # The turn's message.created events (messaging.events.EVENT_ROW_COLUMNS): each
+            # payload is the message's JSON without the two values only the INSERT knows,
+            # which jsonb `||` adds (jsonb keeps no key order, so the stored value equals the
+            # payload `domain_events_record` would have been given). Then every sink's INSERT.
+            payload = (
+                "(CASE WHEN m.seq = c.{last} THEN %s ELSE %s END)::jsonb "
+                "|| jsonb_build_object('id', m.id, 'seq', m.seq)"
+            ).format(last=c["last_seq"])
+            events = (
+                f", e AS (SELECT %s::text AS type, {payload} AS payload, "  # noqa: S608
+                f"%s::bigint AS customer_id, %s::timestamptz AS created_at "
+                f"FROM m CROSS JOIN c)"
+            ) + "".join(f", o{n} AS ({insert})" for n, insert in enumerate(event_inserts))
         return (
             f"WITH c AS ({update}), m AS ("  # noqa: S608 - names from the models, values bound
             f"INSERT INTO {message} ({columns}) "
             f"SELECT c.{c['id']}, c.{c['last_seq']} - 1, {values} FROM c "
             f"UNION ALL "
             f"SELECT c.{c['id']}, c.{c['last_seq']}, {values} FROM c "
-            f"RETURNING id, seq) "
+            f"RETURNING id, seq){events} "
             f"SELECT m.id, m.seq, c.{c['last_seq']}, c.{c['turn_count']}, c.{c['agent_turns']} "
             f"FROM m CROSS JOIN c ORDER BY m.seq",
         )
@@ -168,92 +186,163 @@ def turn_write(
     using: str = "default",
 ) -> TurnWritten | None:
     """Append the customer's message and the agent's answer to an active conversation owned by
-    `customer_id`, advancing `last_seq` by two and `turn_count`/`agent_turns` by one.
+    `customer_id`, advancing `last_seq` by two and `turn_count`/`agent_turns` by one, and record
+    both messages' `message.created` domain events with them (as conversation_append does).
 
-    None — and no row changed — when the conversation is missing, someone else's, escalated or
-    resolved: the general path decides what those mean. Works inside the caller's atomic block
-    (then it commits with it) or outside one (PostgreSQL: the statement is its own
-    transaction, one round trip in all)."""
+    None — and no row changed, no event — when the conversation is missing, someone else's,
+    escalated or resolved: the general path decides what those mean. Works inside the caller's
+    atomic block (then it commits with it) or outside one. On PostgreSQL, when every event sink
+    can write from a statement (messaging.events.domain_event_inserts), the rows and the events
+    are one statement: outside an atomic block it is its own transaction, one round trip in all.
+    Otherwise the write and `domain_events_record` share one transaction."""
     if not is_possible_id(conversation_id):
         return None
     now = now or timezone.now()
     connection = connections[using]
-    statements = _turn_sql(connection)
-    at = _prep(Conversation, "updated_at", now, connection)
+    # Placeholders for id and seq, which only the INSERT gives.
+    customer_message = WrittenMessage(
+        id=0,
+        seq=0,
+        role=Message.Role.CUSTOMER.value,
+        content=text,
+        intent=intent,
+        confidence=confidence,
+        created_at=now,
+        metadata={},
+    )
+    answer = WrittenMessage(
+        id=0,
+        seq=0,
+        role=Message.Role.AGENT.value,
+        content=reply_text,
+        intent=intent,
+        confidence=confidence,
+        created_at=now,
+        metadata=dict(metadata),
+    )
+    event_inserts = domain_event_inserts("e") if connection.vendor == "postgresql" else None
+    if event_inserts is not None:
+        # Placeholders dropped: the statement adds the real id and seq to each payload. The
+        # answer's first: its seq is the new last_seq (the statement's CASE).
+        templates = [
+            json.dumps({k: v for k, v in data.items() if k not in ("id", "seq")})
+            for data in _event_data(customer_id, conversation_id, answer, customer_message)
+        ]
+        created_at = _prep(Message, "created_at", now, connection)
+        events = [MESSAGE_CREATED, *templates, customer_id, created_at] if event_inserts else []
+        rows = _write_rows(
+            connection,
+            using,
+            event_inserts,
+            conversation_id,
+            customer_id,
+            customer_message,
+            answer,
+            events,
+        )
+        return _written(conversation_id, rows, customer_message, answer)
+    with transaction.atomic(using=using, savepoint=False):
+        rows = _write_rows(
+            connection, using, None, conversation_id, customer_id, customer_message, answer, []
+        )
+        written = _written(conversation_id, rows, customer_message, answer)
+        if written is not None:
+            domain_events_record(
+                [
+                    (MESSAGE_CREATED, data)
+                    for data in _event_data(
+                        customer_id, conversation_id, written.customer_message, written.answer
+                    )
+                ]
+            )
+    return written
+
+
+def _event_data(
+    customer_id: int, conversation_id: int, *messages: WrittenMessage
+) -> list[dict[str, Any]]:
+    return [
+        message_event_data(
+            message_payload(m), conversation_id=conversation_id, customer_id=customer_id
+        )
+        for m in messages
+    ]
+
+
+_Rows = tuple[tuple[int, int], tuple[int, int], tuple[int, int, int]] | None
+
+
+def _write_rows(
+    connection: Any,
+    using: str,
+    event_inserts: tuple[str, ...] | None,
+    conversation_id: int,
+    customer_id: int,
+    customer_message: WrittenMessage,
+    answer: WrittenMessage,
+    events: list[Any],
+) -> _Rows:
+    """The turn's statement(s): ((customer message id, seq), (answer id, seq), (last_seq,
+    turn_count, agent_turns)), or None when the conversation did not qualify."""
+    statements = _turn_sql(connection, event_inserts)
+    at = _prep(Conversation, "updated_at", customer_message.created_at, connection)
     customer_row = [
-        Message.Role.CUSTOMER.value,
-        text,
-        intent,
-        confidence,
+        customer_message.role,
+        customer_message.content,
+        customer_message.intent,
+        customer_message.confidence,
         customer_id,
-        _prep(Message, "metadata", {}, connection),
+        _prep(Message, "metadata", customer_message.metadata, connection),
         at,
     ]
     answer_row = [
-        Message.Role.AGENT.value,
-        reply_text,
-        intent,
-        confidence,
+        answer.role,
+        answer.content,
+        answer.intent,
+        answer.confidence,
         None,
-        _prep(Message, "metadata", metadata, connection),
+        _prep(Message, "metadata", answer.metadata, connection),
         at,
     ]
     head = [at, conversation_id, customer_id, Conversation.Status.ACTIVE.value]
     if connection.vendor == "postgresql":
         with prepared_cursor(using) as cursor:
-            cursor.execute(statements[0], [*head, *customer_row, *answer_row])
+            cursor.execute(statements[0], [*head, *customer_row, *answer_row, *events])
             rows = cursor.fetchall()
         if not rows:
             return None
         (first_id, first_seq, last_seq, turns, agent_turns), (second_id, second_seq, *_) = rows
-    else:
-        # Two statements: inside the caller's IMMEDIATE transaction, or one of our own.
-        with transaction.atomic(using=using, savepoint=False), prepared_cursor(using) as cursor:
-            cursor.execute(statements[0], head)
-            conversation = cursor.fetchone()
-            if conversation is None:
-                return None
-            _, last_seq, turns, agent_turns = conversation
-            cursor.execute(
-                statements[1],
-                [
-                    conversation_id,
-                    last_seq - 1,
-                    *customer_row,
-                    conversation_id,
-                    last_seq,
-                    *answer_row,
-                ],
-            )
-            (first_id, first_seq), (second_id, second_seq) = sorted(
-                cursor.fetchall(), key=lambda row: row[1]
-            )
+        return (first_id, first_seq), (second_id, second_seq), (last_seq, turns, agent_turns)
+    # SQLite: two statements, inside the caller's transaction (turn_write's atomic block:
+    # IMMEDIATE, so it already holds the database's write lock).
+    with prepared_cursor(using) as cursor:
+        cursor.execute(statements[0], head)
+        conversation = cursor.fetchone()
+        if conversation is None:
+            return None
+        _, last_seq, turns, agent_turns = conversation
+        cursor.execute(
+            statements[1],
+            [conversation_id, last_seq - 1, *customer_row, conversation_id, last_seq, *answer_row],
+        )
+        first, second = sorted(cursor.fetchall(), key=lambda row: row[1])
+    return tuple(first), tuple(second), (last_seq, turns, agent_turns)
+
+
+def _written(
+    conversation_id: int, rows: _Rows, customer_message: WrittenMessage, answer: WrittenMessage
+) -> TurnWritten | None:
+    if rows is None:
+        return None
+    (first_id, first_seq), (second_id, second_seq), (last_seq, turns, agent_turns) = rows
     return TurnWritten(
         conversation_id=conversation_id,
         turn_count=turns,
         agent_turns=agent_turns,
         last_seq=last_seq,
-        updated_at=now,
-        customer_message=WrittenMessage(
-            id=first_id,
-            seq=first_seq,
-            role=Message.Role.CUSTOMER.value,
-            content=text,
-            intent=intent,
-            confidence=confidence,
-            created_at=now,
-            metadata={},
-        ),
-        answer=WrittenMessage(
-            id=second_id,
-            seq=second_seq,
-            role=Message.Role.AGENT.value,
-            content=reply_text,
-            intent=intent,
-            confidence=confidence,
-            created_at=now,
-            metadata=dict(metadata),
-        ),
+        updated_at=customer_message.created_at,
+        customer_message=replace(customer_message, id=first_id, seq=first_seq),
+        answer=replace(answer, id=second_id, seq=second_seq),
     )
 
 

@@ -145,3 +145,11 @@ def message_payload(message: Any) -> dict[str, Any]:
     )
     item["created_at"] = client_datetime(item["created_at"])
     return item
+
+
+def message_event_data(
+    payload: dict[str, Any], *, conversation_id: int, customer_id: int
+) -> dict[str, Any]:
+    """A `message.created` domain event's data: the message as clients see it
+    (`message_payload`) and whose conversation it is."""
+    return {**payload, "conversation_id": conversation_id, "customer_id": customer_id}

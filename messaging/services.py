@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
@@ -34,7 +35,7 @@ from messaging.realtime import (
     publish_on_commit,
     run_in_background,
 )
-from messaging.schemas import ConversationOut, message_payload
+from messaging.schemas import ConversationOut, message_event_data, message_payload
 from messaging.validation import clean_message_text
 
 SYSTEM_AGENT_NAME = "system"
@@ -140,11 +141,11 @@ def conversation_append(*, conversation: Conversation, messages: list[NewMessage
         [
             (
                 MESSAGE_CREATED,
-                {
-                    **payload,
-                    "conversation_id": conversation.pk,
-                    "customer_id": conversation.customer_id,
-                },
+                message_event_data(
+                    payload,
+                    conversation_id=conversation.pk,
+                    customer_id=conversation.customer_id,
+                ),
             )
             for payload in payloads
         ]
@@ -317,11 +318,14 @@ def _fast_turn(
     agent_name: str,
     claim: idempotency.IdempotencyRecord | None,
 ) -> MessageSendResult | None:
-    """`_record_turn`'s agent branch for an active conversation, with the lock, both INSERTs
-    and the UPDATE as one statement (messaging.fastpath.turn_write). Same rows, seqs, pushes
-    after commit, domain events and idempotency record as the general path; the webhook
-    outbox's INSERT and the idempotency record commit in the same transaction."""
-    with transaction.atomic():
+    """`_record_turn`'s agent branch for an active conversation, with the lock, both INSERTs,
+    the UPDATE and the message.created events as one statement (messaging.fastpath.turn_write).
+    Same rows, seqs, events, pushes after commit and idempotency record as the general path.
+
+    Without an idempotency claim no transaction is opened around it: on PostgreSQL the one
+    statement is its own transaction (no BEGIN and COMMIT round trips). With a claim, the
+    record completes in the same transaction as the turn."""
+    with transaction.atomic() if claim is not None else nullcontext():
         written = fastpath.turn_write(
             conversation_id=conversation_id,
             customer_id=customer.pk,
@@ -335,16 +339,6 @@ def _fast_turn(
             return None
         payloads = [message_payload(m) for m in (written.customer_message, written.answer)]
         publish_on_commit([message_created_event(conversation_id, p) for p in payloads])
-        # As conversation_append records them: every appended message, in this transaction.
-        domain_events_record(
-            [
-                (
-                    MESSAGE_CREATED,
-                    {**payload, "conversation_id": conversation_id, "customer_id": customer.pk},
-                )
-                for payload in payloads
-            ]
-        )
         result = MessageSendResult(
             conversation_id=conversation_id,
             customer_message_id=written.customer_message.id,

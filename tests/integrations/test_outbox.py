@@ -32,6 +32,8 @@ from integrations.models import WebhookDelivery, WebhookEndpoint, WebhookEvent
 from messaging import events
 from messaging.api import process_body
 from messaging.events import DomainEvent
+from messaging.models import Conversation
+from messaging.schemas import message_payload
 from messaging.services import message_send
 from tests.integrations.conftest import Receiver
 
@@ -162,14 +164,14 @@ def test_still_one_statement_per_change(customer: User, with_endpoint: bool) -> 
         with CaptureQueriesContext(connection) as queries:
             message_send(customer=customer, conversation_id=conversation_id, text=ANSWERED)
         return sum(
-            q["sql"].startswith('INSERT INTO "integrations_webhookevent"')
-            for q in queries.captured_queries
+            'INSERT INTO "integrations_webhookevent"' in q["sql"] for q in queries.captured_queries
         )
 
     # A new conversation: conversation.created (general path), then the turn's two messages.
     assert outbox_statements(None) == 2
     conversation_id = _send(customer, ANSWERED)["conversation_id"]
-    assert outbox_statements(conversation_id) == 1  # the fast path's turn
+    # The fast path's turn: on PostgreSQL its one WITH statement holds the outbox's INSERT.
+    assert outbox_statements(conversation_id) == 1
     assert WebhookEvent.objects.count() == (8 if with_endpoint else 0)
 
 
@@ -250,6 +252,118 @@ def test_the_rows_are_those_bulk_create_wrote(
     by_orm = WebhookEvent.objects.order_by("id").values_list(*fields)
     assert list(by_orm.filter(id__in=new_ids)) == list(by_orm.filter(id__in=old_ids))
     assert {row.created_at for row in WebhookEvent.objects.all()} == {at}
+
+
+# --- The turn's own statement (PostgreSQL) -----------------------------------------------------
+
+
+def _turn(customer: User, conversation_id: int) -> Any:
+    from messaging import fastpath
+
+    return fastpath.turn_write(
+        conversation_id=conversation_id,
+        customer_id=customer.pk,
+        text='Grüße — "quoted" 🙂',
+        reply_text="Here is how.",
+        intent="account",
+        confidence=0.875,
+        metadata={"nested": [1, 2.5, True, None]},
+        now=datetime(2026, 12, 1, 8, 30, 15, 123456, tzinfo=UTC),
+    )
+
+
+def test_only_sinks_that_can_write_from_a_statement_are_folded_in(
+    recorded: list[DomainEvent],
+) -> None:
+    # `recorded` registered a sink that can only be called: the turn must call it.
+    assert events.domain_event_inserts("e") is None
+    events._sinks.remove(recorded_sink := events._sinks[-1])
+    try:
+        inserts = events.domain_event_inserts("e")
+        assert inserts == (delivery.outbox_insert_from("e"),)
+        assert 'INSERT INTO "integrations_webhookevent"' in inserts[0]
+        assert "FROM e WHERE EXISTS" in inserts[0]
+    finally:
+        events._sinks.append(recorded_sink)
+
+
+@pytest.mark.parametrize("folded", [True, False], ids=["in-the-statement", "sink-called"])
+def test_the_turns_events_are_the_rows_the_sink_writes(
+    customer: User, request: pytest.FixtureRequest, folded: bool
+) -> None:
+    """The turn's message.created rows, written by its own statement (PostgreSQL, only the
+    outbox listening) or by the sink in its transaction (SQLite, or a sink that can only be
+    called): the same rows outbox_write writes for the events the general path records."""
+    if not folded:
+        seen = request.getfixturevalue("recorded")
+    _endpoint()
+    conversation = _send(customer, ANSWERED)["conversation_id"]
+    before = set(WebhookEvent.objects.values_list("id", flat=True))
+
+    with CaptureQueriesContext(connection) as queries:
+        written = _turn(customer, conversation)
+
+    assert written is not None
+    in_statement = folded and connection.vendor == "postgresql"
+    statements = [q["sql"] for q in queries.captured_queries]
+    if in_statement:
+        (statement,) = statements
+        assert 'INSERT INTO "integrations_webhookevent"' in statement
+    else:
+        assert statements[-1].startswith('INSERT INTO "integrations_webhookevent"')
+    rows = list(WebhookEvent.objects.exclude(id__in=before).order_by("id"))
+    expected = [
+        {**message_payload(m), "conversation_id": conversation, "customer_id": customer.pk}
+        for m in (written.customer_message, written.answer)
+    ]
+    assert [(r.type, r.payload, r.customer_id, r.dispatched_at) for r in rows] == [
+        ("message.created", data, customer.pk, None) for data in expected
+    ]
+    assert [r.payload["seq"] for r in rows] == [written.last_seq - 1, written.last_seq]
+    # One time for the change: the turn's own when its statement writes them, the sink's
+    # clock when it is called.
+    assert len({r.created_at for r in rows}) == 1
+    if in_statement:
+        assert rows[0].created_at == written.updated_at
+    assert all(EVENT_ID.match(r.event_id) for r in rows)
+    assert len({r.event_id for r in rows}) == 2
+    if not folded:
+        assert seen[-2:] == [("message.created", data) for data in expected]
+
+
+def test_no_endpoint_the_turn_writes_no_event(customer: User) -> None:
+    _endpoint(active=False)
+    conversation = _send(customer, ANSWERED)["conversation_id"]
+    assert _turn(customer, conversation) is not None
+    assert WebhookEvent.objects.count() == 0
+
+
+def test_a_turn_that_does_not_qualify_writes_no_event(customer: User, operator: User) -> None:
+    _endpoint()
+    conversation = _send(customer, HUMAN)["conversation_id"]  # escalated
+    before = WebhookEvent.objects.count()
+    assert _turn(customer, conversation) is None
+    assert WebhookEvent.objects.count() == before
+
+
+def test_the_turns_events_roll_back_with_it(customer: User) -> None:
+    _endpoint()
+    conversation = _send(customer, ANSWERED)["conversation_id"]
+    before = WebhookEvent.objects.count()
+    last_seq = Conversation.objects.get(pk=conversation).last_seq
+    seen_inside: list[int] = []
+
+    def turn_then_fail() -> None:
+        with transaction.atomic():
+            assert _turn(customer, conversation) is not None
+            seen_inside.append(WebhookEvent.objects.count())
+            raise RuntimeError("the caller's transaction fails after the turn")
+
+    with pytest.raises(RuntimeError):
+        turn_then_fail()
+    assert seen_inside == [before + 2]
+    assert WebhookEvent.objects.count() == before
+    assert Conversation.objects.get(pk=conversation).last_seq == last_seq
 
 
 # --- Who hears of what ---------------------------------------------------------------------------

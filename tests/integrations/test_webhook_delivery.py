@@ -468,8 +468,7 @@ def test_the_outbox_costs_one_insert_per_change(
         with CaptureQueriesContext(connection) as queries:
             message_send(customer=customer, conversation_id=conversation_id, text="hi")
         return sum(
-            q["sql"].startswith('INSERT INTO "integrations_webhookevent"')
-            for q in queries.captured_queries
+            'INSERT INTO "integrations_webhookevent"' in q["sql"] for q in queries.captured_queries
         )
 
     assert outbox_inserts(None) == 2

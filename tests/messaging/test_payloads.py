@@ -6,6 +6,7 @@ type and key for key in the same order, so the JSON sent is byte-for-byte the sa
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime
 from typing import Any
 
@@ -14,6 +15,7 @@ from django.db import transaction
 
 from accounts.models import User
 from config.schemas import client_json
+from integrations.models import WebhookEndpoint, WebhookEvent
 from messaging import fastpath, services
 from messaging.agent import AgentReply
 from messaging.events import MESSAGE_CREATED
@@ -29,6 +31,9 @@ AT = datetime(2026, 3, 4, 5, 6, 7, 123456, tzinfo=UTC)
 def legacy_payload(message: Any) -> dict[str, Any]:
     """message_payload as it was: a MessageOut per message, JSON-encoded and decoded."""
     return client_json(MessageOut.from_orm(message))
+
+
+EVENT_ID = re.compile(r"msg_[0-9a-f]{32}")  # integrations.models.new_event_id's shape
 
 
 def assert_same_payload(new: dict[str, Any], old: dict[str, Any]) -> None:
@@ -142,11 +147,15 @@ def test_fast_turn_pushes_and_events_equal_the_messageout_path(
     customer: User, reply: AgentReply, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """What services._fast_turn publishes and records for a turn: the same dicts as
-    MessageOut built them from the written messages, and as it builds them from the rows."""
+    MessageOut built them from the written messages, and as it builds them from the rows. The
+    events are read back from the webhook outbox, where the turn's own statement writes them
+    on PostgreSQL (messaging.events.domain_event_inserts) and its transaction on SQLite."""
     conversation = ConversationFactory(customer=customer)
+    WebhookEndpoint.objects.create(
+        url="https://hooks.example.com/in", events=["message.created"], secret="whsec_x"
+    )
     written: list[Any] = []
     pushed: list[Any] = []
-    recorded: list[Any] = []
     turn_write = fastpath.turn_write
 
     def spy(**kwargs: Any) -> Any:
@@ -156,7 +165,6 @@ def test_fast_turn_pushes_and_events_equal_the_messageout_path(
 
     monkeypatch.setattr(fastpath, "turn_write", spy)
     monkeypatch.setattr(services, "publish_on_commit", pushed.extend)
-    monkeypatch.setattr(services, "domain_events_record", recorded.extend)
     with transaction.atomic():
         result = services._fast_turn(
             conversation_id=conversation.pk,
@@ -178,9 +186,15 @@ def test_fast_turn_pushes_and_events_equal_the_messageout_path(
     for (_group, event), old, row in zip(pushed, legacy, rows, strict=True):
         assert_same_payload(event["message"], old)
         assert_same_payload(event["message"], legacy_payload(row))
-    assert [event_type for event_type, _data in recorded] == [MESSAGE_CREATED] * 2
-    for (_type, data), old in zip(recorded, legacy, strict=True):
-        assert_same_payload(
-            data, {**old, "conversation_id": conversation.pk, "customer_id": customer.pk}
-        )
+    recorded = list(WebhookEvent.objects.order_by("id"))
+    assert [event.type for event in recorded] == [MESSAGE_CREATED] * 2
+    for event, old in zip(recorded, legacy, strict=True):
+        expected = {**old, "conversation_id": conversation.pk, "customer_id": customer.pk}
+        # jsonb keeps no key order (PostgreSQL): the same keys, values and value types.
+        assert event.payload == expected
+        assert {k: type(v) for k, v in event.payload.items()} == {
+            k: type(v) for k, v in expected.items()
+        }
+        assert event.customer_id == customer.pk
+        assert EVENT_ID.fullmatch(event.event_id)
     assert Conversation.objects.get(pk=conversation.pk).last_seq == 2

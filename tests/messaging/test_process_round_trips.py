@@ -1,13 +1,17 @@
 """Database round trips of one `POST /messages/process`, pinned: the hot path's cost is mostly
 per round trip (docs/benchmarks.md), so a change that adds one must show up here.
 
-Round trips, not only statements: inside the test's own transaction the service's
-`transaction.atomic()` runs as SAVEPOINT / RELEASE SAVEPOINT, which stand for the BEGIN and
-COMMIT that production sends (each its own round trip). Redis (rate limit, push) is not counted.
+Two views. Statements, on both databases, as Django logs them (inside the test's transaction).
+And, on PostgreSQL, the round trips on the wire: a transactional test (autocommit, as in
+production) traces the connection's protocol messages with libpq's trace and counts the server's
+ReadyForQuery replies — one per exchange, so a BEGIN or COMMIT sent by psycopg counts too, which
+Django's query log never shows. Redis (rate limit, push) is not counted.
 """
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,72 +20,125 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
 from accounts.models import User
+from integrations.models import WebhookEndpoint, WebhookEvent
+from messaging.models import Conversation
 from tests.factories import ConversationFactory, MessageFactory
-
-pytestmark = pytest.mark.django_db
 
 # The common turn (an active conversation the agent answers) runs through messaging.fastpath:
 #   1. auth: the token's user and both deny-lists (jti, refresh family), one fixed statement
 #      (accounts.fastauth);
 #   2. the agent's context: the conversation with its recent messages, one statement;
-#   then one transaction (BEGIN + COMMIT) holding
-#   3. the turn itself: on PostgreSQL one `WITH … UPDATE … RETURNING` feeding the INSERT of both
-#      messages (the row lock is the UPDATE's); on SQLite, which cannot chain data-modifying
-#      statements, the UPDATE and the INSERT one after the other (3 and 3b);
-#   4. the webhook outbox's one INSERT for the turn's message.created events.
+#   3. the turn itself with its events: on PostgreSQL one `WITH … UPDATE … RETURNING` feeding
+#      the INSERT of both messages and the webhook outbox's INSERT of their message.created
+#      events — in autocommit its own transaction, so no BEGIN and no COMMIT. On SQLite, which
+#      cannot chain data-modifying statements, the UPDATE, the INSERT of the messages and the
+#      outbox's INSERT in one transaction (3, 3b, 3c).
 # Before the wiring it was 6 statements (a separate SELECT … FOR UPDATE, INSERT and UPDATE)
-# plus BEGIN/COMMIT.
-STATEMENTS = 4 if connection.vendor == "postgresql" else 5
-TRANSACTION_CONTROL = 2  # BEGIN + COMMIT in production
-ROUND_TRIPS = STATEMENTS + TRANSACTION_CONTROL
+# plus BEGIN/COMMIT; before the turn carried its events, 4 statements plus BEGIN/COMMIT.
+STATEMENTS = 3 if connection.vendor == "postgresql" else 5
+ROUND_TRIPS_ON_POSTGRESQL = 3
 
 
-def _is_transaction_control(sql: str) -> bool:
-    return (
-        sql.lstrip()
-        .upper()
-        .startswith(("SAVEPOINT", "RELEASE SAVEPOINT", "ROLLBACK TO SAVEPOINT", "BEGIN", "COMMIT"))
+def _process(client: Client, customer: User, conversation: Conversation) -> Any:
+    response = client.post(
+        "/api/v1/messages/process",
+        {
+            "message": "How do I reset my password?",
+            "customer_id": customer.pk,
+            "conversation_id": conversation.pk,
+        },
+        content_type="application/json",
     )
-
-
-def test_round_trips_of_one_process_request(customer: User, customer_client: Client) -> None:
-    conversation = ConversationFactory(customer=customer)
-    MessageFactory(conversation=conversation)
-
-    with CaptureQueriesContext(connection) as captured:
-        response = customer_client.post(
-            "/api/v1/messages/process",
-            {
-                "message": "How do I reset my password?",
-                "customer_id": customer.pk,
-                "conversation_id": conversation.pk,
-            },
-            content_type="application/json",
-        )
-
     assert response.status_code == 200, response.content
     assert response.json()["status"] == "success"  # the agent path, not an escalation
+    return response
+
+
+@pytest.mark.django_db
+def test_statements_of_one_process_request(customer: User, customer_client: Client) -> None:
+    conversation = ConversationFactory(customer=customer)
+    MessageFactory(conversation=conversation)
+    with CaptureQueriesContext(connection) as captured:
+        _process(customer_client, customer, conversation)
     sqls = [q["sql"] for q in captured.captured_queries]
-    control = [s for s in sqls if _is_transaction_control(s)]
-    statements = [s for s in sqls if not _is_transaction_control(s)]
-    assert len(statements) == STATEMENTS, statements
-    assert len(control) == TRANSACTION_CONTROL, control
-    assert len(sqls) == ROUND_TRIPS
+    assert len(sqls) == STATEMENTS, sqls
+    # No transaction of its own on PostgreSQL: inside the test's, an atomic block would show as
+    # a SAVEPOINT.
+    assert not [s for s in sqls if s.lstrip().upper().startswith(("SAVEPOINT", "RELEASE"))]
 
 
-def test_round_trips_do_not_grow_with_the_conversation(
+@pytest.mark.django_db
+def test_statements_do_not_grow_with_the_conversation(
     customer: User, customer_client: Client, django_assert_num_queries: Any
 ) -> None:
     conversation = ConversationFactory(customer=customer)
     for _ in range(30):
         MessageFactory(conversation=conversation)
-    body = {
-        "message": "How do I reset my password?",
-        "customer_id": customer.pk,
-        "conversation_id": conversation.pk,
-    }
-    with django_assert_num_queries(ROUND_TRIPS):
-        response = customer_client.post(
-            "/api/v1/messages/process", body, content_type="application/json"
+    with django_assert_num_queries(STATEMENTS):
+        _process(customer_client, customer, conversation)
+
+
+def _wire_round_trips(trace: Path, action: Any) -> tuple[int, list[str]]:
+    """Run `action` with the default connection's protocol traced; the server's ReadyForQuery
+    count and the frontend's messages."""
+    from psycopg import pq
+
+    connection.ensure_connection()
+    pgconn = connection.connection.pgconn
+    with trace.open("w") as out:
+        pgconn.trace(out.fileno())
+        pgconn.set_trace_flags(pq.Trace.SUPPRESS_TIMESTAMPS)
+        try:
+            action()
+        finally:
+            pgconn.untrace()
+    lines = trace.read_text().splitlines()
+    ready = [line for line in lines if line.startswith("B") and "ReadyForQuery" in line]
+    sent = [line for line in lines if line.startswith("F")]
+    return len(ready), sent
+
+
+def _transaction_control(sent: list[str]) -> list[str]:
+    # psycopg sends BEGIN and COMMIT as simple queries: `F <length> Query "BEGIN"`.
+    return [line for line in sent if re.search(r'\bQuery\s+"(BEGIN|COMMIT|ROLLBACK)', line)]
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="protocol trace: PostgreSQL")
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("endpoint", [False, True], ids=["no-endpoint", "endpoint"])
+def test_round_trips_on_the_wire(
+    customer: User, customer_client: Client, tmp_path: Path, endpoint: bool
+) -> None:
+    """Three exchanges with the server, whether or not a webhook endpoint takes the events,
+    and never a BEGIN or COMMIT: the turn's statement is its own transaction."""
+    conversation = ConversationFactory(customer=customer)
+    MessageFactory(conversation=conversation)
+    if endpoint:
+        WebhookEndpoint.objects.create(
+            url="https://hooks.example.com/in", events=["message.created"], secret="whsec_x"
         )
-    assert response.status_code == 200
+    assert connection.get_autocommit()
+
+    round_trips, sent = _wire_round_trips(
+        tmp_path / "trace", lambda: _process(customer_client, customer, conversation)
+    )
+
+    assert round_trips == ROUND_TRIPS_ON_POSTGRESQL, sent
+    assert _transaction_control(sent) == []
+    assert WebhookEvent.objects.count() == (2 if endpoint else 0)
+    assert Conversation.objects.get(pk=conversation.pk).last_seq == 3
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="protocol trace: PostgreSQL")
+@pytest.mark.django_db(transaction=True)
+def test_the_trace_counts_begin_and_commit(tmp_path: Path) -> None:
+    """The counter itself: a transaction of one statement is three exchanges."""
+    from django.db import transaction
+
+    def one_statement_in_a_transaction() -> None:
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+
+    round_trips, sent = _wire_round_trips(tmp_path / "trace", one_statement_in_a_transaction)
+    assert round_trips == 3, sent
+    assert len(_transaction_control(sent)) == 2, sent
