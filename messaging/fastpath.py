@@ -76,6 +76,8 @@ class TurnWritten:
     updated_at: datetime
     customer_message: WrittenMessage
     answer: WrittenMessage
+    # Both messages as clients see them (`message_payload`, key for key): the push payloads.
+    payloads: tuple[dict[str, Any], dict[str, Any]]
 
 
 _MESSAGE_COLUMNS = (
@@ -220,16 +222,26 @@ def turn_write(
         created_at=now,
         metadata=dict(metadata),
     )
+    # Built once, with the placeholders; the real id and seq replace them after the write.
+    payloads = (message_payload(customer_message), message_payload(answer))
     event_inserts = domain_event_inserts("e") if connection.vendor == "postgresql" else None
     if event_inserts is not None:
-        # Placeholders dropped: the statement adds the real id and seq to each payload. The
-        # answer's first: its seq is the new last_seq (the statement's CASE).
-        templates = [
-            json.dumps({k: v for k, v in data.items() if k not in ("id", "seq")})
-            for data in _event_data(customer_id, conversation_id, answer, customer_message)
-        ]
-        created_at = _prep(Message, "created_at", now, connection)
-        events = [MESSAGE_CREATED, *templates, customer_id, created_at] if event_inserts else []
+        events: list[Any] = []
+        if event_inserts:  # else nobody listens
+            # The statement adds the real id and seq to each payload (jsonb `||`); the answer's
+            # first: its seq is the new last_seq (the statement's CASE).
+            templates = [
+                json.dumps(
+                    message_event_data(
+                        {k: v for k, v in payload.items() if k not in ("id", "seq")},
+                        conversation_id=conversation_id,
+                        customer_id=customer_id,
+                    )
+                )
+                for payload in reversed(payloads)
+            ]
+            created_at = _prep(Message, "created_at", now, connection)
+            events = [MESSAGE_CREATED, *templates, customer_id, created_at]
         rows = _write_rows(
             connection,
             using,
@@ -240,33 +252,25 @@ def turn_write(
             answer,
             events,
         )
-        return _written(conversation_id, rows, customer_message, answer)
+        return _written(conversation_id, rows, customer_message, answer, payloads)
     with transaction.atomic(using=using, savepoint=False):
         rows = _write_rows(
             connection, using, None, conversation_id, customer_id, customer_message, answer, []
         )
-        written = _written(conversation_id, rows, customer_message, answer)
+        written = _written(conversation_id, rows, customer_message, answer, payloads)
         if written is not None:
             domain_events_record(
                 [
-                    (MESSAGE_CREATED, data)
-                    for data in _event_data(
-                        customer_id, conversation_id, written.customer_message, written.answer
+                    (
+                        MESSAGE_CREATED,
+                        message_event_data(
+                            payload, conversation_id=conversation_id, customer_id=customer_id
+                        ),
                     )
+                    for payload in written.payloads
                 ]
             )
     return written
-
-
-def _event_data(
-    customer_id: int, conversation_id: int, *messages: WrittenMessage
-) -> list[dict[str, Any]]:
-    return [
-        message_event_data(
-            message_payload(m), conversation_id=conversation_id, customer_id=customer_id
-        )
-        for m in messages
-    ]
 
 
 _Rows = tuple[tuple[int, int], tuple[int, int], tuple[int, int, int]] | None
@@ -330,11 +334,16 @@ def _write_rows(
 
 
 def _written(
-    conversation_id: int, rows: _Rows, customer_message: WrittenMessage, answer: WrittenMessage
+    conversation_id: int,
+    rows: _Rows,
+    customer_message: WrittenMessage,
+    answer: WrittenMessage,
+    payloads: tuple[dict[str, Any], dict[str, Any]],
 ) -> TurnWritten | None:
     if rows is None:
         return None
     (first_id, first_seq), (second_id, second_seq), (last_seq, turns, agent_turns) = rows
+    # `|` keeps the keys where they are: id and seq stay first, as message_payload puts them.
     return TurnWritten(
         conversation_id=conversation_id,
         turn_count=turns,
@@ -343,6 +352,10 @@ def _written(
         updated_at=customer_message.created_at,
         customer_message=replace(customer_message, id=first_id, seq=first_seq),
         answer=replace(answer, id=second_id, seq=second_seq),
+        payloads=(
+            payloads[0] | {"id": first_id, "seq": first_seq},
+            payloads[1] | {"id": second_id, "seq": second_seq},
+        ),
     )
 
 

@@ -337,8 +337,7 @@ def _fast_turn(
         )
         if written is None:  # nothing written: not active (any more), or gone
             return None
-        payloads = [message_payload(m) for m in (written.customer_message, written.answer)]
-        publish_on_commit([message_created_event(conversation_id, p) for p in payloads])
+        publish_on_commit([message_created_event(conversation_id, p) for p in written.payloads])
         result = MessageSendResult(
             conversation_id=conversation_id,
             customer_message_id=written.customer_message.id,
