@@ -76,6 +76,9 @@ def production_env(overrides: dict[str, str] | None = None) -> dict[str, str]:
     env.setdefault("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]")
     env.setdefault("LOG_LEVEL", "WARNING")
     env.setdefault("PYTHONUNBUFFERED", "1")
+    # Persistent connections are for the WSGI tier only (wsgi_command sets them): an ASGI
+    # server inheriting them would leak a connection per request.
+    env.pop("DB_CONN_MAX_AGE", None)
     return env
 
 
@@ -195,6 +198,32 @@ def wsgi_command(
     threads: int,
     graceful_timeout: float,
     app: str = "config.wsgi:application",
+    conn_max_age: int = 0,
+) -> list[str]:
+    # Each request thread keeps its database connection this long (config/settings.py,
+    # DB_CONN_MAX_AGE; 0: the pool). Set here, for this command alone, through env(1), which
+    # execs the server: the PID (and the signals sent to it) stay the server's.
+    prefix = ["/usr/bin/env", f"DB_CONN_MAX_AGE={conn_max_age}"] if conn_max_age else []
+    return prefix + _wsgi_server_command(
+        server,
+        host=host,
+        port=port,
+        workers=workers,
+        threads=threads,
+        graceful_timeout=graceful_timeout,
+        app=app,
+    )
+
+
+def _wsgi_server_command(
+    server: str,
+    *,
+    host: str,
+    port: int,
+    workers: int,
+    threads: int,
+    graceful_timeout: float,
+    app: str,
 ) -> list[str]:
     if server == "granian":
         return [
@@ -314,6 +343,7 @@ def _web_plan(args: argparse.Namespace) -> Plan:
                 threads=args.threads,
                 graceful_timeout=args.graceful_timeout,
                 app=args.wsgi_app,
+                conn_max_age=args.conn_max_age,
             ),
             *asgi_commands(
                 host="127.0.0.1",
@@ -343,6 +373,7 @@ def _web_plan(args: argparse.Namespace) -> Plan:
                 threads=args.threads,
                 graceful_timeout=args.graceful_timeout,
                 app=args.wsgi_app,
+                conn_max_age=args.conn_max_age,
             ),
             *asgi_commands(
                 host=args.host,
@@ -477,6 +508,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--wsgi-app",
         default=os.environ.get("WSGI_APP", "config.wsgi:application"),
         help="WSGI callable (to measure a patched build; default the real one)",
+    )
+    parser.add_argument(
+        "--conn-max-age",
+        type=int,
+        default=int(os.environ.get("WSGI_DB_CONN_MAX_AGE", "600")),
+        help="seconds a WSGI request thread keeps its database connection "
+        "(0: take one from the pool per request, as the ASGI tier does)",
     )
     parser.add_argument(
         "--webhook-workers",
