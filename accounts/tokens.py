@@ -12,8 +12,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
+from django.conf import settings
 from django.utils.crypto import constant_time_compare, salted_hmac
 from rest_framework_simplejwt.exceptions import TokenError
 from rest_framework_simplejwt.token_blacklist.models import OutstandingToken
@@ -46,7 +48,16 @@ REQUIRED_CLAIMS = (
 def password_fingerprint(user: User) -> str:
     """A keyed digest of the stored password hash: it changes whenever the password does, and
     reveals nothing about the hash to someone reading a token."""
-    return salted_hmac("parley.tokens.password", user.password, algorithm="sha256").hexdigest()[:20]
+    return _fingerprint(user.password, settings.SECRET_KEY)
+
+
+@lru_cache(maxsize=4096)
+def _fingerprint(password_hash: str, secret: str) -> str:
+    # Checked on every authenticated request: a pure function of its two arguments, so it is
+    # computed once per password hash (and key) and process, not once per request.
+    return salted_hmac(
+        "parley.tokens.password", password_hash, secret=secret, algorithm="sha256"
+    ).hexdigest()[:20]
 
 
 def token_matches_password(payload: Mapping[str, Any], user: User) -> bool:

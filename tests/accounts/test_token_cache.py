@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 from types import SimpleNamespace
+from typing import Any
 
 import jwt
 import pytest
@@ -85,3 +86,25 @@ def test_invalid_tokens_are_never_cached(customer: User) -> None:
     assert auth._verified_access_payload.cache_info().currsize == 0
     assert time.time() < jwt.decode(token, options={"verify_signature": False})["exp"]
     assert settings.SIMPLE_JWT["ALGORITHM"] == "HS256"
+
+
+def test_the_password_fingerprint_is_cached_per_hash_and_key(customer: User, settings: Any) -> None:
+    """The fingerprint each request compares is computed once per password hash and signing
+    key: a new password or a new SECRET_KEY gives a new one at once (never a stale hit)."""
+    from accounts import tokens
+
+    tokens._fingerprint.cache_clear()
+    token = _access(customer)
+    first = tokens.password_fingerprint(customer)
+    assert auth.principal_from_access_token(token).user_id == customer.pk
+    assert tokens._fingerprint.cache_info().hits >= 1
+
+    customer.set_password("a brand new passphrase 42")
+    customer.save()
+    assert tokens.password_fingerprint(customer) != first
+    with pytest.raises(NotAuthenticated, match="last password change"):
+        auth.principal_from_access_token(token)
+
+    fingerprint = tokens.password_fingerprint(customer)
+    settings.SECRET_KEY = "another-secret-key-" + "x" * 40
+    assert tokens.password_fingerprint(customer) != fingerprint
