@@ -170,6 +170,8 @@ class Bench:
             server_args += ["--wsgi-server", self.args.wsgi_server]
         if self.args.threads:
             server_args += ["--threads", str(self.args.threads)]
+        if self.args.workers:
+            server_args += ["--workers", str(self.args.workers)]
         server_args += ["--front", getattr(self.args, "front", None) or "none"]
         self.server = harness.Server(server_args, self.env, http_port, ws_port)
         self.server.start(self.work / "server.log")
@@ -556,6 +558,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--wsgi-server", choices=["granian", "gunicorn"], default=None)
     parser.add_argument("--front", choices=["none", "nginx"], default="none")
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--workers", type=int, default=None, help="WSGI worker processes")
     parser.add_argument(
         "--output",
         type=Path,
