@@ -8,10 +8,13 @@ statement itself:
 - `turn_write`: an agent-answered turn on an *active* conversation the caller owns. On
   PostgreSQL one statement: an `UPDATE … RETURNING` of the conversation (which takes the row
   lock, advances `last_seq` by two and the turn counters by one, and checks id, owner and status
-  in its WHERE) feeds the `INSERT` of both messages with the two new seqs. Concurrent writers
-  queue on the row lock; each re-reads the committed row, so seqs stay gap-free and unique. On
-  SQLite (RETURNING needs 3.35) the same two statements run one after the other inside the
-  IMMEDIATE transaction that already holds the database's write lock.
+  in its WHERE) feeds the `INSERT` of both messages with the two new seqs, and the same
+  statement writes their `message.created` domain events through the sinks that can
+  (messaging.events.domain_event_inserts: the webhook outbox), so outside an atomic block it
+  commits on its own — no BEGIN, no COMMIT. Concurrent writers queue on the row lock; each
+  re-reads the committed row, so seqs stay gap-free and unique. On SQLite (RETURNING needs
+  3.35) the same two statements run one after the other inside the IMMEDIATE transaction that
+  already holds the database's write lock, and the sinks are called in it.
 - `agent_context`: the agent's context (the customer's own conversation's status and counter,
   and its last messages) in one statement, without model instances. (The token's user lookup,
   the third per-request statement, lives in accounts.fastauth: accounts may not import
@@ -25,9 +28,9 @@ general ORM path (messaging.services), which owns the rare branches: a missing o
 conversation (404), an escalated one (system acknowledgement), a resolved one (back to active,
 with a status push), a new conversation, and an agent that asks for a human.
 
-This module only reads and writes rows. Pushing the new messages after commit, idempotency and
-rate limits stay with the caller; `WrittenMessage` has the attributes
-`messaging.schemas.message_payload` reads, so the caller builds the same push payloads.
+This module only reads and writes rows (and the turn's events). Pushing the new messages after
+commit, idempotency and rate limits stay with the caller, which pushes `TurnWritten.payloads`
+(`messaging.schemas.message_payload` of both messages, as the general path builds them).
 """
 
 from __future__ import annotations
