@@ -79,8 +79,13 @@ def test_statements_do_not_grow_with_the_conversation(
 
 
 def _wire_round_trips(trace: Path, action: Any) -> tuple[int, list[str]]:
-    """Run `action` with the default connection's protocol traced; the server's ReadyForQuery
-    count and the frontend's messages."""
+    """Run `action` with the default connection's protocol traced; the exchanges that ran a
+    statement (the server's ReadyForQuery after anything but a bare preparation) and the
+    frontend's messages.
+
+    A fixed statement's run number DB_PREPARE_THRESHOLD + 1 on a connection first prepares it:
+    psycopg sends `Parse "_pg3_N"` + `Sync` as an exchange of its own, once per statement and
+    connection (see test_preparing_is_once_per_statement_and_connection); those are not counted."""
     from psycopg import pq
 
     connection.ensure_connection()
@@ -92,10 +97,23 @@ def _wire_round_trips(trace: Path, action: Any) -> tuple[int, list[str]]:
             action()
         finally:
             pgconn.untrace()
-    lines = trace.read_text().splitlines()
-    ready = [line for line in lines if line.startswith("B") and "ReadyForQuery" in line]
-    sent = [line for line in lines if line.startswith("F")]
-    return len(ready), sent
+    sent = [line for line in trace.read_text().splitlines() if line.startswith("F")]
+    return sum(1 for exchange in _exchanges(sent) if not _is_preparation(exchange)), sent
+
+
+def _exchanges(sent: list[str]) -> list[list[str]]:
+    """The frontend's messages, one list per exchange (each ends at Sync or a simple Query)."""
+    exchanges: list[list[str]] = [[]]
+    for line in sent:
+        kind = line.split("\t")[2]
+        exchanges[-1].append(kind)
+        if kind in ("Sync", "Query"):
+            exchanges.append([])
+    return [exchange for exchange in exchanges if exchange]
+
+
+def _is_preparation(exchange: list[str]) -> bool:
+    return exchange == ["Parse", "Sync"]
 
 
 def _transaction_control(sent: list[str]) -> list[str]:
@@ -127,6 +145,30 @@ def test_round_trips_on_the_wire(
     assert _transaction_control(sent) == []
     assert WebhookEvent.objects.count() == (2 if endpoint else 0)
     assert Conversation.objects.get(pk=conversation.pk).last_seq == 3
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="protocol trace: PostgreSQL")
+@pytest.mark.django_db(transaction=True)
+def test_preparing_is_once_per_statement_and_connection(
+    customer: User, customer_client: Client, tmp_path: Path
+) -> None:
+    """Ten messages on one connection: each is three executing exchanges; the run that reaches
+    DB_PREPARE_THRESHOLD adds one bare preparation per statement (earlier tests may already
+    have run some on this connection), never twice, and none once all three are prepared."""
+    conversation = ConversationFactory(customer=customer)
+    preparations = []
+    prepared_names: list[str] = []
+    for n in range(10):
+        round_trips, sent = _wire_round_trips(
+            tmp_path / f"trace-{n}", lambda: _process(customer_client, customer, conversation)
+        )
+        assert round_trips == ROUND_TRIPS_ON_POSTGRESQL, sent
+        assert _transaction_control(sent) == []
+        preparations.append(sum(_is_preparation(e) for e in _exchanges(sent)))
+        prepared_names += re.findall(r'\tParse\t "(_pg3_\d+)"', "\n".join(sent))
+    assert sum(preparations) <= 3  # auth, context, turn: each prepared at most once
+    assert len(prepared_names) == len(set(prepared_names))
+    assert preparations[-3:] == [0, 0, 0]  # all prepared by then: three exchanges in all
 
 
 @pytest.mark.skipif(connection.vendor != "postgresql", reason="protocol trace: PostgreSQL")
