@@ -3,9 +3,10 @@ per round trip (docs/benchmarks.md), so a change that adds one must show up here
 
 Two views. Statements, on both databases, as Django logs them (inside the test's transaction).
 And, on PostgreSQL, the round trips on the wire: a transactional test (autocommit, as in
-production) traces the connection's protocol messages with libpq's trace and counts the server's
-ReadyForQuery replies — one per exchange, so a BEGIN or COMMIT sent by psycopg counts too, which
-Django's query log never shows. Redis (rate limit, push) is not counted.
+production) traces the connection's protocol messages with libpq's trace and counts the
+exchanges (each ends at a Sync or a simple Query), so a BEGIN or COMMIT sent by psycopg counts
+too, which Django's query log never shows; psycopg's one-time preparation of a statement is
+counted apart. Redis (rate limit, push) is not counted.
 """
 
 from __future__ import annotations
