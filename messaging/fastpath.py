@@ -204,27 +204,22 @@ def turn_write(
         return None
     now = now or timezone.now()
     connection = connections[using]
-    # Placeholders for id and seq, which only the INSERT gives.
-    customer_message = WrittenMessage(
-        id=0,
-        seq=0,
-        role=Message.Role.CUSTOMER.value,
-        content=text,
-        intent=intent,
-        confidence=confidence,
-        created_at=now,
-        metadata={},
-    )
-    answer = WrittenMessage(
-        id=0,
-        seq=0,
-        role=Message.Role.AGENT.value,
-        content=reply_text,
-        intent=intent,
-        confidence=confidence,
-        created_at=now,
-        metadata=dict(metadata),
-    )
+
+    def pending(role: str, content: str, metadata: dict[str, Any]) -> WrittenMessage:
+        # Placeholders for id and seq, which only the INSERT gives.
+        return WrittenMessage(
+            id=0,
+            seq=0,
+            role=role,
+            content=content,
+            intent=intent,
+            confidence=confidence,
+            created_at=now,
+            metadata=metadata,
+        )
+
+    customer_message = pending(Message.Role.CUSTOMER.value, text, {})
+    answer = pending(Message.Role.AGENT.value, reply_text, dict(metadata))
     # Built once, with the placeholders; the real id and seq replace them after the write.
     payloads = (message_payload(customer_message), message_payload(answer))
     event_inserts = domain_event_inserts("e") if connection.vendor == "postgresql" else None

@@ -204,29 +204,8 @@ def wsgi_command(
     # DB_CONN_MAX_AGE; 0: the pool). Set here, for this command alone, through env(1), which
     # execs the server: the PID (and the signals sent to it) stay the server's.
     prefix = ["/usr/bin/env", f"DB_CONN_MAX_AGE={conn_max_age}"] if conn_max_age else []
-    return prefix + _wsgi_server_command(
-        server,
-        host=host,
-        port=port,
-        workers=workers,
-        threads=threads,
-        graceful_timeout=graceful_timeout,
-        app=app,
-    )
-
-
-def _wsgi_server_command(
-    server: str,
-    *,
-    host: str,
-    port: int,
-    workers: int,
-    threads: int,
-    graceful_timeout: float,
-    app: str,
-) -> list[str]:
     if server == "granian":
-        return [
+        return prefix + [
             str(VENV_BIN / "granian"),
             "--interface",
             "wsgi",
@@ -254,7 +233,7 @@ def _wsgi_server_command(
             app,
         ]
     if server == "gunicorn":
-        return [
+        return prefix + [
             str(VENV_BIN / "gunicorn"),
             app,
             "--bind",
