@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
+from types import SimpleNamespace
 from typing import Any
 
+import django_ratelimit.core
 import pytest
 from django.core.cache import cache
 from django.test import Client
@@ -24,6 +27,16 @@ def _fast_hashing_and_clean_cache(settings: Any) -> Any:
     get_agent.cache_clear()
     yield
     cache.clear()
+
+
+@pytest.fixture(autouse=True)
+def _rate_limit_windows_hold_still(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Budgets are fixed windows (django-ratelimit): a test that spends "4/m" and then expects 429
+    # failed whenever its requests straddled the end of a window (CI, 2026-12-01). Every window
+    # is computed from one instant for the length of a test, here and in accounts/ratelimits.py
+    # (which reuses django-ratelimit's window function), so budgets are what the test spends.
+    instant = time.time()
+    monkeypatch.setattr(django_ratelimit.core, "time", SimpleNamespace(time=lambda: instant))
 
 
 @pytest.fixture
