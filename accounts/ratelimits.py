@@ -93,11 +93,11 @@ def _redis_ratelimit_cache() -> RedisCache | None:
 
 
 def _redis_usage(cache: RedisCache, *, group: str, key: str, rate: str) -> dict[str, Any]:
-    """django-ratelimit's `get_usage(..., increment=True)` in one Redis round trip: INCR and
-    EXPIRE NX pipelined, instead of `cache.add` then `cache.incr` (two round trips, ~14 % of a
-    message's time in the profile, docs/benchmarks.md). Same cache key, window and expiry, so
-    these counters and django-ratelimit's (the admin login's decorator path, `get_usage`
-    readers) are one budget."""
+    """django-ratelimit's `get_usage(..., increment=True)` in one Redis round trip: a plain
+    INCR, instead of `cache.add` then `cache.incr` (two round trips, ~14 % of a message's time
+    in the profile, docs/benchmarks.md). Same cache key, window and expiry, so these counters
+    and django-ratelimit's (the admin login's decorator path, `get_usage` readers) are one
+    budget."""
     limit, period = ratelimit_split_rate(rate)
     window = ratelimit_window(key, period)
     # django-redis stores integers as plain Redis integers, so INCR counts the very value
@@ -105,10 +105,14 @@ def _redis_usage(cache: RedisCache, *, group: str, key: str, rate: str) -> dict[
     cache_key = cache.client.make_key(ratelimit_cache_key(group, window, rate, key, ALL))
     client = cache.client.get_client(write=True)
     try:
-        pipe = client.pipeline(transaction=False)
-        pipe.incr(cache_key)
-        pipe.expire(cache_key, period + EXPIRATION_FUDGE, nx=True)
-        count, _ = pipe.execute()
+        count = client.incr(cache_key)
+        if count == 1:
+            # The window's first hit gives the counter its expiry: one more round trip once
+            # per window, where a pipelined EXPIRE cost every request ~20 µs of client CPU
+            # (redis-py's pipeline machinery). NX keeps an expiry django-ratelimit's `add`
+            # already set. Were this EXPIRE lost, the key would only outlive its window:
+            # the window is part of the key, so no later budget ever reads it.
+            client.expire(cache_key, period + EXPIRATION_FUDGE, nx=True)
     except (RedisConnectionError, RedisTimeoutError) as exc:
         # What django-redis raises for the same failure in cache.add.
         raise ConnectionInterrupted(connection=client) from exc

@@ -1,11 +1,13 @@
-"""On Redis, `rate_limit_enforce` counts in one round trip (INCR + EXPIRE NX pipelined) but in
-django-ratelimit's own keys and windows: a budget spent through one is spent for the other
-(the admin login's door and the API's share budgets)."""
+"""On Redis, `rate_limit_enforce` counts in one round trip (a plain INCR; EXPIRE NX once per
+window, on its first hit) but in django-ratelimit's own keys and windows: a budget spent
+through one is spent for the other (the admin login's door and the API's share budgets)."""
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import Any
 
+import django_ratelimit.core
 import pytest
 from django.core.cache import caches
 from django_ratelimit.core import get_usage
@@ -62,3 +64,45 @@ def test_the_counter_expires_like_django_ratelimits() -> None:
     assert 0 < ttl <= 60 + EXPIRATION_FUDGE
     rate_limit_enforce(group="test:ttl", key="u3", rate="4/m")
     assert cache.get(cache_key) == 2  # the plain integer django-ratelimit reads
+
+
+def test_only_the_windows_first_hit_sets_the_expiry(monkeypatch: pytest.MonkeyPatch) -> None:
+    client = cache.client.get_client(write=True)
+    expiries: list[tuple[Any, ...]] = []
+    real_expire = type(client).expire
+
+    def counted_expire(self: Any, *args: Any, **kwargs: Any) -> Any:
+        expiries.append(args)
+        return real_expire(self, *args, **kwargs)
+
+    def no_pipeline(*_args: Any, **_kwargs: Any) -> Any:
+        raise AssertionError("a pipeline per hit")
+
+    monkeypatch.setattr(type(client), "expire", counted_expire)
+    monkeypatch.setattr(type(client), "pipeline", no_pipeline)
+    for _ in range(3):
+        rate_limit_enforce(group="test:expire-once", key="u4", rate="5/m")
+
+    assert len(expiries) == 1
+
+
+def test_a_counter_that_lost_its_expiry_never_spends_a_later_window(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # What the code relies on when the first hit's EXPIRE is lost: the window is in the key.
+    from django_ratelimit.core import ALL, _get_window, _make_cache_key
+
+    rate_limit_enforce(group="test:lost", key="u5", rate="2/m")
+    rate_limit_enforce(group="test:lost", key="u5", rate="2/m")
+    spent = _make_cache_key("test:lost", _get_window("u5", 60), "2/m", "u5", ALL)
+    cache.persist(spent)  # as if the EXPIRE never reached Redis
+    with pytest.raises(RateLimited):
+        rate_limit_enforce(group="test:lost", key="u5", rate="2/m")
+
+    later = django_ratelimit.core.time.time() + 60
+    monkeypatch.setattr(django_ratelimit.core, "time", SimpleNamespace(time=lambda: later))
+    usage = rate_limit_enforce(group="test:lost", key="u5", rate="2/m")
+
+    assert usage is not None
+    assert usage.remaining == 1
+    assert cache.ttl(spent) is None  # still there, never read again
