@@ -460,12 +460,12 @@ def _history_sql(*, after: bool, before: bool, any_reader: bool) -> str:
 
     0.06-0.11 ms for a page of 50 whatever the conversation's length (paging forward: a forward
     Index Scan, `seq > …`); the inner side never runs when the conversation row is filtered
-    out. For a conversation its statistics say is short, the planner may take the
-    conversation_id index and sort those few rows instead — the ORM's query had the same
-    choice. SQLite (EXPLAIN QUERY PLAN): `MATERIALIZE m` ← `SEARCH messaging_message USING
-    INDEX sqlite_autoindex_messaging_message_1 (conversation_id=? AND seq<?)` (at most
-    limit + 1 rows), then the conversation by its primary key (or the covering customer
-    index), and a temp b-tree to sort those rows."""
+    out. No single-column conversation_id index exists to tempt the planner into reading a
+    short conversation whole and sorting it (messaging migration 0003 dropped it). SQLite
+    (EXPLAIN QUERY PLAN): `MATERIALIZE m` ← `SEARCH messaging_message USING INDEX
+    sqlite_autoindex_messaging_message_1 (conversation_id=? AND seq<?)` (at most limit + 1
+    rows), then the conversation by its primary key (or the covering customer index), and a
+    temp b-tree to sort those rows."""
     message = {name: column(Message, name) for name in _HISTORY_MESSAGE_COLUMNS}
     conversation_fk = column(Message, "conversation")
     metadata = column(Message, "metadata")

@@ -52,8 +52,11 @@ class Message(models.Model):
         OPERATOR = "operator", "Operator"
         SYSTEM = "system", "System"
 
+    # No index of its own: the (conversation, seq) unique index leads with it and serves every
+    # lookup by conversation (history, context, cascade deletes); a second index only cost
+    # each INSERT one more B-tree to update.
     conversation = models.ForeignKey(
-        Conversation, on_delete=models.CASCADE, related_name="messages"
+        Conversation, on_delete=models.CASCADE, related_name="messages", db_index=False
     )
     seq = models.PositiveIntegerField()
     role = models.CharField(max_length=16, choices=Role.choices)
