@@ -175,6 +175,11 @@ AUTH_USER_MODEL = "accounts.User"
 
 # --- Cache and channel layer -----------------------------------------------------------------
 REDIS_URL = env.str("REDIS_URL", default="")
+# redis-py waits 5 s by default on a Redis that stops answering: every rate-limited request,
+# every push from a request thread and /ready would wait that long (docs/operations.md,
+# Readiness).
+REDIS_SOCKET_TIMEOUT = env.float("REDIS_SOCKET_TIMEOUT", default=1.0)
+
 if REDIS_URL:
     CACHES = {
         "default": {
@@ -184,11 +189,9 @@ if REDIS_URL:
             "BACKEND": "django_redis.cache.RedisCache",
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": env.str("CACHE_KEY_PREFIX", default="parley"),
-            # redis-py waits 5 s by default on a Redis that stops answering: every rate-limited
-            # request and /ready would wait that long (docs/operations.md, Readiness).
             "OPTIONS": {
-                "SOCKET_CONNECT_TIMEOUT": env.float("REDIS_SOCKET_TIMEOUT", default=1.0),
-                "SOCKET_TIMEOUT": env.float("REDIS_SOCKET_TIMEOUT", default=1.0),
+                "SOCKET_CONNECT_TIMEOUT": REDIS_SOCKET_TIMEOUT,
+                "SOCKET_TIMEOUT": REDIS_SOCKET_TIMEOUT,
             },
         }
     }

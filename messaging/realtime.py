@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 
 from asgiref.sync import async_to_sync
 from channels.layers import InMemoryChannelLayer, get_channel_layer
+from django.conf import settings
 from django.db import transaction
 
 logger = logging.getLogger("parley.realtime")
@@ -65,12 +66,19 @@ def publish(events: list[Event]) -> None:
     catch up through `after_seq` when they reconnect.
 
     With the in-memory layer the events go to the ASGI server's own loop (`async_to_sync`):
-    that layer's queues belong to it. With Redis they are handed to one sender task on this
-    process's background loop, which keeps one Redis connection for the life of the process
-    (`async_to_sync` from a WSGI thread would build a new event loop, thread and Redis
-    connection for every push: docs/benchmarks.md measured ~1.7 ms of CPU per message). The
-    caller does not wait for Redis's reply (it was 14 % of a message's time); the one sender
-    sends in hand-off order, so subscribers still see seqs in order.
+    that layer's queues belong to it. With channels_redis's pub/sub layer on one host, a sync
+    caller — a WSGI request thread, a `sync_to_async` worker, a command; every service —
+    publishes them itself: one pipelined round trip on a sync client, in the caller's order.
+    Any other layer, or a caller on an event loop, hands them to one sender task on this
+    process's background loop, which sends in hand-off order (`async_to_sync` from a WSGI
+    thread would build a new event loop, thread and Redis connection for every push:
+    docs/benchmarks.md measured ~1.7 ms of CPU per message).
+
+    Why the caller sends rather than the background loop: the hand-off cost a message more
+    than the round trip it saved — the loop's thread woke for every push and took the GIL
+    from the request threads (~8 % of a worker's held-GIL time in the profile); sending from
+    the request thread measured 1.16× the req/s and 0.82× the CPU per message
+    (docs/benchmarks.md, "Fourth pass").
     """
     if not events:
         return
@@ -80,11 +88,22 @@ def publish(events: list[Event]) -> None:
             return
         if isinstance(layer, InMemoryChannelLayer):
             async_to_sync(_send_all)(layer, events)
+        elif not _on_event_loop() and (publisher := _pipeline_publisher(layer, sync=True)):
+            publisher.pipeline(layer, [events]).execute()
         else:
             loop = background_loop()
             loop.call_soon_threadsafe(_push_enqueue, loop, layer, events)
     except Exception:  # noqa: BLE001
         logger.exception("websocket push failed for %d event(s)", len(events))
+
+
+def _on_event_loop() -> bool:
+    """True on a thread running an event loop, which a blocking Redis call would stall."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
 
 
 # Pushes waiting for the sender. Bounded: while Redis does not answer each batch waits up to
@@ -175,12 +194,24 @@ class _PubSubPublisher:
     """`group_send` of channels_redis's pub/sub layer for many events in one Redis pipeline:
     the same channel name (`<prefix>__group__<group>`) and the layer's own serializer, so its
     subscribers cannot tell the difference (tests/realtime/test_push_sender.py receives through
-    the layer). Used only with one Redis host, where the layer's sharding is trivial."""
+    the layer). Used only with one Redis host, where the layer's sharding is trivial. `sync`:
+    a redis-py client for callers on threads (thread-safe, its pool reopened after a fork);
+    otherwise an asyncio client for the background loop."""
 
-    def __init__(self, address: str, options: dict[str, Any], prefix: str) -> None:
-        from redis import asyncio as aioredis
+    def __init__(self, address: str, options: dict[str, Any], prefix: str, *, sync: bool) -> None:
+        if sync:
+            import redis
 
-        self.redis = aioredis.Redis.from_url(address, **options)
+            # A request thread waits on a hung Redis as long as for its rate limit
+            # (REDIS_SOCKET_TIMEOUT), then logs the push as failed; the layer's own 30 s socket
+            # timeout is for its subscribers' blocking reads.
+            timeout = settings.REDIS_SOCKET_TIMEOUT
+            timeouts = {"socket_timeout": timeout, "socket_connect_timeout": timeout}
+            self.redis: Any = redis.Redis.from_url(address, **(options | timeouts))
+        else:
+            from redis import asyncio as aioredis
+
+            self.redis = aioredis.Redis.from_url(address, **options)
         self.prefix = prefix
 
     def pipeline(self, layer: Any, hand_offs: list[list[Event]]) -> Any:
@@ -191,17 +222,20 @@ class _PubSubPublisher:
         return pipeline
 
 
-_publishers: dict[tuple[int, int], _PubSubPublisher | None] = {}
+_publishers: dict[tuple[int, int, bool], _PubSubPublisher | None] = {}
 
 
-def _pipeline_publisher(layer: Any) -> _PubSubPublisher | None:
-    """The pipelining publisher for `layer` on the background loop, or None to use the
-    layer's own `group_send` (any layer but channels_redis's pub/sub on a single host)."""
-    key = (id(layer), os.getpid())  # a forked child has its own loop, so its own client
+def _pipeline_publisher(layer: Any, *, sync: bool = False) -> _PubSubPublisher | None:
+    """The pipelining publisher for `layer` (sync: for threads; else for the background loop),
+    or None to use the layer's own `group_send` (any layer but channels_redis's pub/sub on a
+    single host)."""
+    key = (id(layer), os.getpid(), sync)  # a forked child has its own loop, so its own client
     if key not in _publishers:
-        _publishers[key] = None
         from channels_redis.pubsub import RedisPubSubChannelLayer
 
+        # Request threads race here on first use: each sees None or a whole publisher (one
+        # assignment), never a half-built entry; a duplicate client is merely dropped.
+        publisher = None
         config = getattr(layer, "_kwargs", {})
         hosts = config.get("hosts") or []
         if (
@@ -211,9 +245,10 @@ def _pipeline_publisher(layer: Any) -> _PubSubPublisher | None:
             and "address" in hosts[0]
         ):
             options = {k: v for k, v in hosts[0].items() if k != "address"}
-            _publishers[key] = _PubSubPublisher(
-                hosts[0]["address"], options, config.get("prefix", "asgi")
+            publisher = _PubSubPublisher(
+                hosts[0]["address"], options, config.get("prefix", "asgi"), sync=sync
             )
+        _publishers[key] = publisher
     return _publishers[key]
 
 

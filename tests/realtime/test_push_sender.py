@@ -1,15 +1,20 @@
-"""On the Redis channel layer `publish` hands events to one sender task and returns without
-waiting for Redis: pushes must still arrive in hand-off order, and `publish_flush` (run at
-exit) must wait until they were sent."""
+"""On the Redis channel layer a sync caller (a request thread) publishes its events itself, one
+pipelined round trip per call, in its own order, bounded by REDIS_SOCKET_TIMEOUT; a caller on an
+event loop hands them to one sender task instead, which keeps hand-off order, and
+`publish_flush` (run at exit) waits until those were sent."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
+from typing import Any
 
 import pytest
 from asgiref.sync import async_to_sync
 from channels.layers import InMemoryChannelLayer, get_channel_layer
+from django.conf import settings
 
+from messaging import realtime
 from messaging.realtime import message_created_event, publish, publish_flush
 
 pytestmark = pytest.mark.skipif(
@@ -18,74 +23,130 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-def test_pushes_arrive_in_hand_off_order_after_flush() -> None:
-    conversation_id = 987_654_321
-    group = f"conversation.{conversation_id}"
-
-    def hand_off() -> None:  # as a request thread does: no waiting for Redis
-        for seq in range(1, 31):
-            publish([message_created_event(conversation_id, {"seq": seq})])
-        publish_flush()
-
-    async def scenario() -> list[int]:
-        layer = get_channel_layer()
-        channel = await layer.new_channel()
-        await layer.group_add(group, channel)
-        try:
-            await asyncio.to_thread(hand_off)
-            return [
-                (await asyncio.wait_for(layer.receive(channel), 5))["message"]["seq"]
-                for _ in range(30)
-            ]
-        finally:
-            await layer.group_discard(group, channel)
-
-    assert async_to_sync(scenario)() == list(range(1, 31))
+async def _received(group: str, count: int, send: Any) -> list[int]:
+    """Subscribe to `group`, run `send` (a coroutine function), read `count` seqs."""
+    layer = get_channel_layer()
+    channel = await layer.new_channel()
+    await layer.group_add(group, channel)
+    try:
+        await send()
+        return [
+            (await asyncio.wait_for(layer.receive(channel), 5))["message"]["seq"]
+            for _ in range(count)
+        ]
+    finally:
+        await layer.group_discard(group, channel)
 
 
-def test_hand_offs_waiting_together_share_one_pipeline(monkeypatch) -> None:
-    from messaging import realtime
-
-    pipelines: list[int] = []
+def _pipelines_counted(monkeypatch: pytest.MonkeyPatch) -> list[tuple[bool, int]]:
+    """(sync client?, events) for every pipeline a publisher builds."""
+    pipelines: list[tuple[bool, int]] = []
     real_pipeline = realtime._PubSubPublisher.pipeline
 
-    def counting(self, layer, hand_offs):
-        pipelines.append(sum(len(events) for events in hand_offs))
+    def counting(self: Any, layer: Any, hand_offs: list[Any]) -> Any:
+        sync = not type(self.redis).__module__.startswith("redis.asyncio")
+        pipelines.append((sync, sum(len(events) for events in hand_offs)))
         return real_pipeline(self, layer, hand_offs)
 
     monkeypatch.setattr(realtime._PubSubPublisher, "pipeline", counting)
-    conversation_id = 987_654_322
+    return pipelines
+
+
+def test_a_threads_pushes_arrive_in_its_order_one_round_trip_each(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    pipelines = _pipelines_counted(monkeypatch)
+    conversation_id = 987_654_321
+
+    def request_thread() -> None:
+        for seq in range(1, 31, 2):
+            publish(
+                [
+                    message_created_event(conversation_id, {"seq": seq}),
+                    message_created_event(conversation_id, {"seq": seq + 1}),
+                ]
+            )
+
+    async def send() -> None:
+        await asyncio.to_thread(request_thread)
+
     group = f"conversation.{conversation_id}"
+    assert async_to_sync(_received)(group, 30, send) == list(range(1, 31))
+    # Sent by the thread itself (no hand-off, nothing to flush): one pipeline per call.
+    assert pipelines == [(True, 2)] * 15
 
-    async def scenario() -> list[int]:
+
+def test_on_an_event_loop_pushes_are_handed_off_in_order_and_flushed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    pipelines = _pipelines_counted(monkeypatch)
+    conversation_id = 987_654_323
+
+    async def send() -> None:
+        for seq in range(1, 31):
+            publish([message_created_event(conversation_id, {"seq": seq})])  # must not block
+        await asyncio.to_thread(publish_flush)
+
+    group = f"conversation.{conversation_id}"
+    assert async_to_sync(_received)(group, 30, send) == list(range(1, 31))
+    # All through the background loop's client; hand-offs waiting together share a pipeline.
+    assert [sync for sync, _ in pipelines] == [False] * len(pipelines)
+    assert sum(events for _, events in pipelines) == 30
+
+
+def test_a_threads_push_waits_on_redis_no_longer_than_its_timeout() -> None:
+    publisher = realtime._pipeline_publisher(get_channel_layer(), sync=True)
+    assert publisher is not None
+    options = publisher.redis.connection_pool.connection_kwargs
+    # Not the layer's 30 s socket timeout (meant for its subscribers' blocking reads).
+    assert options["socket_timeout"] == settings.REDIS_SOCKET_TIMEOUT
+    assert options["socket_connect_timeout"] == settings.REDIS_SOCKET_TIMEOUT
+
+
+def test_a_failed_push_from_a_thread_is_logged_not_raised(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from channels_redis.pubsub import RedisPubSubChannelLayer
+
+    # Loopback port 1: nothing listens, the connection is refused at once.
+    refused = RedisPubSubChannelLayer(hosts=[{"address": "redis://127.0.0.1:1/0"}])
+    # Publishers are cached by the layer's id(): a later layer must not inherit this one's.
+    monkeypatch.setattr(realtime, "_publishers", dict(realtime._publishers))
+    monkeypatch.setattr(realtime, "get_channel_layer", lambda: refused)
+    with caplog.at_level(logging.ERROR, logger="parley.realtime"):
+        publish([message_created_event(987_654_324, {"seq": 1})])
+
+    assert "websocket push failed for 1 event(s)" in caplog.text
+
+
+def test_hand_offs_waiting_together_share_one_pipeline(monkeypatch: pytest.MonkeyPatch) -> None:
+    pipelines = _pipelines_counted(monkeypatch)
+    conversation_id = 987_654_322
+
+    async def send() -> None:
         layer = get_channel_layer()
-        channel = await layer.new_channel()
-        await layer.group_add(group, channel)
-        try:
-            batch = [
-                (layer, [message_created_event(conversation_id, {"seq": seq})])
-                for seq in range(1, 6)
-            ]
-            await asyncio.to_thread(realtime.run_in_background, realtime._send_batch(batch))
-            return [
-                (await asyncio.wait_for(layer.receive(channel), 5))["message"]["seq"]
-                for _ in range(5)
-            ]
-        finally:
-            await layer.group_discard(group, channel)
+        batch = [
+            (layer, [message_created_event(conversation_id, {"seq": seq})]) for seq in range(1, 6)
+        ]
+        await asyncio.to_thread(realtime.run_in_background, realtime._send_batch(batch))
 
-    assert async_to_sync(scenario)() == [1, 2, 3, 4, 5]
-    assert pipelines == [5]  # five hand-offs, one round trip
+    group = f"conversation.{conversation_id}"
+    assert async_to_sync(_received)(group, 5, send) == [1, 2, 3, 4, 5]
+    assert pipelines == [(False, 5)]  # five hand-offs, one round trip
 
 
-def test_only_the_single_host_pubsub_layer_is_pipelined() -> None:
+def test_only_the_single_host_pubsub_layer_is_pipelined(monkeypatch: pytest.MonkeyPatch) -> None:
     from channels_redis.core import RedisChannelLayer
     from channels_redis.pubsub import RedisPubSubChannelLayer
+
+    monkeypatch.setattr(realtime, "_publishers", dict(realtime._publishers))
 
     from messaging.realtime import _pipeline_publisher
 
     address = {"address": "redis://127.0.0.1:6379/0"}
-    assert _pipeline_publisher(get_channel_layer()) is not None
-    assert _pipeline_publisher(InMemoryChannelLayer()) is None
-    assert _pipeline_publisher(RedisChannelLayer(hosts=[address])) is None
-    assert _pipeline_publisher(RedisPubSubChannelLayer(hosts=[address, address])) is None
+    for sync in (False, True):
+        assert _pipeline_publisher(get_channel_layer(), sync=sync) is not None
+        assert _pipeline_publisher(InMemoryChannelLayer(), sync=sync) is None
+        assert _pipeline_publisher(RedisChannelLayer(hosts=[address]), sync=sync) is None
+        two_hosts = RedisPubSubChannelLayer(hosts=[address, address])
+        assert _pipeline_publisher(two_hosts, sync=sync) is None
