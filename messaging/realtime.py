@@ -233,8 +233,9 @@ def _pipeline_publisher(layer: Any, *, sync: bool = False) -> _PubSubPublisher |
     if key not in _publishers:
         from channels_redis.pubsub import RedisPubSubChannelLayer
 
-        # Request threads race here on first use: each sees None or a whole publisher (one
-        # assignment), never a half-built entry; a duplicate client is merely dropped.
+        # Request threads may race here on first use: each builds its own and one assignment
+        # wins (the loser's client is dropped). No placeholder is stored first: a thread that
+        # read one would have sent its push down the other path.
         publisher = None
         config = getattr(layer, "_kwargs", {})
         hosts = config.get("hosts") or []
