@@ -14,6 +14,9 @@
 
   const API = "/api/v1";
   const SESSION_KEY = "parley.session";
+  // Conversations rated (or whose offer was dismissed) in this tab: kept beside the session so
+  // a reload does not ask again; forgotten with the session at sign-out.
+  const RATED_KEY = "parley.rated";
   const PING_EVERY_MS = 25000;
   const PONG_TIMEOUT_MS = 10000;
   const MAX_BACKOFF_MS = 30000;
@@ -71,7 +74,7 @@
     authRetried: false,
     pending: new Map(), // client_msg_id -> {text, node, conversationId, viaRest}
     creating: false, // a first message is starting a new conversation over REST
-    rated: new Set(), // conversation ids rated (or the offer dismissed) in this tab
+    rated: loadRated(), // conversation ids rated (or the offer dismissed) in this tab
   };
 
   class ApiError extends Error {
@@ -113,11 +116,31 @@
   function clearSession() {
     state.session = null;
     state.me = null;
+    state.rated = new Set();
     clearTimeout(state.refreshTimer);
     try {
       sessionStorage.removeItem(SESSION_KEY);
+      sessionStorage.removeItem(RATED_KEY);
     } catch (e) {
       /* ignore */
+    }
+  }
+
+  function loadRated() {
+    try {
+      const ids = JSON.parse(sessionStorage.getItem(RATED_KEY) || "[]");
+      return new Set(Array.isArray(ids) ? ids.filter(Number.isInteger) : []);
+    } catch (e) {
+      return new Set();
+    }
+  }
+
+  function rememberRated(conversationId) {
+    state.rated.add(conversationId);
+    try {
+      sessionStorage.setItem(RATED_KEY, JSON.stringify([...state.rated]));
+    } catch (e) {
+      /* storage disabled: remembered in memory only */
     }
   }
 
@@ -362,13 +385,13 @@
       }
       // Already rated (another tab): nothing more to ask.
     }
-    state.rated.add(conversationId);
+    rememberRated(conversationId);
     el.ratingForm.hidden = true;
     el.ratingThanks.hidden = false;
   });
 
   el.ratingDismiss.addEventListener("click", () => {
-    state.rated.add(state.conversationId);
+    rememberRated(state.conversationId);
     hideRating();
   });
 

@@ -196,6 +196,11 @@ def test_operator_works_an_escalation_live(
     rating.get_by_label("Comment (optional)").fill("Quick and friendly, thanks!")
     rating.get_by_role("button", name="Send rating").click()
     expect(chat.locator("#rating-thanks")).to_have_text("Thank you for your feedback!")
+    # A reload reopens the resolved conversation without asking for the rating again.
+    chat.reload()
+    expect(log.locator("li.message--operator .message__content")).to_have_text([SAVED_REPLY_BODY])
+    expect(chat.locator("#conversation-status")).to_have_text("Resolved")
+    expect(rating).to_be_hidden()
     assert "Refund done in the billing tool." not in chat.content()
 
     stats_status, figures = api(
