@@ -29,14 +29,26 @@ def _fast_hashing_and_clean_cache(settings: Any) -> Any:
     cache.clear()
 
 
+class RateLimitClock:
+    """The instant rate-limit windows are computed from during a test (see the fixture)."""
+
+    def __init__(self) -> None:
+        self.now = time.time()
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
 @pytest.fixture(autouse=True)
-def _rate_limit_windows_hold_still(monkeypatch: pytest.MonkeyPatch) -> None:
+def rate_limit_clock(monkeypatch: pytest.MonkeyPatch) -> RateLimitClock:
     # Budgets are fixed windows (django-ratelimit): a test that spends "4/m" and then expects 429
     # failed whenever its requests straddled the end of a window (CI, 2026-12-01). Every window
     # is computed from one instant for the length of a test, here and in accounts/ratelimits.py
-    # (which reuses django-ratelimit's window function), so budgets are what the test spends.
-    instant = time.time()
-    monkeypatch.setattr(django_ratelimit.core, "time", SimpleNamespace(time=lambda: instant))
+    # (which reuses django-ratelimit's window function), so budgets are what the test spends;
+    # a test that means to reach the next window advances this clock.
+    clock = RateLimitClock()
+    monkeypatch.setattr(django_ratelimit.core, "time", SimpleNamespace(time=lambda: clock.now))
+    return clock
 
 
 @pytest.fixture

@@ -4,10 +4,8 @@ through one is spent for the other (the admin login's door and the API's share b
 
 from __future__ import annotations
 
-from types import SimpleNamespace
 from typing import Any
 
-import django_ratelimit.core
 import pytest
 from django.core.cache import caches
 from django_ratelimit.core import get_usage
@@ -15,6 +13,7 @@ from django_redis.cache import RedisCache
 
 from accounts.ratelimits import rate_limit_enforce
 from config.errors import RateLimited
+from tests.conftest import RateLimitClock
 
 cache = caches["default"]
 pytestmark = [
@@ -87,7 +86,7 @@ def test_only_the_windows_first_hit_sets_the_expiry(monkeypatch: pytest.MonkeyPa
 
 
 def test_a_counter_that_lost_its_expiry_never_spends_a_later_window(
-    monkeypatch: pytest.MonkeyPatch,
+    rate_limit_clock: RateLimitClock,
 ) -> None:
     # What the code relies on when the first hit's EXPIRE is lost: the window is in the key.
     from django_ratelimit.core import ALL, _get_window, _make_cache_key
@@ -99,8 +98,7 @@ def test_a_counter_that_lost_its_expiry_never_spends_a_later_window(
     with pytest.raises(RateLimited):
         rate_limit_enforce(group="test:lost", key="u5", rate="2/m")
 
-    later = django_ratelimit.core.time.time() + 60
-    monkeypatch.setattr(django_ratelimit.core, "time", SimpleNamespace(time=lambda: later))
+    rate_limit_clock.advance(60)
     usage = rate_limit_enforce(group="test:lost", key="u5", rate="2/m")
 
     assert usage is not None
