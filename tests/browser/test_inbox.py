@@ -195,7 +195,11 @@ def test_operator_works_an_escalation_live(
     rating.get_by_label("5").check()
     rating.get_by_label("Comment (optional)").fill("Quick and friendly, thanks!")
     rating.get_by_role("button", name="Send rating").click()
-    expect(chat.locator("#rating-thanks")).to_have_text("Thank you for your feedback!")
+    # The thanks line is in the page from the start, hidden: only its visibility says the
+    # rating reached the server (to_have_text alone would pass while the POST is in flight).
+    thanks = chat.locator("#rating-thanks")
+    expect(thanks).to_be_visible()
+    expect(thanks).to_have_text("Thank you for your feedback!")
     # A reload reopens the resolved conversation without asking for the rating again.
     chat.reload()
     expect(log.locator("li.message--operator .message__content")).to_have_text([SAVED_REPLY_BODY])
