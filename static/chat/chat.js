@@ -135,13 +135,21 @@
     }
   }
 
-  function rememberRated(conversationId) {
-    state.rated.add(conversationId);
+  function saveRated() {
     try {
       sessionStorage.setItem(RATED_KEY, JSON.stringify([...state.rated]));
     } catch (e) {
       /* storage disabled: remembered in memory only */
     }
+  }
+
+  function rememberRated(conversationId) {
+    state.rated.add(conversationId);
+    saveRated();
+  }
+
+  function forgetRated(conversationId) {
+    if (state.rated.delete(conversationId)) saveRated();
   }
 
   function scheduleRefresh() {
@@ -707,8 +715,14 @@
         // "Olivia marked this conversation as resolved"): the header badge follows the status,
         // and a resolution asks for a rating; no banner repeats the news.
         setStatus(frame.status);
-        if (frame.status === "resolved") offerRating();
-        else hideRating();
+        if (frame.status === "resolved") {
+          offerRating();
+        } else {
+          // Back with the agent or escalated again: the next resolution closes a new
+          // escalation, and that one is the customer's to rate.
+          forgetRated(state.conversationId);
+          hideRating();
+        }
         break;
       case "error":
         if (frame.client_msg_id && frame.status === 409) {

@@ -207,11 +207,31 @@ def test_operator_works_an_escalation_live(
     expect(rating).to_be_hidden()
     assert "Refund done in the billing tool." not in chat.content()
 
+    # The customer comes back and is escalated again; that escalation's resolution is a new
+    # one to rate, so the page asks again even though this conversation was rated before.
+    chat.get_by_label("Your message").fill("Sorry, I need a human again please")
+    chat.keyboard.press("Enter")
+    expect(chat.locator("#conversation-status")).to_have_text("With an operator")
+    expect(rating).to_be_hidden()
+    resolve_status, _ = api(
+        server,
+        "POST",
+        f"/api/v1/escalations/{conversation_id}/resolve",
+        {"resolution_notes": "Answered again."},
+        sign_in(server, "olivia"),
+    )
+    assert resolve_status == 200
+    expect(chat.locator("#conversation-status")).to_have_text("Resolved")
+    expect(rating).to_be_visible()
+    rating.get_by_label("4").check()
+    rating.get_by_role("button", name="Send rating").click()
+    expect(thanks).to_be_visible()
+
     stats_status, figures = api(
         server, "GET", "/api/v1/statistics", token=sign_in(server, "olivia")
     )
     assert stats_status == 200
-    assert (figures["csat_average"], figures["csat_responses"]) == (5.0, 1)
+    assert (figures["csat_average"], figures["csat_responses"]) == (4.5, 2)
 
     assert problems == []
     chat_context.close()
