@@ -213,6 +213,9 @@ def test_superuser_creates_a_key_in_the_admin_shown_once(superuser: User, custom
     key = ApiKey.objects.get()
     raw = response.context["raw_key"]
     assert raw in response.content.decode()
+    assert '<a class="button" href="/admin/accounts/apikey/">Back to API keys</a>' in (
+        response.content.decode()
+    )
     assert "no-store" in response["Cache-Control"]
     assert key.key_hash == hashlib.sha256(raw.encode()).hexdigest()
     assert key.created_by == superuser

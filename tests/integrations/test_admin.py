@@ -47,6 +47,7 @@ def test_create_shows_the_secret_once(admin_client_: Client, public_dns: Any) ->
     assert endpoint.events == ["message.created", "escalation.opened"]
     html = response.content.decode()
     assert endpoint.secret in html
+    assert f'<a class="button" href="{ENDPOINTS}">Back to webhook endpoints</a>' in html
     assert "no-store" in response["Cache-Control"]
     # Not stashed anywhere for a later page.
     change = admin_client_.get(f"{ENDPOINTS}{endpoint.pk}/change/").content.decode()
