@@ -137,6 +137,11 @@ def admin_session_authorize(
     )
 
 
+def frame_text(frame: dict[str, Any]) -> str:
+    """A frame as the client receives it: compact JSON."""
+    return json.dumps(frame, separators=(",", ":"))
+
+
 class TokenAuthenticatedConsumer(AsyncWebsocketConsumer):
     """First-frame auth and session upkeep shared by the conversation and escalation sockets.
 
@@ -484,10 +489,15 @@ class TokenAuthenticatedConsumer(AsyncWebsocketConsumer):
     # --- Output ---------------------------------------------------------------------------
 
     async def send_frame(self, frame: dict[str, Any]) -> None:
+        await self.send_frame_text(frame_text(frame))
+
+    async def send_frame_text(self, text: str) -> None:
+        """A frame already encoded by `frame_text` (a group event encodes its frames once for
+        every socket it reaches)."""
         if self.closing:
             return
         try:
-            await self.send(text_data=json.dumps(frame, separators=(",", ":")))
+            await self.send(text_data=text)
         except (OSError, RuntimeError):
             # The client went away mid-send (uvicorn raises ClientDisconnected, an OSError;
             # servers raise RuntimeError for a send after the close): the websocket.disconnect

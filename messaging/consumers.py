@@ -145,10 +145,12 @@ class ConversationConsumer(TokenAuthenticatedConsumer):
 
     # Channel-layer events (messaging.realtime) → client frames.
 
-    async def message_created(self, event: dict[str, Any]) -> None:
-        message = event["message"]
-        if self.principal is not None and self.seqs.add(int(message["seq"])):
-            await self.send_frame({"type": "message", "message": message})
+    async def messages_created(self, event: dict[str, Any]) -> None:
+        if self.principal is None:
+            return
+        for message in event["messages"]:
+            if self.seqs.add(int(message["seq"])):
+                await self.send_frame_text(message["frame"])
 
     async def conversation_status(self, event: dict[str, Any]) -> None:
         if self.principal is not None:

@@ -2,7 +2,7 @@
 
 Services call `publish_on_commit`; consumers (messaging/consumers.py, escalations/consumers.py)
 turn group events into client frames. Group names follow `conversation.<id>`; event types
-`message.created` → consumer handler `message_created`.
+`messages.created` → consumer handler `messages_created`.
 """
 
 from __future__ import annotations
@@ -13,13 +13,15 @@ import contextvars
 import logging
 import os
 import threading
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Sequence
 from typing import Any, TypeVar
 
 from asgiref.sync import async_to_sync
 from channels.layers import InMemoryChannelLayer, get_channel_layer
 from django.conf import settings
 from django.db import transaction
+
+from accounts.sockets import frame_text
 
 logger = logging.getLogger("parley.realtime")
 
@@ -33,8 +35,19 @@ def conversation_group(conversation_id: int) -> str:
     return f"conversation.{conversation_id}"
 
 
-def message_created_event(conversation_id: int, message: dict[str, Any]) -> Event:
-    return conversation_group(conversation_id), {"type": "message.created", "message": message}
+def messages_created_event(conversation_id: int, messages: Sequence[dict[str, Any]]) -> Event:
+    """The messages one change added (a turn's customer message and reply, an operator's
+    reply), as one event whose client frames are encoded here, once: every socket on the
+    conversation wakes once per change and sends the text as it is, where an event per
+    message, encoded per socket, cost the websocket process twice the channel-layer work and a
+    JSON encoding per socket and message (docs/benchmarks.md, "Fan-out")."""
+    return conversation_group(conversation_id), {
+        "type": "messages.created",
+        "messages": [
+            {"seq": message["seq"], "frame": frame_text({"type": "message", "message": message})}
+            for message in messages
+        ],
+    }
 
 
 def conversation_status_event(

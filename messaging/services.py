@@ -31,7 +31,7 @@ from messaging.events import (
 from messaging.models import Conversation, Message, is_possible_id
 from messaging.realtime import (
     conversation_status_event,
-    message_created_event,
+    messages_created_event,
     publish_on_commit,
     run_in_background,
 )
@@ -135,7 +135,7 @@ def conversation_append(*, conversation: Conversation, messages: list[NewMessage
     Message.objects.bulk_create(rows)
     conversation.updated_at = now
     payloads = [message_payload(row) for row in rows]
-    publish_on_commit([message_created_event(conversation.pk, payload) for payload in payloads])
+    publish_on_commit([messages_created_event(conversation.pk, payloads)])
     # Webhooks: every appended message, whatever its role, in this transaction (one write).
     domain_events_record(
         [
@@ -337,7 +337,7 @@ def _fast_turn(
         )
         if written is None:  # nothing written: not active (any more), or gone
             return None
-        publish_on_commit([message_created_event(conversation_id, p) for p in written.payloads])
+        publish_on_commit([messages_created_event(conversation_id, written.payloads)])
         result = MessageSendResult(
             conversation_id=conversation_id,
             customer_message_id=written.customer_message.id,

@@ -20,6 +20,7 @@ from escalations.services import OPENED_TEXT, resolved_text
 from messaging.models import Message
 from tests.escalations.conftest import state_of
 from tests.factories import ConversationFactory, EscalationFactory, MessageFactory, UserFactory
+from tests.pushes import pushed_messages
 
 pytestmark = pytest.mark.django_db
 
@@ -224,9 +225,7 @@ def test_reply_box_stores_an_operator_message_and_pushes_it(
     assert (escalation.status, escalation.assigned_to_id) == ("assigned", admin_operator.pk)
     assert escalation.first_response_at == reply.created_at
     group = f"conversation.{escalation.conversation_id}"
-    assert [
-        e["message"]["content"] for g, e in pushed if g == group and e["type"] == "message.created"
-    ][-1] == "Hello from the admin"
+    assert pushed_messages(pushed, group)[-1]["content"] == "Hello from the admin"
     assert (
         LogEntry.objects.filter(object_id=str(escalation.pk), change_message="Replied").count() == 1
     )

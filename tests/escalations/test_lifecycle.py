@@ -17,6 +17,7 @@ from messaging.services import ESCALATED_ACKNOWLEDGEMENT
 from tests.escalations.agents import HANDOFF_TEXT
 from tests.escalations.conftest import state_of, transcript_of
 from tests.factories import ConversationFactory, MessageFactory
+from tests.pushes import pushed_messages
 
 pytestmark = pytest.mark.django_db
 
@@ -183,15 +184,11 @@ def test_reply_pushes_the_message_to_the_customer_live(
 
     assert response.status_code == 201
     group = f"conversation.{escalation.conversation_id}"
-    conversation_events = [
-        (g, e["type"], e.get("message", {}).get("role")) for g, e in pushed if g == group
-    ]
-    # Replying to an unassigned escalation assigns it first ("... joined"), then the reply.
-    assert conversation_events == [
-        (group, "message.created", "system"),
-        (group, "message.created", "operator"),
-    ]
-    operator_message = [e for g, e in pushed if g == group][1]["message"]
+    # Replying to an unassigned escalation assigns it first ("... joined"), then the reply:
+    # two changes, two pushes.
+    assert [e["type"] for g, e in pushed if g == group] == ["messages.created"] * 2
+    system_message, operator_message = pushed_messages(pushed, group)
+    assert (system_message["role"], operator_message["role"]) == ("system", "operator")
     # Same item as the REST answer (the REST encoder shortens timestamps to milliseconds).
     body = response.json()
     assert operator_message["created_at"][:23] == body["created_at"][:23]

@@ -1,4 +1,4 @@
-"""A message's client payload (websocket `message.created`, the `message.created` domain event)
+"""A message's client payload (websocket `message` frames, the `message.created` domain event)
 built from plain values (messaging.schemas.message_item / message_payload) is the dict the
 pydantic path built — `client_json(MessageOut.from_orm(message))` — value for value, type for
 type and key for key in the same order, so the JSON sent is byte-for-byte the same."""
@@ -14,6 +14,7 @@ import pytest
 from django.db import transaction
 
 from accounts.models import User
+from accounts.sockets import frame_text
 from config.schemas import client_json
 from integrations.models import WebhookEndpoint, WebhookEvent
 from messaging import fastpath, services
@@ -181,11 +182,18 @@ def test_fast_turn_pushes_and_events_equal_the_messageout_path(
     rows = [Message.objects.get(pk=m.id) for m in messages]
     assert [m.role for m in rows] == ["customer", "agent"]
 
-    assert [group for group, _event in pushed] == [f"conversation.{conversation.pk}"] * 2
-    assert [event["type"] for _group, event in pushed] == ["message.created"] * 2
-    for (_group, event), old, row in zip(pushed, legacy, rows, strict=True):
-        assert_same_payload(event["message"], old)
-        assert_same_payload(event["message"], legacy_payload(row))
+    # One push for the turn, both messages' frames encoded in it, byte for byte what a
+    # socket sent when it encoded the MessageOut payload itself.
+    ((group, event),) = pushed
+    assert group == f"conversation.{conversation.pk}"
+    assert event["type"] == "messages.created"
+    assert [item["seq"] for item in event["messages"]] == [1, 2]
+    for item, old, row in zip(event["messages"], legacy, rows, strict=True):
+        assert item["frame"] == frame_text({"type": "message", "message": old})
+        frame = json.loads(item["frame"])
+        assert frame["type"] == "message"
+        assert_same_payload(frame["message"], old)
+        assert_same_payload(frame["message"], legacy_payload(row))
     recorded = list(WebhookEvent.objects.order_by("id"))
     assert [event.type for event in recorded] == [MESSAGE_CREATED] * 2
     for event, old in zip(recorded, legacy, strict=True):

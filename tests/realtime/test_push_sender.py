@@ -15,7 +15,7 @@ from channels.layers import InMemoryChannelLayer, get_channel_layer
 from django.conf import settings
 
 from messaging import realtime
-from messaging.realtime import message_created_event, publish, publish_flush
+from messaging.realtime import messages_created_event, publish, publish_flush
 
 pytestmark = pytest.mark.skipif(
     isinstance(get_channel_layer(), InMemoryChannelLayer),
@@ -24,16 +24,17 @@ pytestmark = pytest.mark.skipif(
 
 
 async def _received(group: str, count: int, send: Any) -> list[int]:
-    """Subscribe to `group`, run `send` (a coroutine function), read `count` seqs."""
+    """Subscribe to `group`, run `send` (a coroutine function), read `count` messages' seqs."""
     layer = get_channel_layer()
     channel = await layer.new_channel()
     await layer.group_add(group, channel)
     try:
         await send()
-        return [
-            (await asyncio.wait_for(layer.receive(channel), 5))["message"]["seq"]
-            for _ in range(count)
-        ]
+        seqs: list[int] = []
+        while len(seqs) < count:
+            event = await asyncio.wait_for(layer.receive(channel), 5)
+            seqs.extend(message["seq"] for message in event["messages"])
+        return seqs
     finally:
         await layer.group_discard(group, channel)
 
@@ -62,8 +63,8 @@ def test_a_threads_pushes_arrive_in_its_order_one_round_trip_each(
         for seq in range(1, 31, 2):
             publish(
                 [
-                    message_created_event(conversation_id, {"seq": seq}),
-                    message_created_event(conversation_id, {"seq": seq + 1}),
+                    messages_created_event(conversation_id, [{"seq": seq}]),
+                    messages_created_event(conversation_id, [{"seq": seq + 1}]),
                 ]
             )
 
@@ -84,7 +85,7 @@ def test_on_an_event_loop_pushes_are_handed_off_in_order_and_flushed(
 
     async def send() -> None:
         for seq in range(1, 31):
-            publish([message_created_event(conversation_id, {"seq": seq})])  # must not block
+            publish([messages_created_event(conversation_id, [{"seq": seq}])])  # must not block
         await asyncio.to_thread(publish_flush)
 
     group = f"conversation.{conversation_id}"
@@ -114,7 +115,7 @@ def test_a_failed_push_from_a_thread_is_logged_not_raised(
     monkeypatch.setattr(realtime, "_publishers", dict(realtime._publishers))
     monkeypatch.setattr(realtime, "get_channel_layer", lambda: refused)
     with caplog.at_level(logging.ERROR, logger="parley.realtime"):
-        publish([message_created_event(987_654_324, {"seq": 1})])
+        publish([messages_created_event(987_654_324, [{"seq": 1}])])
 
     assert "websocket push failed for 1 event(s)" in caplog.text
 
@@ -126,7 +127,8 @@ def test_hand_offs_waiting_together_share_one_pipeline(monkeypatch: pytest.Monke
     async def send() -> None:
         layer = get_channel_layer()
         batch = [
-            (layer, [message_created_event(conversation_id, {"seq": seq})]) for seq in range(1, 6)
+            (layer, [messages_created_event(conversation_id, [{"seq": seq}])])
+            for seq in range(1, 6)
         ]
         await asyncio.to_thread(realtime.run_in_background, realtime._send_batch(batch))
 

@@ -1,0 +1,20 @@
+"""Reading what services published to the channel layer (tests that replace `publish`)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+
+def pushed_messages(pushed: list[tuple[str, dict[str, Any]]], group: str) -> list[dict[str, Any]]:
+    """The messages the `messages.created` events for `group` carry, in order, decoded from the
+    client frames encoded in them."""
+    messages = []
+    for event_group, event in pushed:
+        if event_group == group and event["type"] == "messages.created":
+            for item in event["messages"]:
+                frame = json.loads(item["frame"])
+                assert frame["type"] == "message"
+                assert frame["message"]["seq"] == item["seq"]
+                messages.append(frame["message"])
+    return messages
