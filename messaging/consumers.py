@@ -19,6 +19,7 @@ from accounts.sockets import (
     CloseSocket,
     TokenAuthenticatedConsumer,
     authenticate_and_authorize,
+    frame_text,
     run_db,
 )
 from config.errors import InsufficientScope, NotAuthenticated, ParleyError
@@ -151,6 +152,14 @@ class ConversationConsumer(TokenAuthenticatedConsumer):
         for message in event["messages"]:
             if self.seqs.add(int(message["seq"])):
                 await self.send_frame_text(message["frame"])
+
+    async def message_created(self, event: dict[str, Any]) -> None:
+        """The one-message event of releases before `messages.created`: during a rolling
+        deploy, processes of the previous release still publish it (an event without a
+        handler would end the socket)."""
+        message = event["message"]
+        frame = frame_text({"type": "message", "message": message})
+        await self.messages_created({"messages": [{"seq": message["seq"], "frame": frame}]})
 
     async def conversation_status(self, event: dict[str, Any]) -> None:
         if self.principal is not None:

@@ -116,6 +116,34 @@ async def test_after_seq_zero_replays_everything(customer: User) -> None:
         await communicator.disconnect()
 
 
+async def test_previous_releases_one_message_event_still_reaches_the_socket(
+    customer: User,
+) -> None:
+    """During a rolling deploy a process of the previous release publishes `message.created`
+    (one message, not yet encoded): the socket sends it like `messages.created`, once per seq,
+    and stays open."""
+    from channels.layers import get_channel_layer
+
+    from messaging.realtime import conversation_group
+
+    conversation = await _conversation_with_messages(customer, 1)
+    communicator, _ = await connect_authenticated(_path(conversation.pk), await _token(customer))
+    message = {"id": 99, "seq": 2, "role": "agent", "content": "from the old release"}
+    event = {"type": "message.created", "message": message}
+    try:
+        layer = get_channel_layer()
+        await layer.group_send(conversation_group(conversation.pk), event)
+        await layer.group_send(conversation_group(conversation.pk), event)  # the same seq again
+        assert await communicator.receive_json_from(timeout=5) == {
+            "type": "message",
+            "message": message,
+        }
+        assert await communicator.receive_nothing(timeout=0.3)
+        await _pong(communicator)
+    finally:
+        await communicator.disconnect()
+
+
 async def test_without_after_seq_only_live_events(customer: User) -> None:
     conversation = await _conversation_with_messages(customer, 3)
     communicator, _ = await connect_authenticated(_path(conversation.pk), await _token(customer))
