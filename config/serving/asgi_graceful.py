@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import logging
 import os
 import socket
@@ -26,6 +27,14 @@ import uvicorn
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
 logger = logging.getLogger("parley.serving")
+
+# Young-generation collections after 50 000 net allocations instead of CPython's 700. A push to
+# 200 sockets allocates enough to run ~75 young and one full collection in a second; the full
+# one scanned every socket's objects for ~100 ms while no frame left (measured with gc
+# callbacks in this process: GC time during the benchmark's fan-out 107-143 -> 9-14 ms, the
+# longest collection seen ~100 -> 34 ms; docs/benchmarks.md, "Fan-out"). Cycles are still
+# collected, later; the young generation stays bounded by the threshold.
+GC_THRESHOLDS = (50_000, 20, 100)
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -175,6 +184,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--graceful-timeout", type=float, default=20.0)
     parser.add_argument("--ws-max-size", type=int, default=65536)
     args = parser.parse_args(argv)
+    gc.set_threshold(*GC_THRESHOLDS)
 
     config = uvicorn.Config(
         "config.serving.asgi_graceful:application",
