@@ -19,7 +19,6 @@ from accounts.sockets import (
     CloseSocket,
     TokenAuthenticatedConsumer,
     authenticate_and_authorize,
-    frame_text,
     run_db,
 )
 from config.errors import InsufficientScope, NotAuthenticated, ParleyError
@@ -27,7 +26,7 @@ from config.request_context import CallContext
 from messaging import selectors, services
 from messaging.models import Conversation
 from messaging.permissions import CONVERSATION_READERS, MESSAGE_WRITERS
-from messaging.realtime import conversation_group
+from messaging.realtime import conversation_group, messages_created_event
 from messaging.schemas import MAX_ID, message_payload
 
 logger = logging.getLogger("parley.realtime")
@@ -157,9 +156,8 @@ class ConversationConsumer(TokenAuthenticatedConsumer):
         """The one-message event of releases before `messages.created`: during a rolling
         deploy, processes of the previous release still publish it (an event without a
         handler would end the socket)."""
-        message = event["message"]
-        frame = frame_text({"type": "message", "message": message})
-        await self.messages_created({"messages": [{"seq": message["seq"], "frame": frame}]})
+        _group, current = messages_created_event(self.conversation_id, [event["message"]])
+        await self.messages_created(current)
 
     async def conversation_status(self, event: dict[str, Any]) -> None:
         if self.principal is not None:
