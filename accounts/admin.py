@@ -15,7 +15,7 @@ from accounts import services
 from accounts.data_rights import user_erase
 from accounts.models import ApiKey, SecurityEvent, User
 from accounts.scopes import ALL_SCOPES, SCOPE_DESCRIPTIONS
-from config.request_context import CallContext
+from core.request_context import CallContext
 
 
 class SuperuserOnlyMixin:

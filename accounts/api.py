@@ -30,11 +30,11 @@ from accounts.schemas import (
     UserOut,
 )
 from accounts.scopes import ADMIN, CONVERSATIONS_READ, format_scopes, parse_scope_string
-from config.errors import ParleyError
-from config.ids import PathId
-from config.parsing import form_fields
-from config.request_context import CallContext
-from config.schemas import (
+from core.errors import ParleyError
+from core.ids import PathId
+from core.parsing import form_fields
+from core.request_context import CallContext
+from core.schemas import (
     AUTHENTICATED_ERRORS,
     BODY_ERRORS,
     PageParams,

@@ -42,8 +42,8 @@ from accounts.tokens import (
     token_expiry,
     token_matches_password,
 )
-from config.errors import InsufficientScope, NotAuthenticated, PermissionDenied
-from config.request_context import CallContext
+from core.errors import InsufficientScope, NotAuthenticated, PermissionDenied
+from core.request_context import CallContext
 
 logger = logging.getLogger("parley.security")
 

@@ -17,8 +17,8 @@ from rest_framework_simplejwt.token_blacklist.models import OutstandingToken
 
 from accounts.models import ApiKey, SecurityEvent, User
 from accounts.security import security_event_record
-from config.errors import Conflict, PermissionDenied
-from config.request_context import CallContext
+from core.errors import Conflict, PermissionDenied
+from core.request_context import CallContext
 
 ExportContributor = Callable[[User], dict[str, Any]]
 ErasureHook = Callable[[User], None]

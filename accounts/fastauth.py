@@ -17,8 +17,8 @@ from typing import Any
 from django.db import connections
 
 from accounts.models import RevokedAccessToken, RevokedTokenFamily, User
-from config.fixedsql import column, converters, prepared_cursor, table
-from config.ids import is_possible_id
+from core.fixedsql import column, converters, prepared_cursor, table
+from core.ids import is_possible_id
 
 
 def instance_from_row(model: Any, values: list[Any], connection: Any, using: str) -> Any:

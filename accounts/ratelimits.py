@@ -27,8 +27,8 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from accounts.models import SecurityEvent
 from accounts.security import security_event_record
 from accounts.usernames import canonical_username_or_none
-from config.errors import RateLimited
-from config.request_context import client_ip
+from core.errors import RateLimited
+from core.request_context import client_ip
 
 
 @dataclass(frozen=True)

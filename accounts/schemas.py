@@ -11,8 +11,8 @@ from pydantic import Field, field_validator
 
 from accounts.scopes import ALL_SCOPES
 from accounts.usernames import MAX_USERNAME_CHARS, canonical_username, registrable_username
-from config.ids import Id
-from config.schemas import StrictIn
+from core.ids import Id
+from core.schemas import StrictIn
 
 ScopeName = Literal[
     "conversations:read", "messages:write", "escalations:manage", "stats:read", "admin"

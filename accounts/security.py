@@ -17,8 +17,8 @@ from django.http import HttpRequest
 from django.utils import timezone
 
 from accounts.models import SecurityEvent, User
-from config.request_context import CallContext, current_request_id
-from config.text import unstorable_reason
+from core.request_context import CallContext, current_request_id
+from core.text import unstorable_reason
 
 security_logger = logging.getLogger("parley.security")
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from accounts.models import ApiKey
-from config.pagination import keyset_page
+from core.pagination import keyset_page
 
 
 def api_key_page(*, cursor: str | None, limit: int) -> tuple[list[ApiKey], str | None]:

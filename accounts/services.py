@@ -34,7 +34,7 @@ from accounts.tokens import (
     token_matches_password,
 )
 from accounts.usernames import InvalidUsername, registrable_username
-from config.errors import Conflict, NotAuthenticated, NotFound, UnprocessableRequest
+from core.errors import Conflict, NotAuthenticated, NotFound, UnprocessableRequest
 
 # --- Tokens ---------------------------------------------------------------------------------
 

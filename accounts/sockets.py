@@ -32,8 +32,8 @@ from accounts.admin_tickets import AdminSession, admin_session_check, admin_tick
 from accounts.auth import Policy, Principal, principal_from_access_token
 from accounts.models import SecurityEvent
 from accounts.security import security_event_record
-from config.errors import InsufficientScope, NotAuthenticated, PermissionDenied
-from config.request_context import (
+from core.errors import InsufficientScope, NotAuthenticated, PermissionDenied
+from core.request_context import (
     CallContext,
     request_id_from_header,
     request_id_var,

@@ -104,7 +104,7 @@ def pieces(calls: int, rounds: int) -> dict[str, Any]:
         token_expiry,
         token_matches_password,
     )
-    from config.errors import NotAuthenticated
+    from core.errors import NotAuthenticated
     from messaging import fastpath, selectors, services
     from messaging.models import Conversation, Message
 

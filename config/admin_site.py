@@ -14,7 +14,7 @@ from accounts.models import SecurityEvent
 from accounts.ratelimits import login_rate_limit_enforce
 from accounts.security import security_event_record
 from accounts.usernames import canonical_username_or_none
-from config.errors import RateLimited
+from core.errors import RateLimited
 
 
 class ParleyAdminSite(admin.AdminSite):

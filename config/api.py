@@ -28,9 +28,9 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from accounts.auth import Undeclared, policy_of
 from accounts.models import SecurityEvent
 from accounts.security import security_event_record
-from config.errors import ParleyError, UnprocessableRequest
-from config.parsing import TOO_MANY_FIELDS, ParleyParser
-from config.request_context import current_request_id
+from core.errors import ParleyError, UnprocessableRequest
+from core.parsing import TOO_MANY_FIELDS, ParleyParser
+from core.request_context import current_request_id
 
 logger = logging.getLogger("parley.api")
 

@@ -13,7 +13,7 @@ from django.contrib.messages.middleware import MessageMiddleware
 from django.contrib.sessions.middleware import SessionMiddleware
 from django.http import HttpRequest, HttpResponseBase, JsonResponse
 
-from config.request_context import request_id_from_header, request_id_var
+from core.request_context import request_id_from_header, request_id_var
 
 GetResponse = Callable[[HttpRequest], HttpResponseBase | Awaitable[HttpResponseBase]]
 

@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 import environ
 from csp.constants import NONE, SELF
 
-from config.local_secrets import stored_secret
+from core.local_secrets import stored_secret
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -160,7 +160,7 @@ elif _db["ENGINE"] in ("django.db.backends.postgresql", "django.db.backends.post
         **({} if _db["CONN_MAX_AGE"] else {"pool": _pool}),
         # libpq: give up on a server that accepts TCP but never answers (a partition).
         "connect_timeout": env.int("DB_CONNECT_TIMEOUT", default=3),
-        # Only config.fixedsql's server-side-binding cursors can prepare (the ORM binds on the
+        # Only core.fixedsql's server-side-binding cursors can prepare (the ORM binds on the
         # client): their fixed statements are prepared after this many runs on a connection.
         # Empty disables it, for a pooler that drops prepared statements (docs/operations.md).
         "prepare_threshold": env.int("DB_PREPARE_THRESHOLD", default=5)
@@ -400,8 +400,8 @@ LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"request_context": {"()": "config.logging.RequestContextFilter"}},
-    "formatters": {"json": {"()": "config.logging.JsonFormatter"}},
+    "filters": {"request_context": {"()": "core.logging.RequestContextFilter"}},
+    "formatters": {"json": {"()": "core.logging.JsonFormatter"}},
     "handlers": {
         "console": {
             "class": "logging.StreamHandler",

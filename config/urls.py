@@ -5,8 +5,8 @@ from django.views.decorators.http import require_GET
 
 from config.api import api
 from config.operations import health_probe, ready_probe
-from config.request_context import current_request_id
 from config.views import chat_page
+from core.request_context import current_request_id
 
 urlpatterns = [
     path("", chat_page, name="chat"),

@@ -30,7 +30,7 @@ from django.views.decorators.http import require_POST
 from accounts.admin_tickets import TICKET_TTL_SECONDS, admin_ticket_issue
 from accounts.models import User
 from accounts.profile import MAX_DISPLAY_NAME_CHARS, display_name_set
-from config.errors import ParleyError
+from core.errors import ParleyError
 from escalations import inbox, selectors, services
 from escalations.models import Escalation, SavedReply
 from escalations.permissions import can_handle_escalations

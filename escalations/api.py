@@ -9,8 +9,8 @@ from ninja import Query, Router, Status
 
 from accounts.auth import Staff, authenticators, principal_of
 from accounts.scopes import STATS_READ
-from config.ids import PathId
-from config.schemas import (
+from core.ids import PathId
+from core.schemas import (
     AUTHENTICATED_ERRORS,
     BODY_ERRORS,
     error_responses,

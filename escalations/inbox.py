@@ -19,7 +19,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Avg, Count
 
 from accounts.models import User
-from config.errors import Conflict, NotFound, UnprocessableRequest
+from core.errors import Conflict, NotFound, UnprocessableRequest
 from escalations.models import Escalation, InternalNote, Rating
 from escalations.permissions import can_handle_escalations, ensure_can_handle_escalations
 from messaging import events

@@ -13,8 +13,8 @@ from ninja import Router, Schema, Status
 from pydantic import Field
 
 from accounts.auth import authenticators, principal_of
-from config.ids import PathId
-from config.schemas import AUTHENTICATED_ERRORS, BODY_ERRORS, StrictIn, error_responses
+from core.ids import PathId
+from core.schemas import AUTHENTICATED_ERRORS, BODY_ERRORS, StrictIn, error_responses
 from escalations import inbox
 from escalations.models import InternalNote
 from escalations.permissions import ESCALATION_MANAGERS

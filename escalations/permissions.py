@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from accounts.auth import Policy, Tier
 from accounts.scopes import ESCALATIONS_MANAGE
-from config.errors import PermissionDenied
+from core.errors import PermissionDenied
 
 if TYPE_CHECKING:
     from accounts.models import User

@@ -8,7 +8,7 @@ from typing import Any, Literal
 from ninja import Schema
 from pydantic import Field, field_validator
 
-from config.schemas import PageParams, StrictIn
+from core.schemas import PageParams, StrictIn
 from messaging.validation import MAX_MESSAGE_CHARS, clean_message_text
 
 MAX_RESOLUTION_NOTES_CHARS = 4000

@@ -25,7 +25,7 @@ from django.db.models import (
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
-from config.pagination import keyset_page
+from core.pagination import keyset_page
 from escalations.models import Escalation
 from messaging.models import Conversation, Message
 

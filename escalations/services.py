@@ -17,8 +17,8 @@ from django.db import DEFAULT_DB_ALIAS, transaction
 from django.utils import timezone
 
 from accounts.models import User
-from config.errors import Conflict, NotFound, UnprocessableRequest
-from config.schemas import client_json
+from core.errors import Conflict, NotFound, UnprocessableRequest
+from core.schemas import client_json
 from escalations.models import Escalation
 from escalations.permissions import (
     OPERATOR_PERMISSIONS,

@@ -11,7 +11,7 @@ from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 
 from accounts.admin import SuperuserOnlyMixin
-from config.errors import UnprocessableRequest
+from core.errors import UnprocessableRequest
 from integrations import services
 from integrations.models import WebhookDelivery, WebhookEndpoint
 from messaging.events import EVENT_TYPES

@@ -9,10 +9,10 @@ from ninja import Query, Router, Status
 
 from accounts.auth import Superuser, principal_of
 from accounts.scopes import ADMIN
-from config.errors import NotFound
-from config.ids import PathId
-from config.request_context import CallContext
-from config.schemas import AUTHENTICATED_ERRORS, BODY_ERRORS, PageParams, error_responses
+from core.errors import NotFound
+from core.ids import PathId
+from core.request_context import CallContext
+from core.schemas import AUTHENTICATED_ERRORS, BODY_ERRORS, PageParams, error_responses
 from integrations import selectors, services
 from integrations.schemas import (
     DeliveryPageOut,

@@ -29,7 +29,7 @@ from django.db import DEFAULT_DB_ALIAS, close_old_connections, connections, mode
 from django.utils import timezone
 from standardwebhooks import Webhook
 
-from config.fixedsql import field, prepared_cursor
+from core.fixedsql import field, prepared_cursor
 from integrations.models import WebhookDelivery, WebhookEndpoint, WebhookEvent, new_event_id
 from integrations.urlguard import UnsafeUrl, guarded_post
 from messaging.events import EVENT_ROW_COLUMNS, DomainEvent
@@ -148,7 +148,7 @@ def outbox_write(events: list[DomainEvent]) -> None:
             created_at,
         ]
     # A fixed statement per number of events: bound on the server and prepared, like the rest
-    # of the message's hot path (config.fixedsql).
+    # of the message's hot path (core.fixedsql).
     with prepared_cursor(DEFAULT_DB_ALIAS) as cursor:
         cursor.execute(_outbox_sql(DEFAULT_DB_ALIAS, len(events)), params)
 

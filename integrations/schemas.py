@@ -9,7 +9,7 @@ from ninja import Schema
 from pydantic import Field, field_validator
 
 from accounts.models import SecurityEvent
-from config.schemas import PageParams, StrictIn
+from core.schemas import PageParams, StrictIn
 from messaging.models import MAX_ID
 
 EventType = Literal[

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from accounts.models import SecurityEvent
-from config.pagination import keyset_page
+from core.pagination import keyset_page
 from integrations.models import WebhookDelivery, WebhookEndpoint
 from messaging.models import is_possible_id
 

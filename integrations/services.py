@@ -9,8 +9,8 @@ from django.db import transaction
 
 from accounts.data_rights import user_erase
 from accounts.models import User
-from config.errors import NotFound, UnprocessableRequest
-from config.request_context import CallContext
+from core.errors import NotFound, UnprocessableRequest
+from core.request_context import CallContext
 from integrations.delivery import webhook_redeliver
 from integrations.models import WebhookDelivery, WebhookEndpoint
 from integrations.urlguard import UnsafeUrl, url_check

@@ -8,17 +8,17 @@ from django.http import HttpRequest, HttpResponse
 from ninja import Header, Query, Router
 
 from accounts.auth import authenticators, principal_of
-from config.errors import NotFound
-from config.ids import PathId
-from config.request_context import CallContext
-from config.schemas import (
+from core.errors import NotFound
+from core.ids import PathId
+from core.request_context import CallContext
+from core.schemas import (
     AUTHENTICATED_ERRORS,
     BODY_ERRORS,
     PageParams,
     error_responses,
     rendered_json,
 )
-from config.text import StorableStr
+from core.text import StorableStr
 from messaging import fastpath, selectors, services
 from messaging.permissions import (
     CONVERSATION_READERS,

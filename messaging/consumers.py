@@ -21,8 +21,8 @@ from accounts.sockets import (
     authenticate_and_authorize,
     run_db,
 )
-from config.errors import InsufficientScope, NotAuthenticated, ParleyError
-from config.request_context import CallContext
+from core.errors import InsufficientScope, NotAuthenticated, ParleyError
+from core.request_context import CallContext
 from messaging import selectors, services
 from messaging.models import Conversation
 from messaging.permissions import CONVERSATION_READERS, MESSAGE_WRITERS

@@ -44,7 +44,7 @@ from typing import TYPE_CHECKING, Any
 from django.db import connections, transaction
 from django.utils import timezone
 
-from config.fixedsql import column, converters, field, prepared_cursor, table
+from core.fixedsql import column, converters, field, prepared_cursor, table
 from messaging.agent import TurnSnapshot
 from messaging.events import MESSAGE_CREATED, domain_event_inserts, domain_events_record
 from messaging.models import Conversation, Message, is_possible_id

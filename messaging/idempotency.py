@@ -19,7 +19,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from accounts.models import User
-from config.errors import Conflict, UnprocessableRequest
+from core.errors import Conflict, UnprocessableRequest
 from messaging.models import IdempotencyRecord
 
 REPLAY_WINDOW = timedelta(hours=24)

@@ -6,9 +6,9 @@ from django.db.models import Q
 from django.utils import timezone
 
 # Ids outside 1..MAX_ID name no row; lookups treat them as missing before they reach the
-# database, where they would overflow a bigint. Defined once in config/ids.py, re-exported.
-from config.ids import MAX_ID as MAX_ID
-from config.ids import is_possible_id as is_possible_id
+# database, where they would overflow a bigint. Defined once in core/ids.py, re-exported.
+from core.ids import MAX_ID as MAX_ID
+from core.ids import is_possible_id as is_possible_id
 
 
 class Conversation(models.Model):

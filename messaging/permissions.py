@@ -6,8 +6,8 @@ from accounts.auth import Policy, Principal, Tier
 from accounts.models import SecurityEvent
 from accounts.scopes import CONVERSATIONS_READ, ESCALATIONS_MANAGE, MESSAGES_WRITE
 from accounts.security import security_event_record
-from config.errors import PermissionDenied
-from config.request_context import CallContext
+from core.errors import PermissionDenied
+from core.request_context import CallContext
 
 # The policies of messaging's doors, shared by the REST routes (`authenticators(...)`) and the
 # conversation socket (`accounts.sockets`), so both answer a missing scope the same way.

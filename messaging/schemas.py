@@ -6,8 +6,8 @@ from typing import Any, Literal
 from ninja import Schema
 from pydantic import Field, field_validator
 
-from config.ids import Id, IdOrZero
-from config.schemas import QueryIn, StrictIn, client_datetime
+from core.ids import Id, IdOrZero
+from core.schemas import QueryIn, StrictIn, client_datetime
 from messaging.models import MAX_ID
 from messaging.validation import MAX_MESSAGE_CHARS, clean_message_text
 
@@ -131,7 +131,7 @@ def message_item(
 def message_payload(message: Any) -> dict[str, Any]:
     """A message (a model instance, or anything with its attributes: messaging.fastpath's
     WrittenMessage) as clients see it outside a response body — websocket `message` event,
-    domain event — encoded as API responses are (`created_at` as config.schemas.client_json
+    domain event — encoded as API responses are (`created_at` as core.schemas.client_json
     would give it)."""
     item = message_item(
         id=message.id,

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from django.db.models import QuerySet
 
-from config.pagination import keyset_page
+from core.pagination import keyset_page
 from messaging.models import Conversation, Message, is_possible_id
 from messaging.permissions import can_read_any_conversation
 

@@ -13,9 +13,9 @@ from django.utils import timezone
 
 from accounts.models import User
 from accounts.ratelimits import RateUsage, rate_limit_enforce
-from config.errors import NotFound, UnprocessableRequest
-from config.request_context import CallContext
-from config.schemas import client_json
+from core.errors import NotFound, UnprocessableRequest
+from core.request_context import CallContext
+from core.schemas import client_json
 from messaging import fastpath, handoff, idempotency
 from messaging.agent import (
     AgentReply,

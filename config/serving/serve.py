@@ -38,7 +38,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from config.local_secrets import stored_secret
+from core.local_secrets import stored_secret
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 # The supervisor is a console program outside Django: its own lines, to stderr.

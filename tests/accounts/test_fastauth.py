@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from accounts import fastauth
 from accounts.models import RevokedAccessToken, RevokedTokenFamily, User
-from config.ids import MAX_ID
+from core.ids import MAX_ID
 from tests.factories import UserFactory
 
 pytestmark = pytest.mark.django_db

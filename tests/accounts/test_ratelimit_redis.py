@@ -12,7 +12,7 @@ from django_ratelimit.core import get_usage
 from django_redis.cache import RedisCache
 
 from accounts.ratelimits import rate_limit_enforce
-from config.errors import RateLimited
+from core.errors import RateLimited
 from tests.conftest import RateLimitClock
 
 cache = caches["default"]

@@ -15,7 +15,7 @@ from django.conf import settings
 from accounts import auth
 from accounts.models import User
 from accounts.services import token_pair_issue
-from config.errors import NotAuthenticated
+from core.errors import NotAuthenticated
 
 pytestmark = pytest.mark.django_db
 

@@ -1,10 +1,11 @@
 """Imports run one way: wiring → integrations → escalations → messaging → accounts → core.
 
-Every .py file of the apps and of config/ is parsed with `ast`, and every import in it is
+Every .py file of core/, the apps and config/ is parsed with `ast`, and every import in it is
 checked — at module level, inside functions and inside `if TYPE_CHECKING:` blocks alike (a
 type-only import still couples the modules; downward it is fine, upward it fails like any
-other). An import may point to its own layer or any layer below; core (config plumbing) imports
-no app and no wiring. Migrations and tests are not checked (migrations freeze history, tests
+other). An import may point to its own layer or any layer below; core/ (the shared plumbing)
+imports no app and no wiring, and no app imports config/ (wiring: settings come through
+django.conf). Migrations and tests are not checked (migrations freeze history, tests
 drive every layer). The failure names each offending file:line. docs/architecture.md explains
 the layers.
 """
@@ -22,27 +23,13 @@ ROOT = Path(__file__).resolve().parents[2]
 CORE, ACCOUNTS, MESSAGING, ESCALATIONS, INTEGRATIONS, WIRING = range(6)
 LAYER_NAMES = ["core", "accounts", "messaging", "escalations", "integrations", "wiring"]
 APPS = {
+    "core": CORE,
     "accounts": ACCOUNTS,
     "messaging": MESSAGING,
     "escalations": ESCALATIONS,
     "integrations": INTEGRATIONS,
 }
-# config/ modules every app may import: plumbing that imports no app.
-CORE_MODULES = frozenset(
-    {
-        "errors",
-        "schemas",
-        "pagination",
-        "request_context",
-        "logging",
-        "text",
-        "parsing",
-        "ids",
-        "local_secrets",
-        "fixedsql",
-    }
-)
-CHECKED = ("accounts", "messaging", "escalations", "integrations", "config")
+CHECKED = ("core", "accounts", "messaging", "escalations", "integrations", "config")
 
 
 def layer_of(module: str) -> int | None:
@@ -51,8 +38,7 @@ def layer_of(module: str) -> int | None:
     if parts[0] in APPS:
         return APPS[parts[0]]
     if parts[0] == "config":
-        # `config` itself (its empty __init__) and the plumbing modules are core.
-        return CORE if len(parts) == 1 or parts[1] in CORE_MODULES else WIRING
+        return WIRING
     return None
 
 
@@ -66,7 +52,7 @@ def module_name(path: Path, root: Path) -> str:
 
 def imported_modules(node: ast.AST, module: str, is_package: bool, root: Path) -> list[str]:
     """The project modules an Import/ImportFrom node names (relative imports resolved;
-    `from config import errors` counts as config.errors when that is a module)."""
+    `from core import errors` counts as core.errors when that is a module)."""
     if isinstance(node, ast.Import):
         return [alias.name for alias in node.names]
     if not isinstance(node, ast.ImportFrom):
@@ -125,7 +111,7 @@ def test_no_import_points_up_a_layer() -> None:
 def test_every_checked_module_has_a_layer() -> None:
     modules = [module_name(path, ROOT) for path in source_files(ROOT)]
     assert modules  # the walk found the project
-    assert {"accounts.sockets", "messaging.handoff", "config.errors"} <= set(modules)
+    assert {"accounts.sockets", "messaging.handoff", "core.errors"} <= set(modules)
     assert all(layer_of(module) is not None for module in modules)
 
 
@@ -137,7 +123,7 @@ def _tree(tmp_path: Path, files: dict[str, str]) -> Path:
         path = tmp_path / name
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text, encoding="utf-8")
-    for package in ("accounts", "messaging", "escalations", "config"):
+    for package in ("core", "accounts", "messaging", "escalations", "config"):
         (tmp_path / package).mkdir(exist_ok=True)
         (tmp_path / package / "__init__.py").touch()
     return tmp_path
@@ -159,12 +145,16 @@ def _tree(tmp_path: Path, files: dict[str, str]) -> Path:
             "accounts/auth.py:3: accounts.auth (accounts) imports messaging.models (messaging)",
         ),
         (  # core importing an app, with `import x.y`
-            {"config/errors.py": "import accounts.models\n"},
-            "config/errors.py:1: config.errors (core) imports accounts.models (accounts)",
+            {"core/errors.py": "import accounts.models\n"},
+            "core/errors.py:1: core.errors (core) imports accounts.models (accounts)",
         ),
         (  # core importing wiring, via `from config import settings`
-            {"config/pagination.py": "from config import settings\n", "config/settings.py": ""},
-            "config/pagination.py:1: config.pagination (core) imports config.settings (wiring)",
+            {"core/pagination.py": "from config import settings\n", "config/settings.py": ""},
+            "core/pagination.py:1: core.pagination (core) imports config.settings (wiring)",
+        ),
+        (  # an app importing wiring
+            {"messaging/api.py": "from config.settings import DEBUG\n", "config/settings.py": ""},
+            "messaging/api.py:1: messaging.api (messaging) imports config.settings (wiring)",
         ),
         (  # a relative import
             {
@@ -178,7 +168,14 @@ def _tree(tmp_path: Path, files: dict[str, str]) -> Path:
             "(accounts) imports escalations (escalations)",
         ),
     ],
-    ids=["function-body", "type-checking", "core-to-app", "core-to-wiring", "relative"],
+    ids=[
+        "function-body",
+        "type-checking",
+        "core-to-app",
+        "core-to-wiring",
+        "app-to-wiring",
+        "relative",
+    ],
 )
 def test_checker_reports_upward_imports(
     tmp_path: Path, files: dict[str, str], offender: str
@@ -192,9 +189,9 @@ def test_checker_allows_downward_and_sideways_imports(tmp_path: Path) -> None:
     files = {
         "escalations/services.py": "from messaging.services import x\nimport accounts.auth\n",
         "messaging/services.py": "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n"
-        "    from accounts.models import User\nfrom config.errors import NotFound\n"
+        "    from accounts.models import User\nfrom core.errors import NotFound\n"
         "from messaging import handoff\n",
         "config/api.py": "from escalations.api import router\n",
-        "config/errors.py": "from config.request_context import CallContext\nimport django\n",
+        "core/errors.py": "from core.request_context import CallContext\nimport django\n",
     }
     assert violations(_tree(tmp_path, files)) == []

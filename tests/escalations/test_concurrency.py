@@ -12,7 +12,7 @@ import pytest
 from django.db import connection
 
 from accounts.models import User
-from config.errors import Conflict, NotFound
+from core.errors import Conflict, NotFound
 from escalations import services
 from escalations.models import Escalation
 from escalations.services import resolved_text

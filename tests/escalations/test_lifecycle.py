@@ -391,7 +391,7 @@ def test_resolving_an_unassigned_escalation_assigns_it_to_the_resolver(
 def test_service_refuses_a_customer_actor(
     escalated: Callable[..., Escalation], customer: User
 ) -> None:
-    from config.errors import PermissionDenied
+    from core.errors import PermissionDenied
     from escalations import services
 
     escalation = escalated()
@@ -407,7 +407,7 @@ def test_service_refuses_a_customer_actor(
 def test_service_refuses_to_act_on_a_newer_escalation_than_the_one_shown(
     escalated: Callable[..., Escalation], operator: User
 ) -> None:
-    from config.errors import Conflict, NotFound
+    from core.errors import Conflict, NotFound
     from escalations import services
     from tests.escalations.conftest import open_escalation
 

@@ -204,7 +204,7 @@ async def test_note_is_not_pushed_to_the_conversation_socket(
 def test_note_service_refuses_a_customer(
     escalated: Callable[..., Escalation], customer: User
 ) -> None:
-    from config.errors import PermissionDenied
+    from core.errors import PermissionDenied
 
     escalation = escalated()
     with pytest.raises(PermissionDenied):

@@ -359,7 +359,7 @@ def _legacy_history(request: Any, conversation_id: int, params: Any) -> dict[str
     """The history endpoint as it was before messaging.fastpath.history_page: the two
     selectors, and ninja validating and rendering HistoryOut from the model instances."""
     from accounts.auth import principal_of
-    from config.errors import NotFound
+    from core.errors import NotFound
     from messaging import selectors
 
     conversation = selectors.conversation_get_for_reader(

@@ -15,7 +15,7 @@ from django.db import transaction
 
 from accounts.models import User
 from accounts.sockets import frame_text
-from config.schemas import client_json
+from core.schemas import client_json
 from integrations.models import WebhookEndpoint, WebhookEvent
 from messaging import fastpath, services
 from messaging.agent import AgentReply

@@ -1,4 +1,4 @@
-"""config.fixedsql: the hot path's fixed statements are bound on the server and prepared by
+"""core.fixedsql: the hot path's fixed statements are bound on the server and prepared by
 PostgreSQL once per connection; the ORM keeps Django's client-side binding (its SQL is not
 always preparable). PostgreSQL only: SQLite has no prepared-statement view to look at."""
 

@@ -1,4 +1,4 @@
-"""POST /messages/process renders its body itself (config.schemas.rendered_json into ninja's
+"""POST /messages/process renders its body itself (core.schemas.rendered_json into ninja's
 temporal response) instead of returning a dict that ninja validates against ProcessOut: the
 same status, bytes and headers — the rate-limit headers and Idempotent-Replayed the view sets
 on the temporal response included — as the ninja-validated path, on SQLite and PostgreSQL."""
@@ -53,7 +53,7 @@ def _legacy_process(
     """The endpoint as it was: headers on the temporal response, the body as a dict that ninja
     validates against ProcessOut and renders into that response."""
     from accounts.auth import principal_of
-    from config.request_context import CallContext
+    from core.request_context import CallContext
     from messaging.permissions import ensure_acting_for_self
 
     principal = principal_of(request)

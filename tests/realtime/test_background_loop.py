@@ -4,7 +4,7 @@ from __future__ import annotations
 
 
 def test_background_work_keeps_the_callers_request_id() -> None:
-    from config.request_context import current_request_id, request_id_var
+    from core.request_context import current_request_id, request_id_var
     from messaging.realtime import run_in_background
 
     async def read_request_id() -> str | None:

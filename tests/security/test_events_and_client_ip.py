@@ -18,7 +18,7 @@ from accounts.security import (
     security_event_record,
     security_events_prune,
 )
-from config.request_context import client_ip
+from core.request_context import client_ip
 
 IDOR = SecurityEvent.Kind.IDOR_ATTEMPT
 

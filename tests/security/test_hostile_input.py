@@ -471,7 +471,7 @@ def _declared_params() -> Iterator[tuple[str, str, Any]]:
 def test_every_request_schema_applies_the_text_rule() -> None:
     from pydantic import BaseModel
 
-    from config.schemas import CheckedSchema
+    from core.schemas import CheckedSchema
 
     unchecked = [
         where
@@ -484,7 +484,7 @@ def test_every_request_schema_applies_the_text_rule() -> None:
 
 
 def test_every_path_id_is_a_path_id() -> None:
-    from config.ids import PathId
+    from core.ids import PathId
 
     expected = PathId.__metadata__  # type: ignore[attr-defined]
     wrong = [

@@ -1,4 +1,4 @@
-"""The request-parsing layer (config/parsing.py) and the input rules behind it: each limit at
+"""The request-parsing layer (core/parsing.py) and the input rules behind it: each limit at
 its edge, and Django's lazy bad-request exceptions as 400s rather than 500s."""
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ import pytest
 from django.test import Client
 
 from accounts.models import ApiKey, User
-from config.ids import MAX_ID
-from config.parsing import MAX_FIELDS, MAX_JSON_DEPTH, MalformedRequest, json_loads
-from config.text import clean_text, ensure_storable, unstorable_reason
+from core.ids import MAX_ID
+from core.parsing import MAX_FIELDS, MAX_JSON_DEPTH, MalformedRequest, json_loads
+from core.text import clean_text, ensure_storable, unstorable_reason
 
 
 def nested(depth: int) -> str:
@@ -267,7 +267,7 @@ def test_body_id_out_of_range_is_422(superuser_client: Client, owner_id: int) ->
     ],
 )
 def test_cursor_values_must_fit_the_sort_field(field: str, first: Any) -> None:
-    from config.pagination import InvalidCursor, keyset_page
+    from core.pagination import InvalidCursor, keyset_page
 
     with pytest.raises(InvalidCursor):
         keyset_page(
@@ -277,7 +277,7 @@ def test_cursor_values_must_fit_the_sort_field(field: str, first: Any) -> None:
 
 @pytest.mark.django_db
 def test_integer_and_text_cursors_page_on(superuser: User) -> None:
-    from config.pagination import keyset_page
+    from core.pagination import keyset_page
 
     for field, first in (("use_count", 0), ("name", "m")):
         rows, _next = keyset_page(

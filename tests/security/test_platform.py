@@ -180,8 +180,8 @@ def test_unknown_api_path_is_json_404() -> None:
 
 
 def test_log_lines_are_json_with_the_request_id() -> None:
-    from config.logging import JsonFormatter, RequestContextFilter
-    from config.request_context import request_id_var
+    from core.logging import JsonFormatter, RequestContextFilter
+    from core.request_context import request_id_var
 
     record = logging.LogRecord(
         "parley.security",

@@ -24,7 +24,7 @@ from django.http import HttpRequest
 from django.utils.datastructures import MultiValueDict
 from ninja.parser import Parser
 
-from config.errors import ParleyError
+from core.errors import ParleyError
 
 MAX_JSON_DEPTH = 32
 MAX_FIELDS = 100

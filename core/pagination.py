@@ -15,9 +15,9 @@ from typing import Any, TypeVar
 
 from django.db.models import Model, Q, QuerySet
 
-from config.errors import ParleyError
-from config.ids import MAX_ID, is_possible_id
-from config.text import ensure_storable
+from core.errors import ParleyError
+from core.ids import MAX_ID, is_possible_id
+from core.text import ensure_storable
 
 M = TypeVar("M", bound=Model)
 

@@ -10,15 +10,15 @@ from ninja import Schema
 from ninja.renderers import JSONRenderer
 from pydantic import ConfigDict, Field, field_validator
 
-from config.pagination import cursor_check
-from config.text import ensure_storable_value
+from core.pagination import cursor_check
+from core.text import ensure_storable_value
 
 S = TypeVar("S", bound=Schema)
 
 
 class CheckedSchema(Schema):
     """Every request schema's base: each string it accepts, in any field and at any depth,
-    obeys config/text.py's rule (NUL, lone surrogates, unassigned characters → 422), so a new
+    obeys core/text.py's rule (NUL, lone surrogates, unassigned characters → 422), so a new
     schema gets the rule without asking for it."""
 
     @field_validator("*", mode="after")
@@ -99,8 +99,8 @@ def validate_body(schema: type[S], data: Any) -> S:
 
 def optional_body(request: Any) -> Any:
     """An optional body as data: JSON, or form fields; {} when there is none. 400 when it does
-    not parse or breaks a limit, 415 for other media types (config/parsing.py)."""
-    from config.parsing import body_data
+    not parse or breaks a limit, 415 for other media types (core/parsing.py)."""
+    from core.parsing import body_data
 
     return body_data(request)
 
