@@ -70,8 +70,8 @@ def load_eval_set(path: str | Path) -> list[tuple[str, str]]:
     examples: list[tuple[str, str]] = []
     with Path(path).open(encoding="utf-8") as fh:
         for number, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
+            if not line.strip() or line.lstrip().startswith("#"):
+                continue  # blank lines and '#' comments (a set's header says how it was made)
             row = json.loads(line)
             if row["intent"] not in INTENTS:
                 raise ValueError(f"{path}:{number}: unknown intent {row['intent']!r}")
