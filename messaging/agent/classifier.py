@@ -31,7 +31,7 @@ MODEL_FORMAT = 1
 # The classifier reads at most this much of a message: intents show in the first sentences,
 # and the cost of a message stays bounded (a 4,000-character message costs what 1,000 do).
 MAX_CLASSIFIED_CHARS = 1000
-# Longer "words" are pasted tokens, hashes or keyboard mashing: no n-grams from them.
+# Longer "words" are pasted tokens, hashes or keyboard mashing: not features at all.
 MAX_WORD_CHARS = 30
 CHAR_NGRAM_SIZES = (2, 3, 4, 5)
 
@@ -43,7 +43,7 @@ _TOKEN = re.compile(r"[^\W_]+|[?!]|[^\w\s\x00-\x7f]")
 def tokens(text: str) -> list[str]:
     """Lowercase words (apostrophes dropped: "can't" → "cant"), "?"/"!" and emoji."""
     text = unicodedata.normalize("NFKC", text[:MAX_CLASSIFIED_CHARS]).lower()
-    return _TOKEN.findall(_APOSTROPHES.sub("", text))
+    return [t for t in _TOKEN.findall(_APOSTROPHES.sub("", text)) if len(t) <= MAX_WORD_CHARS]
 
 
 def _length_bucket(word_count: int) -> str:
@@ -74,7 +74,7 @@ def features(text: str) -> dict[str, int]:
     for first, second in zip(toks, toks[1:], strict=False):
         add(f"b:{first} {second}")
     for word in words:
-        if len(word) > MAX_WORD_CHARS or not word.isalpha():
+        if not word.isalpha():
             continue
         padded = f" {word} "
         for n in CHAR_NGRAM_SIZES:

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import functools
 import json
-import math
 import re
 import unicodedata
 from collections.abc import Iterable, Mapping
@@ -423,7 +422,7 @@ class RuleBasedAgent(AgentBackend):
         off_topic = False
         if signals.asks_for_a_human(text):
             intent = "human_request"
-            confidence = max(confidence, EXPLICIT_HUMAN_CONFIDENCE)
+            confidence = max(prediction.probability_of("human_request"), EXPLICIT_HUMAN_CONFIDENCE)
         elif intent == "human_request":
             # The model's own reading, without an explicit request: believed only when it
             # is sure, since every human_request pages an operator.

@@ -36,7 +36,9 @@ _PERSON = (
     r"customer (?:service|support|care)|support (?:team|staff|desk|person|people)|"
     r"live (?:support|chat|help)|help ?desk)"
 )
-_ANYONE = r"(?:someone|somebody|anyone|anybody|some ?one|some ?body|any ?one|one of (?:you|your \w+))"
+_ANYONE = (
+    r"(?:someone|somebody|anyone|anybody|some ?one|some ?body|any ?one|one of (?:you|your \w+))"
+)
 _FILLER = r"(?: (?:a|an|the|your|ur|yr|some|one|of|real|actual|live|human|proper|competent|"
 _FILLER += r"qualified|senior|support|tech|technical|customer|service|billing|sales|account|"
 _FILLER += r"from|in|at|on|who|that|can|works|working|there|here|who|is|please|pls|"
@@ -49,8 +51,9 @@ _EXPLICIT = [
     # hand me over: connect / transfer / put / pass / send me to ... a person
     rf" (?:connect|transfer|put|pass|send|forward|hand|redirect|switch|route|patch)(?:ed)?"
     rf" (?:me|us|this|it|my \w+|this \w+)(?: over| through| back| in touch)?"
-    rf" (?:to|with|through to|on to|onto)(?: the line with)?{_FILLER}{{0,4}} (?:{_PERSON}|{_ANYONE})",
-    rf" (?:connect|transfer|put|pass|hand|escalate) (?:me|us)(?: please| pls| now)? $",
+    rf" (?:to|with|through to|on to|onto)(?: the line with)?{_FILLER}{{0,4}}"
+    rf" (?:{_PERSON}|{_ANYONE})",
+    r" (?:connect|transfer|put|pass|hand|escalate) (?:me|us)(?: please| pls| now)? $",
     # get / give / want / need ... a (real) person
     rf" (?:get|give|find|fetch|bring|send|want|need|needs|request|requesting|prefer|demand|"
     rf"require|wanna|like|love) (?:me |us )?(?:to (?:have|get|reach|see|contact) )?"
@@ -68,8 +71,9 @@ _EXPLICIT = [
     r"representatives?|operators?|support|beings?|ones?|support person) ",
     r" (?:human|humans|human being|humanbeing) ",
     # the one-word or one-phrase request
-    rf"^ (?:a |an |the |your |ur |some )?(?:real |live |human |actual )?(?:customer service |support )?"
-    rf"{_PERSON}(?: please| pls| plz| now| asap| here| thanks| thx)* $",
+    r"^ (?:a |an |the |your |ur |some )?(?:real |live |human |actual )?"
+    rf"(?:customer service |support )?{_PERSON}"
+    r"(?: please| pls| plz| now| asap| here| thanks| thx)* $",
     rf"^(?: \w+){{0,3}} {_PERSON}(?: please| pls| plz| now| asap)+ $",
     rf" (?:have|let|ask|get) (?:a |an |the |your |ur |some )?(?:real |human |live |support )?"
     rf"(?:{_PERSON}|{_ANYONE}) (?:look|check|call|contact|phone|help|handle|review|deal)",

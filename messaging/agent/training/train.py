@@ -76,7 +76,11 @@ def fit(examples: Sequence[tuple[str, str]]) -> dict[str, Any]:
 
 def train_text(train_path: Path = TRAIN_PATH) -> str:
     """The model file a training run on ``train_path`` writes."""
-    parts = fit(load_jsonl(train_path, with_topic=True))
+    return render(fit(load_jsonl(train_path, with_topic=True)))
+
+
+def render(parts: dict[str, Any]) -> str:
+    """The model file's text for the parts :func:`fit` returned."""
     return serialise(
         intents=parts["intents"],
         intercepts=parts["intercepts"],
