@@ -75,16 +75,16 @@ NOT_HUMAN_REQUESTS = [
 ]
 
 
+def _assert_handed_over(reply: AgentReply, intent: str, reason: str, reply_key: str) -> None:
+    assert (reply.intent, reply.escalate, reply.escalation_reason) == (intent, True, reason)
+    assert reply.text == ESCALATION[reply_key]
+
+
 @pytest.mark.parametrize("message", HUMAN_REQUESTS)
 def test_every_way_of_asking_for_a_human_hands_over(message):
     reply = RuleBasedAgent(max_turns=20).respond_now(FIRST, message)
 
-    assert (reply.intent, reply.escalate, reply.escalation_reason) == (
-        "human_request",
-        True,
-        "Customer asked for a human",
-    )
-    assert reply.text == ESCALATION["human_request"]
+    _assert_handed_over(reply, "human_request", "Customer asked for a human", "human_request")
 
 
 @pytest.mark.parametrize("message", NOT_HUMAN_REQUESTS)
@@ -108,12 +108,7 @@ def test_a_first_message_that_asks_for_nobody_is_not_handed_over(message):
 def test_an_angry_message_escalates_as_a_complaint_whatever_its_topic(message):
     reply = RuleBasedAgent(max_turns=20).respond_now(FIRST, message)
 
-    assert (reply.intent, reply.escalate, reply.escalation_reason) == (
-        "complaint",
-        True,
-        "Angry complaint",
-    )
-    assert reply.text == ESCALATION["angry"]
+    _assert_handed_over(reply, "complaint", "Angry complaint", "angry")
 
 
 @pytest.mark.parametrize(
