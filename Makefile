@@ -8,7 +8,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 PYTEST_ARGS ?=
 
-.PHONY: help install dev-install browser-deps run test lint bench bench-deps serve attack clean
+.PHONY: help install dev-install browser-deps run test lint bench bench-deps serve attack agent-model agent-eval clean
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -76,6 +76,13 @@ bench: bench-deps  ## Production profile vs the FastAPI peer, interleaved (BENCH
 
 attack: dev-install  ## schemathesis, bandit, check --deploy, makemigrations --check
 	bash .ci/attack
+
+agent-model: dev-install  ## Regenerate the agent's training file and retrain its intent model (messaging/agent/data/)
+	$(PYTHON) -m messaging.agent.training.corpus
+	$(PYTHON) -m messaging.agent.training.train
+
+agent-eval: install  ## The agent on its evaluation sets: accuracy, confusion, human-request recall, false hand-offs
+	$(PYTHON) -m messaging.agent.evaluate tests/messaging/agent/heldout.jsonl tests/messaging/agent/eval_set.jsonl tests/messaging/agent/eval_holdout.jsonl tests/messaging/agent/eval_dev.jsonl
 
 clean:  ## Remove the virtualenv and local databases
 	rm -rf $(VENV) db.sqlite3* .local staticfiles

@@ -1,27 +1,28 @@
-"""The default agent: deterministic, offline intent matching against a shipped knowledge base.
+"""The default agent: offline, deterministic intent classification and answers from a shipped
+knowledge base.
 
-How a message is classified:
+How a message is handled:
 
-1. Normalise: lowercase, drop apostrophes ("can't" → "cant"), split into words, correct
-   one-letter typos of knowledge-base words ("acount" → "account"), replace synonyms
-   ("sign in" → "login", "charged twice" → "doublecharge"), drop stopwords, and stem lightly
-   ("crashes"/"crashing" → "crash").
-2. Score: every intent sums the weights of its phrases that occur (as contiguous word runs)
-   in the message. Anger markers add to ``complaint``. Greetings and thanks are "social":
-   they are damped when the message also carries a real request, so "hi, I was charged
-   twice" is about billing.
-3. Confidence: grows with the best score and shrinks with a close runner-up; below
-   ``MIN_INTENT_SCORE`` the message is ``unknown`` with a fixed low confidence.
+1. Classify: a linear model over word and character n-grams (messaging.agent.classifier),
+   trained on ``data/train.jsonl``, gives every intent a probability.
+2. Overrule where rules must hold every time (messaging.agent.signals): an explicit request
+   for a human is ``human_request``; the model's own ``human_request`` must be sure; anger
+   markers (shouting, "!!!", strong words, threats) make an angry complaint of any topic.
+3. Unsure or off-topic → ``unknown`` with a fixed low confidence; the answer asks the customer
+   to rephrase and says what the agent can help with.
+4. Answer: the intent's answer in ``knowledge_base.json`` whose ``when`` phrases best match
+   the message (normalised: typos of knowledge-base words corrected, synonyms replaced,
+   stopwords dropped, light stemming), or the intent's default answer.
+5. Escalate (:func:`escalation_policy`, shared with the LLM agent): a request for a human,
+   an angry complaint, two low-confidence turns in a row, or past the turn limit.
 
-The knowledge base is data (``knowledge_base.json``) so support staff can tune phrases and
-answers without touching this code; it is compiled once per process.
+The knowledge base and the model are data, loaded once per process.
 """
 
 from __future__ import annotations
 
 import functools
 import json
-import math
 import re
 import unicodedata
 from collections.abc import Iterable, Mapping
@@ -29,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from messaging.agent import conf
+from messaging.agent import conf, signals
 from messaging.agent.base import (
     INTENTS,
     AgentBackend,
@@ -37,6 +38,7 @@ from messaging.agent.base import (
     ConversationSnapshot,
     TurnSnapshot,
 )
+from messaging.agent.classifier import IntentModel, load_model
 
 KNOWLEDGE_BASE_PATH = Path(__file__).with_name("knowledge_base.json")
 
@@ -44,16 +46,15 @@ KNOWLEDGE_BASE_PATH = Path(__file__).with_name("knowledge_base.json")
 LOW_CONFIDENCE = 0.5
 # Confidence reported for ``unknown``: we have no evidence, so it is always low.
 UNKNOWN_CONFIDENCE = 0.2
-# The best intent needs at least this much phrase weight, or the message is ``unknown``:
-# one weak hint (weight ≤ 1.5, e.g. "phone") is not enough to answer on.
-MIN_INTENT_SCORE = 1.5
-# A real request (any non-social intent at or above this score) damps greeting/goodbye.
-SUBSTANTIVE_SCORE = 2.0
-SOCIAL_DAMPING = 0.25
-# Score at which confidence reaches 1 - 1/e (~0.63) before the margin penalty.
-CONFIDENCE_SCALE = 2.5
-# Each anger marker adds this much to an existing complaint score.
-ANGER_COMPLAINT_BOOST = 0.75
+# Below this probability the model's best intent is not trusted: the message is unclear.
+MIN_PROBABILITY = 0.35
+# The model's ``human_request`` without an explicit request (signals) must be this sure.
+MODEL_HUMAN_MIN_PROBABILITY = 0.6
+# Confidence reported for an explicit request for a human (signals.asks_for_a_human).
+EXPLICIT_HUMAN_CONFIDENCE = 0.9
+# A message the model reads as off-topic at least this surely gets the off-topic answer ("I
+# can't help with that; I can help with ..."), any other unknown the request to rephrase.
+OFF_TOPIC_PROBABILITY = 0.5
 # Anger markers needed to escalate: any on a complaint, two on another topic (a shouted
 # "I WAS CHARGED TWICE!!!" is an angry complaint about billing).
 ANGRY_COMPLAINT_MARKERS = 1
@@ -61,18 +62,6 @@ ANGRY_TOPIC_MARKERS = 2
 # Typo correction only for longer words: short words have too many one-letter neighbours.
 MIN_CORRECTABLE_LENGTH = 5
 
-# Equal scores resolve in this order: the costlier mistake is missing a human request or a
-# complaint, and social intents lose to any topic.
-_TIE_ORDER: tuple[str, ...] = (
-    "human_request",
-    "complaint",
-    "account",
-    "billing",
-    "technical",
-    "goodbye",
-    "greeting",
-    "unknown",
-)
 _TOPIC_INTENTS = frozenset({"account", "billing", "technical"})
 
 REASON_HUMAN_REQUEST = "Customer asked for a human"
@@ -164,8 +153,6 @@ class _Answer:
 @dataclass(frozen=True)
 class _Intent:
     name: str
-    social: bool
-    terms: tuple[tuple[tuple[str, ...], float], ...]
     answers: tuple[_Answer, ...]
 
 
@@ -225,7 +212,7 @@ class KnowledgeBase:
             *anger.get("strong_words", ()),
             *anger.get("threats", ()),
         ]
-        # Words the typo corrector may correct *to*: everything the scorer looks for.
+        # Words the typo corrector may correct *to*: every word an answer or anger rule looks for.
         targets = {
             word
             for text in [*phrase_sources, *data.get("synonyms", {})]
@@ -261,20 +248,7 @@ class KnowledgeBase:
             )
             if not answers or answers[-1].when:
                 raise ValueError(f"intent {name!r} needs a default answer (last, no 'when')")
-            self.intents[name] = _Intent(
-                name=name,
-                social=bool(spec.get("social", False)),
-                terms=tuple((self._phrase(p), float(w)) for p, w in spec["terms"].items()),
-                answers=answers,
-            )
-        # Every intent term under its first word: a message is scored by looking up its own
-        # words instead of trying all ~500 phrases against it (classify: 225 → 58 µs a message).
-        self._terms_by_first_word: dict[str, list[tuple[str, int, tuple[str, ...], float]]] = {}
-        for name, intent in self.intents.items():
-            for index, (phrase, weight) in enumerate(intent.terms):
-                self._terms_by_first_word.setdefault(phrase[0], []).append(
-                    (name, index, phrase, weight)
-                )
+            self.intents[name] = _Intent(name=name, answers=answers)
         self.strong_words = tuple(self._phrase(p) for p in anger.get("strong_words", ()))
         self.threats = tuple(self._phrase(p) for p in anger.get("threats", ()))
 
@@ -318,15 +292,9 @@ class KnowledgeBase:
                 i += 1
         return out
 
-    def intent_scores(self, words: tuple[str, ...]) -> dict[str, float]:
-        """Per intent, the summed weights of its terms that occur in ``words`` (normalised):
-        each term counted once, summed in the knowledge base's order."""
-        hits: dict[str, list[tuple[int, float]]] = {name: [] for name in self.intents}
-        for word in set(words):
-            for name, index, phrase, weight in self._terms_by_first_word.get(word, ()):
-                if _contains(words, phrase):
-                    hits[name].append((index, weight))
-        return {name: sum(weight for _, weight in sorted(found)) for name, found in hits.items()}
+    def answer(self, intent: str, topic: str) -> _Answer:
+        """The answer of ``intent`` whose topic is ``topic``."""
+        return next(a for a in self.intents[intent].answers if a.topic == topic)
 
     def normalise(self, text: str, *, correct_typos: bool = True) -> tuple[str, ...]:
         """Turn text into the stemmed word sequence phrases are matched against."""
@@ -338,9 +306,8 @@ class KnowledgeBase:
 
 
 def _intent_phrases(raw_intents: Mapping[str, Any]) -> Iterable[str]:
-    """Every phrase an intent's terms and answers mention (used to build the typo lexicon)."""
+    """Every phrase an intent's answers mention (used to build the typo lexicon)."""
     for spec in raw_intents.values():
-        yield from spec["terms"]
         for answer in spec["answers"]:
             yield from answer.get("when", ())
 
@@ -427,9 +394,11 @@ class RuleBasedAgent(AgentBackend):
         *,
         max_turns: int | None = None,
         knowledge_base: KnowledgeBase | None = None,
+        model: IntentModel | None = None,
     ) -> None:
         self._max_turns = max_turns
         self.knowledge_base = knowledge_base or load_knowledge_base()
+        self.model = model or load_model()
 
     @property
     def max_turns(self) -> int:
@@ -438,34 +407,46 @@ class RuleBasedAgent(AgentBackend):
         return int(conf.setting("AGENT_MAX_TURNS", conf.DEFAULT_MAX_TURNS))
 
     def classify(self, text: str) -> Classification:
-        """Classify one message on its own (no conversation context)."""
+        """Classify one message on its own (no conversation context).
+
+        The learned model (messaging.agent.classifier) names the intent; explicit signals
+        (messaging.agent.signals) overrule it where a rule must hold every time: a request
+        for a human is ``human_request`` whatever the model says, and anger markers turn a
+        message into an angry complaint. A message the model is unsure about is ``unknown``.
+        """
         kb = self.knowledge_base
         words = kb.normalise(text)
-        scores = kb.intent_scores(words)
         anger = self._anger(text, words)
-        if scores["complaint"] > 0:
-            scores["complaint"] += ANGER_COMPLAINT_BOOST * anger.score
-        if max(s for n, s in scores.items() if not kb.intents[n].social) >= SUBSTANTIVE_SCORE:
-            for name, intent in kb.intents.items():
-                if intent.social:
-                    scores[name] *= SOCIAL_DAMPING
-
-        ranked = sorted(scores.items(), key=lambda item: (-item[1], _TIE_ORDER.index(item[0])))
-        (best, top), (_, runner_up) = ranked[0], ranked[1]
-        if top < MIN_INTENT_SCORE:
-            best, confidence = "unknown", UNKNOWN_CONFIDENCE
+        prediction = self.model.probabilities(text)
+        intent, confidence = prediction.intent, prediction.probability
+        off_topic = False
+        if signals.asks_for_a_human(text):
+            intent = "human_request"
+            confidence = max(prediction.probability_of("human_request"), EXPLICIT_HUMAN_CONFIDENCE)
+        elif intent == "human_request":
+            # The model's own reading, without an explicit request: believed only when it
+            # is sure, since every human_request pages an operator.
+            if confidence < MODEL_HUMAN_MIN_PROBABILITY:
+                intent, confidence = prediction.ranked[1]
+        if intent == "unknown" or prediction.known_features == 0 or confidence < MIN_PROBABILITY:
+            off_topic = prediction.off_topic >= OFF_TOPIC_PROBABILITY
+            intent, confidence = "unknown", UNKNOWN_CONFIDENCE
+        if is_angry(intent, anger):
+            # Angry about a topic is an angry complaint: it goes to a human, and is counted
+            # as the complaint it is.
+            intent = "complaint"
+        confidence = round(confidence, 3)
+        if intent == "unknown":
+            answer = kb.answer("unknown", "off_topic" if off_topic else "clarify")
         else:
-            strength = 1.0 - math.exp(-top / CONFIDENCE_SCALE)
-            margin = (top - runner_up) / top
-            confidence = round(strength * (0.5 + 0.5 * margin), 3)
-        answer = self._pick_answer(kb.intents[best], words)
+            answer = self._pick_answer(kb.intents[intent], words)
         return Classification(
-            intent=best,
+            intent=intent,
             confidence=confidence,
             topic=answer.topic,
             answer=answer.text,
             anger=anger,
-            scores=scores,
+            scores=dict(prediction.ranked),
         )
 
     def _anger(self, text: str, words: tuple[str, ...]) -> Anger:
