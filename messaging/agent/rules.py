@@ -209,6 +209,7 @@ class KnowledgeBase:
         anger = data.get("anger", {})
         phrase_sources: list[str] = [
             *_intent_phrases(raw_intents),
+            *anger.get("self_reports", ()),
             *anger.get("strong_words", ()),
             *anger.get("threats", ()),
         ]
@@ -249,6 +250,7 @@ class KnowledgeBase:
             if not answers or answers[-1].when:
                 raise ValueError(f"intent {name!r} needs a default answer (last, no 'when')")
             self.intents[name] = _Intent(name=name, answers=answers)
+        self.self_reports = tuple(self._phrase(p) for p in anger.get("self_reports", ()))
         self.strong_words = tuple(self._phrase(p) for p in anger.get("strong_words", ()))
         self.threats = tuple(self._phrase(p) for p in anger.get("threats", ()))
 
@@ -455,6 +457,11 @@ class RuleBasedAgent(AgentBackend):
             markers.append("shouting")
         if _EXCLAMATIONS_RE.search(text) or text.count("!") >= 3:
             markers.append("exclamations")
+        # A customer who says they are angry ("I'm so angry", "fed up", "outrageous") is as
+        # angry as it gets on any topic: the self-report counts as two markers.
+        reported = next((p for p in self.knowledge_base.self_reports if _contains(words, p)), None)
+        if reported is not None:
+            markers.extend([f"self_report:{' '.join(reported)}"] * ANGRY_TOPIC_MARKERS)
         strong = [p for p in self.knowledge_base.strong_words if _contains(words, p)]
         # Two strong words are as angry as it gets; more should not outweigh shouting etc.
         markers.extend(f"strong_word:{' '.join(p)}" for p in strong[:2])

@@ -103,6 +103,11 @@ def test_a_first_message_that_asks_for_nobody_is_not_handed_over(message):
         "I WAS CHARGED TWICE!!! FIX IT",
         "you lost all my files, this is the worst company ever!!!",
         "I'm furious. Three refunds promised, none arrived. I'm calling my lawyer",
+        # A customer who says they are angry, in plain words, on a topic and without shouting.
+        "I'm so angry right now, the checkout double billed me again",
+        "this is outrageous, my login never works",
+        "I'm fed up, the app crashed again",
+        "sick and tired of the sync failing every morning",
     ],
 )
 def test_an_angry_message_escalates_as_a_complaint_whatever_its_topic(message):
