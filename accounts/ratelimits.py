@@ -151,6 +151,35 @@ def login_rate_limit_enforce(*, request: HttpRequest, username: str) -> RateUsag
     return min(known, key=lambda usage: usage.remaining) if known else None
 
 
+def login_budget_ensure_left(*, request: HttpRequest, username: str) -> None:
+    """Raise RateLimited when the sign-in budget (per IP or per account, as
+    `login_rate_limit_enforce` counts it) is already spent, without spending any of it: for a
+    check whose right answer must cost nothing, but whose guessing must stay limited (the
+    password asked again by `DELETE /auth/me`: only a wrong one is counted, afterwards)."""
+    ip = client_ip(request.META) or "unknown"
+    budgets = [("login:ip", ip)]
+    canonical = canonical_username_or_none(username)
+    if canonical is not None:
+        budgets.append(("login:username", canonical))
+    for group, key in budgets:
+        usage = get_usage(
+            request,
+            group=group,
+            key=lambda _group, _request, key=key: key,
+            rate=settings.RATE_LIMIT_LOGIN,
+            increment=False,
+        )
+        if usage is not None and usage["count"] >= usage["limit"]:
+            security_event_record(
+                kind=SecurityEvent.Kind.RATE_LIMITED,
+                request=request,
+                detail={"group": group, "rate": settings.RATE_LIMIT_LOGIN},
+            )
+            raise RateLimited(
+                limit=int(usage["limit"]), retry_after=max(1, int(usage["time_left"]))
+            )
+
+
 def refresh_rate_limit_enforce(*, request: HttpRequest) -> RateUsage | None:
     ip = client_ip(request.META) or "unknown"
     return rate_limit_enforce(
