@@ -479,7 +479,8 @@ def test_erasure_scrubs_the_customer_from_the_security_events_it_keeps(
         return (
             event.user_id == uid
             or any(name in text for name in names)
-            or uid in [v for k, v in event.detail.items() if k.endswith("_id") and k != "erased_user_id"]
+            or uid
+            in [v for k, v in event.detail.items() if k.endswith("_id") and k != "erased_user_id"]
         )
 
     before = SecurityEvent.objects.count()
@@ -494,7 +495,7 @@ def test_erasure_scrubs_the_customer_from_the_security_events_it_keeps(
         {"customer_id": other_customer.pk, "read": True},  # the erased customer's own probe
         {"customer_id": None, "read": True},  # the probe aimed at them
     ]
-    assert probes[0].user_id is None and probes[1].user_id == other_customer.pk
+    assert [probe.user_id for probe in probes] == [None, other_customer.pk]
     assert set(
         SecurityEvent.objects.filter(kind="login_failed").values_list("detail__username", flat=True)
     ) == {"(erased)"}

@@ -79,7 +79,7 @@ def test_an_id_filter_in_the_query_is_read_by_the_same_parser(
 # --- Token claims ---------------------------------------------------------------------------------
 
 
-def _token(user: User, token_type: str = "access", **claims: Any) -> str:
+def _token(user: User, token_type: str = "access", **claims: Any) -> str:  # noqa: S107
     now = int(time.time())
     payload = {
         "token_type": token_type,
