@@ -33,6 +33,7 @@ from accounts.auth import Policy, Principal, principal_from_access_token
 from accounts.models import SecurityEvent
 from accounts.security import security_event_record
 from core.errors import InsufficientScope, NotAuthenticated, PermissionDenied
+from core.parsing import JsonTooDeep, MalformedRequest, json_loads
 from core.request_context import (
     CallContext,
     request_id_from_header,
@@ -250,9 +251,10 @@ class TokenAuthenticatedConsumer(AsyncWebsocketConsumer):
             )
             return
         try:
-            frame = json.loads(text_data)
-        except (ValueError, RecursionError):  # RecursionError: nested thousands deep
-            await self.send_error("Frames must be JSON objects", status=400, code="bad_frame")
+            frame = json_loads(text_data)  # the API's JSON rule: depth limit included
+        except MalformedRequest as exc:
+            detail = exc.detail if isinstance(exc, JsonTooDeep) else "Frames must be JSON objects"
+            await self.send_error(detail, status=400, code="bad_frame")
             return
         if not isinstance(frame, dict) or not isinstance(frame.get("type"), str):
             await self.send_error(
@@ -573,8 +575,8 @@ def _json_object(text_data: str | None) -> dict[str, Any] | None:
     if text_data is None:
         return None
     try:
-        frame = json.loads(text_data)
-    except (ValueError, RecursionError):
+        frame = json_loads(text_data)
+    except MalformedRequest:
         return None
     return frame if isinstance(frame, dict) else None
 

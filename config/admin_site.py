@@ -13,7 +13,7 @@ from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.contrib.contenttypes.models import ContentType
 from django.core.exceptions import ValidationError
 from django.db import models
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, URLResolver, path
 
@@ -24,6 +24,7 @@ from accounts.security import security_event_record
 from accounts.usernames import canonical_username_or_none
 from core.errors import RateLimited
 from core.ids import parse_id
+from core.parsing import NOT_UTF8_FORM, form_body_is_utf8
 
 # URL arguments of admin views that name a row by its primary key (Django's model pages, the
 # "view on site" redirect, the user password page, Parley's own pages).
@@ -164,6 +165,10 @@ class ParleyAdminSite(admin.AdminSite):
     ) -> HttpResponse:
         if request.method != "POST":
             return super().login(request, extra_context)
+        if not form_body_is_utf8(request):
+            # A name Django would have decoded to U+FFFD is malformed input, not a failed
+            # sign-in: no attempt is counted or recorded for it.
+            return HttpResponseBadRequest(NOT_UTF8_FORM, content_type="text/plain")
         raw_username = request.POST.get("username") or ""
         # The canonical form, as the API's sign-in computes it: one budget per account.
         username = canonical_username_or_none(raw_username) or raw_username[:150]
