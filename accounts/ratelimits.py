@@ -28,7 +28,7 @@ from accounts.models import SecurityEvent
 from accounts.security import security_event_record
 from accounts.usernames import canonical_username_or_none
 from core.errors import RateLimited
-from core.request_context import client_ip
+from core.request_context import CallContext, client_ip
 
 
 @dataclass(frozen=True)
@@ -81,6 +81,21 @@ def rate_limit_enforce(
         limit=int(usage["limit"]),
         remaining=max(0, int(usage["limit"]) - int(usage["count"])),
         reset_seconds=reset,
+    )
+
+
+def user_rate_limit_enforce(
+    *, group: str, rate: str, user: Any, context: CallContext | None = None
+) -> RateUsage | None:
+    """`rate_limit_enforce` with one budget per user (the limits of what an account does:
+    messages, new conversations), from any door: `context` says where the call came from."""
+    return rate_limit_enforce(
+        group=group,
+        key=str(user.pk),
+        rate=rate,
+        user=user,
+        path=context.path if context else None,
+        ip=context.ip if context else None,
     )
 
 

@@ -12,7 +12,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from accounts.models import User
-from accounts.ratelimits import RateUsage, rate_limit_enforce
+from accounts.ratelimits import RateUsage, user_rate_limit_enforce
 from core.errors import NotFound, UnprocessableRequest
 from core.request_context import CallContext
 from core.schemas import client_json
@@ -183,13 +183,8 @@ def conversation_event_data(conversation: Conversation) -> dict[str, Any]:
 def message_rate_limit_enforce(
     *, user: User, context: CallContext | None = None
 ) -> RateUsage | None:
-    return rate_limit_enforce(
-        group="messages:user",
-        key=str(user.pk),
-        rate=settings.RATE_LIMIT_MESSAGES,
-        user=user,
-        path=context.path if context else None,
-        ip=context.ip if context else None,
+    return user_rate_limit_enforce(
+        group="messages:user", rate=settings.RATE_LIMIT_MESSAGES, user=user, context=context
     )
 
 
@@ -198,13 +193,11 @@ def conversation_rate_limit_enforce(
 ) -> RateUsage | None:
     """New conversations per customer (RATE_LIMIT_CONVERSATIONS): each may become an
     escalation in the operators' queue. Only a send that starts a conversation counts."""
-    return rate_limit_enforce(
+    return user_rate_limit_enforce(
         group="conversations:user",
-        key=str(user.pk),
         rate=settings.RATE_LIMIT_CONVERSATIONS,
         user=user,
-        path=context.path if context else None,
-        ip=context.ip if context else None,
+        context=context,
     )
 
 

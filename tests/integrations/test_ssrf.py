@@ -103,6 +103,20 @@ def private_names(dns: dict[str, list[str]]) -> dict[str, list[str]]:
     return dns
 
 
+SECRET = "whsec_c2VjcmV0c2VjcmV0c2VjcmV0"
+
+
+def _one_attempt(url: str, customer: User) -> WebhookDelivery:
+    """An endpoint row for `url` written straight (around the API's check), one event, the
+    worker until idle: the endpoint's one delivery."""
+    endpoint = WebhookEndpoint.objects.create(
+        url=url, events=["conversation.created"], secret=SECRET
+    )
+    message_send(customer=customer, conversation_id=None, text="hello")
+    worker_run_until_idle()
+    return WebhookDelivery.objects.get(endpoint=endpoint)
+
+
 @pytest.mark.parametrize("url", REFUSED_URLS)
 def test_refused_at_creation(
     url: str,
@@ -169,12 +183,7 @@ def test_refused_at_delivery_without_any_connection(
 ) -> None:
     """An endpoint whose host resolved publicly when it was created and privately now (DNS
     rebinding, or a row written around the API): the worker refuses before connecting."""
-    endpoint = WebhookEndpoint.objects.create(
-        url=url, events=["conversation.created"], secret="whsec_c2VjcmV0c2VjcmV0c2VjcmV0"
-    )
-    message_send(customer=customer, conversation_id=None, text="hello")
-    worker_run_until_idle()
-    (delivery,) = WebhookDelivery.objects.filter(endpoint=endpoint)
+    delivery = _one_attempt(url, customer)
     assert delivery.status == "failed"  # a refused address is not retried
     assert "non-public" in delivery.error
     assert delivery.status_code is None
@@ -330,17 +339,10 @@ def test_https_to_the_checked_address_verifies_the_url_host(
         settings.WEBHOOK_ALLOW_PRIVATE_HOSTS = True
         settings.WEBHOOK_MAX_ATTEMPTS = 1
         dns[url_host] = ["127.0.0.1"]
-        endpoint = WebhookEndpoint.objects.create(
-            url=f"https://{url_host}:{server.server_address[1]}/hook",
-            events=["conversation.created"],
-            secret="whsec_c2VjcmV0c2VjcmV0c2VjcmV0",
-        )
-        message_send(customer=customer, conversation_id=None, text="hello")
-        worker_run_until_idle()
+        delivery = _one_attempt(f"https://{url_host}:{server.server_address[1]}/hook", customer)
     finally:
         server.shutdown()
         server.server_close()
-    delivery = WebhookDelivery.objects.get(endpoint=endpoint)
     assert delivery.delivered is delivered, delivery.error
     assert seen_sni == [url_host]
     if not delivered:
@@ -511,14 +513,7 @@ def test_every_spelling_at_delivery(
     connects — here: tries to, the connect is patched — only to the public address named,
     exactly it."""
     settings.WEBHOOK_MAX_ATTEMPTS = 1
-    endpoint = WebhookEndpoint.objects.create(
-        url=f"http://{spelling}/hook",
-        events=["conversation.created"],
-        secret="whsec_c2VjcmV0c2VjcmV0c2VjcmV0",
-    )
-    message_send(customer=customer, conversation_id=None, text="hello")
-    worker_run_until_idle()
-    (delivery,) = WebhookDelivery.objects.filter(endpoint=endpoint)
+    delivery = _one_attempt(f"http://{spelling}/hook", customer)
     assert (delivery.status, delivery.status_code, delivery.delivered) == ("failed", None, False)
     if public:
         assert delivery.error == "Connection failed (ConnectError)"
@@ -584,18 +579,13 @@ def test_a_network_path_in_the_url_is_delivered_to_the_checked_host_only(
     port_b = int(second_receiver.base_url.rsplit(":", 1)[1])
     dns["hooks.example.test"] = ["127.0.0.1"]
     path = f"//127.0.0.1:{port_b}/stolen"
-    endpoint = WebhookEndpoint.objects.create(
-        url=f"http://hooks.example.test:{port_a}{path}",
-        events=["conversation.created"],
-        secret="whsec_c2VjcmV0c2VjcmV0c2VjcmV0",
-    )
-    message_send(customer=customer, conversation_id=None, text="hello")
-    worker_run_until_idle()
+
+    delivery = _one_attempt(f"http://hooks.example.test:{port_a}{path}", customer)
 
     (request,) = receiver.requests
     assert request.target == path
     assert request.headers["Host"] == f"hooks.example.test:{port_a}"
     assert second_receiver.requests == []
-    assert WebhookDelivery.objects.get(endpoint=endpoint).delivered is True
+    assert delivery.delivered is True
     # One lookup, of the URL's host; the connect resolves only the checked address it was given.
     assert dns["__calls__"] == ["hooks.example.test", "127.0.0.1"]

@@ -4,22 +4,19 @@ and security events that name an account deleted meanwhile."""
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
-import jwt
 import pytest
 from asgiref.sync import sync_to_async
-from django.conf import settings
 from django.db import transaction
 from django.test import Client
 
 from accounts.models import SecurityEvent, User
 from accounts.security import security_event_record
-from accounts.tokens import password_fingerprint
 from core.ids import MAX_ID, parse_id
 from tests.factories import ConversationFactory, MessageFactory
 from tests.realtime.conftest import access_token_for, expect_close, make_communicator
+from tests.security.test_tampered_tokens import _claims, _sign
 
 HOSTILE_IDS = ["²", "٣", "12345678901234567890", "-1", "0x1", "1e3", "1_0", " 1", "+1", "1.0", ""]
 
@@ -80,21 +77,7 @@ def test_an_id_filter_in_the_query_is_read_by_the_same_parser(
 
 
 def _token(user: User, token_type: str = "access", **claims: Any) -> str:  # noqa: S107
-    now = int(time.time())
-    payload = {
-        "token_type": token_type,
-        "exp": now + 600,
-        "iat": now,
-        "jti": "b" * 32,
-        "sub": str(user.pk),
-        "scope": "conversations:read messages:write",
-        "pwf": password_fingerprint(user),
-        "fam": "f" * 32,
-        "iss": settings.JWT_ISSUER,
-        "aud": settings.JWT_AUDIENCE,
-        **claims,
-    }
-    return jwt.encode(payload, settings.JWT_SIGNING_KEY, algorithm="HS256")
+    return _sign(_claims(user, token_type=token_type, **claims))
 
 
 @pytest.mark.django_db
