@@ -13,7 +13,7 @@ from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.contrib.contenttypes.models import ContentType
 from django.core.exceptions import ValidationError
 from django.db import models
-from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, URLResolver, path
 
@@ -69,11 +69,10 @@ def _model_of(view: Callable[..., Any], name: str, kwargs: dict[str, Any]) -> ty
 
 def ids_checked(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
     """`view` with every primary-key URL argument read by the one id parser (core.ids): a value
-    that names no possible row ("²", "٣", "-1", "0x1", "1e3", 20 digits) becomes 0, which names
-    none, so the page answers exactly as for a missing row (Django's "doesn't exist" redirect,
-    or 404) — never a ValueError from `int()`, an OverflowError from SQLite, or a row that a
+    that can name no row ("²", "٣", "-1", "0x1", "1e3", 0, 20 digits) is a 404 before the view
+    runs — never a ValueError from `int()`, an OverflowError from SQLite, or a row that a
     lenient `int()` found ("٣" is 3). Applied by `admin_view` to every admin page, Django's and
-    ours alike, so a new page is covered without asking."""
+    ours alike (after its sign-in check), so a new page is covered without asking."""
 
     @functools.wraps(view)
     def checked(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
@@ -81,7 +80,9 @@ def ids_checked(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse
             value = kwargs.get(name)
             if value is None or not _integer_pk(_model_of(view, name, kwargs)):
                 continue
-            parsed = parse_id(value) or 0
+            parsed = parse_id(value)
+            if parsed is None:
+                raise Http404("No such object")
             kwargs[name] = parsed if isinstance(value, int) else str(parsed)
         return view(request, *args, **kwargs)
 

@@ -3,8 +3,9 @@
 Every admin URL pattern that takes an id is sent ids that name no possible row — `²` (isdigit
 but not int), `٣` (int() reads it as 3), 20 digits (an OverflowError on SQLite), `-1`, `0x1`,
 `1e3` — as an operator, as staff outside the Operators group and as a superuser, by GET and
-POST. Each must answer exactly as the same page answers for a missing row (`0`): never a 5xx,
-never the row a lenient `int()` would have found.
+POST. Each must answer exactly as the same page answers for `0`, an id no row can have (404 for
+anyone allowed past the sign-in): never a 5xx, never the row a lenient `int()` would have
+found.
 
 Then every form and every filter link the admin renders (crawled from each page the resolver
 lists, with real rows behind it) is submitted with each hostile id in each field that carries
@@ -320,3 +321,33 @@ def test_hostile_ids_in_every_admin_form_and_filter(admin_rows: dict[str, User])
         "groups",
         "assigned_to__id__exact",
     } <= attacked_fields
+
+
+def test_the_pages_reported_broken_answer_404_and_the_assign_form_refuses_cleanly(
+    admin_rows: dict[str, User],
+) -> None:
+    """The cases found by hand: the escalation and conversation pages for `²` and a 20-digit
+    id (a ValueError, and an OverflowError on SQLite), and `²` in the assign form's select."""
+    from escalations.models import Escalation
+
+    client = _client(admin_rows["operator"])
+    for page in (
+        "/admin/escalations/escalation/%C2%B2/change/",
+        "/admin/messaging/conversation/%C2%B2/change/",
+        "/admin/messaging/conversation/12345678901234567890/change/",
+        "/admin/escalations/escalation/12345678901234567890/assign/",
+    ):
+        assert client.get(page).status_code in (404, 405), page
+    escalation = Escalation.objects.get()
+    before = (escalation.status, escalation.assigned_to_id)
+
+    response = client.post(
+        f"/admin/escalations/escalation/{escalation.pk}/assign/",
+        {"operator_id": "²"},
+        follow=True,
+    )
+
+    assert response.status_code == 200
+    assert "Choose a colleague from the list." in response.content.decode()
+    escalation.refresh_from_db()
+    assert (escalation.status, escalation.assigned_to_id) == before
