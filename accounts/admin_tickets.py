@@ -3,7 +3,7 @@
 The admin pages authenticate with Django's session cookie, which websockets here never read
 and which the API never accepts. A page that wants live events POSTs (same origin, CSRF
 token) to an admin URL and receives a ticket: 256 random bits, valid for TICKET_TTL_SECONDS,
-bound to the staff user and their session. The page sends it as the socket's first frame
+bound to the operator and their session. The page sends it as the socket's first frame
 (`{"type": "auth", "ticket": ...}`); consuming it deletes it from the shared cache, and only the
 caller whose delete removed the key may use it, so a ticket works once even when two sockets
 race with it. Only a hash of the ticket is stored.
@@ -27,6 +27,7 @@ from django.core.cache import cache
 from django.utils.crypto import constant_time_compare
 
 from accounts.models import User
+from accounts.operators import is_operator
 from accounts.scopes import allowed_scopes
 
 TICKET_TTL_SECONDS = 30
@@ -36,7 +37,7 @@ _CACHE_PREFIX = "admin-ticket:"
 
 @dataclass(frozen=True)
 class AdminSession:
-    """What a consumed ticket proves: this staff user, through this admin session."""
+    """What a consumed ticket proves: this operator, through this admin session."""
 
     user: User
     session_key: str
@@ -48,10 +49,10 @@ def _cache_key(ticket: str) -> str:
 
 
 def admin_ticket_issue(*, user: User, session_key: str | None) -> str:
-    """A fresh ticket for a signed-in, active staff user. Raises PermissionError otherwise (the
-    admin view has already required staff; this keeps any other caller honest)."""
-    if not (user.is_authenticated and user.is_active and user.is_staff and session_key):
-        raise PermissionError("Tickets are for staff signed in to the admin")
+    """A fresh ticket for a signed-in operator (accounts.operators). Raises PermissionError
+    otherwise (the admin view has already required staff; this keeps any other caller honest)."""
+    if not (session_key and is_operator(user)):
+        raise PermissionError("Tickets are for operators signed in to the admin")
     ticket = secrets.token_urlsafe(32)
     cache.set(
         _cache_key(ticket),
@@ -67,7 +68,7 @@ def admin_ticket_issue(*, user: User, session_key: str | None) -> str:
 
 def admin_ticket_consume(ticket: Any) -> AdminSession | None:
     """Redeem a ticket once. None when it is malformed, unknown, already used, expired, or
-    its user is no longer active staff signed in with that session."""
+    its user is no longer an operator signed in with that session."""
     if not isinstance(ticket, str) or not 0 < len(ticket) <= MAX_TICKET_CHARS:
         return None
     key = _cache_key(ticket)
@@ -82,11 +83,11 @@ def admin_ticket_consume(ticket: Any) -> AdminSession | None:
 
 
 def admin_session_check(*, user_id: int, session_key: str) -> AdminSession | None:
-    """The user, re-read, if they are still active staff and still signed in with that admin
+    """The user, re-read, if they are still an operator and still signed in with that admin
     session (not logged out, password unchanged). Used when the ticket is redeemed and on each
     re-validation of the socket, so logging out or demotion ends the live channel."""
     user = User.objects.filter(pk=user_id).first()
-    if user is None or not (user.is_active and user.is_staff):
+    if user is None or not is_operator(user):
         return None
     engine = import_module(settings.SESSION_ENGINE)
     session = engine.SessionStore(session_key)

@@ -11,6 +11,7 @@ from pydantic import Field
 from accounts import data_rights, selectors, services
 from accounts.auth import Customer, Superuser, principal_of
 from accounts.ratelimits import (
+    login_budget_ensure_left,
     login_rate_limit_enforce,
     refresh_rate_limit_enforce,
     register_rate_limit_enforce,
@@ -188,17 +189,20 @@ def me_export(request: HttpRequest) -> dict[str, Any]:
     response={204: None, **error_responses(*AUTHENTICATED_ERRORS, 409, 429, *BODY_ERRORS)},
     summary="Erase your account and everything that is yours (asks for your password)",
 )
-def me_delete(
-    request: HttpRequest, response: HttpResponse, payload: AccountDeleteIn
-) -> Status[None]:
+def me_delete(request: HttpRequest, payload: AccountDeleteIn) -> Status[None]:
     user = principal_of(request).user
-    # Limited like sign-in: this endpoint also answers "is this the password?".
-    rate = login_rate_limit_enforce(request=request, username=user.username)
-    if rate is not None:
-        rate.apply_headers(response)
-    data_rights.user_erase_self(
-        user=user, password=payload.password, context=CallContext.from_request(request)
-    )
+    # Limited like sign-in, since this endpoint also answers "is this the password?": refused
+    # once the sign-in budget is spent, and a wrong password spends it. The right one spends
+    # nothing, so a stolen access token cannot lock its owner out of signing in by calling
+    # this with guesses — only the guesses count, as they would on the sign-in route.
+    login_budget_ensure_left(request=request, username=user.username)
+    try:
+        data_rights.user_erase_self(
+            user=user, password=payload.password, context=CallContext.from_request(request)
+        )
+    except data_rights.WrongPassword:
+        login_rate_limit_enforce(request=request, username=user.username)
+        raise
     return Status(204, None)
 
 

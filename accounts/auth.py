@@ -33,6 +33,7 @@ from rest_framework_simplejwt.settings import api_settings as jwt_settings
 
 from accounts.fastauth import user_with_revocation
 from accounts.models import ApiKey, SecurityEvent, User
+from accounts.operators import is_operator
 from accounts.scopes import SCOPE_DESCRIPTIONS, allowed_scopes, parse_scope_string
 from accounts.security import security_event_record
 from accounts.tokens import (
@@ -41,6 +42,7 @@ from accounts.tokens import (
     ParleyAccessToken,
     token_expiry,
     token_matches_password,
+    token_user_id,
 )
 from core.errors import InsufficientScope, NotAuthenticated, PermissionDenied
 from core.request_context import CallContext
@@ -113,7 +115,12 @@ def principal_from_access_token(raw: str) -> Principal:
     jti = payload["jti"]
     # One fixed statement (accounts.fastauth): the user, and whether this token or its refresh
     # family was revoked. Built once per process, not compiled by the ORM per request.
-    found = user_with_revocation(user_id=int(payload["sub"]), jti=jti, family=payload[FAMILY_CLAIM])
+    user_id = token_user_id(payload)  # never None after the checks above: mypy's sake
+    found = (
+        user_with_revocation(user_id=user_id, jti=jti, family=payload[FAMILY_CLAIM])
+        if user_id is not None
+        else None
+    )
     if found is None or not found[0].is_active:
         raise NotAuthenticated("Invalid token: unknown or inactive user")
     user, revoked = found
@@ -171,8 +178,11 @@ def principal_from_api_key(raw: str) -> Principal:
 
 class Tier(enum.Enum):
     CUSTOMER = "customer"  # any active account
-    STAFF = "staff"
+    STAFF = "staff"  # operators (accounts.operators.is_operator): staff routes and sockets
     SUPERUSER = "superuser"
+
+
+_STAFF_OUTSIDE_THE_GROUP = "This action is for operators only (staff in the Operators group)"
 
 
 @dataclass(frozen=True)
@@ -188,7 +198,7 @@ class Policy:
         door: the REST auth classes pass `CallContext.from_request`, the websocket consumers
         `CallContext.from_scope`; a refusal is recorded as a security event either way."""
         user = principal.user
-        if (self.tier is Tier.STAFF and not user.is_staff) or (
+        if (self.tier is Tier.STAFF and not is_operator(user)) or (
             self.tier is Tier.SUPERUSER and not user.is_superuser
         ):
             security_event_record(
@@ -197,7 +207,11 @@ class Policy:
                 user=user,
                 detail={"required": self.tier.value},
             )
-            raise PermissionDenied(f"This action is for {self.tier.value} accounts only")
+            raise PermissionDenied(
+                _STAFF_OUTSIDE_THE_GROUP
+                if self.tier is Tier.STAFF and user.is_staff
+                else f"This action is for {self.tier.value} accounts only"
+            )
         for scope in self.scopes:
             if not principal.has_scope(scope):
                 security_event_record(
@@ -291,7 +305,7 @@ def Customer(scopes: list[str] | tuple[str, ...] = ()) -> list[BearerAuth | ApiK
 
 
 def Staff(scopes: list[str] | tuple[str, ...] = ()) -> list[BearerAuth | ApiKeyAuth]:  # noqa: N802
-    """Operators (current is_staff) holding `scopes`."""
+    """Operators (`accounts.operators.is_operator`, on the current flags) holding `scopes`."""
     return _policy(Tier.STAFF, scopes)
 
 

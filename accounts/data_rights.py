@@ -16,7 +16,7 @@ from django.db import transaction
 from rest_framework_simplejwt.token_blacklist.models import OutstandingToken
 
 from accounts.models import ApiKey, SecurityEvent, User
-from accounts.security import security_event_record
+from accounts.security import security_event_record, security_events_scrub
 from core.errors import Conflict, PermissionDenied
 from core.request_context import CallContext
 
@@ -83,6 +83,8 @@ def user_erase(*, user: User, actor: User | None, context: CallContext | None = 
         # simplejwt keeps issued refresh tokens with SET_NULL; they name the user in their
         # payload, so they go too (their blacklist entries cascade).
         OutstandingToken.objects.filter(user=user).delete()
+        # Security events stay, anonymous: no user link, no username, email or id in detail.
+        security_events_scrub(user=user)
         user.delete()
         security_event_record(
             kind=SecurityEvent.Kind.ACCOUNT_ERASED,
@@ -96,6 +98,10 @@ def user_erase(*, user: User, actor: User | None, context: CallContext | None = 
         )
 
 
+class WrongPassword(PermissionDenied):
+    default_detail = "Wrong password"
+
+
 def user_erase_self(*, user: User, password: str, context: CallContext | None = None) -> None:
     """DELETE /auth/me: the password is asked again, so a stolen access token alone cannot
     destroy an account. A wrong one is a failed sign-in (403, and a security event)."""
@@ -106,5 +112,5 @@ def user_erase_self(*, user: User, password: str, context: CallContext | None = 
             user=user,
             detail={"reason": "wrong password for account erasure"},
         )
-        raise PermissionDenied("Wrong password")
+        raise WrongPassword()
     user_erase(user=user, actor=user, context=context)

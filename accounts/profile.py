@@ -6,6 +6,7 @@ from __future__ import annotations
 import unicodedata
 
 from accounts.models import User
+from accounts.operators import is_operator
 
 MAX_DISPLAY_NAME_CHARS = 60
 
@@ -22,9 +23,9 @@ def clean_display_name(value: str) -> str:
 
 
 def display_name_set(*, user: User, name: str) -> User:
-    """Staff set their own display name. Raises PermissionError for non-staff, ValueError for a
-    name that does not pass clean_display_name."""
-    if not (user.is_active and user.is_staff):
+    """Operators set their own display name. Raises PermissionError for anyone else, ValueError
+    for a name that does not pass clean_display_name."""
+    if not is_operator(user):
         raise PermissionError("Only operators have a display name")
     user.display_name = clean_display_name(name)
     user.save(update_fields=["display_name"])

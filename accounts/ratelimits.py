@@ -28,7 +28,7 @@ from accounts.models import SecurityEvent
 from accounts.security import security_event_record
 from accounts.usernames import canonical_username_or_none
 from core.errors import RateLimited
-from core.request_context import client_ip
+from core.request_context import CallContext, client_ip
 
 
 @dataclass(frozen=True)
@@ -81,6 +81,21 @@ def rate_limit_enforce(
         limit=int(usage["limit"]),
         remaining=max(0, int(usage["limit"]) - int(usage["count"])),
         reset_seconds=reset,
+    )
+
+
+def user_rate_limit_enforce(
+    *, group: str, rate: str, user: Any, context: CallContext | None = None
+) -> RateUsage | None:
+    """`rate_limit_enforce` with one budget per user (the limits of what an account does:
+    messages, new conversations), from any door: `context` says where the call came from."""
+    return rate_limit_enforce(
+        group=group,
+        key=str(user.pk),
+        rate=rate,
+        user=user,
+        path=context.path if context else None,
+        ip=context.ip if context else None,
     )
 
 
@@ -149,6 +164,35 @@ def login_rate_limit_enforce(*, request: HttpRequest, username: str) -> RateUsag
         )
     known = [usage for usage in usages if usage is not None]
     return min(known, key=lambda usage: usage.remaining) if known else None
+
+
+def login_budget_ensure_left(*, request: HttpRequest, username: str) -> None:
+    """Raise RateLimited when the sign-in budget (per IP or per account, as
+    `login_rate_limit_enforce` counts it) is already spent, without spending any of it: for a
+    check whose right answer must cost nothing, but whose guessing must stay limited (the
+    password asked again by `DELETE /auth/me`: only a wrong one is counted, afterwards)."""
+    ip = client_ip(request.META) or "unknown"
+    budgets = [("login:ip", ip)]
+    canonical = canonical_username_or_none(username)
+    if canonical is not None:
+        budgets.append(("login:username", canonical))
+    for group, key in budgets:
+        usage = get_usage(
+            request,
+            group=group,
+            key=lambda _group, _request, key=key: key,
+            rate=settings.RATE_LIMIT_LOGIN,
+            increment=False,
+        )
+        if usage is not None and usage["count"] >= usage["limit"]:
+            security_event_record(
+                kind=SecurityEvent.Kind.RATE_LIMITED,
+                request=request,
+                detail={"group": group, "rate": settings.RATE_LIMIT_LOGIN},
+            )
+            raise RateLimited(
+                limit=int(usage["limit"]), retry_after=max(1, int(usage["time_left"]))
+            )
 
 
 def refresh_rate_limit_enforce(*, request: HttpRequest) -> RateUsage | None:

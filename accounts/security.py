@@ -13,6 +13,8 @@ from typing import Any
 
 from django.conf import settings
 from django.core.cache import cache
+from django.db import transaction
+from django.db.models import Q, Subquery
 from django.http import HttpRequest
 from django.utils import timezone
 
@@ -83,17 +85,29 @@ def security_event_record(
                     "this minute: the rest are logged, not stored"
                 ),
             }
-        SecurityEvent.objects.create(
-            kind=kind,
-            level=logging.getLevelName(level),
-            user_id=user_id,
-            ip=ip,
-            path=path,
-            request_id=request_id[:128],
-            detail=detail,
-        )
+        # In a savepoint of its own, so a refused write never breaks the caller's transaction;
+        # the user by a subquery, so an account deleted since the caller loaded it (a
+        # principal of a user removed meanwhile, a refresh token outliving its account) is
+        # recorded as no user instead of a foreign key the commit would refuse.
+        with transaction.atomic():
+            SecurityEvent.objects.create(
+                kind=kind,
+                level=logging.getLevelName(level),
+                user_id=_existing_user(user_id),
+                ip=ip,
+                path=path,
+                request_id=request_id[:128],
+                detail=detail,
+            )
     except Exception:  # noqa: BLE001 - recording must never fail the request
         security_logger.exception("could not record security event %s", kind)
+
+
+def _existing_user(user_id: int | None) -> Subquery | None:
+    """`user_id` if that account still exists when the row is written, else NULL."""
+    if user_id is None:
+        return None
+    return Subquery(User.objects.filter(pk=user_id).values("pk")[:1])
 
 
 def _storable(value: Any) -> Any:
@@ -125,6 +139,50 @@ def _storage_allowance(kind: str, user_id: int | None, ip: str | None) -> str:
     if count <= STORED_EVENTS_PER_MINUTE:
         return "store"
     return "marker" if count == STORED_EVENTS_PER_MINUTE + 1 else "drop"
+
+
+# `detail` keys whose value is a user's id (the subject of an IDOR probe, an API key's owner).
+_USER_ID_KEYS = frozenset({"user_id", "customer_id", "owner_id", "operator_id", "actor_id"})
+ERASED = "(erased)"
+
+
+def security_events_scrub(*, user: User) -> int:
+    """Erasure (accounts.data_rights): the stored events that name `user` keep their rows — the
+    record of what happened — but nothing that identifies them: no user link, and no username,
+    email or id of theirs anywhere in `detail`. An event names them by its user, or in its
+    detail: failed sign-ins store the account name they tried (whoever tried it), an IDOR probe
+    the customer id it aimed at. Returns how many rows were scrubbed. Runs inside the erasure's
+    transaction, before the user row goes."""
+    names = {value.casefold() for value in (user.username, user.email) if value}
+    mentions = Q(user_id=user.pk)
+    for key in ("username", "email"):
+        for value in (user.username, user.email):
+            if value:
+                mentions |= Q(**{f"detail__{key}__iexact": value})
+    for key in _USER_ID_KEYS:
+        mentions |= Q(**{f"detail__{key}": user.pk})
+    scrubbed = []
+    for event in SecurityEvent.objects.filter(mentions).order_by().iterator(chunk_size=500):
+        if event.user_id == user.pk:
+            event.user = None
+        event.detail = _without_identity(event.detail, names=names, user_id=user.pk)
+        scrubbed.append(event)
+    SecurityEvent.objects.bulk_update(scrubbed, ["user", "detail"], batch_size=500)
+    return len(scrubbed)
+
+
+def _without_identity(value: Any, *, names: set[str], user_id: int, key: str = "") -> Any:
+    if isinstance(value, dict):
+        return {
+            k: _without_identity(v, names=names, user_id=user_id, key=k) for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [_without_identity(v, names=names, user_id=user_id, key=key) for v in value]
+    if isinstance(value, str) and value.casefold() in names:
+        return ERASED
+    if key in _USER_ID_KEYS and value == user_id and not isinstance(value, bool):
+        return None
+    return value
 
 
 def security_events_prune(*, now: datetime | None = None) -> int:

@@ -31,9 +31,15 @@ from accounts.tokens import (
     FAMILY_CLAIM,
     SCOPE_CLAIM,
     ParleyRefreshToken,
+    token_family,
     token_matches_password,
+    token_user_id,
 )
-from accounts.usernames import InvalidUsername, registrable_username
+from accounts.usernames import (
+    InvalidUsername,
+    canonical_username_or_none,
+    registrable_username,
+)
 from core.errors import Conflict, NotAuthenticated, NotFound, UnprocessableRequest
 
 # --- Tokens ---------------------------------------------------------------------------------
@@ -64,7 +70,9 @@ def user_authenticate(*, request: HttpRequest | None, username: str, password: s
         security_event_record(
             kind=SecurityEvent.Kind.LOGIN_FAILED,
             request=request,
-            detail={"username": username[:150]},
+            # The canonical form (as the admin login records it): the name of the account
+            # tried, whatever its spelling, so an erasure finds and scrubs it.
+            detail={"username": canonical_username_or_none(username) or username[:150]},
         )
         raise NotAuthenticated("Invalid username or password", credentials_presented=False)
     return user  # type: ignore[return-value]
@@ -101,11 +109,11 @@ def token_refresh(*, raw_refresh: str, request: HttpRequest | None = None) -> To
     except TokenError:
         reused = _signed_blacklisted_refresh(raw_refresh)
         if reused is not None:
-            token_family_revoke(
-                family=reused[FAMILY_CLAIM], user_id=int(reused["sub"]), request=request
-            )
+            reused_family, reused_user_id = reused
+            token_family_revoke(family=reused_family, user_id=reused_user_id, request=request)
         raise NotAuthenticated("Invalid or expired refresh token") from None
-    user = User.objects.filter(pk=int(refresh["sub"]), is_active=True).first()
+    subject = token_user_id(refresh.payload)
+    user = User.objects.filter(pk=subject, is_active=True).first() if subject is not None else None
     if user is None or not token_matches_password(refresh.payload, user):
         raise NotAuthenticated("Invalid or expired refresh token")
     family = refresh[FAMILY_CLAIM]
@@ -128,39 +136,52 @@ def token_refresh(*, raw_refresh: str, request: HttpRequest | None = None) -> To
     raise NotAuthenticated("Invalid or expired refresh token")
 
 
-def _signed_blacklisted_refresh(raw: str) -> dict[str, Any] | None:
-    """The claims of `raw` when it is a refresh token we signed (signature, expiry, issuer and
-    audience verified) whose jti is blacklisted: a rotated token presented again. Else None."""
+def _signed_blacklisted_refresh(raw: str) -> tuple[str, int] | None:
+    """(family, user id) of `raw` when it is a refresh token we signed (signature, expiry,
+    issuer and audience verified) whose jti is blacklisted: a rotated token presented again.
+    Else None."""
     try:
         payload = token_backend.decode(raw, verify=True)  # type: ignore[arg-type]
     except (TokenBackendError, TokenError):
         return None
-    jti, family, sub = payload.get("jti"), payload.get(FAMILY_CLAIM), payload.get("sub")
+    jti, family, user_id = payload.get("jti"), token_family(payload), token_user_id(payload)
     if (
         payload.get("token_type") != "refresh"
         or not isinstance(jti, str)
-        or not isinstance(family, str)
-        or not isinstance(sub, str)
-        or not sub.isdigit()
+        or family is None
+        or user_id is None
     ):
         return None
     if not BlacklistedToken.objects.filter(token__jti=jti).exists():
         return None
-    return payload
+    return family, user_id
 
 
 def token_family_revoke(*, family: str, user_id: int, request: HttpRequest | None = None) -> None:
     """Refuse every refresh and access token of `family` from now on. Idempotent."""
     lifetime = ParleyRefreshToken.lifetime
-    _, created = RevokedTokenFamily.objects.get_or_create(
-        family=family[:64],
-        defaults={"user_id": user_id, "expires_at": timezone.now() + lifetime},
-    )
+    user = User.objects.filter(pk=user_id).first()
+    created = False
+    if user is not None:
+        try:
+            with transaction.atomic():
+                _, created = RevokedTokenFamily.objects.get_or_create(
+                    family=family[:64],
+                    defaults={"user": user, "expires_at": timezone.now() + lifetime},
+                )
+        except IntegrityError:
+            # The account was deleted meanwhile: with it went every token it could use.
+            user = None
+    # A deleted account (erased, or removed outside the erasure service) has no token left
+    # that could authenticate: there is nothing to revoke, and no user to name in the event.
     security_event_record(
         kind=SecurityEvent.Kind.REFRESH_REUSED,
         request=request,
-        user=User.objects.filter(pk=user_id).first(),
-        detail={"family_revoked": True, "already_revoked": not created},
+        user=user,
+        detail={
+            "family_revoked": user is not None,
+            "already_revoked": user is not None and not created,
+        },
     )
 
 
@@ -179,7 +200,7 @@ def token_revoke(
             refresh = ParleyRefreshToken(raw_refresh)  # type: ignore[arg-type]
         except TokenError:
             refresh = None
-        if refresh is not None and refresh["sub"] == str(principal.user_id):
+        if refresh is not None and token_user_id(refresh.payload) == principal.user_id:
             refresh.blacklist()
     security_event_record(
         kind=SecurityEvent.Kind.TOKEN_REVOKED,

@@ -1,6 +1,6 @@
 """Websocket infrastructure shared by every socket: first-frame token auth, the route policy,
-the token's expiry timer, periodic re-validation, the frame size limit and budget, close codes,
-and a receive path no frame can break.
+the token's expiry timer, periodic re-validation, the user's socket cap (accounts.socket_slots),
+the frame size limit and budget, close codes, and a receive path no frame can break.
 
 `TokenAuthenticatedConsumer` authenticates with `accounts.auth.principal_from_access_token`
 (the one JWT check of the REST API) and authorizes with the consumer's `policy`, the same
@@ -17,6 +17,7 @@ import json
 import logging
 import random
 import time
+import uuid
 from collections.abc import Callable, Coroutine
 from datetime import datetime
 from typing import Any, NoReturn, TypeVar
@@ -25,6 +26,7 @@ from asgiref.sync import sync_to_async
 from channels.consumer import get_handler_name
 from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
 from django.db import close_old_connections
 from django.utils import timezone
 
@@ -32,7 +34,9 @@ from accounts.admin_tickets import AdminSession, admin_session_check, admin_tick
 from accounts.auth import Policy, Principal, principal_from_access_token
 from accounts.models import SecurityEvent
 from accounts.security import security_event_record
+from accounts.socket_slots import socket_slot_give_back, socket_slot_take
 from core.errors import InsufficientScope, NotAuthenticated, PermissionDenied
+from core.parsing import JsonTooDeep, MalformedRequest, json_loads
 from core.request_context import (
     CallContext,
     request_id_from_header,
@@ -60,6 +64,8 @@ CLOSE_UNAUTHENTICATED = 4401
 CLOSE_FORBIDDEN = 4403  # authenticated, but the policy (tier or scope) refuses this socket
 CLOSE_NOT_FOUND = 4404
 CLOSE_AUTH_TIMEOUT = 4408
+CLOSE_TOO_MANY_SOCKETS = 4429  # the user already holds WS_MAX_SOCKETS_PER_USER sockets
+CLOSE_TRY_AGAIN_LATER = 1013  # the shared slot store (Redis) did not answer
 
 _GENERIC_AUTH_FAILURE = "Invalid or expired credentials"
 
@@ -83,6 +89,11 @@ async def run_db(func: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
     (back to the pool with PostgreSQL), as Django does around a request.
     """
     return await sync_to_async(_closing_connections, thread_sensitive=False)(func, *args, **kwargs)
+
+
+async def _off_loop(func: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+    """Blocking non-database work (a Redis round trip) on a pool thread, off the event loop."""
+    return await sync_to_async(func, thread_sensitive=False)(*args, **kwargs)
 
 
 def _closing_connections(func: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
@@ -167,6 +178,10 @@ class TokenAuthenticatedConsumer(AsyncWebsocketConsumer):
         self._refused_in_a_row = 0
         self.request_id = ""
         self.context = CallContext(path="", ip=None)
+        # This socket's place among its user's WS_MAX_SOCKETS_PER_USER (accounts.socket_slots):
+        # the user whose slot it holds, None while it holds none.
+        self.socket_id = uuid.uuid4().hex
+        self._slot_user_id: int | None = None
 
     @property
     def path(self) -> str:
@@ -208,6 +223,7 @@ class TokenAuthenticatedConsumer(AsyncWebsocketConsumer):
         """Always cancels every task and leaves every group, whatever happened before."""
         self.closing = True
         try:
+            await self._give_back_socket_slot()
             await self._cancel_tasks_and_wait()
             for group in self.groups:
                 try:
@@ -250,9 +266,10 @@ class TokenAuthenticatedConsumer(AsyncWebsocketConsumer):
             )
             return
         try:
-            frame = json.loads(text_data)
-        except (ValueError, RecursionError):  # RecursionError: nested thousands deep
-            await self.send_error("Frames must be JSON objects", status=400, code="bad_frame")
+            frame = json_loads(text_data)  # the API's JSON rule: depth limit included
+        except MalformedRequest as exc:
+            detail = exc.detail if isinstance(exc, JsonTooDeep) else "Frames must be JSON objects"
+            await self.send_error(detail, status=400, code="bad_frame")
             return
         if not isinstance(frame, dict) or not isinstance(frame.get("type"), str):
             await self.send_error(
@@ -285,6 +302,7 @@ class TokenAuthenticatedConsumer(AsyncWebsocketConsumer):
             principal = await self._validate(token)
         self._task_cancel("auth_timeout")
         context = await self.authorize(principal)
+        await self._take_socket_slot(principal)
         self.principal, self.raw_token = principal, token
         self._arm_expiry(principal.token_expires_at)
         self._start("revalidate", self._revalidate_forever())
@@ -370,6 +388,59 @@ class TokenAuthenticatedConsumer(AsyncWebsocketConsumer):
         expires_at = self.principal.token_expires_at if self.principal else None
         if expires_at is not None and expires_at <= timezone.now():
             raise CloseSocket(CLOSE_UNAUTHENTICATED, "Token expired")
+
+    # --- The user's socket cap (accounts.socket_slots) -------------------------------------
+
+    async def _take_socket_slot(self, principal: Principal) -> None:
+        """Hold one of the user's WS_MAX_SOCKETS_PER_USER places, deployment-wide, or refuse
+        the socket: an `error` frame naming the limit, then close 4429."""
+        limit = settings.WS_MAX_SOCKETS_PER_USER
+        try:
+            taken = await _off_loop(
+                socket_slot_take, user_id=principal.user_id, socket_id=self.socket_id
+            )
+        except Exception:  # noqa: BLE001 - Redis unreachable: no place can be promised
+            logger.exception("%s: could not take a socket slot", self.socket_name)
+            raise CloseSocket(CLOSE_TRY_AGAIN_LATER, "Service temporarily unavailable") from None
+        if not taken:
+            await self.record_security_event(
+                SecurityEvent.Kind.RATE_LIMITED,
+                {"group": "websockets:user", "limit": limit},
+                principal=principal,
+            )
+            await self.send_error(
+                f"Too many open websockets: at most {limit} per user",
+                status=429,
+                code="too_many_sockets",
+                limit=limit,
+            )
+            raise CloseSocket(CLOSE_TOO_MANY_SOCKETS, "Too many open websockets")
+        self._slot_user_id = principal.user_id
+        self._start("socket_lease", self._renew_socket_slot_forever())
+
+    async def _renew_socket_slot_forever(self) -> None:
+        """Keep the lease while the socket is open (a third of its length between renewals, so
+        one missed renewal loses nothing)."""
+        while not self.closing:
+            await asyncio.sleep(settings.WS_SOCKET_LEASE_SECONDS / 3)
+            user_id = self._slot_user_id
+            if user_id is None or self.closing:
+                return
+            try:
+                kept = await _off_loop(socket_slot_take, user_id=user_id, socket_id=self.socket_id)
+            except Exception:  # noqa: BLE001 - try again at the next renewal
+                logger.exception("%s: could not renew a socket slot", self.socket_name)
+                continue
+            if not kept:
+                # The lease lapsed (the store was unreachable for a whole lease) and the user's
+                # other sockets took every place meanwhile.
+                await self.close_with(CLOSE_TOO_MANY_SOCKETS, "Too many open websockets")
+                return
+
+    async def _give_back_socket_slot(self) -> None:
+        user_id, self._slot_user_id = self._slot_user_id, None
+        if user_id is not None:
+            await _off_loop(socket_slot_give_back, user_id=user_id, socket_id=self.socket_id)
 
     # --- Timers ---------------------------------------------------------------------------
 
@@ -536,6 +607,9 @@ class TokenAuthenticatedConsumer(AsyncWebsocketConsumer):
                 "path": self.path,
             },
         )
+        # Free the user's place before the close frame leaves: by the time the client learns
+        # the socket is closed, its next socket may take the place (not only at disconnect).
+        await self._give_back_socket_slot()
         try:
             await self.close(code=code, reason=reason[:120])
         except (OSError, RuntimeError):
@@ -573,8 +647,8 @@ def _json_object(text_data: str | None) -> dict[str, Any] | None:
     if text_data is None:
         return None
     try:
-        frame = json.loads(text_data)
-    except (ValueError, RecursionError):
+        frame = json_loads(text_data)
+    except MalformedRequest:
         return None
     return frame if isinstance(frame, dict) else None
 

@@ -10,6 +10,7 @@ revokes every token issued before. Refresh tokens are stored in simplejwt's outs
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -24,6 +25,7 @@ from rest_framework_simplejwt.utils import datetime_from_epoch
 
 from accounts.models import User
 from accounts.scopes import format_scopes
+from core.ids import parse_id
 
 SCOPE_CLAIM = "scope"
 PASSWORD_FINGERPRINT_CLAIM = "pwf"  # noqa: S105 - a claim name, not a secret
@@ -60,6 +62,23 @@ def _fingerprint(password_hash: str, secret: str) -> str:
     ).hexdigest()[:20]
 
 
+def token_user_id(payload: Mapping[str, Any]) -> int | None:
+    """The user a token's `sub` names (simplejwt writes it as a string of the id), read with
+    the one id parser: None for anything else, e.g. a validly signed "²"."""
+    sub = payload.get("sub")
+    return parse_id(sub) if isinstance(sub, str) else None
+
+
+# A family is the jti of the sign-in's first refresh token (uuid hex); anything else a signed
+# token might carry (NUL, other scripts) never reaches a query.
+_FAMILY_SHAPE = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+def token_family(payload: Mapping[str, Any]) -> str | None:
+    family = payload.get(FAMILY_CLAIM)
+    return family if isinstance(family, str) and _FAMILY_SHAPE.fullmatch(family) else None
+
+
 def token_matches_password(payload: Mapping[str, Any], user: User) -> bool:
     claim = payload.get(PASSWORD_FINGERPRINT_CLAIM)
     return isinstance(claim, str) and constant_time_compare(claim, password_fingerprint(user))
@@ -74,12 +93,11 @@ class _StrictClaimsMixin:
         missing = [claim for claim in REQUIRED_CLAIMS if claim not in self.payload]
         if missing:
             raise TokenError(f"Token is missing claims: {', '.join(missing)}")
-        if not isinstance(self.payload["sub"], str) or not self.payload["sub"].isdigit():
+        if token_user_id(self.payload) is None:
             raise TokenError("Token subject is invalid")
         if not isinstance(self.payload[SCOPE_CLAIM], str):
             raise TokenError("Token scope is invalid")
-        family = self.payload[FAMILY_CLAIM]
-        if not isinstance(family, str) or not 1 <= len(family) <= 64:
+        if token_family(self.payload) is None:
             raise TokenError("Token family is invalid")
         now = self.current_time.timestamp()
         for claim in ("iat", "nbf"):

@@ -54,6 +54,8 @@ def _django() -> None:
             "CHANNEL_PREFIX": f"parley-inprocess-{os.getpid()}",
             "CACHE_KEY_PREFIX": "parley-bench",
             "RATE_LIMIT_MESSAGES": "1000000/m",
+            # The fan-out and held-connection scenarios open hundreds of sockets per customer.
+            "WS_MAX_SOCKETS_PER_USER": "1000000",
             "AGENT_MAX_TURNS": "1000000000",
             "ACCESS_TOKEN_MINUTES": "180",
             "LOG_LEVEL": "WARNING",

@@ -257,6 +257,9 @@ RATE_LIMIT_MESSAGES = env.str("RATE_LIMIT_MESSAGES", default="10/m")
 RATE_LIMIT_LOGIN = env.str("RATE_LIMIT_LOGIN", default="10/m")
 RATE_LIMIT_REGISTER = env.str("RATE_LIMIT_REGISTER", default="5/m")
 RATE_LIMIT_REFRESH = env.str("RATE_LIMIT_REFRESH", default="30/m")
+# New conversations per customer (messaging.services.message_send): each one may become an
+# escalation in the operators' queue. Sends into existing conversations are not counted here.
+RATE_LIMIT_CONVERSATIONS = env.str("RATE_LIMIT_CONVERSATIONS", default="30/h")
 RATELIMIT_USE_CACHE = "default"
 # Client address behind proxies (config/request_context.client_ip; docs/api.md "Client IP
 # behind a proxy"): RATELIMIT_TRUSTED_PROXIES proxies in front, each adding the address it saw
@@ -276,6 +279,18 @@ if DEBUG and not REDIS_URL:
     # counter. In production (DEBUG=0) or with REDIS_URL the checks stay on: limits must hold
     # across worker processes, so DEBUG=0 needs REDIS_URL (and django-redis passes them).
     SILENCED_SYSTEM_CHECKS += ["django_ratelimit.E003", "django_ratelimit.W001"]
+
+# --- Websockets -----------------------------------------------------------------------------
+# Authenticated sockets one user may hold across the deployment (conversation and escalation
+# sockets together; accounts/socket_slots.py). The next one is refused with close code 4429.
+WS_MAX_SOCKETS_PER_USER = env.int("WS_MAX_SOCKETS_PER_USER", default=10)
+if WS_MAX_SOCKETS_PER_USER < 1:
+    _fail("WS_MAX_SOCKETS_PER_USER must be at least 1.")
+# A socket's place is a lease renewed while it is open: a socket whose process was killed
+# without closing it frees its place after at most this long.
+WS_SOCKET_LEASE_SECONDS = env.float("WS_SOCKET_LEASE_SECONDS", default=60.0)
+if WS_SOCKET_LEASE_SECONDS <= 0:
+    _fail("WS_SOCKET_LEASE_SECONDS must be positive.")
 
 # --- The agent ------------------------------------------------------------------------------
 AGENT_BACKEND = env.str("AGENT_BACKEND", default="messaging.agent.rules.RuleBasedAgent")

@@ -31,11 +31,12 @@ from accounts.admin_tickets import TICKET_TTL_SECONDS, admin_ticket_issue
 from accounts.models import User
 from accounts.profile import MAX_DISPLAY_NAME_CHARS, display_name_set
 from core.errors import ParleyError
+from core.ids import parse_id
 from escalations import inbox, selectors, services
 from escalations.models import Escalation, SavedReply
-from escalations.permissions import can_handle_escalations
+from escalations.permissions import is_operator
 from escalations.schemas import MAX_RESOLUTION_NOTES_CHARS
-from messaging.admin import CascadeOnlyDeleteMixin
+from messaging.admin import CascadeOnlyDeleteMixin, OperatorScreenMixin
 from messaging.selectors import conversation_transcript
 from messaging.validation import MAX_MESSAGE_CHARS
 
@@ -87,7 +88,7 @@ class StatusFilter(admin.SimpleListFilter):
 
 
 @admin.register(Escalation)
-class EscalationAdmin(CascadeOnlyDeleteMixin, admin.ModelAdmin):
+class EscalationAdmin(OperatorScreenMixin, CascadeOnlyDeleteMixin, admin.ModelAdmin):
     list_display = ("id", "status", "age", "customer", "reason", "assigned_to", "created_at")
     list_display_links = ("id", "reason")
     list_filter = (StatusFilter, ("assigned_to", admin.RelatedOnlyFieldListFilter))
@@ -129,16 +130,16 @@ class EscalationAdmin(CascadeOnlyDeleteMixin, admin.ModelAdmin):
         return False  # escalations are opened by the agent's hand-off (messaging.services)
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        """Model-level "change" is the operator rule (`can_handle_escalations`, the same as
+        """Model-level "change" is the operator rule (`is_operator`, the same as
         the services and REST): it enables the actions and the reply box. The page of one
         escalation is always view-only: no form save may bypass the services (a stale form
         could overwrite a concurrent resolve)."""
         if obj is not None:
             return False
-        return can_handle_escalations(request.user)  # type: ignore[arg-type]
+        return is_operator(request.user)  # type: ignore[arg-type]
 
     def _can_work(self, request: HttpRequest) -> bool:
-        return can_handle_escalations(request.user)  # type: ignore[arg-type]
+        return is_operator(request.user)  # type: ignore[arg-type]
 
     # --- The list ---------------------------------------------------------------------------
 
@@ -303,8 +304,9 @@ class EscalationAdmin(CascadeOnlyDeleteMixin, admin.ModelAdmin):
         extra_context: dict[str, Any] | None = None,
     ) -> HttpResponse:
         context = dict(extra_context or {})
+        escalation_id = parse_id(object_id)
         escalation = (
-            selectors.escalation_get(escalation_id=int(object_id)) if object_id.isdigit() else None
+            selectors.escalation_get(escalation_id=escalation_id) if escalation_id else None
         )
         if escalation is not None:
             rows, omitted = conversation_transcript(conversation_id=escalation.conversation_id)
@@ -437,7 +439,8 @@ class EscalationAdmin(CascadeOnlyDeleteMixin, admin.ModelAdmin):
         """ "Assign to me", or to the colleague chosen in the select (`operator_id`)."""
         escalation = self._escalation_for_work(request, object_id)
         raw = (request.POST.get("operator_id") or "").strip()
-        if raw and not raw.isdigit():
+        operator_id = parse_id(raw) if raw else None
+        if raw and operator_id is None:
             self.message_user(request, "Choose a colleague from the list.", messages.ERROR)
             return self._back(escalation)
         assignee: list[User | None] = []
@@ -450,7 +453,7 @@ class EscalationAdmin(CascadeOnlyDeleteMixin, admin.ModelAdmin):
                     conversation_id=escalation.conversation_id,
                     actor=request.user,  # type: ignore[arg-type]
                     escalation_id=escalation.pk,
-                    assignee=inbox.assignee_get(operator_id=int(raw) if raw else None),
+                    assignee=inbox.assignee_get(operator_id=operator_id),
                 ).assigned_to
             ),
         ):
@@ -498,19 +501,19 @@ class SavedReplyAdmin(admin.ModelAdmin):
         return obj.body if len(obj.body) <= 80 else obj.body[:79] + "…"
 
     def has_module_permission(self, request: HttpRequest) -> bool:
-        return can_handle_escalations(request.user)  # type: ignore[arg-type]
+        return is_operator(request.user)  # type: ignore[arg-type]
 
     def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return can_handle_escalations(request.user)  # type: ignore[arg-type]
+        return is_operator(request.user)  # type: ignore[arg-type]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
-        return can_handle_escalations(request.user)  # type: ignore[arg-type]
+        return is_operator(request.user)  # type: ignore[arg-type]
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return can_handle_escalations(request.user)  # type: ignore[arg-type]
+        return is_operator(request.user)  # type: ignore[arg-type]
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return can_handle_escalations(request.user)  # type: ignore[arg-type]
+        return is_operator(request.user)  # type: ignore[arg-type]
 
     def save_model(self, request: HttpRequest, obj: SavedReply, form: Any, change: bool) -> None:
         if not change:

@@ -1,4 +1,4 @@
-"""The admin's statistics page (/admin/statistics/, staff only through admin_view).
+"""The admin's statistics page (/admin/statistics/, operators only).
 
 The figures are those of GET /statistics (one selector for both). Charts are drawn server-side
 as inline SVG: no chart library, no CDN, no inline script or style, so the page works under
@@ -11,10 +11,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.utils import timezone
 
+from accounts.operators import is_operator
 from escalations.inbox import csat_compute
 from escalations.selectors import DailyCount, activity_per_day, statistics_compute
 
@@ -131,6 +133,10 @@ def human_duration(seconds: float | None) -> str:
 def statistics_view(request: HttpRequest) -> HttpResponse:
     from django.contrib import admin
 
+    # The admin site lets every staff account in; the figures are for operators, as over
+    # GET /statistics.
+    if not is_operator(request.user):  # type: ignore[arg-type]
+        raise PermissionDenied
     now = timezone.now()
     figures: dict[str, Any] = {**statistics_compute(now=now), **csat_compute()}
     activity = activity_per_day(days=CHART_DAYS, now=now)

@@ -19,9 +19,10 @@ from django.db import IntegrityError, transaction
 from django.db.models import Avg, Count
 
 from accounts.models import User
+from accounts.operators import operators
 from core.errors import Conflict, NotFound, UnprocessableRequest
 from escalations.models import Escalation, InternalNote, Rating
-from escalations.permissions import can_handle_escalations, ensure_can_handle_escalations
+from escalations.permissions import ensure_can_handle_escalations
 from messaging import events
 from messaging.models import Conversation, is_possible_id
 from messaging.services import conversation_lock
@@ -36,19 +37,17 @@ RATING_MIN, RATING_MAX = 1, 5
 
 
 def assignee_get(*, operator_id: int | None) -> User | None:
-    """The colleague named by `operator_id` (None: the caller). Unknown, inactive or non-staff
-    ids are one 422: the caller is staff, but must not learn which accounts exist and are
-    customers from the difference."""
+    """The colleague named by `operator_id` (None: the caller). Unknown ids, and accounts that
+    are no operator (accounts.operators: customers, inactive accounts, staff outside the
+    Operators group), are one 422: the caller must not learn which accounts exist and what
+    they are from the difference."""
     if operator_id is None:
         return None
-    user = (
-        User.objects.filter(pk=operator_id, is_active=True, is_staff=True).first()
-        if is_possible_id(operator_id)
-        else None
-    )
+    user = operators().filter(pk=operator_id).first() if is_possible_id(operator_id) else None
     if user is None:
         raise UnprocessableRequest(
-            "operator_id must be an active staff member", loc=("body", "operator_id")
+            "operator_id must be an operator who may handle escalations",
+            loc=("body", "operator_id"),
         )
     return user
 
@@ -56,8 +55,7 @@ def assignee_get(*, operator_id: int | None) -> User | None:
 def colleagues_list() -> list[User]:
     """Colleagues who may handle escalations, for the admin's "assign to" select (the same rule
     the services apply to an assignee, so the select never offers a refusal)."""
-    staff = User.objects.filter(is_active=True, is_staff=True).order_by("username")
-    return [user for user in staff if can_handle_escalations(user)]
+    return list(operators().order_by("username"))
 
 
 # --- Internal notes ----------------------------------------------------------------------------

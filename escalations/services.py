@@ -23,8 +23,8 @@ from escalations.models import Escalation
 from escalations.permissions import (
     OPERATOR_PERMISSIONS,
     OPERATORS_GROUP,
-    can_handle_escalations,
     ensure_can_handle_escalations,
+    is_operator,
 )
 from escalations.schemas import MAX_RESOLUTION_NOTES_CHARS, EscalationOut
 from messaging.events import (
@@ -149,7 +149,7 @@ def escalation_assign(
     missing or has no open escalation."""
     ensure_can_handle_escalations(actor)
     assignee = assignee or actor
-    if assignee.pk != actor.pk and not can_handle_escalations(assignee):
+    if assignee.pk != actor.pk and not is_operator(assignee):
         raise UnprocessableRequest(
             "operator_id must be an operator who may handle escalations",
             loc=("body", "operator_id"),

@@ -9,8 +9,8 @@ from ninja import Schema
 from pydantic import Field, field_validator
 
 from accounts.models import SecurityEvent
+from core.ids import QueryId
 from core.schemas import PageParams, StrictIn
-from messaging.models import MAX_ID
 
 EventType = Literal[
     "conversation.created",
@@ -72,7 +72,7 @@ class DeliveryPageOut(Schema):
 
 class SecurityEventParams(PageParams):
     kind: str | None = Field(default=None, max_length=32)
-    user_id: int | None = Field(default=None, ge=1, le=MAX_ID)
+    user_id: QueryId | None = None
 
     @field_validator("kind")
     @classmethod

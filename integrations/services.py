@@ -13,7 +13,7 @@ from core.errors import NotFound, UnprocessableRequest
 from core.request_context import CallContext
 from integrations.delivery import webhook_redeliver
 from integrations.models import WebhookDelivery, WebhookEndpoint
-from integrations.urlguard import UnsafeUrl, url_check
+from integrations.urlguard import UnsafeUrl, request_url, url_check
 from messaging.events import EVENT_TYPES
 from messaging.models import is_possible_id
 
@@ -29,7 +29,7 @@ def webhook_secret_new() -> str:
 def webhook_url_validate(url: str) -> str:
     """Refuse (422) a URL the worker would refuse to call: the same check, at creation."""
     try:
-        url_check(url)
+        request_url(url_check(url))  # everything delivery checks, the request's shape included
     except UnsafeUrl as exc:
         raise UnprocessableRequest(str(exc), loc=("body", "url")) from None
     return url

@@ -14,6 +14,8 @@ from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 from django.utils.text import Truncator
 
+from accounts.operators import is_operator
+from core.ids import parse_id
 from messaging.models import Conversation, Message
 from messaging.selectors import conversation_transcript
 
@@ -38,6 +40,18 @@ class CascadeOnlyDeleteMixin:
         raise PermissionDenied
 
 
+class OperatorScreenMixin:
+    """Screens for operators only (accounts.operators.is_operator): the admin lets every staff
+    account in, but conversations, messages and escalations are shown to operators alone, as
+    the staff REST routes and sockets do. Django's model permissions still apply on top."""
+
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        return is_operator(request.user) and super().has_module_permission(request)  # type: ignore[arg-type,misc]
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return is_operator(request.user) and super().has_view_permission(request, obj)  # type: ignore[arg-type,misc]
+
+
 class ReadOnlyMixin:
     def has_add_permission(self, request: HttpRequest, *args: Any) -> bool:
         return False
@@ -47,7 +61,7 @@ class ReadOnlyMixin:
 
 
 @admin.register(Conversation)
-class ConversationAdmin(ReadOnlyMixin, admin.ModelAdmin):
+class ConversationAdmin(OperatorScreenMixin, ReadOnlyMixin, admin.ModelAdmin):
     list_display = ("id", "customer", "status", "turn_count", "created_at", "updated_at")
     list_filter = ("status",)
     search_fields = ("customer__username",)
@@ -70,14 +84,15 @@ class ConversationAdmin(ReadOnlyMixin, admin.ModelAdmin):
         extra_context: dict[str, Any] | None = None,
     ) -> HttpResponse:
         context = dict(extra_context or {})
-        if object_id.isdigit():
-            messages, omitted = conversation_transcript(conversation_id=int(object_id))
+        conversation_id = parse_id(object_id)
+        if conversation_id is not None:
+            messages, omitted = conversation_transcript(conversation_id=conversation_id)
             context.update(transcript_messages=messages, transcript_omitted=omitted)
         return super().change_view(request, object_id, form_url, context)
 
 
 @admin.register(Message)
-class MessageAdmin(ReadOnlyMixin, CascadeOnlyDeleteMixin, admin.ModelAdmin):
+class MessageAdmin(OperatorScreenMixin, ReadOnlyMixin, CascadeOnlyDeleteMixin, admin.ModelAdmin):
     list_display = (
         "id",
         "conversation_id",

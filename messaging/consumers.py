@@ -22,6 +22,7 @@ from accounts.sockets import (
     run_db,
 )
 from core.errors import InsufficientScope, NotAuthenticated, ParleyError
+from core.ids import parse_id
 from core.request_context import CallContext
 from messaging import selectors, services
 from messaging.models import Conversation
@@ -93,7 +94,10 @@ class ConversationConsumer(TokenAuthenticatedConsumer):
         self._sends: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=MAX_PENDING_SENDS)
 
     async def connect(self) -> None:
-        self.conversation_id = int(self.scope["url_route"]["kwargs"]["conversation_id"])
+        # The route's `int` converter takes ASCII digits; the one id parser takes the range:
+        # an id that names no possible row is 0, refused after authentication like a missing
+        # conversation (4404).
+        self.conversation_id = parse_id(self.scope["url_route"]["kwargs"]["conversation_id"]) or 0
         await super().connect()
 
     def auth_ok_frame(self) -> dict[str, Any]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from accounts.auth import Policy, Principal, Tier
 from accounts.models import SecurityEvent
+from accounts.operators import is_operator
 from accounts.scopes import CONVERSATIONS_READ, ESCALATIONS_MANAGE, MESSAGES_WRITE
 from accounts.security import security_event_record
 from core.errors import PermissionDenied
@@ -16,8 +17,10 @@ MESSAGE_WRITERS = Policy(tier=Tier.CUSTOMER, scopes=(MESSAGES_WRITE,))
 
 
 def can_read_any_conversation(principal: Principal) -> bool:
-    """Operators holding escalations:manage read every conversation (current is_staff)."""
-    return principal.user.is_staff and principal.has_scope(ESCALATIONS_MANAGE)
+    """Operators (accounts.operators, on their current flags) holding escalations:manage read
+    every conversation; staff outside the Operators group read only their own. The scope is
+    checked first: a customer's request never costs the group lookup."""
+    return principal.has_scope(ESCALATIONS_MANAGE) and is_operator(principal.user)
 
 
 def ensure_acting_for_self(

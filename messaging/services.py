@@ -12,7 +12,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from accounts.models import User
-from accounts.ratelimits import RateUsage, rate_limit_enforce
+from accounts.ratelimits import RateUsage, user_rate_limit_enforce
 from core.errors import NotFound, UnprocessableRequest
 from core.request_context import CallContext
 from core.schemas import client_json
@@ -183,13 +183,21 @@ def conversation_event_data(conversation: Conversation) -> dict[str, Any]:
 def message_rate_limit_enforce(
     *, user: User, context: CallContext | None = None
 ) -> RateUsage | None:
-    return rate_limit_enforce(
-        group="messages:user",
-        key=str(user.pk),
-        rate=settings.RATE_LIMIT_MESSAGES,
+    return user_rate_limit_enforce(
+        group="messages:user", rate=settings.RATE_LIMIT_MESSAGES, user=user, context=context
+    )
+
+
+def conversation_rate_limit_enforce(
+    *, user: User, context: CallContext | None = None
+) -> RateUsage | None:
+    """New conversations per customer (RATE_LIMIT_CONVERSATIONS): each may become an
+    escalation in the operators' queue. Only a send that starts a conversation counts."""
+    return user_rate_limit_enforce(
+        group="conversations:user",
+        rate=settings.RATE_LIMIT_CONVERSATIONS,
         user=user,
-        path=context.path if context else None,
-        ip=context.ip if context else None,
+        context=context,
     )
 
 
@@ -206,8 +214,9 @@ def message_send(
     `conversation_id` None or 0 starts a new conversation; another customer's conversation is
     "not found" (404), like a missing one. While the conversation is escalated the agent stays
     silent and the reply is a system acknowledgement. When the agent asks for a human, a
-    hand-off is opened in the same transaction (messaging.handoff). Rate limited per user;
-    with an idempotency key a repeat replays the first result and writes nothing.
+    hand-off is opened in the same transaction (messaging.handoff). Rate limited per user
+    (RATE_LIMIT_MESSAGES), and new conversations per customer (RATE_LIMIT_CONVERSATIONS); with
+    an idempotency key a repeat replays the first result and writes nothing.
     """
     rate = message_rate_limit_enforce(user=customer, context=context)
     try:
@@ -229,6 +238,10 @@ def message_send(
         claim = outcome
 
     try:
+        if conversation_id is None:
+            # After the idempotency claim (a replay starts nothing and is not counted), and
+            # only here: a send into an existing conversation costs no extra round trip.
+            conversation_rate_limit_enforce(user=customer, context=context)
         result = _message_send_claimed(
             customer=customer, conversation_id=conversation_id, text=text, claim=claim
         )

@@ -14,6 +14,7 @@ from django.test import Client
 
 from accounts import services as account_services
 from accounts.models import User
+from accounts.socket_slots import LOCAL_SLOTS
 from messaging.agent import get_agent
 from tests.factories import OperatorFactory, SuperuserFactory, UserFactory
 
@@ -24,9 +25,11 @@ def _fast_hashing_and_clean_cache(settings: Any) -> Any:
     # that create many users use a fast one.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     cache.clear()  # rate-limit counters must not leak between tests
+    LOCAL_SLOTS.clear()  # nor websocket slots of the in-process store (Redis's go with the cache)
     get_agent.cache_clear()
     yield
     cache.clear()
+    LOCAL_SLOTS.clear()
 
 
 class RateLimitClock:

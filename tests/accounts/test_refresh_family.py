@@ -75,6 +75,25 @@ def test_reusing_a_rotated_token_revokes_the_newest_pair(customer: User) -> None
     assert event.detail == {"family_revoked": True, "already_revoked": False}
 
 
+@pytest.mark.django_db(transaction=True)  # committed: a dangling foreign key would fail here
+def test_reuse_after_the_account_was_deleted_outside_erasure_is_a_401(customer: User) -> None:
+    """An account removed without the erasure service (the shell, a raw delete) leaves its
+    rotated refresh tokens signed and blacklisted: presenting one is still reuse, answered 401,
+    and recorded without a user, since there is none left to name or to revoke for."""
+    first = _login()
+    second = _refresh(first["refresh_token"]).json()
+    User.objects.filter(pk=customer.pk).delete()
+
+    reused = _refresh(first["refresh_token"])
+    current = _refresh(second["refresh_token"])
+
+    assert (reused.status_code, current.status_code) == (401, 401)
+    assert RevokedTokenFamily.objects.count() == 0
+    event = SecurityEvent.objects.get(kind=SecurityEvent.Kind.REFRESH_REUSED)
+    assert event.user_id is None
+    assert event.detail == {"family_revoked": False, "already_revoked": False}
+
+
 @pytest.mark.django_db
 def test_other_sign_ins_of_the_same_user_keep_working(customer: User) -> None:
     stolen = _login()

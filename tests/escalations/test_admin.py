@@ -288,32 +288,44 @@ def test_staff_outside_the_operators_group_can_neither_see_nor_reply(
     assert state_of(escalation.conversation_id) == before
 
 
-def test_staff_holding_the_permission_outside_the_group_works_at_both_doors(
+def test_staff_holding_the_permissions_outside_the_group_is_refused_at_every_door(
     escalated: Callable[..., Escalation], client_for: Callable[..., Client]
 ) -> None:
-    """The rule is the permission, not the group's name: REST and the admin answer alike."""
+    """The rule is the Operators group (or superuser), not a permission granted by hand: staff
+    given the escalation permissions directly are no operators, in the admin or over REST."""
     from django.contrib.auth.models import Permission
 
     first, second = escalated(), escalated()
     staff = UserFactory(is_staff=True)
     staff.user_permissions.add(
         *Permission.objects.filter(
-            content_type__app_label="escalations",
-            codename__in=["view_escalation", "change_escalation"],
+            content_type__app_label__in=["escalations", "messaging"],
+            codename__in=["view_escalation", "change_escalation", "view_conversation"],
         )
     )
     admin = Client()
     admin.force_login(staff)
+    before = (state_of(first.conversation_id), state_of(second.conversation_id))
 
+    assert admin.get(CHANGELIST).status_code == 403
+    assert admin.get(_change_url(first)).status_code == 403
+    assert (
+        admin.get(f"/admin/messaging/conversation/{first.conversation_id}/change/").status_code
+        == 403
+    )
+    assert admin.get("/admin/statistics/").status_code == 403
     response = admin.post(f"{CHANGELIST}{first.pk}/reply/", {"message": "From the admin"})
-    assert response.status_code == 302
-    rest = client_for(staff).post(
+    assert response.status_code == 403
+    rest = client_for(staff)
+    assert rest.get("/api/v1/escalations").status_code == 403
+    reply = rest.post(
         f"/api/v1/escalations/{second.conversation_id}/reply",
         {"message": "From REST"},
         content_type="application/json",
     )
-    assert rest.status_code == 201
-    assert Message.objects.filter(author=staff).count() == 2
+    assert reply.status_code == 403
+    assert not Message.objects.filter(author=staff).exists()
+    assert (state_of(first.conversation_id), state_of(second.conversation_id)) == before
 
 
 def test_page_buttons_assign_and_resolve(
@@ -507,7 +519,8 @@ def test_statistics_page_renders_figures_and_charts_for_operators(
     MessageFactory(conversation=conversation, role="customer", intent="billing")
     MessageFactory(conversation=conversation, role="agent", intent="billing")
 
-    with django_assert_max_num_queries(11):  # session + user + 4 statistics + csat + 2 per-day
+    # session + user + Operators group + 4 statistics + csat + 2 per-day
+    with django_assert_max_num_queries(12):
         response = operator_admin_client.get("/admin/statistics/")
 
     assert response.status_code == 200

@@ -158,9 +158,7 @@ def test_demoted_operator_gets_403(
 ESCALATION_ACTIONS = STAFF_ROUTES[2:5]
 
 
-@pytest.mark.parametrize(
-    ("method", "path", "body", "scope", "ok"), ESCALATION_ACTIONS, ids=ROUTE_IDS[2:5]
-)
+@pytest.mark.parametrize(("method", "path", "body", "scope", "ok"), STAFF_ROUTES, ids=ROUTE_IDS)
 def test_staff_outside_the_operators_group_gets_403(
     escalated: Callable[..., Escalation],
     client_for: Callable[..., Client],
@@ -170,7 +168,8 @@ def test_staff_outside_the_operators_group_gets_403(
     scope: str,
     ok: int,
 ) -> None:
-    # The admin refuses this account too (test_admin.py): one operator rule at both doors.
+    # Reads included: staff outside the group see no escalation and no statistics. The admin
+    # refuses this account too (test_admin.py): one operator rule at every door.
     escalation = escalated()
     staff = UserFactory(is_staff=True)
     client = client_for(staff)
@@ -179,7 +178,9 @@ def test_staff_outside_the_operators_group_gets_403(
     response = _call(client, method, path, body, escalation.conversation_id)
 
     assert response.status_code == 403
-    assert response.json() == {"detail": "Only operators can handle escalations"}
+    assert response.json() == {
+        "detail": "This action is for operators only (staff in the Operators group)"
+    }
     assert state_of(escalation.conversation_id) == before
 
 
@@ -362,11 +363,12 @@ def test_list_pages_with_a_cursor_without_gaps_or_repeats(
     assert pages == 3
 
 
-def test_list_costs_two_queries(
+def test_list_costs_three_queries(
     queue: dict[str, Escalation], operator_client: Client, django_assert_num_queries: Any
 ) -> None:
-    # The caller's user row (auth) and one page with its conversations joined.
-    with django_assert_num_queries(2):
+    # The caller's user row (auth), their Operators-group membership (the operator rule), and
+    # one page with its conversations joined.
+    with django_assert_num_queries(3):
         response = operator_client.get("/api/v1/escalations?limit=100")
     assert len(response.json()["items"]) == 5
 

@@ -140,7 +140,8 @@ def test_figures_equal_the_hand_computed_ones(django_assert_num_queries: Any) ->
 def test_endpoint_returns_the_figures(
     operator_client: Client, django_assert_num_queries: Any
 ) -> None:
-    with django_assert_num_queries(7):  # + the caller's user row, + the CSAT aggregate
+    # + the caller's user row, + their Operators-group membership, + the CSAT aggregate
+    with django_assert_num_queries(8):
         response = operator_client.get("/api/v1/statistics")
 
     assert response.status_code == 200
@@ -148,8 +149,9 @@ def test_endpoint_returns_the_figures(
 
 
 def test_empty_database(operator_client: Client, django_assert_num_queries: Any) -> None:
-    # No median query when nobody replied; + the caller's user row, + the CSAT aggregate.
-    with django_assert_num_queries(6):
+    # No median query when nobody replied; + the caller's user row, + their Operators-group
+    # membership, + the CSAT aggregate.
+    with django_assert_num_queries(7):
         response = operator_client.get("/api/v1/statistics")
 
     assert response.json() == {

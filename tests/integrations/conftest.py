@@ -23,6 +23,8 @@ class Received:
     path: str
     headers: dict[str, str]
     body: bytes
+    # The request target exactly as sent (http.server turns a leading "//" into "/" in `path`).
+    target: str = ""
 
     @property
     def json(self) -> Any:
@@ -60,7 +62,12 @@ def receiver() -> Iterator[Receiver]:
             rec = state["receiver"]
             with rec.lock:
                 rec.requests.append(
-                    Received(path=self.path, headers=dict(self.headers.items()), body=body)
+                    Received(
+                        path=self.path,
+                        headers=dict(self.headers.items()),
+                        body=body,
+                        target=self.requestline.split(" ")[1],
+                    )
                 )
                 queue = rec.script.get(self.path) or []
                 status, headers = queue.pop(0) if queue else (200, {})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
@@ -414,3 +415,87 @@ def test_prune_expired_deletes_conversations_past_retention(settings: Any, custo
     assert list(Conversation.objects.values_list("pk", flat=True)) == [recent]
     assert not Message.objects.filter(conversation_id=old).exists()
     assert Message.objects.filter(conversation_id=recent).count() == 2
+
+
+def test_delete_me_with_the_right_password_spends_no_sign_in_budget(
+    settings: Any, customer: User, other_customer: User, customer_client: Client
+) -> None:
+    """The password is checked before the sign-in budget is touched, and only a wrong one is
+    counted: erasing with the right password leaves the IP's budget whole for the next sign-in
+    from the same address."""
+    settings.RATE_LIMIT_LOGIN = "1/m"
+    response = customer_client.delete(
+        "/api/v1/auth/me", {"password": DEFAULT_PASSWORD}, content_type="application/json"
+    )
+    assert response.status_code == 204
+    sign_in = Client().post(
+        "/api/v1/auth/token",
+        {"username": other_customer.username, "password": DEFAULT_PASSWORD},
+        content_type="application/json",
+    )
+    assert sign_in.status_code == 200
+
+
+def test_delete_me_wrong_passwords_spend_the_accounts_sign_in_budget(
+    settings: Any, customer: User, customer_client: Client
+) -> None:
+    settings.RATE_LIMIT_LOGIN = "2/m"
+    for _ in range(2):
+        wrong = customer_client.delete(
+            "/api/v1/auth/me", {"password": "guess"}, content_type="application/json"
+        )
+        assert wrong.status_code == 403
+    sign_in = Client().post(
+        "/api/v1/auth/token",
+        {"username": customer.username, "password": DEFAULT_PASSWORD},
+        content_type="application/json",
+        REMOTE_ADDR="10.9.8.7",  # another address: the account's own budget is what is spent
+    )
+    assert sign_in.status_code == 429
+    assert sign_in["Retry-After"]
+
+
+def test_erasure_scrubs_the_customer_from_the_security_events_it_keeps(
+    customer: User, other_customer: User, superuser: User, client_for: Callable[..., Client]
+) -> None:
+    """The rows stay (the record of what happened), but nothing in them names the erased
+    customer: no user link, no username or email in `detail` — the failed sign-ins someone made
+    with their name (any spelling) included — and no id of theirs."""
+    User.objects.filter(pk=customer.pk).update(email="alice@example.com")
+    customer.refresh_from_db()
+    for spelling in ("alice", "ALICE", "Ａｌｉｃｅ"):  # fullwidth: the same account
+        Client().post(
+            "/api/v1/auth/token",
+            {"username": spelling, "password": "wrong-guess"},
+            content_type="application/json",
+        )
+    client_for(customer).get(f"/api/v1/customers/{other_customer.pk}/conversations")  # theirs
+    client_for(other_customer).get(f"/api/v1/customers/{customer.pk}/conversations")  # at them
+    uid = customer.pk
+    names = {"alice", "alice@example.com"}
+
+    def mentions(event: SecurityEvent) -> bool:
+        text = json.dumps(event.detail).casefold()
+        return (
+            event.user_id == uid
+            or any(name in text for name in names)
+            or uid
+            in [v for k, v in event.detail.items() if k.endswith("_id") and k != "erased_user_id"]
+        )
+
+    before = SecurityEvent.objects.count()
+    assert sum(mentions(e) for e in SecurityEvent.objects.all()) >= 5
+
+    assert client_for(superuser).delete(f"/api/v1/customers/{uid}").status_code == 204
+
+    assert SecurityEvent.objects.count() == before + 1  # kept, plus the erasure's own
+    assert [e for e in SecurityEvent.objects.all() if mentions(e)] == []
+    probes = SecurityEvent.objects.filter(kind="idor_attempt").order_by("id")
+    assert [e.detail for e in probes] == [
+        {"customer_id": other_customer.pk, "read": True},  # the erased customer's own probe
+        {"customer_id": None, "read": True},  # the probe aimed at them
+    ]
+    assert [probe.user_id for probe in probes] == [None, other_customer.pk]
+    assert set(
+        SecurityEvent.objects.filter(kind="login_failed").values_list("detail__username", flat=True)
+    ) == {"(erased)"}

@@ -4,8 +4,9 @@ connect is patched to fail the test, so nothing here can reach a private or publ
 
 from __future__ import annotations
 
+import ipaddress
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -16,7 +17,7 @@ from integrations.delivery import worker_run_until_idle
 from integrations.models import WebhookDelivery, WebhookEndpoint
 from integrations.urlguard import address_is_public
 from messaging.services import message_send
-from tests.integrations.conftest import Receiver
+from tests.integrations.conftest import Receiver, receiver
 
 pytestmark = pytest.mark.django_db
 
@@ -102,6 +103,20 @@ def private_names(dns: dict[str, list[str]]) -> dict[str, list[str]]:
     return dns
 
 
+SECRET = "whsec_c2VjcmV0c2VjcmV0c2VjcmV0"
+
+
+def _one_attempt(url: str, customer: User) -> WebhookDelivery:
+    """An endpoint row for `url` written straight (around the API's check), one event, the
+    worker until idle: the endpoint's one delivery."""
+    endpoint = WebhookEndpoint.objects.create(
+        url=url, events=["conversation.created"], secret=SECRET
+    )
+    message_send(customer=customer, conversation_id=None, text="hello")
+    worker_run_until_idle()
+    return WebhookDelivery.objects.get(endpoint=endpoint)
+
+
 @pytest.mark.parametrize("url", REFUSED_URLS)
 def test_refused_at_creation(
     url: str,
@@ -168,12 +183,7 @@ def test_refused_at_delivery_without_any_connection(
 ) -> None:
     """An endpoint whose host resolved publicly when it was created and privately now (DNS
     rebinding, or a row written around the API): the worker refuses before connecting."""
-    endpoint = WebhookEndpoint.objects.create(
-        url=url, events=["conversation.created"], secret="whsec_c2VjcmV0c2VjcmV0c2VjcmV0"
-    )
-    message_send(customer=customer, conversation_id=None, text="hello")
-    worker_run_until_idle()
-    (delivery,) = WebhookDelivery.objects.filter(endpoint=endpoint)
+    delivery = _one_attempt(url, customer)
     assert delivery.status == "failed"  # a refused address is not retried
     assert "non-public" in delivery.error
     assert delivery.status_code is None
@@ -329,17 +339,10 @@ def test_https_to_the_checked_address_verifies_the_url_host(
         settings.WEBHOOK_ALLOW_PRIVATE_HOSTS = True
         settings.WEBHOOK_MAX_ATTEMPTS = 1
         dns[url_host] = ["127.0.0.1"]
-        endpoint = WebhookEndpoint.objects.create(
-            url=f"https://{url_host}:{server.server_address[1]}/hook",
-            events=["conversation.created"],
-            secret="whsec_c2VjcmV0c2VjcmV0c2VjcmV0",
-        )
-        message_send(customer=customer, conversation_id=None, text="hello")
-        worker_run_until_idle()
+        delivery = _one_attempt(f"https://{url_host}:{server.server_address[1]}/hook", customer)
     finally:
         server.shutdown()
         server.server_close()
-    delivery = WebhookDelivery.objects.get(endpoint=endpoint)
     assert delivery.delivered is delivered, delivery.error
     assert seen_sni == [url_host]
     if not delivered:
@@ -379,3 +382,210 @@ def test_allowed_hosts_are_checked_before_any_lookup(
             url_check(url)
         assert calls == []
     assert no_connections == []
+
+
+# --- Every spelling of an address, at creation and at delivery ---------------------------------
+
+# (host as written in the URL, the address it names, public?). The C resolver reads IPv4 in
+# decimal, octal and hex, whole or in short forms; IPv6 has forms that embed or tunnel to an
+# IPv4 address. Each names the address in the second column, and only that one is checked.
+ADDRESS_SPELLINGS = [
+    ("127.0.0.1", "127.0.0.1", False),
+    ("2130706433", "127.0.0.1", False),  # decimal
+    ("017700000001", "127.0.0.1", False),  # octal
+    ("0177.0.0.01", "127.0.0.1", False),  # octal, dotted
+    ("0x7f000001", "127.0.0.1", False),  # hex
+    ("0x7f.0.0.1", "127.0.0.1", False),  # hex, dotted
+    ("127.1", "127.0.0.1", False),  # short forms
+    ("127.0.1", "127.0.0.1", False),
+    ("0x7F.1", "127.0.0.1", False),
+    ("127.0.0.1.", "127.0.0.1", False),  # the root label
+    ("①②⑦.0.0.1", "127.0.0.1", False),  # IDNA's NFKC makes it 127.0.0.1
+    ("2852039166", "169.254.169.254", False),
+    ("0xa9.0xfe.0xa9.0xfe", "169.254.169.254", False),
+    ("0251.0376.0251.0376", "169.254.169.254", False),
+    ("169.254.43518", "169.254.169.254", False),
+    ("10.1", "10.0.0.1", False),
+    ("0", "0.0.0.0", False),  # noqa: S104 - an address under test
+    ("[::1]", "::1", False),
+    ("[0:0:0:0:0:0:0:1]", "::1", False),
+    ("[::]", "::", False),
+    ("[::ffff:127.0.0.1]", "::ffff:7f00:1", False),  # IPv4-mapped
+    ("[::ffff:a9fe:a9fe]", "::ffff:a9fe:a9fe", False),
+    ("[::ffff:5db8:d70e]", "::ffff:5db8:d70e", False),  # mapped, even of a public address
+    ("[::7f00:1]", "::7f00:1", False),  # IPv4-compatible
+    ("[::a9fe:a9fe]", "::a9fe:a9fe", False),
+    ("[::127.0.0.1]", "::7f00:1", False),
+    ("[::ffff:0:a9fe:a9fe]", "::ffff:0:a9fe:a9fe", False),  # IPv4-translated
+    ("[2002:a9fe:a9fe::1]", "2002:a9fe:a9fe::1", False),  # 6to4
+    ("[2002:5db8:d70e::1]", "2002:5db8:d70e::1", False),  # 6to4, even of a public address
+    ("[64:ff9b::a9fe:a9fe]", "64:ff9b::a9fe:a9fe", False),  # NAT64
+    ("[64:ff9b::169.254.169.254]", "64:ff9b::a9fe:a9fe", False),
+    ("[64:ff9b::5db8:d70e]", "64:ff9b::5db8:d70e", False),
+    ("[64:ff9b:1::a9fe:a9fe]", "64:ff9b:1::a9fe:a9fe", False),  # NAT64, local use
+    ("[2001:0:4136:e378:8000:63bf:3fff:fdd2]", "2001:0:4136:e378:8000:63bf:3fff:fdd2", False),
+    ("[fec0::1]", "fec0::1", False),  # site-local
+    ("[fd12:3456::1]", "fd12:3456::1", False),  # unique local
+    ("[fe80::1]", "fe80::1", False),
+    ("[fe80::1%25eth0]", "fe80::1%eth0", False),  # a zone id
+    ("[ff02::1]", "ff02::1", False),
+    ("[2001:db8::1]", "2001:db8::1", False),  # documentation
+    ("93.184.215.14", "93.184.215.14", True),
+    ("1572394766", "93.184.215.14", True),
+    ("0x5d.0xb8.0xd7.0x0e", "93.184.215.14", True),
+    ("93.12113678", "93.184.215.14", True),
+    ("0135.0270.0327.016", "93.184.215.14", True),
+    ("[2606:4700:4700::1111]", "2606:4700:4700::1111", True),
+]
+SPELLING_IDS = [spelling for spelling, _address, _public in ADDRESS_SPELLINGS]
+
+
+@pytest.fixture
+def recorded_connections(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """Every outgoing connection attempt is recorded and refused as a closed port would refuse
+    it (the attempt fails cleanly; nothing leaves the machine)."""
+    attempts: list[Any] = []
+
+    def refuse(address: Any, *args: Any, **kwargs: Any) -> Any:
+        attempts.append(address[:2])
+        raise ConnectionRefusedError(f"connection attempted to {address}")
+
+    def refuse_connect(self: socket.socket, address: Any) -> Any:
+        return refuse(address)
+
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    monkeypatch.setattr(socket.socket, "connect", refuse_connect)
+    monkeypatch.setattr(socket.socket, "connect_ex", refuse_connect)
+    return attempts
+
+
+@pytest.mark.parametrize(("spelling", "address", "public"), ADDRESS_SPELLINGS, ids=SPELLING_IDS)
+def test_every_spelling_of_an_address_is_checked_as_that_address(
+    spelling: str, address: str, public: bool
+) -> None:
+    from integrations.urlguard import UnsafeUrl, url_check
+
+    assert address_is_public(address) is public
+    if public:
+        target = url_check(f"http://{spelling}/hook")
+        assert ipaddress.ip_address(target.address) == ipaddress.ip_address(address)
+    else:
+        with pytest.raises(UnsafeUrl):
+            url_check(f"http://{spelling}/hook")
+
+
+@pytest.mark.parametrize(("spelling", "address", "public"), ADDRESS_SPELLINGS, ids=SPELLING_IDS)
+def test_every_spelling_at_creation(
+    spelling: str,
+    address: str,
+    public: bool,
+    dns: dict[str, list[str]],
+    no_connections: list[Any],
+    superuser: User,
+    client_for: Callable[..., Client],
+) -> None:
+    response = client_for(superuser).post(
+        "/api/v1/webhooks",
+        {"url": f"http://{spelling}/hook", "events": ["message.created"]},
+        content_type="application/json",
+    )
+    if public:
+        assert response.status_code == 201, response.content
+    else:
+        assert response.status_code == 422, response.content
+        assert response.json()["detail"][0]["loc"] == ["body", "url"]
+        assert not WebhookEndpoint.objects.exists()
+    assert dns["__calls__"] == []  # an address literal is never looked up
+    assert no_connections == []
+
+
+@pytest.mark.parametrize(("spelling", "address", "public"), ADDRESS_SPELLINGS, ids=SPELLING_IDS)
+def test_every_spelling_at_delivery(
+    spelling: str,
+    address: str,
+    public: bool,
+    dns: dict[str, list[str]],
+    recorded_connections: list[Any],
+    customer: User,
+    settings: Any,
+) -> None:
+    """A row written around the API (or before this rule): the worker checks the same way, and
+    connects — here: tries to, the connect is patched — only to the public address named,
+    exactly it."""
+    settings.WEBHOOK_MAX_ATTEMPTS = 1
+    delivery = _one_attempt(f"http://{spelling}/hook", customer)
+    assert (delivery.status, delivery.status_code, delivery.delivered) == ("failed", None, False)
+    if public:
+        assert delivery.error == "Connection failed (ConnectError)"
+        assert [ipaddress.ip_address(a) for a, _port in recorded_connections] == [
+            ipaddress.ip_address(address)
+        ]
+        assert {port for _a, port in recorded_connections} == {80}
+    else:
+        assert recorded_connections == []
+        assert delivery.error  # refused before any connection
+    assert dns["__calls__"] == []
+
+
+# --- The path is a path -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "//169.254.169.254/latest/meta-data/",
+        "//127.0.0.1:6379/",
+        "///evil.example/x",
+        "//user@evil.example:81/x",
+        "/%2F%2Fevil.example/x",
+        "//[::1]:8080/x",
+    ],
+)
+def test_the_request_url_keeps_the_checked_address_whatever_the_path(
+    path: str, dns: dict[str, list[str]]
+) -> None:
+    from integrations.urlguard import request_url, url_check
+
+    dns["hooks.example.test"] = [PUBLIC_TEST_ADDRESS]
+    target = url_check(f"https://hooks.example.test:8443{path}?a=1")
+    url = request_url(target)
+    assert (url.scheme, url.host, url.port) == ("https", PUBLIC_TEST_ADDRESS, 8443)
+    assert url.raw_path == f"{path}?a=1".encode()
+    assert target.host_header == "hooks.example.test:8443"
+
+
+@pytest.fixture
+def second_receiver() -> Iterator[Receiver]:
+    """Another receiver on 127.0.0.1: the host a `//host` path names."""
+    yield from receiver.__wrapped__()  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("allow_list", [False, True])
+def test_a_network_path_in_the_url_is_delivered_to_the_checked_host_only(
+    allow_list: bool,
+    settings: Any,
+    dns: dict[str, list[str]],
+    receiver: Receiver,
+    second_receiver: Receiver,
+    customer: User,
+) -> None:
+    """`http://hooks:A//127.0.0.1:B/stolen`: the request goes to A (the checked host), with the
+    path as it is written; B — the host the path names — hears nothing, also when
+    WEBHOOK_ALLOWED_HOSTS names only the checked host."""
+    settings.WEBHOOK_ALLOW_PRIVATE_HOSTS = True  # the receivers are on loopback
+    if allow_list:
+        settings.WEBHOOK_ALLOWED_HOSTS = ["hooks.example.test"]
+    port_a = int(receiver.base_url.rsplit(":", 1)[1])
+    port_b = int(second_receiver.base_url.rsplit(":", 1)[1])
+    dns["hooks.example.test"] = ["127.0.0.1"]
+    path = f"//127.0.0.1:{port_b}/stolen"
+
+    delivery = _one_attempt(f"http://hooks.example.test:{port_a}{path}", customer)
+
+    (request,) = receiver.requests
+    assert request.target == path
+    assert request.headers["Host"] == f"hooks.example.test:{port_a}"
+    assert second_receiver.requests == []
+    assert delivery.delivered is True
+    # One lookup, of the URL's host; the connect resolves only the checked address it was given.
+    assert dns["__calls__"] == ["hooks.example.test", "127.0.0.1"]

@@ -63,6 +63,7 @@ def test_two_workers_deliver_each_attempt_once(
     settings: Any, customer: User, receiver: Receiver, endpoint_for: Callable[..., Any]
 ) -> None:
     settings.RATE_LIMIT_MESSAGES = "1000/m"
+    settings.RATE_LIMIT_CONVERSATIONS = "1000/h"  # 40 new conversations of one customer
     endpoint_for(receiver.url())
     receiver.answer("/hook", *([500] * 10))  # the first ten requests fail: retries race too
     for number in range(40):

@@ -9,6 +9,7 @@ mid-send).
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -45,6 +46,8 @@ NOT_AN_OBJECT: list[tuple[str, str | bytes]] = [
     ("deep-array", DEEP_ARRAY),
     ("deep-object", DEEP_OBJECT),
     ("deep-inside-an-object", '{"type": "ping", "x": ' + DEEP_ARRAY + "}"),
+    # One level past the API's limit (32): json.loads would parse it; the sockets do not.
+    ("one-past-the-depth-limit", '{"type": "ping", "x": ' + "[" * 32 + "]" * 32 + "}"),
     ("array", "[1, 2]"),
     ("number", "1"),
     ("null", "null"),
@@ -355,3 +358,45 @@ async def test_client_vanishing_mid_send_leaves_no_task_or_group(
     assert all(task.done() for task in tasks)
     assert consumer._tasks == {}
     assert consumer.channel_name not in _group_members(group)
+
+
+# --- The depth limit is the API's: 32 levels --------------------------------------------------
+
+
+def _nested(frame: dict[str, Any], depth: int) -> str:
+    """`frame` as JSON with a field nesting arrays so the whole frame is `depth` levels deep."""
+    return (
+        json.dumps({**frame, "pad": "@"})[:-1].replace('"@"', "[" * (depth - 1) + "]" * (depth - 1))
+        + "}"
+    )
+
+
+@pytest.mark.parametrize("which", [0, 1], ids=["conversation", "escalations"])
+async def test_frames_obey_the_apis_depth_limit(customer: User, operator: User, which: int) -> None:
+    conversation, customer_token, operator_token = await _setup(customer, operator)
+    path, token = _sockets(conversation, customer_token, operator_token)[which]
+
+    # Before authentication: a valid auth frame one level too deep is not an auth frame.
+    communicator = make_communicator(path)
+    assert (await communicator.connect())[0]
+    await _send(communicator, _nested({"type": "auth", "token": token}, 33))
+    assert await expect_close(communicator) == 4401
+    await communicator.disconnect()
+
+    communicator = make_communicator(path)
+    assert (await communicator.connect())[0]
+    await _send(communicator, _nested({"type": "auth", "token": token}, 32))
+    assert (await communicator.receive_json_from(timeout=5))["type"] == "auth.ok"
+    try:
+        # After it: an error frame naming the limit, and the socket answers on.
+        await _send(communicator, _nested({"type": "ping"}, 33))
+        assert await communicator.receive_json_from(timeout=5) == {
+            "type": "error",
+            "detail": "JSON nested deeper than 32 levels",
+            "status": 400,
+            "code": "bad_frame",
+        }
+        await _send(communicator, _nested({"type": "ping"}, 32))
+        assert await communicator.receive_json_from(timeout=5) == {"type": "pong"}
+    finally:
+        await communicator.disconnect()

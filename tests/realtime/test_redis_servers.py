@@ -186,3 +186,60 @@ async def test_idle_sockets_on_both_processes_still_receive_after_silence(
     finally:
         await on_a.close()
         await on_b.close()
+
+
+async def _refused(server: Server, path: str, token: str) -> None:
+    """Refused by the socket cap: the error frame naming the limit, then close 4429."""
+    socket = await websockets.connect(
+        f"{server.ws}{path}",
+        origin=server.http,  # type: ignore[arg-type]
+        ping_interval=None,
+        open_timeout=10,
+    )
+    try:
+        await socket.send(json.dumps({"type": "auth", "token": token}))
+        error = json.loads(await asyncio.wait_for(socket.recv(), 10))
+        assert (error["type"], error["code"], error["limit"]) == ("error", "too_many_sockets", 3)
+        with pytest.raises(websockets.ConnectionClosed) as closed:
+            await asyncio.wait_for(socket.recv(), 10)
+        assert closed.value.rcvd is not None
+        assert closed.value.rcvd.code == 4429
+    finally:
+        await socket.close()
+
+
+async def test_the_socket_cap_holds_across_processes_and_outlives_no_killed_process() -> None:
+    """Three places for alice on a deployment of two processes: sockets on either count
+    together; closing one on A lets the next open on B at once; the place of a socket whose
+    process was SIGKILLed lapses within the lease (3 s here), not never."""
+    with deployment(WS_MAX_SOCKETS_PER_USER="3", WS_SOCKET_LEASE_SECONDS="3") as shared:
+        server_a, server_b = shared.start_server(), shared.start_server()
+        token = await asyncio.to_thread(sign_in, server_a, "alice")
+        _, me = await asyncio.to_thread(api, server_a, "GET", "/api/v1/auth/me", None, token)
+        conversation_id = (await _post(server_a, token, me["id"], None, "Hello"))["conversation_id"]
+        path = f"/ws/conversations/{conversation_id}/"
+        on_a = [await _connect(server_a, path, token), await _connect(server_a, path, token)]
+        on_b = [await _connect(server_b, path, token)]
+        try:
+            await _refused(server_b, path, token)
+            await _refused(server_a, path, token)
+
+            await on_a.pop().close()
+            on_b.append(await _connect(server_b, path, token))  # at once, on the other process
+            await _refused(server_b, path, token)
+
+            server_a.process.kill()  # its socket never says goodbye
+            server_a.process.wait(timeout=10)
+            await _refused(server_b, path, token)  # the dead process's place is still leased
+            started = asyncio.get_running_loop().time()
+            while True:
+                try:
+                    on_b.append(await _connect(server_b, path, token))
+                    break
+                except AssertionError:
+                    await asyncio.sleep(0.5)
+                assert asyncio.get_running_loop().time() - started < 6, "the place never lapsed"
+        finally:
+            for socket in on_a + on_b:
+                await socket.close()
+            assert server_b.process.poll() is None, server_b.log_tail()

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from django.test import Client
 
-from accounts.models import ApiKey, User
+from accounts.models import ApiKey, SecurityEvent, User
 from core.ids import MAX_ID
 from core.parsing import MAX_FIELDS, MAX_JSON_DEPTH, MalformedRequest, json_loads
 from core.text import clean_text, ensure_storable, unstorable_reason
@@ -100,6 +100,84 @@ def test_form_body_in_another_charset_is_400(
 
     assert response.status_code == 400
     assert response.json() == {"detail": "Form bodies must be UTF-8 encoded"}
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "username",
+    [
+        pytest.param(b"al%ED%A0%80ice", id="lone-high-surrogate"),
+        pytest.param(b"%ED%BF%BF", id="lone-low-surrogate"),
+        pytest.param(b"alic%E9", id="latin-1-byte"),
+        pytest.param(b"%C3", id="truncated-sequence"),
+        pytest.param(b"%F8%88%80%80%80", id="five-byte-sequence"),
+    ],
+)
+def test_a_form_field_that_is_not_utf8_is_400_not_a_failed_sign_in(
+    anonymous_client: Client, customer: User, username: bytes
+) -> None:
+    """Django would decode the field to U+FFFD and the sign-in would fail as a wrong password
+    (401, counted and recorded); the input is malformed: 400, nothing counted."""
+    response = anonymous_client.generic(
+        "POST",
+        "/api/v1/auth/token",
+        b"grant_type=password&username=" + username + b"&password=x",
+        content_type="application/x-www-form-urlencoded",
+    )
+
+    assert response.status_code == 400
+    assert response.json() == {"detail": "Form bodies must be UTF-8 encoded"}
+    assert not SecurityEvent.objects.filter(kind="login_failed").exists()
+
+
+@pytest.mark.django_db
+def test_a_multipart_field_that_is_not_utf8_is_400(superuser_client: Client) -> None:
+    body = (
+        b'--x\r\nContent-Disposition: form-data; name="refresh_token"\r\n\r\n'
+        b"a\xed\xa0\x80b\r\n--x--\r\n"
+    )
+    response = superuser_client.generic(
+        "POST", "/api/v1/auth/revoke", body, content_type="multipart/form-data; boundary=x"
+    )
+
+    assert response.status_code == 400
+    assert response.json() == {"detail": "Form bodies must be UTF-8 encoded"}
+
+
+@pytest.mark.django_db
+def test_a_replacement_character_the_client_sent_is_text_like_any_other(
+    anonymous_client: Client, customer: User, superuser_client: Client
+) -> None:
+    """U+FFFD spelled out in UTF-8 (or percent-encoded) is ordinary text: only bytes that are
+    not UTF-8 are refused."""
+    form = anonymous_client.generic(
+        "POST",
+        "/api/v1/auth/token",
+        b"grant_type=password&username=a%EF%BF%BDb&password=x",
+        content_type="application/x-www-form-urlencoded",
+    )
+    assert form.status_code == 401  # a name no account has: a failed sign-in
+    multipart = superuser_client.generic(
+        "POST",
+        "/api/v1/auth/revoke",
+        b'--x\r\nContent-Disposition: form-data; name="refresh_token"\r\n\r\n'
+        + "a\ufffdb".encode()
+        + b"\r\n--x--\r\n",
+        content_type="multipart/form-data; boundary=x",
+    )
+    assert multipart.status_code == 204  # an unknown refresh token is ignored (RFC 7009)
+
+
+@pytest.mark.django_db
+def test_the_admin_login_refuses_a_form_that_is_not_utf8(customer: User) -> None:
+    response = Client().generic(
+        "POST",
+        "/admin/login/",
+        b"username=al%ED%A0%80ice&password=x",
+        content_type="application/x-www-form-urlencoded",
+    )
+    assert response.status_code == 400
+    assert not SecurityEvent.objects.filter(kind="login_failed").exists()
 
 
 @pytest.mark.django_db

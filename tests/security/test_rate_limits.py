@@ -8,7 +8,7 @@ import pytest
 from django.test import Client
 
 from accounts.models import SecurityEvent, User
-from messaging.models import Message
+from messaging.models import Conversation, Message
 from tests.factories import DEFAULT_PASSWORD
 
 TOKEN = "/api/v1/auth/token"
@@ -105,3 +105,71 @@ def test_messages_are_limited_per_user(
         content_type="application/json",
     )
     assert other.status_code == 200
+
+
+@pytest.mark.django_db
+def test_new_conversations_are_limited_per_customer(
+    settings: Any, customer: User, other_customer: User, client_for: Any, rate_limit_clock: Any
+) -> None:
+    """RATE_LIMIT_CONVERSATIONS counts only sends that start a conversation: past it, a new
+    one is a 429 with the rate headers and writes nothing, while the customer goes on writing
+    in the conversations they have, and a replay of a keyed request is still a replay."""
+    settings.RATE_LIMIT_CONVERSATIONS = "2/h"
+    client = client_for(customer)
+
+    def send(conversation_id: int | None, key: str | None = None) -> Any:
+        return client.post(
+            "/api/v1/messages/process",
+            {"message": "hello", "customer_id": customer.pk, "conversation_id": conversation_id},
+            content_type="application/json",
+            headers={"Idempotency-Key": key} if key else {},
+        )
+
+    first = send(None, key="first")
+    second = send(0)
+    assert (first.status_code, second.status_code) == (200, 200)
+    refused = send(None)
+    assert refused.status_code == 429
+    assert refused.json() == {"detail": "Too many requests"}
+    assert refused["RateLimit-Limit"] == "2"
+    assert refused["RateLimit-Remaining"] == "0"
+    assert 1 <= int(refused["Retry-After"]) <= 3600
+    assert refused["RateLimit-Reset"] == refused["Retry-After"]
+    assert send(0).status_code == 429
+    assert Conversation.objects.filter(customer=customer).count() == 2
+    event = SecurityEvent.objects.filter(kind="rate_limited").latest("id")
+    assert event.detail == {"group": "conversations:user", "rate": "2/h"}
+
+    # Existing conversations take messages as before; a replay replays.
+    for body in (first, second):
+        assert send(body.json()["conversation_id"]).status_code == 200
+    replay = send(None, key="first")
+    assert (replay.status_code, replay["Idempotent-Replayed"]) == (200, "true")
+    assert replay.json()["conversation_id"] == first.json()["conversation_id"]
+    # Another customer has their own budget; the next window opens a new one.
+    other = client_for(other_customer).post(
+        "/api/v1/messages/process",
+        {"message": "hi", "customer_id": other_customer.pk},
+        content_type="application/json",
+    )
+    assert other.status_code == 200
+    rate_limit_clock.advance(3600)
+    assert send(None).status_code == 200
+    assert Conversation.objects.filter(customer=customer).count() == 3
+
+
+@pytest.mark.django_db
+def test_a_refused_new_conversation_frees_its_idempotency_key(
+    settings: Any, customer: User, client_for: Any, rate_limit_clock: Any
+) -> None:
+    settings.RATE_LIMIT_CONVERSATIONS = "1/h"
+    client = client_for(customer)
+    body = {"message": "hello", "customer_id": customer.pk, "conversation_id": None}
+    headers = {"Idempotency-Key": "k-2"}
+    assert client.post("/api/v1/messages/process", body, "application/json").status_code == 200
+    refused = client.post("/api/v1/messages/process", body, "application/json", headers=headers)
+    assert refused.status_code == 429
+    rate_limit_clock.advance(3600)
+    retried = client.post("/api/v1/messages/process", body, "application/json", headers=headers)
+    assert retried.status_code == 200
+    assert "Idempotent-Replayed" not in retried

@@ -8,6 +8,7 @@ import pytest
 from django.test import Client
 
 from accounts.models import SecurityEvent, User
+from escalations.services import operators_group_ensure
 from messaging.models import Conversation
 
 PROCESS = "/api/v1/messages/process"
@@ -81,7 +82,8 @@ def test_promoted_customer_needs_a_new_token_for_staff_scopes(
 ) -> None:
     client = client_for(customer)
     User.objects.filter(pk=customer.pk).update(is_staff=True)
-    # Tier passes now, but the token was granted only customer scopes.
+    customer.groups.add(operators_group_ensure())
+    # An operator now: the tier passes, but the token was granted only customer scopes.
     response = client.get("/api/v1/statistics")
     assert response.status_code == 403
     assert response["WWW-Authenticate"] == 'Bearer error="insufficient_scope", scope="stats:read"'
