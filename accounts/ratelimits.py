@@ -151,6 +151,41 @@ def login_rate_limit_enforce(*, request: HttpRequest, username: str) -> RateUsag
     return min(known, key=lambda usage: usage.remaining) if known else None
 
 
+def _budget_spent(*, group: str, key: str, rate: str) -> RateLimited | None:
+    """Whether the budget `key` of `group` is already spent, counting nothing: the same cache
+    key and window as `rate_limit_enforce`."""
+    if not getattr(settings, "RATELIMIT_ENABLE", True):
+        return None
+    limit, period = ratelimit_split_rate(rate)
+    window = ratelimit_window(key, period)
+    cache = caches[getattr(settings, "RATELIMIT_USE_CACHE", "default")]
+    count = cache.get(ratelimit_cache_key(group, window, rate, key, ALL)) or 0
+    if int(count) >= limit:
+        return RateLimited(limit=limit, retry_after=max(1, window - int(time.time())))
+    return None
+
+
+def login_budget_check(*, request: HttpRequest, username: str) -> None:
+    """Raise RateLimited (and record it) when the sign-in budget of the client IP or of the
+    account is already spent; spends nothing. For steps that count only failures (a second
+    factor's code, a password confirmation): a right answer within the limits is accepted and
+    costs nothing, a wrong one is counted by `login_rate_limit_enforce`."""
+    ip = client_ip(request.META) or "unknown"
+    budgets = [("login:ip", ip)]
+    canonical = canonical_username_or_none(username)
+    if canonical is not None:
+        budgets.append(("login:username", canonical))
+    for group, key in budgets:
+        spent = _budget_spent(group=group, key=key, rate=settings.RATE_LIMIT_LOGIN)
+        if spent is not None:
+            security_event_record(
+                kind=SecurityEvent.Kind.RATE_LIMITED,
+                request=request,
+                detail={"group": group, "rate": settings.RATE_LIMIT_LOGIN},
+            )
+            raise spent
+
+
 def refresh_rate_limit_enforce(*, request: HttpRequest) -> RateUsage | None:
     ip = client_ip(request.META) or "unknown"
     return rate_limit_enforce(

@@ -105,6 +105,11 @@ class UserOut(Schema):
     email: str
 
 
+class MfaStatusOut(Schema):
+    totp: bool
+    recovery_codes_left: int
+
+
 class MeOut(Schema):
     id: int
     username: str
@@ -112,6 +117,60 @@ class MeOut(Schema):
     is_staff: bool
     is_superuser: bool
     scopes: list[str]
+    mfa: MfaStatusOut
+
+
+CodeField = Field(
+    min_length=1,
+    max_length=64,
+    description="A current 6-digit TOTP code, or an unused recovery code",
+)
+
+
+class MfaTokenIn(StrictIn):
+    mfa_token: str = Field(min_length=1, max_length=128)
+    code: str = CodeField
+
+
+class PasswordConfirmIn(StrictIn):
+    password: str = Field(min_length=1, max_length=1024)
+
+
+class TotpConfirmIn(StrictIn):
+    code: str = Field(min_length=1, max_length=64, description="A code from the new secret")
+
+
+class TotpDisableIn(StrictIn):
+    password: str = Field(min_length=1, max_length=1024)
+    code: str = CodeField
+
+
+class TotpEnrolmentOut(Schema):
+    secret: str = Field(description="Base32; shown only in this response")
+    otpauth_uri: str
+
+
+class RecoveryCodesOut(Schema):
+    recovery_codes: list[str] = Field(description="Ten single-use codes; shown only here")
+
+
+class PasswordChangeIn(StrictIn):
+    current_password: str = Field(min_length=1, max_length=1024)
+    new_password: str = Field(min_length=1, max_length=1024)
+
+
+class SessionOut(Schema):
+    id: int
+    created_at: datetime
+    last_used_at: datetime
+    ip: str | None
+    user_agent: str
+    amr: list[str]
+    current: bool
+
+
+class SessionListOut(Schema):
+    items: list[SessionOut]
 
 
 class ApiKeyIn(StrictIn):
