@@ -16,6 +16,7 @@ from accounts import mfa, services
 from accounts.data_rights import user_erase
 from accounts.models import ApiKey, SecurityEvent, TotpDevice, User
 from accounts.scopes import ALL_SCOPES, SCOPE_DESCRIPTIONS
+from accounts.sessions import sessions_revoke_others
 from core.request_context import CallContext
 
 
@@ -50,7 +51,7 @@ class ParleyUserAdmin(SuperuserOnlyMixin, UserAdmin):
         "second_factor",
         "date_joined",
     )
-    actions = ["reset_second_factor"]
+    actions = ["reset_second_factor", "sign_out_everywhere"]
     # Operators set their own display name on the escalation list; superusers may set anyone's.
     fieldsets = (
         *(UserAdmin.fieldsets or ())[:1],
@@ -79,6 +80,18 @@ class ParleyUserAdmin(SuperuserOnlyMixin, UserAdmin):
     @admin.display(boolean=True, description="Second factor", ordering="has_second_factor")
     def second_factor(self, obj: User) -> bool:
         return bool(getattr(obj, "has_second_factor", False))
+
+    @admin.action(description="Sign out everywhere (revoke every API session)")
+    def sign_out_everywhere(self, request: HttpRequest, queryset: Any) -> None:
+        revoked = 0
+        for user in queryset:
+            revoked += sessions_revoke_others(
+                user=user,
+                keep_family=None,
+                context=CallContext.from_request(request),
+                reason="revoked by a superuser",
+            )
+        self.message_user(request, f"Revoked {revoked} session(s).")
 
     @admin.action(description="Reset second factor (the user enrols again)")
     def reset_second_factor(self, request: HttpRequest, queryset: Any) -> None:

@@ -26,6 +26,7 @@ from accounts import mfa
 from accounts.admin_tickets import AMR_SESSION_KEY
 from accounts.models import User
 from accounts.ratelimits import login_budget_check, login_rate_limit_enforce
+from accounts.services import password_check
 from core.errors import Conflict, RateLimited
 from core.request_context import CallContext
 
@@ -115,23 +116,16 @@ def _rate_limited(
 
 
 def second_factor_redirect(request: HttpRequest) -> str | None:
-    """Where a signed-in admin user must go before this page, or None.
-
-    - An account with a factor whose session was not proven with it (signed in before the
-      factor was required, or before it was enrolled elsewhere): signed out, back to the login.
-    - Staff without a factor while STAFF_MFA_REQUIRED=1: the enrolment page.
-    Sessions proven with the factor cost no query here."""
+    """Where a signed-in admin user must go before this page, or None: under
+    STAFF_MFA_REQUIRED=1, staff whose admin session was not proven with a second factor go to
+    the enrolment page (which signs out an account that has a factor but did not use it, and
+    lets one without a factor enrol). Costs no query: the session says how it was proven."""
     user = request.user
     if not (user.is_authenticated and user.is_active and user.is_staff):
         return None
-    if session_has_second_factor(request):
+    if session_has_second_factor(request) or not mfa.mfa_required_for(user):  # type: ignore[arg-type]
         return None
-    if mfa.has_confirmed_factor(user):  # type: ignore[arg-type]
-        auth_logout(request)
-        return f"{reverse('admin:login')}?{REDIRECT_FIELD_NAME}={request.get_full_path()}"
-    if mfa.mfa_required_for(user):  # type: ignore[arg-type]
-        return reverse("admin:mfa")
-    return None
+    return reverse("admin:mfa")
 
 
 def _qr_data_uri(uri: str) -> str:
@@ -150,6 +144,13 @@ def enrolment_view(request: HttpRequest, context: dict[str, Any]) -> HttpRespons
         "error": None,
     }
     if mfa.has_confirmed_factor(user):
+        if not session_has_second_factor(request):
+            # The account has a factor this session never used (it was signed in before the
+            # factor was enrolled elsewhere): sign in again, with it.
+            auth_logout(request)
+            return HttpResponseRedirect(
+                f"{reverse('admin:login')}?{REDIRECT_FIELD_NAME}={reverse('admin:index')}"
+            )
         return TemplateResponse(
             request, "admin/parley/mfa.html", {**page, "status": mfa.mfa_status(user)}
         )
@@ -159,6 +160,9 @@ def enrolment_view(request: HttpRequest, context: dict[str, Any]) -> HttpRespons
         except RateLimited as exc:
             return _rate_limited(request, context, exc)
         try:
+            # Changing how the account signs in asks for the password again (ASVS 7.5.1).
+            if not password_check(user=user, password=request.POST.get("password", "")):
+                raise mfa.InvalidCode()
             codes = mfa.totp_enrolment_confirm(
                 user=user,
                 code=request.POST.get("code", ""),
@@ -167,7 +171,9 @@ def enrolment_view(request: HttpRequest, context: dict[str, Any]) -> HttpRespons
             )
         except mfa.InvalidCode:
             login_rate_limit_enforce(request=request, username=user.get_username())
-            page["error"] = "That code is not valid. Check your device's clock and try again."
+            page["error"] = (
+                "The password or the code is not right. Check your device's clock and try again."
+            )
         except Conflict:
             pass  # the pending secret is gone (replaced elsewhere): show a new one below
         else:

@@ -35,6 +35,7 @@ from accounts.scopes import (
 )
 from accounts.security import security_event_record
 from accounts.sessions import (
+    session_over,
     session_password_carried,
     session_start,
     session_touch,
@@ -151,6 +152,8 @@ def token_refresh(*, raw_refresh: str, request: HttpRequest | None = None) -> To
     ):
         raise NotAuthenticated("Invalid or expired refresh token")
     family = refresh[FAMILY_CLAIM]
+    if session_over(family=family):
+        raise NotAuthenticated("Session expired: sign in again")
     with transaction.atomic():
         if RevokedTokenFamily.objects.filter(family=family).exists():
             raise NotAuthenticated("Invalid or expired refresh token")

@@ -9,9 +9,10 @@ refresh and access tokens stop at once, and its sockets are told to re-check (th
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
@@ -60,6 +61,18 @@ def session_touch(*, family: str, expires_at: datetime, ip: str | None = None) -
     if ip:
         changes["ip"] = ip
     SignInSession.objects.filter(family=family).update(**changes)
+
+
+def session_over(*, family: str, now: datetime | None = None) -> bool:
+    """Whether the session of `family` has reached its absolute lifetime (SESSION_MAX_DAYS
+    after its sign-in), however recently it was refreshed. A family without a session row
+    (tokens minted outside a sign-in) is bounded by its refresh tokens alone."""
+    started = (
+        SignInSession.objects.filter(family=family).values_list("created_at", flat=True).first()
+    )
+    if started is None:
+        return False
+    return (now or timezone.now()) >= started + timedelta(days=settings.SESSION_MAX_DAYS)
 
 
 def session_list_for_user(*, user: User) -> list[SignInSession]:

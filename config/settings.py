@@ -290,6 +290,9 @@ JWT_AUDIENCE = env.str("JWT_AUDIENCE", default="parley")
 # A float, so tests can use lifetimes of seconds (e.g. 0.4 = 24 s).
 ACCESS_TOKEN_MINUTES = env.float("ACCESS_TOKEN_MINUTES", default=15)
 REFRESH_TOKEN_DAYS = env.int("REFRESH_TOKEN_DAYS", default=7)
+# A session (a sign-in's refresh-token family) ends this long after the sign-in however often it
+# is refreshed: the absolute lifetime beside the inactivity limit of REFRESH_TOKEN_DAYS.
+SESSION_MAX_DAYS = env.int("SESSION_MAX_DAYS", default=30)
 SIMPLE_JWT = {
     "ALGORITHM": "HS256",
     "SIGNING_KEY": JWT_SIGNING_KEY,

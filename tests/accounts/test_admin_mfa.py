@@ -128,9 +128,16 @@ def test_staff_without_a_factor_reach_the_enrolment_page_first(
     # The same secret on a reload (not a new one each time).
     assert secret.group(1) in client.get(MFA_PAGE).content.decode()
 
-    confirmed = client.post(MFA_PAGE, {"code": pyotp.TOTP(secret.group(1)).now()})
+    wrong_password = client.post(
+        MFA_PAGE, {"password": "not-it", "code": pyotp.TOTP(secret.group(1)).now()}
+    )
+    assert 'id="mfa-error"' in wrong_password.content.decode()
+    assert TotpDevice.objects.get(user=operator).confirmed_at is None
+    confirmed = client.post(
+        MFA_PAGE, {"password": DEFAULT_PASSWORD, "code": pyotp.TOTP(secret.group(1)).now()}
+    )
     assert confirmed.status_code == 200
-    codes = re.findall(r"<li><code>([a-z2-7-]{19})</code></li>", confirmed.content.decode())
+    codes = re.findall(r"<li><code>([a-z2-7-]{34})</code></li>", confirmed.content.decode())
     assert len(codes) == 10
     assert confirmed["Cache-Control"].count("no-store") == 1
     assert client.get("/admin/").status_code == 200
@@ -148,7 +155,7 @@ def test_a_wrong_enrolment_code_is_refused(operator: User, settings: Any) -> Non
     client = Client()
     password_step(client)
     client.get(MFA_PAGE)
-    response = client.post(MFA_PAGE, {"code": "000000"})
+    response = client.post(MFA_PAGE, {"password": DEFAULT_PASSWORD, "code": "000000"})
     assert response.status_code == 200
     assert 'id="mfa-error"' in response.content.decode()
     assert client.get("/admin/").status_code == 302
@@ -166,13 +173,14 @@ def test_logout_passes_the_enrolment_gate(operator: User, settings: Any) -> None
 
 
 @pytest.mark.django_db
-def test_a_session_not_proven_with_the_factor_is_signed_out(operator: User) -> None:
+def test_a_session_not_proven_with_the_factor_is_signed_out(operator: User, settings: Any) -> None:
+    settings.STAFF_MFA_REQUIRED = True
     client = Client()
     client.force_login(operator)  # e.g. signed in before the factor was enrolled
     enrolled(operator)
-    response = client.get("/admin/")
-    assert response.status_code == 302
-    assert response["Location"].startswith(LOGIN)
+    response = client.get("/admin/", follow=True)
+    assert response.redirect_chain[0] == (MFA_PAGE, 302)
+    assert response.redirect_chain[1][0].startswith(LOGIN)
     assert "_auth_user_id" not in client.session
 
 

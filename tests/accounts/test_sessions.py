@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import jwt
@@ -238,3 +239,37 @@ def test_a_right_current_password_costs_no_sign_in_budget(customer: User, settin
     right = {"current_password": DEFAULT_PASSWORD, "new_password": NEW_PASSWORD}
     assert client.post(PASSWORD, right, content_type="application/json").status_code == 204
     sign_in(password=NEW_PASSWORD)  # 2 of 2: still allowed
+
+
+@pytest.mark.django_db
+def test_a_session_ends_at_its_absolute_lifetime_however_often_refreshed(
+    customer: User, settings: Any
+) -> None:
+    settings.SESSION_MAX_DAYS = 30
+    tokens = sign_in()
+    session = SignInSession.objects.get(family=family(tokens))
+    SignInSession.objects.filter(pk=session.pk).update(
+        created_at=session.created_at - timedelta(days=29, hours=23)
+    )
+    tokens = refresh(tokens).json()  # still within the 30 days
+    SignInSession.objects.filter(pk=session.pk).update(
+        created_at=session.created_at - timedelta(days=30, seconds=1)
+    )
+    response = refresh(tokens)
+    assert response.status_code == 401
+
+
+@pytest.mark.django_db
+def test_a_superuser_signs_a_user_out_everywhere(customer: User, superuser: User) -> None:
+    phone, laptop = sign_in(), sign_in()
+    admin = Client()
+    admin.force_login(superuser)
+    response = admin.post(
+        "/admin/accounts/user/",
+        {"action": "sign_out_everywhere", "_selected_action": [customer.pk]},
+    )
+    assert response.status_code == 302
+    assert bearer(phone).get(ME).status_code == 401
+    assert bearer(laptop).get(ME).status_code == 401
+    assert refresh(laptop).status_code == 401
+    assert SecurityEvent.objects.filter(kind="session_revoked", user=customer).count() == 2
