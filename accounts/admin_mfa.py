@@ -98,6 +98,7 @@ def login_code_view(request: HttpRequest, context: dict[str, Any]) -> HttpRespon
         return TemplateResponse(request, "admin/parley/login_code.html", page)
     assert isinstance(pending, dict)  # noqa: S101 - the challenge came from it
     auth_login(request, challenge.user, backend=str(pending.get("backend")))
+    request.session.pop(PENDING_SESSION_KEY, None)
     request.session[AMR_SESSION_KEY] = AMR_PASSWORD_AND_CODE
     return HttpResponseRedirect(_safe_next(request, pending.get("next")))
 

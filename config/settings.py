@@ -283,6 +283,8 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+    # The service's own name and purpose (docs/security.md, "Passwords").
+    {"NAME": "accounts.passwords.ContextWordsValidator"},
 ]
 
 JWT_ISSUER = env.str("JWT_ISSUER", default="parley")

@@ -12,6 +12,7 @@ import pytest
 from django.test import Client
 
 from accounts import mfa
+from accounts.admin_mfa import PENDING_SESSION_KEY as PENDING_KEY
 from accounts.admin_tickets import AMR_SESSION_KEY
 from accounts.models import RecoveryCode, SecurityEvent, SignInSession, TotpDevice, User
 from tests.accounts.test_mfa import code_at, enrolled
@@ -248,3 +249,18 @@ def test_operators_cannot_reset_factors(operator: User, customer: User, settings
     )
     assert response.status_code == 403
     assert TotpDevice.objects.filter(user=customer).exists()
+
+
+@pytest.mark.django_db
+def test_the_admin_session_key_changes_at_sign_in(operator: User) -> None:
+    secret = enrolled(operator)
+    client = Client()
+    client.get(LOGIN)
+    password_step(client)
+    before = client.session.session_key
+    client.post(CODE, {"code": code_at(secret)})
+    after = client.session.session_key
+    assert before
+    assert after
+    assert before != after
+    assert PENDING_KEY not in client.session

@@ -144,3 +144,22 @@ def test_the_data_migration_encrypts_existing_webhook_secrets() -> None:
         (column,) = cursor.fetchone()
     assert plaintext not in column
     assert WebhookEndpoint.objects.get().secret == plaintext
+
+
+@pytest.mark.django_db
+def test_a_tampered_encrypted_value_is_refused(settings: Any) -> None:
+    """Authenticated encryption: a changed byte in the column is detected, never decrypted
+    into something else."""
+    UserFactory(username="root")
+    _secrets_written(settings)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT id, secret FROM integrations_webhookendpoint")
+        pk, column = cursor.fetchone()
+        raw = bytearray(base64.urlsafe_b64decode(column))
+        raw[40] ^= 1  # a ciphertext byte
+        cursor.execute(
+            "UPDATE integrations_webhookendpoint SET secret = %s WHERE id = %s",
+            [base64.urlsafe_b64encode(bytes(raw)).decode(), pk],
+        )
+    with pytest.raises(ImproperlyConfigured):
+        WebhookEndpoint.objects.get()
