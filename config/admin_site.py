@@ -93,7 +93,7 @@ class ParleyAdminSite(admin.AdminSite):
             authentication_form=self.login_form or AdminAuthenticationForm,
             template_name=self.login_template or "admin/login.html",
         )
-        return view(request)  # type: ignore[no-any-return]
+        return view(request)  # type: ignore[return-value]
 
     @method_decorator(never_cache)
     @method_decorator(csrf_protect)
