@@ -22,6 +22,7 @@ from accounts.schemas import (
     ApiKeyIn,
     ApiKeyOut,
     ApiKeyPageOut,
+    EnrolmentRequiredOut,
     MeOut,
     MfaTokenIn,
     PasswordChangeIn,
@@ -34,6 +35,7 @@ from accounts.schemas import (
     SessionListOut,
     TokenIn,
     TokenOut,
+    TokenRefusedOut,
     TotpConfirmIn,
     TotpDisableIn,
     TotpEnrolmentOut,
@@ -85,7 +87,12 @@ def _token_request(request: HttpRequest) -> TokenIn | PasswordGrantIn:
 @auth_router.post(
     "/token",
     auth=None,
-    response={200: TokenOut, **error_responses(401, 403, 415, 429, *BODY_ERRORS)},
+    response={
+        200: TokenOut,
+        **error_responses(415, 429, *BODY_ERRORS),
+        401: TokenRefusedOut,
+        403: EnrolmentRequiredOut,
+    },
     openapi_extra={"requestBody": _TOKEN_REQUEST_BODY},
     summary="Get an access and refresh token (JSON or OAuth2 password form); with a second "
     "factor, 401 with mfa_required and an mfa_token for POST /auth/token/mfa",

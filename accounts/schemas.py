@@ -105,6 +105,23 @@ class UserOut(Schema):
     email: str
 
 
+class TokenRefusedOut(Schema):
+    """401 from POST /auth/token: bad credentials, or a right password awaiting its code."""
+
+    detail: str
+    mfa_required: bool | None = Field(
+        default=None, description="true: send the mfa_token and a code to POST /auth/token/mfa"
+    )
+    mfa_token: str | None = Field(default=None, description="5 minutes, single use")
+
+
+class EnrolmentRequiredOut(Schema):
+    """403 from POST /auth/token: staff without a second factor while one is required."""
+
+    detail: str
+    mfa_enrolment_required: bool
+
+
 class MfaStatusOut(Schema):
     totp: bool
     recovery_codes_left: int

@@ -254,7 +254,8 @@ def expired_tokens_prune(*, now: datetime | None = None) -> int:
     revoked, _ = RevokedAccessToken.objects.filter(expires_at__lte=now).delete()
     outstanding, _ = OutstandingToken.objects.filter(expires_at__lte=now).delete()
     families, _ = RevokedTokenFamily.objects.filter(expires_at__lte=now).delete()
-    return revoked + outstanding + families
+    sessions, _ = SignInSession.objects.filter(expires_at__lte=now).delete()
+    return revoked + outstanding + families + sessions
 
 
 # --- Password ---------------------------------------------------------------------------------

@@ -509,3 +509,49 @@ def test_the_totp_secret_is_encrypted_in_its_column(customer: User) -> None:
     assert secret not in stored
     assert stored.startswith("gAAAAA")  # a Fernet token
     assert TotpDevice.objects.get(user=customer).secret == secret
+
+
+@pytest.mark.django_db
+def test_the_staff_rule_adds_no_query_to_the_message_route(
+    customer: User, settings: Any, django_assert_num_queries: Any
+) -> None:
+    """The amr check reads the token: with STAFF_MFA_REQUIRED on, the customer's message route
+    runs exactly the statements it is pinned at (tests/messaging/test_process_round_trips.py)."""
+    from tests.factories import ConversationFactory, MessageFactory
+    from tests.messaging.test_process_round_trips import STATEMENTS
+
+    settings.STAFF_MFA_REQUIRED = True
+    conversation = ConversationFactory(customer=customer)
+    MessageFactory(conversation=conversation)
+    client = bearer(sign_in("alice").json()["access_token"])
+    with django_assert_num_queries(STATEMENTS):
+        response = post(
+            client,
+            "/api/v1/messages/process",
+            {
+                "message": "How do I reset my password?",
+                "customer_id": customer.pk,
+                "conversation_id": conversation.pk,
+            },
+        )
+    assert response.status_code == 200
+
+
+@pytest.mark.django_db
+def test_the_staff_rule_adds_no_query_to_a_staff_route(
+    operator: User, settings: Any, django_assert_num_queries: Any
+) -> None:
+    settings.STAFF_MFA_REQUIRED = False
+    client = bearer(sign_in("olivia").json()["access_token"])
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    with CaptureQueriesContext(connection) as off:
+        assert client.get("/api/v1/escalations").status_code == 200
+    settings.STAFF_MFA_REQUIRED = True
+    secret = enrolled(operator)
+    tokens = post(
+        Client(), TOKEN_MFA, {"mfa_token": mfa_token_for("olivia"), "code": code_at(secret)}
+    ).json()
+    with django_assert_num_queries(len(off.captured_queries)):
+        assert bearer(tokens["access_token"]).get("/api/v1/escalations").status_code == 200

@@ -273,3 +273,18 @@ def test_a_superuser_signs_a_user_out_everywhere(customer: User, superuser: User
     assert bearer(laptop).get(ME).status_code == 401
     assert refresh(laptop).status_code == 401
     assert SecurityEvent.objects.filter(kind="session_revoked", user=customer).count() == 2
+
+
+@pytest.mark.django_db
+def test_expired_sessions_are_pruned(customer: User, settings: Any) -> None:
+    from django.utils import timezone
+
+    from accounts import services
+
+    sign_in()
+    services.expired_tokens_prune(now=timezone.now() + timedelta(days=1))
+    assert SignInSession.objects.count() == 1
+    services.expired_tokens_prune(
+        now=timezone.now() + timedelta(days=settings.REFRESH_TOKEN_DAYS, minutes=1)
+    )
+    assert SignInSession.objects.count() == 0

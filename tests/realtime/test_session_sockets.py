@@ -138,3 +138,28 @@ async def test_another_users_sockets_are_untouched(customer: User, other_custome
         await _still_open(bob_socket)
     finally:
         await bob_socket.disconnect()
+
+
+@sync_to_async
+def _staff_token(user: User, amr: tuple[str, ...]) -> str:
+    from accounts.services import token_pair_issue
+
+    return token_pair_issue(user=user, requested_scopes=None, amr=amr).access_token
+
+
+async def test_the_staff_socket_refuses_a_token_without_otp(operator: User, settings: Any) -> None:
+    from tests.realtime.conftest import make_communicator
+
+    settings.STAFF_MFA_REQUIRED = True
+    communicator = make_communicator("/ws/escalations/")
+    connected, _ = await communicator.connect()
+    assert connected
+    await communicator.send_json_to(
+        {"type": "auth", "token": await _staff_token(operator, ("pwd",))}
+    )
+    assert await expect_close(communicator) == 4403
+    await communicator.disconnect()
+    with_otp, _ = await connect_authenticated(
+        "/ws/escalations/", await _staff_token(operator, ("pwd", "otp"))
+    )
+    await with_otp.disconnect()
