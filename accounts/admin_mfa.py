@@ -130,7 +130,9 @@ def second_factor_redirect(request: HttpRequest) -> str | None:
 
 
 def _qr_data_uri(uri: str) -> str:
-    return str(segno.make(uri, error="m").svg_data_uri(scale=5, border=2))
+    # A white background of its own: the admin has a dark theme, and a transparent code on it
+    # would be black on near-black, unreadable to a camera.
+    return str(segno.make(uri, error="m").svg_data_uri(scale=5, border=4, light="white"))
 
 
 def enrolment_view(request: HttpRequest, context: dict[str, Any]) -> HttpResponse:
