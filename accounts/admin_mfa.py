@@ -26,8 +26,8 @@ from accounts import mfa
 from accounts.admin_tickets import AMR_SESSION_KEY
 from accounts.models import User
 from accounts.ratelimits import login_budget_check, login_rate_limit_enforce
-from accounts.services import password_check
-from core.errors import Conflict, RateLimited
+from accounts.services import password_confirm
+from core.errors import Conflict, PermissionDenied, RateLimited
 from core.request_context import CallContext
 
 PENDING_SESSION_KEY = "parley_mfa_pending"
@@ -164,8 +164,15 @@ def enrolment_view(request: HttpRequest, context: dict[str, Any]) -> HttpRespons
             return _rate_limited(request, context, exc)
         try:
             # Changing how the account signs in asks for the password again (ASVS 7.5.1).
-            if not password_check(user=user, password=request.POST.get("password", "")):
-                raise mfa.InvalidCode()
+            try:
+                password_confirm(
+                    user=user,
+                    password=request.POST.get("password", ""),
+                    purpose="a second-factor enrolment",
+                    context=CallContext.from_request(request),
+                )
+            except PermissionDenied:
+                raise mfa.InvalidCode() from None
             codes = mfa.totp_enrolment_confirm(
                 user=user,
                 code=request.POST.get("code", ""),

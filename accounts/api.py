@@ -143,13 +143,20 @@ def token_obtain_mfa(
     ).as_response()
 
 
-def _password_confirmed(request: HttpRequest, user: User, password: str) -> None:
+def _password_confirmed(request: HttpRequest, user: User, password: str, purpose: str) -> None:
     """A password asked again for a sensitive change: the sign-in budgets are checked first
     and only a wrong password spends them (403)."""
     login_budget_check(request=request, username=user.get_username())
-    if not services.password_check(user=user, password=password):
+    try:
+        services.password_confirm(
+            user=user,
+            password=password,
+            purpose=purpose,
+            context=CallContext.from_request(request),
+        )
+    except PermissionDenied:
         login_rate_limit_enforce(request=request, username=user.get_username())
-        raise PermissionDenied("Wrong password")
+        raise
 
 
 @auth_router.post(
@@ -239,7 +246,7 @@ def me(request: HttpRequest) -> dict[str, Any]:
 )
 def totp_enrolment_start(request: HttpRequest, payload: PasswordConfirmIn) -> Status[Any]:
     user = principal_of(request).user
-    _password_confirmed(request, user, payload.password)
+    _password_confirmed(request, user, payload.password, "a second-factor enrolment")
     enrolment = mfa.totp_enrolment_start(user=user)
     return Status(201, {"secret": enrolment.secret, "otpauth_uri": enrolment.otpauth_uri})
 
@@ -279,7 +286,7 @@ def totp_disable(request: HttpRequest, payload: TotpDisableIn) -> Status[None]:
     user = principal_of(request).user
     if mfa.mfa_required_for(user):
         raise Conflict("Staff accounts must keep their second factor")
-    _password_confirmed(request, user, payload.password)
+    _password_confirmed(request, user, payload.password, "turning the second factor off")
     try:
         mfa.totp_disable(user=user, code=payload.code, context=CallContext.from_request(request))
     except PermissionDenied:

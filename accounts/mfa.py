@@ -31,7 +31,7 @@ from django.utils import timezone
 from django.utils.crypto import constant_time_compare
 
 from accounts.models import RecoveryCode, SecurityEvent, TotpDevice, User
-from accounts.security import security_event_record
+from accounts.security import cache_count, security_event_record
 from accounts.sessions import sessions_revoke_others
 from accounts.socket_events import user_sockets_recheck_on_commit
 from accounts.tokens import password_fingerprint
@@ -358,14 +358,9 @@ def mfa_challenge_complete(
     if factor_verify(challenge.user, code):
         # delete() says whether this call removed the key: a token used once only.
         return bool(cache.delete(_token_key(_MFA_TOKEN_PREFIX, mfa_token)))
-    failures_key = _token_key(_MFA_FAILURES_PREFIX, mfa_token)
-    if cache.add(failures_key, 1, timeout=MFA_TOKEN_TTL_SECONDS):
-        failures = 1
-    else:
-        try:
-            failures = cache.incr(failures_key)
-        except ValueError:  # expired between add and incr
-            failures = 1
+    failures = cache_count(
+        _token_key(_MFA_FAILURES_PREFIX, mfa_token), timeout=MFA_TOKEN_TTL_SECONDS
+    )
     if failures >= MFA_TOKEN_MAX_FAILURES:
         cache.delete(_token_key(_MFA_TOKEN_PREFIX, mfa_token))
     security_event_record(

@@ -266,6 +266,21 @@ def password_check(*, user: User, password: str) -> bool:
     return bool(password) and user.check_password(password)
 
 
+def password_confirm(
+    *, user: User, password: str, purpose: str, context: CallContext | None = None
+) -> None:
+    """The password asked again before a sensitive change (`purpose`). A wrong one is a failed
+    sign-in: recorded, and PermissionDenied (403); the caller counts it against the limits."""
+    if not password_check(user=user, password=password):
+        security_event_record(
+            kind=SecurityEvent.Kind.LOGIN_FAILED,
+            context=context,
+            user=user,
+            detail={"reason": f"wrong password for {purpose}"},
+        )
+        raise PermissionDenied("Wrong password")
+
+
 def password_change(
     *,
     user: User,
@@ -278,14 +293,9 @@ def password_change(
     against the sign-in limits). Django's validators apply (422). Every session but
     `keep_family`'s is revoked and its sockets told to close; tokens of that one session stay
     valid though they carry the old password's fingerprint (accounts.sessions)."""
-    if not password_check(user=user, password=current_password):
-        security_event_record(
-            kind=SecurityEvent.Kind.LOGIN_FAILED,
-            context=context,
-            user=user,
-            detail={"reason": "wrong current password", "via": "password change"},
-        )
-        raise PermissionDenied("The current password is wrong")
+    password_confirm(
+        user=user, password=current_password, purpose="a password change", context=context
+    )
     try:
         validate_password(new_password, user=user)
     except DjangoValidationError as exc:

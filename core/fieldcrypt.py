@@ -9,6 +9,7 @@ after a row is loaded. Values cannot be compared or searched in SQL, which no su
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import lru_cache
 from typing import Any
 
@@ -33,21 +34,20 @@ def encrypt_text(value: str) -> str:
 
 
 def decrypt_text(token: str) -> str:
-    try:
-        return field_cipher().decrypt(token.encode("ascii")).decode("utf-8")
-    except (InvalidToken, UnicodeEncodeError) as exc:
-        # A value no configured key opens: a key was dropped before `rotate_field_keys` ran,
-        # or the row was never encrypted. Never return the raw column as if it were the secret.
-        raise ImproperlyConfigured(
-            "An encrypted field could not be decrypted with FIELD_ENCRYPTION_KEYS"
-        ) from exc
+    return _opened(lambda cipher, data: cipher.decrypt(data), token).decode("utf-8")
 
 
 def reencrypt_text(token: str) -> str:
     """The same plaintext under the first key (MultiFernet.rotate)."""
+    return _opened(lambda cipher, data: cipher.rotate(data), token).decode("ascii")
+
+
+def _opened(operation: Callable[[MultiFernet, bytes], bytes], token: str) -> bytes:
     try:
-        return field_cipher().rotate(token.encode("ascii")).decode("ascii")
-    except (InvalidToken, UnicodeEncodeError) as exc:
+        return operation(field_cipher(), token.encode("ascii"))
+    except (InvalidToken, UnicodeError) as exc:
+        # A value no configured key opens (a key dropped before `rotate_field_keys` ran, a row
+        # never encrypted, a changed byte): never return the raw column as if it were the secret.
         raise ImproperlyConfigured(
             "An encrypted field could not be decrypted with FIELD_ENCRYPTION_KEYS"
         ) from exc
