@@ -84,6 +84,7 @@ async def _close_code_within(socket: Any, started: float, within: float) -> tupl
     with pytest.raises(websockets.ConnectionClosed) as closed:
         await drain()
     elapsed = time.monotonic() - started
+    print(f"revocation on A → close on B: {elapsed * 1000:.0f} ms (includes the HTTP request)")
     received = closed.value.rcvd
     assert received is not None
     return received.code, elapsed
