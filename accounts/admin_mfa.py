@@ -96,11 +96,13 @@ def login_code_view(request: HttpRequest, context: dict[str, Any]) -> HttpRespon
             return _rate_limited(request, context, exc)
         page["error"] = "That code is not valid. Enter a current code or a recovery code."
         return TemplateResponse(request, "admin/parley/login_code.html", page)
-    assert isinstance(pending, dict)  # noqa: S101 - the challenge came from it
-    auth_login(request, challenge.user, backend=str(pending.get("backend")))
+    backend = pending.get("backend") if isinstance(pending, dict) else None
+    auth_login(request, challenge.user, backend=str(backend) if backend else None)
     request.session.pop(PENDING_SESSION_KEY, None)
     request.session[AMR_SESSION_KEY] = AMR_PASSWORD_AND_CODE
-    return HttpResponseRedirect(_safe_next(request, pending.get("next")))
+    return HttpResponseRedirect(
+        _safe_next(request, pending.get("next") if isinstance(pending, dict) else None)
+    )
 
 
 def _rate_limited(

@@ -50,8 +50,8 @@ RECOVERY_CODE_ALPHABET = "abcdefghijklmnopqrstuvwxyz234567"
 MFA_TOKEN_TTL_SECONDS = 300
 MFA_TOKEN_MAX_FAILURES = 5
 MAX_CODE_CHARS = 64
-_MFA_TOKEN_PREFIX = "mfa-token:"  # noqa: S105 - a cache key prefix
-_MFA_FAILURES_PREFIX = "mfa-token-failures:"
+_CHALLENGE_CACHE_PREFIX = "mfa-challenge:"
+_MFA_FAILURES_PREFIX = "mfa-challenge-failures:"
 
 
 class InvalidCode(ParleyError):
@@ -323,7 +323,7 @@ def mfa_challenge_issue(*, user: User, scope: str | None) -> str:
     kept (shared cache: any node may receive the code), for MFA_TOKEN_TTL_SECONDS."""
     token = secrets.token_urlsafe(32)
     cache.set(
-        _token_key(_MFA_TOKEN_PREFIX, token),
+        _token_key(_CHALLENGE_CACHE_PREFIX, token),
         {
             "user_id": user.pk,
             "scope": scope,
@@ -340,7 +340,7 @@ def mfa_challenge_open(mfa_token: Any) -> Challenge | None:
     codes, and its user still active with the same password), or None."""
     if not isinstance(mfa_token, str) or not 0 < len(mfa_token) <= 128:
         return None
-    data = cache.get(_token_key(_MFA_TOKEN_PREFIX, mfa_token))
+    data = cache.get(_token_key(_CHALLENGE_CACHE_PREFIX, mfa_token))
     if not isinstance(data, dict) or float(data.get("expires_at", 0)) < time.time():
         return None
     user = User.objects.filter(pk=int(data["user_id"]), is_active=True).first()
@@ -357,12 +357,12 @@ def mfa_challenge_complete(
     caller counts wrong codes against the sign-in limits."""
     if factor_verify(challenge.user, code):
         # delete() says whether this call removed the key: a token used once only.
-        return bool(cache.delete(_token_key(_MFA_TOKEN_PREFIX, mfa_token)))
+        return bool(cache.delete(_token_key(_CHALLENGE_CACHE_PREFIX, mfa_token)))
     failures = cache_count(
         _token_key(_MFA_FAILURES_PREFIX, mfa_token), timeout=MFA_TOKEN_TTL_SECONDS
     )
     if failures >= MFA_TOKEN_MAX_FAILURES:
-        cache.delete(_token_key(_MFA_TOKEN_PREFIX, mfa_token))
+        cache.delete(_token_key(_CHALLENGE_CACHE_PREFIX, mfa_token))
     security_event_record(
         kind=SecurityEvent.Kind.MFA_FAILED,
         context=context,
