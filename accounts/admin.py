@@ -7,14 +7,16 @@ from typing import Any
 from django import forms
 from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin
+from django.db.models import Exists, OuterRef
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.utils import timezone
 
-from accounts import services
+from accounts import mfa, services
 from accounts.data_rights import user_erase
-from accounts.models import ApiKey, SecurityEvent, User
+from accounts.models import ApiKey, SecurityEvent, TotpDevice, User
 from accounts.scopes import ALL_SCOPES, SCOPE_DESCRIPTIONS
+from accounts.sessions import sessions_revoke_others
 from core.request_context import CallContext
 
 
@@ -40,7 +42,16 @@ class SuperuserOnlyMixin:
 
 @admin.register(User)
 class ParleyUserAdmin(SuperuserOnlyMixin, UserAdmin):
-    list_display = ("username", "email", "is_active", "is_staff", "is_superuser", "date_joined")
+    list_display = (
+        "username",
+        "email",
+        "is_active",
+        "is_staff",
+        "is_superuser",
+        "second_factor",
+        "date_joined",
+    )
+    actions = ["reset_second_factor", "sign_out_everywhere"]
     # Operators set their own display name on the escalation list; superusers may set anyone's.
     fieldsets = (
         *(UserAdmin.fieldsets or ())[:1],
@@ -61,6 +72,45 @@ class ParleyUserAdmin(SuperuserOnlyMixin, UserAdmin):
     def delete_queryset(self, request: HttpRequest, queryset: Any) -> None:
         for user in queryset:
             self.delete_model(request, user)
+
+    def get_queryset(self, request: HttpRequest) -> Any:
+        confirmed = TotpDevice.objects.filter(user=OuterRef("pk"), confirmed_at__isnull=False)
+        return super().get_queryset(request).annotate(has_second_factor=Exists(confirmed))
+
+    @admin.display(boolean=True, description="Second factor", ordering="has_second_factor")
+    def second_factor(self, obj: User) -> bool:
+        return bool(getattr(obj, "has_second_factor", False))
+
+    @admin.action(description="Sign out everywhere (revoke every API session)")
+    def sign_out_everywhere(self, request: HttpRequest, queryset: Any) -> None:
+        revoked = 0
+        for user in queryset:
+            revoked += sessions_revoke_others(
+                user=user,
+                keep_family=None,
+                context=CallContext.from_request(request),
+                reason="revoked by a superuser",
+            )
+        self.message_user(request, f"Revoked {revoked} session(s).")
+
+    @admin.action(description="Reset second factor (the user enrols again)")
+    def reset_second_factor(self, request: HttpRequest, queryset: Any) -> None:
+        reset = 0
+        for user in queryset:
+            if user.pk == request.user.pk:
+                self.message_user(
+                    request,
+                    "Your own factor is not reset here: sign in with it and turn it off.",
+                    level="warning",
+                )
+                continue
+            mfa.mfa_reset(
+                actor=request.user,  # type: ignore[arg-type]
+                user=user,
+                context=CallContext.from_request(request),
+            )
+            reset += 1
+        self.message_user(request, f"Reset the second factor of {reset} user(s).")
 
 
 class ApiKeyCreateForm(forms.ModelForm):

@@ -33,6 +33,9 @@ from accounts.scopes import allowed_scopes
 TICKET_TTL_SECONDS = 30
 MAX_TICKET_CHARS = 128
 _CACHE_PREFIX = "admin-ticket:"
+# How the admin sign-in of a session was proven, as a token's `amr`: ["pwd"] or ["pwd", "otp"]
+# (set by the admin's login and second-factor pages, config.admin_site).
+AMR_SESSION_KEY = "parley_amr"
 
 
 @dataclass(frozen=True)
@@ -42,6 +45,7 @@ class AdminSession:
     user: User
     session_key: str
     scopes: frozenset[str]
+    amr: tuple[str, ...] = ("pwd",)
 
 
 def _cache_key(ticket: str) -> str:
@@ -96,4 +100,10 @@ def admin_session_check(*, user_id: int, session_key: str) -> AdminSession | Non
     session_hash = session.get(HASH_SESSION_KEY)
     if not session_hash or not constant_time_compare(session_hash, user.get_session_auth_hash()):
         return None
-    return AdminSession(user=user, session_key=session_key, scopes=allowed_scopes(user))
+    amr = session.get(AMR_SESSION_KEY)
+    return AdminSession(
+        user=user,
+        session_key=session_key,
+        scopes=allowed_scopes(user),
+        amr=tuple(amr) if isinstance(amr, list) and amr else ("pwd",),
+    )

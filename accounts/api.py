@@ -8,10 +8,11 @@ from django.http import HttpRequest, HttpResponse
 from ninja import Query, Router, Status
 from pydantic import Field
 
-from accounts import data_rights, selectors, services
-from accounts.auth import Customer, Superuser, principal_of
+from accounts import data_rights, mfa, selectors, services, sessions
+from accounts.auth import Customer, Principal, Superuser, principal_of
+from accounts.models import User
 from accounts.ratelimits import (
-    login_budget_ensure_left,
+    login_budget_check,
     login_rate_limit_enforce,
     refresh_rate_limit_enforce,
     register_rate_limit_enforce,
@@ -21,19 +22,29 @@ from accounts.schemas import (
     ApiKeyIn,
     ApiKeyOut,
     ApiKeyPageOut,
+    EnrolmentRequiredOut,
     MeOut,
+    MfaTokenIn,
+    PasswordChangeIn,
+    PasswordConfirmIn,
     PasswordGrantIn,
+    RecoveryCodesOut,
     RefreshIn,
     RegisterIn,
     RevokeIn,
+    SessionListOut,
     TokenIn,
     TokenOut,
+    TokenRefusedOut,
+    TotpConfirmIn,
+    TotpDisableIn,
+    TotpEnrolmentOut,
     UserOut,
 )
 from accounts.scopes import ADMIN, CONVERSATIONS_READ, format_scopes, parse_scope_string
-from core.errors import ParleyError
+from core.errors import Conflict, NotAuthenticated, ParleyError, PermissionDenied
 from core.ids import PathId
-from core.parsing import form_fields
+from core.parsing import form_fields, json_loads
 from core.request_context import CallContext
 from core.schemas import (
     AUTHENTICATED_ERRORS,
@@ -76,9 +87,15 @@ def _token_request(request: HttpRequest) -> TokenIn | PasswordGrantIn:
 @auth_router.post(
     "/token",
     auth=None,
-    response={200: TokenOut, **error_responses(401, 415, 429, *BODY_ERRORS)},
+    response={
+        200: TokenOut,
+        **error_responses(415, 429, *BODY_ERRORS),
+        401: TokenRefusedOut,
+        403: EnrolmentRequiredOut,
+    },
     openapi_extra={"requestBody": _TOKEN_REQUEST_BODY},
-    summary="Get an access and refresh token (JSON or OAuth2 password form)",
+    summary="Get an access and refresh token (JSON or OAuth2 password form); with a second "
+    "factor, 401 with mfa_required and an mfa_token for POST /auth/token/mfa",
 )
 def token_obtain(request: HttpRequest, response: HttpResponse) -> dict[str, Any]:
     payload = _token_request(request)
@@ -88,8 +105,58 @@ def token_obtain(request: HttpRequest, response: HttpResponse) -> dict[str, Any]
     user = services.user_authenticate(
         request=request, username=payload.username, password=payload.password
     )
+    if mfa.has_confirmed_factor(user):
+        # The password was right; no token until the code is (POST /auth/token/mfa).
+        raise mfa.SecondFactorRequired(mfa.mfa_challenge_issue(user=user, scope=payload.scope))
+    if mfa.mfa_required_for(user):
+        raise mfa.EnrolmentRequired()
     requested = parse_scope_string(payload.scope) if payload.scope is not None else None
-    return services.token_pair_issue(user=user, requested_scopes=requested).as_response()
+    return services.token_pair_issue(
+        user=user, requested_scopes=requested, request=request
+    ).as_response()
+
+
+@auth_router.post(
+    "/token/mfa",
+    auth=None,  # public: the mfa_token from POST /auth/token is the credential
+    response={200: TokenOut, **error_responses(401, 429, *BODY_ERRORS)},
+    summary="Second step of a sign-in: the mfa_token and a TOTP or recovery code",
+)
+def token_obtain_mfa(
+    request: HttpRequest, response: HttpResponse, payload: MfaTokenIn
+) -> dict[str, Any]:
+    challenge = mfa.mfa_challenge_open(payload.mfa_token)
+    if challenge is None:
+        raise NotAuthenticated("Invalid or expired mfa_token", credentials_presented=False)
+    username = challenge.user.get_username()
+    # Only wrong codes spend the sign-in budgets; a right code within them is accepted.
+    login_budget_check(request=request, username=username)
+    context = CallContext.from_request(request)
+    if not mfa.mfa_challenge_complete(
+        mfa_token=payload.mfa_token, challenge=challenge, code=payload.code, context=context
+    ):
+        login_rate_limit_enforce(request=request, username=username)
+        raise NotAuthenticated("Invalid code or mfa_token", credentials_presented=False)
+    requested = parse_scope_string(challenge.scope) if challenge.scope is not None else None
+    return services.token_pair_issue(
+        user=challenge.user, requested_scopes=requested, amr=("pwd", "otp"), request=request
+    ).as_response()
+
+
+def _password_confirmed(request: HttpRequest, user: User, password: str, purpose: str) -> None:
+    """A password asked again for a sensitive change: the sign-in budgets are checked first
+    and only a wrong password spends them (403)."""
+    login_budget_check(request=request, username=user.get_username())
+    try:
+        services.password_confirm(
+            user=user,
+            password=password,
+            purpose=purpose,
+            context=CallContext.from_request(request),
+        )
+    except PermissionDenied:
+        login_rate_limit_enforce(request=request, username=user.get_username())
+        raise
 
 
 @auth_router.post(
@@ -161,7 +228,166 @@ def me(request: HttpRequest) -> dict[str, Any]:
         "is_staff": user.is_staff,
         "is_superuser": user.is_superuser,
         "scopes": format_scopes(principal.scopes).split(),
+        "mfa": mfa.mfa_status(user),
     }
+
+
+# --- Second factor, sessions, password ------------------------------------------------------
+
+
+@auth_router.post(
+    "/mfa/totp",
+    auth=Customer(),
+    response={
+        201: TotpEnrolmentOut,
+        **error_responses(*AUTHENTICATED_ERRORS, 409, 429, *BODY_ERRORS),
+    },
+    summary="Start a TOTP enrolment (asks for your password); active once confirmed",
+)
+def totp_enrolment_start(request: HttpRequest, payload: PasswordConfirmIn) -> Status[Any]:
+    user = principal_of(request).user
+    _password_confirmed(request, user, payload.password, "a second-factor enrolment")
+    enrolment = mfa.totp_enrolment_start(user=user)
+    return Status(201, {"secret": enrolment.secret, "otpauth_uri": enrolment.otpauth_uri})
+
+
+@auth_router.post(
+    "/mfa/totp/confirm",
+    auth=Customer(),
+    response={
+        200: RecoveryCodesOut,
+        **error_responses(*AUTHENTICATED_ERRORS, 409, 429, *BODY_ERRORS),
+    },
+    summary="Confirm the enrolment with a code: TOTP is on, every other session is revoked",
+)
+def totp_enrolment_confirm(request: HttpRequest, payload: TotpConfirmIn) -> dict[str, Any]:
+    principal = principal_of(request)
+    login_budget_check(request=request, username=principal.user.get_username())
+    try:
+        codes = mfa.totp_enrolment_confirm(
+            user=principal.user,
+            code=payload.code,
+            keep_family=principal.token_family,
+            context=CallContext.from_request(request),
+        )
+    except mfa.InvalidCode:
+        login_rate_limit_enforce(request=request, username=principal.user.get_username())
+        raise
+    return {"recovery_codes": codes}
+
+
+@auth_router.delete(
+    "/mfa/totp",
+    auth=Customer(),
+    response={204: None, **error_responses(*AUTHENTICATED_ERRORS, 409, 429, *BODY_ERRORS)},
+    summary="Turn TOTP off (password and a code; refused for staff while it is required)",
+)
+def totp_disable(request: HttpRequest, payload: TotpDisableIn) -> Status[None]:
+    user = principal_of(request).user
+    if mfa.mfa_required_for(user):
+        raise Conflict("Staff accounts must keep their second factor")
+    _password_confirmed(request, user, payload.password, "turning the second factor off")
+    try:
+        mfa.totp_disable(user=user, code=payload.code, context=CallContext.from_request(request))
+    except PermissionDenied:
+        login_rate_limit_enforce(request=request, username=user.get_username())
+        raise
+    return Status(204, None)
+
+
+class NoFieldsIn(StrictIn):
+    """The body of a DELETE that takes none: empty, or `{}`."""
+
+
+def _no_body(request: HttpRequest) -> None:
+    """Refuse a body on a route that reads none (400/415/422), rather than ignore it."""
+    if not request.body:
+        return
+    if (request.content_type or "").lower() != "application/json":
+        raise UnsupportedMediaType()
+    validate_body(NoFieldsIn, json_loads(request.body))
+
+
+def _session_items(principal: Principal) -> list[dict[str, Any]]:
+    return [
+        {
+            "id": session.pk,
+            "created_at": session.created_at,
+            "last_used_at": session.last_used_at,
+            "ip": session.ip,
+            "user_agent": session.user_agent,
+            "amr": session.amr,
+            "current": session.family == principal.token_family,
+        }
+        for session in sessions.session_list_for_user(user=principal.user)
+    ]
+
+
+@auth_router.get(
+    "/sessions",
+    auth=Customer(),
+    response={200: SessionListOut, **error_responses(*AUTHENTICATED_ERRORS)},
+    summary="Your sessions (one per sign-in), the current one marked",
+)
+def session_list(request: HttpRequest) -> dict[str, Any]:
+    return {"items": _session_items(principal_of(request))}
+
+
+@auth_router.delete(
+    "/sessions/{session_id}",
+    auth=Customer(),
+    response={204: None, **error_responses(*AUTHENTICATED_ERRORS, 404, 415, *BODY_ERRORS)},
+    summary="Revoke one of your sessions: its tokens stop and its sockets close",
+)
+def session_revoke(request: HttpRequest, session_id: PathId) -> Status[None]:
+    _no_body(request)
+    sessions.session_revoke(
+        user=principal_of(request).user,
+        session_id=session_id,
+        context=CallContext.from_request(request),
+    )
+    return Status(204, None)
+
+
+@auth_router.delete(
+    "/sessions",
+    auth=Customer(),
+    response={204: None, **error_responses(*AUTHENTICATED_ERRORS, 415, *BODY_ERRORS)},
+    summary="Revoke every session but the one making this request",
+)
+def session_revoke_others(request: HttpRequest) -> Status[None]:
+    _no_body(request)
+    principal = principal_of(request)
+    sessions.sessions_revoke_others(
+        user=principal.user,
+        keep_family=principal.token_family,
+        context=CallContext.from_request(request),
+    )
+    return Status(204, None)
+
+
+@auth_router.post(
+    "/password",
+    auth=Customer(),
+    response={204: None, **error_responses(*AUTHENTICATED_ERRORS, 429, *BODY_ERRORS)},
+    summary="Change your password: every other session is revoked",
+)
+def password_change(request: HttpRequest, payload: PasswordChangeIn) -> Status[None]:
+    principal = principal_of(request)
+    user = principal.user
+    login_budget_check(request=request, username=user.get_username())
+    try:
+        services.password_change(
+            user=user,
+            current_password=payload.current_password,
+            new_password=payload.new_password,
+            keep_family=principal.token_family,
+            context=CallContext.from_request(request),
+        )
+    except PermissionDenied:
+        login_rate_limit_enforce(request=request, username=user.get_username())
+        raise
+    return Status(204, None)
 
 
 # --- Customers' data: export and erasure (accounts.data_rights) -------------------------------
@@ -191,18 +417,11 @@ def me_export(request: HttpRequest) -> dict[str, Any]:
 )
 def me_delete(request: HttpRequest, payload: AccountDeleteIn) -> Status[None]:
     user = principal_of(request).user
-    # Limited like sign-in, since this endpoint also answers "is this the password?": refused
-    # once the sign-in budget is spent, and a wrong password spends it. The right one spends
-    # nothing, so a stolen access token cannot lock its owner out of signing in by calling
-    # this with guesses — only the guesses count, as they would on the sign-in route.
-    login_budget_ensure_left(request=request, username=user.username)
-    try:
-        data_rights.user_erase_self(
-            user=user, password=payload.password, context=CallContext.from_request(request)
-        )
-    except data_rights.WrongPassword:
-        login_rate_limit_enforce(request=request, username=user.username)
-        raise
+    # The password is asked again, so a stolen access token alone cannot destroy an account;
+    # and limited like sign-in, since this also answers "is this the password?". Only a wrong
+    # one spends the budget, so the token cannot lock its owner out of signing in either.
+    _password_confirmed(request, user, payload.password, "account erasure")
+    data_rights.user_erase(user=user, actor=user, context=CallContext.from_request(request))
     return Status(204, None)
 
 

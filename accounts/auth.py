@@ -23,6 +23,7 @@ from datetime import datetime, timedelta
 from types import MappingProxyType
 from typing import Any
 
+from django.conf import settings
 from django.db.models import F
 from django.http import HttpRequest
 from django.utils import timezone
@@ -34,9 +35,17 @@ from rest_framework_simplejwt.settings import api_settings as jwt_settings
 from accounts.fastauth import user_with_revocation
 from accounts.models import ApiKey, SecurityEvent, User
 from accounts.operators import is_operator
-from accounts.scopes import SCOPE_DESCRIPTIONS, allowed_scopes, parse_scope_string
+from accounts.scopes import (
+    SCOPE_DESCRIPTIONS,
+    allowed_scopes,
+    parse_scope_string,
+    without_staff_scopes,
+)
 from accounts.security import security_event_record
+from accounts.sessions import session_password_carried
+from accounts.signing import KeyringTokenBackend, signing_backend
 from accounts.tokens import (
+    AMR_CLAIM,
     FAMILY_CLAIM,
     SCOPE_CLAIM,
     ParleyAccessToken,
@@ -63,6 +72,11 @@ class Principal:
     token_jti: str | None = None
     token_expires_at: datetime | None = None
     api_key_id: int | None = None
+    # The token's refresh family (its session, accounts.sessions) and how its sign-in was
+    # proven (`amr`: ("pwd",) or ("pwd", "otp")); for the admin's live channel, the admin
+    # session's. None for API keys, which are issued by superusers and keep their own rules.
+    token_family: str | None = None
+    amr: tuple[str, ...] | None = None
 
     @property
     def user_id(self) -> int:
@@ -82,16 +96,16 @@ def principal_of(request: HttpRequest) -> Principal:
 
 
 @functools.lru_cache(maxsize=4096)
-def _verified_access_payload(raw: str) -> Mapping[str, Any]:
+def _verified_access_payload(raw: str, backend: KeyringTokenBackend) -> Mapping[str, Any]:
     """The claims of a valid access token: signature, algorithm, issuer, audience, type and
     Parley's own claim checks (accounts.tokens), or TokenError.
 
     Cached per process (bounded; a client reuses its access token for minutes, and decoding it
     was ~4 % of a message's CPU): of those checks only expiry depends on the clock, and the
-    caller checks it on every use. A failure is never cached. The verifying key is fixed for the
-    process's life anyway (simplejwt builds its token backend once, at import). Revocation, the
-    user's state and the password fingerprint are read from the database on every request
-    regardless."""
+    caller checks it on every use. A failure is never cached. The entry is keyed by the backend
+    too, which is built per configured key list (accounts.signing): once a key is retired, no
+    token it signed is answered from here. Revocation, the user's state and the password
+    fingerprint are read from the database on every request regardless."""
     return MappingProxyType(ParleyAccessToken(raw).payload)  # type: ignore[arg-type]
 
 
@@ -107,7 +121,7 @@ def principal_from_access_token(raw: str) -> Principal:
         # megabyte header) is refused before the JWT library sees it.
         raise NotAuthenticated("Invalid token: not a JWT")
     try:
-        payload = _verified_access_payload(raw)
+        payload = _verified_access_payload(raw, signing_backend())
     except TokenError as exc:
         raise NotAuthenticated(f"Invalid token: {exc}") from None
     if payload["exp"] <= time.time() - _leeway_seconds():
@@ -126,14 +140,24 @@ def principal_from_access_token(raw: str) -> Principal:
     user, revoked = found
     if revoked:
         raise NotAuthenticated("Invalid token: revoked")
-    if not token_matches_password(payload, user):
+    if not token_matches_password(payload, user) and not session_password_carried(
+        payload=payload, user=user
+    ):
         raise NotAuthenticated("Invalid token: issued before the last password change")
+    amr = tuple(payload[AMR_CLAIM])
+    scopes = allowed_scopes(user) & parse_scope_string(payload[SCOPE_CLAIM])
+    if user.is_staff and "otp" not in amr and settings.STAFF_MFA_REQUIRED:
+        # Read from the token, no query: a staff token signed in without the second factor
+        # keeps only what any account may do (reading every conversation is staff work).
+        scopes = without_staff_scopes(scopes)
     return Principal(
         user=user,
-        scopes=allowed_scopes(user) & parse_scope_string(payload[SCOPE_CLAIM]),
+        scopes=scopes,
         method="jwt",
         token_jti=jti,
         token_expires_at=token_expiry(payload),
+        token_family=payload[FAMILY_CLAIM],
+        amr=amr,
     )
 
 
@@ -211,6 +235,24 @@ class Policy:
                 _STAFF_OUTSIDE_THE_GROUP
                 if self.tier is Tier.STAFF and user.is_staff
                 else f"This action is for {self.tier.value} accounts only"
+            )
+        if (
+            self.tier is not Tier.CUSTOMER
+            and principal.amr is not None
+            and "otp" not in principal.amr
+            and settings.STAFF_MFA_REQUIRED
+        ):
+            # The amr comes from the token (or the admin session): no query. Customer routes
+            # never get here, so the message route pays nothing for it.
+            security_event_record(
+                kind=SecurityEvent.Kind.TIER_DENIED,
+                context=context,
+                user=user,
+                detail={"required": self.tier.value, "reason": "second factor required"},
+            )
+            raise PermissionDenied(
+                "Staff and superuser actions need a sign-in with a second factor "
+                "(POST /auth/token/mfa)"
             )
         for scope in self.scopes:
             if not principal.has_scope(scope):

@@ -17,7 +17,7 @@ from rest_framework_simplejwt.token_blacklist.models import OutstandingToken
 
 from accounts.models import ApiKey, SecurityEvent, User
 from accounts.security import security_event_record, security_events_scrub
-from core.errors import Conflict, PermissionDenied
+from core.errors import Conflict
 from core.request_context import CallContext
 
 ExportContributor = Callable[[User], dict[str, Any]]
@@ -96,21 +96,3 @@ def user_erase(*, user: User, actor: User | None, context: CallContext | None = 
                 "self_service": actor_id == erased_id,
             },
         )
-
-
-class WrongPassword(PermissionDenied):
-    default_detail = "Wrong password"
-
-
-def user_erase_self(*, user: User, password: str, context: CallContext | None = None) -> None:
-    """DELETE /auth/me: the password is asked again, so a stolen access token alone cannot
-    destroy an account. A wrong one is a failed sign-in (403, and a security event)."""
-    if not user.check_password(password):
-        security_event_record(
-            kind=SecurityEvent.Kind.LOGIN_FAILED,
-            context=context,
-            user=user,
-            detail={"reason": "wrong password for account erasure"},
-        )
-        raise WrongPassword()
-    user_erase(user=user, actor=user, context=context)

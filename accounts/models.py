@@ -10,6 +10,7 @@ from django.db.models.functions import Lower
 from django.utils import timezone
 
 from accounts.usernames import canonical_username_or_none, username_fold
+from core.fieldcrypt import EncryptedTextField
 
 
 class ParleyUserManager(UserManager["User"]):
@@ -138,6 +139,12 @@ class SecurityEvent(models.Model):
         REFRESH_REUSED = "refresh_reused", "Rotated refresh token reused"
         API_KEY_FAILED = "api_key_failed", "API key refused"
         ACCOUNT_ERASED = "account_erased", "Account erased"
+        MFA_ENABLED = "mfa_enabled", "Second factor enabled"
+        MFA_DISABLED = "mfa_disabled", "Second factor disabled"
+        MFA_FAILED = "mfa_failed", "Second factor refused"
+        MFA_RESET = "mfa_reset", "Second factor reset by a superuser"
+        SESSION_REVOKED = "session_revoked", "Session revoked"
+        PASSWORD_CHANGED = "password_changed", "Password changed"
 
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
     kind = models.CharField(max_length=32, choices=Kind.choices, db_index=True)
@@ -159,3 +166,77 @@ class SecurityEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.created_at:%Y-%m-%d %H:%M:%S} {self.kind}"
+
+
+class TotpDevice(models.Model):
+    """A user's TOTP authenticator (RFC 6238: SHA-1, 6 digits, 30 s). Created unconfirmed by
+    an enrolment; active once a code from it was confirmed. One per user."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="totp_device"
+    )
+    # Base32, encrypted at rest under FIELD_ENCRYPTION_KEYS (core.fieldcrypt).
+    secret = EncryptedTextField()
+    created_at = models.DateTimeField(default=timezone.now)
+    confirmed_at = models.DateTimeField(null=True, blank=True)
+    # The time step of the last code accepted: a code (and any earlier one) is accepted once.
+    last_used_step = models.BigIntegerField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = "TOTP device"
+
+    def __str__(self) -> str:
+        return f"TOTP for user {self.user_id}"
+
+    @property
+    def is_confirmed(self) -> bool:
+        return self.confirmed_at is not None
+
+
+class RecoveryCode(models.Model):
+    """A single-use recovery code. Only a SHA-256 of it is kept: codes are 140-bit random, so
+    a fast hash cannot be reversed by guessing (ASVS 6.5.2 asks for a password hash only below
+    112 bits)."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="recovery_codes"
+    )
+    code_hash = models.CharField(max_length=64)
+    used_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["user", "code_hash"], name="recovery_code_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"recovery code {self.pk} of user {self.user_id}"
+
+
+class SignInSession(models.Model):
+    """One sign-in: a refresh-token family (every token rotated from one sign-in carries its
+    `fam` claim). Listed and revoked over /auth/sessions; revoking one adds its family to
+    RevokedTokenFamily, which every request already checks."""
+
+    family = models.CharField(max_length=64, unique=True)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="sign_in_sessions"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    last_used_at = models.DateTimeField(default=timezone.now)
+    # When its newest refresh token expires: past it the session is over by itself.
+    expires_at = models.DateTimeField(db_index=True)
+    ip = models.GenericIPAddressField(null=True, blank=True)
+    user_agent = models.CharField(max_length=256, blank=True)
+    amr = models.JSONField(default=list)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    # Set by a password change made from this session: the fingerprint (accounts.tokens) of
+    # the new password, so this session's tokens, issued before the change, stay valid while
+    # every other session's stop.
+    password_fingerprint = models.CharField(max_length=40, blank=True)
+
+    class Meta:
+        ordering = ["-last_used_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"session {self.pk} of user {self.user_id}"

@@ -166,11 +166,12 @@ def login_rate_limit_enforce(*, request: HttpRequest, username: str) -> RateUsag
     return min(known, key=lambda usage: usage.remaining) if known else None
 
 
-def login_budget_ensure_left(*, request: HttpRequest, username: str) -> None:
-    """Raise RateLimited when the sign-in budget (per IP or per account, as
-    `login_rate_limit_enforce` counts it) is already spent, without spending any of it: for a
-    check whose right answer must cost nothing, but whose guessing must stay limited (the
-    password asked again by `DELETE /auth/me`: only a wrong one is counted, afterwards)."""
+def login_budget_check(*, request: HttpRequest, username: str) -> None:
+    """Raise RateLimited (and record it) when the sign-in budget of the client IP or of the
+    account, as `login_rate_limit_enforce` counts it, is already spent; spends nothing. For
+    steps that count only failures (a second factor's code, a password confirmation such as
+    `DELETE /auth/me`'s): a right answer within the limits is accepted and costs nothing, a
+    wrong one is counted by `login_rate_limit_enforce` afterwards."""
     ip = client_ip(request.META) or "unknown"
     budgets = [("login:ip", ip)]
     canonical = canonical_username_or_none(username)

@@ -105,6 +105,28 @@ class UserOut(Schema):
     email: str
 
 
+class TokenRefusedOut(Schema):
+    """401 from POST /auth/token: bad credentials, or a right password awaiting its code."""
+
+    detail: str
+    mfa_required: bool | None = Field(
+        default=None, description="true: send the mfa_token and a code to POST /auth/token/mfa"
+    )
+    mfa_token: str | None = Field(default=None, description="5 minutes, single use")
+
+
+class EnrolmentRequiredOut(Schema):
+    """403 from POST /auth/token: staff without a second factor while one is required."""
+
+    detail: str
+    mfa_enrolment_required: bool
+
+
+class MfaStatusOut(Schema):
+    totp: bool
+    recovery_codes_left: int
+
+
 class MeOut(Schema):
     id: int
     username: str
@@ -112,6 +134,60 @@ class MeOut(Schema):
     is_staff: bool
     is_superuser: bool
     scopes: list[str]
+    mfa: MfaStatusOut
+
+
+CodeField = Field(
+    min_length=1,
+    max_length=64,
+    description="A current 6-digit TOTP code, or an unused recovery code",
+)
+
+
+class MfaTokenIn(StrictIn):
+    mfa_token: str = Field(min_length=1, max_length=128)
+    code: str = CodeField
+
+
+class PasswordConfirmIn(StrictIn):
+    password: str = Field(min_length=1, max_length=1024)
+
+
+class TotpConfirmIn(StrictIn):
+    code: str = Field(min_length=1, max_length=64, description="A code from the new secret")
+
+
+class TotpDisableIn(StrictIn):
+    password: str = Field(min_length=1, max_length=1024)
+    code: str = CodeField
+
+
+class TotpEnrolmentOut(Schema):
+    secret: str = Field(description="Base32; shown only in this response")
+    otpauth_uri: str
+
+
+class RecoveryCodesOut(Schema):
+    recovery_codes: list[str] = Field(description="Ten single-use codes; shown only here")
+
+
+class PasswordChangeIn(StrictIn):
+    current_password: str = Field(min_length=1, max_length=1024)
+    new_password: str = Field(min_length=1, max_length=1024)
+
+
+class SessionOut(Schema):
+    id: int
+    created_at: datetime
+    last_used_at: datetime
+    ip: str | None
+    user_agent: str
+    amr: list[str]
+    current: bool
+
+
+class SessionListOut(Schema):
+    items: list[SessionOut]
 
 
 class ApiKeyIn(StrictIn):

@@ -46,6 +46,12 @@ def allowed_scopes(user: User) -> frozenset[str]:
     return _EVERYONE
 
 
+def without_staff_scopes(scopes: frozenset[str]) -> frozenset[str]:
+    """`scopes` narrowed to what any account may hold (a staff token without its second
+    factor, accounts.auth)."""
+    return scopes & _EVERYONE
+
+
 def parse_scope_string(scope: str | None) -> set[str]:
     return {part for part in (scope or "").split() if part}
 

@@ -128,14 +128,7 @@ def _storage_allowance(kind: str, user_id: int | None, ip: str | None) -> str:
     minute, counted in the shared cache (Redis in production: one budget for all workers)."""
     subject = f"u{user_id}" if user_id is not None else f"ip{ip or '-'}"
     minute = int(timezone.now().timestamp() // 60)
-    key = f"secevt:{kind}:{subject}:{minute}"
-    if cache.add(key, 1, timeout=120):
-        count = 1
-    else:
-        try:
-            count = cache.incr(key)
-        except ValueError:  # expired between add and incr
-            count = 1
+    count = cache_count(f"secevt:{kind}:{subject}:{minute}", timeout=120)
     if count <= STORED_EVENTS_PER_MINUTE:
         return "store"
     return "marker" if count == STORED_EVENTS_PER_MINUTE + 1 else "drop"
@@ -183,6 +176,17 @@ def _without_identity(value: Any, *, names: set[str], user_id: int, key: str = "
     if key in _USER_ID_KEYS and value == user_id and not isinstance(value, bool):
         return None
     return value
+
+
+def cache_count(key: str, *, timeout: int) -> int:
+    """Add one to the shared-cache counter `key` (created with `timeout` seconds to live) and
+    return its new value; atomic on Redis and locmem alike."""
+    if cache.add(key, 1, timeout=timeout):
+        return 1
+    try:
+        return int(cache.incr(key))
+    except ValueError:  # expired between add and incr
+        return 1
 
 
 def security_events_prune(*, now: datetime | None = None) -> int:

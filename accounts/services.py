@@ -14,11 +14,18 @@ from django.db import IntegrityError, transaction
 from django.http import HttpRequest
 from django.utils import timezone
 from rest_framework_simplejwt.exceptions import TokenBackendError, TokenError
-from rest_framework_simplejwt.state import token_backend
 from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, OutstandingToken
+from rest_framework_simplejwt.utils import datetime_from_epoch
 
 from accounts.auth import API_KEY_PREFIX, Principal, api_key_hash
-from accounts.models import ApiKey, RevokedAccessToken, RevokedTokenFamily, SecurityEvent, User
+from accounts.models import (
+    ApiKey,
+    RevokedAccessToken,
+    RevokedTokenFamily,
+    SecurityEvent,
+    SignInSession,
+    User,
+)
 from accounts.scopes import (
     ALL_SCOPES,
     allowed_scopes,
@@ -27,10 +34,21 @@ from accounts.scopes import (
     parse_scope_string,
 )
 from accounts.security import security_event_record
+from accounts.sessions import (
+    session_over,
+    session_password_carried,
+    session_start,
+    session_touch,
+    sessions_revoke_others,
+)
+from accounts.signing import signing_backend
+from accounts.socket_events import user_sockets_recheck_on_commit
 from accounts.tokens import (
+    AMR_CLAIM,
     FAMILY_CLAIM,
     SCOPE_CLAIM,
     ParleyRefreshToken,
+    password_fingerprint,
     token_family,
     token_matches_password,
     token_user_id,
@@ -40,7 +58,14 @@ from accounts.usernames import (
     canonical_username_or_none,
     registrable_username,
 )
-from core.errors import Conflict, NotAuthenticated, NotFound, UnprocessableRequest
+from core.errors import (
+    Conflict,
+    NotAuthenticated,
+    NotFound,
+    PermissionDenied,
+    UnprocessableRequest,
+)
+from core.request_context import CallContext
 
 # --- Tokens ---------------------------------------------------------------------------------
 
@@ -79,12 +104,27 @@ def user_authenticate(*, request: HttpRequest | None, username: str, password: s
 
 
 def token_pair_issue(
-    *, user: User, requested_scopes: set[str] | None, family: str | None = None
+    *,
+    user: User,
+    requested_scopes: set[str] | None,
+    family: str | None = None,
+    amr: tuple[str, ...] = ("pwd",),
+    request: HttpRequest | None = None,
 ) -> TokenPair:
-    """A new refresh + access pair carrying requested ∩ allowed scopes; a new token family
-    unless `family` (a rotation) says which one it continues."""
+    """A new refresh + access pair carrying requested ∩ allowed scopes and `amr` (how the
+    sign-in was proven); a new token family — a session, recorded with the client's address
+    and user agent — unless `family` (a rotation) says which one it continues."""
     scopes = grant_scopes(user, requested_scopes)
-    refresh = ParleyRefreshToken.for_user_with_scopes(user, scopes, family=family)
+    refresh = ParleyRefreshToken.for_user_with_scopes(user, scopes, family=family, amr=amr)
+    if family is None:
+        session_start(
+            user=user,
+            family=refresh[FAMILY_CLAIM],
+            amr=amr,
+            expires_at=datetime_from_epoch(refresh["exp"]),
+            ip=CallContext.from_request(request).ip if request is not None else None,
+            user_agent=request.META.get("HTTP_USER_AGENT", "") if request is not None else "",
+        )
     access = refresh.access_token
     lifetime = int(access.lifetime.total_seconds())  # type: ignore[union-attr]
     return TokenPair(
@@ -114,9 +154,14 @@ def token_refresh(*, raw_refresh: str, request: HttpRequest | None = None) -> To
         raise NotAuthenticated("Invalid or expired refresh token") from None
     subject = token_user_id(refresh.payload)
     user = User.objects.filter(pk=subject, is_active=True).first() if subject is not None else None
-    if user is None or not token_matches_password(refresh.payload, user):
+    if user is None or not (
+        token_matches_password(refresh.payload, user)
+        or session_password_carried(payload=refresh.payload, user=user)
+    ):
         raise NotAuthenticated("Invalid or expired refresh token")
     family = refresh[FAMILY_CLAIM]
+    if session_over(family=family):
+        raise NotAuthenticated("Session expired: sign in again")
     with transaction.atomic():
         if RevokedTokenFamily.objects.filter(family=family).exists():
             raise NotAuthenticated("Invalid or expired refresh token")
@@ -129,7 +174,18 @@ def token_refresh(*, raw_refresh: str, request: HttpRequest | None = None) -> To
             created = False
         if created:
             scopes = allowed_scopes(user) & parse_scope_string(refresh[SCOPE_CLAIM])
-            return token_pair_issue(user=user, requested_scopes=set(scopes), family=family)
+            pair = token_pair_issue(
+                user=user,
+                requested_scopes=set(scopes),
+                family=family,
+                amr=tuple(refresh[AMR_CLAIM]),
+            )
+            session_touch(
+                family=family,
+                expires_at=timezone.now() + ParleyRefreshToken.lifetime,
+                ip=CallContext.from_request(request).ip if request is not None else None,
+            )
+            return pair
     # Blacklisted between our check and now: two clients raced with one refresh token, which
     # is reuse like any other (outside the transaction, so the revocation is kept).
     token_family_revoke(family=family, user_id=user.pk, request=request)
@@ -141,7 +197,7 @@ def _signed_blacklisted_refresh(raw: str) -> tuple[str, int] | None:
     issuer and audience verified) whose jti is blacklisted: a rotated token presented again.
     Else None."""
     try:
-        payload = token_backend.decode(raw, verify=True)  # type: ignore[arg-type]
+        payload = signing_backend().decode(raw, verify=True)  # type: ignore[arg-type]
     except (TokenBackendError, TokenError):
         return None
     jti, family, user_id = payload.get("jti"), token_family(payload), token_user_id(payload)
@@ -172,6 +228,9 @@ def token_family_revoke(*, family: str, user_id: int, request: HttpRequest | Non
         except IntegrityError:
             # The account was deleted meanwhile: with it went every token it could use.
             user = None
+        SignInSession.objects.filter(family=family[:64], revoked_at__isnull=True).update(
+            revoked_at=timezone.now()
+        )
     # A deleted account (erased, or removed outside the erasure service) has no token left
     # that could authenticate: there is nothing to revoke, and no user to name in the event.
     security_event_record(
@@ -216,7 +275,69 @@ def expired_tokens_prune(*, now: datetime | None = None) -> int:
     revoked, _ = RevokedAccessToken.objects.filter(expires_at__lte=now).delete()
     outstanding, _ = OutstandingToken.objects.filter(expires_at__lte=now).delete()
     families, _ = RevokedTokenFamily.objects.filter(expires_at__lte=now).delete()
-    return revoked + outstanding + families
+    sessions, _ = SignInSession.objects.filter(expires_at__lte=now).delete()
+    return revoked + outstanding + families + sessions
+
+
+# --- Password ---------------------------------------------------------------------------------
+
+
+def password_check(*, user: User, password: str) -> bool:
+    """Whether `password` is the user's (Django's hashers: constant time, upgraded on use)."""
+    return bool(password) and user.check_password(password)
+
+
+def password_confirm(
+    *, user: User, password: str, purpose: str, context: CallContext | None = None
+) -> None:
+    """The password asked again before a sensitive change (`purpose`). A wrong one is a failed
+    sign-in: recorded, and PermissionDenied (403); the caller counts it against the limits."""
+    if not password_check(user=user, password=password):
+        security_event_record(
+            kind=SecurityEvent.Kind.LOGIN_FAILED,
+            context=context,
+            user=user,
+            detail={"reason": f"wrong password for {purpose}"},
+        )
+        raise PermissionDenied("Wrong password")
+
+
+def password_change(
+    *,
+    user: User,
+    current_password: str,
+    new_password: str,
+    keep_family: str | None,
+    context: CallContext | None = None,
+) -> None:
+    """Change the password. Wrong current password: PermissionDenied (the caller counts it
+    against the sign-in limits). Django's validators apply (422). Every session but
+    `keep_family`'s is revoked and its sockets told to close; tokens of that one session stay
+    valid though they carry the old password's fingerprint (accounts.sessions)."""
+    password_confirm(
+        user=user, password=current_password, purpose="a password change", context=context
+    )
+    try:
+        validate_password(new_password, user=user)
+    except DjangoValidationError as exc:
+        raise UnprocessableRequest(
+            " ".join(exc.messages),
+            loc=("body", "payload", "new_password"),
+            type="password_invalid",
+        ) from None
+    with transaction.atomic():
+        user.set_password(new_password)
+        user.save(update_fields=["password"])
+        if keep_family is not None:
+            SignInSession.objects.filter(
+                user=user, family=keep_family, revoked_at__isnull=True
+            ).update(password_fingerprint=password_fingerprint(user))
+        security_event_record(kind=SecurityEvent.Kind.PASSWORD_CHANGED, context=context, user=user)
+        sessions_revoke_others(
+            user=user, keep_family=keep_family, context=context, reason="password changed"
+        )
+        # Sockets of tokens without a session row, and admin sessions, end too.
+        user_sockets_recheck_on_commit(user.pk)
 
 
 # --- Registration ---------------------------------------------------------------------------

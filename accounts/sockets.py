@@ -34,6 +34,7 @@ from accounts.admin_tickets import AdminSession, admin_session_check, admin_tick
 from accounts.auth import Policy, Principal, principal_from_access_token
 from accounts.models import SecurityEvent
 from accounts.security import security_event_record
+from accounts.socket_events import user_sockets_group
 from accounts.socket_slots import socket_slot_give_back, socket_slot_take
 from core.errors import InsufficientScope, NotAuthenticated, PermissionDenied
 from core.parsing import JsonTooDeep, MalformedRequest, json_loads
@@ -122,7 +123,9 @@ def _admin_principal(
 ) -> Principal:
     if admin is None:
         raise NotAuthenticated("invalid, used or expired admin ticket, or the admin session ended")
-    principal = Principal(user=admin.user, scopes=admin.scopes, method="admin_ticket")
+    principal = Principal(
+        user=admin.user, scopes=admin.scopes, method="admin_ticket", amr=admin.amr
+    )
     if policy is not None:
         policy.enforce(principal, context)
     return principal
@@ -306,6 +309,11 @@ class TokenAuthenticatedConsumer(AsyncWebsocketConsumer):
         self.principal, self.raw_token = principal, token
         self._arm_expiry(principal.token_expires_at)
         self._start("revalidate", self._revalidate_forever())
+        # Revoking a session or changing the password anywhere reaches this socket within a
+        # second, on whichever node holds it (accounts.socket_events).
+        user_group = user_sockets_group(principal.user_id)
+        await self.channel_layer.group_add(user_group, self.channel_name)
+        self.groups.append(user_group)
         logger.info(
             "%s authenticated",
             self.socket_name,
@@ -469,6 +477,11 @@ class TokenAuthenticatedConsumer(AsyncWebsocketConsumer):
         while not self.closing:
             await asyncio.sleep(REVALIDATE_SECONDS * random.uniform(0.8, 1.0))  # noqa: S311
             await self.revalidate()
+
+    async def auth_recheck(self, event: dict[str, Any]) -> None:
+        """The user's credentials changed somewhere (a session revoked, the password changed, a
+        factor reset): check this socket's now rather than at the next periodic re-check."""
+        await self.revalidate()
 
     async def revalidate(self) -> None:
         raw_token = self.raw_token

@@ -25,6 +25,7 @@ from rest_framework_simplejwt.utils import datetime_from_epoch
 
 from accounts.models import User
 from accounts.scopes import format_scopes
+from accounts.signing import KeyringTokenBackend, signing_backend
 from core.ids import parse_id
 
 SCOPE_CLAIM = "scope"
@@ -33,6 +34,9 @@ PASSWORD_FINGERPRINT_CLAIM = "pwf"  # noqa: S105 - a claim name, not a secret
 # refresh token rotated from it and every access token they issue. Reuse of a rotated refresh
 # token revokes the whole family (accounts.services.token_refresh).
 FAMILY_CLAIM = "fam"
+# How the sign-in that started the family was proven (RFC 8176): ["pwd"] or ["pwd", "otp"].
+AMR_CLAIM = "amr"
+AMR_VALUES = frozenset({"pwd", "otp"})
 REQUIRED_CLAIMS = (
     "sub",
     "jti",
@@ -44,6 +48,7 @@ REQUIRED_CLAIMS = (
     "aud",
     PASSWORD_FINGERPRINT_CLAIM,
     FAMILY_CLAIM,
+    AMR_CLAIM,
 )
 
 
@@ -88,6 +93,10 @@ class _StrictClaimsMixin:
     payload: dict[str, Any]
     current_time: datetime
 
+    def get_token_backend(self) -> KeyringTokenBackend:
+        # Several verifying keys and a `kid` header (accounts.signing), not simplejwt's one key.
+        return signing_backend()
+
     def verify(self) -> None:
         super().verify()  # type: ignore[misc]  # signature, alg, exp, iss, aud, jti, token_type
         missing = [claim for claim in REQUIRED_CLAIMS if claim not in self.payload]
@@ -99,6 +108,9 @@ class _StrictClaimsMixin:
             raise TokenError("Token scope is invalid")
         if token_family(self.payload) is None:
             raise TokenError("Token family is invalid")
+        amr = self.payload[AMR_CLAIM]
+        if not isinstance(amr, list) or not amr or not set(amr) <= AMR_VALUES:
+            raise TokenError("Token amr is invalid")
         now = self.current_time.timestamp()
         for claim in ("iat", "nbf"):
             value = self.payload.get(claim)
@@ -117,15 +129,21 @@ class ParleyRefreshToken(_StrictClaimsMixin, RefreshToken):  # type: ignore[misc
 
     @classmethod
     def for_user_with_scopes(
-        cls, user: User, scopes: frozenset[str], *, family: str | None = None
+        cls,
+        user: User,
+        scopes: frozenset[str],
+        *,
+        family: str | None = None,
+        amr: tuple[str, ...] = ("pwd",),
     ) -> ParleyRefreshToken:
         """A new refresh token; `family` None starts a new family (a sign-in), a rotation
-        passes the family of the token it replaces."""
+        passes the family of the token it replaces (and its `amr`)."""
         # Token.for_user, not BlacklistMixin.for_user: the latter stores the whole token text.
         token = Token.for_user.__func__(cls, user)  # type: ignore[attr-defined]
         token[SCOPE_CLAIM] = format_scopes(scopes)
         token[PASSWORD_FINGERPRINT_CLAIM] = password_fingerprint(user)
         token[FAMILY_CLAIM] = family or token["jti"]
+        token[AMR_CLAIM] = list(amr)
         OutstandingToken.objects.create(
             user=user,
             jti=token["jti"],

@@ -43,7 +43,11 @@ def _setup() -> None:
 def _token(user: Any) -> str:
     from accounts.services import token_pair_issue
 
-    return token_pair_issue(user=user, requested_scopes=None).access_token
+    # The harness mints its tokens directly. Staff tokens carry the second factor in `amr`, as
+    # a sign-in through POST /auth/token/mfa would: with STAFF_MFA_REQUIRED=1 (production)
+    # staff routes refuse anything less, and these accounts have no authenticator to use.
+    amr = ("pwd", "otp") if user.is_staff else ("pwd",)
+    return token_pair_issue(user=user, requested_scopes=None, amr=amr).access_token
 
 
 def _fix_sequences() -> None:

@@ -9,14 +9,33 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin
+from django.contrib.admin.forms import AdminAuthenticationForm
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
+from django.contrib.auth import REDIRECT_FIELD_NAME
+from django.contrib.auth.decorators import login_not_required
 from django.contrib.contenttypes.models import ContentType
 from django.core.exceptions import ValidationError
 from django.db import models
-from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest
+from django.http import (
+    Http404,
+    HttpRequest,
+    HttpResponse,
+    HttpResponseBadRequest,
+    HttpResponseRedirect,
+)
 from django.template.response import TemplateResponse
-from django.urls import URLPattern, URLResolver, path
+from django.urls import URLPattern, URLResolver, path, reverse
+from django.utils.decorators import method_decorator
+from django.views.decorators.cache import never_cache
+from django.views.decorators.csrf import csrf_protect
+from django.views.decorators.debug import sensitive_post_parameters
 
+from accounts.admin_mfa import (
+    SecondFactorLoginView,
+    enrolment_view,
+    login_code_view,
+    second_factor_redirect,
+)
 from accounts.models import SecurityEvent
 from accounts.operators import is_operator
 from accounts.ratelimits import login_rate_limit_enforce
@@ -161,11 +180,12 @@ class ParleyAdminSite(admin.AdminSite):
     index_title = "Operations"
     index_template = "admin/parley_index.html"
 
+    @method_decorator(never_cache)
     def login(
         self, request: HttpRequest, extra_context: dict[str, Any] | None = None
     ) -> HttpResponse:
         if request.method != "POST":
-            return super().login(request, extra_context)
+            return self._password_login(request, extra_context)
         if not form_body_is_utf8(request):
             # A name Django would have decoded to U+FFFD is malformed input, not a failed
             # sign-in: no attempt is counted or recorded for it.
@@ -187,7 +207,7 @@ class ParleyAdminSite(admin.AdminSite):
             )
             response["Retry-After"] = str(exc.retry_after)
             return response
-        login_response = super().login(request, extra_context)
+        login_response = self._password_login(request, extra_context)
         if login_response.status_code != 302:  # Django re-renders the form when sign-in fails
             security_event_record(
                 kind=SecurityEvent.Kind.LOGIN_FAILED,
@@ -208,9 +228,6 @@ class ParleyAdminSite(admin.AdminSite):
             )
         super().register(model_or_iterable, admin_class, **options)
 
-    def admin_view(self, view: Any, cacheable: bool = False) -> Any:
-        return super().admin_view(ids_checked(view), cacheable)
-
     def index(
         self, request: HttpRequest, extra_context: dict[str, Any] | None = None
     ) -> TemplateResponse:
@@ -218,10 +235,70 @@ class ParleyAdminSite(admin.AdminSite):
         context = {"parley_operator": is_operator(request.user), **(extra_context or {})}  # type: ignore[arg-type]
         return super().index(request, context)
 
+    def _password_login(
+        self, request: HttpRequest, extra_context: dict[str, Any] | None
+    ) -> HttpResponse:
+        """Django's AdminSite.login with the password step of accounts.admin_mfa: a right
+        password for an account with a second factor leads to the code page, not in."""
+        if request.method == "GET" and self.has_permission(request):
+            return HttpResponseRedirect(reverse("admin:index", current_app=self.name))
+        context = {
+            **self.each_context(request),
+            "title": "Log in",
+            "subtitle": None,
+            "app_path": request.get_full_path(),
+            "username": request.user.get_username(),
+        }
+        if REDIRECT_FIELD_NAME not in request.GET and REDIRECT_FIELD_NAME not in request.POST:
+            context[REDIRECT_FIELD_NAME] = reverse("admin:index", current_app=self.name)
+        context.update(extra_context or {})
+        request.current_app = self.name  # type: ignore[attr-defined]
+        view = SecondFactorLoginView.as_view(
+            extra_context=context,
+            authentication_form=self.login_form or AdminAuthenticationForm,
+            template_name=self.login_template or "admin/login.html",
+        )
+        return view(request)  # type: ignore[return-value]
+
+    @method_decorator(never_cache)
+    @method_decorator(csrf_protect)
+    @method_decorator(sensitive_post_parameters("code"))
+    @method_decorator(login_not_required)
+    def login_code(self, request: HttpRequest) -> HttpResponse:
+        """The code after the password (accounts.admin_mfa)."""
+        context = {**self.each_context(request), "app_path": request.get_full_path()}
+        return login_code_view(request, context)
+
+    def second_factor(self, request: HttpRequest) -> HttpResponse:
+        """Enrolment and status of the signed-in user's second factor."""
+        return enrolment_view(request, self.each_context(request))
+
+    def admin_view(self, view: Callable[..., Any], cacheable: bool = False) -> Any:
+        """Every admin page, after Django's own checks: under STAFF_MFA_REQUIRED=1 staff
+        without a factor reach the enrolment page first, and a session not proven with the
+        account's factor is signed out (accounts.admin_mfa.second_factor_redirect). The
+        enrolment page and logout pass. Every page reads its ids with the one id parser
+        (ids_checked)."""
+        checked = super().admin_view(ids_checked(view), cacheable)
+
+        def inner(request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
+            if request.resolver_match is None or request.resolver_match.url_name not in (
+                "mfa",
+                "logout",
+            ):
+                target = second_factor_redirect(request)
+                if target is not None:
+                    return HttpResponseRedirect(target)
+            return checked(request, *args, **kwargs)
+
+        return functools.update_wrapper(inner, checked)
+
     def get_urls(self) -> list[URLResolver | URLPattern]:
         from escalations.admin_views import statistics_view
 
         custom: list[URLResolver | URLPattern] = [
             path("statistics/", self.admin_view(statistics_view), name="statistics"),
+            path("login/code/", self.login_code, name="login_code"),
+            path("mfa/", self.admin_view(self.second_factor), name="mfa"),
         ]
         return custom + super().get_urls()

@@ -91,7 +91,12 @@ def _error(
 @api.exception_handler(ParleyError)
 def _parley_error(request: HttpRequest, exc: ParleyError) -> HttpResponse:
     detail: Any = exc.errors() if isinstance(exc, UnprocessableRequest) else exc.detail
-    return _error(request, exc.status_code, detail, exc.headers())
+    response = api.create_response(
+        request, {"detail": detail, **exc.body_extra()}, status=exc.status_code
+    )
+    for name, value in exc.headers().items():
+        response[name] = value
+    return response
 
 
 @api.exception_handler(AuthenticationError)

@@ -46,9 +46,65 @@ def _secret(name: str) -> str:
 
 
 SECRET_KEY = _secret("SECRET_KEY")
-JWT_SIGNING_KEY = _secret("JWT_SIGNING_KEY")
-if not DEBUG and SECRET_KEY == JWT_SIGNING_KEY:
+
+
+def _signing_keys() -> list[str]:
+    """JWT_SIGNING_KEYS (comma-separated; the first signs, every one verifies), or
+    JWT_SIGNING_KEY alone. Rotation: put the new key first and keep the old one until the
+    tokens it signed have expired; removing a key ends its tokens (docs/security.md)."""
+    keys = [key.strip() for key in env.list("JWT_SIGNING_KEYS", default=[]) if key.strip()]
+    if not keys:
+        return [_secret("JWT_SIGNING_KEY")]
+    for position, key in enumerate(keys, start=1):
+        if len(key) < MIN_SECRET_LENGTH:
+            _fail(
+                f"JWT_SIGNING_KEYS: key {position} is shorter than {MIN_SECRET_LENGTH} characters."
+            )
+    if len(set(keys)) != len(keys):
+        _fail("JWT_SIGNING_KEYS lists the same key twice.")
+    return keys
+
+
+JWT_SIGNING_KEYS = _signing_keys()
+JWT_SIGNING_KEY = JWT_SIGNING_KEYS[0]  # the key that signs new tokens
+if not DEBUG and SECRET_KEY in JWT_SIGNING_KEYS:
     _fail("JWT_SIGNING_KEY must differ from SECRET_KEY.")
+
+
+def _field_encryption_keys() -> list[str]:
+    """FIELD_ENCRYPTION_KEYS: Fernet keys (URL-safe base64 of 32 bytes), comma-separated; the
+    first encrypts, every one decrypts (cryptography's MultiFernet). Required when DEBUG=0;
+    in DEBUG one is derived from SECRET_KEY so `make run` needs no setup."""
+    import base64
+    import hashlib
+
+    from cryptography.fernet import Fernet
+
+    keys = [key.strip() for key in env.list("FIELD_ENCRYPTION_KEYS", default=[]) if key.strip()]
+    if not keys:
+        if not DEBUG:
+            _fail(
+                "FIELD_ENCRYPTION_KEYS is required when DEBUG=0 (comma-separated Fernet keys; "
+                "make one with: python -c 'from cryptography.fernet import Fernet; "
+                "print(Fernet.generate_key().decode())')."
+            )
+        digest = hashlib.sha256(f"parley.field-encryption:{SECRET_KEY}".encode()).digest()
+        return [base64.urlsafe_b64encode(digest).decode()]
+    for position, key in enumerate(keys, start=1):
+        try:
+            Fernet(key)
+        except ValueError:
+            _fail(
+                f"FIELD_ENCRYPTION_KEYS: key {position} is not a Fernet key "
+                "(URL-safe base64 of 32 bytes)."
+            )
+    return keys
+
+
+FIELD_ENCRYPTION_KEYS = _field_encryption_keys()
+# Staff and superusers must sign in with a second factor (TOTP) and staff routes refuse tokens
+# without one. On in production; off in DEBUG so the README's walk-through works as written.
+STAFF_MFA_REQUIRED = env.bool("STAFF_MFA_REQUIRED", default=not DEBUG)
 
 
 def _allow_list(name: str, default: list[str]) -> list[str]:
@@ -227,6 +283,8 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+    # The service's own name and purpose (docs/security.md, "Passwords").
+    {"NAME": "accounts.passwords.ContextWordsValidator"},
 ]
 
 JWT_ISSUER = env.str("JWT_ISSUER", default="parley")
@@ -234,6 +292,9 @@ JWT_AUDIENCE = env.str("JWT_AUDIENCE", default="parley")
 # A float, so tests can use lifetimes of seconds (e.g. 0.4 = 24 s).
 ACCESS_TOKEN_MINUTES = env.float("ACCESS_TOKEN_MINUTES", default=15)
 REFRESH_TOKEN_DAYS = env.int("REFRESH_TOKEN_DAYS", default=7)
+# A session (a sign-in's refresh-token family) ends this long after the sign-in however often it
+# is refreshed: the absolute lifetime beside the inactivity limit of REFRESH_TOKEN_DAYS.
+SESSION_MAX_DAYS = env.int("SESSION_MAX_DAYS", default=30)
 SIMPLE_JWT = {
     "ALGORITHM": "HS256",
     "SIGNING_KEY": JWT_SIGNING_KEY,

@@ -19,6 +19,10 @@ class ParleyError(Exception):
     def headers(self) -> dict[str, str]:
         return {}
 
+    def body_extra(self) -> dict[str, object]:
+        """Fields beside `detail` in the error body (e.g. `mfa_required`)."""
+        return {}
+
 
 class NotAuthenticated(ParleyError):
     """401. `credentials_presented` decides whether WWW-Authenticate names invalid_token."""

@@ -17,6 +17,8 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
+from core.fieldcrypt import EncryptedTextField
+
 
 def new_event_id() -> str:
     # Standard Webhooks calls it the message id; receivers de-duplicate on it.
@@ -26,16 +28,17 @@ def new_event_id() -> str:
 class WebhookEndpoint(models.Model):
     """A receiver URL subscribed to some event types.
 
-    The signing secret is stored as issued: signing needs the plaintext, and a key to encrypt
-    it would live in the same settings the process reads, so encryption would only protect a
-    leaked database dump without the environment. It is never shown again after creation (API
-    and admin), never logged, and excluded from every schema but the creation response.
+    Signing needs the secret itself, so it is stored encrypted (recoverable), not hashed:
+    under FIELD_ENCRYPTION_KEYS (core.fieldcrypt), which live in the environment, not the
+    database — a leaked dump or backup holds no usable secret. It is never shown again after
+    creation (API and admin), never logged, and excluded from every schema but the creation
+    response.
     """
 
     url = models.URLField(max_length=2000)
     events = models.JSONField(default=list)
     description = models.CharField(max_length=500, blank=True)
-    secret = models.CharField(max_length=100, editable=False)
+    secret = EncryptedTextField(editable=False)
     is_active = models.BooleanField(default=True)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     created_by = models.ForeignKey(

@@ -5,9 +5,10 @@
 
 What it does, in order:
 1. Environment: DEBUG=0, DATABASE_URL (default postgres://postgres@127.0.0.1:5432/parley),
-   REDIS_URL (default redis://127.0.0.1:6379/0). SECRET_KEY / JWT_SIGNING_KEY come from the
-   environment; when absent they are generated once into .local/serve-secrets.json (mode 0600)
-   so restarts keep tokens valid -- a real deployment passes its own. SECURE_SSL_REDIRECT
+   REDIS_URL (default redis://127.0.0.1:6379/0). SECRET_KEY / JWT_SIGNING_KEY (and the Fernet
+   key of FIELD_ENCRYPTION_KEYS) come from the environment; when absent they are generated once
+   into .local/serve-secrets.json (mode 0600) so restarts keep tokens valid and encrypted
+   secrets readable -- a real deployment passes its own. SECURE_SSL_REDIRECT
    defaults to 0 here because TLS is terminated in front of these servers (docs/operations.md).
 2. Creates the database if missing, `migrate`, `collectstatic`, `check`.
 3. Serves, by default in the *split* topology chosen by measurement (docs/operations.md):
@@ -29,6 +30,8 @@ What it does, in order:
 from __future__ import annotations
 
 import argparse
+import base64
+import hashlib
 import logging
 import os
 import signal
@@ -72,6 +75,12 @@ def production_env(overrides: dict[str, str] | None = None) -> dict[str, str]:
     for name in ("SECRET_KEY", "JWT_SIGNING_KEY"):
         if not env.get(name):
             env[name] = stored_secret(SECRETS_FILE, name)
+    if not env.get("FIELD_ENCRYPTION_KEYS"):
+        # A Fernet key (URL-safe base64 of 32 bytes) derived from a stored local secret.
+        seed = stored_secret(SECRETS_FILE, "FIELD_ENCRYPTION_KEY_SEED")
+        env["FIELD_ENCRYPTION_KEYS"] = base64.urlsafe_b64encode(
+            hashlib.sha256(seed.encode()).digest()
+        ).decode()
     env.setdefault("SECURE_SSL_REDIRECT", "0")
     env.setdefault("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]")
     env.setdefault("LOG_LEVEL", "WARNING")

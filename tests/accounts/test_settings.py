@@ -12,6 +12,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 GOOD_SECRET = "s" * 24 + "-production-secret-key-0123456789"
 GOOD_JWT = "j" * 24 + "-production-jwt-signing-key-98765"
+GOOD_FERNET = "cGFybGV5LWZpZWxkLWVuY3J5cHRpb24ta2V5LTAwMDE="  # URL-safe base64 of 32 bytes
 
 
 def _manage(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
@@ -23,6 +24,9 @@ def _manage(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
             "DEBUG",
             "SECRET_KEY",
             "JWT_SIGNING_KEY",
+            "JWT_SIGNING_KEYS",
+            "FIELD_ENCRYPTION_KEYS",
+            "STAFF_MFA_REQUIRED",
             "ALLOWED_HOSTS",
             "CORS_ALLOWED_ORIGINS",
             "CSRF_TRUSTED_ORIGINS",
@@ -43,6 +47,7 @@ PRODUCTION = {
     "DEBUG": "0",
     "SECRET_KEY": GOOD_SECRET,
     "JWT_SIGNING_KEY": GOOD_JWT,
+    "FIELD_ENCRYPTION_KEYS": GOOD_FERNET,
     "ALLOWED_HOSTS": "parley.example.com",
     "REDIS_URL": os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"),
 }
@@ -62,6 +67,11 @@ def test_check_deploy_is_clean_with_production_env() -> None:
         ({"SECRET_KEY": ""}, "SECRET_KEY"),
         ({"JWT_SIGNING_KEY": "short"}, "JWT_SIGNING_KEY"),
         ({"JWT_SIGNING_KEY": GOOD_SECRET}, "JWT_SIGNING_KEY"),
+        ({"FIELD_ENCRYPTION_KEYS": ""}, "FIELD_ENCRYPTION_KEYS"),
+        ({"FIELD_ENCRYPTION_KEYS": "not-a-fernet-key"}, "FIELD_ENCRYPTION_KEYS"),
+        ({"FIELD_ENCRYPTION_KEYS": f"{GOOD_FERNET},short"}, "FIELD_ENCRYPTION_KEYS"),
+        ({"JWT_SIGNING_KEYS": f"{GOOD_JWT},too-short-key"}, "JWT_SIGNING_KEYS"),
+        ({"JWT_SIGNING_KEYS": f"{GOOD_JWT},{GOOD_JWT}"}, "JWT_SIGNING_KEYS"),
         ({"ALLOWED_HOSTS": "*"}, "ALLOWED_HOSTS"),
         ({"CORS_ALLOWED_ORIGINS": "*"}, "CORS_ALLOWED_ORIGINS"),
     ],
@@ -83,3 +93,39 @@ def test_production_without_redis_fails_the_rate_limit_check() -> None:
     result = _manage("check", "--deploy", REDIS_URL="", **env)
     assert result.returncode != 0
     assert "django_ratelimit.E003" in result.stderr + result.stdout
+
+
+def _setting(name: str, **env: str) -> str:
+    code = f"from django.conf import settings; print('value:', settings.{name})"
+    result = _manage("shell", "-c", code, **env)
+    assert result.returncode == 0, result.stderr
+    (line,) = [line for line in result.stdout.splitlines() if line.startswith("value: ")]
+    return line.removeprefix("value: ")
+
+
+def test_staff_mfa_is_required_in_production_and_optional_in_debug() -> None:
+    assert _setting("STAFF_MFA_REQUIRED", **PRODUCTION) == "True"
+    assert _setting("STAFF_MFA_REQUIRED", **{**PRODUCTION, "STAFF_MFA_REQUIRED": "0"}) == "False"
+    assert _setting("STAFF_MFA_REQUIRED", DEBUG="1") == "False"
+    assert _setting("STAFF_MFA_REQUIRED", DEBUG="1", STAFF_MFA_REQUIRED="1") == "True"
+
+
+def test_jwt_signing_keys_first_signs_and_a_lone_key_still_works() -> None:
+    second = "k" * 40
+    keys = _setting(
+        "JWT_SIGNING_KEYS", **{**PRODUCTION, "JWT_SIGNING_KEYS": f"{second},{GOOD_JWT}"}
+    )
+    assert keys == repr([second, GOOD_JWT])
+    signing = _setting(
+        "JWT_SIGNING_KEY", **{**PRODUCTION, "JWT_SIGNING_KEYS": f"{second},{GOOD_JWT}"}
+    )
+    assert signing == second
+    assert _setting("JWT_SIGNING_KEYS", **PRODUCTION) == repr([GOOD_JWT])
+
+
+def test_field_encryption_key_is_derived_from_the_secret_key_in_debug() -> None:
+    first = _setting("FIELD_ENCRYPTION_KEYS", DEBUG="1", SECRET_KEY=GOOD_SECRET)
+    again = _setting("FIELD_ENCRYPTION_KEYS", DEBUG="1", SECRET_KEY=GOOD_SECRET)
+    other = _setting("FIELD_ENCRYPTION_KEYS", DEBUG="1", SECRET_KEY=GOOD_SECRET + "x")
+    assert first == again != other
+    assert GOOD_SECRET not in first

@@ -152,6 +152,7 @@ def test_me_describes_the_caller(customer_client: Client, customer: User) -> Non
         "is_staff": False,
         "is_superuser": False,
         "scopes": ["conversations:read", "messages:write"],
+        "mfa": {"totp": False, "recovery_codes_left": 0},
     }
 
 

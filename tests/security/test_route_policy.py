@@ -15,6 +15,7 @@ PUBLIC = {
     ("POST", "/auth/token"),
     ("POST", "/auth/refresh"),
     ("POST", "/auth/register"),
+    ("POST", "/auth/token/mfa"),  # the mfa_token from POST /auth/token is its credential
     ("GET", "/health"),
     ("GET", "/ready"),
 }
@@ -24,6 +25,13 @@ ACCOUNT_ONLY = {
     ("POST", "/auth/revoke"),
     ("GET", "/auth/me"),
     ("DELETE", "/auth/me"),  # erasure asks for the password again
+    ("POST", "/auth/mfa/totp"),  # the caller's own second factor (asks for the password)
+    ("POST", "/auth/mfa/totp/confirm"),
+    ("DELETE", "/auth/mfa/totp"),
+    ("GET", "/auth/sessions"),  # the caller's own sessions
+    ("DELETE", "/auth/sessions"),
+    ("DELETE", "/auth/sessions/{session_id}"),
+    ("POST", "/auth/password"),  # asks for the current password
 }
 
 
@@ -73,7 +81,7 @@ def test_every_protected_operation_refuses_anonymous_callers() -> None:
             continue
         url = "/api/v1" + path.replace("{conversation_id}", "1").replace(
             "{customer_id}", "1"
-        ).replace("{api_key_id}", "1").replace("{webhook_id}", "1")
+        ).replace("{api_key_id}", "1").replace("{webhook_id}", "1").replace("{session_id}", "1")
         response = client.generic(method, url, "{}", content_type="application/json")
         assert response.status_code == 401, f"{method} {url} → {response.status_code}"
         assert response["WWW-Authenticate"] == "Bearer"

@@ -15,6 +15,7 @@ from django.test import Client
 
 from accounts import services
 from accounts.models import SecurityEvent, User
+from accounts.signing import key_id
 from accounts.tokens import password_fingerprint
 from tests.conftest import issue_access_token
 
@@ -32,6 +33,7 @@ def _claims(user: User, **overrides: Any) -> dict[str, Any]:
         "scope": "conversations:read messages:write",
         "pwf": password_fingerprint(user),
         "fam": "f" * 32,
+        "amr": ["pwd"],
         "iss": settings.JWT_ISSUER,
         "aud": settings.JWT_AUDIENCE,
     }
@@ -40,7 +42,14 @@ def _claims(user: User, **overrides: Any) -> dict[str, Any]:
 
 
 def _sign(claims: dict[str, Any], key: str | None = None, algorithm: str = "HS256") -> str:
-    return jwt.encode(claims, key or settings.JWT_SIGNING_KEY, algorithm=algorithm)
+    # The header names the configured key (accounts.signing); `key` signs, so a wrong key
+    # under the right kid is a forged signature.
+    return jwt.encode(
+        claims,
+        key or settings.JWT_SIGNING_KEY,
+        algorithm=algorithm,
+        headers={"kid": key_id(settings.JWT_SIGNING_KEY)},
+    )
 
 
 def _b64(data: dict[str, Any]) -> str:

@@ -1,0 +1,165 @@
+"""A revoked session's sockets close (4401) within a second: revoking it, revoking all others,
+changing the password; sockets of the sessions that stay open stay open (SPEC §4, §5). Here in
+one process through the real ASGI application; tests/realtime/test_session_sockets_servers.py
+holds the socket in another server process."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from typing import Any
+
+import jwt
+import pytest
+from asgiref.sync import sync_to_async
+from django.test import Client
+
+from accounts.models import SignInSession, User
+from tests.factories import DEFAULT_PASSWORD, ConversationFactory
+from tests.realtime.conftest import connect_authenticated, expect_close
+
+pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
+
+WITHIN_SECONDS = 1.0
+
+
+@sync_to_async
+def _sign_in(username: str = "alice") -> dict[str, Any]:
+    response = Client().post(
+        "/api/v1/auth/token",
+        {"username": username, "password": DEFAULT_PASSWORD},
+        content_type="application/json",
+    )
+    assert response.status_code == 200
+    return response.json()  # type: ignore[no-any-return]
+
+
+@sync_to_async
+def _call(tokens: dict[str, Any], method: str, path: str, body: Any = None) -> int:
+    client = Client(headers={"Authorization": f"Bearer {tokens['access_token']}"})
+    response = client.generic(
+        method,
+        path,
+        b"" if body is None else json.dumps(body),
+        content_type="application/json",
+    )
+    return int(response.status_code)
+
+
+@sync_to_async
+def _session_id(tokens: dict[str, Any]) -> int:
+    family = jwt.decode(tokens["access_token"], options={"verify_signature": False})["fam"]
+    return int(SignInSession.objects.get(family=family).pk)
+
+
+@sync_to_async
+def _conversation(customer: User) -> int:
+    return int(ConversationFactory(customer=customer).pk)
+
+
+async def _still_open(communicator: Any) -> None:
+    await communicator.send_json_to({"type": "ping"})
+    assert await communicator.receive_json_from(timeout=5) == {"type": "pong"}
+
+
+async def _closes_4401_within(communicator: Any, started: float) -> None:
+    code = await expect_close(communicator, within=WITHIN_SECONDS + 1)
+    elapsed = time.monotonic() - started
+    assert code == 4401
+    assert elapsed < WITHIN_SECONDS, f"closed after {elapsed:.2f}s"
+
+
+async def test_revoking_a_session_closes_its_sockets_and_no_others(customer: User) -> None:
+    conversation_id = await _conversation(customer)
+    phone, laptop = await _sign_in(), await _sign_in()
+    path = f"/ws/conversations/{conversation_id}/"
+    phone_socket, _ = await connect_authenticated(path, phone["access_token"])
+    laptop_socket, _ = await connect_authenticated(path, laptop["access_token"])
+    try:
+        started = time.monotonic()
+        assert (
+            await _call(laptop, "DELETE", f"/api/v1/auth/sessions/{await _session_id(phone)}")
+            == 204
+        )
+        await _closes_4401_within(phone_socket, started)
+        await _still_open(laptop_socket)
+    finally:
+        await phone_socket.disconnect()
+        await laptop_socket.disconnect()
+
+
+async def test_revoking_all_other_sessions_closes_their_sockets(customer: User) -> None:
+    conversation_id = await _conversation(customer)
+    others = [await _sign_in() for _ in range(2)]
+    mine = await _sign_in()
+    path = f"/ws/conversations/{conversation_id}/"
+    other_sockets = [(await connect_authenticated(path, t["access_token"]))[0] for t in others]
+    my_socket, _ = await connect_authenticated(path, mine["access_token"])
+    try:
+        started = time.monotonic()
+        assert await _call(mine, "DELETE", "/api/v1/auth/sessions") == 204
+        for socket in other_sockets:
+            await _closes_4401_within(socket, started)
+        await _still_open(my_socket)
+    finally:
+        for socket in [*other_sockets, my_socket]:
+            await socket.disconnect()
+
+
+async def test_a_password_change_closes_every_other_sessions_sockets(customer: User) -> None:
+    conversation_id = await _conversation(customer)
+    other, mine = await _sign_in(), await _sign_in()
+    path = f"/ws/conversations/{conversation_id}/"
+    other_socket, _ = await connect_authenticated(path, other["access_token"])
+    my_socket, _ = await connect_authenticated(path, mine["access_token"])
+    try:
+        started = time.monotonic()
+        body = {"current_password": DEFAULT_PASSWORD, "new_password": "another-passphrase-2026"}
+        assert await _call(mine, "POST", "/api/v1/auth/password", body) == 204
+        await _closes_4401_within(other_socket, started)
+        await _still_open(my_socket)
+    finally:
+        await other_socket.disconnect()
+        await my_socket.disconnect()
+
+
+async def test_another_users_sockets_are_untouched(customer: User, other_customer: User) -> None:
+    bobs_conversation = await _conversation(other_customer)
+    bob = await _sign_in("bob")
+    bob_socket, _ = await connect_authenticated(
+        f"/ws/conversations/{bobs_conversation}/", bob["access_token"]
+    )
+    try:
+        alice = await _sign_in()
+        await _sign_in()
+        assert await _call(alice, "DELETE", "/api/v1/auth/sessions") == 204
+        await asyncio.sleep(0.3)
+        await _still_open(bob_socket)
+    finally:
+        await bob_socket.disconnect()
+
+
+@sync_to_async
+def _staff_token(user: User, amr: tuple[str, ...]) -> str:
+    from accounts.services import token_pair_issue
+
+    return token_pair_issue(user=user, requested_scopes=None, amr=amr).access_token
+
+
+async def test_the_staff_socket_refuses_a_token_without_otp(operator: User, settings: Any) -> None:
+    from tests.realtime.conftest import make_communicator
+
+    settings.STAFF_MFA_REQUIRED = True
+    communicator = make_communicator("/ws/escalations/")
+    connected, _ = await communicator.connect()
+    assert connected
+    await communicator.send_json_to(
+        {"type": "auth", "token": await _staff_token(operator, ("pwd",))}
+    )
+    assert await expect_close(communicator) == 4403
+    await communicator.disconnect()
+    with_otp, _ = await connect_authenticated(
+        "/ws/escalations/", await _staff_token(operator, ("pwd", "otp"))
+    )
+    await with_otp.disconnect()
