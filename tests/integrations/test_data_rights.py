@@ -25,7 +25,7 @@ from escalations.models import Escalation
 from integrations import services as integration_services
 from integrations.delivery import webhook_outbox_sweep
 from integrations.models import WebhookDelivery, WebhookEvent
-from messaging.api import process_body
+from messaging.schemas import process_out
 from messaging.models import Conversation, IdempotencyRecord, Message
 from messaging.realtime import conversation_group
 from messaging.retention import conversations_prune_expired
@@ -39,7 +39,7 @@ HUMAN = "I want to talk to a human agent please"
 
 
 def _send(user: User, text: str, conversation_id: int | None = None, key: str | None = None) -> Any:
-    return process_body(
+    return process_out(
         message_send(customer=user, conversation_id=conversation_id, text=text, idempotency_key=key)
     )
 

@@ -30,7 +30,7 @@ from integrations.delivery import (
 )
 from integrations.models import WebhookDelivery, WebhookEndpoint, WebhookEvent
 from messaging import events
-from messaging.api import process_body
+from messaging.schemas import process_out
 from messaging.events import DomainEvent
 from messaging.models import Conversation
 from messaging.schemas import message_payload
@@ -45,7 +45,7 @@ EVENT_ID = re.compile(r"^msg_[0-9a-f]{32}$")
 
 
 def _send(customer: User, text: str, conversation_id: int | None = None) -> dict[str, Any]:
-    return process_body(message_send(customer=customer, conversation_id=conversation_id, text=text))
+    return process_out(message_send(customer=customer, conversation_id=conversation_id, text=text))
 
 
 def _every_kind_of_change(customer: User, operator: User) -> None:

@@ -16,7 +16,7 @@ from escalations import services as escalation_services
 from integrations.delivery import webhook_outbox_sweep
 from integrations.models import WebhookDelivery, WebhookEndpoint, WebhookEvent
 from messaging import idempotency
-from messaging.api import process_body
+from messaging.schemas import process_out
 from messaging.events import EVENT_TYPES, RATING_CREATED, domain_event_record
 from messaging.models import Conversation, Message
 from messaging.services import message_send
@@ -28,7 +28,7 @@ HUMAN = "I want to talk to a human agent please"
 
 
 def _send(customer: User, text: str, conversation_id: int | None = None) -> dict[str, Any]:
-    return process_body(message_send(customer=customer, conversation_id=conversation_id, text=text))
+    return process_out(message_send(customer=customer, conversation_id=conversation_id, text=text))
 
 
 def _full_lifecycle(customer: User, operator: User) -> int:

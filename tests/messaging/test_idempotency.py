@@ -173,13 +173,13 @@ def test_a_record_stored_as_a_rest_body_still_replays(
     customer_client: Client, customer: User
 ) -> None:
     """Records written before results were stored as domain records held the REST body."""
-    from messaging.api import process_body
+    from messaging.schemas import process_out
     from messaging.services import MessageSendResult
 
     first = send(customer_client, customer, "I was charged twice", "key-legacy")
     record = IdempotencyRecord.objects.get(key="key-legacy")
     stored = MessageSendResult.from_record(record.response_body, replayed=False, rate=None)
-    IdempotencyRecord.objects.filter(pk=record.pk).update(response_body=process_body(stored))
+    IdempotencyRecord.objects.filter(pk=record.pk).update(response_body=process_out(stored))
 
     again = send(customer_client, customer, "I was charged twice", "key-legacy")
 
