@@ -35,11 +35,10 @@ class MessageProcessIn(StrictIn):
         return clean_message_text(value)
 
 
+# `POST /messages/process`'s body, read from the service's MessageSendResult (the resolvers say
+# where a field comes from) for the OpenAPI document and the bytes alike (`process_out`). (No
+# docstring: it would become the schema's description in the OpenAPI document.)
 class ProcessOut(Schema):
-    """`POST /messages/process`'s body: read from the service's `MessageSendResult` (the
-    resolvers say where each field comes from), for the OpenAPI document and the bytes alike
-    (`process_out`)."""
-
     response: str
     status: Literal["success", "escalated"]
     conversation_id: int
@@ -71,10 +70,9 @@ class ProcessOut(Schema):
         return result.reply_id
 
 
+# A message as clients see it: history items, the operator's reply, websocket `message` frames
+# and `message.created` events (through `message_item` / `message_payload`).
 class MessageOut(Schema):
-    """A message as clients see it: history items, the operator's reply, websocket `message`
-    frames and `message.created` events (through `message_item` / `message_payload`)."""
-
     id: int
     seq: int
     role: Literal["customer", "agent", "operator", "system"]

@@ -229,14 +229,15 @@ def _message_send_claimed(
     # hand-off, or a conversation whose status changed since it was read — creates or locks
     # the row first and decides from what it holds. Both write through the same writer.
     result: MessageSendResult | None = None
-    if current is not None and reply is not None and not reply.escalate:
+    if (answered := _answered_without_lock(current, reply)) is not None:
+        read, answer = answered
         with transaction.atomic() if claim is not None else nullcontext():
             result = _agent_turn(
-                conversation_id=current.conversation_id,
-                status=current.status,
+                conversation_id=read.conversation_id,
+                status=read.status,
                 customer=customer,
                 text=text,
-                reply=reply,
+                reply=answer,
                 agent_name=agent.name,
             )
             _complete(claim, result)
@@ -247,6 +248,17 @@ def _message_send_claimed(
             )
             _complete(claim, result)
     return result
+
+
+def _answered_without_lock(
+    current: fastpath.AgentContext | None, reply: AgentReply | None
+) -> tuple[fastpath.AgentContext, AgentReply] | None:
+    """The reading and the answer of a turn that goes without the lock first: the agent
+    answered (no hand-off) a conversation that exists. None: the row is created or locked
+    first."""
+    if current is None or reply is None or reply.escalate:
+        return None
+    return current, reply
 
 
 def _complete(

@@ -16,6 +16,7 @@ from accounts import services as account_services
 from accounts.models import User
 from messaging.agent import get_agent
 from tests.factories import OperatorFactory, SuperuserFactory, UserFactory
+from tests.pushes import Pushes
 
 
 @pytest.fixture(autouse=True)
@@ -109,3 +110,13 @@ def superuser_client(superuser: User, client_for: Callable[..., Client]) -> Clie
 @pytest.fixture
 def anonymous_client() -> Client:
     return Client()
+
+
+@pytest.fixture
+def pushed(monkeypatch: pytest.MonkeyPatch) -> Pushes:
+    """Every event the services publish while the test runs (messaging.realtime.publish
+    replaced). Pushes wait for the commit: run the change inside
+    `django_capture_on_commit_callbacks(execute=True)`."""
+    pushes = Pushes()
+    monkeypatch.setattr("messaging.realtime.publish", pushes.extend)
+    return pushes

@@ -20,7 +20,7 @@ from escalations.services import OPENED_TEXT, resolved_text
 from messaging.models import Message
 from tests.escalations.conftest import state_of
 from tests.factories import ConversationFactory, EscalationFactory, MessageFactory, UserFactory
-from tests.pushes import pushed_messages
+from tests.pushes import Pushes
 
 pytestmark = pytest.mark.django_db
 
@@ -201,12 +201,10 @@ def test_reply_box_stores_an_operator_message_and_pushes_it(
     escalated: Callable[..., Escalation],
     operator_admin_client: Client,
     admin_operator: User,
-    monkeypatch: pytest.MonkeyPatch,
+    pushed: Pushes,
     django_capture_on_commit_callbacks: Any,
 ) -> None:
     escalation = escalated()
-    pushed: list[Any] = []
-    monkeypatch.setattr("messaging.realtime.publish", lambda events: pushed.extend(events))
 
     with django_capture_on_commit_callbacks(execute=True):
         response = operator_admin_client.post(
@@ -225,7 +223,7 @@ def test_reply_box_stores_an_operator_message_and_pushes_it(
     assert (escalation.status, escalation.assigned_to_id) == ("assigned", admin_operator.pk)
     assert escalation.first_response_at == reply.created_at
     group = f"conversation.{escalation.conversation_id}"
-    assert pushed_messages(pushed, group)[-1]["content"] == "Hello from the admin"
+    assert pushed.messages(group)[-1]["content"] == "Hello from the admin"
     assert (
         LogEntry.objects.filter(object_id=str(escalation.pk), change_message="Replied").count() == 1
     )

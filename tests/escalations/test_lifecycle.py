@@ -17,30 +17,21 @@ from messaging.services import ESCALATED_ACKNOWLEDGEMENT
 from tests.escalations.agents import HANDOFF_TEXT
 from tests.escalations.conftest import state_of, transcript_of
 from tests.factories import ConversationFactory, MessageFactory
-from tests.pushes import pushed_messages
+from tests.messages import sent
+from tests.pushes import Pushes
 
 pytestmark = pytest.mark.django_db
-
-
-def _send(client: Client, customer: User, text: str, conversation_id: int | None) -> Any:
-    response = client.post(
-        "/api/v1/messages/process",
-        {"message": text, "customer_id": customer.pk, "conversation_id": conversation_id},
-        content_type="application/json",
-    )
-    assert response.status_code == 200, response.content
-    return response.json()
 
 
 @pytest.mark.usefixtures("scripted_agent")
 def test_full_lifecycle_through_the_api(
     customer: User, operator: User, customer_client: Client, operator_client: Client
 ) -> None:
-    first = _send(customer_client, customer, "hello", None)
+    first = sent(customer_client, customer, "hello", None)
     conversation_id = first["conversation_id"]
     assert (first["status"], first["agent"]) == ("success", "scripted")
 
-    handoff = _send(customer_client, customer, "I want a human", conversation_id)
+    handoff = sent(customer_client, customer, "I want a human", conversation_id)
     escalation = Escalation.objects.get(conversation_id=conversation_id)
     assert handoff["status"] == "escalated"
     assert handoff["metadata"]["escalated"] is True
@@ -85,7 +76,7 @@ def test_full_lifecycle_through_the_api(
     assert stored_reply.author_id == operator.pk
 
     # While escalated the agent stays silent: the system acknowledges instead.
-    waiting = _send(customer_client, customer, "are you there?", conversation_id)
+    waiting = sent(customer_client, customer, "are you there?", conversation_id)
     assert (waiting["status"], waiting["agent"], waiting["response"]) == (
         "escalated",
         "system",
@@ -101,7 +92,7 @@ def test_full_lifecycle_through_the_api(
     assert resolved.status_code == 200
     assert resolved.json() == {"status": "resolved", "conversation_id": conversation_id}
 
-    after = _send(customer_client, customer, "thanks a lot", conversation_id)
+    after = sent(customer_client, customer, "thanks a lot", conversation_id)
     assert (after["status"], after["agent"], after["response"]) == (
         "success",
         "scripted",
@@ -147,14 +138,14 @@ def test_full_lifecycle_through_the_api(
 def test_customer_can_escalate_again_after_resolution(
     customer: User, customer_client: Client, operator_client: Client
 ) -> None:
-    conversation_id = _send(customer_client, customer, "human please", None)["conversation_id"]
+    conversation_id = sent(customer_client, customer, "human please", None)["conversation_id"]
     operator_client.post(
         f"/api/v1/escalations/{conversation_id}/resolve",
         {"resolution_notes": ""},
         content_type="application/json",
     )
 
-    again = _send(customer_client, customer, "human again", conversation_id)
+    again = sent(customer_client, customer, "human again", conversation_id)
 
     assert again["status"] == "escalated"
     statuses = list(
@@ -168,12 +159,10 @@ def test_customer_can_escalate_again_after_resolution(
 def test_reply_pushes_the_message_to_the_customer_live(
     escalated: Callable[..., Escalation],
     operator_client: Client,
-    monkeypatch: pytest.MonkeyPatch,
+    pushed: Pushes,
     django_capture_on_commit_callbacks: Any,
 ) -> None:
     escalation = escalated()
-    pushed: list[tuple[str, dict[str, Any]]] = []
-    monkeypatch.setattr("messaging.realtime.publish", lambda events: pushed.extend(events))
 
     with django_capture_on_commit_callbacks(execute=True):
         response = operator_client.post(
@@ -187,7 +176,7 @@ def test_reply_pushes_the_message_to_the_customer_live(
     # Replying to an unassigned escalation assigns it first ("... joined"), then the reply:
     # two changes, two pushes.
     assert [e["type"] for g, e in pushed if g == group] == ["messages.created"] * 2
-    system_message, operator_message = pushed_messages(pushed, group)
+    system_message, operator_message = pushed.messages(group)
     assert (system_message["role"], operator_message["role"]) == ("system", "operator")
     # Same item as the REST answer (the REST encoder shortens timestamps to milliseconds).
     body = response.json()
@@ -200,12 +189,10 @@ def test_reply_pushes_the_message_to_the_customer_live(
 def test_resolve_pushes_the_status_change(
     escalated: Callable[..., Escalation],
     operator_client: Client,
-    monkeypatch: pytest.MonkeyPatch,
+    pushed: Pushes,
     django_capture_on_commit_callbacks: Any,
 ) -> None:
     escalation = escalated()
-    pushed: list[tuple[str, dict[str, Any]]] = []
-    monkeypatch.setattr("messaging.realtime.publish", lambda events: pushed.extend(events))
 
     with django_capture_on_commit_callbacks(execute=True):
         operator_client.post(

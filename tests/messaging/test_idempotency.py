@@ -15,8 +15,7 @@ from accounts.models import User
 from messaging import idempotency
 from messaging.models import Conversation, IdempotencyRecord, Message
 from tests.conftest import issue_access_token
-
-PROCESS = "/api/v1/messages/process"
+from tests.messages import post_message
 
 
 def send(
@@ -27,12 +26,7 @@ def send(
     conversation_id: int | None = None,
 ) -> Any:
     headers = {"Idempotency-Key": key} if key is not None else {}
-    return client.post(
-        PROCESS,
-        {"message": message, "customer_id": customer.pk, "conversation_id": conversation_id},
-        content_type="application/json",
-        headers=headers,
-    )
+    return post_message(client, customer, message, conversation_id, **headers)
 
 
 @pytest.mark.django_db
