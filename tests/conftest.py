@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
 import time
 from collections.abc import Callable
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -17,6 +19,47 @@ from accounts.models import User
 from messaging.agent import get_agent
 from tests.factories import OperatorFactory, SuperuserFactory, UserFactory
 from tests.pushes import Pushes
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _tracked_changes() -> set[str] | None:
+    """Tracked files that differ from the last commit, or None outside a git checkout."""
+    try:
+        status = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],  # noqa: S607
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return {line[3:] for line in status.splitlines()}
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    session.config.stash[_TRACKED] = _tracked_changes()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Tests never change tracked files (a clean clone stays clean after `make test`): files
+    they make go to temporary folders or ignored ones (test-output/); the docs' pictures come
+    from `make screenshots`."""
+    before = session.config.stash.get(_TRACKED, None)
+    after = _tracked_changes()
+    if before is None or after is None:
+        return
+    changed = sorted(after - before)
+    if changed:
+        session.config.get_terminal_writer().line(
+            f"\nThe test run changed tracked files: {', '.join(changed)}", red=True
+        )
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+_TRACKED = pytest.StashKey[set[str] | None]()
 
 
 @pytest.fixture(autouse=True)
