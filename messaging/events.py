@@ -8,7 +8,7 @@ which keeps imports pointing down (docs/architecture.md).
 
 from __future__ import annotations
 
-import uuid
+import secrets
 from collections.abc import Callable
 from typing import Any
 
@@ -35,8 +35,10 @@ def new_event_id() -> str:
     """A recorded event's id, unique across all events: the one maker of event ids, for the
     sinks that write events (the webhook outbox's rows, its model default) and for the events
     a change's own statement writes (EVENT_ROW_COLUMNS). Standard Webhooks calls it the message
-    id; receivers de-duplicate on it."""
-    return f"msg_{uuid.uuid4().hex}"
+    id; receivers de-duplicate on it. 128 random bits from the operating system, as hex: what
+    `uuid.uuid4().hex` gave (less the version's six fixed bits) at a third of its CPU, which
+    counts on a path that makes two per message."""
+    return f"msg_{secrets.token_hex(16)}"
 
 
 # A sink receives every event of one call as a list, so it can write them in one statement.

@@ -36,20 +36,19 @@ names the status it expects — no longer in that status), and no row was touche
 from __future__ import annotations
 
 import json
+from collections import namedtuple
 from collections.abc import Sequence
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields
 from datetime import datetime
-from functools import cache
-from types import SimpleNamespace
+from functools import cache, partial
 from typing import TYPE_CHECKING, Any
 
 from django.core.exceptions import ImproperlyConfigured
 from django.db import connections, transaction
-from django.db.models import Q
+from django.db.models import JSONField, Q
 from django.utils import timezone
 
 from core.fixedsql import column, converters, prepared_cursor, table, where
-from core.fixedsql import field as model_field
 from messaging.agent import TurnSnapshot
 from messaging.events import (
     MESSAGE_CREATED,
@@ -70,7 +69,7 @@ if TYPE_CHECKING:
 # --- writing messages ----------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@dataclass
 class NewMessage:
     """A message to append: the values of its row that are its own. Each field is the Message
     column of that attribute name; the conversation, the seq and created_at belong to the change
@@ -85,10 +84,10 @@ class NewMessage:
 
     def __post_init__(self) -> None:
         # A Message.Role member is stored and sent as its plain text.
-        object.__setattr__(self, "role", str(self.role))
+        self.role = str(self.role)
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(kw_only=True)
 class WrittenMessage(NewMessage):
     """A message as its row was written (what `message_payload` reads)."""
 
@@ -136,49 +135,48 @@ def message_instance(conversation: Conversation, message: WrittenMessage) -> Mes
     return instance
 
 
-# A new message's row, column by column (Message's concrete fields but the key): the
-# conversation and the seq come from the conversation row the statement updates, created_at is
-# the change's, and every other column is the NewMessage field of its attribute name.
-_FROM_THE_CONVERSATION = ("conversation", "seq")
-_OF_THE_CHANGE = "created_at"
+# A new message's row, column by column (Message's concrete fields but the key, in the model's
+# order): the conversation and the seq come from the conversation row the statement updates,
+# then every column that is the NewMessage field of its attribute name, then created_at, the
+# change's one instant.
 _NEW_MESSAGE_FIELDS = tuple(f.name for f in fields(NewMessage))
 # A message's client values that only the INSERT knows (MessageOut's keys).
 _KNOWN_AFTER_INSERT = ("id", "seq")
+# Values the ORM would send as they are to any column but a JSON one (its preparation is the
+# identity for them): only the others go through the field's get_db_prep_save.
+_SENT_AS_THEY_ARE = (str, int, float, type(None))
+
+
+@dataclass(frozen=True)
+class _MessageRow:
+    written: tuple[Any, ...]  # every written field, in the model's order
+    own: tuple[tuple[Any, bool], ...]  # (field, whether its values always need preparing)
+    created_at: Any
 
 
 @cache
-def _message_fields() -> tuple[tuple[Any, ...], tuple[Any, ...]]:
-    """(every written field of a message row, in model order; those that are the message's
-    own). Checked against NewMessage, so a column added to Message breaks here, loudly."""
+def _message_row() -> _MessageRow:
+    """The description above, checked against the model: a column added to Message, or moved,
+    breaks here, loudly, rather than in the statement."""
     written = tuple(f for f in Message._meta.concrete_fields if not f.primary_key)
-    own = tuple(f for f in written if f.name not in (*_FROM_THE_CONVERSATION, _OF_THE_CHANGE))
-    if tuple(f.attname for f in own) != _NEW_MESSAGE_FIELDS:
+    names = tuple(f.name for f in written)
+    own = written[2:-1]
+    if (
+        names[:2] != ("conversation", "seq")
+        or names[-1] != "created_at"
+        or tuple(f.attname for f in own) != _NEW_MESSAGE_FIELDS
+    ):
         raise ImproperlyConfigured(
             f"messaging.fastpath.NewMessage {_NEW_MESSAGE_FIELDS} does not describe Message's "
-            f"own columns {tuple(f.attname for f in own)}"
+            f"columns {names}"
         )
     if not set(_KNOWN_AFTER_INSERT) <= set(MessageOut.model_fields):
         raise ImproperlyConfigured("MessageOut lost a key the INSERT fills in")
-    return written, own
-
-
-# How each written column of a message row gets its value, in the row's order.
-_CONVERSATION, _SEQ, _CHANGE = "conversation", "seq", "change"
-
-
-@cache
-def _row_plan() -> tuple[str | int, ...]:
-    """Per written column: _CONVERSATION, _SEQ, _CHANGE, or the index of the NewMessage field."""
-    written, own = _message_fields()
-    plan: list[str | int] = []
-    for f in written:
-        if f.name in _FROM_THE_CONVERSATION:
-            plan.append(_CONVERSATION if f.name == "conversation" else _SEQ)
-        elif f.name == _OF_THE_CHANGE:
-            plan.append(_CHANGE)
-        else:
-            plan.append(own.index(f))
-    return tuple(plan)
+    return _MessageRow(
+        written=written,
+        own=tuple((f, isinstance(f, JSONField)) for f in own),
+        created_at=written[-1],
+    )
 
 
 _CONVERSATION_COLUMNS = ("id", "last_seq", "turn_count", "agent_turns", "status", "updated_at")
@@ -208,7 +206,7 @@ def _write_sql(
         f"{c['status']} = %s, {c['updated_at']} = %s WHERE {clause} "
         f"RETURNING {c['id']}, {c['last_seq']}, {c['turn_count']}, {c['agent_turns']}"
     )
-    written, _own = _message_fields()
+    written = _message_row().written
     message = table(Message)
     columns = ", ".join(f.column for f in written)
     message_id, seq = column(Message, "id"), column(Message, "seq")
@@ -300,24 +298,24 @@ def messages_write(
         raise ValueError("messages_write needs at least one message")
     now = now or timezone.now()
     connection = connections[using]
-    _written_fields, own = _message_fields()
+    row = _message_row()
     # The messages as they will be written, id and seq still to come.
-    pending = tuple(
-        WrittenMessage(
-            **{name: getattr(m, name) for name in _NEW_MESSAGE_FIELDS},
-            id=0,
-            seq=0,
-            created_at=now,
-        )
-        for m in messages
-    )
+    pending = tuple(WrittenMessage(**vars(m), id=0, seq=0, created_at=now) for m in messages)
     payloads = tuple(message_payload(m) for m in pending)
     # One instant for the change: the messages' created_at and the conversation's updated_at.
-    at = model_field(Message, _OF_THE_CHANGE).get_db_prep_save(now, connection)
+    at = row.created_at.get_db_prep_save(now, connection)
     head: list[Any] = [turns, agent_turns, str(status), at, conversation_id, customer_id]
     if expected_status is not None:
         head.append(str(expected_status))
-    values = [[f.get_db_prep_save(getattr(m, f.attname), connection) for f in own] for m in pending]
+    values = []
+    for message in pending:
+        own = []
+        for f, always in row.own:
+            value = getattr(message, f.attname)
+            if always or type(value) not in _SENT_AS_THEY_ARE:
+                value = f.get_db_prep_save(value, connection)
+            own.append(value)
+        values.append(own)
     inserts = domain_event_inserts("e") if connection.vendor == "postgresql" else None
     statements = _write_sql(using, len(messages), expected_status is not None, inserts)
     if inserts is not None:
@@ -356,16 +354,12 @@ def _write_rows(
 ) -> _Found:
     """Run the statement(s): ([(id, seq) of each message, in seq order], (last_seq,
     turn_count, agent_turns)), or None when the conversation did not qualify."""
-    plan = _row_plan()
     with prepared_cursor(using) as cursor:
         if len(statements) == 1:  # PostgreSQL: the conversation and the seqs come from `c`
             params = list(head)
             for own in values:
-                params += [
-                    at if kind == _CHANGE else own[kind]  # type: ignore[index]
-                    for kind in plan
-                    if kind not in (_CONVERSATION, _SEQ)
-                ]
+                params += own
+                params.append(at)
             cursor.execute(statements[0], params + events)
             rows = cursor.fetchall()
             if not rows:
@@ -381,15 +375,7 @@ def _write_rows(
         first_seq = last_seq - len(values) + 1
         params = []
         for k, own in enumerate(values):
-            for kind in plan:
-                if kind == _CONVERSATION:
-                    params.append(conversation_id)
-                elif kind == _SEQ:
-                    params.append(first_seq + k)
-                elif kind == _CHANGE:
-                    params.append(at)
-                else:
-                    params.append(own[kind])  # type: ignore[index]
+            params += [conversation_id, first_seq + k, *own, at]
         cursor.execute(insert, params)
         rows = sorted(cursor.fetchall(), key=lambda row: row[1])
     return [(row[0], row[1]) for row in rows], (last_seq, turns, agent_turns)
@@ -405,16 +391,15 @@ def _written(
     if found is None:
         return None
     rows, (last_seq, turns, agent_turns) = found
+    for message, (message_id, seq) in zip(pending, rows, strict=True):
+        message.id, message.seq = message_id, seq
     return Written(
         conversation_id=conversation_id,
         turn_count=turns,
         agent_turns=agent_turns,
         last_seq=last_seq,
         updated_at=now,
-        messages=tuple(
-            replace(message, id=row[0], seq=row[1])
-            for message, row in zip(pending, rows, strict=True)
-        ),
+        messages=pending,
         # `|` keeps the keys where they are: id and seq stay first, as MessageOut lists them.
         payloads=tuple(
             payload | dict(zip(_KNOWN_AFTER_INSERT, row, strict=True))
@@ -555,7 +540,7 @@ class HistoryPage:
     (messaging.schemas.history_out): the messages are rows with MessageOut's attributes."""
 
     conversation_id: int
-    messages: list[SimpleNamespace]
+    messages: list[Any]  # _HistoryRow
     has_more: bool
 
 
@@ -664,20 +649,28 @@ def history_page(
         rows = rows[:limit] if forward else rows[len(rows) - limit :]
     # The ORM's from-database converters (accounts.fastauth's instance_from_row uses the same).
     by_name = {name: (found, col) for _, name, found, col in converters(Message, connection)}
-    converted = [
-        (index, *by_name[name])
-        for index, name in enumerate((*_HISTORY_MESSAGE_COLUMNS, "metadata"))
-        if name in by_name
-    ]
+    names: tuple[str, ...] = _HistoryRow._fields
+    converted = [(index, *by_name[name]) for index, name in enumerate(names) if name in by_name]
+    # The statement's columns are the row's fields: tuple.__new__ skips _make's length check.
+    make = partial(tuple.__new__, _HistoryRow)
     messages = []
     for row in rows:
-        values = list(row)
-        for index, found, col in converted:
-            if values[index] is not None:
-                for converter in found:
-                    values[index] = converter(values[index], col, connection)
-        messages.append(SimpleNamespace(**dict(zip(_HISTORY_ROW, values, strict=True))))
+        for index, _found, _col in converted:
+            if row[index] is not None:  # (only an operator message's metadata is read)
+                row = _converted(row, converted, connection)  # noqa: PLW2901
+                break
+        messages.append(make(row))
     return HistoryPage(conversation_id=conversation_id, messages=messages, has_more=has_more)
 
 
-_HISTORY_ROW = (*_HISTORY_MESSAGE_COLUMNS, "metadata")
+def _converted(row: tuple[Any, ...], converted: list[Any], connection: Any) -> list[Any]:
+    values = list(row)
+    for index, found, col in converted:
+        if values[index] is not None:
+            for converter in found:
+                values[index] = converter(values[index], col, connection)
+    return values
+
+
+# A page's row: MessageOut's columns and the metadata its author_name is resolved from.
+_HistoryRow: Any = namedtuple("_HistoryRow", (*_HISTORY_MESSAGE_COLUMNS, "metadata"))  # type: ignore[misc]  # noqa: PYI024

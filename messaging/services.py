@@ -228,26 +228,27 @@ def _message_send_claimed(
     # (PostgreSQL: one round trip). Everything else — a new conversation, an escalated one, a
     # hand-off, or a conversation whose status changed since it was read — creates or locks
     # the row first and decides from what it holds. Both write through the same writer.
+    turn = _Turn(customer=customer, text=text, agent_name=agent.name)
     result: MessageSendResult | None = None
     if (answered := _answered_without_lock(current, reply)) is not None:
         read, answer = answered
         with transaction.atomic() if claim is not None else nullcontext():
-            result = _agent_turn(
-                conversation_id=read.conversation_id,
-                status=read.status,
-                customer=customer,
-                text=text,
-                reply=answer,
-                agent_name=agent.name,
-            )
+            result = _agent_turn(turn, answer, read.conversation_id, read.status)
             _complete(claim, result)
     if result is None:
         with transaction.atomic():
-            result = _locked_turn(
-                current=current, customer=customer, text=text, reply=reply, agent_name=agent.name
-            )
+            result = _locked_turn(turn, reply, current)
             _complete(claim, result)
     return result
+
+
+@dataclass(frozen=True)
+class _Turn:
+    """Who wrote what, and which agent was asked."""
+
+    customer: User
+    text: str
+    agent_name: str
 
 
 def _answered_without_lock(
@@ -270,17 +271,12 @@ def _complete(
 
 
 def _locked_turn(
-    *,
-    current: fastpath.AgentContext | None,
-    customer: User,
-    text: str,
-    reply: AgentReply | None,
-    agent_name: str,
+    turn: _Turn, reply: AgentReply | None, current: fastpath.AgentContext | None
 ) -> MessageSendResult:
     """The turn with the conversation's row created or locked first (inside the caller's
     transaction): everything below reads the row as it is now, not `current`."""
     if current is None:
-        conversation = Conversation.objects.create(customer=customer)
+        conversation = Conversation.objects.create(customer=turn.customer)
         domain_event_record(CONVERSATION_CREATED, conversation_event_data(conversation))
     else:
         locked = conversation_lock(conversation_id=current.conversation_id)
@@ -288,29 +284,19 @@ def _locked_turn(
             raise NotFound("Conversation not found")
         conversation = locked
     if conversation.status == Conversation.Status.ESCALATED or reply is None:
-        return _operator_turn(conversation=conversation, customer=customer, text=text)
-    result = _agent_turn(
-        conversation_id=conversation.pk,
-        status=conversation.status,
-        customer=customer,
-        text=text,
-        reply=reply,
-        agent_name=agent_name,
-        locked=conversation,
-    )
+        return _operator_turn(turn, conversation)
+    result = _agent_turn(turn, reply, conversation.pk, conversation.status, locked=conversation)
     if result is None:  # the row is locked: it cannot have changed
         raise NotFound("Conversation not found")
     return result
 
 
 def _agent_turn(
-    *,
+    turn: _Turn,
+    reply: AgentReply,
     conversation_id: int,
     status: str,
-    customer: User,
-    text: str,
-    reply: AgentReply,
-    agent_name: str,
+    *,
     locked: Conversation | None = None,
 ) -> MessageSendResult | None:
     """The customer's message and the agent's answer on a conversation in `status` (active or
@@ -319,8 +305,8 @@ def _agent_turn(
     with nothing written."""
     written = fastpath.turn_write(
         conversation_id=conversation_id,
-        customer_id=customer.pk,
-        text=text,
+        customer_id=turn.customer.pk,
+        text=turn.text,
         reply_text=reply.text,
         intent=reply.intent,
         confidence=reply.confidence,
@@ -352,19 +338,21 @@ def _agent_turn(
         written,
         answer=written.answer,
         escalated=escalated,
-        agent_name=agent_name,
+        agent_name=turn.agent_name,
         escalation_id=escalation_id,
         public_metadata=dict(reply.metadata),
     )
 
 
-def _operator_turn(*, conversation: Conversation, customer: User, text: str) -> MessageSendResult:
+def _operator_turn(turn: _Turn, conversation: Conversation) -> MessageSendResult:
     """A message while an operator has the conversation (possibly only since the agent was
     asked): the agent stays silent. The acknowledgement enters the transcript once per
     escalation; later messages answer with that same message instead of repeating it."""
     escalation_id = handoff.handoff_current_id(conversation=conversation)
     acknowledged = _acknowledgement_of(conversation=conversation, escalation_id=escalation_id)
-    messages = [NewMessage(role=Message.Role.CUSTOMER, content=text, author_id=customer.pk)]
+    messages = [
+        NewMessage(role=Message.Role.CUSTOMER, content=turn.text, author_id=turn.customer.pk)
+    ]
     if acknowledged is None:
         messages.append(
             NewMessage(
@@ -375,7 +363,7 @@ def _operator_turn(*, conversation: Conversation, customer: User, text: str) -> 
         )
     written = fastpath.messages_write(
         conversation_id=conversation.pk,
-        customer_id=customer.pk,
+        customer_id=turn.customer.pk,
         messages=messages,
         status=conversation.status,
         expected_status=conversation.status,

@@ -18,9 +18,9 @@ from accounts.models import User
 from escalations.models import Escalation
 from escalations.services import OPENED_TEXT, resolved_text
 from messaging.models import Message
-from tests.escalations.conftest import state_of
 from tests.factories import ConversationFactory, EscalationFactory, MessageFactory, UserFactory
 from tests.pushes import Pushes
+from tests.snapshots import database_state
 
 pytestmark = pytest.mark.django_db
 
@@ -189,12 +189,12 @@ def test_posting_the_change_form_is_refused(
     escalated: Callable[..., Escalation], operator_admin_client: Client
 ) -> None:
     escalation = escalated()
-    before = state_of(escalation.conversation_id)
+    before = database_state()
 
     response = operator_admin_client.post(_change_url(escalation), {"status": "resolved"})
 
     assert response.status_code == 403
-    assert state_of(escalation.conversation_id) == before
+    assert database_state() == before
 
 
 def test_reply_box_stores_an_operator_message_and_pushes_it(
@@ -240,13 +240,13 @@ def test_reply_box_refuses_a_resolved_escalation(
     services.escalation_resolve(
         conversation_id=escalation.conversation_id, actor=operator, notes=""
     )
-    before = state_of(escalation.conversation_id)
+    before = database_state()
 
     response = operator_admin_client.post(
         f"{CHANGELIST}{escalation.pk}/reply/", {"message": "too late"}, follow=True
     )
 
-    assert state_of(escalation.conversation_id) == before
+    assert database_state() == before
     assert [str(m) for m in response.context["messages"]] == [
         f"Escalation {escalation.pk}: This conversation is not escalated"
     ]
@@ -256,11 +256,11 @@ def test_reply_box_refuses_an_empty_message(
     escalated: Callable[..., Escalation], operator_admin_client: Client
 ) -> None:
     escalation = escalated()
-    before = state_of(escalation.conversation_id)
+    before = database_state()
 
     operator_admin_client.post(f"{CHANGELIST}{escalation.pk}/reply/", {"message": "   "})
 
-    assert state_of(escalation.conversation_id) == before
+    assert database_state() == before
 
 
 def test_reply_box_only_accepts_post(
@@ -279,11 +279,11 @@ def test_staff_outside_the_operators_group_can_neither_see_nor_reply(
     escalation = escalated()
     client = Client()
     client.force_login(UserFactory(is_staff=True))  # staff, but not in the Operators group
-    before = state_of(escalation.conversation_id)
+    before = database_state()
 
     assert client.get(CHANGELIST).status_code == 403
     assert client.post(f"{CHANGELIST}{escalation.pk}/reply/", {"message": "x"}).status_code == 403
-    assert state_of(escalation.conversation_id) == before
+    assert database_state() == before
 
 
 def test_staff_holding_the_permission_outside_the_group_works_at_both_doors(
@@ -375,7 +375,7 @@ def test_resolve_action_asks_for_notes_first(
     queue: dict[str, Escalation], operator_admin_client: Client
 ) -> None:
     picked = [queue["open_old"], queue["open_new"]]
-    before = [state_of(e.conversation_id) for e in picked]
+    before = [database_state() for e in picked]
 
     response = operator_admin_client.post(
         CHANGELIST, {"action": "resolve_selected", "_selected_action": [e.pk for e in picked]}
@@ -389,7 +389,7 @@ def test_resolve_action_asks_for_notes_first(
     assert sorted(
         int(v) for v in re.findall(r'name="_selected_action" value="(\d+)"', content)
     ) == sorted(e.pk for e in picked)
-    assert [state_of(e.conversation_id) for e in picked] == before
+    assert [database_state() for e in picked] == before
 
 
 def test_resolve_action_resolves_with_the_notes(
@@ -455,7 +455,7 @@ def test_conversations_and_messages_are_read_only_for_operators(
     conversation_url = f"/admin/messaging/conversation/{escalation.conversation_id}/change/"
     message = Message.objects.filter(conversation_id=escalation.conversation_id).first()
     assert message is not None
-    before = state_of(escalation.conversation_id)
+    before = database_state()
 
     assert operator_admin_client.get("/admin/messaging/conversation/").status_code == 200
     assert operator_admin_client.get("/admin/messaging/message/").status_code == 200
@@ -477,7 +477,7 @@ def test_conversations_and_messages_are_read_only_for_operators(
         ).status_code
         == 403
     )
-    assert state_of(escalation.conversation_id) == before
+    assert database_state() == before
 
 
 def test_superuser_can_still_delete_a_customer_with_their_conversations(
@@ -547,7 +547,7 @@ def test_resolve_action_on_resolved_ones_only_warns(
     queue: dict[str, Escalation], operator_admin_client: Client
 ) -> None:
     resolved = queue["resolved_oldest"]
-    before = state_of(resolved.conversation_id)
+    before = database_state()
 
     response = operator_admin_client.post(
         CHANGELIST,
@@ -558,14 +558,14 @@ def test_resolve_action_on_resolved_ones_only_warns(
     assert [str(m) for m in response.context["messages"]] == [
         "None of the selected escalations is unresolved."
     ]
-    assert state_of(resolved.conversation_id) == before
+    assert database_state() == before
 
 
 def test_resolve_action_keeps_the_page_when_notes_are_too_long(
     queue: dict[str, Escalation], operator_admin_client: Client
 ) -> None:
     escalation = queue["open_old"]
-    before = state_of(escalation.conversation_id)
+    before = database_state()
 
     response = operator_admin_client.post(
         CHANGELIST,
@@ -581,4 +581,4 @@ def test_resolve_action_keeps_the_page_when_notes_are_too_long(
     assert response.context["form"].errors == {
         "resolution_notes": ["Ensure this value has at most 4000 characters (it has 4001)."]
     }
-    assert state_of(escalation.conversation_id) == before
+    assert database_state() == before

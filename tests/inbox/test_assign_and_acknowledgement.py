@@ -14,9 +14,10 @@ from escalations.models import Escalation
 from messaging.models import Message
 from messaging.services import ESCALATED_ACKNOWLEDGEMENT
 from tests.escalations.agents import HANDOFF_TEXT
-from tests.escalations.conftest import state_of, transcript_of
+from tests.escalations.conftest import transcript_of
 from tests.factories import UserFactory
 from tests.messages import sent
+from tests.snapshots import database_state
 
 pytestmark = pytest.mark.django_db
 
@@ -58,22 +59,22 @@ def test_assigning_to_a_non_operator_is_422_and_changes_nothing(
         "missing": 999_999,
         "huge": 2**70,
     }[who]
-    before = state_of(escalation.conversation_id)
+    before = database_state()
 
     response = _assign(operator_client, escalation.conversation_id, {"operator_id": target})
 
     assert response.status_code == 422
-    assert state_of(escalation.conversation_id) == before
+    assert database_state() == before
 
 
 def test_customer_cannot_assign(
     escalated: Callable[..., Escalation], customer_client: Client, operator: User
 ) -> None:
     escalation = escalated()
-    before = state_of(escalation.conversation_id)
+    before = database_state()
     response = _assign(customer_client, escalation.conversation_id, {"operator_id": operator.pk})
     assert response.status_code == 403
-    assert state_of(escalation.conversation_id) == before
+    assert database_state() == before
 
 
 def test_operator_messages_and_notices_carry_the_display_name(
