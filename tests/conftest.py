@@ -130,24 +130,21 @@ def client_for() -> Callable[..., Client]:
     return make
 
 
-@pytest.fixture
-def customer_client(customer: User, client_for: Callable[..., Client]) -> Client:
-    return client_for(customer)
+def _client_of(user_fixture: str) -> Any:
+    """A fixture: a test client holding the token of the user fixture named."""
+
+    @pytest.fixture
+    def client(request: pytest.FixtureRequest, client_for: Callable[..., Client]) -> Client:
+        return client_for(request.getfixturevalue(user_fixture))
+
+    client.__doc__ = f"A client sending {user_fixture}'s bearer token."
+    return client
 
 
-@pytest.fixture
-def other_client(other_customer: User, client_for: Callable[..., Client]) -> Client:
-    return client_for(other_customer)
-
-
-@pytest.fixture
-def operator_client(operator: User, client_for: Callable[..., Client]) -> Client:
-    return client_for(operator)
-
-
-@pytest.fixture
-def superuser_client(superuser: User, client_for: Callable[..., Client]) -> Client:
-    return client_for(superuser)
+customer_client = _client_of("customer")
+other_client = _client_of("other_customer")
+operator_client = _client_of("operator")
+superuser_client = _client_of("superuser")
 
 
 @pytest.fixture

@@ -88,132 +88,89 @@ def action(request: pytest.FixtureRequest) -> StaffRoute:
     return request.param  # type: ignore[no-any-return]
 
 
-def test_anonymous_gets_401(
-    escalated: Callable[..., Escalation],
-    anonymous_client: Client,
-    route: StaffRoute,
-) -> None:
-    escalation = escalated()
-    before = database_state()
+@pytest.fixture
+def target(escalated: Callable[..., Escalation]) -> int:
+    """An escalated conversation's id: what the routes act on."""
+    return escalated().conversation_id
 
-    response = route.call(anonymous_client, escalation.conversation_id)
+
+def refused(route: StaffRoute, client: Client, conversation_id: int) -> Any:
+    """The route's answer to a caller it must refuse, which changes nothing."""
+    before = database_state()
+    response = route.call(client, conversation_id)
+    assert database_state() == before
+    return response
+
+
+def test_anonymous_gets_401(target: int, anonymous_client: Client, route: StaffRoute) -> None:
+    response = refused(route, anonymous_client, target)
 
     assert response.status_code == 401
     assert response["WWW-Authenticate"] == "Bearer"
     assert response.json() == {"detail": "Authentication credentials were not provided"}
-    assert database_state() == before
 
 
 def test_customer_gets_403(
-    escalated: Callable[..., Escalation],
-    customer: User,
-    customer_client: Client,
-    route: StaffRoute,
+    target: int, customer: User, customer_client: Client, route: StaffRoute
 ) -> None:
-    escalation = escalated()
-    before = database_state()
-
-    response = route.call(customer_client, escalation.conversation_id)
+    response = refused(route, customer_client, target)
 
     assert response.status_code == 403
     assert response.json() == {"detail": "This action is for staff accounts only"}
-    assert database_state() == before
     assert SecurityEvent.objects.filter(kind="tier_denied", user=customer).count() == 1
 
 
-def test_operator_succeeds(
-    escalated: Callable[..., Escalation],
-    operator_client: Client,
-    route: StaffRoute,
+@pytest.mark.parametrize("caller", ["operator_client", "superuser_client"])
+def test_operators_and_superusers_succeed(
+    target: int, route: StaffRoute, caller: str, request: pytest.FixtureRequest
 ) -> None:
-    escalation = escalated()
-
-    response = route.call(operator_client, escalation.conversation_id)
-
-    assert response.status_code == route.ok, response.content
-
-
-def test_superuser_succeeds(
-    escalated: Callable[..., Escalation],
-    superuser_client: Client,
-    route: StaffRoute,
-) -> None:
-    escalation = escalated()
-
-    response = route.call(superuser_client, escalation.conversation_id)
+    response = route.call(request.getfixturevalue(caller), target)
 
     assert response.status_code == route.ok, response.content
 
 
 def test_demoted_operator_gets_403(
-    escalated: Callable[..., Escalation],
-    operator: User,
-    client_for: Callable[..., Client],
-    route: StaffRoute,
+    target: int, operator: User, client_for: Callable[..., Client], route: StaffRoute
 ) -> None:
-    escalation = escalated()
     client = client_for(operator)  # token issued while staff
     operator.is_staff = False
     operator.save(update_fields=["is_staff"])
-    before = database_state()
 
-    response = route.call(client, escalation.conversation_id)
+    response = refused(route, client, target)
 
     assert response.status_code == 403
     assert response.json() == {"detail": "This action is for staff accounts only"}
-    assert database_state() == before
 
 
 def test_staff_outside_the_operators_group_gets_403(
-    escalated: Callable[..., Escalation],
-    client_for: Callable[..., Client],
-    action: StaffRoute,
+    target: int, client_for: Callable[..., Client], action: StaffRoute
 ) -> None:
     # The admin refuses this account too (test_admin.py): one operator rule at both doors.
-    escalation = escalated()
-    staff = UserFactory(is_staff=True)
-    client = client_for(staff)
-    before = database_state()
-
-    response = action.call(client, escalation.conversation_id)
+    response = refused(action, client_for(UserFactory(is_staff=True)), target)
 
     assert response.status_code == 403
     assert response.json() == {"detail": "Only operators can handle escalations"}
-    assert database_state() == before
 
 
 def test_operator_token_without_the_scope_gets_403(
-    escalated: Callable[..., Escalation],
-    operator: User,
-    client_for: Callable[..., Client],
-    route: StaffRoute,
+    target: int, operator: User, client_for: Callable[..., Client], route: StaffRoute
 ) -> None:
-    escalation = escalated()
     other_scopes = {"conversations:read", "messages:write", "escalations:manage", "stats:read"} - {
         route.scope
     }
-    client = client_for(operator, scopes=other_scopes)
-    before = database_state()
 
-    response = route.call(client, escalation.conversation_id)
+    response = refused(route, client_for(operator, scopes=other_scopes), target)
 
     assert response.status_code == 403
     assert (
         response["WWW-Authenticate"] == f'Bearer error="insufficient_scope", scope="{route.scope}"'
     )
     assert response.json() == {"detail": f"This action needs the '{route.scope}' scope"}
-    assert database_state() == before
     assert SecurityEvent.objects.filter(kind="scope_denied", user=operator).count() == 1
 
 
-def test_invalid_token_gets_401_invalid_token(
-    escalated: Callable[..., Escalation],
-    route: StaffRoute,
-) -> None:
-    escalation = escalated()
-    client = Client(headers={"Authorization": "Bearer not-a-token"})
-
-    response = route.call(client, escalation.conversation_id)
+def test_invalid_token_gets_401_invalid_token(target: int, route: StaffRoute) -> None:
+    response = refused(route, Client(headers={"Authorization": "Bearer not-a-token"}), target)
 
     assert response.status_code == 401
     assert response["WWW-Authenticate"] == 'Bearer error="invalid_token"'
