@@ -650,3 +650,14 @@ def test_history_round_trips_do_not_grow_with_the_conversation(
             )
         assert response.status_code == 200
         assert len(response.json()["messages"]) == 50
+
+
+def test_the_row_description_is_checked_against_the_model(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A column added to Message (or a NewMessage field) that the writer does not know breaks
+    the writer loudly, not its statement."""
+    from django.core.exceptions import ImproperlyConfigured
+
+    assert fastpath._message_row.__wrapped__().created_at.name == "created_at"
+    monkeypatch.setattr(fastpath, "_NEW_MESSAGE_FIELDS", ("role", "content", "metadata"))
+    with pytest.raises(ImproperlyConfigured, match="does not describe Message's columns"):
+        fastpath._message_row.__wrapped__()
