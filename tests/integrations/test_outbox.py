@@ -174,8 +174,9 @@ def test_still_one_statement_per_change(customer: User, with_endpoint: bool) -> 
 # --- The same rows as the ORM's bulk_create -----------------------------------------------------
 
 
-def _orm_outbox_write(batch: list[DomainEvent]) -> None:
-    """The sink as it was before the conditional INSERT (integrations.delivery at e8b179e)."""
+def _bulk_created(batch: list[DomainEvent]) -> None:
+    """The same events as Django itself writes the rows (WebhookEvent.objects.bulk_create):
+    the fixed INSERT must store what the ORM would."""
     now = timezone.now()
     WebhookEvent.objects.bulk_create(
         [
@@ -230,7 +231,7 @@ def test_the_rows_are_those_bulk_create_wrote(
     monkeypatch.setattr(timezone, "now", lambda: at)
 
     with transaction.atomic():
-        _orm_outbox_write(batch)
+        _bulk_created(batch)
     old_ids = list(WebhookEvent.objects.order_by("id").values_list("id", flat=True))
     with transaction.atomic():
         outbox_write(batch)
