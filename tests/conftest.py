@@ -14,6 +14,7 @@ import pytest
 from django.core.cache import cache
 from django.test import Client
 
+import accounts.ratelimits
 from accounts import services as account_services
 from accounts.models import User
 from messaging.agent import get_agent
@@ -89,9 +90,13 @@ def rate_limit_clock(monkeypatch: pytest.MonkeyPatch) -> RateLimitClock:
     # failed whenever its requests straddled the end of a window (CI, 2026-12-01). Every window
     # is computed from one instant for the length of a test, here and in accounts/ratelimits.py
     # (which reuses django-ratelimit's window function), so budgets are what the test spends;
-    # a test that means to reach the next window advances this clock.
+    # a test that means to reach the next window advances this clock. The seconds left in the
+    # window (RateLimit-Reset, Retry-After) come from the same clock: two requests of a test
+    # that straddled a second on the wall clock answered 27 and 26.
     clock = RateLimitClock()
-    monkeypatch.setattr(django_ratelimit.core, "time", SimpleNamespace(time=lambda: clock.now))
+    frozen = SimpleNamespace(time=lambda: clock.now)
+    monkeypatch.setattr(django_ratelimit.core, "time", frozen)
+    monkeypatch.setattr(accounts.ratelimits, "time", frozen)
     return clock
 
 
