@@ -8,7 +8,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 PYTEST_ARGS ?=
 
-.PHONY: help install dev-install browser-deps run test lint bench bench-deps serve attack agent-model agent-eval clean
+.PHONY: help install dev-install browser-deps run test screenshots lint bench bench-deps serve attack agent-model agent-eval clean
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -53,6 +53,10 @@ run: install  ## Migrate, seed demo accounts (DEBUG only), serve HTTP + websocke
 test: dev-install browser-deps  ## Run the whole test suite
 	$(PYTHON) manage.py collectstatic --noinput -v 0
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+screenshots: dev-install browser-deps  ## Retake the docs' pictures of the inbox (docs/screenshots/) with the browser test
+	$(PYTHON) manage.py collectstatic --noinput -v 0
+	PARLEY_SCREENSHOTS_DIR=$(CURDIR)/docs/screenshots $(BIN)/pytest -q tests/browser/test_inbox.py
 
 lint: dev-install  ## ruff, mypy and the migrations check
 	$(BIN)/ruff check .

@@ -14,8 +14,9 @@ loop's included) of:
            fastpath.turn_write alone (autocommit: the statement is its own transaction)
   auth     accounts.auth.principal_from_access_token (ORM user + deny-list query), against
            the same checks on fastauth.user_with_revocation
-  context  messaging.selectors.conversation_with_recent_messages (the agent's context, ORM)
-           against fastpath.agent_context
+  context  the agent's context read through the ORM (the last ten messages with their
+           conversation, ownership in the query: what the turn read before fastpath) against
+           fastpath.agent_context
   binding  each of the above on a second connection alias with psycopg server-side binding
            (OPTIONS server_side_binding=True; psycopg prepares a statement after 5 runs)
 
@@ -107,10 +108,10 @@ def pieces(calls: int, rounds: int) -> dict[str, Any]:
         token_matches_password,
     )
     from core.errors import NotAuthenticated
-    from messaging import fastpath, selectors, services
+    from messaging import fastpath
     from messaging.models import Conversation, Message
 
-    services.publish_on_commit = lambda events: None  # type: ignore[assignment]
+    fastpath.publish_on_commit = lambda events: None  # type: ignore[assignment]
     people = _customers(64)
     tokens = [token_pair_issue(user=u, requested_scopes=None).access_token for u, _ in people]
     reply = {
@@ -243,10 +244,14 @@ def pieces(calls: int, rounds: int) -> dict[str, Any]:
 
     def orm_context() -> None:
         user, conversation_id, _ = nxt()
-        conversation, _recent = selectors.conversation_with_recent_messages(
-            customer=user, conversation_id=conversation_id
+        recent = list(
+            Message.objects.filter(
+                conversation_id=conversation_id, conversation__customer_id=user.pk
+            )
+            .select_related("conversation")
+            .order_by("-seq")[: fastpath.RECENT_MESSAGES]
         )
-        assert conversation is not None
+        assert recent
 
     def fast_context() -> None:
         user, conversation_id, _ = nxt()
@@ -264,7 +269,7 @@ def pieces(calls: int, rounds: int) -> dict[str, Any]:
         "auth: principal_from_access_token (ORM)": orm_auth("default"),
         "auth: same checks on fastauth.user_with_revocation": fast_auth("default"),
         "auth: JWT decode + claim checks only (simplejwt)": jwt_only,
-        "context: selectors.conversation_with_recent_messages (ORM)": orm_context,
+        "context: the same reading through the ORM": orm_context,
         "context: fastpath.agent_context": fast_context,
         "write: ORM, server-side binding": orm_write(SSB),
         "write: fastpath.turn_write in atomic, server-side binding": fast_write(SSB, True),
@@ -329,7 +334,7 @@ def pieces(calls: int, rounds: int) -> dict[str, Any]:
                 "auth: same checks on fastauth.user_with_revocation",
             ),
             "context ORM / fast": ratio(
-                "context: selectors.conversation_with_recent_messages (ORM)",
+                "context: the same reading through the ORM",
                 "context: fastpath.agent_context",
             ),
             "write ORM: client / server-side binding": ratio(

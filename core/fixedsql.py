@@ -19,7 +19,8 @@ from typing import Any
 
 from django.db import connections
 from django.db.backends.utils import CursorWrapper
-from django.db.models import Field
+from django.db.models import Field, Q
+from django.db.models.sql import Query
 
 
 def table(model: Any) -> str:
@@ -34,6 +35,19 @@ def field(model: Any, name: str) -> Field[Any, Any]:
 
 def column(model: Any, name: str) -> str:
     return str(field(model, name).column)
+
+
+def where(model: Any, condition: Q, connection: Any) -> tuple[str, int]:
+    """`condition` — the same Q object the ORM's querysets filter by — as the SQL of a WHERE
+    clause on `model`'s table (columns qualified by the table's name) and how many values it
+    binds, for a fixed statement that must apply exactly the rule the ORM applies. The values
+    in `condition` only shape the SQL; the statement binds the real ones, in the clause's
+    order."""
+    query = Query(model)
+    sql, params = query.build_where(condition).as_sql(
+        query.get_compiler(connection=connection), connection
+    )
+    return sql, len(params)
 
 
 def converters(model: Any, connection: Any) -> list[tuple[int, str, list[Any], Any]]:

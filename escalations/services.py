@@ -217,7 +217,7 @@ def escalation_reply(
                 NewMessage(
                     role=Message.Role.OPERATOR,
                     content=text,
-                    author=actor,
+                    author_id=actor.pk,
                     metadata={AUTHOR_NAME: _operator_name(actor)},
                 )
             ],

@@ -27,12 +27,13 @@ import httpx
 from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, close_old_connections, connections, models, transaction
 from django.utils import timezone
+from django_tasks import task
 from standardwebhooks import Webhook
 
 from core.fixedsql import field, prepared_cursor
-from integrations.models import WebhookDelivery, WebhookEndpoint, WebhookEvent, new_event_id
+from integrations.models import WebhookDelivery, WebhookEndpoint, WebhookEvent
 from integrations.urlguard import UnsafeUrl, guarded_post
-from messaging.events import EVENT_ROW_COLUMNS, DomainEvent
+from messaging.events import EVENT_ROW_COLUMNS, DomainEvent, new_event_id
 
 logger = logging.getLogger("parley.webhooks")
 
@@ -117,14 +118,12 @@ def _any_active_endpoint() -> str:
 @cache
 def outbox_insert_from(source: str) -> str:
     """`outbox_write` as one more CTE of the caller's statement (PostgreSQL), for the events
-    already in CTE `source` (messaging.events.EVENT_ROW_COLUMNS): the same rows under the same
-    condition. The event id is made by PostgreSQL in new_event_id's shape (`msg_` and a random
-    UUID's 32 hex digits: gen_random_uuid is a version 4 UUID, like uuid.uuid4)."""
+    already in CTE `source` (messaging.events.EVENT_ROW_COLUMNS, their ids made by
+    messaging.events.new_event_id like the sink's): the same rows under the same condition."""
     columns = ", ".join(_quote(field(WebhookEvent, name).column) for name in _OUTBOX_COLUMNS)
     return (
         f"INSERT INTO {_quote(WebhookEvent._meta.db_table)} ({columns}) "  # noqa: S608 - names from the models
-        f"SELECT 'msg_' || replace(gen_random_uuid()::text, '-', ''), "
-        f"{', '.join(EVENT_ROW_COLUMNS)} FROM {source} WHERE {_any_active_endpoint()}"
+        f"SELECT {', '.join(EVENT_ROW_COLUMNS)} FROM {source} WHERE {_any_active_endpoint()}"
     )
 
 
@@ -157,8 +156,6 @@ def outbox_write(events: list[DomainEvent]) -> None:
 
 
 def _enqueue(delivery: WebhookDelivery, *, save: bool = True) -> None:
-    from integrations.tasks import webhook_attempt
-
     # The database task backend writes its row in the current transaction: the delivery row
     # and its task commit together or not at all.
     result = webhook_attempt.using(run_after=delivery.next_attempt_at).enqueue(delivery.pk)
@@ -351,6 +348,14 @@ def webhook_attempt_run(delivery_id: int) -> str:
         elif not 200 <= status_code < 300:
             error = f"HTTP {status_code}"
     return _record(delivery, token, status_code=status_code, error=error, retry=retry)
+
+
+# Defined here, beside the code that queues it (the sweep, a retry, a redelivery), so nothing
+# imports back into this module; integrations.tasks keeps the path rows of earlier releases name.
+@task(queue_name=WEBHOOK_QUEUE)
+def webhook_attempt(delivery_id: int) -> str:
+    """One delivery attempt (`webhook_attempt_run`), as a django-tasks task."""
+    return webhook_attempt_run(delivery_id)
 
 
 def _record(

@@ -1,14 +1,5 @@
-"""django-tasks tasks (database backend). Task arguments are ids only: the rows they name are
-the truth, so a task that outlived its row does nothing."""
+"""The path the webhook task had before it moved beside the pipeline that queues it
+(integrations.delivery.webhook_attempt). A queued task's row names the import path of its task
+and the worker imports it from there, so rows queued by earlier releases still run."""
 
-from __future__ import annotations
-
-from django_tasks import task
-
-from integrations.delivery import WEBHOOK_QUEUE, webhook_attempt_run
-
-
-@task(queue_name=WEBHOOK_QUEUE)
-def webhook_attempt(delivery_id: int) -> str:
-    """One delivery attempt (integrations.delivery.webhook_attempt_run)."""
-    return webhook_attempt_run(delivery_id)
+from integrations.delivery import webhook_attempt as webhook_attempt

@@ -31,6 +31,8 @@ from messaging.schemas import (
     HistoryParams,
     MessageProcessIn,
     ProcessOut,
+    history_out,
+    process_out,
 )
 
 messages_router = Router(tags=["messages"])
@@ -71,35 +73,10 @@ def message_process(
         result.rate.apply_headers(response)
     if result.replayed:
         response["Idempotent-Replayed"] = "true"
-    # Rendered here into ninja's temporal response (it carries the headers set above): no
-    # ProcessOut validation of a body built from already-typed values. The bytes are those
-    # ninja would render (tests/messaging/test_process_rendering.py compares them with the
-    # validated path on both databases); the declared response keeps the OpenAPI schema.
-    return rendered_json(process_body(result), response=response)
-
-
-def process_body(result: services.MessageSendResult) -> dict[str, Any]:
-    """The REST shape of a turn (ProcessOut), key for key and in its order, with the values
-    its validation would give (an int confidence as a float). A replay rebuilds the same body
-    from the stored result, so a retried request gets the first response back."""
-    return {
-        "response": result.reply_text,
-        "status": result.status,
-        "conversation_id": result.conversation_id,
-        "agent": result.agent,
-        "intent": result.intent,
-        "confidence": None if result.confidence is None else float(result.confidence),
-        "metadata": {
-            **result.public_metadata,
-            "escalated": result.escalated,
-            "escalation_id": result.escalation_id,
-            "customer_message_id": result.customer_message_id,
-            "customer_message_seq": result.customer_message_seq,
-            "seq": result.reply_seq,
-        },
-        "turn_count": result.turn_count,
-        "message_id": result.reply_id,
-    }
+    # The body is ProcessOut read from the result (messaging.schemas.process_out: the schema's
+    # fields and resolvers, without validating already typed values), rendered into ninja's
+    # temporal response, which carries the headers set above.
+    return rendered_json(process_out(result), response=response)
 
 
 @conversations_router.get(
@@ -145,11 +122,8 @@ def customer_conversation_list(
 def conversation_history(
     request: HttpRequest, conversation_id: PathId, params: Query[HistoryParams]
 ) -> HttpResponse:
-    # One fixed statement (ownership and the page), items built straight from the rows and
-    # rendered here: no ORM query building, no per-message pydantic, no response re-validation.
-    # The bytes are those HistoryOut would render (tests/messaging/test_fastpath.py
-    # compares them with the selectors' path on both databases); the declared response keeps
-    # the OpenAPI schema.
+    # One fixed statement (ownership and the page), rendered as HistoryOut reads it
+    # (messaging.schemas.history_out): no ORM query building, no per-message validation.
     page = fastpath.history_page(
         principal=principal_of(request),
         conversation_id=conversation_id,
@@ -159,7 +133,4 @@ def conversation_history(
     )
     if page is None:
         raise NotFound("Conversation not found")
-    messages, has_more = page
-    return rendered_json(
-        {"conversation_id": conversation_id, "messages": messages, "has_more": has_more}
-    )
+    return rendered_json(history_out(page))

@@ -1,181 +1,411 @@
-"""The hot path of `POST /messages/process` as plain SQL, for the common case only.
+"""A message's statements as fixed SQL, and the one writer of a conversation's messages.
 
 Under load the ORM's query construction and compilation was the largest share of a message's
 CPU (docs/benchmarks.md: "Where the CPU goes"). The statements that run on every message are
-here as fixed SQL, built once per process, with every rule the ORM path applies kept inside the
-statement itself:
+here as fixed SQL, built once per process from what the ORM path is built from: the models'
+fields, the ownership rule (`messaging.permissions.conversations_of`, the same Q the selectors
+filter by, compiled by core.fixedsql.where) and the message's client shape
+(`messaging.schemas.MessageOut`).
 
-- `turn_write`: an agent-answered turn on an *active* conversation the caller owns. On
-  PostgreSQL one statement: an `UPDATE … RETURNING` of the conversation (which takes the row
-  lock, advances `last_seq` by two and the turn counters by one, and checks id, owner and status
-  in its WHERE) feeds the `INSERT` of both messages with the two new seqs, and the same
-  statement writes their `message.created` domain events through the sinks that can
+- `messages_write`: the one writer of messages — every branch of a customer's turn
+  (messaging.services.message_send: `turn_write` is its common case, the customer's message and
+  the agent's answer) and every operator or system message (services.conversation_append, used
+  by escalations). It is the one place that advances the conversation's `last_seq` and turn
+  counters: an `UPDATE … RETURNING` of the conversation, whose WHERE holds id, owner and —
+  when the caller read it without a lock — the status the caller decided on, takes the row
+  lock and yields the new seqs; the messages are inserted with them; their `message.created`
+  domain events are recorded and the messages pushed after commit. On PostgreSQL this is one
+  statement, which also writes the events through the sinks that can
   (messaging.events.domain_event_inserts: the webhook outbox), so outside an atomic block it
   commits on its own — no BEGIN, no COMMIT. Concurrent writers queue on the row lock; each
   re-reads the committed row, so seqs stay gap-free and unique. On SQLite (RETURNING needs
-  3.35) the same two statements run one after the other inside the IMMEDIATE transaction that
-  already holds the database's write lock, and the sinks are called in it.
+  3.35) the UPDATE and the INSERT run one after the other in one transaction (IMMEDIATE: it
+  holds the database's write lock), and the sinks are called in it.
 - `agent_context`: the agent's context (the customer's own conversation's status and counter,
   and its last messages) in one statement, without model instances. (The token's user lookup,
   the third per-request statement, lives in accounts.fastauth: accounts may not import
   messaging.)
 - `history_page`: `GET /conversations/{id}/history` — the reader's right to the conversation
-  and one page of its messages in one statement, as client items (no model instances), so the
-  endpoint renders them without per-message schemas.
+  and one page of its messages in one statement, as rows the endpoint renders through
+  `HistoryOut`'s reader (messaging.schemas.history_out), without per-message schemas.
 
-Anything else returns None and leaves the rows untouched, so the caller falls back to the
-general ORM path (messaging.services), which owns the rare branches: a missing or foreign
-conversation (404), an escalated one (system acknowledgement), a resolved one (back to active,
-with a status push), a new conversation, and an agent that asks for a human.
-
-This module only reads and writes rows (and the turn's events). Pushing the new messages after
-commit, idempotency and rate limits stay with the caller, which pushes `TurnWritten.payloads`
-(`messaging.schemas.message_payload` of both messages, as the general path builds them).
+None from any of them means "not found for you" (missing, someone else's, or — for a write that
+names the status it expects — no longer in that status), and no row was touched.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, replace
+from collections import namedtuple
+from collections.abc import Sequence
+from dataclasses import dataclass, field, fields
 from datetime import datetime
-from functools import cache
+from functools import cache, partial
 from typing import TYPE_CHECKING, Any
 
+from django.core.exceptions import ImproperlyConfigured
 from django.db import connections, transaction
+from django.db.models import JSONField, Q
 from django.utils import timezone
 
-from core.fixedsql import column, converters, field, prepared_cursor, table
+from core.fixedsql import column, converters, prepared_cursor, table, where
 from messaging.agent import TurnSnapshot
-from messaging.events import MESSAGE_CREATED, domain_event_inserts, domain_events_record
+from messaging.events import (
+    MESSAGE_CREATED,
+    DomainEvent,
+    domain_event_inserts,
+    domain_events_record,
+    new_event_id,
+)
 from messaging.models import Conversation, Message, is_possible_id
-from messaging.permissions import can_read_any_conversation
-from messaging.schemas import message_event_data, message_item, message_payload
+from messaging.permissions import conversations_of, reader_scope
+from messaging.realtime import messages_created_event, publish_on_commit
+from messaging.schemas import MessageOut, message_event_data, message_payload
 
 if TYPE_CHECKING:
     from accounts.auth import Principal
 
 
-@dataclass(frozen=True)
-class WrittenMessage:
-    id: int
-    seq: int
+# --- writing messages ----------------------------------------------------------------------------
+
+
+@dataclass
+class NewMessage:
+    """A message to append: the values of its row that are its own. Each field is the Message
+    column of that attribute name; the conversation, the seq and created_at belong to the change
+    (`messages_write`)."""
+
     role: str
     content: str
-    intent: str | None
-    confidence: float | None
+    intent: str | None = None
+    confidence: float | None = None
+    author_id: int | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        # A Message.Role member is stored and sent as its plain text.
+        self.role = str(self.role)
+
+
+@dataclass(kw_only=True)
+class WrittenMessage(NewMessage):
+    """A message as its row was written (what `message_payload` reads)."""
+
+    id: int
+    seq: int
     created_at: datetime
-    metadata: dict[str, Any]
 
 
 @dataclass(frozen=True)
-class TurnWritten:
-    """What the general path would hold after `conversation_save`: the conversation's new
-    counters and both messages."""
+class Written:
+    """What one `messages_write` wrote: the conversation's counters after it, and its messages
+    in seq order, also as clients see them (`message_payload`: the pushes and the events)."""
 
     conversation_id: int
     turn_count: int
     agent_turns: int
     last_seq: int
     updated_at: datetime
-    customer_message: WrittenMessage
-    answer: WrittenMessage
-    # Both messages as clients see them (`message_payload`, key for key): the push payloads.
-    payloads: tuple[dict[str, Any], dict[str, Any]]
+    messages: tuple[WrittenMessage, ...]
+    payloads: tuple[dict[str, Any], ...]
+
+    @property
+    def customer_message(self) -> WrittenMessage:
+        """The first message: a turn's customer message."""
+        return self.messages[0]
+
+    @property
+    def answer(self) -> WrittenMessage:
+        """The last message: a turn's answer (when the turn wrote one)."""
+        return self.messages[-1]
 
 
-_MESSAGE_COLUMNS = (
-    "conversation",
-    "seq",
-    "role",
-    "content",
-    "intent",
-    "confidence",
-    "author",
-    "metadata",
-    "created_at",
-)
+def message_instance(conversation: Conversation, message: WrittenMessage) -> Message:
+    """A written message as the model instance an ORM insert would have left (for callers
+    that hand a Message on: the operator's reply, the admin)."""
+    instance = Message(
+        conversation=conversation,
+        id=message.id,
+        seq=message.seq,
+        created_at=message.created_at,
+        **{name: getattr(message, name) for name in _NEW_MESSAGE_FIELDS},
+    )
+    instance._state.adding = False
+    instance._state.db = conversation._state.db
+    return instance
 
 
-_TURN_SQL: dict[tuple[str, tuple[str, ...] | None], tuple[str, ...]] = {}
+# A new message's row, column by column (Message's concrete fields but the key, in the model's
+# order): the conversation and the seq come from the conversation row the statement updates,
+# then every column that is the NewMessage field of its attribute name, then created_at, the
+# change's one instant.
+_NEW_MESSAGE_FIELDS = tuple(f.name for f in fields(NewMessage))
+# A message's client values that only the INSERT knows (MessageOut's keys).
+_KNOWN_AFTER_INSERT = ("id", "seq")
+# Values the ORM would send as they are to any column but a JSON one (its preparation is the
+# identity for them): only the others go through the field's get_db_prep_save.
+_SENT_AS_THEY_ARE = (str, int, float, type(None))
 
 
-def _turn_sql(connection: Any, event_inserts: tuple[str, ...] | None) -> tuple[str, ...]:
-    """The statements of `turn_write` for the connection's database vendor and the event sinks'
-    inserts, built once (names from the models, so a renamed column breaks loudly here rather
-    than silently in production)."""
-    key = (connection.vendor, event_inserts)
-    statements = _TURN_SQL.get(key)
-    if statements is None:
-        statements = _TURN_SQL[key] = _build_turn_sql(connection, event_inserts)
-    return statements
+@dataclass(frozen=True)
+class _MessageRow:
+    written: tuple[Any, ...]  # every written field, in the model's order
+    own: tuple[tuple[Any, bool], ...]  # (field, whether its values always need preparing)
+    created_at: Any
 
 
-def _build_turn_sql(connection: Any, event_inserts: tuple[str, ...] | None) -> tuple[str, ...]:
-    conv = table(Conversation)
-    c = {
-        name: column(Conversation, name)
-        for name in (
-            "id",
-            "customer",
-            "status",
-            "turn_count",
-            "agent_turns",
-            "last_seq",
-            "updated_at",
+@cache
+def _message_row() -> _MessageRow:
+    """The description above, checked against the model: a column added to Message, or moved,
+    breaks here, loudly, rather than in the statement."""
+    written = tuple(f for f in Message._meta.concrete_fields if not f.primary_key)
+    names = tuple(f.name for f in written)
+    own = written[2:-1]
+    if (
+        names[:2] != ("conversation", "seq")
+        or names[-1] != "created_at"
+        or tuple(f.attname for f in own) != _NEW_MESSAGE_FIELDS
+    ):
+        raise ImproperlyConfigured(
+            f"messaging.fastpath.NewMessage {_NEW_MESSAGE_FIELDS} does not describe Message's "
+            f"columns {names}"
         )
-    }
-    # Names from the models, every value bound as a parameter.
+    if not set(_KNOWN_AFTER_INSERT) <= set(MessageOut.model_fields):
+        raise ImproperlyConfigured("MessageOut lost a key the INSERT fills in")
+    return _MessageRow(
+        written=written,
+        own=tuple((f, isinstance(f, JSONField)) for f in own),
+        created_at=written[-1],
+    )
+
+
+_CONVERSATION_COLUMNS = ("id", "last_seq", "turn_count", "agent_turns", "status", "updated_at")
+
+
+@cache
+def _write_sql(
+    alias: str, count: int, check_status: bool, event_inserts: tuple[str, ...] | None
+) -> tuple[str, ...]:
+    """The statement(s) of `messages_write` for `count` messages on connection `alias`, with or
+    without the status condition, and with the event sinks' inserts (PostgreSQL, when every
+    sink can write from a statement; an empty tuple: nobody listens). Built once per shape,
+    names from the models, every value bound."""
+    connection = connections[alias]
+    c = {name: column(Conversation, name) for name in _CONVERSATION_COLUMNS}
+    condition = Q(pk=0) & conversations_of(0)
+    if check_status:
+        condition &= Q(status="")
+    clause, bound = where(Conversation, condition, connection)
+    if bound != 2 + check_status:
+        raise ImproperlyConfigured(f"unexpected condition of messages_write: {clause}")
+    # The one place seqs and turn counters advance: `count` seqs, the caller's turn counters.
     update = (
-        f"UPDATE {conv} SET {c['last_seq']} = {c['last_seq']} + 2, "  # noqa: S608
-        f"{c['turn_count']} = {c['turn_count']} + 1, "
-        f"{c['agent_turns']} = {c['agent_turns']} + 1, {c['updated_at']} = %s "
-        f"WHERE {c['id']} = %s AND {c['customer']} = %s AND {c['status']} = %s "
+        f"UPDATE {table(Conversation)} SET {c['last_seq']} = {c['last_seq']} + {count}, "  # noqa: S608 - names from the models, values bound
+        f"{c['turn_count']} = {c['turn_count']} + %s, "
+        f"{c['agent_turns']} = {c['agent_turns']} + %s, "
+        f"{c['status']} = %s, {c['updated_at']} = %s WHERE {clause} "
         f"RETURNING {c['id']}, {c['last_seq']}, {c['turn_count']}, {c['agent_turns']}"
     )
+    written = _message_row().written
     message = table(Message)
-    columns = ", ".join(column(Message, name) for name in _MESSAGE_COLUMNS)
-    if connection.vendor == "postgresql":
-        # Each value cast to its column's type: bound on the server, a NULL (no intent or
-        # confidence) would otherwise reach the INSERT through the UNION as text.
-        values = ", ".join(
-            f"%s::{field(Message, name).cast_db_type(connection)}" for name in _MESSAGE_COLUMNS[2:]
+    columns = ", ".join(f.column for f in written)
+    message_id, seq = column(Message, "id"), column(Message, "seq")
+    if connection.vendor != "postgresql":
+        row = "(" + ", ".join("%s" for _ in written) + ")"
+        insert = (
+            f"INSERT INTO {message} ({columns}) VALUES {', '.join([row] * count)} "  # noqa: S608 - names from the models
+            f"RETURNING {message_id}, {seq}"
         )
-        events = ""
-        if event_inserts:
-            # The turn's message.created events (messaging.events.EVENT_ROW_COLUMNS): each
-            # payload is the message's JSON without the two values only the INSERT knows,
-            # which jsonb `||` adds (jsonb keeps no key order, so the stored value equals the
-            # payload `domain_events_record` would have been given). Then every sink's INSERT.
-            payload = (
-                "(CASE WHEN m.seq = c.{last} THEN %s ELSE %s END)::jsonb "
-                "|| jsonb_build_object('id', m.id, 'seq', m.seq)"
-            ).format(last=c["last_seq"])
-            events = (
-                f", e AS (SELECT %s::text AS type, {payload} AS payload, "  # noqa: S608
-                f"%s::bigint AS customer_id, %s::timestamptz AS created_at "
-                f"FROM m CROSS JOIN c)"
-            ) + "".join(f", o{n} AS ({insert})" for n, insert in enumerate(event_inserts))
-        return (
-            f"WITH c AS ({update}), m AS ("  # noqa: S608 - names from the models, values bound
-            f"INSERT INTO {message} ({columns}) "
-            f"SELECT c.{c['id']}, c.{c['last_seq']} - 1, {values} FROM c "
-            f"UNION ALL "
-            f"SELECT c.{c['id']}, c.{c['last_seq']}, {values} FROM c "
-            f"RETURNING id, seq){events} "
-            f"SELECT m.id, m.seq, c.{c['last_seq']}, c.{c['turn_count']}, c.{c['agent_turns']} "
-            f"FROM m CROSS JOIN c ORDER BY m.seq",
-        )
+        return update, insert
+
+    def value(f: Any, back: int) -> str:
+        if f.name == "conversation":
+            return f"c.{c['id']}"
+        if f.name == "seq":
+            return f"c.{c['last_seq']} - {back}"
+        # Bound on the server, a NULL (no intent or confidence) would otherwise reach the
+        # INSERT through the UNION as text: each value cast to its column's type.
+        return f"%s::{f.cast_db_type(connection)}"
+
+    # Message number k (0-based) gets the seq `count - 1 - k` below the new last_seq.
+    rows = " UNION ALL ".join(
+        f"SELECT {', '.join(value(f, count - 1 - k) for f in written)} FROM c"  # noqa: S608
+        for k in range(count)
+    )
+    events = ""
+    if event_inserts:
+        # The messages' message.created events (messaging.events.EVENT_ROW_COLUMNS): each
+        # payload is bound without the values only the INSERT knows, which jsonb `||` adds
+        # (jsonb keeps no key order, so the stored value equals the data `domain_events_record`
+        # would have been given); then every sink's INSERT.
+        filled = ", ".join(f"'{key}', m.{column(Message, key)}" for key in _KNOWN_AFTER_INSERT)
+        values = ", ".join(f"({count - 1 - k}, %s::text, %s::jsonb)" for k in range(count))
+        events = (
+            f", e AS (SELECT v.event_id, %s::text AS type, "  # noqa: S608 - names from the models
+            f"v.payload || jsonb_build_object({filled}) AS payload, "
+            f"%s::bigint AS customer_id, %s::timestamptz AS created_at "
+            f"FROM m CROSS JOIN c JOIN (VALUES {values}) AS v(back, event_id, payload) "
+            f"ON m.{seq} = c.{c['last_seq']} - v.back)"
+        ) + "".join(f", o{n} AS ({insert})" for n, insert in enumerate(event_inserts))
     return (
-        update,
-        f"INSERT INTO {message} ({columns}) VALUES "  # noqa: S608 - names from the models
-        f"(%s, %s, %s, %s, %s, %s, %s, %s, %s), (%s, %s, %s, %s, %s, %s, %s, %s, %s) "
-        f"RETURNING id, seq",
+        f"WITH c AS ({update}), m AS (INSERT INTO {message} ({columns}) {rows} "  # noqa: S608 - names from the models
+        f"RETURNING {message_id}, {seq}){events} "
+        f"SELECT m.{message_id}, m.{seq}, c.{c['last_seq']}, c.{c['turn_count']}, "
+        f"c.{c['agent_turns']} FROM m CROSS JOIN c ORDER BY m.{seq}",
     )
 
 
-def _prep(model: Any, name: str, value: Any, connection: Any) -> Any:
-    """A value as the ORM would send it (datetime adaptation, JSON encoding)."""
-    return field(model, name).get_db_prep_save(value, connection)
+def _message_created(
+    payloads: Sequence[dict[str, Any]], conversation_id: int, customer_id: int
+) -> list[DomainEvent]:
+    """The messages' `message.created` events: the one place they are built."""
+    return [
+        (
+            MESSAGE_CREATED,
+            message_event_data(payload, conversation_id=conversation_id, customer_id=customer_id),
+        )
+        for payload in payloads
+    ]
+
+
+def messages_write(
+    *,
+    conversation_id: int,
+    customer_id: int,
+    messages: Sequence[NewMessage],
+    status: str,
+    expected_status: str | None = None,
+    turns: int = 0,
+    agent_turns: int = 0,
+    now: datetime | None = None,
+    using: str = "default",
+) -> Written | None:
+    """Append `messages` to customer `customer_id`'s conversation `conversation_id` with the
+    next seqs, leave it in `status`, advance its turn counters by `turns` and `agent_turns`,
+    record the messages' `message.created` domain events and push them after commit.
+
+    `expected_status`: write only if the conversation is still in it (a caller that decided
+    on a status it read without the lock). None — and no row changed, no event, no push — when
+    the conversation is missing, someone else's, or not in `expected_status`.
+
+    Works inside the caller's atomic block (then it commits with it) or outside one. On
+    PostgreSQL, when every event sink can write from a statement, the rows and the events are
+    one statement: outside an atomic block it is its own transaction, one round trip in all.
+    Otherwise the write and `domain_events_record` share one transaction."""
+    if not is_possible_id(conversation_id):
+        return None
+    if not messages:
+        raise ValueError("messages_write needs at least one message")
+    now = now or timezone.now()
+    connection = connections[using]
+    row = _message_row()
+    # The messages as they will be written, id and seq still to come.
+    pending = tuple(WrittenMessage(**vars(m), id=0, seq=0, created_at=now) for m in messages)
+    payloads = tuple(message_payload(m) for m in pending)
+    # One instant for the change: the messages' created_at and the conversation's updated_at.
+    at = row.created_at.get_db_prep_save(now, connection)
+    head: list[Any] = [turns, agent_turns, str(status), at, conversation_id, customer_id]
+    if expected_status is not None:
+        head.append(str(expected_status))
+    values = []
+    for message in pending:
+        own = []
+        for f, always in row.own:
+            value = getattr(message, f.attname)
+            if always or type(value) not in _SENT_AS_THEY_ARE:
+                value = f.get_db_prep_save(value, connection)
+            own.append(value)
+        values.append(own)
+    inserts = domain_event_inserts("e") if connection.vendor == "postgresql" else None
+    statements = _write_sql(using, len(messages), expected_status is not None, inserts)
+    if inserts is not None:
+        # One statement, with the events when anyone listens.
+        events: list[Any] = []
+        if inserts:
+            events = [MESSAGE_CREATED, customer_id, at]
+            for _type, data in _message_created(payloads, conversation_id, customer_id):
+                template = {k: v for k, v in data.items() if k not in _KNOWN_AFTER_INSERT}
+                events += [new_event_id(), json.dumps(template)]
+        found = _write_rows(using, statements, head, values, at, events)
+        written = _written(conversation_id, found, pending, payloads, now)
+    else:
+        with transaction.atomic(using=using, savepoint=False):
+            found = _write_rows(using, statements, head, values, at, [])
+            written = _written(conversation_id, found, pending, payloads, now)
+            if written is not None:
+                domain_events_record(
+                    _message_created(written.payloads, conversation_id, customer_id)
+                )
+    if written is not None:
+        publish_on_commit([messages_created_event(conversation_id, written.payloads)])
+    return written
+
+
+_Found = tuple[list[tuple[int, int]], tuple[int, int, int]] | None
+
+
+def _write_rows(
+    using: str,
+    statements: tuple[str, ...],
+    head: list[Any],
+    values: list[list[Any]],
+    at: Any,
+    events: list[Any],
+) -> _Found:
+    """Run the statement(s): ([(id, seq) of each message, in seq order], (last_seq,
+    turn_count, agent_turns)), or None when the conversation did not qualify."""
+    with prepared_cursor(using) as cursor:
+        if len(statements) == 1:  # PostgreSQL: the conversation and the seqs come from `c`
+            params = list(head)
+            for own in values:
+                params += own
+                params.append(at)
+            cursor.execute(statements[0], params + events)
+            rows = cursor.fetchall()
+            if not rows:
+                return None
+            return [(row[0], row[1]) for row in rows], tuple(rows[0][2:5])  # type: ignore[return-value]
+        # SQLite: inside messages_write's transaction, which holds the database's write lock.
+        update, insert = statements
+        cursor.execute(update, head)
+        conversation = cursor.fetchone()
+        if conversation is None:
+            return None
+        conversation_id, last_seq, turns, agent_turns = conversation
+        first_seq = last_seq - len(values) + 1
+        params = []
+        for k, own in enumerate(values):
+            params += [conversation_id, first_seq + k, *own, at]
+        cursor.execute(insert, params)
+        rows = sorted(cursor.fetchall(), key=lambda row: row[1])
+    return [(row[0], row[1]) for row in rows], (last_seq, turns, agent_turns)
+
+
+def _written(
+    conversation_id: int,
+    found: _Found,
+    pending: tuple[WrittenMessage, ...],
+    payloads: tuple[dict[str, Any], ...],
+    now: datetime,
+) -> Written | None:
+    if found is None:
+        return None
+    rows, (last_seq, turns, agent_turns) = found
+    for message, (message_id, seq) in zip(pending, rows, strict=True):
+        message.id, message.seq = message_id, seq
+    return Written(
+        conversation_id=conversation_id,
+        turn_count=turns,
+        agent_turns=agent_turns,
+        last_seq=last_seq,
+        updated_at=now,
+        messages=pending,
+        # `|` keeps the keys where they are: id and seq stay first, as MessageOut lists them.
+        payloads=tuple(
+            payload | dict(zip(_KNOWN_AFTER_INSERT, row, strict=True))
+            for payload, row in zip(payloads, rows, strict=True)
+        ),
+    )
 
 
 def turn_write(
@@ -187,179 +417,46 @@ def turn_write(
     intent: str | None,
     confidence: float | None,
     metadata: dict[str, Any],
+    expected_status: str = Conversation.Status.ACTIVE,
     now: datetime | None = None,
     using: str = "default",
-) -> TurnWritten | None:
-    """Append the customer's message and the agent's answer to an active conversation owned by
-    `customer_id`, advancing `last_seq` by two and `turn_count`/`agent_turns` by one, and record
-    both messages' `message.created` domain events with them (as conversation_append does).
-
-    None — and no row changed, no event — when the conversation is missing, someone else's,
-    escalated or resolved: the general path decides what those mean. Works inside the caller's
-    atomic block (then it commits with it) or outside one. On PostgreSQL, when every event sink
-    can write from a statement (messaging.events.domain_event_inserts), the rows and the events
-    are one statement: outside an atomic block it is its own transaction, one round trip in all.
-    Otherwise the write and `domain_events_record` share one transaction."""
-    if not is_possible_id(conversation_id):
-        return None
-    now = now or timezone.now()
-    connection = connections[using]
-
-    def pending(role: str, content: str, metadata: dict[str, Any]) -> WrittenMessage:
-        # Placeholders for id and seq, which only the INSERT gives.
-        return WrittenMessage(
-            id=0,
-            seq=0,
-            role=role,
-            content=content,
-            intent=intent,
-            confidence=confidence,
-            created_at=now,
-            metadata=metadata,
-        )
-
-    customer_message = pending(Message.Role.CUSTOMER.value, text, {})
-    answer = pending(Message.Role.AGENT.value, reply_text, dict(metadata))
-    # Built once, with the placeholders; the real id and seq replace them after the write.
-    payloads = (message_payload(customer_message), message_payload(answer))
-    event_inserts = domain_event_inserts("e") if connection.vendor == "postgresql" else None
-    if event_inserts is not None:
-        events: list[Any] = []
-        if event_inserts:  # else nobody listens
-            # The statement adds the real id and seq to each payload (jsonb `||`); the answer's
-            # first: its seq is the new last_seq (the statement's CASE).
-            templates = [
-                json.dumps(
-                    message_event_data(
-                        {k: v for k, v in payload.items() if k not in ("id", "seq")},
-                        conversation_id=conversation_id,
-                        customer_id=customer_id,
-                    )
-                )
-                for payload in reversed(payloads)
-            ]
-            created_at = _prep(Message, "created_at", now, connection)
-            events = [MESSAGE_CREATED, *templates, customer_id, created_at]
-        rows = _write_rows(
-            connection,
-            using,
-            event_inserts,
-            conversation_id,
-            customer_id,
-            customer_message,
-            answer,
-            events,
-        )
-        return _written(conversation_id, rows, customer_message, answer, payloads)
-    with transaction.atomic(using=using, savepoint=False):
-        rows = _write_rows(
-            connection, using, None, conversation_id, customer_id, customer_message, answer, []
-        )
-        written = _written(conversation_id, rows, customer_message, answer, payloads)
-        if written is not None:
-            domain_events_record(
-                [
-                    (
-                        MESSAGE_CREATED,
-                        message_event_data(
-                            payload, conversation_id=conversation_id, customer_id=customer_id
-                        ),
-                    )
-                    for payload in written.payloads
-                ]
-            )
-    return written
-
-
-_Rows = tuple[tuple[int, int], tuple[int, int], tuple[int, int, int]] | None
-
-
-def _write_rows(
-    connection: Any,
-    using: str,
-    event_inserts: tuple[str, ...] | None,
-    conversation_id: int,
-    customer_id: int,
-    customer_message: WrittenMessage,
-    answer: WrittenMessage,
-    events: list[Any],
-) -> _Rows:
-    """The turn's statement(s): ((customer message id, seq), (answer id, seq), (last_seq,
-    turn_count, agent_turns)), or None when the conversation did not qualify."""
-    statements = _turn_sql(connection, event_inserts)
-    at = _prep(Conversation, "updated_at", customer_message.created_at, connection)
-    customer_row = [
-        customer_message.role,
-        customer_message.content,
-        customer_message.intent,
-        customer_message.confidence,
-        customer_id,
-        _prep(Message, "metadata", customer_message.metadata, connection),
-        at,
-    ]
-    answer_row = [
-        answer.role,
-        answer.content,
-        answer.intent,
-        answer.confidence,
-        None,
-        _prep(Message, "metadata", answer.metadata, connection),
-        at,
-    ]
-    head = [at, conversation_id, customer_id, Conversation.Status.ACTIVE.value]
-    if connection.vendor == "postgresql":
-        with prepared_cursor(using) as cursor:
-            cursor.execute(statements[0], [*head, *customer_row, *answer_row, *events])
-            rows = cursor.fetchall()
-        if not rows:
-            return None
-        (first_id, first_seq, last_seq, turns, agent_turns), (second_id, second_seq, *_) = rows
-        return (first_id, first_seq), (second_id, second_seq), (last_seq, turns, agent_turns)
-    # SQLite: two statements, inside the caller's transaction (turn_write's atomic block:
-    # IMMEDIATE, so it already holds the database's write lock).
-    with prepared_cursor(using) as cursor:
-        cursor.execute(statements[0], head)
-        conversation = cursor.fetchone()
-        if conversation is None:
-            return None
-        _, last_seq, turns, agent_turns = conversation
-        cursor.execute(
-            statements[1],
-            [conversation_id, last_seq - 1, *customer_row, conversation_id, last_seq, *answer_row],
-        )
-        first, second = sorted(cursor.fetchall(), key=lambda row: row[1])
-    return tuple(first), tuple(second), (last_seq, turns, agent_turns)
-
-
-def _written(
-    conversation_id: int,
-    rows: _Rows,
-    customer_message: WrittenMessage,
-    answer: WrittenMessage,
-    payloads: tuple[dict[str, Any], dict[str, Any]],
-) -> TurnWritten | None:
-    if rows is None:
-        return None
-    (first_id, first_seq), (second_id, second_seq), (last_seq, turns, agent_turns) = rows
-    # `|` keeps the keys where they are: id and seq stay first, as message_payload puts them.
-    return TurnWritten(
+) -> Written | None:
+    """The common turn, through `messages_write`: the customer's message and the agent's answer
+    (both carrying the answer's intent and confidence) on a conversation the agent holds —
+    `expected_status` active, or resolved (back to the agent) — which is active afterwards,
+    with one customer turn and one agent turn more. None, and nothing written, when the
+    conversation is missing, someone else's or no longer in `expected_status`."""
+    return messages_write(
         conversation_id=conversation_id,
-        turn_count=turns,
-        agent_turns=agent_turns,
-        last_seq=last_seq,
-        updated_at=customer_message.created_at,
-        customer_message=replace(customer_message, id=first_id, seq=first_seq),
-        answer=replace(answer, id=second_id, seq=second_seq),
-        payloads=(
-            payloads[0] | {"id": first_id, "seq": first_seq},
-            payloads[1] | {"id": second_id, "seq": second_seq},
+        customer_id=customer_id,
+        messages=(
+            NewMessage(
+                role=Message.Role.CUSTOMER,
+                content=text,
+                intent=intent,
+                confidence=confidence,
+                author_id=customer_id,
+            ),
+            NewMessage(
+                role=Message.Role.AGENT,
+                content=reply_text,
+                intent=intent,
+                confidence=confidence,
+                metadata=dict(metadata),
+            ),
         ),
+        status=Conversation.Status.ACTIVE,
+        expected_status=expected_status,
+        turns=1,
+        agent_turns=1,
+        now=now,
+        using=using,
     )
 
 
 # --- the agent's context -------------------------------------------------------------------------
 
-RECENT_MESSAGES = 10  # as messaging.selectors.RECENT_MESSAGES_FOR_AGENT
+RECENT_MESSAGES = 10  # what the agent sees of the conversation (ConversationSnapshot)
 
 
 @dataclass(frozen=True)
@@ -367,7 +464,8 @@ class AgentContext:
     """What a turn reads of the customer's conversation before it takes any lock: the status
     that picks the path, and what the agent may see (messaging.agent.ConversationSnapshot:
     the agent turns so far and the last messages, oldest first). Nothing else of the row is
-    read before the lock: the general path locks and re-reads it (services.conversation_lock)."""
+    read before the write, whose statement checks the status again (or, for the branches that
+    need to read under the lock, services.conversation_lock re-reads the row)."""
 
     conversation_id: int
     status: str
@@ -376,43 +474,47 @@ class AgentContext:
 
 
 _CONTEXT_CONVERSATION_COLUMNS = ("id", "status", "agent_turns")
-_CONTEXT_MESSAGE_COLUMNS = ("role", "content", "intent", "confidence")
+# What the agent sees of a message: TurnSnapshot's fields, each the Message column of its name.
+_CONTEXT_MESSAGE_COLUMNS = tuple(f.name for f in fields(TurnSnapshot))
 
 
 @cache
-def _context_sql() -> str:
+def _context_sql(alias: str) -> str:
+    conversation = table(Conversation)
     columns = ", ".join(
-        [f"c.{column(Conversation, name)}" for name in _CONTEXT_CONVERSATION_COLUMNS]
+        [f"{conversation}.{column(Conversation, name)}" for name in _CONTEXT_CONVERSATION_COLUMNS]
         + [f"m.{column(Message, name)}" for name in _CONTEXT_MESSAGE_COLUMNS]
     )
-    last_seq = column(Conversation, "last_seq")
+    clause, bound = where(Conversation, Q(pk=0) & conversations_of(0), connections[alias])
+    if bound != 2:
+        raise ImproperlyConfigured(f"unexpected condition of agent_context: {clause}")
+    last_seq = f"{conversation}.{column(Conversation, 'last_seq')}"
     # seq runs 1..last_seq without gaps (written only under the row lock), so "seq above
     # last_seq - N" is the last N messages, read through the (conversation, seq) unique index;
     # the LEFT JOIN keeps a conversation that has no messages yet.
     return (
-        f"SELECT {columns} FROM {table(Conversation)} c "  # noqa: S608 - model names
-        f"LEFT JOIN {table(Message)} m ON m.{column(Message, 'conversation')} = c.id "
-        f"AND m.{column(Message, 'seq')} > c.{last_seq} - {RECENT_MESSAGES} "
-        f"WHERE c.id = %s AND c.{column(Conversation, 'customer')} = %s "
-        f"ORDER BY m.{column(Message, 'seq')}"
+        f"SELECT {columns} FROM {conversation} "  # noqa: S608 - model names
+        f"LEFT JOIN {table(Message)} m ON m.{column(Message, 'conversation')} = "
+        f"{conversation}.{column(Conversation, 'id')} "
+        f"AND m.{column(Message, 'seq')} > {last_seq} - {RECENT_MESSAGES} "
+        f"WHERE {clause} ORDER BY m.{column(Message, 'seq')}"
     )
 
 
 def agent_context(
     *, customer_id: int, conversation_id: int, using: str = "default"
 ) -> AgentContext | None:
-    """What `messaging.selectors.conversation_with_recent_messages` gives the turn, in one
-    fixed statement and without model instances: the customer's own conversation's id, status
-    and agent turns, and its last messages as the agent sees them; None when the conversation
-    is missing or someone else's.
+    """The turn's reading of the customer's own conversation, in one fixed statement and
+    without model instances: its id, status and agent turns, and its last messages as the
+    agent sees them; None when the conversation is missing or someone else's.
 
     The values are the rows' own: none of these columns has a from-database converter on
-    SQLite or PostgreSQL (tests/messaging/test_fastpath.py compares the result with the
-    selector's model instances on both)."""
+    SQLite or PostgreSQL (tests/messaging/test_fastpath.py compares the result with the model
+    instances the ORM reads, on both)."""
     if not is_possible_id(conversation_id):
         return None
     with prepared_cursor(using) as cursor:
-        cursor.execute(_context_sql(), [conversation_id, customer_id])
+        cursor.execute(_context_sql(using), [conversation_id, customer_id])
         rows = cursor.fetchall()
     if not rows:
         return None
@@ -422,20 +524,35 @@ def agent_context(
         status=status,
         agent_turns=agent_turns,
         recent_messages=tuple(
-            TurnSnapshot(role=role, content=content, intent=intent, confidence=confidence)
-            for _id, _status, _turns, role, content, intent, confidence in rows
-            if role is not None  # the one row of a conversation without messages
+            TurnSnapshot(*row[3:])
+            for row in rows
+            if row[3] is not None  # the one row of a conversation without messages
         ),
     )
 
 
 # --- a conversation's history --------------------------------------------------------------------
 
-_HISTORY_MESSAGE_COLUMNS = ("id", "seq", "role", "content", "intent", "confidence", "created_at")
+
+@dataclass(frozen=True)
+class HistoryPage:
+    """One page of a conversation's history, as `HistoryOut` reads it
+    (messaging.schemas.history_out): the messages are rows with MessageOut's attributes."""
+
+    conversation_id: int
+    messages: list[Any]  # _HistoryRow
+    has_more: bool
+
+
+# The message columns a page reads: MessageOut's fields that are Message columns (the others,
+# author_name, MessageOut resolves from the metadata read beside them).
+_HISTORY_MESSAGE_COLUMNS = tuple(
+    name for name in MessageOut.model_fields if name in {f.name for f in Message._meta.fields}
+)
 
 
 @cache
-def _history_sql(*, after: bool, before: bool, any_reader: bool) -> str:
+def _history_sql(alias: str, *, after: bool, before: bool, any_reader: bool) -> str:
     """The statement of `history_page` for one shape of request (eight in all, each built once
     per process from the models' names; every value is bound).
 
@@ -452,7 +569,7 @@ def _history_sql(*, after: bool, before: bool, any_reader: bool) -> str:
 
         Sort (51 rows)
           -> Nested Loop Left Join
-               -> Index Scan using messaging_conversation_pkey on messaging_conversation c
+               -> Index Scan using messaging_conversation_pkey on messaging_conversation
                     Index Cond: (id = …)  Filter: (customer_id = …)
                -> Limit
                     -> Index Scan Backward using message_seq_unique on messaging_message
@@ -469,19 +586,21 @@ def _history_sql(*, after: bool, before: bool, any_reader: bool) -> str:
     message = {name: column(Message, name) for name in _HISTORY_MESSAGE_COLUMNS}
     conversation_fk = column(Message, "conversation")
     metadata = column(Message, "metadata")
-    seq = message["seq"]
+    seq = column(Message, "seq")
     bounds = (f" AND {seq} > %s" if after else "") + (f" AND {seq} < %s" if before else "")
     columns = ", ".join(message.values())
-    owner = "" if any_reader else f" AND c.{column(Conversation, 'customer')} = %s"
+    condition = Q(pk=0) & conversations_of(None if any_reader else 0)
+    clause, bound = where(Conversation, condition, connections[alias])
+    if bound != 1 + (not any_reader):
+        raise ImproperlyConfigured(f"unexpected condition of history_page: {clause}")
     # Only an operator message's metadata is read (its author_name): the others' is not sent.
     return (
         f"SELECT {', '.join(f'm.{name}' for name in message.values())}, m.md "  # noqa: S608
-        f"FROM {table(Conversation)} c LEFT JOIN ("
+        f"FROM {table(Conversation)} LEFT JOIN ("
         f"SELECT {columns}, CASE WHEN {message['role']} = %s THEN {metadata} END AS md "
         f"FROM {table(Message)} WHERE {conversation_fk} = %s{bounds} "
         f"ORDER BY {seq} {'ASC' if after else 'DESC'} LIMIT %s"
-        f") m ON TRUE WHERE c.{Conversation._meta.pk.column} = %s{owner} "
-        f"ORDER BY m.{seq}"
+        f") m ON TRUE WHERE {clause} ORDER BY m.{seq}"
     )
 
 
@@ -493,31 +612,29 @@ def history_page(
     after_seq: int | None = None,
     before_seq: int | None = None,
     using: str = "default",
-) -> tuple[list[dict[str, Any]], bool] | None:
-    """`selectors.conversation_get_for_reader` and `selectors.message_history` in one fixed
-    statement: the page's messages as client items, oldest first, and whether more exist in the
-    direction being paged; None when the conversation is missing or not the caller's to read
-    (their own, or any for `can_read_any_conversation`).
-
-    Each item is `messaging.schemas.message_item` (what `message_payload` builds, key for key,
-    except that `created_at` is still the datetime: the caller encodes the body with ninja's
-    encoder, which formats it exactly as a response would).
+) -> HistoryPage | None:
+    """The reader's right to the conversation (their own, or any for
+    `messaging.permissions.reader_scope`) and one page of its messages, oldest first, and
+    whether more exist in the direction being paged, in one fixed statement; None when the
+    conversation is missing or not the caller's to read.
 
     after_seq → the first `limit` after it (has_more: newer remain); otherwise the latest `limit`
     before `before_seq` (or of all) (has_more: older remain)."""
     if not is_possible_id(conversation_id):
         return None
-    any_reader = can_read_any_conversation(principal)
+    owner = reader_scope(principal)
     forward = after_seq is not None
-    sql = _history_sql(after=forward, before=before_seq is not None, any_reader=any_reader)
+    sql = _history_sql(
+        using, after=forward, before=before_seq is not None, any_reader=owner is None
+    )
     params: list[Any] = [Message.Role.OPERATOR.value, conversation_id]
     if after_seq is not None:
         params.append(after_seq)
     if before_seq is not None:
         params.append(before_seq)
     params += [limit + 1, conversation_id]
-    if not any_reader:
-        params.append(principal.user_id)
+    if owner is not None:
+        params.append(owner)
     connection = connections[using]
     with prepared_cursor(using) as cursor:
         cursor.execute(sql, params)
@@ -525,32 +642,35 @@ def history_page(
     if not rows:
         return None
     if rows[0][0] is None:  # a readable conversation with nothing in this page
-        return [], False
+        return HistoryPage(conversation_id=conversation_id, messages=[], has_more=False)
     has_more = len(rows) > limit
     if has_more:
         # Ascending either way: paging forward drops the newest extra, backward the oldest.
         rows = rows[:limit] if forward else rows[len(rows) - limit :]
     # The ORM's from-database converters (accounts.fastauth's instance_from_row uses the same).
     by_name = {name: (found, col) for _, name, found, col in converters(Message, connection)}
-    created_converters, created_col = by_name.get("created_at", ([], None))
-    metadata_converters, metadata_col = by_name.get("metadata", ([], None))
-    items = []
-    for message_id, seq, role, content, intent, confidence, created_at, metadata in rows:
-        for converter in created_converters:
-            created_at = converter(created_at, created_col, connection)
-        if metadata is not None:
-            for converter in metadata_converters:
-                metadata = converter(metadata, metadata_col, connection)
-        items.append(
-            message_item(
-                id=message_id,
-                seq=seq,
-                role=role,
-                content=content,
-                intent=intent,
-                confidence=confidence,
-                created_at=created_at,
-                metadata=metadata,
-            )
-        )
-    return items, has_more
+    names: tuple[str, ...] = _HistoryRow._fields
+    converted = [(index, *by_name[name]) for index, name in enumerate(names) if name in by_name]
+    # The statement's columns are the row's fields: tuple.__new__ skips _make's length check.
+    make = partial(tuple.__new__, _HistoryRow)
+    messages = []
+    for row in rows:
+        for index, _found, _col in converted:
+            if row[index] is not None:  # (only an operator message's metadata is read)
+                row = _converted(row, converted, connection)  # noqa: PLW2901
+                break
+        messages.append(make(row))
+    return HistoryPage(conversation_id=conversation_id, messages=messages, has_more=has_more)
+
+
+def _converted(row: tuple[Any, ...], converted: list[Any], connection: Any) -> list[Any]:
+    values = list(row)
+    for index, found, col in converted:
+        if values[index] is not None:
+            for converter in found:
+                values[index] = converter(values[index], col, connection)
+    return values
+
+
+# A page's row: MessageOut's columns and the metadata its author_name is resolved from.
+_HistoryRow: Any = namedtuple("_HistoryRow", (*_HISTORY_MESSAGE_COLUMNS, "metadata"))  # type: ignore[misc]  # noqa: PYI024

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from django.db.models import Q
+
 from accounts.auth import Policy, Principal, Tier
 from accounts.models import SecurityEvent
 from accounts.operators import is_operator
@@ -21,6 +23,21 @@ def can_read_any_conversation(principal: Principal) -> bool:
     every conversation; staff outside the Operators group read only their own. The scope is
     checked first: a customer's request never costs the group lookup."""
     return principal.has_scope(ESCALATIONS_MANAGE) and is_operator(principal.user)
+
+
+def conversations_of(customer_id: int | None) -> Q:
+    """The ownership rule, written once: a conversation is its customer's. Every door applies it
+    inside its query — the selectors through the ORM, the fixed statements of messaging.fastpath
+    compiled from this same Q (core.fixedsql.where) — so someone else's conversation is simply
+    not found (404, or close code 4404 on a socket), exactly like a missing one. None: every
+    customer's (a reader who may read any conversation: `reader_scope`)."""
+    return Q() if customer_id is None else Q(customer_id=customer_id)
+
+
+def reader_scope(principal: Principal) -> int | None:
+    """Whose conversations `principal` may read (`conversations_of`): everyone's for operators
+    holding escalations:manage, otherwise their own. Writing is always their own."""
+    return None if can_read_any_conversation(principal) else principal.user_id
 
 
 def ensure_acting_for_self(

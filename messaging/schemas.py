@@ -1,15 +1,18 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from ninja import Schema
 from pydantic import Field, field_validator
 
 from core.ids import Id, IdOrZero
-from core.schemas import QueryIn, StrictIn, client_datetime
+from core.schemas import QueryIn, StrictIn, client_datetime, schema_reader
 from messaging.models import MAX_ID
 from messaging.validation import MAX_MESSAGE_CHARS, clean_message_text
+
+if TYPE_CHECKING:
+    from messaging.services import MessageSendResult
 
 # Message.metadata key holding an operator message's author display name.
 AUTHOR_NAME = "author_name"
@@ -32,6 +35,9 @@ class MessageProcessIn(StrictIn):
         return clean_message_text(value)
 
 
+# `POST /messages/process`'s body, read from the service's MessageSendResult (the resolvers say
+# where a field comes from) for the OpenAPI document and the bytes alike (`process_out`). (No
+# docstring: it would become the schema's description in the OpenAPI document.)
 class ProcessOut(Schema):
     response: str
     status: Literal["success", "escalated"]
@@ -43,17 +49,29 @@ class ProcessOut(Schema):
     turn_count: int
     message_id: int
 
+    @staticmethod
+    def resolve_response(result: MessageSendResult) -> str:
+        return result.reply_text
 
-def author_name_of(role: str, metadata: Any) -> str | None:
-    """`MessageOut.author_name`: stored with the message (no join on the history and websocket
-    paths), and only an operator message has one. One rule for the schema and for
-    messaging.fastpath's history rows, which build the same items without the schema."""
-    if role != "operator":
-        return None
-    name = (metadata or {}).get(AUTHOR_NAME)
-    return name if isinstance(name, str) else None
+    @staticmethod
+    def resolve_metadata(result: MessageSendResult) -> dict[str, Any]:
+        # What the agent may show clients, then the turn's own facts (these win a clash).
+        return {
+            **result.public_metadata,
+            "escalated": result.escalated,
+            "escalation_id": result.escalation_id,
+            "customer_message_id": result.customer_message_id,
+            "customer_message_seq": result.customer_message_seq,
+            "seq": result.reply_seq,
+        }
+
+    @staticmethod
+    def resolve_message_id(result: MessageSendResult) -> int:
+        return result.reply_id
 
 
+# A message as clients see it: history items, the operator's reply, websocket `message` frames
+# and `message.created` events (through `message_item` / `message_payload`).
 class MessageOut(Schema):
     id: int
     seq: int
@@ -69,8 +87,13 @@ class MessageOut(Schema):
     )
 
     @staticmethod
-    def resolve_author_name(obj: Any) -> str | None:
-        return author_name_of(obj.role, obj.metadata)
+    def resolve_author_name(message: Any) -> str | None:
+        # Stored with the message (no join on the history and websocket paths), and only an
+        # operator message has one.
+        if message.role != "operator":
+            return None
+        name = (message.metadata or {}).get(AUTHOR_NAME)
+        return name if isinstance(name, str) else None
 
 
 class HistoryOut(Schema):
@@ -99,50 +122,25 @@ class HistoryParams(QueryIn):
     before_seq: int | None = Field(default=None, ge=1, le=MAX_ID)
 
 
-def message_item(
-    *,
-    id: int,  # noqa: A002 - MessageOut's field name
-    seq: int,
-    role: str,
-    content: str,
-    intent: str | None,
-    confidence: float | None,
-    created_at: datetime,
-    metadata: Any,
-) -> dict[str, Any]:
-    """A message as clients see it, from plain values: `MessageOut` key for key and in its
-    order, with the values pydantic would give it (a role enum as its text, an int confidence
-    as a float), except that `created_at` is still the datetime. The one builder of a message's
-    client shape — history items (messaging.fastpath.history_page, rendered by ninja's encoder)
-    and, through `message_payload`, websocket pushes and domain events — without a schema
-    instance per message (tests/messaging/test_payloads.py proves it equal to MessageOut)."""
-    return {
-        "id": id,
-        "seq": seq,
-        "role": str(role),
-        "content": content,
-        "intent": intent,
-        "confidence": None if confidence is None else float(confidence),
-        "created_at": created_at,
-        "author_name": author_name_of(role, metadata),
-    }
+# The bodies and payloads built on every request, read straight from typed values by the
+# schemas above (core.schemas.schema_reader): the schemas stay the one listing of each shape.
+process_out = schema_reader(ProcessOut)
+history_out = schema_reader(HistoryOut)
+_message_out = schema_reader(MessageOut)
+
+
+def message_item(message: Any) -> dict[str, Any]:
+    """A message (a model instance, or anything with its attributes: messaging.fastpath's
+    WrittenMessage and history rows) as `MessageOut` gives it, `created_at` still a datetime
+    (a response's renderer encodes it)."""
+    return _message_out(message)
 
 
 def message_payload(message: Any) -> dict[str, Any]:
-    """A message (a model instance, or anything with its attributes: messaging.fastpath's
-    WrittenMessage) as clients see it outside a response body — websocket `message` event,
-    domain event — encoded as API responses are (`created_at` as core.schemas.client_json
-    would give it)."""
-    item = message_item(
-        id=message.id,
-        seq=message.seq,
-        role=message.role,
-        content=message.content,
-        intent=message.intent,
-        confidence=message.confidence,
-        created_at=message.created_at,
-        metadata=message.metadata,
-    )
+    """A message as clients see it outside a response body — websocket `message` event, domain
+    event — encoded as API responses are (`created_at` as core.schemas.client_json would give
+    it)."""
+    item = message_item(message)
     item["created_at"] = client_datetime(item["created_at"])
     return item
 

@@ -4,12 +4,11 @@
 from __future__ import annotations
 
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.utils import timezone
 
 from accounts.models import User
 from accounts.ratelimits import RateUsage, user_rate_limit_enforce
@@ -22,20 +21,11 @@ from messaging.agent import (
     ConversationSnapshot,
     get_agent,
 )
-from messaging.events import (
-    CONVERSATION_CREATED,
-    MESSAGE_CREATED,
-    domain_event_record,
-    domain_events_record,
-)
+from messaging.events import CONVERSATION_CREATED, domain_event_record
+from messaging.fastpath import NewMessage as NewMessage
 from messaging.models import Conversation, Message, is_possible_id
-from messaging.realtime import (
-    conversation_status_event,
-    messages_created_event,
-    publish_on_commit,
-    run_in_background,
-)
-from messaging.schemas import ConversationOut, message_event_data, message_payload
+from messaging.realtime import conversation_status_event, publish_on_commit, run_in_background
+from messaging.schemas import ConversationOut
 from messaging.validation import clean_message_text
 
 SYSTEM_AGENT_NAME = "system"
@@ -44,16 +34,6 @@ ESCALATED_ACKNOWLEDGEMENT = (
 )
 # Message.metadata key marking the acknowledgement of an escalation (its id).
 ACKNOWLEDGES = "acknowledges_escalation"
-
-
-@dataclass
-class NewMessage:
-    role: str
-    content: str
-    intent: str | None = None
-    confidence: float | None = None
-    author: User | None = None
-    metadata: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -110,55 +90,31 @@ def conversation_lock(*, conversation_id: int) -> Conversation | None:
 
 
 def conversation_append(*, conversation: Conversation, messages: list[NewMessage]) -> list[Message]:
-    """Append messages with the next seqs and push them to subscribers after commit.
-
-    The caller holds the conversation's lock (`conversation_lock`) inside a transaction and
-    saves the conversation afterwards (`conversation_save`).
-    """
-    now = timezone.now()
-    rows = []
-    for new in messages:
-        conversation.last_seq += 1
-        rows.append(
-            Message(
-                conversation=conversation,
-                seq=conversation.last_seq,
-                role=new.role,
-                content=new.content,
-                intent=new.intent,
-                confidence=new.confidence,
-                author=new.author,
-                metadata=new.metadata,
-                created_at=now,
-            )
-        )
-    Message.objects.bulk_create(rows)
-    conversation.updated_at = now
-    payloads = [message_payload(row) for row in rows]
-    publish_on_commit([messages_created_event(conversation.pk, payloads)])
-    # Webhooks: every appended message, whatever its role, in this transaction (one write).
-    domain_events_record(
-        [
-            (
-                MESSAGE_CREATED,
-                message_event_data(
-                    payload,
-                    conversation_id=conversation.pk,
-                    customer_id=conversation.customer_id,
-                ),
-            )
-            for payload in payloads
-        ]
+    """Append messages to a conversation the caller holds locked (`conversation_lock`, inside
+    a transaction), leaving it in its (possibly just changed) status, through the one writer:
+    the next seqs, the message.created events, the push after commit
+    (messaging.fastpath.messages_write). The caller saves its other changes afterwards
+    (`conversation_save`)."""
+    written = fastpath.messages_write(
+        conversation_id=conversation.pk,
+        customer_id=conversation.customer_id,
+        messages=messages,
+        status=conversation.status,
     )
-    return rows
+    if written is None:  # the row is locked: it cannot have gone
+        raise NotFound("Conversation not found")
+    conversation.last_seq = written.last_seq
+    conversation.updated_at = written.updated_at
+    return [fastpath.message_instance(conversation, message) for message in written.messages]
 
 
 def conversation_save(
     *, conversation: Conversation, status_changed: bool = False, escalation_id: int | None = None
 ) -> None:
-    conversation.save(
-        update_fields=["status", "turn_count", "agent_turns", "last_seq", "updated_at"]
-    )
+    """Save what an operator's action changes besides messages — the status (pushed when it
+    changed) and the agent's turn counter — on the locked conversation. Seqs and turn counters
+    advance only in the writer (`conversation_append`)."""
+    conversation.save(update_fields=["status", "agent_turns", "updated_at"])
     if status_changed:
         publish_on_commit(
             [conversation_status_event(conversation.pk, conversation.status, escalation_id)]
@@ -261,8 +217,7 @@ def _message_send_claimed(
 ) -> MessageSendResult:
     current: fastpath.AgentContext | None = None
     if conversation_id is not None:
-        # What selectors.conversation_with_recent_messages gave the turn, as one fixed
-        # statement and without model instances: status, agent turns, the last messages.
+        # Status, agent turns and the last messages, in one statement; ownership in its query.
         current = fastpath.agent_context(customer_id=customer.pk, conversation_id=conversation_id)
         if current is None:
             raise NotFound("Conversation not found")
@@ -280,177 +235,162 @@ def _message_send_claimed(
         if reply is None:
             reply = run_in_background(agent.respond(snapshot, text))
 
-    if (
-        current is not None
-        and current.status == Conversation.Status.ACTIVE
-        and reply is not None
-        and not reply.escalate
-    ):
-        # The common turn: the agent answered an active conversation. None when the
-        # conversation changed status or vanished since it was read; then the general path
-        # below decides, exactly as it would have.
-        fast = _fast_turn(
-            conversation_id=current.conversation_id,
-            customer=customer,
-            text=text,
-            reply=reply,
-            agent_name=agent.name,
-            claim=claim,
-        )
-        if fast is not None:
-            return fast
-
-    with transaction.atomic():
-        conversation: Conversation | None
-        if current is None:
-            conversation = Conversation.objects.create(customer=customer)
-            domain_event_record(CONVERSATION_CREATED, conversation_event_data(conversation))
-        else:
-            # The row as it is now, locked: everything below reads this, not `current`.
-            conversation = conversation_lock(conversation_id=current.conversation_id)
-            if conversation is None:  # deleted since we read it
-                raise NotFound("Conversation not found")
-        result = _record_turn(
-            conversation=conversation,
-            customer=customer,
-            text=text,
-            reply=reply,
-            agent_name=agent.name,
-        )
-        if claim is not None:
-            idempotency.idempotency_complete(record=claim, status=200, body=result.to_record())
+    # An answer on a conversation the agent holds (active, or resolved: back to the agent)
+    # needs nothing read under the lock: its statement checks the status that was read and
+    # writes, without a transaction of its own when no idempotency record completes with it
+    # (PostgreSQL: one round trip). Everything else — a new conversation, an escalated one, a
+    # hand-off, or a conversation whose status changed since it was read — creates or locks
+    # the row first and decides from what it holds. Both write through the same writer.
+    turn = _Turn(customer=customer, text=text, agent_name=agent.name)
+    result: MessageSendResult | None = None
+    if (answered := _answered_without_lock(current, reply)) is not None:
+        read, answer = answered
+        with transaction.atomic() if claim is not None else nullcontext():
+            result = _agent_turn(turn, answer, read.conversation_id, read.status)
+            _complete(claim, result)
+    if result is None:
+        with transaction.atomic():
+            result = _locked_turn(turn, reply, current)
+            _complete(claim, result)
     return result
 
 
-def _fast_turn(
-    *,
-    conversation_id: int,
-    customer: User,
-    text: str,
-    reply: AgentReply,
-    agent_name: str,
-    claim: idempotency.IdempotencyRecord | None,
-) -> MessageSendResult | None:
-    """`_record_turn`'s agent branch for an active conversation, with the lock, both INSERTs,
-    the UPDATE and the message.created events as one statement (messaging.fastpath.turn_write).
-    Same rows, seqs, events, pushes after commit and idempotency record as the general path.
+@dataclass(frozen=True)
+class _Turn:
+    """Who wrote what, and which agent was asked."""
 
-    Without an idempotency claim no transaction is opened around it: on PostgreSQL the one
-    statement is its own transaction (no BEGIN and COMMIT round trips). With a claim, the
-    record completes in the same transaction as the turn."""
-    with transaction.atomic() if claim is not None else nullcontext():
-        written = fastpath.turn_write(
-            conversation_id=conversation_id,
-            customer_id=customer.pk,
-            text=text,
-            reply_text=reply.text,
-            intent=reply.intent,
-            confidence=reply.confidence,
-            metadata=dict(reply.metadata),
-        )
-        if written is None:  # nothing written: not active (any more), or gone
-            return None
-        publish_on_commit([messages_created_event(conversation_id, written.payloads)])
-        result = MessageSendResult(
-            conversation_id=conversation_id,
-            customer_message_id=written.customer_message.id,
-            customer_message_seq=written.customer_message.seq,
-            reply_id=written.answer.id,
-            reply_seq=written.answer.seq,
-            reply_text=written.answer.content,
-            status="success",
-            agent=agent_name,
-            intent=written.answer.intent,
-            confidence=written.answer.confidence,
-            escalation_id=None,
-            public_metadata=dict(reply.metadata),
-            turn_count=written.turn_count,
-        )
-        if claim is not None:
-            idempotency.idempotency_complete(record=claim, status=200, body=result.to_record())
-    return result
+    customer: User
+    text: str
+    agent_name: str
 
 
-def _record_turn(
-    *,
-    conversation: Conversation,
-    customer: User,
-    text: str,
-    reply: AgentReply | None,
-    agent_name: str,
+def _answered_without_lock(
+    current: fastpath.AgentContext | None, reply: AgentReply | None
+) -> tuple[fastpath.AgentContext, AgentReply] | None:
+    """The reading and the answer of a turn that goes without the lock first: the agent
+    answered (no hand-off) a conversation that exists. None: the row is created or locked
+    first."""
+    if current is None or reply is None or reply.escalate:
+        return None
+    return current, reply
+
+
+def _complete(
+    claim: idempotency.IdempotencyRecord | None, result: MessageSendResult | None
+) -> None:
+    """Store the turn's result with its idempotency key, in the turn's transaction."""
+    if claim is not None and result is not None:
+        idempotency.idempotency_complete(record=claim, status=200, body=result.to_record())
+
+
+def _locked_turn(
+    turn: _Turn, reply: AgentReply | None, current: fastpath.AgentContext | None
 ) -> MessageSendResult:
-    previous_status = conversation.status
-    conversation.turn_count += 1
-    escalated = previous_status == Conversation.Status.ESCALATED
-    if escalated or reply is None:
-        # An operator has the conversation (possibly only since the agent was asked). The
-        # acknowledgement enters the transcript once per escalation; later messages answer
-        # with that same message instead of repeating it.
-        escalation_id = handoff.handoff_current_id(conversation=conversation)
-        acknowledged = _acknowledgement_of(conversation=conversation, escalation_id=escalation_id)
-        new_messages = [NewMessage(role=Message.Role.CUSTOMER, content=text, author=customer)]
-        if acknowledged is None:
-            new_messages.append(
-                NewMessage(
-                    role=Message.Role.SYSTEM,
-                    content=ESCALATED_ACKNOWLEDGEMENT,
-                    metadata={ACKNOWLEDGES: escalation_id},
-                )
-            )
-        appended = conversation_append(conversation=conversation, messages=new_messages)
-        conversation_save(conversation=conversation)
-        return _turn_result(
-            conversation=conversation,
-            customer_message=appended[0],
-            answer=appended[1] if acknowledged is None else acknowledged,
-            agent_name=SYSTEM_AGENT_NAME,
-            escalation_id=escalation_id,
-            public_metadata={},
-        )
+    """The turn with the conversation's row created or locked first (inside the caller's
+    transaction): everything below reads the row as it is now, not `current`."""
+    if current is None:
+        conversation = Conversation.objects.create(customer=turn.customer)
+        domain_event_record(CONVERSATION_CREATED, conversation_event_data(conversation))
+    else:
+        locked = conversation_lock(conversation_id=current.conversation_id)
+        if locked is None:  # deleted since we read it
+            raise NotFound("Conversation not found")
+        conversation = locked
+    if conversation.status == Conversation.Status.ESCALATED or reply is None:
+        return _operator_turn(turn, conversation)
+    result = _agent_turn(turn, reply, conversation.pk, conversation.status, locked=conversation)
+    if result is None:  # the row is locked: it cannot have changed
+        raise NotFound("Conversation not found")
+    return result
 
-    if previous_status == Conversation.Status.RESOLVED:
-        # The customer wrote again after an operator resolved: back to the agent.
-        conversation.status = Conversation.Status.ACTIVE
-    conversation.agent_turns += 1
-    customer_message, answer = conversation_append(
-        conversation=conversation,
-        messages=[
-            NewMessage(
-                role=Message.Role.CUSTOMER,
-                content=text,
-                intent=reply.intent,
-                confidence=reply.confidence,
-                author=customer,
-            ),
-            NewMessage(
-                role=Message.Role.AGENT,
-                content=reply.text,
-                intent=reply.intent,
-                confidence=reply.confidence,
-                metadata=dict(reply.metadata),
-            ),
-        ],
+
+def _agent_turn(
+    turn: _Turn,
+    reply: AgentReply,
+    conversation_id: int,
+    status: str,
+    *,
+    locked: Conversation | None = None,
+) -> MessageSendResult | None:
+    """The customer's message and the agent's answer on a conversation in `status` (active or
+    resolved; afterwards active), and the hand-off when the agent asked for one (only with the
+    row `locked`). None when the conversation is no longer in `status` (read without the lock),
+    with nothing written."""
+    written = fastpath.turn_write(
+        conversation_id=conversation_id,
+        customer_id=turn.customer.pk,
+        text=turn.text,
+        reply_text=reply.text,
+        intent=reply.intent,
+        confidence=reply.confidence,
+        metadata=dict(reply.metadata),
+        expected_status=status,
     )
-    escalation_id = None
+    if written is None:
+        return None
+    escalation_id, escalated = None, False
     if reply.escalate:
+        if locked is None:
+            raise ValueError("a hand-off needs the conversation's row lock")
+        # The hand-off goes on from the row as the turn left it.
+        locked.status = Conversation.Status.ACTIVE
+        locked.last_seq, locked.updated_at = written.last_seq, written.updated_at
+        locked.turn_count, locked.agent_turns = written.turn_count, written.agent_turns
         escalation_id = handoff.handoff_open(
-            conversation=conversation,
+            conversation=locked,
             reason=reply.escalation_reason or f"Agent escalated ({reply.intent})",
             intent=reply.intent,
             confidence=reply.confidence,
         )
-    else:
-        conversation_save(
-            conversation=conversation,
-            status_changed=conversation.status != previous_status,
+        escalated = locked.status == Conversation.Status.ESCALATED
+    elif status != Conversation.Status.ACTIVE:
+        publish_on_commit(
+            [conversation_status_event(conversation_id, Conversation.Status.ACTIVE, None)]
         )
     return _turn_result(
-        conversation=conversation,
-        customer_message=customer_message,
-        answer=answer,
-        agent_name=agent_name,
+        written,
+        answer=written.answer,
+        escalated=escalated,
+        agent_name=turn.agent_name,
         escalation_id=escalation_id,
         public_metadata=dict(reply.metadata),
+    )
+
+
+def _operator_turn(turn: _Turn, conversation: Conversation) -> MessageSendResult:
+    """A message while an operator has the conversation (possibly only since the agent was
+    asked): the agent stays silent. The acknowledgement enters the transcript once per
+    escalation; later messages answer with that same message instead of repeating it."""
+    escalation_id = handoff.handoff_current_id(conversation=conversation)
+    acknowledged = _acknowledgement_of(conversation=conversation, escalation_id=escalation_id)
+    messages = [
+        NewMessage(role=Message.Role.CUSTOMER, content=turn.text, author_id=turn.customer.pk)
+    ]
+    if acknowledged is None:
+        messages.append(
+            NewMessage(
+                role=Message.Role.SYSTEM,
+                content=ESCALATED_ACKNOWLEDGEMENT,
+                metadata={ACKNOWLEDGES: escalation_id},
+            )
+        )
+    written = fastpath.messages_write(
+        conversation_id=conversation.pk,
+        customer_id=turn.customer.pk,
+        messages=messages,
+        status=conversation.status,
+        expected_status=conversation.status,
+        turns=1,
+    )
+    if written is None:  # the row is locked: it cannot have changed
+        raise NotFound("Conversation not found")
+    return _turn_result(
+        written,
+        answer=written.answer if acknowledged is None else acknowledged,
+        escalated=conversation.status == Conversation.Status.ESCALATED,
+        agent_name=SYSTEM_AGENT_NAME,
+        escalation_id=escalation_id,
+        public_metadata={},
     )
 
 
@@ -471,20 +411,19 @@ def _acknowledgement_of(*, conversation: Conversation, escalation_id: int | None
 
 
 def _turn_result(
+    written: fastpath.Written,
     *,
-    conversation: Conversation,
-    customer_message: Message,
-    answer: Message,
+    answer: fastpath.WrittenMessage | Message,
+    escalated: bool,
     agent_name: str,
     escalation_id: int | None,
     public_metadata: dict[str, Any],
 ) -> MessageSendResult:
-    escalated = conversation.status == Conversation.Status.ESCALATED
     return MessageSendResult(
-        conversation_id=conversation.pk,
-        customer_message_id=customer_message.pk,
-        customer_message_seq=customer_message.seq,
-        reply_id=answer.pk,
+        conversation_id=written.conversation_id,
+        customer_message_id=written.customer_message.id,
+        customer_message_seq=written.customer_message.seq,
+        reply_id=answer.id,
         reply_seq=answer.seq,
         reply_text=answer.content,
         status="escalated" if escalated else "success",
@@ -493,7 +432,7 @@ def _turn_result(
         confidence=answer.confidence,
         escalation_id=escalation_id,
         public_metadata=public_metadata,
-        turn_count=conversation.turn_count,
+        turn_count=written.turn_count,
     )
 
 

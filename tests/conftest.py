@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
 import time
 from collections.abc import Callable
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -12,11 +14,54 @@ import pytest
 from django.core.cache import cache
 from django.test import Client
 
+import accounts.ratelimits
 from accounts import services as account_services
 from accounts.models import User
 from accounts.socket_slots import LOCAL_SLOTS
 from messaging.agent import get_agent
 from tests.factories import OperatorFactory, SuperuserFactory, UserFactory
+from tests.pushes import Pushes
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _tracked_changes() -> set[str] | None:
+    """Tracked files that differ from the last commit, or None outside a git checkout."""
+    try:
+        status = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],  # noqa: S607
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return {line[3:] for line in status.splitlines()}
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    session.config.stash[_TRACKED] = _tracked_changes()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Tests never change tracked files (a clean clone stays clean after `make test`): files
+    they make go to temporary folders or ignored ones (test-output/); the docs' pictures come
+    from `make screenshots`."""
+    before = session.config.stash.get(_TRACKED, None)
+    after = _tracked_changes()
+    if before is None or after is None:
+        return
+    changed = sorted(after - before)
+    if changed:
+        session.config.get_terminal_writer().line(
+            f"\nThe test run changed tracked files: {', '.join(changed)}", red=True
+        )
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+_TRACKED = pytest.StashKey[set[str] | None]()
 
 
 @pytest.fixture(autouse=True)
@@ -48,9 +93,13 @@ def rate_limit_clock(monkeypatch: pytest.MonkeyPatch) -> RateLimitClock:
     # failed whenever its requests straddled the end of a window (CI, 2026-12-01). Every window
     # is computed from one instant for the length of a test, here and in accounts/ratelimits.py
     # (which reuses django-ratelimit's window function), so budgets are what the test spends;
-    # a test that means to reach the next window advances this clock.
+    # a test that means to reach the next window advances this clock. The seconds left in the
+    # window (RateLimit-Reset, Retry-After) come from the same clock: two requests of a test
+    # that straddled a second on the wall clock answered 27 and 26.
     clock = RateLimitClock()
-    monkeypatch.setattr(django_ratelimit.core, "time", SimpleNamespace(time=lambda: clock.now))
+    frozen = SimpleNamespace(time=lambda: clock.now)
+    monkeypatch.setattr(django_ratelimit.core, "time", frozen)
+    monkeypatch.setattr(accounts.ratelimits, "time", frozen)
     return clock
 
 
@@ -89,26 +138,33 @@ def client_for() -> Callable[..., Client]:
     return make
 
 
-@pytest.fixture
-def customer_client(customer: User, client_for: Callable[..., Client]) -> Client:
-    return client_for(customer)
+def _client_of(user_fixture: str) -> Any:
+    """A fixture: a test client holding the token of the user fixture named."""
+
+    @pytest.fixture
+    def client(request: pytest.FixtureRequest, client_for: Callable[..., Client]) -> Client:
+        return client_for(request.getfixturevalue(user_fixture))
+
+    client.__doc__ = f"A client sending {user_fixture}'s bearer token."
+    return client
 
 
-@pytest.fixture
-def other_client(other_customer: User, client_for: Callable[..., Client]) -> Client:
-    return client_for(other_customer)
-
-
-@pytest.fixture
-def operator_client(operator: User, client_for: Callable[..., Client]) -> Client:
-    return client_for(operator)
-
-
-@pytest.fixture
-def superuser_client(superuser: User, client_for: Callable[..., Client]) -> Client:
-    return client_for(superuser)
+customer_client = _client_of("customer")
+other_client = _client_of("other_customer")
+operator_client = _client_of("operator")
+superuser_client = _client_of("superuser")
 
 
 @pytest.fixture
 def anonymous_client() -> Client:
     return Client()
+
+
+@pytest.fixture
+def pushed(monkeypatch: pytest.MonkeyPatch) -> Pushes:
+    """Every event the services publish while the test runs (messaging.realtime.publish
+    replaced). Pushes wait for the commit: run the change inside
+    `django_capture_on_commit_callbacks(execute=True)`."""
+    pushes = Pushes()
+    monkeypatch.setattr("messaging.realtime.publish", pushes.extend)
+    return pushes

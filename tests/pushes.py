@@ -1,9 +1,18 @@
-"""Reading what services published to the channel layer (tests that replace `publish`)."""
+"""What services published to the channel layer, for tests (the `pushed` fixture replaces
+`messaging.realtime.publish`; pushes run after commit, so a test runs its change inside
+`django_capture_on_commit_callbacks(execute=True)`)."""
 
 from __future__ import annotations
 
 import json
 from typing import Any
+
+
+class Pushes(list[tuple[str, dict[str, Any]]]):
+    """Every (group, event) published, in order."""
+
+    def messages(self, group: str) -> list[dict[str, Any]]:
+        return pushed_messages(self, group)
 
 
 def pushed_messages(pushed: list[tuple[str, dict[str, Any]]], group: str) -> list[dict[str, Any]]:

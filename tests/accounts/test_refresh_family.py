@@ -14,19 +14,10 @@ from django.utils import timezone
 from accounts import services
 from accounts.auth import principal_from_access_token
 from accounts.models import RevokedTokenFamily, SecurityEvent, User
-from tests.factories import DEFAULT_PASSWORD
+from tests.logins import tokens_of
 
-TOKEN = "/api/v1/auth/token"
 REFRESH = "/api/v1/auth/refresh"
 ME = "/api/v1/auth/me"
-
-
-def _login(username: str = "alice") -> dict[str, Any]:
-    response = Client().post(
-        TOKEN, {"username": username, "password": DEFAULT_PASSWORD}, content_type="application/json"
-    )
-    assert response.status_code == 200
-    return response.json()  # type: ignore[no-any-return]
 
 
 def _refresh(raw: str, ip: str = "127.0.0.1") -> Any:
@@ -47,19 +38,19 @@ def _claims(token: str) -> dict[str, Any]:
 
 @pytest.mark.django_db
 def test_rotation_keeps_the_family(customer: User) -> None:
-    first = _login()
+    first = tokens_of()
     second = _refresh(first["refresh_token"]).json()
 
     family = _claims(first["refresh_token"])["fam"]
     assert _claims(first["access_token"])["fam"] == family
     assert _claims(second["refresh_token"])["fam"] == family
     assert _claims(second["access_token"])["fam"] == family
-    assert _claims(_login()["refresh_token"])["fam"] != family  # a new sign-in, a new family
+    assert _claims(tokens_of()["refresh_token"])["fam"] != family  # a new sign-in, a new family
 
 
 @pytest.mark.django_db
 def test_reusing_a_rotated_token_revokes_the_newest_pair(customer: User) -> None:
-    first = _login()
+    first = tokens_of()
     second = _refresh(first["refresh_token"]).json()
     third = _refresh(second["refresh_token"]).json()
     assert _me(third["access_token"]) == 200
@@ -80,7 +71,7 @@ def test_reuse_after_the_account_was_deleted_outside_erasure_is_a_401(customer: 
     """An account removed without the erasure service (the shell, a raw delete) leaves its
     rotated refresh tokens signed and blacklisted: presenting one is still reuse, answered 401,
     and recorded without a user, since there is none left to name or to revoke for."""
-    first = _login()
+    first = tokens_of()
     second = _refresh(first["refresh_token"]).json()
     User.objects.filter(pk=customer.pk).delete()
 
@@ -96,8 +87,8 @@ def test_reuse_after_the_account_was_deleted_outside_erasure_is_a_401(customer: 
 
 @pytest.mark.django_db
 def test_other_sign_ins_of_the_same_user_keep_working(customer: User) -> None:
-    stolen = _login()
-    other_device = _login()
+    stolen = tokens_of()
+    other_device = tokens_of()
     _refresh(stolen["refresh_token"])
 
     _refresh(stolen["refresh_token"])  # reuse
@@ -108,7 +99,7 @@ def test_other_sign_ins_of_the_same_user_keep_working(customer: User) -> None:
 
 @pytest.mark.django_db
 def test_a_forged_rotated_token_revokes_nothing(customer: User) -> None:
-    pair = _login()
+    pair = tokens_of()
     _refresh(pair["refresh_token"])
     claims = _claims(pair["refresh_token"])
     forged = jwt.encode({**claims, "fam": "someone-else"}, "x" * 64, algorithm="HS256")
@@ -129,7 +120,7 @@ def test_revoked_family_check_costs_no_extra_query(
 
 @pytest.mark.django_db
 def test_expired_family_rows_are_pruned(customer: User) -> None:
-    pair = _login()
+    pair = tokens_of()
     _refresh(pair["refresh_token"])
     _refresh(pair["refresh_token"])
     assert RevokedTokenFamily.objects.count() == 1
@@ -147,20 +138,20 @@ def test_refresh_is_rate_limited_per_ip(settings: Any, customer: User) -> None:
     for _ in range(3):
         assert _refresh("not-a-token", ip="10.8.0.1").status_code == 401
 
-    limited = _refresh(_login()["refresh_token"], ip="10.8.0.1")
+    limited = _refresh(tokens_of()["refresh_token"], ip="10.8.0.1")
 
     assert limited.status_code == 429
     assert 1 <= int(limited["Retry-After"]) <= 60
     assert limited["RateLimit-Limit"] == "3"
     assert limited["RateLimit-Remaining"] == "0"
-    assert _refresh(_login()["refresh_token"], ip="10.8.0.2").status_code == 200
+    assert _refresh(tokens_of()["refresh_token"], ip="10.8.0.2").status_code == 200
 
 
 @pytest.mark.django_db
 def test_successful_refresh_carries_rate_limit_headers(settings: Any, customer: User) -> None:
     settings.RATE_LIMIT_REFRESH = "30/m"
 
-    response = _refresh(_login()["refresh_token"])
+    response = _refresh(tokens_of()["refresh_token"])
 
     assert response.status_code == 200
     assert response["RateLimit-Limit"] == "30"

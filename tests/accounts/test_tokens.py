@@ -12,19 +12,11 @@ from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, Ou
 
 from accounts.models import RevokedAccessToken, SecurityEvent, User
 from tests.factories import DEFAULT_PASSWORD
+from tests.logins import TOKEN, login
 
-TOKEN = "/api/v1/auth/token"
 REFRESH = "/api/v1/auth/refresh"
 REVOKE = "/api/v1/auth/revoke"
 ME = "/api/v1/auth/me"
-
-
-def _login(username: str, password: str = DEFAULT_PASSWORD, **extra: Any) -> Any:
-    return Client().post(
-        TOKEN,
-        {"username": username, "password": password, **extra},
-        content_type="application/json",
-    )
 
 
 def _decode(token: str) -> dict[str, Any]:
@@ -35,7 +27,7 @@ def _decode(token: str) -> dict[str, Any]:
 
 @pytest.mark.django_db
 def test_login_returns_token_pair_with_all_role_scopes(customer: User) -> None:
-    response = _login("alice")
+    response = login("alice")
     assert response.status_code == 200
     body = response.json()
     assert set(body) == {"access_token", "refresh_token", "token_type", "expires_in", "scope"}
@@ -54,7 +46,7 @@ def test_login_returns_token_pair_with_all_role_scopes(customer: User) -> None:
 
 @pytest.mark.django_db
 def test_login_is_case_insensitive_on_username(customer: User) -> None:
-    assert _login("ALICE").status_code == 200
+    assert login("ALICE").status_code == 200
 
 
 @pytest.mark.django_db
@@ -86,7 +78,7 @@ def test_login_form_without_password_grant_is_422(customer: User) -> None:
     [("alice", "wrong-password"), ("nobody", DEFAULT_PASSWORD), ("alice", " ")],
 )
 def test_bad_credentials_are_401(customer: User, username: str, password: str) -> None:
-    response = _login(username, password)
+    response = login(username, password)
     assert response.status_code == 401
     assert response.json() == {"detail": "Invalid username or password"}
     assert response["WWW-Authenticate"] == "Bearer"
@@ -97,12 +89,12 @@ def test_bad_credentials_are_401(customer: User, username: str, password: str) -
 def test_inactive_user_cannot_log_in(customer: User) -> None:
     customer.is_active = False
     customer.save()
-    assert _login("alice").status_code == 401
+    assert login("alice").status_code == 401
 
 
 @pytest.mark.django_db
 def test_login_with_unknown_field_is_422(customer: User) -> None:
-    assert _login("alice", is_staff=True).status_code == 422
+    assert login("alice", is_staff=True).status_code == 422
 
 
 @pytest.mark.django_db
@@ -113,7 +105,7 @@ def test_login_with_unsupported_media_type_is_415(customer: User) -> None:
 
 @pytest.mark.django_db
 def test_requested_scopes_are_intersected_with_the_role(customer: User) -> None:
-    response = _login("alice", scope="conversations:read escalations:manage admin")
+    response = login("alice", scope="conversations:read escalations:manage admin")
     assert response.status_code == 200
     assert response.json()["scope"] == "conversations:read"
     assert _decode(response.json()["access_token"])["scope"] == "conversations:read"
@@ -121,7 +113,7 @@ def test_requested_scopes_are_intersected_with_the_role(customer: User) -> None:
 
 @pytest.mark.django_db
 def test_customer_asking_only_for_staff_scopes_gets_none(customer: User) -> None:
-    response = _login("alice", scope="escalations:manage stats:read admin")
+    response = login("alice", scope="escalations:manage stats:read admin")
     assert response.status_code == 200
     assert response.json()["scope"] == ""
     token = response.json()["access_token"]
@@ -140,7 +132,7 @@ def test_customer_asking_only_for_staff_scopes_gets_none(customer: User) -> None
 )
 def test_each_role_gets_its_scopes(request: Any, make_user: str, expected: str) -> None:
     user = request.getfixturevalue(make_user)
-    assert _login(user.username).json()["scope"] == expected
+    assert login(user.username).json()["scope"] == expected
 
 
 @pytest.mark.django_db
@@ -158,7 +150,7 @@ def test_me_describes_the_caller(customer_client: Client, customer: User) -> Non
 
 @pytest.mark.django_db
 def test_refresh_rotates_and_old_refresh_token_is_refused(customer: User) -> None:
-    first = _login("alice", scope="conversations:read").json()
+    first = login("alice", scope="conversations:read").json()
     response = Client().post(
         REFRESH, {"refresh_token": first["refresh_token"]}, content_type="application/json"
     )
@@ -180,14 +172,14 @@ def test_refresh_rotates_and_old_refresh_token_is_refused(customer: User) -> Non
 
 @pytest.mark.django_db
 def test_refresh_with_an_access_token_is_401(customer: User) -> None:
-    access = _login("alice").json()["access_token"]
+    access = login("alice").json()["access_token"]
     response = Client().post(REFRESH, {"refresh_token": access}, content_type="application/json")
     assert response.status_code == 401
 
 
 @pytest.mark.django_db
 def test_refresh_narrows_scopes_after_demotion(operator: User) -> None:
-    pair = _login("olivia").json()
+    pair = login("olivia").json()
     operator.is_staff = False
     operator.save()
     response = Client().post(
@@ -199,7 +191,7 @@ def test_refresh_narrows_scopes_after_demotion(operator: User) -> None:
 
 @pytest.mark.django_db
 def test_refresh_after_password_change_is_401(customer: User) -> None:
-    pair = _login("alice").json()
+    pair = login("alice").json()
     customer.set_password("another-long-passphrase")
     customer.save()
     response = Client().post(
@@ -210,7 +202,7 @@ def test_refresh_after_password_change_is_401(customer: User) -> None:
 
 @pytest.mark.django_db
 def test_database_never_holds_a_usable_refresh_token(customer: User) -> None:
-    pair = _login("alice").json()
+    pair = login("alice").json()
     stored = OutstandingToken.objects.get()
     assert stored.token != pair["refresh_token"]
     assert pair["refresh_token"] not in stored.token
@@ -218,7 +210,7 @@ def test_database_never_holds_a_usable_refresh_token(customer: User) -> None:
 
 @pytest.mark.django_db
 def test_revoke_blacklists_own_refresh_token_and_access_token(customer: User) -> None:
-    pair = _login("alice").json()
+    pair = login("alice").json()
     client = Client(headers={"Authorization": f"Bearer {pair['access_token']}"})
     response = client.post(
         REVOKE, {"refresh_token": pair["refresh_token"]}, content_type="application/json"
@@ -235,8 +227,8 @@ def test_revoke_blacklists_own_refresh_token_and_access_token(customer: User) ->
 
 @pytest.mark.django_db
 def test_revoke_ignores_someone_elses_refresh_token(customer: User, other_customer: User) -> None:
-    victim = _login("bob").json()
-    attacker = _login("alice").json()
+    victim = login("bob").json()
+    attacker = login("alice").json()
     response = Client(headers={"Authorization": f"Bearer {attacker['access_token']}"}).post(
         REVOKE, {"refresh_token": victim["refresh_token"]}, content_type="application/json"
     )

@@ -20,8 +20,8 @@ from accounts.usernames import (
     registrable_username,
 )
 from tests.factories import DEFAULT_PASSWORD, UserFactory
+from tests.logins import TOKEN, login
 
-TOKEN = "/api/v1/auth/token"
 REGISTER = "/api/v1/auth/register"
 STRONG = "Sup3r-secret-passphrase!"
 
@@ -61,15 +61,6 @@ def test_length_is_counted_after_normalisation() -> None:
     assert len(canonical_username("e\u0301" * MAX_USERNAME_CHARS)) == MAX_USERNAME_CHARS
 
 
-def _login(username: str, password: str = DEFAULT_PASSWORD, ip: str = "10.9.0.1") -> Any:
-    return Client().post(
-        TOKEN,
-        {"username": username, "password": password},
-        content_type="application/json",
-        REMOTE_ADDR=ip,
-    )
-
-
 def _form_login(username: str, password: str = DEFAULT_PASSWORD, ip: str = "10.9.0.1") -> Any:
     return Client().post(
         TOKEN,
@@ -82,7 +73,7 @@ def _form_login(username: str, password: str = DEFAULT_PASSWORD, ip: str = "10.9
 @pytest.mark.django_db
 @pytest.mark.parametrize("spelling", ["alice", "ALICE", "ＡＬＩＣＥ", " Alice "])
 def test_every_spelling_of_a_name_signs_in(customer: User, spelling: str) -> None:
-    assert _login(spelling).status_code == 200
+    assert login(spelling).status_code == 200
     assert _form_login(spelling).status_code == 200
 
 
@@ -90,15 +81,15 @@ def test_every_spelling_of_a_name_signs_in(customer: User, spelling: str) -> Non
 def test_long_s_spelling_signs_in_as_the_same_account() -> None:
     UserFactory(username="sam")
 
-    assert _login("ſam").status_code == 200
-    assert _login("ſAM").status_code == 200
+    assert login("ſam").status_code == 200
+    assert login("ſAM").status_code == 200
 
 
 @pytest.mark.django_db
 @pytest.mark.parametrize("spelling", ["olıvia", "OLIVİA"])
 def test_dotless_and_dotted_i_are_other_names(operator: User, spelling: str) -> None:
     # PostgreSQL's UPPER() folds ı to I: with iexact these signed in as "olivia".
-    response = _login(spelling)
+    response = login(spelling)
 
     assert response.status_code == 401
 
@@ -107,7 +98,7 @@ def test_dotless_and_dotted_i_are_other_names(operator: User, spelling: str) -> 
 @pytest.mark.parametrize("spelling", ["alice\x00", "alice\x00x", "alice\x00" + "x" * 200])
 def test_nul_spellings_never_reach_an_account(customer: User, spelling: str) -> None:
     # On SQLite the lookup stopped at the NUL and signed in as alice with a fresh budget.
-    assert _login(spelling).status_code == 422
+    assert login(spelling).status_code == 422
     assert _form_login(spelling).status_code == 422
 
 
@@ -117,11 +108,11 @@ def test_all_spellings_share_the_accounts_budget(settings: Any) -> None:
     UserFactory(username="sam")
     spellings = ["sam", "SAM", "ſam", "ｓａｍ"]
     for n, spelling in enumerate(spellings):
-        assert _login(spelling, "wrong", ip=f"10.9.1.{n}").status_code == 401
+        assert login(spelling, "wrong", ip=f"10.9.1.{n}").status_code == 401
 
     # Every spelling, from a fresh IP, with the right password: the account's budget is spent.
     for n, spelling in enumerate([*spellings, "Sam"]):
-        assert _login(spelling, ip=f"10.9.2.{n}").status_code == 429
+        assert login(spelling, ip=f"10.9.2.{n}").status_code == 429
         assert _form_login(spelling, ip=f"10.9.3.{n}").status_code == 429
 
 
@@ -129,10 +120,10 @@ def test_all_spellings_share_the_accounts_budget(settings: Any) -> None:
 def test_nul_spelling_cannot_dodge_the_budget(settings: Any, customer: User) -> None:
     settings.RATE_LIMIT_LOGIN = "2/m"
     for n in range(2):
-        assert _login("alice", "wrong", ip=f"10.9.4.{n}").status_code == 401
+        assert login("alice", "wrong", ip=f"10.9.4.{n}").status_code == 401
 
-    assert _login("alice\x00x", ip="10.9.4.9").status_code == 422
-    assert _login("alice", ip="10.9.4.10").status_code == 429
+    assert login("alice\x00x", ip="10.9.4.9").status_code == 422
+    assert login("alice", ip="10.9.4.10").status_code == 429
 
 
 @pytest.mark.django_db
@@ -147,7 +138,7 @@ def test_admin_login_spends_the_same_budget(settings: Any, superuser: User) -> N
         )
         assert response.status_code == 200  # the form again
 
-    assert _login("root", ip="10.9.5.9").status_code == 429
+    assert login("root", ip="10.9.5.9").status_code == 429
 
 
 @pytest.mark.django_db
@@ -176,7 +167,7 @@ def test_registration_stores_the_canonical_form_and_it_signs_in() -> None:
     assert response.status_code == 201
     assert response.json()["username"] == "maries"
     assert User.objects.get().username == "maries"
-    assert _login("MarieS", STRONG).status_code == 200
+    assert login("MarieS", STRONG).status_code == 200
 
 
 @pytest.mark.django_db
@@ -204,12 +195,12 @@ def test_every_201_can_sign_in() -> None:
     for name in ["plain", "ＦＵＬＬ", "Straße", "ſtar", "e\u0301" * 150]:
         response = _register(name)
         assert response.status_code == 201, name
-        assert _login(name, STRONG).status_code == 200, name
+        assert login(name, STRONG).status_code == 200, name
 
 
 @pytest.mark.django_db
 def test_failed_sign_in_event_stores_the_canonical_name(customer: User) -> None:
-    _login("ＡＬＩＣＥ", "wrong")
+    login("ＡＬＩＣＥ", "wrong")
 
     event = SecurityEvent.objects.get(kind=SecurityEvent.Kind.LOGIN_FAILED)
     assert event.detail == {"username": "alice"}

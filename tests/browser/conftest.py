@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,6 +12,19 @@ import pytest
 
 CHROMIUM = Path("/usr/bin/chromium")
 OUTPUT_DIR = Path(__file__).resolve().parents[2] / "test-output"
+# `make screenshots` points this at docs/screenshots/: the docs' pictures come from an explicit
+# command, never from a test run, which leaves the tracked files as they were.
+SCREENSHOTS_ENV = "PARLEY_SCREENSHOTS_DIR"
+
+
+@pytest.fixture
+def screenshots_dir(tmp_path: Path) -> Path:
+    """Where a test saves the pictures the docs use: a temporary folder, unless
+    PARLEY_SCREENSHOTS_DIR names one (`make screenshots`)."""
+    chosen = os.environ.get(SCREENSHOTS_ENV)
+    folder = Path(chosen) if chosen else tmp_path / "screenshots"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
 
 
 @pytest.fixture

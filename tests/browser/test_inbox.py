@@ -6,7 +6,8 @@ the escalation appears without a reload (unread count in the bar and the title).
 escalation page the customer's new message appears without a reload; a saved reply goes into
 the composer with one click and reaches the customer's chat page, signed with the operator's
 name. After the operator resolves, the customer rates the conversation. The run saves
-screenshots of the list and the page at 1280 px into docs/screenshots/ (used by the README).
+screenshots of the list and the page at 1280 px (`screenshots_dir`: a temporary folder, or
+docs/screenshots/ for the README through `make screenshots`).
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ from tests.realtime.servers import PASSWORD, Deployment, Server, api, deployment
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 SAVED_REPLY_BODY = "I've refunded the duplicate charge; it shows on your statement in 3-5 days."
 SETUP = f"""
 from accounts.models import User
@@ -69,7 +69,10 @@ def _chat_sign_in(page: Any, server: Server) -> None:
 
 
 def test_operator_works_an_escalation_live(
-    site: tuple[Deployment, Server], chromium: Any, screenshot_on_failure: list[Any]
+    site: tuple[Deployment, Server],
+    chromium: Any,
+    screenshot_on_failure: list[Any],
+    screenshots_dir: Path,
 ) -> None:
     from playwright.sync_api import expect
 
@@ -132,8 +135,7 @@ def test_operator_works_an_escalation_live(
     assert created is not None
     assert filters is not None
     assert created["x"] + created["width"] <= filters["x"]
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    admin.screenshot(path=str(SCREENSHOTS / "inbox-list.png"))
+    admin.screenshot(path=str(screenshots_dir / "inbox-list.png"))
 
     # The customer opens the chat page on that conversation.
     chat_context = chromium.new_context(viewport={"width": 1000, "height": 800})
@@ -164,7 +166,7 @@ def test_operator_works_an_escalation_live(
     # A saved reply is one click away; the operator sends it from the page.
     admin.get_by_role("button", name="Refund issued").click()
     expect(admin.locator("#id_message")).to_have_value(SAVED_REPLY_BODY)
-    admin.screenshot(path=str(SCREENSHOTS / "inbox-escalation.png"))
+    admin.screenshot(path=str(screenshots_dir / "inbox-escalation.png"))
     admin.get_by_role("button", name="Send reply").click()
     expect(admin.locator("#parley-messages li.parley-role-operator")).to_contain_text(
         SAVED_REPLY_BODY

@@ -100,28 +100,3 @@ def transcript_of(conversation_id: int) -> list[tuple[int, str, str]]:
         .order_by("seq")
         .values_list("seq", "role", "content")
     )
-
-
-def state_of(conversation_id: int) -> dict[str, Any]:
-    """Everything an escalation action could change, to prove a refused one changed nothing."""
-    conversation = Conversation.objects.get(pk=conversation_id)
-    return {
-        "status": conversation.status,
-        "last_seq": conversation.last_seq,
-        "updated_at": conversation.updated_at,
-        "messages": transcript_of(conversation_id),
-        "escalations": list(
-            Escalation.objects.filter(conversation_id=conversation_id)
-            .order_by("id")
-            .values(
-                "id",
-                "status",
-                "assigned_to_id",
-                "assigned_at",
-                "first_response_at",
-                "resolved_at",
-                "resolved_by_id",
-                "resolution_notes",
-            )
-        ),
-    }

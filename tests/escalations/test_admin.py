@@ -18,9 +18,9 @@ from accounts.models import User
 from escalations.models import Escalation
 from escalations.services import OPENED_TEXT, resolved_text
 from messaging.models import Message
-from tests.escalations.conftest import state_of
 from tests.factories import ConversationFactory, EscalationFactory, MessageFactory, UserFactory
-from tests.pushes import pushed_messages
+from tests.pushes import Pushes
+from tests.snapshots import database_state
 
 pytestmark = pytest.mark.django_db
 
@@ -189,24 +189,22 @@ def test_posting_the_change_form_is_refused(
     escalated: Callable[..., Escalation], operator_admin_client: Client
 ) -> None:
     escalation = escalated()
-    before = state_of(escalation.conversation_id)
+    before = database_state()
 
     response = operator_admin_client.post(_change_url(escalation), {"status": "resolved"})
 
     assert response.status_code == 403
-    assert state_of(escalation.conversation_id) == before
+    assert database_state() == before
 
 
 def test_reply_box_stores_an_operator_message_and_pushes_it(
     escalated: Callable[..., Escalation],
     operator_admin_client: Client,
     admin_operator: User,
-    monkeypatch: pytest.MonkeyPatch,
+    pushed: Pushes,
     django_capture_on_commit_callbacks: Any,
 ) -> None:
     escalation = escalated()
-    pushed: list[Any] = []
-    monkeypatch.setattr("messaging.realtime.publish", lambda events: pushed.extend(events))
 
     with django_capture_on_commit_callbacks(execute=True):
         response = operator_admin_client.post(
@@ -225,7 +223,7 @@ def test_reply_box_stores_an_operator_message_and_pushes_it(
     assert (escalation.status, escalation.assigned_to_id) == ("assigned", admin_operator.pk)
     assert escalation.first_response_at == reply.created_at
     group = f"conversation.{escalation.conversation_id}"
-    assert pushed_messages(pushed, group)[-1]["content"] == "Hello from the admin"
+    assert pushed.messages(group)[-1]["content"] == "Hello from the admin"
     assert (
         LogEntry.objects.filter(object_id=str(escalation.pk), change_message="Replied").count() == 1
     )
@@ -242,13 +240,13 @@ def test_reply_box_refuses_a_resolved_escalation(
     services.escalation_resolve(
         conversation_id=escalation.conversation_id, actor=operator, notes=""
     )
-    before = state_of(escalation.conversation_id)
+    before = database_state()
 
     response = operator_admin_client.post(
         f"{CHANGELIST}{escalation.pk}/reply/", {"message": "too late"}, follow=True
     )
 
-    assert state_of(escalation.conversation_id) == before
+    assert database_state() == before
     assert [str(m) for m in response.context["messages"]] == [
         f"Escalation {escalation.pk}: This conversation is not escalated"
     ]
@@ -258,11 +256,11 @@ def test_reply_box_refuses_an_empty_message(
     escalated: Callable[..., Escalation], operator_admin_client: Client
 ) -> None:
     escalation = escalated()
-    before = state_of(escalation.conversation_id)
+    before = database_state()
 
     operator_admin_client.post(f"{CHANGELIST}{escalation.pk}/reply/", {"message": "   "})
 
-    assert state_of(escalation.conversation_id) == before
+    assert database_state() == before
 
 
 def test_reply_box_only_accepts_post(
@@ -281,11 +279,11 @@ def test_staff_outside_the_operators_group_can_neither_see_nor_reply(
     escalation = escalated()
     client = Client()
     client.force_login(UserFactory(is_staff=True))  # staff, but not in the Operators group
-    before = state_of(escalation.conversation_id)
+    before = database_state()
 
     assert client.get(CHANGELIST).status_code == 403
     assert client.post(f"{CHANGELIST}{escalation.pk}/reply/", {"message": "x"}).status_code == 403
-    assert state_of(escalation.conversation_id) == before
+    assert database_state() == before
 
 
 def test_staff_holding_the_permissions_outside_the_group_is_refused_at_every_door(
@@ -305,7 +303,7 @@ def test_staff_holding_the_permissions_outside_the_group_is_refused_at_every_doo
     )
     admin = Client()
     admin.force_login(staff)
-    before = (state_of(first.conversation_id), state_of(second.conversation_id))
+    before = database_state()
 
     assert admin.get(CHANGELIST).status_code == 403
     assert admin.get(_change_url(first)).status_code == 403
@@ -325,7 +323,7 @@ def test_staff_holding_the_permissions_outside_the_group_is_refused_at_every_doo
     )
     assert reply.status_code == 403
     assert not Message.objects.filter(author=staff).exists()
-    assert (state_of(first.conversation_id), state_of(second.conversation_id)) == before
+    assert database_state() == before
 
 
 def test_page_buttons_assign_and_resolve(
@@ -389,7 +387,7 @@ def test_resolve_action_asks_for_notes_first(
     queue: dict[str, Escalation], operator_admin_client: Client
 ) -> None:
     picked = [queue["open_old"], queue["open_new"]]
-    before = [state_of(e.conversation_id) for e in picked]
+    before = [database_state() for e in picked]
 
     response = operator_admin_client.post(
         CHANGELIST, {"action": "resolve_selected", "_selected_action": [e.pk for e in picked]}
@@ -403,7 +401,7 @@ def test_resolve_action_asks_for_notes_first(
     assert sorted(
         int(v) for v in re.findall(r'name="_selected_action" value="(\d+)"', content)
     ) == sorted(e.pk for e in picked)
-    assert [state_of(e.conversation_id) for e in picked] == before
+    assert [database_state() for e in picked] == before
 
 
 def test_resolve_action_resolves_with_the_notes(
@@ -469,7 +467,7 @@ def test_conversations_and_messages_are_read_only_for_operators(
     conversation_url = f"/admin/messaging/conversation/{escalation.conversation_id}/change/"
     message = Message.objects.filter(conversation_id=escalation.conversation_id).first()
     assert message is not None
-    before = state_of(escalation.conversation_id)
+    before = database_state()
 
     assert operator_admin_client.get("/admin/messaging/conversation/").status_code == 200
     assert operator_admin_client.get("/admin/messaging/message/").status_code == 200
@@ -491,7 +489,7 @@ def test_conversations_and_messages_are_read_only_for_operators(
         ).status_code
         == 403
     )
-    assert state_of(escalation.conversation_id) == before
+    assert database_state() == before
 
 
 def test_superuser_can_still_delete_a_customer_with_their_conversations(
@@ -562,7 +560,7 @@ def test_resolve_action_on_resolved_ones_only_warns(
     queue: dict[str, Escalation], operator_admin_client: Client
 ) -> None:
     resolved = queue["resolved_oldest"]
-    before = state_of(resolved.conversation_id)
+    before = database_state()
 
     response = operator_admin_client.post(
         CHANGELIST,
@@ -573,14 +571,14 @@ def test_resolve_action_on_resolved_ones_only_warns(
     assert [str(m) for m in response.context["messages"]] == [
         "None of the selected escalations is unresolved."
     ]
-    assert state_of(resolved.conversation_id) == before
+    assert database_state() == before
 
 
 def test_resolve_action_keeps_the_page_when_notes_are_too_long(
     queue: dict[str, Escalation], operator_admin_client: Client
 ) -> None:
     escalation = queue["open_old"]
-    before = state_of(escalation.conversation_id)
+    before = database_state()
 
     response = operator_admin_client.post(
         CHANGELIST,
@@ -596,4 +594,4 @@ def test_resolve_action_keeps_the_page_when_notes_are_too_long(
     assert response.context["form"].errors == {
         "resolution_notes": ["Ensure this value has at most 4000 characters (it has 4001)."]
     }
-    assert state_of(escalation.conversation_id) == before
+    assert database_state() == before

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytest
 from django.test import Client
@@ -15,215 +15,165 @@ from ninja.responses import NinjaJSONEncoder
 from accounts.models import SecurityEvent, User
 from escalations.models import Escalation
 from messaging.schemas import MAX_ID
-from tests.escalations.conftest import state_of
 from tests.factories import (
     ConversationFactory,
     EscalationFactory,
     OperatorFactory,
     UserFactory,
 )
+from tests.snapshots import database_state
 
 pytestmark = pytest.mark.django_db
 
 
 # --- Tier and scope matrix -------------------------------------------------------------------
 
-# (method, path with {cid}, JSON body, the scope it needs, success status)
+
+class StaffRoute(NamedTuple):
+    """A staff route: how to call it, the scope it needs, its success status."""
+
+    name: str
+    method: str
+    path: str  # with {cid}: the escalated conversation's id
+    body: Any
+    scope: str
+    ok: int
+
+    def call(self, client: Client, cid: int) -> Any:
+        url = self.path.format(cid=cid)
+        if self.method == "get":
+            return client.get(url)
+        return client.post(url, self.body, content_type="application/json")
+
+
 STAFF_ROUTES = [
-    ("get", "/api/v1/escalations", None, "escalations:manage", 200),
-    ("get", "/api/v1/escalations?status=open", None, "escalations:manage", 200),
-    ("post", "/api/v1/escalations/{cid}/assign", None, "escalations:manage", 200),
-    ("post", "/api/v1/escalations/{cid}/reply", {"message": "Hello"}, "escalations:manage", 201),
-    (
+    StaffRoute("list", "get", "/api/v1/escalations", None, "escalations:manage", 200),
+    StaffRoute(
+        "list-open", "get", "/api/v1/escalations?status=open", None, "escalations:manage", 200
+    ),
+    StaffRoute(
+        "assign", "post", "/api/v1/escalations/{cid}/assign", None, "escalations:manage", 200
+    ),
+    StaffRoute(
+        "reply",
+        "post",
+        "/api/v1/escalations/{cid}/reply",
+        {"message": "Hello"},
+        "escalations:manage",
+        201,
+    ),
+    StaffRoute(
+        "resolve",
         "post",
         "/api/v1/escalations/{cid}/resolve",
         {"resolution_notes": "ok"},
         "escalations:manage",
         200,
     ),
-    ("get", "/api/v1/statistics", None, "stats:read", 200),
+    StaffRoute("statistics", "get", "/api/v1/statistics", None, "stats:read", 200),
 ]
-ROUTE_IDS = ["list", "list-open", "assign", "reply", "resolve", "statistics"]
-
-
-def _call(client: Client, method: str, path: str, body: Any, cid: int) -> Any:
-    url = path.format(cid=cid)
-    if method == "get":
-        return client.get(url)
-    return client.post(url, body, content_type="application/json")
-
-
-@pytest.mark.parametrize(("method", "path", "body", "scope", "ok"), STAFF_ROUTES, ids=ROUTE_IDS)
-def test_anonymous_gets_401(
-    escalated: Callable[..., Escalation],
-    anonymous_client: Client,
-    method: str,
-    path: str,
-    body: Any,
-    scope: str,
-    ok: int,
-) -> None:
-    escalation = escalated()
-    before = state_of(escalation.conversation_id)
-
-    response = _call(anonymous_client, method, path, body, escalation.conversation_id)
-
-    assert response.status_code == 401
-    assert response["WWW-Authenticate"] == "Bearer"
-    assert response.json() == {"detail": "Authentication credentials were not provided"}
-    assert state_of(escalation.conversation_id) == before
-
-
-@pytest.mark.parametrize(("method", "path", "body", "scope", "ok"), STAFF_ROUTES, ids=ROUTE_IDS)
-def test_customer_gets_403(
-    escalated: Callable[..., Escalation],
-    customer: User,
-    customer_client: Client,
-    method: str,
-    path: str,
-    body: Any,
-    scope: str,
-    ok: int,
-) -> None:
-    escalation = escalated()
-    before = state_of(escalation.conversation_id)
-
-    response = _call(customer_client, method, path, body, escalation.conversation_id)
-
-    assert response.status_code == 403
-    assert response.json() == {"detail": "This action is for staff accounts only"}
-    assert state_of(escalation.conversation_id) == before
-    assert SecurityEvent.objects.filter(kind="tier_denied", user=customer).count() == 1
-
-
-@pytest.mark.parametrize(("method", "path", "body", "scope", "ok"), STAFF_ROUTES, ids=ROUTE_IDS)
-def test_operator_succeeds(
-    escalated: Callable[..., Escalation],
-    operator_client: Client,
-    method: str,
-    path: str,
-    body: Any,
-    scope: str,
-    ok: int,
-) -> None:
-    escalation = escalated()
-
-    response = _call(operator_client, method, path, body, escalation.conversation_id)
-
-    assert response.status_code == ok, response.content
-
-
-@pytest.mark.parametrize(("method", "path", "body", "scope", "ok"), STAFF_ROUTES, ids=ROUTE_IDS)
-def test_superuser_succeeds(
-    escalated: Callable[..., Escalation],
-    superuser_client: Client,
-    method: str,
-    path: str,
-    body: Any,
-    scope: str,
-    ok: int,
-) -> None:
-    escalation = escalated()
-
-    response = _call(superuser_client, method, path, body, escalation.conversation_id)
-
-    assert response.status_code == ok, response.content
-
-
-@pytest.mark.parametrize(("method", "path", "body", "scope", "ok"), STAFF_ROUTES, ids=ROUTE_IDS)
-def test_demoted_operator_gets_403(
-    escalated: Callable[..., Escalation],
-    operator: User,
-    client_for: Callable[..., Client],
-    method: str,
-    path: str,
-    body: Any,
-    scope: str,
-    ok: int,
-) -> None:
-    escalation = escalated()
-    client = client_for(operator)  # token issued while staff
-    operator.is_staff = False
-    operator.save(update_fields=["is_staff"])
-    before = state_of(escalation.conversation_id)
-
-    response = _call(client, method, path, body, escalation.conversation_id)
-
-    assert response.status_code == 403
-    assert response.json() == {"detail": "This action is for staff accounts only"}
-    assert state_of(escalation.conversation_id) == before
-
-
 # The actions; reading the queue and the statistics needs the staff tier and the scope only.
 ESCALATION_ACTIONS = STAFF_ROUTES[2:5]
 
 
-@pytest.mark.parametrize(("method", "path", "body", "scope", "ok"), STAFF_ROUTES, ids=ROUTE_IDS)
+@pytest.fixture(params=STAFF_ROUTES, ids=lambda route: route.name)
+def route(request: pytest.FixtureRequest) -> StaffRoute:
+    """Each staff route in turn."""
+    return request.param  # type: ignore[no-any-return]
+
+
+@pytest.fixture(params=ESCALATION_ACTIONS, ids=lambda route: route.name)
+def action(request: pytest.FixtureRequest) -> StaffRoute:
+    """Each action on an escalation in turn."""
+    return request.param  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+def target(escalated: Callable[..., Escalation]) -> int:
+    """An escalated conversation's id: what the routes act on."""
+    return escalated().conversation_id
+
+
+def refused(route: StaffRoute, client: Client, conversation_id: int) -> Any:
+    """The route's answer to a caller it must refuse, which changes nothing."""
+    before = database_state()
+    response = route.call(client, conversation_id)
+    assert database_state() == before
+    return response
+
+
+def test_anonymous_gets_401(target: int, anonymous_client: Client, route: StaffRoute) -> None:
+    response = refused(route, anonymous_client, target)
+
+    assert response.status_code == 401
+    assert response["WWW-Authenticate"] == "Bearer"
+    assert response.json() == {"detail": "Authentication credentials were not provided"}
+
+
+def test_customer_gets_403(
+    target: int, customer: User, customer_client: Client, route: StaffRoute
+) -> None:
+    response = refused(route, customer_client, target)
+
+    assert response.status_code == 403
+    assert response.json() == {"detail": "This action is for staff accounts only"}
+    assert SecurityEvent.objects.filter(kind="tier_denied", user=customer).count() == 1
+
+
+@pytest.mark.parametrize("caller", ["operator_client", "superuser_client"])
+def test_operators_and_superusers_succeed(
+    target: int, route: StaffRoute, caller: str, request: pytest.FixtureRequest
+) -> None:
+    response = route.call(request.getfixturevalue(caller), target)
+
+    assert response.status_code == route.ok, response.content
+
+
+def test_demoted_operator_gets_403(
+    target: int, operator: User, client_for: Callable[..., Client], route: StaffRoute
+) -> None:
+    client = client_for(operator)  # token issued while staff
+    operator.is_staff = False
+    operator.save(update_fields=["is_staff"])
+
+    response = refused(route, client, target)
+
+    assert response.status_code == 403
+    assert response.json() == {"detail": "This action is for staff accounts only"}
+
+
 def test_staff_outside_the_operators_group_gets_403(
-    escalated: Callable[..., Escalation],
-    client_for: Callable[..., Client],
-    method: str,
-    path: str,
-    body: Any,
-    scope: str,
-    ok: int,
+    target: int, client_for: Callable[..., Client], route: StaffRoute
 ) -> None:
     # Reads included: staff outside the group see no escalation and no statistics. The admin
     # refuses this account too (test_admin.py): one operator rule at every door.
-    escalation = escalated()
-    staff = UserFactory(is_staff=True)
-    client = client_for(staff)
-    before = state_of(escalation.conversation_id)
-
-    response = _call(client, method, path, body, escalation.conversation_id)
+    response = refused(route, client_for(UserFactory(is_staff=True)), target)
 
     assert response.status_code == 403
     assert response.json() == {
         "detail": "This action is for operators only (staff in the Operators group)"
     }
-    assert state_of(escalation.conversation_id) == before
 
 
-@pytest.mark.parametrize(("method", "path", "body", "scope", "ok"), STAFF_ROUTES, ids=ROUTE_IDS)
 def test_operator_token_without_the_scope_gets_403(
-    escalated: Callable[..., Escalation],
-    operator: User,
-    client_for: Callable[..., Client],
-    method: str,
-    path: str,
-    body: Any,
-    scope: str,
-    ok: int,
+    target: int, operator: User, client_for: Callable[..., Client], route: StaffRoute
 ) -> None:
-    escalation = escalated()
     other_scopes = {"conversations:read", "messages:write", "escalations:manage", "stats:read"} - {
-        scope
+        route.scope
     }
-    client = client_for(operator, scopes=other_scopes)
-    before = state_of(escalation.conversation_id)
 
-    response = _call(client, method, path, body, escalation.conversation_id)
+    response = refused(route, client_for(operator, scopes=other_scopes), target)
 
     assert response.status_code == 403
-    assert response["WWW-Authenticate"] == f'Bearer error="insufficient_scope", scope="{scope}"'
-    assert response.json() == {"detail": f"This action needs the '{scope}' scope"}
-    assert state_of(escalation.conversation_id) == before
+    assert (
+        response["WWW-Authenticate"] == f'Bearer error="insufficient_scope", scope="{route.scope}"'
+    )
+    assert response.json() == {"detail": f"This action needs the '{route.scope}' scope"}
     assert SecurityEvent.objects.filter(kind="scope_denied", user=operator).count() == 1
 
 
-@pytest.mark.parametrize(("method", "path", "body", "scope", "ok"), STAFF_ROUTES, ids=ROUTE_IDS)
-def test_invalid_token_gets_401_invalid_token(
-    escalated: Callable[..., Escalation],
-    method: str,
-    path: str,
-    body: Any,
-    scope: str,
-    ok: int,
-) -> None:
-    escalation = escalated()
-    client = Client(headers={"Authorization": "Bearer not-a-token"})
-
-    response = _call(client, method, path, body, escalation.conversation_id)
+def test_invalid_token_gets_401_invalid_token(target: int, route: StaffRoute) -> None:
+    response = refused(route, Client(headers={"Authorization": "Bearer not-a-token"}), target)
 
     assert response.status_code == 401
     assert response["WWW-Authenticate"] == 'Bearer error="invalid_token"'
@@ -261,8 +211,8 @@ def test_unknown_conversation_gets_404_and_nothing_changes(
     body: Any,
     missing_id: int,
 ) -> None:
-    escalation = escalated()
-    before = state_of(escalation.conversation_id)
+    escalated()  # rows a wrong target must leave as they are
+    before = database_state()
 
     response = operator_client.post(
         f"/api/v1/escalations/{missing_id}/{action}", body, content_type="application/json"
@@ -270,7 +220,7 @@ def test_unknown_conversation_gets_404_and_nothing_changes(
 
     assert response.status_code == 404
     assert response.json() == {"detail": "Conversation not found"}
-    assert state_of(escalation.conversation_id) == before
+    assert database_state() == before
 
 
 # --- The listing ------------------------------------------------------------------------------
@@ -408,7 +358,7 @@ def test_invalid_bodies_get_422_and_change_nothing(
     escalated: Callable[..., Escalation], operator_client: Client, action: str, body: Any
 ) -> None:
     escalation = escalated()
-    before = state_of(escalation.conversation_id)
+    before = database_state()
 
     response = operator_client.post(
         f"/api/v1/escalations/{escalation.conversation_id}/{action}",
@@ -418,7 +368,7 @@ def test_invalid_bodies_get_422_and_change_nothing(
 
     assert response.status_code == 422
     assert isinstance(response.json()["detail"], list)
-    assert state_of(escalation.conversation_id) == before
+    assert database_state() == before
 
 
 def test_api_key_of_an_operator_works(

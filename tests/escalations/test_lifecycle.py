@@ -15,32 +15,24 @@ from escalations.services import OPENED_TEXT, resolved_text
 from messaging.models import Conversation, Message
 from messaging.services import ESCALATED_ACKNOWLEDGEMENT
 from tests.escalations.agents import HANDOFF_TEXT
-from tests.escalations.conftest import state_of, transcript_of
+from tests.escalations.conftest import transcript_of
 from tests.factories import ConversationFactory, MessageFactory
-from tests.pushes import pushed_messages
+from tests.messages import sent
+from tests.pushes import Pushes
+from tests.snapshots import database_state
 
 pytestmark = pytest.mark.django_db
-
-
-def _send(client: Client, customer: User, text: str, conversation_id: int | None) -> Any:
-    response = client.post(
-        "/api/v1/messages/process",
-        {"message": text, "customer_id": customer.pk, "conversation_id": conversation_id},
-        content_type="application/json",
-    )
-    assert response.status_code == 200, response.content
-    return response.json()
 
 
 @pytest.mark.usefixtures("scripted_agent")
 def test_full_lifecycle_through_the_api(
     customer: User, operator: User, customer_client: Client, operator_client: Client
 ) -> None:
-    first = _send(customer_client, customer, "hello", None)
+    first = sent(customer_client, customer, "hello", None)
     conversation_id = first["conversation_id"]
     assert (first["status"], first["agent"]) == ("success", "scripted")
 
-    handoff = _send(customer_client, customer, "I want a human", conversation_id)
+    handoff = sent(customer_client, customer, "I want a human", conversation_id)
     escalation = Escalation.objects.get(conversation_id=conversation_id)
     assert handoff["status"] == "escalated"
     assert handoff["metadata"]["escalated"] is True
@@ -85,7 +77,7 @@ def test_full_lifecycle_through_the_api(
     assert stored_reply.author_id == operator.pk
 
     # While escalated the agent stays silent: the system acknowledges instead.
-    waiting = _send(customer_client, customer, "are you there?", conversation_id)
+    waiting = sent(customer_client, customer, "are you there?", conversation_id)
     assert (waiting["status"], waiting["agent"], waiting["response"]) == (
         "escalated",
         "system",
@@ -101,7 +93,7 @@ def test_full_lifecycle_through_the_api(
     assert resolved.status_code == 200
     assert resolved.json() == {"status": "resolved", "conversation_id": conversation_id}
 
-    after = _send(customer_client, customer, "thanks a lot", conversation_id)
+    after = sent(customer_client, customer, "thanks a lot", conversation_id)
     assert (after["status"], after["agent"], after["response"]) == (
         "success",
         "scripted",
@@ -147,14 +139,14 @@ def test_full_lifecycle_through_the_api(
 def test_customer_can_escalate_again_after_resolution(
     customer: User, customer_client: Client, operator_client: Client
 ) -> None:
-    conversation_id = _send(customer_client, customer, "human please", None)["conversation_id"]
+    conversation_id = sent(customer_client, customer, "human please", None)["conversation_id"]
     operator_client.post(
         f"/api/v1/escalations/{conversation_id}/resolve",
         {"resolution_notes": ""},
         content_type="application/json",
     )
 
-    again = _send(customer_client, customer, "human again", conversation_id)
+    again = sent(customer_client, customer, "human again", conversation_id)
 
     assert again["status"] == "escalated"
     statuses = list(
@@ -168,12 +160,10 @@ def test_customer_can_escalate_again_after_resolution(
 def test_reply_pushes_the_message_to_the_customer_live(
     escalated: Callable[..., Escalation],
     operator_client: Client,
-    monkeypatch: pytest.MonkeyPatch,
+    pushed: Pushes,
     django_capture_on_commit_callbacks: Any,
 ) -> None:
     escalation = escalated()
-    pushed: list[tuple[str, dict[str, Any]]] = []
-    monkeypatch.setattr("messaging.realtime.publish", lambda events: pushed.extend(events))
 
     with django_capture_on_commit_callbacks(execute=True):
         response = operator_client.post(
@@ -187,7 +177,7 @@ def test_reply_pushes_the_message_to_the_customer_live(
     # Replying to an unassigned escalation assigns it first ("... joined"), then the reply:
     # two changes, two pushes.
     assert [e["type"] for g, e in pushed if g == group] == ["messages.created"] * 2
-    system_message, operator_message = pushed_messages(pushed, group)
+    system_message, operator_message = pushed.messages(group)
     assert (system_message["role"], operator_message["role"]) == ("system", "operator")
     # Same item as the REST answer (the REST encoder shortens timestamps to milliseconds).
     body = response.json()
@@ -200,12 +190,10 @@ def test_reply_pushes_the_message_to_the_customer_live(
 def test_resolve_pushes_the_status_change(
     escalated: Callable[..., Escalation],
     operator_client: Client,
-    monkeypatch: pytest.MonkeyPatch,
+    pushed: Pushes,
     django_capture_on_commit_callbacks: Any,
 ) -> None:
     escalation = escalated()
-    pushed: list[tuple[str, dict[str, Any]]] = []
-    monkeypatch.setattr("messaging.realtime.publish", lambda events: pushed.extend(events))
 
     with django_capture_on_commit_callbacks(execute=True):
         operator_client.post(
@@ -225,7 +213,7 @@ def test_reply_without_open_escalation_is_409_and_changes_nothing(
 ) -> None:
     conversation = ConversationFactory(customer=customer)
     MessageFactory(conversation=conversation, role="customer", content="hi")
-    before = state_of(conversation.pk)
+    before = database_state()
 
     response = operator_client.post(
         f"/api/v1/escalations/{conversation.pk}/reply",
@@ -235,7 +223,7 @@ def test_reply_without_open_escalation_is_409_and_changes_nothing(
 
     assert response.status_code == 409
     assert response.json() == {"detail": "This conversation is not escalated"}
-    assert state_of(conversation.pk) == before
+    assert database_state() == before
 
 
 @pytest.mark.parametrize("action", ["assign", "resolve"])
@@ -244,7 +232,7 @@ def test_assign_or_resolve_without_open_escalation_is_404_and_changes_nothing(
 ) -> None:
     conversation = ConversationFactory(customer=customer)
     MessageFactory(conversation=conversation, role="customer", content="hi")
-    before = state_of(conversation.pk)
+    before = database_state()
 
     response = operator_client.post(
         f"/api/v1/escalations/{conversation.pk}/{action}",
@@ -254,7 +242,7 @@ def test_assign_or_resolve_without_open_escalation_is_404_and_changes_nothing(
 
     assert response.status_code == 404
     assert response.json() == {"detail": "This conversation has no open escalation"}
-    assert state_of(conversation.pk) == before
+    assert database_state() == before
 
 
 def test_double_resolve_is_404_and_changes_nothing(
@@ -265,7 +253,7 @@ def test_double_resolve_is_404_and_changes_nothing(
     first = operator_client.post(
         url, {"resolution_notes": "first"}, content_type="application/json"
     )
-    after_first = state_of(escalation.conversation_id)
+    after_first = database_state()
 
     second = operator_client.post(
         url, {"resolution_notes": "second"}, content_type="application/json"
@@ -273,10 +261,10 @@ def test_double_resolve_is_404_and_changes_nothing(
 
     assert first.status_code == 200
     assert second.status_code == 404
-    assert state_of(escalation.conversation_id) == after_first
-    assert after_first["escalations"][0]["resolution_notes"] == "first"
+    assert database_state() == after_first
+    assert Escalation.objects.get(pk=escalation.pk).resolution_notes == "first"
     # Seq 1-3 are the hand-off; resolving adds exactly one system message, once.
-    assert [m for m in after_first["messages"] if m[0] > 3] == [
+    assert [m for m in transcript_of(escalation.conversation_id) if m[0] > 3] == [
         (4, "system", resolved_text(operator.public_name))
     ]
 
@@ -290,7 +278,7 @@ def test_reply_after_resolve_is_409(
         {"resolution_notes": ""},
         content_type="application/json",
     )
-    before = state_of(escalation.conversation_id)
+    before = database_state()
 
     response = operator_client.post(
         f"/api/v1/escalations/{escalation.conversation_id}/reply",
@@ -299,7 +287,7 @@ def test_reply_after_resolve_is_409(
     )
 
     assert response.status_code == 409
-    assert state_of(escalation.conversation_id) == before
+    assert database_state() == before
 
 
 def test_assigning_twice_to_oneself_adds_nothing(
@@ -308,13 +296,13 @@ def test_assigning_twice_to_oneself_adds_nothing(
     escalation = escalated()
     url = f"/api/v1/escalations/{escalation.conversation_id}/assign"
     operator_client.post(url)
-    before = state_of(escalation.conversation_id)
+    before = database_state()
 
     again = operator_client.post(url)
 
     assert again.status_code == 200
     assert again.json()["status"] == "assigned"
-    assert state_of(escalation.conversation_id) == before
+    assert database_state() == before
 
 
 def test_taking_over_one_held_by_another_operator_names_both(
@@ -326,17 +314,16 @@ def test_taking_over_one_held_by_another_operator_names_both(
 ) -> None:
     escalation = escalated()
     client_for(second_operator).post(f"/api/v1/escalations/{escalation.conversation_id}/assign")
-    before = state_of(escalation.conversation_id)
+    before = transcript_of(escalation.conversation_id)
 
     response = operator_client.post(f"/api/v1/escalations/{escalation.conversation_id}/assign")
 
     assert response.status_code == 200
     assert response.json()["assigned_to"] == operator.pk
-    after = state_of(escalation.conversation_id)
-    assert after["messages"] == [
-        *before["messages"],
+    assert transcript_of(escalation.conversation_id) == [
+        *before,
         (
-            before["last_seq"] + 1,
+            len(before) + 1,
             "system",
             f"{operator.public_name} took over the conversation from "
             f"{second_operator.public_name}.",
@@ -395,13 +382,13 @@ def test_service_refuses_a_customer_actor(
     from escalations import services
 
     escalation = escalated()
-    before = state_of(escalation.conversation_id)
+    before = database_state()
 
     with pytest.raises(PermissionDenied):
         services.escalation_resolve(
             conversation_id=escalation.conversation_id, actor=customer, notes=""
         )
-    assert state_of(escalation.conversation_id) == before
+    assert database_state() == before
 
 
 def test_service_refuses_to_act_on_a_newer_escalation_than_the_one_shown(
@@ -414,7 +401,7 @@ def test_service_refuses_to_act_on_a_newer_escalation_than_the_one_shown(
     old = escalated()
     services.escalation_resolve(conversation_id=old.conversation_id, actor=operator, notes="")
     open_escalation(old.conversation)
-    before = state_of(old.conversation_id)
+    before = database_state()
 
     with pytest.raises(NotFound):
         services.escalation_resolve(
@@ -424,4 +411,4 @@ def test_service_refuses_to_act_on_a_newer_escalation_than_the_one_shown(
         services.escalation_reply(
             conversation_id=old.conversation_id, actor=operator, text="hi", escalation_id=old.pk
         )
-    assert state_of(old.conversation_id) == before
+    assert database_state() == before

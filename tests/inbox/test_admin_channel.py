@@ -17,6 +17,7 @@ from accounts.models import User
 from escalations.models import Escalation
 from tests.factories import ConversationFactory
 from tests.realtime.conftest import expect_close, make_communicator
+from tests.snapshots import database_state
 
 TICKET_URL = "/admin/escalations/escalation/live-ticket/"
 
@@ -362,12 +363,11 @@ def test_staff_outside_the_operators_group_cannot_note_or_assign(
     """Staff without the Operators group's rights see the admin but cannot work escalations:
     the admin's doors refuse like the REST tier does, and nothing changes."""
     from escalations.models import InternalNote
-    from tests.escalations.conftest import state_of
 
     escalation = escalated()
     operator.groups.clear()  # staff, but not in the Operators group
     client = _signed_in(operator)
-    before = state_of(escalation.conversation_id)
+    before = database_state()
     base = f"/admin/escalations/escalation/{escalation.pk}"
 
     noted = client.post(f"{base}/notes/", {"note": "hello"})
@@ -375,4 +375,4 @@ def test_staff_outside_the_operators_group_cannot_note_or_assign(
 
     assert (noted.status_code, assigned.status_code) == (403, 403)
     assert not InternalNote.objects.exists()
-    assert state_of(escalation.conversation_id) == before
+    assert database_state() == before

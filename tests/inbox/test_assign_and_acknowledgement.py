@@ -14,8 +14,10 @@ from escalations.models import Escalation
 from messaging.models import Message
 from messaging.services import ESCALATED_ACKNOWLEDGEMENT
 from tests.escalations.agents import HANDOFF_TEXT
-from tests.escalations.conftest import state_of, transcript_of
+from tests.escalations.conftest import transcript_of
 from tests.factories import UserFactory
+from tests.messages import sent
+from tests.snapshots import database_state
 
 pytestmark = pytest.mark.django_db
 
@@ -57,22 +59,22 @@ def test_assigning_to_a_non_operator_is_422_and_changes_nothing(
         "missing": 999_999,
         "huge": 2**70,
     }[who]
-    before = state_of(escalation.conversation_id)
+    before = database_state()
 
     response = _assign(operator_client, escalation.conversation_id, {"operator_id": target})
 
     assert response.status_code == 422
-    assert state_of(escalation.conversation_id) == before
+    assert database_state() == before
 
 
 def test_customer_cannot_assign(
     escalated: Callable[..., Escalation], customer_client: Client, operator: User
 ) -> None:
     escalation = escalated()
-    before = state_of(escalation.conversation_id)
+    before = database_state()
     response = _assign(customer_client, escalation.conversation_id, {"operator_id": operator.pk})
     assert response.status_code == 403
-    assert state_of(escalation.conversation_id) == before
+    assert database_state() == before
 
 
 def test_operator_messages_and_notices_carry_the_display_name(
@@ -118,27 +120,17 @@ def test_display_name_falls_back_to_first_name_then_username() -> None:
 # --- One acknowledgement per escalation ------------------------------------------------------
 
 
-def _send(client: Client, customer: User, text: str, conversation_id: int | None) -> Any:
-    response = client.post(
-        "/api/v1/messages/process",
-        {"message": text, "customer_id": customer.pk, "conversation_id": conversation_id},
-        content_type="application/json",
-    )
-    assert response.status_code == 200, response.content
-    return response.json()
-
-
 @pytest.mark.usefixtures("scripted_agent")
 def test_acknowledgement_enters_the_transcript_once_per_escalation(
     customer_client: Client, customer: User, operator_client: Client
 ) -> None:
-    cid = _send(customer_client, customer, "I want a human", None)["conversation_id"]
-    first = _send(customer_client, customer, "hello?", cid)
-    second = _send(customer_client, customer, "anyone there?", cid)
+    cid = sent(customer_client, customer, "I want a human", None)["conversation_id"]
+    first = sent(customer_client, customer, "hello?", cid)
+    second = sent(customer_client, customer, "anyone there?", cid)
     operator_client.post(
         f"/api/v1/escalations/{cid}/reply", {"message": "Here!"}, content_type="application/json"
     )
-    third = _send(customer_client, customer, "great", cid)
+    third = sent(customer_client, customer, "great", cid)
 
     for body in (first, second, third):
         assert (body["status"], body["agent"], body["response"]) == (
@@ -166,9 +158,9 @@ def test_acknowledgement_enters_the_transcript_once_per_escalation(
         {"resolution_notes": ""},
         content_type="application/json",
     )
-    _send(customer_client, customer, "I want a human again", cid)
-    _send(customer_client, customer, "one", cid)
-    _send(customer_client, customer, "two", cid)
+    sent(customer_client, customer, "I want a human again", cid)
+    sent(customer_client, customer, "one", cid)
+    sent(customer_client, customer, "two", cid)
     acknowledgements = Message.objects.filter(
         conversation_id=cid, content=ESCALATED_ACKNOWLEDGEMENT
     )

@@ -15,8 +15,8 @@ from escalations import inbox
 from escalations.models import Escalation, InternalNote
 from messaging import events
 from messaging.models import Message
-from tests.escalations.conftest import state_of
 from tests.realtime.conftest import access_token_for, connect_authenticated
+from tests.snapshots import database_state
 
 NOTE = "Customer is a VIP: offer the refund without arguing."
 
@@ -151,12 +151,12 @@ def test_note_is_not_in_the_customers_history_and_changes_no_message(
     recorded_events: list[tuple[str, dict[str, Any]]],
 ) -> None:
     escalation = escalated()
-    before = state_of(escalation.conversation_id)
+    before = database_state()
     recorded_events.clear()  # only what the note itself records
 
     assert _post(operator_client, escalation.conversation_id).status_code == 201
 
-    assert state_of(escalation.conversation_id) == before  # no message, no seq, no status
+    assert database_state() == before  # no message, no seq, no status
     history = customer_client.get(
         f"/api/v1/conversations/{escalation.conversation_id}/history"
     ).json()

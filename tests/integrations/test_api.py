@@ -13,6 +13,7 @@ from accounts.models import SecurityEvent, User
 from integrations import services
 from integrations.models import WebhookDelivery, WebhookEndpoint, WebhookEvent
 from tests.factories import UserFactory
+from tests.snapshots import rows_of
 
 pytestmark = pytest.mark.django_db
 
@@ -47,13 +48,6 @@ def _body_for(method: str, path: str) -> dict[str, Any] | None:
     return None
 
 
-def _state() -> tuple[Any, ...]:
-    return (
-        list(WebhookEndpoint.objects.values_list("id", "url", "is_active")),
-        User.objects.count(),
-    )
-
-
 @pytest.mark.parametrize(("method", "template"), ADMIN_ROUTES)
 @pytest.mark.parametrize(
     "who", ["anonymous", "customer", "operator", "superuser_without_admin", "demoted_superuser"]
@@ -81,10 +75,10 @@ def test_only_current_superusers_with_admin_scope(
     client = clients[who]()
     if who == "demoted_superuser":
         User.objects.filter(pk=superuser.pk).update(is_superuser=False)
-    before = _state()
+    before = rows_of(WebhookEndpoint, User)
     response = _call(client, method, path, _body_for(method, path))
     assert response.status_code == (401 if who == "anonymous" else 403), response.content
-    assert _state() == before
+    assert rows_of(WebhookEndpoint, User) == before
 
 
 def test_superuser_api_key_works(superuser: User, endpoint: WebhookEndpoint) -> None:

@@ -26,27 +26,20 @@ from escalations.models import Escalation
 from integrations import services as integration_services
 from integrations.delivery import webhook_outbox_sweep
 from integrations.models import WebhookDelivery, WebhookEvent
-from messaging.api import process_body
 from messaging.models import Conversation, IdempotencyRecord, Message
 from messaging.realtime import conversation_group
 from messaging.retention import conversations_prune_expired
-from messaging.services import message_send
 from tests.factories import DEFAULT_PASSWORD
 from tests.integrations.conftest import Receiver
+from tests.messages import sent_directly
 
 pytestmark = pytest.mark.django_db
 
 HUMAN = "I want to talk to a human agent please"
 
 
-def _send(user: User, text: str, conversation_id: int | None = None, key: str | None = None) -> Any:
-    return process_body(
-        message_send(customer=user, conversation_id=conversation_id, text=text, idempotency_key=key)
-    )
-
-
 def _escalated_and_answered(customer: User, operator: User) -> int:
-    conversation_id = _send(customer, HUMAN)["conversation_id"]
+    conversation_id = sent_directly(customer, HUMAN)["conversation_id"]
     escalation_services.escalation_reply(
         conversation_id=conversation_id, actor=operator, text="An operator here."
     )
@@ -68,8 +61,8 @@ def test_export_holds_exactly_the_callers_data(
         conversation_id=first, actor=operator, notes="done"
     )
     rating_create(customer=customer, conversation_id=first, score=4, comment="quick")
-    second = _send(customer, "hello there")["conversation_id"]
-    _send(other_customer, "secret of bob")
+    second = sent_directly(customer, "hello there")["conversation_id"]
+    sent_directly(other_customer, "secret of bob")
     account_services.api_key_create(
         actor=operator, name="mine", owner_id=customer.pk, scopes=["conversations:read"],
         expires_at=None,
@@ -104,7 +97,7 @@ def test_export_holds_exactly_the_callers_data(
 def test_export_of_a_new_account_is_empty(
     other_customer: User, client_for: Callable[..., Client]
 ) -> None:
-    _send(other_customer, "hello")
+    sent_directly(other_customer, "hello")
     fresh = User.objects.create_user(username="dora", password=DEFAULT_PASSWORD)
     export = client_for(fresh).get("/api/v1/auth/me/export").json()
     assert (export["conversations"], export["api_keys"], export["ratings"]) == ([], [], [])
@@ -128,7 +121,7 @@ def _credentials(user: User) -> dict[str, str]:
 
 
 def test_delete_me_erases_and_every_credential_stops_working(customer: User) -> None:
-    _send(customer, "hello")
+    sent_directly(customer, "hello")
     creds = _credentials(customer)
     bearer = Client(headers={"Authorization": f"Bearer {creds['access']}"})
     assert bearer.get("/api/v1/conversations").status_code == 200
@@ -153,7 +146,7 @@ def test_delete_me_erases_and_every_credential_stops_working(customer: User) -> 
 def test_delete_me_with_a_wrong_password_changes_nothing(
     customer: User, customer_client: Client
 ) -> None:
-    _send(customer, "hello")
+    sent_directly(customer, "hello")
     response = customer_client.delete(
         "/api/v1/auth/me", {"password": "not-it"}, content_type="application/json"
     )
@@ -234,8 +227,8 @@ def test_erasure_leaves_no_row_referencing_the_customer(
         actor=superuser, url="http://127.0.0.1:9/hook", events=["message.created"]
     )
     conversation_id = _escalated_and_answered(customer, operator)
-    _send(customer, "again", conversation_id=conversation_id, key="idem-1")
-    _send(other_customer, "bob's own")
+    sent_directly(customer, "again", conversation_id=conversation_id, key="idem-1")
+    sent_directly(other_customer, "bob's own")
     creds = _credentials(customer)
     Client(headers={"Authorization": f"Bearer {creds['access']}"}).post("/api/v1/auth/revoke")
     client_for(customer).get(f"/api/v1/customers/{other_customer.pk}/conversations")  # IDOR
@@ -300,8 +293,8 @@ def test_erasure_drops_pending_webhooks_for_the_customer(
     drain: Any,
 ) -> None:
     endpoint_for(receiver.url(), events=("conversation.created",))
-    _send(customer, "hello")
-    _send(other_customer, "hello")
+    sent_directly(customer, "hello")
+    sent_directly(other_customer, "hello")
     webhook_outbox_sweep()
     assert WebhookDelivery.objects.filter(status="pending").count() == 2
     user_erase(user=customer, actor=superuser)
@@ -315,8 +308,11 @@ def test_erasure_disconnects_socket_subscribers(
 ) -> None:
     """Every conversation group of the customer hears `conversation.erased` after the commit
     (the conversation consumer closes on it); other customers' groups hear nothing."""
-    mine = [_send(customer, "one")["conversation_id"], _send(customer, "two")["conversation_id"]]
-    theirs = _send(other_customer, "three")["conversation_id"]
+    mine = [
+        sent_directly(customer, "one")["conversation_id"],
+        sent_directly(customer, "two")["conversation_id"],
+    ]
+    theirs = sent_directly(other_customer, "three")["conversation_id"]
 
     async def scenario() -> tuple[list[Any], bool]:
         layer = get_channel_layer()
@@ -355,9 +351,9 @@ def _erasure_events(uid: int) -> list[SecurityEvent]:
 def test_admin_delete_of_a_customer_is_an_erasure(
     customer: User, other_customer: User, superuser: User
 ) -> None:
-    conversation_id = _send(customer, "hello")["conversation_id"]
+    conversation_id = sent_directly(customer, "hello")["conversation_id"]
     _credentials(customer)
-    theirs = _send(other_customer, "mine")["conversation_id"]
+    theirs = sent_directly(other_customer, "mine")["conversation_id"]
     client = Client()
     client.force_login(superuser)
 
@@ -376,7 +372,7 @@ def test_admin_delete_of_a_customer_is_an_erasure(
 def test_admin_bulk_delete_erases_customers_and_removes_staff_plainly(
     customer: User, other_customer: User, operator: User, superuser: User
 ) -> None:
-    _send(customer, "hello")
+    sent_directly(customer, "hello")
     client = Client()
     client.force_login(superuser)
 
@@ -400,8 +396,8 @@ def test_admin_bulk_delete_erases_customers_and_removes_staff_plainly(
 
 
 def test_prune_expired_deletes_conversations_past_retention(settings: Any, customer: User) -> None:
-    old = _send(customer, "old")["conversation_id"]
-    recent = _send(customer, "recent")["conversation_id"]
+    old = sent_directly(customer, "old")["conversation_id"]
+    recent = sent_directly(customer, "recent")["conversation_id"]
     now = timezone.now()
     Conversation.objects.filter(pk=old).update(updated_at=now - timedelta(days=31))
     Conversation.objects.filter(pk=recent).update(updated_at=now - timedelta(days=29))

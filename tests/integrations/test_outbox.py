@@ -30,12 +30,12 @@ from integrations.delivery import (
 )
 from integrations.models import WebhookDelivery, WebhookEndpoint, WebhookEvent
 from messaging import events
-from messaging.api import process_body
 from messaging.events import DomainEvent
 from messaging.models import Conversation
 from messaging.schemas import message_payload
 from messaging.services import message_send
 from tests.integrations.conftest import Receiver
+from tests.messages import sent_directly
 
 pytestmark = pytest.mark.django_db
 
@@ -44,15 +44,11 @@ ANSWERED = "How do I reset my password?"  # the rule-based agent answers it (the
 EVENT_ID = re.compile(r"^msg_[0-9a-f]{32}$")
 
 
-def _send(customer: User, text: str, conversation_id: int | None = None) -> dict[str, Any]:
-    return process_body(message_send(customer=customer, conversation_id=conversation_id, text=text))
-
-
 def _every_kind_of_change(customer: User, operator: User) -> None:
     """Every door that records domain events: a new conversation (general path) that
     escalates, assignment, an operator's reply, resolution, a rating, and a turn on an active
     conversation (messaging.fastpath)."""
-    conversation_id = _send(customer, HUMAN)["conversation_id"]
+    conversation_id = sent_directly(customer, HUMAN)["conversation_id"]
     escalation_services.escalation_assign(conversation_id=conversation_id, actor=operator)
     escalation_services.escalation_reply(
         conversation_id=conversation_id, actor=operator, text="Hello, I am here to help."
@@ -61,8 +57,8 @@ def _every_kind_of_change(customer: User, operator: User) -> None:
         conversation_id=conversation_id, actor=operator, notes="Sorted out"
     )
     rating_create(customer=customer, conversation_id=conversation_id, score=5, comment="ok")
-    second = _send(customer, ANSWERED)["conversation_id"]
-    _send(customer, ANSWERED, conversation_id=second)
+    second = sent_directly(customer, ANSWERED)["conversation_id"]
+    sent_directly(customer, ANSWERED, conversation_id=second)
 
 
 @pytest.fixture
@@ -127,13 +123,13 @@ def test_with_an_endpoint_every_recorded_event_has_its_row(
 
 def test_the_decision_is_the_statements_own_never_cached(customer: User) -> None:
     endpoint = _endpoint(active=False)
-    _send(customer, ANSWERED)
+    sent_directly(customer, ANSWERED)
     assert WebhookEvent.objects.count() == 0
     WebhookEndpoint.objects.filter(pk=endpoint.pk).update(is_active=True)
-    _send(customer, ANSWERED)
+    sent_directly(customer, ANSWERED)
     assert WebhookEvent.objects.count() == 3  # conversation.created + two message.created
     WebhookEndpoint.objects.filter(pk=endpoint.pk).update(is_active=False)
-    _send(customer, ANSWERED)
+    sent_directly(customer, ANSWERED)
     assert WebhookEvent.objects.count() == 3
     # An endpoint created earlier in the same transaction is seen by the statement.
     with transaction.atomic():
@@ -169,7 +165,7 @@ def test_still_one_statement_per_change(customer: User, with_endpoint: bool) -> 
 
     # A new conversation: conversation.created (general path), then the turn's two messages.
     assert outbox_statements(None) == 2
-    conversation_id = _send(customer, ANSWERED)["conversation_id"]
+    conversation_id = sent_directly(customer, ANSWERED)["conversation_id"]
     # The fast path's turn: on PostgreSQL its one WITH statement holds the outbox's INSERT.
     assert outbox_statements(conversation_id) == 1
     assert WebhookEvent.objects.count() == (8 if with_endpoint else 0)
@@ -178,8 +174,9 @@ def test_still_one_statement_per_change(customer: User, with_endpoint: bool) -> 
 # --- The same rows as the ORM's bulk_create -----------------------------------------------------
 
 
-def _orm_outbox_write(batch: list[DomainEvent]) -> None:
-    """The sink as it was before the conditional INSERT (integrations.delivery at e8b179e)."""
+def _bulk_created(batch: list[DomainEvent]) -> None:
+    """The same events as Django itself writes the rows (WebhookEvent.objects.bulk_create):
+    the fixed INSERT must store what the ORM would."""
     now = timezone.now()
     WebhookEvent.objects.bulk_create(
         [
@@ -234,7 +231,7 @@ def test_the_rows_are_those_bulk_create_wrote(
     monkeypatch.setattr(timezone, "now", lambda: at)
 
     with transaction.atomic():
-        _orm_outbox_write(batch)
+        _bulk_created(batch)
     old_ids = list(WebhookEvent.objects.order_by("id").values_list("id", flat=True))
     with transaction.atomic():
         outbox_write(batch)
@@ -297,7 +294,7 @@ def test_the_turns_events_are_the_rows_the_sink_writes(
     if not folded:
         seen = request.getfixturevalue("recorded")
     _endpoint()
-    conversation = _send(customer, ANSWERED)["conversation_id"]
+    conversation = sent_directly(customer, ANSWERED)["conversation_id"]
     before = set(WebhookEvent.objects.values_list("id", flat=True))
 
     with CaptureQueriesContext(connection) as queries:
@@ -333,14 +330,14 @@ def test_the_turns_events_are_the_rows_the_sink_writes(
 
 def test_no_endpoint_the_turn_writes_no_event(customer: User) -> None:
     _endpoint(active=False)
-    conversation = _send(customer, ANSWERED)["conversation_id"]
+    conversation = sent_directly(customer, ANSWERED)["conversation_id"]
     assert _turn(customer, conversation) is not None
     assert WebhookEvent.objects.count() == 0
 
 
 def test_a_turn_that_does_not_qualify_writes_no_event(customer: User, operator: User) -> None:
     _endpoint()
-    conversation = _send(customer, HUMAN)["conversation_id"]  # escalated
+    conversation = sent_directly(customer, HUMAN)["conversation_id"]  # escalated
     before = WebhookEvent.objects.count()
     assert _turn(customer, conversation) is None
     assert WebhookEvent.objects.count() == before
@@ -348,7 +345,7 @@ def test_a_turn_that_does_not_qualify_writes_no_event(customer: User, operator: 
 
 def test_the_turns_events_roll_back_with_it(customer: User) -> None:
     _endpoint()
-    conversation = _send(customer, ANSWERED)["conversation_id"]
+    conversation = sent_directly(customer, ANSWERED)["conversation_id"]
     before = WebhookEvent.objects.count()
     last_seq = Conversation.objects.get(pk=conversation).last_seq
     seen_inside: list[int] = []
@@ -376,9 +373,9 @@ def test_an_endpoint_hears_only_of_what_happened_after_it_was_created(
     drain: Callable[[], None],
 ) -> None:
     endpoint_for(receiver.url("/first"), events=("conversation.created",))
-    before = _send(customer, ANSWERED)["conversation_id"]
+    before = sent_directly(customer, ANSWERED)["conversation_id"]
     endpoint_for(receiver.url("/second"), events=("conversation.created",))
-    after = _send(customer, ANSWERED)["conversation_id"]
+    after = sent_directly(customer, ANSWERED)["conversation_id"]
     drain()
     first = [e["data"]["conversation_id"] for e in receiver.events("/first")]
     second = [e["data"]["conversation_id"] for e in receiver.events("/second")]
@@ -391,9 +388,9 @@ def test_events_from_before_any_endpoint_are_never_sent(
     endpoint_for: Callable[..., Any],
     drain: Callable[[], None],
 ) -> None:
-    before = _send(customer, ANSWERED)["conversation_id"]
+    before = sent_directly(customer, ANSWERED)["conversation_id"]
     endpoint_for(receiver.url(), events=("conversation.created",))
-    after = _send(customer, ANSWERED)["conversation_id"]
+    after = sent_directly(customer, ANSWERED)["conversation_id"]
     drain()
     assert before != after
     assert [e["data"]["conversation_id"] for e in receiver.events()] == [after]
@@ -505,7 +502,7 @@ def test_the_batch_worker_does_not_stop_at_a_batch_nobody_subscribes_to(
     nothing, leaving the events behind a full batch of unsubscribed ones undispatched."""
     endpoint_for(receiver.url(), events=("conversation.created",))
     _undispatched(SWEEP_BATCH + 10, event_type="message.created")
-    _send(customer, ANSWERED)  # conversation.created, after them in the sweep's order
+    sent_directly(customer, ANSWERED)  # conversation.created, after them in the sweep's order
     worker_run_until_idle(worker_id="test-worker")
     assert [e["type"] for e in receiver.events()] == ["conversation.created"]
     assert not WebhookEvent.objects.filter(dispatched_at__isnull=True).exists()

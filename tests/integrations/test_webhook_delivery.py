@@ -16,25 +16,21 @@ from escalations import services as escalation_services
 from integrations.delivery import webhook_outbox_sweep
 from integrations.models import WebhookDelivery, WebhookEndpoint, WebhookEvent
 from messaging import idempotency
-from messaging.api import process_body
 from messaging.events import EVENT_TYPES, RATING_CREATED, domain_event_record
 from messaging.models import Conversation, Message
 from messaging.services import message_send
 from tests.integrations.conftest import Receiver
+from tests.messages import sent_directly
 
 pytestmark = pytest.mark.django_db
 
 HUMAN = "I want to talk to a human agent please"
 
 
-def _send(customer: User, text: str, conversation_id: int | None = None) -> dict[str, Any]:
-    return process_body(message_send(customer=customer, conversation_id=conversation_id, text=text))
-
-
 def _full_lifecycle(customer: User, operator: User) -> int:
     """conversation.created, message.created (customer, agent, system, operator),
     escalation.opened / assigned / resolved — through the real services."""
-    body = _send(customer, HUMAN)
+    body = sent_directly(customer, HUMAN)
     assert body["status"] == "escalated"
     conversation_id = body["conversation_id"]
     escalation_services.escalation_assign(conversation_id=conversation_id, actor=operator)
@@ -55,7 +51,7 @@ def test_deliveries_are_signed_and_verify_with_standardwebhooks(
     customer_client: Any,
 ) -> None:
     endpoint, secret = endpoint_for(receiver.url())
-    body = _send(customer, "hello there")
+    body = sent_directly(customer, "hello there")
     drain()
 
     assert len(receiver.requests) == 3  # conversation.created + customer + agent messages
@@ -100,7 +96,7 @@ def test_a_tampered_body_fails_verification(
     customer: User, receiver: Receiver, endpoint_for: Callable[..., Any], drain: Any
 ) -> None:
     _endpoint, secret = endpoint_for(receiver.url(), events=("conversation.created",))
-    _send(customer, "hello there")
+    sent_directly(customer, "hello there")
     drain()
     (request,) = receiver.requests
     with pytest.raises(Exception, match="No matching signature"):
@@ -152,7 +148,7 @@ def test_an_endpoint_gets_only_its_event_types(
 ) -> None:
     endpoint_for(receiver.url("/convs"), events=("conversation.created",))
     endpoint_for(receiver.url("/msgs"), events=("message.created",))
-    _send(customer, "hello there")
+    sent_directly(customer, "hello there")
     drain()
     assert [e["type"] for e in receiver.events("/convs")] == ["conversation.created"]
     assert [e["type"] for e in receiver.events("/msgs")] == ["message.created"] * 2
@@ -163,7 +159,7 @@ def test_a_failing_receiver_gets_the_same_event_id_until_it_succeeds(
 ) -> None:
     endpoint, _ = endpoint_for(receiver.url(), events=("conversation.created",))
     receiver.answer("/hook", 500, 503, 200)
-    _send(customer, "hello there")
+    sent_directly(customer, "hello there")
     drain()
 
     ids = [r.headers["webhook-id"] for r in receiver.requests]
@@ -193,7 +189,7 @@ def test_backoff_is_exponential(
     endpoint, _ = endpoint_for(receiver.url(), events=("conversation.created",))
     settings.WEBHOOK_RETRY_BASE_SECONDS = 30
     receiver.answer("/hook", 500, 500)
-    _send(customer, "hello there")
+    sent_directly(customer, "hello there")
     drain()  # attempt 1 fails; attempt 2 is due in 30 s, so the drain stops there
     first, second = WebhookDelivery.objects.filter(endpoint=endpoint).order_by("attempt")
     assert len(receiver.requests) == 1
@@ -220,7 +216,7 @@ def test_gives_up_after_max_attempts(
     settings.WEBHOOK_MAX_ATTEMPTS = 3
     endpoint, _ = endpoint_for(receiver.url(), events=("conversation.created",))
     receiver.answer("/hook", 500, 500, 500, 200)
-    _send(customer, "hello there")
+    sent_directly(customer, "hello there")
     drain()
     assert len(receiver.requests) == 3
     statuses = list(
@@ -239,7 +235,7 @@ def test_redirects_are_recorded_as_failures_and_never_followed(
     receiver.answer(
         "/hook", (302, {"Location": receiver.url("/elsewhere")}), (302, {"Location": "/elsewhere"})
     )
-    _send(customer, "hello there")
+    sent_directly(customer, "hello there")
     drain()
     assert [r.path for r in receiver.requests] == ["/hook", "/hook"]
     attempts = list(
@@ -263,7 +259,7 @@ def test_timeouts_and_connection_errors_are_retried(
     port = probe.getsockname()[1]
     probe.close()
     endpoint, _ = endpoint_for(f"http://127.0.0.1:{port}/hook", events=("conversation.created",))
-    _send(customer, "hello there")
+    sent_directly(customer, "hello there")
     drain()
     attempts = list(
         WebhookDelivery.objects.filter(endpoint=endpoint)
@@ -305,7 +301,7 @@ def test_a_receiver_slower_than_the_timeout_is_a_failed_attempt(
         endpoint, _ = endpoint_for(
             f"http://127.0.0.1:{silent.getsockname()[1]}/hook", events=("conversation.created",)
         )
-        _send(customer, "hello there")
+        sent_directly(customer, "hello there")
         started = time.monotonic()
         drain()
         assert time.monotonic() - started < 5
@@ -345,7 +341,7 @@ def test_a_committed_event_survives_a_worker_that_never_ran(
 ) -> None:
     """Crash between commit and delivery: nothing lives in memory, the outbox row is enough."""
     endpoint_for(receiver.url(), events=("conversation.created",))
-    _send(customer, "hello there")
+    sent_directly(customer, "hello there")
     # The process that committed is gone; a fresh worker starts from the database alone.
     event = WebhookEvent.objects.get(type="conversation.created")
     assert event.dispatched_at is None
@@ -364,7 +360,7 @@ def test_an_attempt_whose_worker_died_is_sent_again(
     from django_tasks_db.models import DBTaskResult
 
     endpoint, _ = endpoint_for(receiver.url(), events=("conversation.created",))
-    _send(customer, "hello there")
+    sent_directly(customer, "hello there")
     webhook_outbox_sweep()
     (delivery,) = WebhookDelivery.objects.filter(endpoint=endpoint)
     # Simulate the dead worker: the row is claimed, its task marked running forever.
@@ -385,7 +381,7 @@ def test_a_duplicate_task_sends_the_attempt_once(
     from integrations.tasks import webhook_attempt
 
     endpoint, _ = endpoint_for(receiver.url(), events=("conversation.created",))
-    _send(customer, "hello there")
+    sent_directly(customer, "hello there")
     webhook_outbox_sweep()
     (delivery,) = WebhookDelivery.objects.filter(endpoint=endpoint)
     webhook_attempt.enqueue(delivery.pk)  # the same attempt queued twice
@@ -396,7 +392,7 @@ def test_a_duplicate_task_sends_the_attempt_once(
 def test_an_endpoint_does_not_get_events_from_before_it_existed(
     customer: User, receiver: Receiver, endpoint_for: Callable[..., Any], drain: Any
 ) -> None:
-    _send(customer, "before")
+    sent_directly(customer, "before")
     endpoint_for(receiver.url(), events=("conversation.created",))
     drain()
     assert receiver.requests == []
@@ -409,7 +405,7 @@ def test_a_deleted_endpoint_gets_nothing_more(
     from integrations.services import webhook_endpoint_delete
 
     endpoint, _ = endpoint_for(receiver.url(), events=("conversation.created",))
-    _send(customer, "hello there")
+    sent_directly(customer, "hello there")
     webhook_outbox_sweep()
     webhook_endpoint_delete(endpoint_id=endpoint.pk)
     drain()
@@ -423,7 +419,7 @@ def test_redeliver_sends_the_event_again_with_its_id(
     from integrations.services import webhook_deliveries_redeliver
 
     endpoint, _ = endpoint_for(receiver.url(), events=("conversation.created",))
-    _send(customer, "hello there")
+    sent_directly(customer, "hello there")
     drain()
     (delivery,) = WebhookDelivery.objects.filter(endpoint=endpoint)
     assert webhook_deliveries_redeliver(delivery_ids=[delivery.pk, delivery.pk]) == 1
@@ -441,7 +437,7 @@ def test_internal_notes_produce_no_event(
     customer: User, operator: User, receiver: Receiver, endpoint_for: Callable[..., Any]
 ) -> None:
     endpoint_for(receiver.url())
-    body = _send(customer, HUMAN)
+    body = sent_directly(customer, HUMAN)
     before = WebhookEvent.objects.count()
     from escalations.inbox import note_add
 
@@ -487,13 +483,13 @@ def test_history_prune_keeps_recent_and_unfinished(
     from integrations.delivery import webhook_attempt_run, webhook_history_prune
 
     endpoint_for(receiver.url(), events=("conversation.created",))
-    delivered = _send(customer, "old and delivered")["conversation_id"]
+    delivered = sent_directly(customer, "old and delivered")["conversation_id"]
     drain()
     receiver.answer("/hook", 500)
-    retrying = _send(customer, "old and still retrying")["conversation_id"]
+    retrying = sent_directly(customer, "old and still retrying")["conversation_id"]
     webhook_outbox_sweep()
     webhook_attempt_run(WebhookDelivery.objects.get(status="pending").pk)  # attempt 2 pending
-    recent = _send(customer, "recent")["conversation_id"]
+    recent = sent_directly(customer, "recent")["conversation_id"]
     now = timezone.now()
     WebhookEvent.objects.exclude(payload__conversation_id=recent).update(
         created_at=now - timedelta(days=40)
@@ -542,7 +538,7 @@ def test_the_response_body_is_never_read(
         endpoint, _ = endpoint_for(
             f"http://127.0.0.1:{server.getsockname()[1]}/hook", events=("conversation.created",)
         )
-        _send(customer, "hello there")
+        sent_directly(customer, "hello there")
         drain()
     finally:
         thread.join(timeout=5)
@@ -564,7 +560,7 @@ def test_the_sweeper_never_duplicates_a_task_still_in_the_queue(
     from django_tasks_db.models import DBTaskResult
 
     endpoint, _ = endpoint_for(receiver.url(), events=("conversation.created",))
-    _send(customer, "hello there")
+    sent_directly(customer, "hello there")
     webhook_outbox_sweep()
     (delivery,) = WebhookDelivery.objects.filter(endpoint=endpoint)
     (task,) = DBTaskResult.objects.all()

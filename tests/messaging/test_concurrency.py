@@ -15,6 +15,7 @@ from messaging.models import Conversation, Message
 from messaging.services import ESCALATED_ACKNOWLEDGEMENT
 from tests.conftest import issue_access_token
 from tests.factories import ConversationFactory
+from tests.messages import post_message
 
 WRITERS = 32
 
@@ -32,15 +33,7 @@ def test_32_concurrent_messages_into_one_conversation(settings: Any, customer: U
         client = Client(headers={"Authorization": f"Bearer {token}"})
         try:
             barrier.wait()
-            response = client.post(
-                "/api/v1/messages/process",
-                {
-                    "message": f"message number {n}",
-                    "customer_id": customer.pk,
-                    "conversation_id": conversation.pk,
-                },
-                content_type="application/json",
-            )
+            response = post_message(client, customer, f"message number {n}", conversation.pk)
             with lock:
                 statuses.append(response.status_code)
         finally:
@@ -86,11 +79,7 @@ def test_concurrent_new_conversations_do_not_interfere(settings: Any, customer: 
         client = Client(headers={"Authorization": f"Bearer {token}"})
         try:
             barrier.wait()
-            client.post(
-                "/api/v1/messages/process",
-                {"message": f"hello {n}", "customer_id": customer.pk},
-                content_type="application/json",
-            )
+            post_message(client, customer, f"hello {n}")
         finally:
             connection.close()
 

@@ -1,11 +1,15 @@
-"""messaging.fastpath behaves exactly like the general ORM path it stands in for, on SQLite and
-on PostgreSQL: same rows, same seqs, gap-free under concurrent writers, ownership and status in
-the statement itself (a foreign, escalated or resolved conversation is left untouched)."""
+"""messaging.fastpath's statements, on SQLite and on PostgreSQL: the writer's rows, seqs and
+counters (gap-free under concurrent writers; ownership and status in the statement itself, so a
+foreign conversation, or one no longer in the expected status, is left untouched), the agent's
+context and the history page as the ORM reads the same rows, and the history's bytes as its
+schema (HistoryOut) renders them. Both routes of a whole turn are compared in
+test_turn_paths.py."""
 
 from __future__ import annotations
 
 import threading
 from typing import Any
+from urllib.parse import parse_qsl
 
 import pytest
 from django.db import connection, transaction
@@ -16,12 +20,6 @@ from accounts.models import User
 from messaging import fastpath
 from messaging.models import MAX_ID, Conversation, Message
 from messaging.schemas import message_payload
-from messaging.services import (
-    NewMessage,
-    conversation_append,
-    conversation_lock,
-    conversation_save,
-)
 from tests.factories import ConversationFactory, MessageFactory
 
 pytestmark = pytest.mark.django_db
@@ -42,36 +40,6 @@ MESSAGE_FIELDS = (
     "metadata",
 )
 CONVERSATION_FIELDS = ("status", "turn_count", "agent_turns", "last_seq", "customer_id")
-
-
-def general_turn(conversation: Conversation, customer: User, text: str) -> None:
-    """What messaging.services does today for an agent-answered turn on an active
-    conversation: lock, append both messages, save the counters."""
-    with transaction.atomic():
-        locked = conversation_lock(conversation_id=conversation.pk)
-        assert locked is not None
-        locked.turn_count += 1
-        locked.agent_turns += 1
-        conversation_append(
-            conversation=locked,
-            messages=[
-                NewMessage(
-                    role=Message.Role.CUSTOMER,
-                    content=text,
-                    intent=REPLY["intent"],
-                    confidence=REPLY["confidence"],
-                    author=customer,
-                ),
-                NewMessage(
-                    role=Message.Role.AGENT,
-                    content=REPLY["reply_text"],
-                    intent=REPLY["intent"],
-                    confidence=REPLY["confidence"],
-                    metadata=dict(REPLY["metadata"]),
-                ),
-            ],
-        )
-        conversation_save(conversation=locked)
 
 
 def fast_turn(conversation: Conversation, customer: User, text: str) -> Any:
@@ -105,22 +73,32 @@ def seeded(customer: User, messages: int = 3, **fields: Any) -> Conversation:
 # --- turn_write --------------------------------------------------------------------------------
 
 
-def test_same_rows_and_counters_as_the_general_path(customer: User) -> None:
-    general, fast = seeded(customer), seeded(customer)
+def test_rows_and_counters_of_three_turns(customer: User) -> None:
+    conversation = seeded(customer)
     before = timezone.now()
 
     for n in range(3):
-        general_turn(general, customer, f"question {n}")
-        written = fast_turn(fast, customer, f"question {n}")
-        assert written is not None
+        assert fast_turn(conversation, customer, f"question {n}") is not None
 
-    assert message_rows(fast) == message_rows(general)
-    assert conversation_state(fast) == conversation_state(general)
-    assert [r[0] for r in message_rows(fast)] == list(range(1, 10))
+    seeded_rows = [
+        (seq, "customer", f"seeded message {seq}", None, None, None, {}) for seq in (1, 2, 3)
+    ]
+    turns = [
+        row
+        for n in range(3)
+        for row in (
+            (4 + 2 * n, "customer", f"question {n}", "account", 0.87, customer.pk, {}),
+            (5 + 2 * n, "agent", REPLY["reply_text"], "account", 0.87, None, REPLY["metadata"]),
+        )
+    ]
+    assert message_rows(conversation) == seeded_rows + turns
+    # The counters: seeded at 5 customer turns, 2 answered by the agent; three turns more, each
+    # answered; the newest seq.
+    assert conversation_state(conversation) == ("active", 8, 5, 9, customer.pk)
     # Timestamps: one instant per turn, shared by both messages and the conversation.
-    last_two = list(Message.objects.filter(conversation=fast).order_by("-seq")[:2])
-    assert last_two[0].created_at == last_two[1].created_at == fast.updated_at
-    assert fast.updated_at >= before
+    last_two = list(Message.objects.filter(conversation=conversation).order_by("-seq")[:2])
+    assert last_two[0].created_at == last_two[1].created_at == conversation.updated_at
+    assert conversation.updated_at >= before
 
 
 def test_returns_what_was_written(customer: User) -> None:
@@ -179,7 +157,7 @@ def test_foreign_conversation_changes_nothing(customer: User, other_customer: Us
 
 
 @pytest.mark.parametrize("status", [Conversation.Status.ESCALATED, Conversation.Status.RESOLVED])
-def test_escalated_or_resolved_conversation_is_left_to_the_general_path(
+def test_a_conversation_not_in_the_expected_status_is_left_alone(
     customer: User, status: str
 ) -> None:
     conversation = seeded(customer, status=status)
@@ -189,6 +167,19 @@ def test_escalated_or_resolved_conversation_is_left_to_the_general_path(
 
     assert message_rows(conversation) == rows
     assert conversation_state(conversation) == state
+
+
+def test_a_resolved_conversation_goes_back_to_the_agent(customer: User) -> None:
+    conversation = seeded(customer, status=Conversation.Status.RESOLVED)
+    written = fastpath.turn_write(
+        conversation_id=conversation.pk,
+        customer_id=customer.pk,
+        text="one more thing",
+        expected_status=Conversation.Status.RESOLVED,
+        **REPLY,
+    )
+    assert written is not None
+    assert conversation_state(conversation) == ("active", 6, 3, 5, customer.pk)
 
 
 @pytest.mark.parametrize("conversation_id", [0, -1, MAX_ID, MAX_ID + 1, 10**30])
@@ -272,69 +263,55 @@ def test_one_statement_on_postgresql(customer: User) -> None:
 # --- agent_context -----------------------------------------------------------------------------
 
 
-def _selector_context(customer: User, conversation_id: int) -> Any:
-    """What the turn read through messaging.selectors.conversation_with_recent_messages (model
-    instances), reduced to what it used of them."""
-    from messaging import selectors
-    from messaging.agent import TurnSnapshot
-
-    conversation, recent = selectors.conversation_with_recent_messages(
-        customer=customer, conversation_id=conversation_id
-    )
-    if conversation is None:
-        return None
-    return fastpath.AgentContext(
-        conversation_id=conversation.pk,
-        status=conversation.status,
-        agent_turns=conversation.agent_turns,
-        recent_messages=tuple(
-            TurnSnapshot(role=m.role, content=m.content, intent=m.intent, confidence=m.confidence)
-            for m in recent
-        ),
-    )
-
-
-def _typed(context: Any) -> Any:
-    return (
-        type(context.conversation_id),
-        type(context.status),
-        type(context.agent_turns),
-        [tuple(type(v) for v in vars(m).values()) for m in context.recent_messages],
-    )
+def _turn(seq: int) -> dict[str, Any]:
+    """Message number `seq` of the context tests: every role the agent sees, text and empty
+    content, intent and confidence null and set (a float whose repr is long, an int)."""
+    return {
+        "content": f"m{seq} Grüße 😀" if seq % 4 else "",
+        "role": "agent" if seq % 2 == 0 else "customer",
+        "intent": "account" if seq % 3 == 0 else None,
+        "confidence": (0.1 + 0.2 if seq % 5 else 1.0) if seq % 3 == 0 else None,
+    }
 
 
 @pytest.mark.parametrize("status", ["active", "escalated", "resolved"])
 @pytest.mark.parametrize("messages", [0, 1, 9, 10, 11, 25])
-def test_agent_context_equals_the_selector(customer: User, messages: int, status: str) -> None:
+def test_agent_context_is_the_last_ten_messages(customer: User, messages: int, status: str) -> None:
+    from messaging.agent import TurnSnapshot
+
     conversation = ConversationFactory(customer=customer, status=status, agent_turns=4)
     for seq in range(1, messages + 1):
         MessageFactory(
             conversation=conversation,
             seq=seq,
-            content=f"m{seq} Grüße 😀" if seq % 4 else "",
-            role=Message.Role.AGENT if seq % 2 == 0 else Message.Role.CUSTOMER,
             metadata={"n": seq} if seq % 2 == 0 else {},
-            intent="account" if seq % 3 == 0 else None,
-            confidence=(0.1 + 0.2 if seq % 5 else 1) if seq % 3 == 0 else None,
+            **_turn(seq),
         )
 
-    fast = fastpath.agent_context(customer_id=customer.pk, conversation_id=conversation.pk)
-    general = _selector_context(customer, conversation.pk)
+    found = fastpath.agent_context(customer_id=customer.pk, conversation_id=conversation.pk)
 
-    assert fast is not None
-    assert fast == general
-    assert _typed(fast) == _typed(general)
-    assert (fast.status, fast.agent_turns) == (status, 4)
-    assert [m.content.split(" ")[0] for m in fast.recent_messages if m.content] == [
-        f"m{seq}" for seq in range(max(1, messages - 9), messages + 1) if seq % 4
+    assert found == fastpath.AgentContext(
+        conversation_id=conversation.pk,
+        status=status,
+        agent_turns=4,
+        recent_messages=tuple(
+            TurnSnapshot(**_turn(seq)) for seq in range(max(1, messages - 9), messages + 1)
+        ),
+    )
+    # The values' own types, as the rows hold them (no converter on either database).
+    assert [
+        tuple(type(getattr(m, name)) for name in ("role", "content", "intent", "confidence"))
+        for m in found.recent_messages
+    ] == [
+        (str, str, type(_turn(seq)["intent"]), type(_turn(seq)["confidence"]))
+        for seq in range(max(1, messages - 9), messages + 1)
     ]
-    assert len(fast.recent_messages) == min(messages, 10)
 
 
 def test_agent_context_of_someone_elses_conversation(customer: User, other_customer: User) -> None:
     theirs = seeded(other_customer)
     assert fastpath.agent_context(customer_id=customer.pk, conversation_id=theirs.pk) is None
-    assert _selector_context(customer, theirs.pk) is None
+    assert fastpath.agent_context(customer_id=other_customer.pk, conversation_id=theirs.pk)
 
 
 @pytest.mark.parametrize("conversation_id", [0, -1, MAX_ID + 1])
@@ -355,77 +332,40 @@ def test_agent_context_is_one_statement(customer: User) -> None:
 # --- history_page: GET /conversations/{id}/history -----------------------------------------------
 
 
-def _legacy_history(request: Any, conversation_id: int, params: Any) -> dict[str, Any]:
-    """The history endpoint as it was before messaging.fastpath.history_page: the two
-    selectors, and ninja validating and rendering HistoryOut from the model instances."""
-    from accounts.auth import principal_of
-    from core.errors import NotFound
-    from messaging import selectors
-
-    conversation = selectors.conversation_get_for_reader(
-        principal=principal_of(request), conversation_id=conversation_id
-    )
-    if conversation is None:
-        raise NotFound("Conversation not found")
-    messages, has_more = selectors.message_history(
-        conversation=conversation,
-        limit=params.limit,
-        after_seq=params.after_seq,
-        before_seq=params.before_seq,
-    )
-    return {"conversation_id": conversation.pk, "messages": messages, "has_more": has_more}
+def _page(query: str, total: int) -> tuple[list[int], bool]:
+    """The seqs a page of a conversation with messages 1..total holds, and has_more, by the
+    route's rule (docs/api.md): after_seq → the first `limit` after it; otherwise the latest
+    `limit` before before_seq (or of all)."""
+    params = dict(parse_qsl(query))
+    limit = int(params.get("limit", 100))
+    seqs = [seq for seq in range(1, total + 1) if seq > int(params.get("after_seq", 0))]
+    if "before_seq" in params:
+        seqs = [seq for seq in seqs if seq < int(params["before_seq"])]
+    if "after_seq" in params:
+        return seqs[:limit], len(seqs) > limit
+    return seqs[-limit:], len(seqs) > limit
 
 
-@pytest.fixture
-def legacy_history(monkeypatch: pytest.MonkeyPatch) -> Any:
-    """Serves the history route through the legacy body while in use: the same NinjaAPI, auth,
-    parameter parsing and error handlers, only the operation's function swapped."""
-    from contextlib import contextmanager
+def _validated_body(conversation_id: int, seqs: list[int], has_more: bool) -> bytes:
+    """The page as its schema gives it from the ORM's model instances: HistoryOut validated
+    (what ninja does with a returned object) and rendered by the API's renderer."""
+    from types import SimpleNamespace
 
     from config.api import api
-    from messaging.api import conversation_history
+    from messaging.schemas import HistoryOut
 
-    operations = [
-        operation
-        for _path, operation in api.iter_operations()
-        if operation.view_func is conversation_history
-    ]
-    assert operations
-
-    @contextmanager
-    def serving() -> Any:
-        with monkeypatch.context() as patch:
-            for operation in operations:
-                patch.setattr(operation, "view_func", _legacy_history)
-            yield
-
-    return serving
+    messages = list(
+        Message.objects.filter(conversation_id=conversation_id, seq__in=seqs).order_by("seq")
+    )
+    page = SimpleNamespace(conversation_id=conversation_id, messages=messages, has_more=has_more)
+    validated = HistoryOut.from_orm(page).model_dump()
+    return api.renderer.render(None, validated, response_status=200).encode()  # type: ignore[arg-type]
 
 
-def _same_response(client: Any, url: str, legacy_history: Any) -> Any:
-    new = client.get(url)
-    with legacy_history():
-        old = client.get(url)
-    assert new.status_code == old.status_code
-    assert new["Content-Type"] == old["Content-Type"] == "application/json; charset=utf-8"
-    assert new.content == old.content
-    # Every header too, but the request's own id.
-    assert {k: v for k, v in new.headers.items() if k != "X-Request-ID"} == {
-        k: v for k, v in old.headers.items() if k != "X-Request-ID"
-    }
-    return new
-
-
-def test_legacy_history_really_serves_the_selectors_path(
-    customer: User, customer_client: Any, legacy_history: Any
-) -> None:
-    # The comparisons below mean something only if the swap takes effect: the selectors' path
-    # is one statement more (the conversation, then its messages).
-    conversation = seeded(customer)
-    url = f"/api/v1/conversations/{conversation.pk}/history"
-    with legacy_history(), CaptureQueriesContext(connection) as captured:
-        assert customer_client.get(url).status_code == 200
-    assert len(captured.captured_queries) == HISTORY_STATEMENTS + 1
+def _history(client: Any, conversation_id: int, query: str) -> Any:
+    response = client.get(f"/api/v1/conversations/{conversation_id}/history?{query}")
+    assert response["Content-Type"] == "application/json; charset=utf-8"
+    return response
 
 
 @pytest.fixture
@@ -508,25 +448,27 @@ HISTORY_QUERIES = [
 
 @pytest.mark.parametrize("query", HISTORY_QUERIES)
 @pytest.mark.parametrize("reader", ["customer", "operator"])
-def test_history_bytes_equal_the_selectors_path(
+def test_history_bytes_are_what_historyout_gives(
     reader: str,
     query: str,
     customer_client: Any,
     operator_client: Any,
     every_kind_of_message: Conversation,
-    legacy_history: Any,
 ) -> None:
     client = customer_client if reader == "customer" else operator_client
-    url = f"/api/v1/conversations/{every_kind_of_message.pk}/history?{query}"
-    response = _same_response(client, url, legacy_history)
+    conversation_id = every_kind_of_message.pk
+    seqs, has_more = _page(query, 13)
+    response = _history(client, conversation_id, query)
     assert response.status_code == 200
+    assert response.content == _validated_body(conversation_id, seqs, has_more)
+    assert [m["seq"] for m in response.json()["messages"]] == seqs
 
 
 def test_history_items_as_clients_see_them(
-    customer_client: Any, every_kind_of_message: Conversation, legacy_history: Any
+    customer_client: Any, every_kind_of_message: Conversation
 ) -> None:
-    url = f"/api/v1/conversations/{every_kind_of_message.pk}/history?after_seq=1&limit=9"
-    body = _same_response(customer_client, url, legacy_history).json()
+    response = _history(customer_client, every_kind_of_message.pk, "after_seq=1&limit=9")
+    body = response.json()
     items = body["messages"]
     assert [m["seq"] for m in items] == list(range(2, 11))
     assert body["has_more"] is True
@@ -543,17 +485,37 @@ def test_history_items_as_clients_see_them(
     ]
     assert items[3]["intent"] is None
     assert items[3]["confidence"] is None
-    assert "\\ud83c\\udfa7" in _same_response(customer_client, url, legacy_history).text
+    assert "\\ud83c\\udfa7" in response.text
+
+
+def test_history_items_are_the_sockets_replay(
+    customer: User, every_kind_of_message: Conversation
+) -> None:
+    """The history page (fixed statement, rows) and the socket's replay (ORM instances,
+    messaging.consumers) send every message alike, created_at as the encoder writes it."""
+    from messaging.consumers import _messages_after_payloads
+
+    principal = _principal(customer)
+    page = fastpath.history_page(
+        principal=principal, conversation_id=every_kind_of_message.pk, limit=50
+    )
+    assert page is not None
+    replay = _messages_after_payloads(
+        conversation_id=every_kind_of_message.pk, after_seq=0, limit=50
+    )
+    assert [message_payload(m) for m in page.messages] == replay
+    assert len(replay) == 13
 
 
 def test_empty_conversation_is_an_empty_page_not_404(
-    customer: User, customer_client: Any, operator_client: Any, legacy_history: Any
+    customer: User, customer_client: Any, operator_client: Any
 ) -> None:
     empty = ConversationFactory(customer=customer)
     for client in (customer_client, operator_client):
         for query in ("", "after_seq=0", "before_seq=5", "after_seq=3&before_seq=2"):
-            url = f"/api/v1/conversations/{empty.pk}/history?{query}"
-            assert _same_response(client, url, legacy_history).json() == {
+            response = _history(client, empty.pk, query)
+            assert response.content == _validated_body(empty.pk, [], False)
+            assert response.json() == {
                 "conversation_id": empty.pk,
                 "messages": [],
                 "has_more": False,
@@ -567,7 +529,6 @@ def test_unreadable_history_is_the_same_404(
     customer_client: Any,
     operator: User,
     client_for: Any,
-    legacy_history: Any,
 ) -> None:
     theirs = seeded(other_customer)
     conversation_id = {
@@ -576,11 +537,10 @@ def test_unreadable_history_is_the_same_404(
         "zero": 0,
         "huge": 2**70,
     }[target]
-    url = f"/api/v1/conversations/{conversation_id}/history?limit=5"
     # An operator without escalations:manage reads only their own, like a customer.
     unscoped_operator = client_for(operator, {"conversations:read"})
     for client in (customer_client, unscoped_operator):
-        response = _same_response(client, url, legacy_history)
+        response = _history(client, conversation_id, "limit=5")
         assert response.status_code == 404
         assert response.json() == {"detail": "Conversation not found"}
 
@@ -594,9 +554,7 @@ def _principal(user: User, scopes: set[str] | None = None) -> Any:
 
 
 @pytest.mark.parametrize("limit", [1, 3, 12, 13])
-def test_history_page_pages_like_the_selector(customer: User, limit: int) -> None:
-    from messaging import selectors
-
+def test_history_page_pages_by_the_rule(customer: User, limit: int) -> None:
     conversation = seeded(customer, messages=12)
     principal = _principal(customer)
     for after_seq in (None, 0, 1, 5, 11, 12):
@@ -608,14 +566,17 @@ def test_history_page_pages_like_the_selector(customer: User, limit: int) -> Non
                 after_seq=after_seq,
                 before_seq=before_seq,
             )
-            messages, has_more = selectors.message_history(
-                conversation=conversation, limit=limit, after_seq=after_seq, before_seq=before_seq
+            query = "&".join(
+                f"{name}={value}"
+                for name, value in (
+                    ("limit", limit),
+                    ("after_seq", after_seq),
+                    ("before_seq", before_seq),
+                )
+                if value is not None
             )
             assert page is not None
-            assert ([m["seq"] for m in page[0]], page[1]) == (
-                [m.seq for m in messages],
-                has_more,
-            ), (after_seq, before_seq)
+            assert ([m.seq for m in page.messages], page.has_more) == _page(query, 12), query
 
 
 def test_history_page_ownership(customer: User, other_customer: User, operator: User) -> None:
@@ -628,7 +589,7 @@ def test_history_page_ownership(customer: User, other_customer: User, operator: 
     assert fastpath.history_page(principal=unscoped, **read) is None
     page = fastpath.history_page(principal=_principal(operator), **read)
     assert page is not None
-    assert [m["seq"] for m in page[0]] == [1, 2]
+    assert [m.seq for m in page.messages] == [1, 2]
     own = fastpath.history_page(principal=_principal(other_customer), **read)
     assert own == page
 
@@ -692,3 +653,14 @@ def test_history_round_trips_do_not_grow_with_the_conversation(
             )
         assert response.status_code == 200
         assert len(response.json()["messages"]) == 50
+
+
+def test_the_row_description_is_checked_against_the_model(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A column added to Message (or a NewMessage field) that the writer does not know breaks
+    the writer loudly, not its statement."""
+    from django.core.exceptions import ImproperlyConfigured
+
+    assert fastpath._message_row.__wrapped__().created_at.name == "created_at"
+    monkeypatch.setattr(fastpath, "_NEW_MESSAGE_FIELDS", ("role", "content", "metadata"))
+    with pytest.raises(ImproperlyConfigured, match="does not describe Message's columns"):
+        fastpath._message_row.__wrapped__()

@@ -11,6 +11,7 @@ from django.test import Client
 from accounts.models import User
 from messaging.models import Conversation
 from tests.factories import ConversationFactory, MessageFactory
+from tests.messages import post_message
 
 
 @pytest.fixture
@@ -171,15 +172,7 @@ def test_process_query_count_is_pinned(
     # and the outbox's INSERT in one transaction (inside the test's own it opens no savepoint).
     # tests/messaging/test_process_round_trips.py explains each round trip.
     with django_assert_max_num_queries(5) as captured:
-        response = customer_client.post(
-            "/api/v1/messages/process",
-            {
-                "message": "thanks",
-                "customer_id": customer.pk,
-                "conversation_id": long_conversation.pk,
-            },
-            content_type="application/json",
-        )
+        response = post_message(customer_client, customer, "thanks", long_conversation.pk)
     assert response.status_code == 200
     statements = [q["sql"].split()[0].upper() for q in captured.captured_queries]
     if connection.vendor == "postgresql":

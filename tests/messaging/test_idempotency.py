@@ -15,8 +15,7 @@ from accounts.models import User
 from messaging import idempotency
 from messaging.models import Conversation, IdempotencyRecord, Message
 from tests.conftest import issue_access_token
-
-PROCESS = "/api/v1/messages/process"
+from tests.messages import post_message
 
 
 def send(
@@ -27,12 +26,7 @@ def send(
     conversation_id: int | None = None,
 ) -> Any:
     headers = {"Idempotency-Key": key} if key is not None else {}
-    return client.post(
-        PROCESS,
-        {"message": message, "customer_id": customer.pk, "conversation_id": conversation_id},
-        content_type="application/json",
-        headers=headers,
-    )
+    return post_message(client, customer, message, conversation_id, **headers)
 
 
 @pytest.mark.django_db
@@ -173,13 +167,13 @@ def test_a_record_stored_as_a_rest_body_still_replays(
     customer_client: Client, customer: User
 ) -> None:
     """Records written before results were stored as domain records held the REST body."""
-    from messaging.api import process_body
+    from messaging.schemas import process_out
     from messaging.services import MessageSendResult
 
     first = send(customer_client, customer, "I was charged twice", "key-legacy")
     record = IdempotencyRecord.objects.get(key="key-legacy")
     stored = MessageSendResult.from_record(record.response_body, replayed=False, rate=None)
-    IdempotencyRecord.objects.filter(pk=record.pk).update(response_body=process_body(stored))
+    IdempotencyRecord.objects.filter(pk=record.pk).update(response_body=process_out(stored))
 
     again = send(customer_client, customer, "I was charged twice", "key-legacy")
 

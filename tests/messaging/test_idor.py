@@ -9,8 +9,10 @@ import pytest
 from django.test import Client
 
 from accounts.models import SecurityEvent, User
-from messaging.models import Conversation, IdempotencyRecord, Message
+from messaging.models import Conversation
 from tests.factories import ConversationFactory, MessageFactory
+from tests.messages import post_message
+from tests.snapshots import database_state
 
 
 @pytest.fixture
@@ -19,18 +21,6 @@ def bobs_conversation(other_customer: User) -> Conversation:
     MessageFactory(conversation=conversation, role="customer", content="my card ends 4242")
     MessageFactory(conversation=conversation, role="agent", content="Thanks")
     return conversation
-
-
-def _snapshot() -> tuple[Any, ...]:
-    return (
-        list(
-            Conversation.objects.values_list(
-                "id", "status", "turn_count", "last_seq", "updated_at"
-            ).order_by("id")
-        ),
-        list(Message.objects.values_list("id", "conversation_id", "seq", "content").order_by("id")),
-        IdempotencyRecord.objects.count(),
-    )
 
 
 @pytest.mark.django_db
@@ -48,16 +38,13 @@ def test_history_of_someone_elses_conversation_is_404_like_a_missing_one(
 def test_posting_into_someone_elses_conversation_is_404_and_writes_nothing(
     customer_client: Client, customer: User, bobs_conversation: Conversation
 ) -> None:
-    before = _snapshot()
-    response = customer_client.post(
-        "/api/v1/messages/process",
-        {"message": "hi", "customer_id": customer.pk, "conversation_id": bobs_conversation.pk},
-        content_type="application/json",
-        headers={"Idempotency-Key": "k-1"},
+    before = database_state()
+    response = post_message(
+        customer_client, customer, "hi", bobs_conversation.pk, **{"Idempotency-Key": "k-1"}
     )
     assert response.status_code == 404
     assert response.json() == {"detail": "Conversation not found"}
-    assert _snapshot() == before
+    assert database_state() == before
 
 
 @pytest.mark.django_db
@@ -67,18 +54,10 @@ def test_posting_as_another_customer_is_403_and_logged_as_idor(
     other_customer: User,
     bobs_conversation: Conversation,
 ) -> None:
-    before = _snapshot()
-    response = customer_client.post(
-        "/api/v1/messages/process",
-        {
-            "message": "hi",
-            "customer_id": other_customer.pk,
-            "conversation_id": bobs_conversation.pk,
-        },
-        content_type="application/json",
-    )
+    before = database_state()
+    response = post_message(customer_client, other_customer, "hi", bobs_conversation.pk)
     assert response.status_code == 403
-    assert _snapshot() == before
+    assert database_state() == before
     event = SecurityEvent.objects.get(kind=SecurityEvent.Kind.IDOR_ATTEMPT)
     assert event.level == "CRITICAL"
     assert event.user_id == customer.pk
@@ -126,18 +105,10 @@ def test_operator_reads_any_conversation(
 def test_operator_cannot_post_as_a_customer(
     operator_client: Client, other_customer: User, bobs_conversation: Conversation
 ) -> None:
-    before = _snapshot()
-    response = operator_client.post(
-        "/api/v1/messages/process",
-        {
-            "message": "hi",
-            "customer_id": other_customer.pk,
-            "conversation_id": bobs_conversation.pk,
-        },
-        content_type="application/json",
-    )
+    before = database_state()
+    response = post_message(operator_client, other_customer, "hi", bobs_conversation.pk)
     assert response.status_code == 403
-    assert _snapshot() == before
+    assert database_state() == before
 
 
 @pytest.mark.django_db

@@ -1,7 +1,8 @@
 """A message's client payload (websocket `message` frames, the `message.created` domain event)
-built from plain values (messaging.schemas.message_item / message_payload) is the dict the
-pydantic path built — `client_json(MessageOut.from_orm(message))` — value for value, type for
-type and key for key in the same order, so the JSON sent is byte-for-byte the same."""
+read from MessageOut without validating (messaging.schemas.message_item / message_payload) is
+the dict the validating path gives — `client_json(MessageOut.from_orm(message))` — value for
+value, type for type and key for key in the same order, so the JSON sent is byte-for-byte the
+same."""
 
 from __future__ import annotations
 
@@ -11,30 +12,30 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from django.db import transaction
 
 from accounts.models import User
 from accounts.sockets import frame_text
 from core.schemas import client_json
 from integrations.models import WebhookEndpoint, WebhookEvent
-from messaging import fastpath, services
+from messaging import fastpath
 from messaging.agent import AgentReply
 from messaging.events import MESSAGE_CREATED
 from messaging.models import Conversation, Message
 from messaging.schemas import MessageOut, message_payload
 from tests.factories import ConversationFactory, MessageFactory
+from tests.pushes import Pushes
 
 pytestmark = pytest.mark.django_db
 
 AT = datetime(2026, 3, 4, 5, 6, 7, 123456, tzinfo=UTC)
 
 
-def legacy_payload(message: Any) -> dict[str, Any]:
-    """message_payload as it was: a MessageOut per message, JSON-encoded and decoded."""
+def validated_payload(message: Any) -> dict[str, Any]:
+    """The message as its schema gives it: MessageOut validated, JSON-encoded and decoded."""
     return client_json(MessageOut.from_orm(message))
 
 
-EVENT_ID = re.compile(r"msg_[0-9a-f]{32}")  # integrations.models.new_event_id's shape
+EVENT_ID = re.compile(r"msg_[0-9a-f]{32}")  # messaging.events.new_event_id's shape
 
 
 def assert_same_payload(new: dict[str, Any], old: dict[str, Any]) -> None:
@@ -80,7 +81,7 @@ def test_written_message_payload_equals_messageout(role: str, values: dict[str, 
         created_at=values.get("created_at", AT),
         metadata={} if role == "customer" else {"source": "rules", "author_name": "not sent"},
     )
-    assert_same_payload(message_payload(written), legacy_payload(written))
+    assert_same_payload(message_payload(written), validated_payload(written))
 
 
 @pytest.mark.parametrize("values", VALUES)
@@ -90,7 +91,7 @@ def test_written_message_payload_equals_messageout(role: str, values: dict[str, 
 def test_unsaved_model_payload_equals_messageout(
     customer: User, role: Message.Role, values: dict[str, Any]
 ) -> None:
-    # As services.conversation_append builds them: the role as the enum, not yet read back.
+    # A model instance built in code: the role as the enum, not yet read back.
     message = Message(
         id=9,
         conversation=ConversationFactory(customer=customer),
@@ -103,7 +104,7 @@ def test_unsaved_model_payload_equals_messageout(
         created_at=values.get("created_at", AT),
     )
     new = message_payload(message)
-    assert_same_payload(new, legacy_payload(message))
+    assert_same_payload(new, validated_payload(message))
     assert type(new["role"]) is str
 
 
@@ -125,7 +126,7 @@ def test_stored_message_payload_equals_messageout(
     stored = list(Message.objects.filter(conversation=conversation).order_by("seq"))
     assert len(stored) == len(VALUES)
     for message in stored:
-        assert_same_payload(message_payload(message), legacy_payload(message))
+        assert_same_payload(message_payload(message), validated_payload(message))
 
 
 REPLIES = [
@@ -144,64 +145,53 @@ REPLIES = [
 
 
 @pytest.mark.parametrize("reply", REPLIES)
-def test_fast_turn_pushes_and_events_equal_the_messageout_path(
-    customer: User, reply: AgentReply, monkeypatch: pytest.MonkeyPatch
+def test_a_turns_pushes_and_events_are_messageouts(
+    customer: User, reply: AgentReply, pushed: Pushes, django_capture_on_commit_callbacks: Any
 ) -> None:
-    """What services._fast_turn publishes and records for a turn: the same dicts as
-    MessageOut built them from the written messages, and as it builds them from the rows. The
-    events are read back from the webhook outbox, where the turn's own statement writes them
-    on PostgreSQL (messaging.events.domain_event_inserts) and its transaction on SQLite."""
+    """What the writer publishes and records for a turn: the same dicts as MessageOut
+    validated from the written messages and from the rows read back. The events are read
+    back from the webhook outbox, where the turn's own statement writes them on PostgreSQL
+    (messaging.events.domain_event_inserts) and its transaction on SQLite."""
     conversation = ConversationFactory(customer=customer)
     WebhookEndpoint.objects.create(
         url="https://hooks.example.com/in", events=["message.created"], secret="whsec_x"
     )
-    written: list[Any] = []
-    pushed: list[Any] = []
-    turn_write = fastpath.turn_write
-
-    def spy(**kwargs: Any) -> Any:
-        result = turn_write(**kwargs)
-        written.append(result)
-        return result
-
-    monkeypatch.setattr(fastpath, "turn_write", spy)
-    monkeypatch.setattr(services, "publish_on_commit", pushed.extend)
-    with transaction.atomic():
-        result = services._fast_turn(
+    with django_capture_on_commit_callbacks(execute=True):
+        turn = fastpath.turn_write(
             conversation_id=conversation.pk,
-            customer=customer,
+            customer_id=customer.pk,
             text='Straße? 日本 😀 "quoted"',
-            reply=reply,
-            agent_name="rule_based",
-            claim=None,
+            reply_text=reply.text,
+            intent=reply.intent,
+            confidence=reply.confidence,
+            metadata=dict(reply.metadata),
         )
-    assert result is not None
-    (turn,) = written
+    assert turn is not None
     messages = (turn.customer_message, turn.answer)
-    legacy = [legacy_payload(m) for m in messages]
+    validated = [validated_payload(m) for m in messages]
     rows = [Message.objects.get(pk=m.id) for m in messages]
     assert [m.role for m in rows] == ["customer", "agent"]
 
     # One push for the turn, both messages' frames encoded in it, byte for byte what a
-    # socket sent when it encoded the MessageOut payload itself.
+    # socket would send of the validated payload.
     ((group, event),) = pushed
     assert group == f"conversation.{conversation.pk}"
     assert event["type"] == "messages.created"
     assert [item["seq"] for item in event["messages"]] == [1, 2]
-    for item, old, row in zip(event["messages"], legacy, rows, strict=True):
-        assert item["frame"] == frame_text({"type": "message", "message": old})
+    for item, expected, row in zip(event["messages"], validated, rows, strict=True):
+        assert item["frame"] == frame_text({"type": "message", "message": expected})
         frame = json.loads(item["frame"])
         assert frame["type"] == "message"
-        assert_same_payload(frame["message"], old)
-        assert_same_payload(frame["message"], legacy_payload(row))
+        assert_same_payload(frame["message"], expected)
+        assert_same_payload(frame["message"], validated_payload(row))
     recorded = list(WebhookEvent.objects.order_by("id"))
     assert [event.type for event in recorded] == [MESSAGE_CREATED] * 2
-    for event, old in zip(recorded, legacy, strict=True):
-        expected = {**old, "conversation_id": conversation.pk, "customer_id": customer.pk}
+    for event, expected in zip(recorded, validated, strict=True):
+        data = {**expected, "conversation_id": conversation.pk, "customer_id": customer.pk}
         # jsonb keeps no key order (PostgreSQL): the same keys, values and value types.
-        assert event.payload == expected
+        assert event.payload == data
         assert {k: type(v) for k, v in event.payload.items()} == {
-            k: type(v) for k, v in expected.items()
+            k: type(v) for k, v in data.items()
         }
         assert event.customer_id == customer.pk
         assert EVENT_ID.fullmatch(event.event_id)

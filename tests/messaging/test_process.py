@@ -11,24 +11,12 @@ from accounts.models import User
 from escalations.models import Escalation
 from escalations.services import OPENED_TEXT
 from messaging.models import Conversation, Message
-
-PROCESS = "/api/v1/messages/process"
-
-
-def send(
-    client: Client, customer: User, message: str, conversation_id: int | None = None, **headers: str
-) -> Any:
-    return client.post(
-        PROCESS,
-        {"message": message, "customer_id": customer.pk, "conversation_id": conversation_id},
-        content_type="application/json",
-        headers=headers,
-    )
+from tests.messages import post_message
 
 
 @pytest.mark.django_db
 def test_first_message_starts_a_conversation(customer_client: Client, customer: User) -> None:
-    response = send(customer_client, customer, "I was charged twice for my subscription")
+    response = post_message(customer_client, customer, "I was charged twice for my subscription")
     assert response.status_code == 200
     body = response.json()
     conversation = Conversation.objects.get()
@@ -52,16 +40,20 @@ def test_first_message_starts_a_conversation(customer_client: Client, customer: 
 def test_null_or_zero_conversation_id_starts_a_new_one(
     customer_client: Client, customer: User, new_marker: int | None
 ) -> None:
-    first = send(customer_client, customer, "hello").json()["conversation_id"]
-    second = send(customer_client, customer, "hello again", new_marker).json()["conversation_id"]
+    first = post_message(customer_client, customer, "hello").json()["conversation_id"]
+    second = post_message(customer_client, customer, "hello again", new_marker).json()[
+        "conversation_id"
+    ]
     assert first != second
     assert Conversation.objects.filter(customer=customer).count() == 2
 
 
 @pytest.mark.django_db
 def test_follow_up_continues_the_conversation(customer_client: Client, customer: User) -> None:
-    conversation_id = send(customer_client, customer, "hi").json()["conversation_id"]
-    body = send(customer_client, customer, "my app crashes when I upload", conversation_id).json()
+    conversation_id = post_message(customer_client, customer, "hi").json()["conversation_id"]
+    body = post_message(
+        customer_client, customer, "my app crashes when I upload", conversation_id
+    ).json()
     assert body["conversation_id"] == conversation_id
     assert body["turn_count"] == 2
     assert body["intent"] == "technical"
@@ -74,7 +66,7 @@ def test_follow_up_continues_the_conversation(customer_client: Client, customer:
 def test_human_request_escalates_in_the_same_transaction(
     customer_client: Client, customer: User
 ) -> None:
-    response = send(customer_client, customer, "let me talk to a person")
+    response = post_message(customer_client, customer, "let me talk to a person")
     body = response.json()
     escalation = Escalation.objects.get()
     assert body["status"] == "escalated"
@@ -95,8 +87,10 @@ def test_human_request_escalates_in_the_same_transaction(
 
 @pytest.mark.django_db
 def test_agent_stays_silent_while_escalated(customer_client: Client, customer: User) -> None:
-    conversation_id = send(customer_client, customer, "I want a human").json()["conversation_id"]
-    body = send(customer_client, customer, "are you there?", conversation_id).json()
+    conversation_id = post_message(customer_client, customer, "I want a human").json()[
+        "conversation_id"
+    ]
+    body = post_message(customer_client, customer, "are you there?", conversation_id).json()
     assert body["status"] == "escalated"
     assert body["agent"] == "system"
     assert "operator" in body["response"]
@@ -112,7 +106,7 @@ def test_agent_stays_silent_while_escalated(customer_client: Client, customer: U
 def test_internal_agent_details_never_reach_the_client(
     customer_client: Client, customer: User
 ) -> None:
-    body = send(customer_client, customer, "hello").json()
+    body = post_message(customer_client, customer, "hello").json()
     assert set(body) == {
         "response",
         "status",
@@ -143,15 +137,20 @@ def test_turn_limit_escalates_and_counts_afresh_after_resolution(
 
     settings.AGENT_MAX_TURNS = 3
     settings.RATE_LIMIT_MESSAGES = "100/m"
-    conversation_id = send(customer_client, customer, "hello").json()["conversation_id"]
-    assert send(customer_client, customer, "thanks", conversation_id).json()["status"] == "success"
-    assert send(customer_client, customer, "ok", conversation_id).json()["status"] == "success"
-    fourth = send(customer_client, customer, "and another thing", conversation_id).json()
+    conversation_id = post_message(customer_client, customer, "hello").json()["conversation_id"]
+    assert (
+        post_message(customer_client, customer, "thanks", conversation_id).json()["status"]
+        == "success"
+    )
+    assert (
+        post_message(customer_client, customer, "ok", conversation_id).json()["status"] == "success"
+    )
+    fourth = post_message(customer_client, customer, "and another thing", conversation_id).json()
     assert fourth["status"] == "escalated"
     assert Escalation.objects.get().reason.startswith("Turn limit")
 
     escalation_resolve(conversation_id=conversation_id, actor=operator, notes="done")
-    after = send(customer_client, customer, "one more question", conversation_id).json()
+    after = post_message(customer_client, customer, "one more question", conversation_id).json()
     assert after["status"] == "success"
     assert after["agent"] == "rule_based"
     assert after["turn_count"] == 5

@@ -24,6 +24,7 @@ from accounts.models import User
 from integrations.models import WebhookEndpoint, WebhookEvent
 from messaging.models import Conversation
 from tests.factories import ConversationFactory, MessageFactory
+from tests.messages import post_message
 
 # The common turn (an active conversation the agent answers) runs through messaging.fastpath:
 #   1. auth: the token's user and both deny-lists (jti, refresh family), one fixed statement
@@ -41,15 +42,7 @@ ROUND_TRIPS_ON_POSTGRESQL = 3
 
 
 def _process(client: Client, customer: User, conversation: Conversation) -> Any:
-    response = client.post(
-        "/api/v1/messages/process",
-        {
-            "message": "How do I reset my password?",
-            "customer_id": customer.pk,
-            "conversation_id": conversation.pk,
-        },
-        content_type="application/json",
-    )
+    response = post_message(client, customer, "How do I reset my password?", conversation.pk)
     assert response.status_code == 200, response.content
     assert response.json()["status"] == "success"  # the agent path, not an escalation
     return response

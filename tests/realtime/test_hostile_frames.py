@@ -29,6 +29,7 @@ from tests.realtime.conftest import (
     expect_close,
     make_communicator,
 )
+from tests.snapshots import database_state
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
 
@@ -127,14 +128,6 @@ def _setup(customer: User, operator: User) -> tuple[Conversation, str, str]:
     return conversation, access_token_for(customer), access_token_for(operator)
 
 
-@db
-def _state(conversation_id: int) -> tuple[int, list[tuple[int, str]]]:
-    conversation = Conversation.objects.get(pk=conversation_id)
-    return conversation.last_seq, list(
-        Message.objects.filter(conversation_id=conversation_id).values_list("seq", "content")
-    )
-
-
 async def _send(communicator: Any, frame: str | bytes) -> None:
     # send_input, not send_to: the test communicator refuses an empty frame, a server does not.
     key = "bytes" if isinstance(frame, bytes) else "text"
@@ -162,7 +155,7 @@ async def test_every_bad_first_frame_closes_4401(
 ) -> None:
     conversation, customer_token, operator_token = await _setup(customer, operator)
     path, _ = _sockets(conversation, customer_token, operator_token)[which]
-    before = await _state(conversation.pk)
+    before = await db(database_state)()
     first_frames = [frame for _, frame in NOT_AN_OBJECT] + [
         frame for _, frame, _ in HOSTILE_FIELDS + HOSTILE_MESSAGES
     ]
@@ -173,7 +166,7 @@ async def test_every_bad_first_frame_closes_4401(
         await _send(communicator, frame)
         assert await expect_close(communicator) == 4401, frame[:80]
         await communicator.disconnect()
-    assert await _state(conversation.pk) == before
+    assert await db(database_state)() == before
     # Every consumer stopped its timers and joined no group.
     assert len(live_consumers) == len(first_frames)
     assert all(not consumer._tasks and not consumer.groups for consumer in live_consumers)
@@ -188,7 +181,7 @@ async def test_every_frame_that_is_not_an_object_gets_an_error_frame(
 ) -> None:
     conversation, customer_token, operator_token = await _setup(customer, operator)
     path, token = _sockets(conversation, customer_token, operator_token)[which]
-    before = await _state(conversation.pk)
+    before = await db(database_state)()
     communicator, _ = await connect_authenticated(path, token)
     try:
         for name, frame in NOT_AN_OBJECT:
@@ -209,14 +202,14 @@ async def test_every_frame_that_is_not_an_object_gets_an_error_frame(
             await _pong(communicator)
     finally:
         await communicator.disconnect()
-    assert await _state(conversation.pk) == before
+    assert await db(database_state)() == before
 
 
 async def test_every_hostile_message_frame_gets_an_error_frame(
     customer: User, operator: User, live_consumers: list[Any]
 ) -> None:
     conversation, customer_token, _ = await _setup(customer, operator)
-    before = await _state(conversation.pk)
+    before = await db(database_state)()
     communicator, _ = await connect_authenticated(
         f"/ws/conversations/{conversation.pk}/", customer_token
     )
@@ -228,14 +221,14 @@ async def test_every_hostile_message_frame_gets_an_error_frame(
             await _pong(communicator)
     finally:
         await communicator.disconnect()
-    assert await _state(conversation.pk) == before
+    assert await db(database_state)() == before
 
 
 async def test_message_frames_on_the_escalation_socket_are_unknown(
     customer: User, operator: User, live_consumers: list[Any]
 ) -> None:
     conversation, _, operator_token = await _setup(customer, operator)
-    before = await _state(conversation.pk)
+    before = await db(database_state)()
     communicator, _ = await connect_authenticated("/ws/escalations/", operator_token)
     try:
         for name, frame, _status in HOSTILE_MESSAGES:
@@ -246,7 +239,7 @@ async def test_message_frames_on_the_escalation_socket_are_unknown(
             await _pong(communicator)
     finally:
         await communicator.disconnect()
-    assert await _state(conversation.pk) == before
+    assert await db(database_state)() == before
 
 
 @pytest.mark.parametrize("which", [0, 1], ids=["conversation", "escalations"])
@@ -306,7 +299,7 @@ async def test_a_failing_send_in_the_worker_answers_500(
     customer: User, operator: User, live_consumers: list[Any], monkeypatch: Any
 ) -> None:
     conversation, customer_token, _ = await _setup(customer, operator)
-    before = await _state(conversation.pk)
+    before = await db(database_state)()
 
     def broken_send(**kwargs: Any) -> Any:
         raise RuntimeError("the database went away")
@@ -331,7 +324,7 @@ async def test_a_failing_send_in_the_worker_answers_500(
     finally:
         await communicator.disconnect()
     assert all(task.done() for task in tasks)
-    assert await _state(conversation.pk) == before
+    assert await db(database_state)() == before
 
 
 @pytest.mark.parametrize("which", [0, 1], ids=["conversation", "escalations"])

@@ -10,26 +10,15 @@ from django.test import Client
 from accounts.models import SecurityEvent, User
 from messaging.models import Conversation, Message
 from tests.factories import DEFAULT_PASSWORD
-
-TOKEN = "/api/v1/auth/token"
-
-
-def _login(client: Client, username: str, password: str, ip: str = "10.0.0.1") -> Any:
-    return client.post(
-        TOKEN,
-        {"username": username, "password": password},
-        content_type="application/json",
-        REMOTE_ADDR=ip,
-    )
+from tests.logins import login
 
 
 @pytest.mark.django_db
 def test_login_brute_force_is_429_with_retry_after(settings: Any, customer: User) -> None:
     settings.RATE_LIMIT_LOGIN = "5/m"
-    client = Client()
     for _ in range(5):
-        assert _login(client, "alice", "wrong").status_code == 401
-    response = _login(client, "alice", DEFAULT_PASSWORD)  # even the right password now waits
+        assert login("alice", "wrong").status_code == 401
+    response = login("alice", DEFAULT_PASSWORD)  # even the right password now waits
     assert response.status_code == 429
     assert 1 <= int(response["Retry-After"]) <= 60
     assert response["RateLimit-Limit"] == "5"
@@ -41,25 +30,23 @@ def test_login_brute_force_is_429_with_retry_after(settings: Any, customer: User
 @pytest.mark.django_db
 def test_login_limit_per_username_holds_across_ips(settings: Any, customer: User) -> None:
     settings.RATE_LIMIT_LOGIN = "3/m"
-    client = Client()
     for n in range(3):
-        assert _login(client, "alice", "wrong", ip=f"10.0.1.{n}").status_code == 401
-    assert _login(client, "ALICE", "wrong", ip="10.0.1.99").status_code == 429
+        assert login("alice", "wrong", ip=f"10.0.1.{n}").status_code == 401
+    assert login("ALICE", "wrong", ip="10.0.1.99").status_code == 429
 
 
 @pytest.mark.django_db
 def test_login_limit_per_ip_holds_across_usernames(settings: Any, customer: User) -> None:
     settings.RATE_LIMIT_LOGIN = "3/m"
-    client = Client()
     for n in range(3):
-        assert _login(client, f"user{n}", "wrong", ip="10.0.2.1").status_code == 401
-    assert _login(client, "alice", DEFAULT_PASSWORD, ip="10.0.2.1").status_code == 429
-    assert _login(client, "alice", DEFAULT_PASSWORD, ip="10.0.2.2").status_code == 200
+        assert login(f"user{n}", "wrong", ip="10.0.2.1").status_code == 401
+    assert login("alice", DEFAULT_PASSWORD, ip="10.0.2.1").status_code == 429
+    assert login("alice", DEFAULT_PASSWORD, ip="10.0.2.2").status_code == 200
 
 
 @pytest.mark.django_db
 def test_successful_login_sends_ratelimit_headers(customer: User) -> None:
-    response = _login(Client(), "alice", DEFAULT_PASSWORD)
+    response = login("alice", DEFAULT_PASSWORD)
     assert response.status_code == 200
     assert response["RateLimit-Limit"] == "10"
     assert response["RateLimit-Remaining"] == "9"
