@@ -200,7 +200,7 @@ def _unexpected(request: HttpRequest, exc: Exception) -> HttpResponse:
 def _register_routers() -> None:
     from accounts.api import api_keys_router, auth_router
     from config.operations import router as operations_router
-    from escalations.api import escalations_router, statistics_router
+    from escalations.api import escalations_router, operators_router, statistics_router
     from escalations.inbox_api import notes_router, ratings_router
     from integrations.api import (
         customer_erasure_router,
@@ -216,6 +216,7 @@ def _register_routers() -> None:
     api.add_router("/customers", customers_router)
     api.add_router("/escalations", escalations_router)
     api.add_router("/statistics", statistics_router)
+    api.add_router("/operators", operators_router)
     api.add_router("/webhooks", webhooks_router)
     api.add_router("/security-events", security_events_router)
     api.add_router("/customers", customer_erasure_router)

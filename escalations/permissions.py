@@ -10,14 +10,13 @@ services, so a staff account outside the group is refused at every door alike.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from django.contrib.auth.models import Permission
+from django.db.models import Q, QuerySet
 
 from accounts.auth import Policy, Tier
+from accounts.models import User
 from accounts.scopes import ESCALATIONS_MANAGE
 from core.errors import PermissionDenied
-
-if TYPE_CHECKING:
-    from accounts.models import User
 
 OPERATORS_GROUP = "Operators"
 
@@ -46,3 +45,22 @@ def ensure_can_handle_escalations(user: User) -> None:
     """Raise PermissionDenied (403) unless `user` may assign, reply to and resolve escalations."""
     if not can_handle_escalations(user):
         raise PermissionDenied("Only operators can handle escalations")
+
+
+def operators_queryset() -> QuerySet[User]:
+    """Every account `can_handle_escalations` accepts, as one query: the operators routing
+    considers and `GET /operators` lists. The queryset twin of the predicate above (a test
+    keeps the two in step); when the deployment's one "operator" predicate changes, both
+    change here."""
+    granted = Permission.objects.filter(
+        content_type__app_label="escalations", codename="change_escalation"
+    )
+    return (
+        User.objects.filter(is_active=True, is_staff=True)
+        .filter(
+            Q(is_superuser=True)
+            | Q(groups__permissions__in=granted)
+            | Q(user_permissions__in=granted)
+        )
+        .distinct()
+    )

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
+from django.utils import timezone
 from ninja import Schema
 from pydantic import Field, field_validator
 
@@ -14,6 +15,7 @@ from messaging.validation import MAX_MESSAGE_CHARS, clean_message_text
 MAX_RESOLUTION_NOTES_CHARS = 4000
 
 EscalationStatus = Literal["open", "assigned", "resolved"]
+SlaName = Literal["first_response", "resolution"]
 
 
 class EscalationOut(Schema):
@@ -26,6 +28,16 @@ class EscalationOut(Schema):
     assigned_to: int | None = Field(description="The assignee's user id")
     resolved_at: datetime | None
     resolution_notes: str = Field(description="Empty until resolved")
+    first_response_due: datetime | None = Field(
+        description="When the first operator reply is due (business hours); null: no SLA"
+    )
+    resolution_due: datetime | None = Field(
+        description="When the resolution is due (business hours); null: no SLA"
+    )
+    first_responded_at: datetime | None = Field(description="The first operator reply")
+    sla_breached: list[SlaName] = Field(
+        description="The SLAs missed so far: first_response, resolution (empty: none)"
+    )
 
     @staticmethod
     def resolve_customer_id(obj: Any) -> int:
@@ -34,6 +46,14 @@ class EscalationOut(Schema):
     @staticmethod
     def resolve_assigned_to(obj: Any) -> int | None:
         return obj.assigned_to_id  # type: ignore[no-any-return]
+
+    @staticmethod
+    def resolve_first_responded_at(obj: Any) -> datetime | None:
+        return obj.first_response_at  # type: ignore[no-any-return]
+
+    @staticmethod
+    def resolve_sla_breached(obj: Any) -> list[str]:
+        return obj.sla_breaches(now=timezone.now())  # type: ignore[no-any-return]
 
 
 class EscalationPageOut(Schema):
@@ -44,6 +64,11 @@ class EscalationPageOut(Schema):
 class EscalationListParams(PageParams):
     status: EscalationStatus | None = Field(
         default=None, description="Only escalations in this state; all when omitted"
+    )
+    sla: Literal["breached", "due_soon"] | None = Field(
+        default=None,
+        description="breached: an SLA was missed; due_soon: unresolved, and a pending due time "
+        "is at most SLA_DUE_SOON_MINUTES away",
     )
 
 
@@ -104,3 +129,21 @@ class StatisticsOut(Schema):
         default=None, description="Mean customer rating (1..5) of resolved escalations"
     )
     csat_responses: int = Field(default=0, description="Ratings received")
+
+
+class OperatorOut(Schema):
+    id: int
+    display_name: str = Field(description="The name customers see")
+    status: Literal["online", "offline"] = Field(
+        description="online: an inbox page is connected and the operator is not away"
+    )
+    open_assigned: int = Field(description="Unresolved escalations assigned to the operator")
+    capacity: int = Field(description="Open escalations auto-assignment gives them at most")
+
+
+class OperatorListOut(Schema):
+    items: list[OperatorOut]
+
+
+class PresenceIn(StrictIn):
+    status: Literal["online", "away"]

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
+from django.conf import settings
 from django.db.models import (
     Avg,
     Count,
@@ -26,7 +27,7 @@ from django.db.models.functions import TruncDate
 from django.utils import timezone
 
 from core.pagination import keyset_page
-from escalations.models import Escalation
+from escalations.models import Escalation, sla_breached_q, sla_due_soon_q
 from messaging.models import Conversation, Message
 
 UNRESOLVED = (Escalation.Status.OPEN, Escalation.Status.ASSIGNED)
@@ -35,14 +36,23 @@ UNRESOLVED = (Escalation.Status.OPEN, Escalation.Status.ASSIGNED)
 # --- The queue ------------------------------------------------------------------------------
 
 
+def sla_filter(sla: str, *, now: datetime) -> Q:
+    """`?sla=breached|due_soon` as a filter (definitions in escalations.models)."""
+    if sla == "breached":
+        return sla_breached_q(now=now)
+    return sla_due_soon_q(now=now, within=timedelta(minutes=settings.SLA_DUE_SOON_MINUTES))
+
+
 def escalation_page(
-    *, status: str | None, cursor: str | None, limit: int
+    *, status: str | None, cursor: str | None, limit: int, sla: str | None = None
 ) -> tuple[list[Escalation], str | None]:
     """Escalations oldest first (created_at, id ascending): the queue operators work through.
     One query; `customer_id` comes from the joined conversation."""
     queryset = Escalation.objects.select_related("conversation")
     if status is not None:
         queryset = queryset.filter(status=status)
+    if sla is not None:
+        queryset = queryset.filter(sla_filter(sla, now=timezone.now()))
     return keyset_page(queryset, field="created_at", descending=False, cursor=cursor, limit=limit)
 
 

@@ -42,6 +42,14 @@ SYSTEM_AGENT_NAME = "system"
 ESCALATED_ACKNOWLEDGEMENT = (
     "Thanks, your message is with our support team. An operator will answer here shortly."
 )
+
+
+def operator_has_it_text(operator_name: str) -> str:
+    """The answer to a customer message once an operator has joined (not written to the
+    transcript: the operator answers there in person)."""
+    return f"{operator_name} has your message."
+
+
 # Message.metadata key marking the acknowledgement of an escalation (its id).
 ACKNOWLEDGES = "acknowledges_escalation"
 
@@ -370,12 +378,28 @@ def _record_turn(
     conversation.turn_count += 1
     escalated = previous_status == Conversation.Status.ESCALATED
     if escalated or reply is None:
-        # An operator has the conversation (possibly only since the agent was asked). The
-        # acknowledgement enters the transcript once per escalation; later messages answer
-        # with that same message instead of repeating it.
-        escalation_id = handoff.handoff_current_id(conversation=conversation)
-        acknowledged = _acknowledgement_of(conversation=conversation, escalation_id=escalation_id)
+        # An operator has the conversation (possibly only since the agent was asked). Until
+        # one joins, the acknowledgement enters the transcript once per escalation and later
+        # messages answer with that same message instead of repeating it. Once an operator
+        # has joined they answer in person: no notice promising that someone will.
+        current = handoff.handoff_current(conversation=conversation)
+        escalation_id = current.id if current is not None else None
         new_messages = [NewMessage(role=Message.Role.CUSTOMER, content=text, author=customer)]
+        if current is not None and current.operator_name is not None:
+            (customer_message,) = conversation_append(
+                conversation=conversation, messages=new_messages
+            )
+            conversation_save(conversation=conversation)
+            return _turn_result(
+                conversation=conversation,
+                customer_message=customer_message,
+                answer=customer_message,
+                agent_name=SYSTEM_AGENT_NAME,
+                escalation_id=escalation_id,
+                public_metadata={},
+                reply_text=operator_has_it_text(current.operator_name),
+            )
+        acknowledged = _acknowledgement_of(conversation=conversation, escalation_id=escalation_id)
         if acknowledged is None:
             new_messages.append(
                 NewMessage(
@@ -465,7 +489,10 @@ def _turn_result(
     agent_name: str,
     escalation_id: int | None,
     public_metadata: dict[str, Any],
+    reply_text: str | None = None,
 ) -> MessageSendResult:
+    """`answer` is the message that answers the turn (the agent's reply, the acknowledgement);
+    the customer's own message, with `reply_text`, when an operator who joined will answer."""
     escalated = conversation.status == Conversation.Status.ESCALATED
     return MessageSendResult(
         conversation_id=conversation.pk,
@@ -473,7 +500,7 @@ def _turn_result(
         customer_message_seq=customer_message.seq,
         reply_id=answer.pk,
         reply_seq=answer.seq,
-        reply_text=answer.content,
+        reply_text=answer.content if reply_text is None else reply_text,
         status="escalated" if escalated else "success",
         agent=agent_name,
         intent=answer.intent,

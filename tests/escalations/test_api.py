@@ -292,6 +292,10 @@ def _item(escalation: Escalation) -> dict[str, Any]:
         "assigned_to": escalation.assigned_to_id,
         "resolved_at": _json_time(escalation.resolved_at),
         "resolution_notes": escalation.resolution_notes,
+        "first_response_due": _json_time(escalation.first_response_due),
+        "resolution_due": _json_time(escalation.resolution_due),
+        "first_responded_at": _json_time(escalation.first_response_at),
+        "sla_breached": [],
     }
 
 
