@@ -208,6 +208,7 @@ def _register_routers() -> None:
         webhooks_router,
     )
     from messaging.api import conversations_router, customers_router, messages_router
+    from messaging.search_api import search_router
 
     api.add_router("/auth", auth_router)
     api.add_router("/api-keys", api_keys_router)
@@ -217,6 +218,7 @@ def _register_routers() -> None:
     api.add_router("/escalations", escalations_router)
     api.add_router("/statistics", statistics_router)
     api.add_router("/operators", operators_router)
+    api.add_router("/search", search_router)
     api.add_router("/webhooks", webhooks_router)
     api.add_router("/security-events", security_events_router)
     api.add_router("/customers", customer_erasure_router)

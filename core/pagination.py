@@ -63,6 +63,10 @@ def _decode(cursor: str, field_type: str) -> tuple[Any, int]:
                 raise ValueError("sort value")
             if not -MAX_ID - 1 <= first <= MAX_ID:
                 raise ValueError("sort value out of range")
+        elif field_type == "FloatField":
+            if isinstance(first, bool) or not isinstance(first, int | float):
+                raise ValueError("sort value")
+            first = float(first)
         elif field_type in ("CharField", "TextField", "SlugField"):
             if not isinstance(first, str):
                 raise ValueError("sort value")
@@ -83,6 +87,18 @@ def _decode(cursor: str, field_type: str) -> tuple[Any, int]:
         UnicodeDecodeError,
     ):
         raise InvalidCursor() from None
+
+
+def cursor_values_encode(values: list[Any]) -> str:
+    """A cursor naming (sort value, id) for a list not paged by `keyset_page` (e.g. ranked
+    search results)."""
+    return _encode(values)
+
+
+def cursor_values_decode(cursor: str, field_type: str) -> tuple[Any, int]:
+    """The (sort value, id) of a cursor made by `cursor_values_encode`, the sort value checked
+    as a value of the named model field type. InvalidCursor (400) otherwise."""
+    return _decode(cursor, field_type)
 
 
 def cursor_check(cursor: str) -> None:

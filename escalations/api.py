@@ -140,7 +140,5 @@ def operator_list(request: HttpRequest) -> dict[str, Any]:
     summary="Set yourself away (out of auto-assignment) or back online",
 )
 def operator_presence(request: HttpRequest, payload: PresenceIn) -> dict[str, Any]:
-    status = services.operator_presence_set(
-        actor=principal_of(request).user, status=payload.status
-    )
+    status = services.operator_presence_set(actor=principal_of(request).user, status=payload.status)
     return status.item()

@@ -109,8 +109,7 @@ def sla_breached_q(*, now: datetime) -> Q:
         | Q(first_response_at__isnull=True, resolved_at__isnull=True, first_response_due__lt=now)
     )
     resolution_late = Q(resolution_due__isnull=False) & (
-        Q(resolved_at__gt=F("resolution_due"))
-        | Q(resolved_at__isnull=True, resolution_due__lt=now)
+        Q(resolved_at__gt=F("resolution_due")) | Q(resolved_at__isnull=True, resolution_due__lt=now)
     )
     return (
         first_late
@@ -124,12 +123,9 @@ def sla_due_soon_q(*, now: datetime, within: timedelta) -> Q:
     """Unresolved, and a deadline still pending falls in (now, now + within]: the first
     response (no reply yet) or the resolution."""
     soon = now + within
-    return (
-        ~Q(status="resolved")
-        & (
-            Q(first_response_at__isnull=True, first_response_due__gt=now, first_response_due__lte=soon)
-            | Q(resolution_due__gt=now, resolution_due__lte=soon)
-        )
+    return ~Q(status="resolved") & (
+        Q(first_response_at__isnull=True, first_response_due__gt=now, first_response_due__lte=soon)
+        | Q(resolution_due__gt=now, resolution_due__lte=soon)
     )
 
 

@@ -31,8 +31,8 @@ from escalations.permissions import (
     can_handle_escalations,
     ensure_can_handle_escalations,
 )
-from escalations.schemas import MAX_RESOLUTION_NOTES_CHARS, EscalationOut
 from escalations.presence import lease_release, lease_renew
+from escalations.schemas import MAX_RESOLUTION_NOTES_CHARS, EscalationOut
 from escalations.sla import due_at
 from messaging.events import (
     ESCALATION_ASSIGNED,

@@ -64,7 +64,9 @@ def _clock(text: str, *, allow_24: bool) -> tuple[int, int]:
     if allow_24 and (hours, minutes) == (24, 0):
         return 24, 0
     if hours > 23 or minutes > 59:
-        raise InvalidBusinessHours(f"{text!r} is not a time of day (00:00-23:59, or 24:00 as an end)")
+        raise InvalidBusinessHours(
+            f"{text!r} is not a time of day (00:00-23:59, or 24:00 as an end)"
+        )
     return hours, minutes
 
 
@@ -121,7 +123,9 @@ def business_timezone(name: str) -> ZoneInfo:
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
-        raise InvalidBusinessHours(f"{name!r} is not a time zone name (e.g. Europe/Berlin)") from None
+        raise InvalidBusinessHours(
+            f"{name!r} is not a time zone name (e.g. Europe/Berlin)"
+        ) from None
 
 
 def _instant(day: date, at: time, zone: ZoneInfo) -> datetime:
@@ -129,7 +133,9 @@ def _instant(day: date, at: time, zone: ZoneInfo) -> datetime:
     return datetime.combine(day, at, tzinfo=zone).astimezone(UTC)
 
 
-def _open_intervals(day: date, hours: BusinessHours, zone: ZoneInfo) -> list[tuple[datetime, datetime]]:
+def _open_intervals(
+    day: date, hours: BusinessHours, zone: ZoneInfo
+) -> list[tuple[datetime, datetime]]:
     """The open intervals that start on local calendar `day`, as UTC instants, sorted."""
     intervals = []
     for opening in hours.openings:
@@ -171,7 +177,9 @@ def business_time_add(
     raise InvalidBusinessHours("no opening hours within ten years")
 
 
-def due_at(start: datetime, minutes: float, *, business_hours: str | None, zone_name: str) -> datetime:
+def due_at(
+    start: datetime, minutes: float, *, business_hours: str | None, zone_name: str
+) -> datetime:
     """`start` plus `minutes` of business time under the given settings' text."""
     return business_time_add(
         start,

@@ -15,7 +15,7 @@ from core.schemas import client_datetime
 from escalations.models import Escalation
 from escalations.services import OPENED_TEXT, resolved_text
 from messaging.models import Conversation, Message
-from messaging.services import ESCALATED_ACKNOWLEDGEMENT, operator_has_it_text
+from messaging.services import operator_has_it_text
 from tests.escalations.agents import HANDOFF_TEXT
 from tests.escalations.conftest import state_of, transcript_of
 from tests.factories import ConversationFactory, MessageFactory

@@ -20,8 +20,8 @@ from django.utils import timezone
 
 from accounts.models import User
 from escalations import services as escalation_services
-from escalations.models import Escalation
 from escalations.inbox import rating_create
+from escalations.models import Escalation
 from integrations import delivery
 from integrations.delivery import (
     SWEEP_BATCH,
