@@ -67,6 +67,10 @@ class Escalation(models.Model):
             models.Index(fields=["assigned_to", "status"], name="esc_assignee_status"),
         ]
 
+    def __str__(self) -> str:
+        # The conversation's id leads: it is the one the API's /escalations/{id}/... paths take.
+        return f"Conversation #{self.conversation_id} (escalation {self.pk}, {self.status})"
+
     FIRST_RESPONSE = "first_response"
     RESOLUTION = "resolution"
     # SLA → the field stamping its breach; also the order of `sla_breached` lists.
@@ -90,10 +94,6 @@ class Escalation(models.Model):
         ):
             breached.append(self.RESOLUTION)
         return breached
-
-    def __str__(self) -> str:
-        # The conversation's id leads: it is the one the API's /escalations/{id}/... paths take.
-        return f"Conversation #{self.conversation_id} (escalation {self.pk}, {self.status})"
 
 
 def _late(due: datetime | None, done_at: datetime | None, now: datetime) -> bool:

@@ -171,6 +171,14 @@ def _names() -> dict[str, str]:
     }
 
 
+def _hit_columns() -> str:
+    n = _names()
+    return (
+        f"m.id, m.seq, m.{n['m_conversation']}, c.{n['c_customer']}, c.{n['c_status']}, "
+        f"m.{n['m_created']}"
+    )
+
+
 def _filters(
     customer_id: int | None, status: str | None, params: list[Any]
 ) -> tuple[str, list[Any]]:
@@ -201,8 +209,7 @@ def _postgresql(
     # Ranked ids first (the index finds the matches; only ranks are computed for all of
     # them), then headlines for the page's rows only: ts_headline re-parses the text.
     sql = (
-        f"SELECT m.id, m.seq, m.{n['m_conversation']}, c.{n['c_customer']}, c.{n['c_status']}, "
-        f"m.{n['m_created']}, r.score, "
+        f"SELECT {_hit_columns()}, r.score, "  # noqa: S608 - names from the models
         f"ts_headline('english', translate(m.content, %s, %s), r.query, %s) "
         f"FROM (SELECT m.id, {rank} AS score, query "
         f"FROM {n['message']} m "
@@ -233,8 +240,7 @@ def _sqlite(
         params += [after[0], after[0], after[1]]
     params.append(limit)
     sql = (
-        f"SELECT m.id, m.seq, m.{n['m_conversation']}, c.{n['c_customer']}, c.{n['c_status']}, "
-        f"m.{n['m_created']}, s.score "
+        f"SELECT {_hit_columns()}, s.score "  # noqa: S608 - names from the models
         f"FROM (SELECT rowid AS id, -bm25({_FTS_TABLE}) AS score FROM {_FTS_TABLE} "
         f"WHERE {_FTS_TABLE} MATCH %s) s "
         f"JOIN {n['message']} m ON m.id = s.id "
@@ -251,13 +257,14 @@ def _sqlite(
         ids = [row[0] for row in rows]
         placeholders = ", ".join(["%s"] * len(ids))
         cursor.execute(
-            f"SELECT rowid, snippet({_FTS_TABLE}, 0, %s, %s, %s, %s) FROM {_FTS_TABLE} "
+            f"SELECT rowid, snippet({_FTS_TABLE}, 0, %s, %s, %s, %s) "  # noqa: S608 - fixed names
+            f"FROM {_FTS_TABLE} "
             f"WHERE {_FTS_TABLE} MATCH %s AND rowid IN ({placeholders})",
             [MARK_START, MARK_END, "…", _SNIPPET_TOKENS, match, *ids],
         )
         snippets = dict(cursor.fetchall())
     # SQLite returns datetimes as text: the backend's own converter makes them aware.
-    convert = connection.ops.convert_datetimefield_value
+    convert = connection.ops.convert_datetimefield_value  # type: ignore[attr-defined]
     return [
         (*row[:5], convert(row[5], None, connection), row[6], snippets.get(row[0], ""))
         for row in rows
