@@ -31,6 +31,7 @@ from escalations.schemas import (
     OperatorOut,
     PresenceIn,
     StatisticsOut,
+    StatisticsParams,
 )
 from messaging.schemas import MessageOut
 
@@ -116,11 +117,16 @@ def escalation_resolve(
 @statistics_router.get(
     "",
     auth=Staff(scopes=[STATS_READ]),
-    response={200: StatisticsOut, **error_responses(*AUTHENTICATED_ERRORS)},
-    summary="Operational figures: conversations, escalations, messages, intents",
+    response={200: StatisticsOut, **error_responses(*AUTHENTICATED_ERRORS, 422)},
+    summary="Operational figures (optionally for a date range): conversations, escalations, "
+    "response-time percentiles, rates, messages, intents",
 )
-def statistics(request: HttpRequest) -> dict[str, Any]:
-    return {**selectors.statistics_compute(), **inbox.csat_compute()}
+def statistics(request: HttpRequest, params: Query[StatisticsParams]) -> dict[str, Any]:
+    period = selectors.Period(start=params.from_, end=params.to)
+    return {
+        **selectors.statistics_compute(period=period),
+        **inbox.csat_compute(period=period),
+    }
 
 
 @operators_router.get(

@@ -507,7 +507,8 @@ def test_statistics_page_renders_figures_and_charts_for_operators(
     MessageFactory(conversation=conversation, role="customer", intent="billing")
     MessageFactory(conversation=conversation, role="agent", intent="billing")
 
-    with django_assert_max_num_queries(11):  # session + user + 4 statistics + csat + 2 per-day
+    # session + user + 4 statistics + csat + 2 per-day + per-operator counts
+    with django_assert_max_num_queries(12):
         response = operator_admin_client.get("/admin/statistics/")
 
     assert response.status_code == 200
@@ -523,6 +524,50 @@ def test_statistics_page_renders_figures_and_charts_for_operators(
     assert " style=" not in content
     assert "Content-Security-Policy" in response.headers
     assert "admin/parley/parley.css" in content
+
+
+def test_statistics_page_shows_percentiles_rates_and_each_operator(
+    operator_admin_client: Client, admin_operator: User, second_operator: User
+) -> None:
+    now = timezone.now().replace(microsecond=0)
+    for operator, waits in ((admin_operator, (30, 90)), (second_operator, (600,))):
+        for wait in waits:
+            EscalationFactory(
+                conversation=ConversationFactory(status="escalated"),
+                created_at=now,
+                assigned_to=operator,
+                status="assigned",
+                first_response_at=now + timedelta(seconds=wait),
+            )
+
+    content = operator_admin_client.get("/admin/statistics/").content.decode()
+
+    # Overall first reply: 30, 90, 600 → p50 90 s, p90 8 min 18 s.
+    assert '<tr><th scope="row">50 %</th><td>1 min 30 s</td><td>—</td></tr>' in content
+    assert '<tr><th scope="row">90 %</th><td>8 min 18 s</td><td>—</td></tr>' in content
+    assert 'id="fig-sla_breach_rate">0.0 %<' in content
+    assert 'id="fig-bot_resolved_rate">0.0 %<' in content
+    operators = content[content.index('id="parley-operators"') :]
+    assert f'<th scope="row">{admin_operator.public_name}</th><td>2</td>' in operators
+    assert f'<th scope="row">{second_operator.public_name}</th><td>1</td>' in operators
+    assert operators.count('class="parley-bar parley-bar-p90"') == 2
+    assert " style=" not in content
+
+
+def test_statistics_page_takes_a_period_and_explains_a_bad_one(
+    operator_admin_client: Client,
+) -> None:
+    ConversationFactory(created_at=timezone.now() - timedelta(days=40))
+    ConversationFactory()
+    today = timezone.localdate().isoformat()
+
+    recent = operator_admin_client.get(f"/admin/statistics/?from={today}").content.decode()
+    bad = operator_admin_client.get("/admin/statistics/?from=2026-05-02&to=2026-05-01")
+
+    assert 'id="fig-conversations_total">1<' in recent
+    assert bad.status_code == 200
+    assert "Showing all time" in bad.content.decode()
+    assert 'id="fig-conversations_total">2<' in bad.content.decode()
 
 
 def test_admin_index_links_to_statistics(operator_admin_client: Client) -> None:
