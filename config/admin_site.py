@@ -8,13 +8,20 @@ from typing import Any
 from django.contrib import admin
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
-from django.urls import URLPattern, URLResolver, path
+from django.urls import URLPattern, URLResolver, path, reverse
 
 from accounts.models import SecurityEvent
 from accounts.ratelimits import login_rate_limit_enforce
 from accounts.security import security_event_record
 from accounts.usernames import canonical_username_or_none
 from core.errors import RateLimited
+from escalations.permissions import can_handle_escalations
+
+
+def _works_the_queue(request: HttpRequest) -> bool:
+    """Operators (not superusers, whose work is the whole site) start on the queue."""
+    user = request.user
+    return bool(not user.is_superuser and can_handle_escalations(user))  # type: ignore[arg-type]
 
 
 class ParleyAdminSite(admin.AdminSite):
@@ -52,6 +59,10 @@ class ParleyAdminSite(admin.AdminSite):
                 request=request,
                 detail={"username": username, "via": "admin"},
             )
+        elif login_response["Location"] == reverse("admin:index") and _works_the_queue(request):
+            # Operators come to work the queue: land there, not on the generic index (which
+            # stays one click away). A page they asked for (`next`) is kept.
+            login_response["Location"] = reverse("admin:escalations_escalation_changelist")
         return login_response
 
     def get_urls(self) -> list[URLResolver | URLPattern]:

@@ -67,28 +67,66 @@ def queue(customer: User, other_customer: User, second_operator: User) -> dict[s
 # --- The queue ------------------------------------------------------------------------------
 
 
-def test_list_shows_unresolved_oldest_first_then_resolved(
+def test_list_shows_the_unresolved_queue_oldest_first_by_default(
     queue: dict[str, Escalation], operator_admin_client: Client
 ) -> None:
     response = operator_admin_client.get(CHANGELIST)
 
     assert response.status_code == 200
+    assert _listed(response) == [queue[k].pk for k in ("assigned_old", "open_old", "open_new")]
+    content = response.content.decode()
+    for column in (
+        "column-conversation_number",
+        "column-status",
+        "column-sla",
+        "column-age",
+        "column-customer",
+        "column-topic",
+        "column-assignee",
+    ):
+        assert column in content
+    assert "<h1>Escalations to handle</h1>" in content
+    assert "Select escalation to change" not in content
+    assert "Angry complaint" not in content  # the reason of a human request says nothing new
+    assert "alice" in content
+    assert second_name(queue) in content
+    assert "3\xa0hours" in content  # the age of the oldest assigned one
+    # The conversation's number leads each row, linked to the escalation page.
+    old = queue["assigned_old"]
+    assert f'href="/admin/escalations/escalation/{old.pk}/change/">#{old.conversation_id}</a>' in (
+        content
+    )
+
+
+def second_name(queue: dict[str, Escalation]) -> str:
+    holder = queue["assigned_old"].assigned_to
+    assert holder is not None
+    return holder.public_name
+
+
+def test_all_is_one_click_away_with_resolved_last(
+    queue: dict[str, Escalation], operator_admin_client: Client
+) -> None:
+    response = operator_admin_client.get(f"{CHANGELIST}?status=all")
+
     assert _listed(response) == [
         queue[k].pk for k in ("assigned_old", "open_old", "open_new", "resolved_oldest")
     ]
-    content = response.content.decode()
-    for column in (
-        "column-status",
-        "column-age",
-        "column-customer",
-        "column-reason",
-        "column-assigned_to",
-    ):
-        assert column in content
-    assert "Angry complaint" in content
-    assert "alice" in content
-    assert "oscar" in content
-    assert "3\xa0hours" in content  # the age of the oldest assigned one
+    assert "<h1>Escalations</h1>" in response.content.decode()
+
+
+def test_topic_shows_the_intent_and_the_customers_last_words(
+    escalated: Callable[..., Escalation], operator_admin_client: Client
+) -> None:
+    escalation = escalated()
+    MessageFactory(
+        conversation=escalation.conversation, role="customer", content="Still <b>waiting</b>!"
+    )
+
+    content = operator_admin_client.get(CHANGELIST).content.decode()
+
+    assert '<strong class="parley-topic">Human request</strong>' in content
+    assert "“Still &lt;b&gt;waiting&lt;/b&gt;!”" in content
 
 
 @pytest.mark.parametrize(
@@ -114,7 +152,7 @@ def test_list_filters_by_assignee(
     queue: dict[str, Escalation], operator_admin_client: Client, second_operator: User
 ) -> None:
     response = operator_admin_client.get(
-        f"{CHANGELIST}?assigned_to__id__exact={second_operator.pk}"
+        f"{CHANGELIST}?status=all&assigned_to__id__exact={second_operator.pk}"
     )
 
     assert _listed(response) == [queue["assigned_old"].pk, queue["resolved_oldest"].pk]
@@ -142,8 +180,9 @@ def test_list_costs_a_fixed_number_of_queries(
 ) -> None:
     for _ in range(10):
         EscalationFactory()
-    # session, user, permissions, counts, the page (customers and assignees joined), filters
-    with django_assert_max_num_queries(10):
+    # session, user, permissions, counts, the page (customers, assignees and each row's last
+    # customer message joined), filters; the team bar: operators, their profiles and loads
+    with django_assert_max_num_queries(12):
         operator_admin_client.get(CHANGELIST)
 
 
@@ -250,7 +289,7 @@ def test_reply_box_refuses_a_resolved_escalation(
 
     assert state_of(escalation.conversation_id) == before
     assert [str(m) for m in response.context["messages"]] == [
-        f"Escalation {escalation.pk}: This conversation is not escalated"
+        f"Conversation #{escalation.conversation_id}: This conversation is not escalated"
     ]
 
 
@@ -351,7 +390,7 @@ def test_assign_to_me_action(
     picked = [queue["open_old"], queue["assigned_old"], queue["resolved_oldest"]]
 
     response = operator_admin_client.post(
-        CHANGELIST,
+        f"{CHANGELIST}?status=all",
         {"action": "assign_to_me", "_selected_action": [e.pk for e in picked]},
         follow=True,
     )
@@ -365,7 +404,8 @@ def test_assign_to_me_action(
     assert picked[1].assigned_to_id == second_operator.pk
     assert picked[2].status == "resolved"
     assert [str(m) for m in response.context["messages"]] == [
-        f"Escalation {picked[1].pk}: held by {second_operator.public_name}; open it to take over.",
+        f"Conversation #{picked[1].conversation_id}: held by {second_operator.public_name}; "
+        "open it to take over.",
         "Assigned 1 escalation(s) to you.",
         "Skipped 1 resolved escalation(s).",
     ]
