@@ -66,6 +66,18 @@ def takeover_text(new_name: str, previous_name: str) -> str:
     return f"{new_name} took over the conversation from {previous_name}."
 
 
+def joined_text(operator_name: str) -> str:
+    return f"{operator_name} joined the conversation."
+
+
+def operator_notice_markers() -> list[str]:
+    """The fixed part of the notices that say an operator is in the conversation (joined, took
+    over), for the chat page's badge ("Waiting for an operator" until one of them or an
+    operator's message): taken from the functions that write them, so the two cannot drift."""
+    gap = "\x00"
+    return [joined_text(gap).split(gap)[1], takeover_text(gap, gap).split(gap)[1]]
+
+
 def _operator_name(user: User) -> str:
     # Customers see the operator's display name (accounts.User.public_name).
     return user.public_name
@@ -223,7 +235,7 @@ def _assign(
     text = (
         takeover_text(_operator_name(actor), _operator_name(previous))
         if previous is not None
-        else f"{_operator_name(actor)} joined the conversation."
+        else joined_text(_operator_name(actor))
     )
     conversation_append(
         conversation=conversation,
