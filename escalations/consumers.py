@@ -37,20 +37,26 @@ class EscalationConsumer(TokenAuthenticatedConsumer):
             # only, as SPEC lists them.
             await self.channel_layer.group_add(OPERATORS_GROUP_NAME, self.channel_name)
             self.groups.append(OPERATORS_GROUP_NAME)
-        await self.send_frame(self.auth_ok_frame())
         principal = self.principal
-        if principal is None:
+        leased = False
+        if principal is not None:
+            try:
+                leased = await run_db(
+                    services.operator_lease_take, user=principal.user, socket_id=self.channel_name
+                )
+            except Exception:  # noqa: BLE001 - presence is best effort; the events still flow
+                logger.exception("%s: presence lease failed", self.socket_name)
+        await self.send_frame(self.auth_ok_frame())
+        if principal is None or not leased:
             return
+        self.presence_user_id = principal.user_id
+        self._start("presence", self._renew_presence(principal.user_id))
         try:
-            joined = await run_db(
+            await run_db(
                 services.operator_socket_joined, user=principal.user, socket_id=self.channel_name
             )
-        except Exception:  # noqa: BLE001 - presence is best effort; the events still flow
-            logger.exception("%s: presence lease failed", self.socket_name)
-            joined = None
-        if joined is not None:
-            self.presence_user_id = principal.user_id
-            self._start("presence", self._renew_presence(principal.user_id))
+        except Exception:  # noqa: BLE001 - colleagues see it at their next refresh
+            logger.exception("%s: presence announcement failed", self.socket_name)
 
     async def _renew_presence(self, user_id: int) -> None:
         while not self.closing:

@@ -8,17 +8,22 @@ lease (escalations.presence) and they have not chosen `away`; otherwise `offline
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
 from django.db.models import Count, Q
+from django_redis.exceptions import ConnectionInterrupted
+from redis.exceptions import RedisError
 
 from accounts.models import User
 from escalations.models import Escalation, OperatorProfile
 from escalations.permissions import operators_queryset
 from escalations.presence import connected_user_ids
 from messaging.realtime import Event
+
+logger = logging.getLogger("parley.escalations")
 
 ONLINE = "online"
 OFFLINE = "offline"
@@ -100,8 +105,14 @@ def operator_status(user: User) -> OperatorStatus:
 
 def online_operator_ids() -> list[int]:
     """Operators available to auto-assignment: connected, not away, still operators. Ordered
-    by id (the order their profile rows are locked in)."""
-    connected = connected_user_ids()
+    by id (the order their profile rows are locked in). While the presence store (Redis) does
+    not answer, nobody: the escalation waits in the queue, and the customer's message that
+    opened it is not failed for it."""
+    try:
+        connected = connected_user_ids()
+    except (RedisError, ConnectionInterrupted):
+        logger.warning("presence store unavailable: auto-assignment waits")
+        return []
     if not connected:
         return []
     return list(

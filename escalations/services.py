@@ -450,13 +450,21 @@ def operator_presence_set(*, actor: User, status: str) -> OperatorStatus:
     return current
 
 
+def operator_lease_take(*, user: User, socket_id: str) -> bool:
+    """An operator's `/ws/escalations/` socket authenticated: take its presence lease (before
+    the socket's `auth.ok`, so a client that is told it is connected is also online). False
+    for staff who are not operators: they hold no lease, routing never considers them."""
+    if not can_handle_escalations(user):
+        return False
+    lease_renew(user_id=user.pk, socket_id=socket_id)
+    return True
+
+
 def operator_socket_joined(*, user: User, socket_id: str) -> OperatorStatus | None:
-    """An operator's `/ws/escalations/` socket authenticated: take its presence lease, tell the
-    other inbox pages, and (auto mode) hand them waiting escalations. None for staff who are not
-    operators (they hold no lease: routing never considers them)."""
+    """After `operator_lease_take`: tell the other inbox pages, and (auto mode) hand the
+    operator waiting escalations."""
     if not can_handle_escalations(user):
         return None
-    lease_renew(user_id=user.pk, socket_id=socket_id)
     current = operator_status(user)
     publish_on_commit([presence_event(current)])
     if current.status == ONLINE:
