@@ -92,5 +92,9 @@ class EscalationConsumer(TokenAuthenticatedConsumer):
         # Not one's own changes: the page that made them already shows them.
         if self.principal is not None and event["operator"]["id"] != self.principal.user_id:
             await self.send_frame(
-                {"type": "operator.presence", "operator": event["operator"], "away": event["away"]}
+                {
+                    "type": "operator.presence",
+                    "operator": event["operator"],
+                    "shown": event["shown"],
+                }
             )

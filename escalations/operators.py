@@ -38,7 +38,15 @@ class OperatorStatus:
     status: str  # "online" | "offline"
     open_assigned: int
     capacity: int
-    away: bool  # for the inbox (offline by choice); not part of the API item
+    away: bool  # chose away (not part of the API item)
+    connected: bool  # an inbox socket holds a lease (not part of the API item)
+
+    @property
+    def shown(self) -> str:
+        """The inbox's dot: online, away (connected but out of routing) or offline."""
+        if self.status == ONLINE:
+            return ONLINE
+        return AWAY if self.connected and self.away else OFFLINE
 
     def item(self) -> dict[str, Any]:
         """The API item of GET /operators (and of the inbox's presence frames)."""
@@ -86,6 +94,7 @@ def _statuses(users: list[User], *, connected: set[int]) -> list[OperatorStatus]
                 open_assigned=counts.get(user.pk, 0),
                 capacity=capacity_of(profile),
                 away=away,
+                connected=user.pk in connected,
             )
         )
     return statuses
@@ -130,5 +139,5 @@ def presence_event(status: OperatorStatus) -> Event:
     return OPERATORS_GROUP_NAME, {
         "type": "operator.presence",
         "operator": status.item(),
-        "away": status.away,
+        "shown": status.shown,
     }

@@ -669,3 +669,93 @@ def test_resolve_action_keeps_the_page_when_notes_are_too_long(
         "resolution_notes": ["Ensure this value has at most 4000 characters (it has 4001)."]
     }
     assert state_of(escalation.conversation_id) == before
+
+
+# --- Search, ids, presence and routing profiles ---------------------------------------------
+
+
+def test_search_box_finds_escalations_by_the_words_of_their_messages(
+    queue: dict[str, Escalation], operator_admin_client: Client
+) -> None:
+    target = queue["open_new"]
+    MessageFactory(conversation=target.conversation, content="My <parcel> never arrived")
+    MessageFactory(conversation=queue["resolved_oldest"].conversation, content="parcel too")
+
+    response = operator_admin_client.get(f"{CHANGELIST}?q=parcel")
+    everything = operator_admin_client.get(f"{CHANGELIST}?q=parcel&status=all")
+
+    assert _listed(response) == [target.pk]
+    assert _listed(everything) == [target.pk, queue["resolved_oldest"].pk]
+    content = response.content.decode()
+    assert 'id="parley-search-hits"' in content
+    assert "My &lt;<mark>parcel</mark>&gt; never arrived" in content
+    # The username search still works beside it.
+    assert _listed(operator_admin_client.get(f"{CHANGELIST}?q=ALIC")) == [
+        queue["open_old"].pk,
+        queue["open_new"].pk,
+    ]
+
+
+def test_the_escalation_page_names_both_ids_for_what_they_are(
+    escalated: Callable[..., Escalation], operator_admin_client: Client
+) -> None:
+    escalation = escalated()
+    Escalation.objects.filter(pk=escalation.pk).update(id=escalation.pk + 40)
+    escalation = Escalation.objects.get(pk=escalation.pk + 40)
+
+    content = operator_admin_client.get(_change_url(escalation)).content.decode()
+
+    cid = escalation.conversation_id
+    assert f"conversation #{cid}</h2>" in content
+    assert f"<code>/escalations/{cid}/…</code>" in content
+    assert f"<dt>Escalation record</dt><dd>{escalation.pk} " in content
+    assert f"<title>Conversation #{cid} (escalation {escalation.pk}, open)" in content
+
+
+def test_the_away_switch_uses_the_presence_service(
+    operator_admin_client: Client, admin_operator: User
+) -> None:
+    from escalations.models import OperatorProfile
+
+    away = operator_admin_client.post(f"{CHANGELIST}presence/", {"status": "away"}, follow=True)
+    assert OperatorProfile.objects.get(user=admin_operator).away is True
+    assert "You are away" in away.content.decode()
+    operator_admin_client.post(f"{CHANGELIST}presence/", {"status": "online"})
+    assert OperatorProfile.objects.get(user=admin_operator).away is False
+    refused = operator_admin_client.post(f"{CHANGELIST}presence/", {"status": "gone"}, follow=True)
+    assert [str(m) for m in refused.context["messages"]][-1] == (
+        "status must be 'online' or 'away'"
+    )
+    assert OperatorProfile.objects.get(user=admin_operator).away is False
+    assert operator_admin_client.get(f"{CHANGELIST}presence/").status_code == 405
+
+
+def test_routing_profiles_are_for_superusers(
+    operator_admin_client: Client,
+    admin_operator: User,
+    superuser: User,
+    settings: Any,
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    from escalations import presence
+    from escalations.models import OperatorProfile
+
+    assert operator_admin_client.get("/admin/escalations/operatorprofile/").status_code == 403
+    root = Client()
+    root.force_login(superuser)
+    settings.ASSIGNMENT_MODE = "auto"
+    waiting = EscalationFactory()
+    OperatorProfile.objects.create(user=admin_operator, capacity=0)
+    presence.lease_renew(user_id=admin_operator.pk, socket_id="page")
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = root.post(
+            f"/admin/escalations/operatorprofile/{admin_operator.pk}/change/",
+            {"capacity": "2", "away": ""},
+        )
+
+    assert response.status_code == 302
+    assert OperatorProfile.objects.get(user=admin_operator).capacity == 2
+    waiting.refresh_from_db()
+    # Raising the capacity drained the queue (the admin's save commits, then assigns).
+    assert waiting.assigned_to_id == admin_operator.pk

@@ -243,7 +243,7 @@ async def test_inbox_pages_see_colleagues_come_and_go(operators_group: Any) -> N
                     "open_assigned": 0,
                     "capacity": 5,
                 },
-                "away": False,
+                "shown": "online",
             }
         ]
         await other.disconnect()

@@ -113,11 +113,11 @@
 
   // --- Presence and SLA countdowns ------------------------------------------------------------
 
-  /* An operator's dot in the team bar: online, away (offline by choice) or offline. */
-  function showPresence(operator, away) {
+  /* An operator's dot in the team bar: online, away (connected, out of routing) or offline. */
+  function showPresence(operator, shown) {
     const item = document.querySelector('#parley-operators li[data-operator-id="' + operator.id + '"]');
     if (!item) return;
-    const status = away ? "away" : operator.status;
+    const status = shown || operator.status;
     item.dataset.status = status;
     item.title = operator.display_name + ": " + status + ", " + operator.open_assigned + " of " + operator.capacity + " open";
     const load = item.querySelector(".parley-operator-load");
@@ -279,7 +279,7 @@
       },
       onFrame: (frame) => {
         if (frame.type === "operator.presence") {
-          showPresence(frame.operator, frame.away);
+          showPresence(frame.operator, frame.shown);
           return;
         }
         if (frame.type !== "escalation.event") return;
