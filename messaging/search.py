@@ -73,10 +73,14 @@ def snippet_html(marked: str) -> str:
     return escaped.replace(MARK_START, "<mark>").replace(MARK_END, "</mark>")
 
 
+# Ranks are small (ts_rank below 1, bm25 in the tens): a cursor claiming more is not ours.
+MAX_CURSOR_SCORE = 1e9
+
+
 def search_cursor_decode(cursor: str) -> tuple[float, int]:
     """A search cursor: the last hit's (score, message id). InvalidCursor (400) otherwise."""
     score, message_id = cursor_values_decode(cursor, "FloatField")
-    if not math.isfinite(score):
+    if not math.isfinite(score) or abs(score) > MAX_CURSOR_SCORE:
         raise InvalidCursor()
     return float(score), message_id
 

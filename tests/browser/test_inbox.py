@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from tests.browser.conftest import admin_sign_in, watch
 from tests.realtime.servers import PASSWORD, Deployment, Server, api, deployment, sign_in
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -44,20 +45,10 @@ def site() -> Iterator[tuple[Deployment, Server]]:
         yield shared, shared.start_server()
 
 
-def _watch(page: Any, problems: list[str]) -> None:
-    page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
-    page.on("pageerror", lambda e: problems.append(str(e)))
-    page.on(
-        "response",
-        lambda r: problems.append(f"{r.status} {r.url}") if r.status >= 400 else None,
-    )
-
-
 def _admin_sign_in(page: Any, server: Server) -> None:
-    page.goto(f"{server.http}/admin/login/?next=/admin/escalations/escalation/")
-    page.locator("#id_username").fill("olivia")
-    page.locator("#id_password").fill(PASSWORD)
-    page.get_by_role("button", name="Log in").click()
+    admin_sign_in(
+        page, server.http, PASSWORD, username="olivia", next_path="/admin/escalations/escalation/"
+    )
 
 
 def _chat_sign_in(page: Any, server: Server) -> None:
@@ -81,7 +72,7 @@ def test_operator_works_an_escalation_live(
     admin_context = chromium.new_context(viewport={"width": 1280, "height": 900})
     admin = admin_context.new_page()
     screenshot_on_failure.append(admin)
-    _watch(admin, problems)
+    watch(admin, problems)
     _admin_sign_in(admin, server)
     expect(admin.locator("#parley-live")).to_have_text("● Live")
     base_title = admin.title()
@@ -139,7 +130,7 @@ def test_operator_works_an_escalation_live(
     chat_context = chromium.new_context(viewport={"width": 1000, "height": 800})
     chat = chat_context.new_page()
     screenshot_on_failure.append(chat)
-    _watch(chat, problems)
+    watch(chat, problems)
     _chat_sign_in(chat, server)
     expect(chat.locator("#conversation-title")).to_have_text(f"Conversation #{conversation_id}")
     expect(chat.locator("#connection-state")).to_have_text("Live")

@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 
+from tests.browser.conftest import admin_sign_in, watch
 from tests.realtime.servers import BASE_DIR, PASSWORD, Deployment, Server, api, deployment, sign_in
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -54,10 +55,7 @@ def site() -> Iterator[tuple[Deployment, Server]]:
 
 
 def _sign_in(page: Any, server: Server, username: str) -> None:
-    page.goto(f"{server.http}/admin/login/?next=/admin/")
-    page.locator("#id_username").fill(username)
-    page.locator("#id_password").fill(PASSWORD)
-    page.get_by_role("button", name="Log in").click()
+    admin_sign_in(page, server.http, PASSWORD, username=username, next_path="/admin/")
 
 
 def _hand_off(server: Server, username: str, text: str) -> dict[str, Any]:
@@ -86,8 +84,7 @@ def test_a_team_works_the_queue(
     olivia_context = chromium.new_context(viewport={"width": 1280, "height": 900})
     olivia = olivia_context.new_page()
     screenshot_on_failure.append(olivia)
-    olivia.on("pageerror", lambda e: problems.append(str(e)))
-    olivia.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+    watch(olivia, problems)
 
     # Signing in lands on the queue, not Django's index.
     _sign_in(olivia, server, "olivia")

@@ -4,7 +4,7 @@ hand-off service."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -12,7 +12,6 @@ import pytest
 from accounts.models import User
 from escalations import presence, services
 from escalations.models import Escalation, OperatorProfile
-from messaging import events
 from messaging.models import Conversation, Message
 from tests.escalations.conftest import (  # noqa: F401 - fixtures re-exported for this package
     admin_operator,
@@ -24,6 +23,7 @@ from tests.escalations.conftest import (  # noqa: F401 - fixtures re-exported fo
     second_operator,
 )
 from tests.factories import ConversationFactory, OperatorFactory
+from tests.inbox.conftest import recorded_events  # noqa: F401 - fixture re-exported
 from tests.realtime.conftest import _fresh_channel_layer  # noqa: F401 - autouse, per test
 
 
@@ -63,20 +63,6 @@ def new_escalation(customer: User) -> Callable[..., Escalation]:  # noqa: F811 -
         return escalation
 
     return make
-
-
-@pytest.fixture
-def recorded_events() -> Iterator[list[tuple[str, dict[str, Any]]]]:
-    recorded: list[tuple[str, dict[str, Any]]] = []
-
-    def sink(batch: list[tuple[str, dict[str, Any]]]) -> None:
-        recorded.extend(batch)
-
-    events.domain_event_sink_register(sink)
-    try:
-        yield recorded
-    finally:
-        events._sinks.remove(sink)
 
 
 def joined_notices(conversation_id: int) -> list[str]:
