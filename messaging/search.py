@@ -50,6 +50,10 @@ _PG_HEADLINE = (
     f"StartSel={MARK_START}, StopSel={MARK_END}, MaxWords=30, MinWords=12, ShortWord=3, "
     'MaxFragments=2, FragmentDelimiter=" … "'
 )
+# A short message is its own snippet, whole (ts_headline's fragments end at a word, which would
+# cut "…my <parcel>?" after "parcel").
+_PG_HEADLINE_WHOLE = f"StartSel={MARK_START}, StopSel={MARK_END}, HighlightAll=true"
+SHORT_MESSAGE_CHARS = 240
 _FTS_TABLE = "messaging_message_search"
 _SNIPPET_TOKENS = 24
 
@@ -214,7 +218,8 @@ def _postgresql(
     # them), then headlines for the page's rows only: ts_headline re-parses the text.
     sql = (
         f"SELECT {_hit_columns()}, r.score, "  # noqa: S608 - names from the models
-        f"ts_headline('english', translate(m.content, %s, %s), r.query, %s) "
+        f"ts_headline('english', translate(m.content, %s, %s), r.query, "
+        f"CASE WHEN length(m.content) <= %s THEN %s ELSE %s END) "
         f"FROM (SELECT m.id, {rank} AS score, query "
         f"FROM {n['message']} m "
         f"JOIN {n['conversation']} c ON c.id = m.{n['m_conversation']}, "
@@ -226,7 +231,10 @@ def _postgresql(
         f"ORDER BY r.score DESC, r.id DESC"
     )
     with connection.cursor() as cursor:
-        cursor.execute(sql, [_PG_FROM, _PG_TO, _PG_HEADLINE, *params])
+        cursor.execute(
+            sql,
+            [_PG_FROM, _PG_TO, SHORT_MESSAGE_CHARS, _PG_HEADLINE_WHOLE, _PG_HEADLINE, *params],
+        )
         return list(cursor.fetchall())
 
 

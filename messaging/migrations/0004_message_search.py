@@ -1,7 +1,9 @@
 """Full-text search over message contents, kept by the database itself (messaging/search.py).
 
 PostgreSQL: a stored generated column `search_vector` (to_tsvector('english', content) for
-every role but `system`, NULL for system notices) and a GIN index on it. The column is computed
+every role but `system`, NULL for system notices) and a GIN index on it. `<` and `>` are read
+as spaces: PostgreSQL's parser would take "<parcel>" for an HTML tag and leave the word out,
+where a customer meant the word (SQLite's tokenizer splits on them anyway). The column is computed
 by PostgreSQL on every INSERT, so no writer — the ORM's, or messaging.fastpath's one-statement
 turn — names it or changes; ranking reads the stored vector instead of parsing each matching
 message again. The model does not declare the column: only messaging/search.py reads it.
@@ -20,7 +22,8 @@ PG_FORWARD = [
     """
     ALTER TABLE messaging_message ADD COLUMN search_vector tsvector
     GENERATED ALWAYS AS (
-        CASE WHEN role <> 'system' THEN to_tsvector('english'::regconfig, content) END
+        CASE WHEN role <> 'system'
+        THEN to_tsvector('english'::regconfig, translate(content, '<>', '  ')) END
     ) STORED
     """,
     "CREATE INDEX message_search_vector ON messaging_message USING gin (search_vector)",

@@ -187,6 +187,28 @@ def test_snippet_escapes_everything_but_the_marks(customer: User, customer_clien
     assert ">" not in without_marks
 
 
+def test_words_in_angle_brackets_are_words(customer: User, customer_client: Client) -> None:
+    """PostgreSQL's parser would drop "<parcel>" as an HTML tag; customers mean the word."""
+    message = _message(customer, "Where is my <parcel>?")
+    items = _search(customer_client, q="parcel").json()["items"]
+    assert [item["message_id"] for item in items] == [message.pk]
+    assert items[0]["snippet"] == "Where is my &lt;<mark>parcel</mark>&gt;?"
+
+
+def test_a_long_message_gives_an_excerpt_around_the_match(
+    customer: User, customer_client: Client
+) -> None:
+    words = [f"filler{n}" for n in range(300)]
+    words[150] = "needle"
+    _message(customer, " ".join(words))
+
+    snippet = _search(customer_client, q="needle").json()["items"][0]["snippet"]
+
+    assert "<mark>needle</mark>" in snippet
+    assert len(snippet) < 400
+    assert "filler0 " not in snippet
+
+
 def test_snippet_html_turns_only_the_sentinels_into_marks() -> None:
     assert snippet_html("a \x01b\x02 <i>&\x03c\x04") == "a <mark>b</mark> &lt;i&gt;&amp;&lt;c&gt;"
 
