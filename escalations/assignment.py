@@ -4,16 +4,24 @@ The rule: the online operator with the fewest open assigned escalations below th
 ties go to the one who has waited longest since their last assignment (never assigned first),
 then the lowest id.
 
-Why it cannot over-fill anyone. The choice runs inside the assigning transaction, after the
-conversation's row lock, and first locks the profile rows of every candidate (in id order, so
-two choosers never deadlock; `SELECT … FOR UPDATE`). Every assignment to an operator — auto or
-by hand — updates that operator's profile row (`last_assigned_at`) in its own transaction, so
-a second chooser waits for the first to commit and then counts what it committed (READ
-COMMITTED: each statement sees the latest commits). On SQLite every write transaction holds
-the database's write lock from BEGIN (IMMEDIATE), which serialises choosers just the same.
+Why it cannot over-fill anyone. The candidates are ranked from a plain read, then taken one
+at a time with `SELECT … FOR UPDATE SKIP LOCKED` on their profile row; the operator's open
+escalations are counted again *after* the lock, and only then is the escalation given to them.
+Every assignment to an operator — automatic or by hand — writes that operator's profile row
+(`last_assigned_at`) in its own transaction, so whoever holds the lock has the operator's load
+to themselves until commit, and a later statement (PostgreSQL's READ COMMITTED) counts what
+earlier holders committed. `SKIP LOCKED` lets concurrent hand-offs spread over the team
+instead of queueing behind the best-ranked operator's lock: a burst is assigned in parallel,
+one operator row at a time.
 
-Lock order everywhere: conversation → escalation → operator profiles. Nothing locks a profile
-and then a conversation, so the order cannot cycle.
+When every candidate with room is locked by other hand-offs at that instant, the chooser waits
+for the best-ranked one — but only while it holds no profile lock itself, and only for that
+one row, so no two choosers can ever wait for each other (a wait cycle needs a waiter that
+holds a lock). If that operator turns out full, the escalation stays in the queue and the
+queue is drained after commit. Lock order: conversation → escalation → one profile at a time.
+
+On SQLite every write transaction holds the database's write lock from BEGIN (IMMEDIATE), so
+choosers run one after another and the first candidate taken is the right one.
 """
 
 from __future__ import annotations
@@ -29,32 +37,52 @@ from escalations.operators import capacity_of, online_operator_ids, open_assigne
 _NEVER = datetime.min.replace(tzinfo=timezone.get_fixed_timezone(0))
 
 
+def _ranked(candidates: list[int]) -> list[int]:
+    """Online operators with room, best first, from a read without locks."""
+    OperatorProfile.objects.bulk_create(
+        [OperatorProfile(user_id=user_id) for user_id in candidates], ignore_conflicts=True
+    )
+    profiles = OperatorProfile.objects.filter(user_id__in=candidates, away=False)
+    counts = open_assigned_counts(candidates)
+    keyed = [
+        (counts.get(profile.pk, 0), profile.last_assigned_at or _NEVER, profile.pk)
+        for profile in profiles
+        if counts.get(profile.pk, 0) < capacity_of(profile)
+    ]
+    return [user_id for *_, user_id in sorted(keyed)]
+
+
+def _take(user_id: int, *, wait: bool) -> bool | None:
+    """Lock the operator's profile — or skip it (None) when another chooser holds it, unless
+    `wait` — and say whether they still have room, counted under the lock."""
+    locked = (
+        OperatorProfile.objects.select_for_update(skip_locked=not wait)
+        .filter(pk=user_id, away=False)
+        .first()
+    )
+    if locked is None:
+        return None
+    return open_assigned_counts([user_id]).get(user_id, 0) < capacity_of(locked)
+
+
 def operator_pick() -> User | None:
     """The operator the next escalation goes to, or None when nobody online has room. Call
     inside the assigning transaction (it takes row locks held until commit)."""
     candidates = online_operator_ids()
     if not candidates:
         return None
-    OperatorProfile.objects.bulk_create(
-        [OperatorProfile(user_id=user_id) for user_id in candidates], ignore_conflicts=True
-    )
-    profiles = list(
-        OperatorProfile.objects.select_for_update().filter(user_id__in=candidates).order_by("pk")
-    )
-    counts = open_assigned_counts(candidates)
-    best: tuple[int, datetime, int] | None = None
-    for profile in profiles:
-        if profile.away:  # chose away since the presence read
-            continue
-        load = counts.get(profile.pk, 0)
-        if load >= capacity_of(profile):
-            continue
-        key = (load, profile.last_assigned_at or _NEVER, profile.pk)
-        if best is None or key < best:
-            best = key
-    if best is None:
-        return None
-    return User.objects.get(pk=best[2])
+    ranked = _ranked(candidates)
+    outcomes = []
+    for user_id in ranked:
+        room = _take(user_id, wait=False)
+        if room:
+            return User.objects.get(pk=user_id)
+        outcomes.append(room)
+    # Everyone with room was busy with another hand-off at that instant, and this chooser holds
+    # no profile lock: it may wait for the best one (module docstring).
+    if ranked and all(outcome is None for outcome in outcomes) and _take(ranked[0], wait=True):
+        return User.objects.get(pk=ranked[0])
+    return None
 
 
 def assignment_recorded(*, user: User, at: datetime) -> None:

@@ -62,7 +62,17 @@ class EscalationConsumer(TokenAuthenticatedConsumer):
         while not self.closing:
             await asyncio.sleep(presence.PRESENCE_RENEW_SECONDS)
             try:
-                await run_db(presence.lease_renew, user_id=user_id, socket_id=self.channel_name)
+                lapsed = await run_db(
+                    presence.lease_renew, user_id=user_id, socket_id=self.channel_name
+                )
+                if lapsed and self.principal is not None:
+                    # Renewed too late (this process was overloaded): back online, as if the
+                    # socket had just connected.
+                    await run_db(
+                        services.operator_socket_joined,
+                        user=self.principal.user,
+                        socket_id=self.channel_name,
+                    )
             except Exception:  # noqa: BLE001 - try again next time; the lease outlives a miss
                 logger.exception("%s: presence renewal failed", self.socket_name)
 

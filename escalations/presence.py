@@ -48,23 +48,28 @@ def _member(user_id: int, socket_id: str) -> str:
     return f"{user_id}:{socket_id}"
 
 
-def lease_renew(*, user_id: int, socket_id: str, now: float | None = None) -> None:
-    """Hold (or extend) the lease of one operator socket."""
+def lease_renew(*, user_id: int, socket_id: str, now: float | None = None) -> bool:
+    """Hold (or extend) the lease of one operator socket. True when the lease is new: the
+    socket just connected, or its lease had lapsed (a process too busy to renew in time) and
+    the operator is back — the caller then announces them and drains the queue."""
     now = time.time() if now is None else now
     expires = now + PRESENCE_LEASE_SECONDS
     member = _member(user_id, socket_id)
     if _uses_redis():
         client, key = _redis()
         pipeline = client.pipeline(transaction=False)
-        pipeline.zadd(key, {member: expires})
-        # Entries of dead processes are dropped here too, so the set stays small.
+        # Lapsed entries (dead processes, this one too if it was late) go first, so the set
+        # stays small and ZADD counts a lapsed lease as new.
         pipeline.zremrangebyscore(key, "-inf", now)
-        pipeline.execute()
-        return
+        pipeline.zadd(key, {member: expires})
+        _, added = pipeline.execute()
+        return bool(added)
     with _local_lock:
         leases = _local_leases(now)
+        new = member not in leases
         leases[member] = expires
         cache.set(_KEY, leases, timeout=None)
+        return new
 
 
 def lease_release(*, user_id: int, socket_id: str) -> None:

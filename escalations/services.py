@@ -184,6 +184,10 @@ def escalation_open(
         if operator is not None:
             _assign(conversation, escalation, operator)
             conversation_save(conversation=conversation)
+        else:
+            # Nobody had room, or everyone with room was taken by concurrent hand-offs: the
+            # queue is looked at again once this commits.
+            queue_drain_on_commit()
     return escalation
 
 

@@ -337,3 +337,42 @@ def test_concurrent_drains_assign_each_escalation_once(
     events = Message.objects.filter(role="system", content__endswith="joined the conversation.")
     assert events.count() == 9
     assert presence.connected_user_ids() == {op.pk for op in operators}
+
+
+@pytest.mark.skipif(
+    connection.vendor != "postgresql", reason="row locks held by another connection: PostgreSQL"
+)
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("auto")
+def test_a_hand_off_skips_an_operator_another_one_is_assigning_to(
+    make_operator: Callable[..., User], new_escalation: Callable[..., Escalation]
+) -> None:
+    """SKIP LOCKED: while a concurrent hand-off holds the best-ranked operator's row, the next
+    one goes to the next best at once instead of queueing behind it."""
+    from django.db import transaction
+
+    anna, ben = make_operator("Anna", capacity=5), make_operator("Ben", capacity=5)
+    holding, release = threading.Event(), threading.Event()
+
+    def hold_anna() -> None:
+        try:
+            with transaction.atomic():
+                OperatorProfile.objects.select_for_update().get(pk=anna.pk)
+                holding.set()
+                release.wait(10)
+        finally:
+            close_old_connections()
+
+    holder = threading.Thread(target=hold_anna)
+    holder.start()
+    try:
+        assert holding.wait(10)
+        started = timezone.now()
+        escalation = new_escalation()  # Anna ranks first (lower id), but is being assigned to
+        waited = timezone.now() - started
+    finally:
+        release.set()
+        holder.join(10)
+
+    assert escalation.assigned_to_id == ben.pk
+    assert waited < timedelta(seconds=5)

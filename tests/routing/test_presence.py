@@ -82,6 +82,11 @@ def test_an_expired_lease_is_offline_a_released_one_at_once(
     )
     assert presence.connected_user_ids() == set()
 
+    # Renewing a lapsed lease counts as new (the socket's operator is back); renewing a live
+    # one does not.
+    assert presence.lease_renew(user_id=anna.pk, socket_id="dead") is True
+    assert presence.lease_renew(user_id=anna.pk, socket_id="dead") is False
+    presence.lease_release(user_id=anna.pk, socket_id="dead")
     presence.lease_renew(user_id=anna.pk, socket_id="a")
     presence.lease_renew(user_id=anna.pk, socket_id="b")
     presence.lease_release(user_id=anna.pk, socket_id="a")
