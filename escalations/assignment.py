@@ -15,10 +15,13 @@ instead of queueing behind the best-ranked operator's lock: a burst is assigned 
 one operator row at a time.
 
 When every candidate with room is locked by other hand-offs at that instant, the chooser waits
-for the best-ranked one — but only while it holds no profile lock itself, and only for that
-one row, so no two choosers can ever wait for each other (a wait cycle needs a waiter that
-holds a lock). If that operator turns out full, the escalation stays in the queue and the
-queue is drained after commit. Lock order: conversation → escalation → one profile at a time.
+for the best-ranked of them. If it holds no profile lock itself it cannot be part of a wait
+cycle and simply waits. If it holds some (operators it found full after locking), it waits in
+a savepoint with a bounded lock wait: should two such choosers wait for each other, PostgreSQL
+breaks the cycle and the loser's savepoint is rolled back — it loses that operator, never the
+customer's message. If the operator turns out full, or the wait is broken off, the escalation
+stays in the queue and the queue is drained after commit. Lock order: conversation →
+escalation → one profile at a time.
 
 On SQLite every write transaction holds the database's write lock from BEGIN (IMMEDIATE), so
 choosers run one after another and the first candidate taken is the right one.
@@ -28,6 +31,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from django.db import OperationalError, connection, transaction
 from django.utils import timezone
 
 from accounts.models import User
@@ -78,11 +82,36 @@ def operator_pick() -> User | None:
         if room:
             return User.objects.get(pk=user_id)
         outcomes.append(room)
-    # Everyone with room was busy with another hand-off at that instant, and this chooser holds
-    # no profile lock: it may wait for the best one (module docstring).
-    if ranked and all(outcome is None for outcome in outcomes) and _take(ranked[0], wait=True):
-        return User.objects.get(pk=ranked[0])
+    # Everyone with room was busy with another hand-off at that instant: wait for the best of
+    # them (module docstring).
+    busy = [user_id for user_id, outcome in zip(ranked, outcomes, strict=True) if outcome is None]
+    if busy and _take_waiting(busy[0], holding=any(outcome is False for outcome in outcomes)):
+        return User.objects.get(pk=busy[0])
     return None
+
+
+# How long a chooser that already holds a profile lock waits for another one. Two such
+# choosers could wait for each other; PostgreSQL then breaks the cycle (its deadlock check,
+# or this timeout) and the loser's wait is undone by its savepoint, not its transaction.
+HOLDING_WAIT_MS = 1000
+
+
+def _take_waiting(user_id: int, *, holding: bool) -> bool:
+    """`_take(wait=True)`. A chooser holding no profile lock cannot be part of a wait cycle and
+    simply waits. One that holds some (operators it found full) waits inside a savepoint with a
+    bounded lock wait, so a broken cycle costs it this operator, never the customer's message."""
+    if not holding or connection.vendor != "postgresql":
+        return bool(_take(user_id, wait=True))
+    try:
+        with transaction.atomic():
+            with connection.cursor() as cursor:
+                cursor.execute(f"SET LOCAL lock_timeout = {HOLDING_WAIT_MS}")
+            room = bool(_take(user_id, wait=True))
+            with connection.cursor() as cursor:
+                cursor.execute("SET LOCAL lock_timeout = DEFAULT")
+            return room
+    except OperationalError:
+        return False  # the escalation waits in the queue; it is drained after commit
 
 
 def assignment_recorded(*, user: User, at: datetime) -> None:

@@ -376,3 +376,49 @@ def test_a_hand_off_skips_an_operator_another_one_is_assigning_to(
 
     assert escalation.assigned_to_id == ben.pk
     assert waited < timedelta(seconds=5)
+
+
+@pytest.mark.skipif(
+    connection.vendor != "postgresql", reason="row locks held by another connection: PostgreSQL"
+)
+@pytest.mark.django_db(transaction=True)
+def test_a_chooser_holding_locks_gives_up_a_wait_without_losing_its_transaction(
+    make_operator: Callable[..., User], customer: User
+) -> None:
+    """The bounded wait of a chooser that already holds profile locks: when it runs out, only
+    the savepoint is rolled back and the surrounding transaction (the customer's message) goes
+    on."""
+    from django.db import transaction
+
+    from escalations import assignment
+    from messaging.models import Conversation
+
+    ben = make_operator("Ben", capacity=5)
+    holding, release = threading.Event(), threading.Event()
+
+    def hold_ben() -> None:
+        try:
+            with transaction.atomic():
+                OperatorProfile.objects.select_for_update().get(pk=ben.pk)
+                holding.set()
+                release.wait(10)
+        finally:
+            close_old_connections()
+
+    holder = threading.Thread(target=hold_ben)
+    holder.start()
+    try:
+        assert holding.wait(10)
+        with transaction.atomic():
+            Conversation.objects.create(customer=customer)
+            started = timezone.now()
+            took = assignment._take_waiting(ben.pk, holding=True)
+            waited = timezone.now() - started
+            Conversation.objects.create(customer=customer)  # the transaction is still usable
+    finally:
+        release.set()
+        holder.join(10)
+
+    assert took is False
+    assert timedelta(seconds=0.5) < waited < timedelta(seconds=5)
+    assert Conversation.objects.filter(customer=customer).count() == 2
