@@ -216,13 +216,19 @@ def _postgresql(
     params.append(limit)
     # Ranked ids first (the index finds the matches; only ranks are computed for all of
     # them), then headlines for the page's rows only: ts_headline re-parses the text.
+    # The conversation is joined into the ranking only when it filters (an owner, a status):
+    # an operator's unfiltered search ranks the messages alone.
+    joined = (
+        f"JOIN {n['conversation']} c ON c.id = m.{n['m_conversation']} "
+        if customer_id is not None or status is not None
+        else ""
+    )
     sql = (
         f"SELECT {_hit_columns()}, r.score, "  # noqa: S608 - names from the models
         f"ts_headline('english', translate(m.content, %s, %s), r.query, "
         f"CASE WHEN length(m.content) <= %s THEN %s ELSE %s END) "
         f"FROM (SELECT m.id, {rank} AS score, query "
-        f"FROM {n['message']} m "
-        f"JOIN {n['conversation']} c ON c.id = m.{n['m_conversation']}, "
+        f"FROM {n['message']} m {joined}, "
         f"websearch_to_tsquery('english', %s) query "
         f"WHERE m.search_vector @@ query{where} "
         f"ORDER BY score DESC, m.id DESC LIMIT %s) r "
