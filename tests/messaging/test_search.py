@@ -252,6 +252,34 @@ def test_cursor_pages_through_every_hit_once_in_rank_order(
     assert paged == whole
 
 
+def test_newer_messages_rank_first_as_a_tier_and_pages_cross_it(
+    customer: User, customer_client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from messaging import search
+
+    monkeypatch.setattr(search, "RECENT_MESSAGES", 3)
+    conversation = ConversationFactory(customer=customer)
+    old_strong = _message(customer, "parcel parcel parcel parcel", conversation=conversation)
+    old_weak = _message(customer, "a parcel among many other words here", conversation=conversation)
+    recent = [
+        _message(customer, "one parcel and more words than that", conversation=conversation),
+        _message(customer, "parcel parcel", conversation=conversation),
+        _message(customer, "unrelated", conversation=conversation),
+    ]
+
+    whole = [i["message_id"] for i in _search(customer_client, q="parcel").json()["items"]]
+    first = _search(customer_client, q="parcel", limit=2).json()
+    # A new message between pages does not move the boundary the first page fixed.
+    _message(customer, "parcel parcel parcel parcel parcel", conversation=conversation)
+    rest = _search(customer_client, q="parcel", limit=2, cursor=first["next_cursor"]).json()
+
+    # The recent tier (the newest three messages) first, best match first within each tier.
+    assert whole == [recent[1].pk, recent[0].pk, old_strong.pk, old_weak.pk]
+    paged = [i["message_id"] for page in (first, rest) for i in page["items"]]
+    assert paged == whole
+    assert rest["next_cursor"] is None
+
+
 # --- Refusals --------------------------------------------------------------------------------
 
 
@@ -301,7 +329,10 @@ def test_search_syntax_never_fails(customer: User, customer_client: Client, quer
         ({"q": "refund\x00"}, 422),
         ({"q": "refund", "cursor": "not-a-cursor"}, 400),
         ({"q": "refund", "cursor": "WyJ4IiwgMV0"}, 400),  # ["x", 1]
-        ({"q": "refund", "cursor": "WzEuMCwgMF0"}, 400),  # [1.0, 0]
+        ({"q": "refund", "cursor": "WzAsIDEuMCwgMCwgMF0"}, 400),  # [0, 1.0, 0, 0]: id 0
+        ({"q": "refund", "cursor": "WzIsIDEuMCwgNSwgMF0"}, 400),  # [2, 1.0, 5, 0]: no tier 2
+        ({"q": "refund", "cursor": "WzAsIDFlKzIwLCA1LCAwXQ"}, 400),  # [0, 1e20, 5, 0]
+        ({"q": "refund", "cursor": "WzAsIDEuMCwgNSwgMWUrMzBd"}, 400),  # boundary 1e30
     ],
 )
 def test_bad_parameters_are_refused(
