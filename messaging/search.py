@@ -22,9 +22,10 @@ the marks turned into `<mark>` and `</mark>`: the one piece of markup in a snipp
 Who sees what: the ownership filter is part of the statement — a customer's search is limited
 to their own conversations in the SQL; staff who read any conversation search them all.
 
-Order: best match first (score descending, then the newer message) among the newest
-RECENT_MESSAGES (100 000) messages of the deployment, then best match first among the older
-ones. Why two tiers: ranking needs every matching message's vector, and a word in one message
+Order: best match first (score descending, then the newer message). A search across customers
+(an operator's, without `customer_id`) ranks the newest RECENT_MESSAGES (100 000) messages of
+the deployment first, then the older ones; a search within one customer's conversations ranks
+all of them at once. Why two tiers: ranking needs every matching message's vector, and a word in one message
 of twenty matches 50 000 messages in a million, all over the table; PostgreSQL then reads most
 of it for each search (measured: ~130 ms, I/O-bound, on 1 000 000 messages). Ranking the recent
 tier first reads only the matches among the newest messages (the primary key's range beside
@@ -190,7 +191,12 @@ def message_search(
         # Nothing to find (only punctuation, or only exclusions, which PostgreSQL would answer
         # with every message lacking them): no hits, alike on both databases.
         return [], None
-    boundary = after.boundary if after is not None else _tier_boundary()
+    # One customer's messages are few enough to rank all of them at once (and their own
+    # conversations are the planner's way in): tiers only for searches across customers.
+    if after is not None:
+        boundary = after.boundary
+    else:
+        boundary = _tier_boundary() if customer_id is None else 0
     search = _postgresql if connection.vendor == "postgresql" else _sqlite
     hits: list[SearchHit] = []
     for tier in (0, 1):
@@ -262,8 +268,10 @@ def _filters(
     names = _names()
     # The tier's id range: with the primary key beside the full-text index, PostgreSQL reads
     # only the matching messages of that range (a BitmapAnd of the two indexes).
-    sql = " AND m.id > %s" if tier[0] == 0 else " AND m.id <= %s"
-    params.append(tier[1])
+    sql = ""
+    if tier[1] > 0:
+        sql = " AND m.id > %s" if tier[0] == 0 else " AND m.id <= %s"
+        params.append(tier[1])
     if customer_id is not None:
         sql += f" AND c.{names['c_customer']} = %s"
         params.append(customer_id)

@@ -253,7 +253,10 @@ def test_cursor_pages_through_every_hit_once_in_rank_order(
 
 
 def test_newer_messages_rank_first_as_a_tier_and_pages_cross_it(
-    customer: User, customer_client: Client, monkeypatch: pytest.MonkeyPatch
+    customer: User,
+    customer_client: Client,
+    operator_client: Client,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from messaging import search
 
@@ -267,17 +270,20 @@ def test_newer_messages_rank_first_as_a_tier_and_pages_cross_it(
         _message(customer, "unrelated", conversation=conversation),
     ]
 
-    whole = [i["message_id"] for i in _search(customer_client, q="parcel").json()["items"]]
-    first = _search(customer_client, q="parcel", limit=2).json()
+    whole = [i["message_id"] for i in _search(operator_client, q="parcel").json()["items"]]
+    first = _search(operator_client, q="parcel", limit=2).json()
     # A new message between pages does not move the boundary the first page fixed.
     _message(customer, "parcel parcel parcel parcel parcel", conversation=conversation)
-    rest = _search(customer_client, q="parcel", limit=2, cursor=first["next_cursor"]).json()
+    rest = _search(operator_client, q="parcel", limit=2, cursor=first["next_cursor"]).json()
 
     # The recent tier (the newest three messages) first, best match first within each tier.
     assert whole == [recent[1].pk, recent[0].pk, old_strong.pk, old_weak.pk]
     paged = [i["message_id"] for page in (first, rest) for i in page["items"]]
     assert paged == whole
     assert rest["next_cursor"] is None
+    # Within one customer's conversations everything is ranked at once.
+    own = [i["message_id"] for i in _search(customer_client, q="parcel").json()["items"]]
+    assert own[:2] == [recent[-1].pk + 1, old_strong.pk]
 
 
 # --- Refusals --------------------------------------------------------------------------------
