@@ -25,14 +25,15 @@ to their own conversations in the SQL; staff who read any conversation search th
 Order: best match first (score descending, then the newer message). A search across customers
 (an operator's, without `customer_id`) ranks the newest RECENT_MESSAGES (100 000) messages of
 the deployment first, then the older ones; a search within one customer's conversations ranks
-all of them at once. Why two tiers: ranking needs every matching message's vector, and a word in one message
-of twenty matches 50 000 messages in a million, all over the table; PostgreSQL then reads most
-of it for each search (measured: ~130 ms, I/O-bound, on 1 000 000 messages). Ranking the recent
-tier first reads only the matches among the newest messages (the primary key's range beside
-the full-text index); the older tier is read only when the recent one does not fill the page —
-which is always the case for rare words, whose matches are few and cheap wherever they are. For
-support work the recent conversations are also the likelier ones. Pages are keyset-paged with
-a cursor carrying the last (tier, score, id) and the tiers' boundary, fixed by the first page.
+all of them at once. Why two tiers: ranking needs every matching message's vector, and a word
+in one message of twenty matches 50 000 messages in a million, all over the table; PostgreSQL
+then reads most of it for each search (measured: ~130 ms, I/O-bound, on 1 000 000 messages).
+Ranking the recent tier first reads only the matches among the newest messages (the primary
+key's range beside the full-text index); the older tier is read only when the recent one does
+not fill the page — which is always the case for rare words, whose matches are few and cheap
+wherever they are. For support work the recent conversations are also the likelier ones. Pages
+are keyset-paged with a cursor carrying the last (tier, score, id) and the tiers' boundary,
+fixed by the first page.
 """
 
 from __future__ import annotations
