@@ -1,7 +1,7 @@
 """`make bench` scenarios for a support team at scale (run by bench/run.py after the others,
 on the same server and database; or alone: `python -m bench.run --scenarios search,burst`).
 
-6 search   The write cost of the search index first: pgbench running the captured SQL of one
+7 search   The write cost of the search index first: pgbench running the captured SQL of one
            POST /messages/process with the `search_vector` column and its GIN index, then
            without them (dropped), then with them again, alternating. Then GET /search p50 /
            p95 / p99 through the served API as the messages grow (default 10 000, 100 000,
@@ -9,7 +9,7 @@ on the same server and database; or alone: `python -m bench.run --scenarios sear
            frequencies), then a fixed mix of queries — a frequent word, a mid word, a rare one,
            two words, a phrase — by an operator (every conversation) and by customers (their
            own), a few clients at once.
-7 burst    1 000 hand-offs at once (64 concurrent POST /messages/process, each opening a new
+8 burst    1 000 hand-offs at once (64 concurrent POST /messages/process, each opening a new
            conversation with "I want to talk to a human please") with ASSIGNMENT_MODE=auto and
            20 operators connected to /ws/escalations/ (capacity 50 each): the time until all
            are assigned, hand-off latency, and the checks — nobody over capacity, no
@@ -59,7 +59,7 @@ QUERIES = {
 }
 
 
-# --- 6 search --------------------------------------------------------------------------------
+# --- 7 search --------------------------------------------------------------------------------
 
 
 def _connect(url: str) -> Any:
@@ -235,7 +235,7 @@ def search(bench: Any) -> dict[str, Any]:
     url = bench.env["DATABASE_URL"]
     out: dict[str, Any] = {"write_cost": write_cost(bench)}
     bench.log(
-        f"6 search write cost: {json.dumps(out['write_cost']['tps_ratio_with_over_without'])}"
+        f"7 search write cost: {json.dumps(out['write_cost']['tps_ratio_with_over_without'])}"
     )
     operators = _prepare_operators(bench, count=1, capacity=0)
     staff = operators["operators"][0]["token"]
@@ -262,12 +262,12 @@ def search(bench: Any) -> dict[str, Any]:
         result["seed_seconds"] = seconds
         result["matching_messages"] = matching_counts(url)
         rounds.append(result)
-        bench.log(f"6 search at {result['messages']} messages: {json.dumps(result['all'])}")
+        bench.log(f"7 search at {result['messages']} messages: {json.dumps(result['all'])}")
     out["sizes"] = rounds
     return out
 
 
-# --- 7 burst ---------------------------------------------------------------------------------
+# --- 8 burst ---------------------------------------------------------------------------------
 
 
 def _prepare_operators(bench: Any, *, count: int, capacity: int) -> dict[str, Any]:
@@ -421,7 +421,7 @@ def burst(bench: Any) -> dict[str, Any]:
         [sys.executable, "-m", "bench.operators", "check-burst", "--capacity", str(BURST_CAPACITY)],
         bench.env,
     )
-    bench.log(f"7 burst: {json.dumps(result)}")
+    bench.log(f"8 burst: {json.dumps(result)}")
     return result
 
 

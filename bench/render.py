@@ -243,17 +243,17 @@ def markdown(results: dict[str, Any]) -> str:
 def _operators_lines(s: dict[str, Any]) -> list[str]:
     """Scenarios 6 (search) and 7 (burst), bench/operators.py."""
     lines: list[str] = []
-    search = s.get("6_search")
+    search = s.get("7_search")
     if search:
         cost = search["write_cost"]
         lines += [
             "",
-            f"Search index write cost (scenario 6): pgbench on one message turn's SQL, "
+            f"Search index write cost (scenario 7): pgbench on one message turn's SQL, "
             f"{cost['clients']} clients: {cost['with_index']['tps']} tps with the search "
             f"column and GIN index, {cost['without_index']['tps']} without "
             f"(ratio {cost['tps_ratio_with_over_without']}).",
             "",
-            "| GET /search (scenario 6) | messages | p50 ms | p95 ms | p99 ms | "
+            "| GET /search (scenario 7) | messages | p50 ms | p95 ms | p99 ms | "
             "target p95 < 100 ms |",
             "|---|---:|---:|---:|---:|---|",
         ]
@@ -263,7 +263,7 @@ def _operators_lines(s: dict[str, Any]) -> list[str]:
                 f"| all queries | {size['messages']} | {a['p50_ms']} | {a['p95_ms']} | "
                 f"{a['p99_ms']} | {_met(a['p95_ms'] < 100)} |"
             )
-    burst = s.get("7_burst")
+    burst = s.get("8_burst")
     if burst:
         checks = burst["checks"]
         ok = (
@@ -274,7 +274,7 @@ def _operators_lines(s: dict[str, Any]) -> list[str]:
         )
         lines += [
             "",
-            f"Burst (scenario 7): {burst['escalations']} hand-offs, {burst['concurrency']} at "
+            f"Burst (scenario 8): {burst['escalations']} hand-offs, {burst['concurrency']} at "
             f"once, {burst['operators']} operators online: all answered in "
             f"{burst['seconds_to_answer_all']} s ({burst['handoffs_per_second']}/s; hand-off "
             f"p50 {burst['handoff_p50_ms']} ms, p99 {burst['handoff_p99_ms']} ms), all assigned "

@@ -438,9 +438,9 @@ class Bench:
                 s["5_held_websockets"] = self.held()
             # Last: they add a million messages and a thousand escalations to the database.
             if "search" in wanted:
-                s["6_search"] = operators.search(self)
+                s["7_search"] = operators.search(self)
             if "burst" in wanted:
-                s["7_burst"] = operators.burst(self)
+                s["8_burst"] = operators.burst(self)
         finally:
             self.stop_other_sides()
             assert self.server is not None
