@@ -322,3 +322,36 @@ def test_run_worker_records_a_breach_within_seconds(
     finally:
         worker.terminate()
         worker.wait(timeout=20)
+
+
+def test_the_inbox_badge_counts_down_warns_and_highlights(settings: Any) -> None:
+    from escalations.admin import sla_badge
+
+    settings.SLA_DUE_SOON_MINUTES = 5
+    now = timezone.now()
+
+    def badge(**kwargs: Any) -> str:
+        return str(sla_badge(EscalationFactory(created_at=now, **kwargs), now=now))
+
+    relaxed = badge(first_response_due=now + timedelta(minutes=30))
+    soon = badge(first_response_due=now + timedelta(minutes=3))
+    late = badge(
+        first_response_due=now - timedelta(minutes=4), resolution_due=now + timedelta(hours=2)
+    )
+    replied = badge(
+        first_response_due=now + timedelta(minutes=3),
+        first_response_at=now,
+        resolution_due=now + timedelta(hours=2),
+    )
+    met = badge(status="resolved", resolved_at=now, resolution_due=now + timedelta(hours=1))
+    missed = badge(status="resolved", resolved_at=now, resolution_due=now - timedelta(hours=1))
+
+    assert 'class="parley-sla parley-sla-ok"' in relaxed
+    assert ">first reply in 30 min<" in relaxed
+    assert 'class="parley-sla parley-sla-soon"' in soon
+    assert 'class="parley-sla parley-sla-breached"' in late
+    assert ">first reply overdue 4 min<" in late
+    assert ">resolution in 2 h<" in replied
+    assert "parley-sla-met" in met
+    assert "parley-sla-missed" in missed
+    assert badge() == "—"
