@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 
 from accounts.models import User
-from escalations import presence, services
+from escalations import presence
 from escalations.models import Escalation, OperatorProfile
-from messaging.models import Conversation, Message
+from messaging.models import Message
 from tests.escalations.conftest import (  # noqa: F401 - fixtures re-exported for this package
     admin_operator,
     escalated,
@@ -73,10 +73,3 @@ def joined_notices(conversation_id: int) -> list[str]:
             content__endswith="joined the conversation.",
         ).values_list("content", flat=True)
     )
-
-
-def status_of(conversation_id: int) -> str:
-    return Conversation.objects.get(pk=conversation_id).status
-
-
-__all__ = ["online", "joined_notices", "status_of", "services"]
