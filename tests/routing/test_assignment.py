@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
 
 import pytest
-from django.db import close_old_connections, connection
+from django.db import close_old_connections, connection, transaction
 from django.test import Client
 from django.utils import timezone
 
@@ -339,6 +340,31 @@ def test_concurrent_drains_assign_each_escalation_once(
     assert presence.connected_user_ids() == {op.pk for op in operators}
 
 
+@contextmanager
+def _profile_locked_elsewhere(user_id: int) -> Iterator[None]:
+    """Another connection holds the operator's profile row lock (a concurrent assignment to
+    them) for as long as the block runs."""
+    holding, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        try:
+            with transaction.atomic():
+                OperatorProfile.objects.select_for_update().get(pk=user_id)
+                holding.set()
+                release.wait(10)
+        finally:
+            close_old_connections()
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    try:
+        assert holding.wait(10)
+        yield
+    finally:
+        release.set()
+        holder.join(10)
+
+
 @pytest.mark.skipif(
     connection.vendor != "postgresql", reason="row locks held by another connection: PostgreSQL"
 )
@@ -349,30 +375,13 @@ def test_a_hand_off_skips_an_operator_another_one_is_assigning_to(
 ) -> None:
     """SKIP LOCKED: while a concurrent hand-off holds the best-ranked operator's row, the next
     one goes to the next best at once instead of queueing behind it."""
-    from django.db import transaction
 
     anna, ben = make_operator("Anna", capacity=5), make_operator("Ben", capacity=5)
-    holding, release = threading.Event(), threading.Event()
 
-    def hold_anna() -> None:
-        try:
-            with transaction.atomic():
-                OperatorProfile.objects.select_for_update().get(pk=anna.pk)
-                holding.set()
-                release.wait(10)
-        finally:
-            close_old_connections()
-
-    holder = threading.Thread(target=hold_anna)
-    holder.start()
-    try:
-        assert holding.wait(10)
+    with _profile_locked_elsewhere(anna.pk):
         started = timezone.now()
         escalation = new_escalation()  # Anna ranks first (lower id), but is being assigned to
         waited = timezone.now() - started
-    finally:
-        release.set()
-        holder.join(10)
 
     assert escalation.assigned_to_id == ben.pk
     assert waited < timedelta(seconds=5)
@@ -388,36 +397,17 @@ def test_a_chooser_holding_locks_gives_up_a_wait_without_losing_its_transaction(
     """The bounded wait of a chooser that already holds profile locks: when it runs out, only
     the savepoint is rolled back and the surrounding transaction (the customer's message) goes
     on."""
-    from django.db import transaction
-
     from escalations import assignment
     from messaging.models import Conversation
 
     ben = make_operator("Ben", capacity=5)
-    holding, release = threading.Event(), threading.Event()
 
-    def hold_ben() -> None:
-        try:
-            with transaction.atomic():
-                OperatorProfile.objects.select_for_update().get(pk=ben.pk)
-                holding.set()
-                release.wait(10)
-        finally:
-            close_old_connections()
-
-    holder = threading.Thread(target=hold_ben)
-    holder.start()
-    try:
-        assert holding.wait(10)
-        with transaction.atomic():
-            Conversation.objects.create(customer=customer)
-            started = timezone.now()
-            took = assignment._take_waiting(ben.pk, holding=True)
-            waited = timezone.now() - started
-            Conversation.objects.create(customer=customer)  # the transaction is still usable
-    finally:
-        release.set()
-        holder.join(10)
+    with _profile_locked_elsewhere(ben.pk), transaction.atomic():
+        Conversation.objects.create(customer=customer)
+        started = timezone.now()
+        took = assignment._take_waiting(ben.pk, holding=True)
+        waited = timezone.now() - started
+        Conversation.objects.create(customer=customer)  # the transaction is still usable
 
     assert took is False
     assert timedelta(seconds=0.5) < waited < timedelta(seconds=5)
