@@ -235,5 +235,53 @@ def markdown(results: dict[str, Any]) -> str:
             f" MiB ({held['kib_per_connection']} KiB per connection). Target ≥ 1 000: "
             f"{_met(ok)}.",
         ]
+    lines += _operators_lines(s)
     lines.append("")
     return "\n".join(lines)
+
+
+def _operators_lines(s: dict[str, Any]) -> list[str]:
+    """Scenarios 6 (search) and 7 (burst), bench/operators.py."""
+    lines: list[str] = []
+    search = s.get("7_search")
+    if search:
+        cost = search["write_cost"]
+        lines += [
+            "",
+            f"Search index write cost (scenario 7): pgbench on one message turn's SQL, "
+            f"{cost['clients']} clients: {cost['with_index']['tps']} tps with the search "
+            f"column and GIN index, {cost['without_index']['tps']} without "
+            f"(ratio {cost['tps_ratio_with_over_without']}).",
+            "",
+            "| GET /search (scenario 7) | messages | p50 ms | p95 ms | p99 ms | "
+            "target p95 < 100 ms |",
+            "|---|---:|---:|---:|---:|---|",
+        ]
+        for size in search["sizes"]:
+            a = size["all"]
+            lines.append(
+                f"| all queries | {size['messages']} | {a['p50_ms']} | {a['p95_ms']} | "
+                f"{a['p99_ms']} | {_met(a['p95_ms'] < 100)} |"
+            )
+    burst = s.get("8_burst")
+    if burst:
+        checks = burst["checks"]
+        ok = (
+            checks["over_capacity"] == 0
+            and checks["conversations_joined_twice"] == 0
+            and burst["escalations_with_more_than_one_assigned_event"] == 0
+            and checks["assigned"] == burst["escalations"]
+        )
+        lines += [
+            "",
+            f"Burst (scenario 8): {burst['escalations']} hand-offs, {burst['concurrency']} at "
+            f"once, {burst['operators']} operators online: all answered in "
+            f"{burst['seconds_to_answer_all']} s ({burst['handoffs_per_second']}/s; hand-off "
+            f"p50 {burst['handoff_p50_ms']} ms, p99 {burst['handoff_p99_ms']} ms), all assigned "
+            f"after {burst['seconds_until_all_assigned']} s, every "
+            f"`assigned` event received after {burst['seconds_until_every_assigned_event']} s; "
+            f"{checks['assigned']} assigned, most per operator {checks['max_per_operator']}, "
+            f"over capacity {checks['over_capacity']}, assigned twice "
+            f"{checks['conversations_joined_twice']}: {_met(ok)}.",
+        ]
+    return lines

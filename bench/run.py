@@ -19,6 +19,10 @@ connections:
   history      GET /conversations/{id}/history?limit=50 on 50 and on 50 000 messages     (A/B)
   push         live push latency, 200 websocket clients (Parley only)
   held         idle authenticated websockets held by one uvicorn process (Parley only)
+  search       the search index's write cost (pgbench with / without it), then GET /search
+               p50/p95/p99 at 10 000 → 1 000 000 messages (bench/operators.py)
+  burst        1 000 hand-offs at once, ASSIGNMENT_MODE=auto, 20 operators online: time to
+               assign all, nobody over capacity, none assigned twice (bench/operators.py)
   ceilings     GET /health on the same server; pgbench running the SQL of one process request
 
 A/B scenarios run Parley and the peer in turns, `--rounds` rounds of `--seconds` each per side,
@@ -45,7 +49,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import harness, ws
+from bench import harness, operators, ws
 from bench.drivers import median_pgbench, pgbench
 from bench.peer.__main__ import asyncpg_url
 from bench.readme import splice_readme
@@ -69,7 +73,16 @@ PEER_WORKERS = 2
 DEFAULT_PEER_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/parley_peer"
 
 
-ALL_SCENARIOS = ("ceilings", "process", "process_one", "history", "push", "held")
+ALL_SCENARIOS = (
+    "ceilings",
+    "process",
+    "process_one",
+    "history",
+    "push",
+    "held",
+    "search",
+    "burst",
+)
 QUICK_SCENARIOS = ("process", "history")
 
 
@@ -423,6 +436,11 @@ class Bench:
                 s["4_push_latency"] = self.push()
             if "held" in wanted:
                 s["5_held_websockets"] = self.held()
+            # Last: they add a million messages and a thousand escalations to the database.
+            if "search" in wanted:
+                s["7_search"] = operators.search(self)
+            if "burst" in wanted:
+                s["8_burst"] = operators.burst(self)
         finally:
             self.stop_other_sides()
             assert self.server is not None
@@ -554,6 +572,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds per wrk run (default 10)",
     )
     parser.add_argument("--warmup", type=float, default=None)
+    parser.add_argument(
+        "--search-sizes",
+        type=lambda text: [int(part) for part in text.split(",") if part.strip()],
+        default=None,
+        help="message counts the search scenario measures at (default 10000,100000,1000000)",
+    )
     parser.add_argument("--topology", choices=["split", "asgi"], default="split")
     parser.add_argument("--wsgi-server", choices=["granian", "gunicorn"], default=None)
     parser.add_argument("--front", choices=["none", "nginx"], default="none")

@@ -37,6 +37,8 @@ def bench_env(args: argparse.Namespace) -> dict[str, str]:
             "ACCESS_TOKEN_MINUTES": "180",
             "LOG_LEVEL": "WARNING",
             "SECURE_SSL_REDIRECT": "0",
+            # The burst scenario's routing; no other scenario hands off, so none is affected.
+            "ASSIGNMENT_MODE": "auto",
         }
     )
 

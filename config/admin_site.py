@@ -4,6 +4,7 @@ statistics page, and ids in admin URLs read by the one id parser (core.ids)."""
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -14,7 +15,7 @@ from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.contrib.auth import REDIRECT_FIELD_NAME
 from django.contrib.auth.decorators import login_not_required
 from django.contrib.contenttypes.models import ContentType
-from django.core.exceptions import ValidationError
+from django.core.exceptions import SuspiciousOperation, ValidationError
 from django.db import models
 from django.http import (
     Http404,
@@ -44,6 +45,7 @@ from accounts.usernames import canonical_username_or_none
 from core.errors import RateLimited
 from core.ids import parse_id
 from core.parsing import NOT_UTF8_FORM, form_body_is_utf8
+from escalations.permissions import can_handle_escalations
 
 # URL arguments of admin views that name a row by its primary key (Django's model pages, the
 # "view on site" redirect, the user password page, Parley's own pages).
@@ -158,6 +160,18 @@ class IdCheckedAdminMixin:
                 request.POST = post  # type: ignore[assignment]
         return super().response_action(request, queryset)  # type: ignore[misc]
 
+    def _get_list_editable_queryset(self, request: HttpRequest, prefix: str) -> Any:
+        # The rows of a list-editable page are named by the ids its formset posts back
+        # (`form-0-<pk>`); Django reads them with the key's `to_python`, which lets 20 digits
+        # through to the query (an OverflowError on SQLite). A value that can name no row makes
+        # the whole submission malformed (400).
+        if _integer_pk(self.model):
+            field = rf"^{re.escape(prefix)}-\d+-{re.escape(self.model._meta.pk.name)}$"
+            for name, value in request.POST.items():
+                if re.match(field, name) and parse_id(value) is None:
+                    raise SuspiciousOperation("A list row is named by an impossible id")
+        return super()._get_list_editable_queryset(request, prefix)  # type: ignore[misc]
+
     def formfield_for_foreignkey(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
         if _integer_key(db_field):
             kwargs.setdefault("form_class", IdModelChoiceField)
@@ -172,6 +186,12 @@ class IdCheckedAdminMixin:
 def _integer_key(db_field: Any) -> bool:
     """A relation whose submitted value is an integer key of the related model."""
     return isinstance(db_field.remote_field.get_related_field(), models.IntegerField)
+
+
+def _works_the_queue(request: HttpRequest) -> bool:
+    """Operators (not superusers, whose work is the whole site) start on the queue."""
+    user = request.user
+    return bool(not user.is_superuser and can_handle_escalations(user))  # type: ignore[arg-type]
 
 
 class ParleyAdminSite(admin.AdminSite):
@@ -214,6 +234,10 @@ class ParleyAdminSite(admin.AdminSite):
                 request=request,
                 detail={"username": username, "via": "admin"},
             )
+        elif login_response["Location"] == reverse("admin:index") and _works_the_queue(request):
+            # Operators come to work the queue: land there, not on the generic index (which
+            # stays one click away). A page they asked for (`next`) is kept.
+            login_response["Location"] = reverse("admin:escalations_escalation_changelist")
         return login_response
 
     def register(self, model_or_iterable: Any, admin_class: Any = None, **options: Any) -> None:

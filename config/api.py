@@ -205,7 +205,7 @@ def _unexpected(request: HttpRequest, exc: Exception) -> HttpResponse:
 def _register_routers() -> None:
     from accounts.api import api_keys_router, auth_router
     from config.operations import router as operations_router
-    from escalations.api import escalations_router, statistics_router
+    from escalations.api import escalations_router, operators_router, statistics_router
     from escalations.inbox_api import notes_router, ratings_router
     from integrations.api import (
         customer_erasure_router,
@@ -213,6 +213,7 @@ def _register_routers() -> None:
         webhooks_router,
     )
     from messaging.api import conversations_router, customers_router, messages_router
+    from messaging.search_api import search_router
 
     api.add_router("/auth", auth_router)
     api.add_router("/api-keys", api_keys_router)
@@ -221,6 +222,8 @@ def _register_routers() -> None:
     api.add_router("/customers", customers_router)
     api.add_router("/escalations", escalations_router)
     api.add_router("/statistics", statistics_router)
+    api.add_router("/operators", operators_router)
+    api.add_router("/search", search_router)
     api.add_router("/webhooks", webhooks_router)
     api.add_router("/security-events", security_events_router)
     api.add_router("/customers", customer_erasure_router)

@@ -382,6 +382,38 @@ WEBHOOK_ALLOWED_HOSTS = [
     if h.strip()
 ]
 
+# --- Routing and SLAs (docs/escalations.md) ---------------------------------------------------
+# manual: operators pick escalations from the queue; auto: each new escalation goes at once to
+# the online operator with the fewest open assignments below their capacity.
+ASSIGNMENT_MODE = env.str("ASSIGNMENT_MODE", default="manual").strip().lower()
+if ASSIGNMENT_MODE not in ("manual", "auto"):
+    _fail("ASSIGNMENT_MODE must be 'manual' or 'auto'.")
+# Open escalations one operator holds before auto-assignment passes them by (an operator's own
+# capacity, set in the admin, overrides it).
+OPERATOR_CAPACITY = env.int("OPERATOR_CAPACITY", default=5)
+if OPERATOR_CAPACITY < 0:
+    _fail("OPERATOR_CAPACITY must be 0 or more.")
+# Minutes of business time from hand-off to the first operator reply and to the resolution
+# (fractions allowed; 0 sets no due time).
+SLA_FIRST_RESPONSE_MINUTES = env.float("SLA_FIRST_RESPONSE_MINUTES", default=15.0)
+SLA_RESOLUTION_MINUTES = env.float("SLA_RESOLUTION_MINUTES", default=480.0)
+# `?sla=due_soon` and the inbox's warning colour: a due time at most this many minutes away.
+SLA_DUE_SOON_MINUTES = env.float("SLA_DUE_SOON_MINUTES", default=5.0)
+for _name in ("SLA_FIRST_RESPONSE_MINUTES", "SLA_RESOLUTION_MINUTES", "SLA_DUE_SOON_MINUTES"):
+    if not 0 <= globals()[_name] <= 10 * 366 * 24 * 60:
+        _fail(f"{_name} must be a number of minutes from 0 to ten years.")
+# e.g. "mon-fri 09:00-17:00" or "mon-fri 09:00-17:00; sat 10:00-14:00"; unset: always open.
+BUSINESS_HOURS = env.str("BUSINESS_HOURS", default="").strip()
+BUSINESS_TIMEZONE = env.str("BUSINESS_TIMEZONE", default="UTC").strip() or "UTC"
+try:
+    # A pure parser (no models): a typo stops start-up here, not the first hand-off.
+    from escalations.sla import InvalidBusinessHours, business_hours_parse, business_timezone
+
+    business_hours_parse(BUSINESS_HOURS)
+    business_timezone(BUSINESS_TIMEZONE)
+except InvalidBusinessHours as _exc:
+    _fail(f"BUSINESS_HOURS / BUSINESS_TIMEZONE: {_exc}")
+
 # --- Retention --------------------------------------------------------------------------------
 # Conversations whose last activity is older are deleted by `prune_expired`; unset keeps all.
 MESSAGE_RETENTION_DAYS = env.int("MESSAGE_RETENTION_DAYS", default=None)

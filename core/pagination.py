@@ -85,6 +85,25 @@ def _decode(cursor: str, field_type: str) -> tuple[Any, int]:
         raise InvalidCursor() from None
 
 
+def cursor_values_encode(values: list[Any]) -> str:
+    """A cursor for a list not paged by `keyset_page` (e.g. ranked search results): the
+    JSON values that name the position, base64-encoded like every cursor here."""
+    return _encode(values)
+
+
+def cursor_values_load(cursor: str, *, count: int) -> list[Any]:
+    """The `count` JSON values of a cursor made by `cursor_values_encode`, unchecked beyond
+    their number: the caller checks each. InvalidCursor (400) for anything else."""
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        values = json.loads(base64.urlsafe_b64decode(padded.encode()))
+    except (ValueError, TypeError, RecursionError, binascii.Error, UnicodeDecodeError):
+        raise InvalidCursor() from None
+    if not isinstance(values, list) or len(values) != count:
+        raise InvalidCursor()
+    return values
+
+
 def cursor_check(cursor: str) -> None:
     """Raise InvalidCursor (400) for a cursor no list accepts. Every list here is keyed on a
     datetime and the id, so one check serves them all, at validation time."""

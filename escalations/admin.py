@@ -14,10 +14,11 @@ import json
 from typing import Any
 
 from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.core.exceptions import PermissionDenied
-from django.db.models import Case, IntegerField, QuerySet, Value, When
+from django.db.models import Case, IntegerField, OuterRef, QuerySet, Subquery, Value, When
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
@@ -29,14 +30,19 @@ from django.views.decorators.http import require_POST
 
 from accounts.admin_tickets import TICKET_TTL_SECONDS, admin_ticket_issue
 from accounts.models import User
+from accounts.operators import operators
 from accounts.profile import MAX_DISPLAY_NAME_CHARS, display_name_set
 from core.errors import ParleyError
 from core.ids import parse_id
 from escalations import inbox, selectors, services
-from escalations.models import Escalation, SavedReply
+from escalations.models import Escalation, OperatorProfile, SavedReply
+from escalations.operators import AWAY, operators_list
 from escalations.permissions import is_operator
 from escalations.schemas import MAX_RESOLUTION_NOTES_CHARS
+from escalations.services import auto_assignment_enabled, operator_presence_set
 from messaging.admin import CascadeOnlyDeleteMixin, OperatorScreenMixin
+from messaging.models import Message
+from messaging.search import SearchHit, message_search
 from messaging.selectors import conversation_transcript
 from messaging.validation import MAX_MESSAGE_CHARS
 
@@ -69,14 +75,98 @@ class NoteForm(forms.Form):
     )
 
 
+SEARCH_HITS_SHOWN = 10
+SEARCH_HITS_FILTERED = 200
+
+
+def _search_hits(request: HttpRequest, term: str) -> list[SearchHit]:
+    """The full-text hits for the list's search box, computed once per request (the list and
+    its "matching messages" panel share them). Staff search every conversation, as over the
+    API; the words of internal notes are never searched."""
+    term = term.strip()[:200]
+    if not term:
+        return []
+    cached = getattr(request, "_parley_search_hits", None)
+    if cached is not None and cached[0] == term:
+        return cached[1]  # type: ignore[no-any-return]
+    hits, _ = message_search(q=term, customer_id=None, status=None, limit=SEARCH_HITS_FILTERED)
+    request._parley_search_hits = (term, hits)  # type: ignore[attr-defined]
+    return hits
+
+
+def _minutes(seconds: float) -> str:
+    minutes = abs(int(seconds // 60)) if seconds >= 0 else abs(int(-seconds // 60))
+    if minutes < 60:
+        return f"{minutes} min"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes} min" if minutes else f"{hours} h"
+
+
+def sla_badge(escalation: Escalation, *, now: Any) -> str:
+    """The SLA cell of the list and the escalation page: the next pending due time as a
+    countdown (kept current by inbox.js from `data-due`), "due soon" within
+    SLA_DUE_SOON_MINUTES, and a highlight once an SLA is missed."""
+    breached = escalation.sla_breaches(now=now)
+    if escalation.status == Escalation.Status.RESOLVED:
+        if breached:
+            return format_html(
+                '<span class="parley-sla parley-sla-{}">{}</span>', "missed", "missed"
+            )
+        if escalation.resolution_due or escalation.first_response_due:
+            return format_html('<span class="parley-sla parley-sla-{}">{}</span>', "met", "met")
+        return "—"
+    if escalation.first_response_at is None and escalation.first_response_due is not None:
+        due, label = escalation.first_response_due, "first reply"
+    elif escalation.resolution_due is not None:
+        due, label = escalation.resolution_due, "resolution"
+    else:
+        return "—"
+    left = (due - now).total_seconds()
+    state = (
+        "breached" if breached else "soon" if left <= settings.SLA_DUE_SOON_MINUTES * 60 else "ok"
+    )
+    text = f"{label} overdue {_minutes(-left)}" if left < 0 else f"{label} in {_minutes(left)}"
+    if breached and left >= 0:
+        text = f"{' and '.join(b.replace('_', ' ') for b in breached)} missed; {text}"
+    return format_html(
+        '<span class="parley-sla parley-sla-{}" data-due="{}" data-label="{}" data-missed="{}">'
+        "{}</span>",
+        state,
+        due.isoformat(),
+        label,
+        "1" if breached else "",
+        text,
+    )
+
+
 class StatusFilter(admin.SimpleListFilter):
-    """Status, plus "unresolved" (open or assigned): the queue an operator works from."""
+    """Status, plus "unresolved" (open or assigned): the queue an operator works from, and what
+    the list shows when no status is chosen. "All" must be asked for (`?status=all`)."""
 
     title = "status"
     parameter_name = "status"
+    ALL = "all"
+    DEFAULT = "unresolved"
 
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
         return [("unresolved", "Unresolved"), *Escalation.Status.choices]
+
+    def value(self) -> str:
+        return super().value() or self.DEFAULT
+
+    def choices(self, changelist: Any) -> Any:
+        current = self.value()
+        yield {
+            "selected": current == self.ALL,
+            "query_string": changelist.get_query_string({self.parameter_name: self.ALL}),
+            "display": "All",
+        }
+        for lookup, title in self.lookup_choices:
+            yield {
+                "selected": current == str(lookup),
+                "query_string": changelist.get_query_string({self.parameter_name: lookup}),
+                "display": title,
+            }
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[Escalation]) -> Any:
         value = self.value()
@@ -89,10 +179,13 @@ class StatusFilter(admin.SimpleListFilter):
 
 @admin.register(Escalation)
 class EscalationAdmin(OperatorScreenMixin, CascadeOnlyDeleteMixin, admin.ModelAdmin):
-    list_display = ("id", "status", "age", "customer", "reason", "assigned_to", "created_at")
-    list_display_links = ("id", "reason")
+    # The conversation's id leads: it is the id the API's /escalations/{id}/... paths take (and
+    # the customer's), so the list never shows an escalation number one could mistake for it.
+    list_display = ("conversation_number", "status", "sla", "age", "customer", "topic", "assignee")
+    list_display_links = ("conversation_number",)
     list_filter = (StatusFilter, ("assigned_to", admin.RelatedOnlyFieldListFilter))
     search_fields = ("conversation__customer__username",)
+    search_help_text = "Customer username, or words from the conversation's messages"
     list_select_related = ("conversation__customer", "assigned_to")
     # Unresolved before resolved, oldest first: the operator who opens the list sees who has
     # waited longest at the top.
@@ -143,11 +236,39 @@ class EscalationAdmin(OperatorScreenMixin, CascadeOnlyDeleteMixin, admin.ModelAd
 
     # --- The list ---------------------------------------------------------------------------
 
-    @admin.display(description="age")
+    @admin.display(description="conversation", ordering="conversation_id")
+    def conversation_number(self, obj: Escalation) -> str:
+        return f"#{obj.conversation_id}"
+
+    @admin.display(description="waiting")
     def age(self, obj: Escalation) -> str:
         if obj.resolved_at is not None:
             return f"resolved after {timesince(obj.created_at, obj.resolved_at)}"
         return timesince(obj.created_at, timezone.now())
+
+    @admin.display(description="SLA")
+    def sla(self, obj: Escalation) -> str:
+        return sla_badge(obj, now=timezone.now())
+
+    @admin.display(description="topic / last message")
+    def topic(self, obj: Escalation) -> str:
+        """What the case is about: the intent the agent saw, and the customer's latest words
+        (the reason only when it says more than "asked for a human")."""
+        last = getattr(obj, "last_customer_message", None) or ""
+        if len(last) > 140:
+            last = last[:139] + "…"
+        topic = (obj.intent or "").replace("_", " ").capitalize() or "—"
+        return format_html(
+            '<strong class="parley-topic">{}</strong> <span class="parley-last">{}</span>'
+            '<span class="parley-reason-small">{}</span>',
+            topic,
+            f"“{last}”" if last else "",
+            obj.reason if obj.reason and obj.intent != "human_request" else "",
+        )
+
+    @admin.display(description="assignee", ordering="assigned_to__username")
+    def assignee(self, obj: Escalation) -> str:
+        return obj.assigned_to.public_name if obj.assigned_to else "—"
 
     @admin.display(description="customer", ordering="conversation__customer__username")
     def customer(self, obj: Escalation) -> str:
@@ -167,7 +288,28 @@ class EscalationAdmin(OperatorScreenMixin, CascadeOnlyDeleteMixin, admin.ModelAd
             super()
             .get_queryset(request)
             .select_related("conversation__customer", "assigned_to", "resolved_by")
+            .annotate(
+                last_customer_message=Subquery(
+                    Message.objects.filter(
+                        conversation=OuterRef("conversation"), role=Message.Role.CUSTOMER
+                    )
+                    .order_by("-seq")
+                    .values("content")[:1]
+                )
+            )
         )
+
+    def get_search_results(
+        self, request: HttpRequest, queryset: QuerySet[Escalation], search_term: str
+    ) -> tuple[QuerySet[Escalation], bool]:
+        """The customer's username as before, or the words of their messages: the full-text
+        search of GET /search (messaging.search), as staff see it."""
+        by_username, duplicates = super().get_search_results(request, queryset, search_term)
+        hits = _search_hits(request, search_term)
+        if not hits:
+            return by_username, duplicates
+        by_words = queryset.filter(conversation_id__in={hit.conversation_id for hit in hits})
+        return by_username | by_words, duplicates
 
     # --- Actions ----------------------------------------------------------------------------
 
@@ -176,7 +318,9 @@ class EscalationAdmin(OperatorScreenMixin, CascadeOnlyDeleteMixin, admin.ModelAd
         try:
             call()
         except ParleyError as exc:
-            self.message_user(request, f"Escalation {escalation.pk}: {exc.detail}", messages.ERROR)
+            self.message_user(
+                request, f"Conversation #{escalation.conversation_id}: {exc.detail}", messages.ERROR
+            )
             return False
         self.log_change(request, escalation, label)
         return True
@@ -192,7 +336,7 @@ class EscalationAdmin(OperatorScreenMixin, CascadeOnlyDeleteMixin, admin.ModelAd
                 # bulk selection.
                 self.message_user(
                     request,
-                    f"Escalation {escalation.pk}: held by {holder.public_name}; "
+                    f"Conversation #{escalation.conversation_id}: held by {holder.public_name}; "
                     "open it to take over.",
                     messages.WARNING,
                 )
@@ -274,6 +418,11 @@ class EscalationAdmin(OperatorScreenMixin, CascadeOnlyDeleteMixin, admin.ModelAd
                 name=f"{prefix}_display_name",
             ),
             path(
+                "presence/",
+                wrap(require_POST(self.presence_view)),
+                name=f"{prefix}_presence",
+            ),
+            path(
                 "<int:object_id>/notes/",
                 wrap(require_POST(self.note_view)),
                 name=f"{prefix}_note",
@@ -313,11 +462,21 @@ class EscalationAdmin(OperatorScreenMixin, CascadeOnlyDeleteMixin, admin.ModelAd
             unresolved = escalation.status in UNRESOLVED
             can_work = self._can_work(request)
             staff = inbox.colleagues_list()
+            statuses = {status.id: status for status in operators_list()}
             colleagues = [
-                user
+                (user, statuses.get(user.pk))
                 for user in staff
                 if user.pk not in (escalation.assigned_to_id, request.user.pk)
             ]
+            # Online colleagues with room first; the select itself starts empty, so nobody is
+            # picked by default (the list used to start at the superuser).
+            colleagues.sort(
+                key=lambda pair: (
+                    pair[1] is None or pair[1].status != "online",
+                    pair[1] is None or pair[1].open_assigned >= pair[1].capacity,
+                    pair[0].public_name.casefold(),
+                )
+            )
             context.update(
                 escalation=escalation,
                 transcript_messages=rows,
@@ -334,6 +493,8 @@ class EscalationAdmin(OperatorScreenMixin, CascadeOnlyDeleteMixin, admin.ModelAd
                 notes=inbox.note_list(conversation_id=escalation.conversation_id),
                 saved_replies=list(SavedReply.objects.all()),
                 customer=inbox.customer_context(conversation=escalation.conversation),
+                sla_badge=sla_badge(escalation, now=timezone.now()),
+                sla_due_soon_seconds=int(settings.SLA_DUE_SOON_MINUTES * 60),
                 ticket_url=reverse("admin:escalations_escalation_live_ticket"),
                 # For the live assignee (events carry the id); autoescaped into an attribute.
                 staff_names=json.dumps({user.pk: user.public_name for user in staff}),
@@ -345,15 +506,49 @@ class EscalationAdmin(OperatorScreenMixin, CascadeOnlyDeleteMixin, admin.ModelAd
     def changelist_view(
         self, request: HttpRequest, extra_context: dict[str, Any] | None = None
     ) -> HttpResponse:
+        status = request.GET.get("status") or StatusFilter.DEFAULT
+        team = operators_list()
+        me = next((s for s in team if s.id == request.user.pk), None)
         context = {
             **(extra_context or {}),
+            "title": "Escalations to handle" if status == StatusFilter.DEFAULT else "Escalations",
             "ticket_url": reverse("admin:escalations_escalation_live_ticket"),
             "display_name_url": reverse("admin:escalations_escalation_display_name"),
+            "presence_url": reverse("admin:escalations_escalation_presence"),
             "display_name_max": MAX_DISPLAY_NAME_CHARS,
-            # Seven columns and the filters fit 1280 px only without the app sidebar.
+            "waiting_count": Escalation.objects.filter(
+                status=Escalation.Status.OPEN, assigned_to__isnull=True
+            ).count(),
+            "operators": team,
+            "me": me,
+            "auto_assignment": auto_assignment_enabled(),
+            "search_hits": _search_hits(request, request.GET.get("q", "")),
+            "sla_due_soon_seconds": int(settings.SLA_DUE_SOON_MINUTES * 60),
+            # The columns and the filters fit 1280 px only without the app sidebar.
             "is_nav_sidebar_enabled": False,
         }
         return super().changelist_view(request, context)
+
+    def presence_view(self, request: HttpRequest) -> HttpResponse:
+        """The inbox's away / back switch: the service of POST /operators/me/presence."""
+        if self._run_presence(request, str(request.POST.get("status", ""))):
+            away = request.POST.get("status") == AWAY
+            self.message_user(
+                request,
+                "You are away: no escalations are assigned to you automatically."
+                if away
+                else "You are back: escalations can be assigned to you again.",
+                messages.SUCCESS,
+            )
+        return HttpResponseRedirect(reverse("admin:escalations_escalation_changelist"))
+
+    def _run_presence(self, request: HttpRequest, status: str) -> bool:
+        try:
+            operator_presence_set(actor=request.user, status=status)  # type: ignore[arg-type]
+        except ParleyError as exc:
+            self.message_user(request, str(exc.detail), messages.ERROR)
+            return False
+        return True
 
     def live_ticket_view(self, request: HttpRequest) -> HttpResponse:
         """A single-use ticket for the live channel (accounts/admin_tickets.py). POST only, with
@@ -520,3 +715,53 @@ class SavedReplyAdmin(admin.ModelAdmin):
             obj.created_by = request.user  # type: ignore[assignment]
         obj.updated_at = timezone.now()
         super().save_model(request, obj, form, change)
+
+
+class OperatorProfileForm(forms.ModelForm):
+    class Meta:
+        model = OperatorProfile
+        fields = ("user", "capacity", "away")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if "user" in self.fields:
+            # Only operators have a routing profile.
+            self.fields["user"].queryset = operators().order_by("username")  # type: ignore[attr-defined]
+
+
+@admin.register(OperatorProfile)
+class OperatorProfileAdmin(admin.ModelAdmin):
+    """Routing settings per operator, for superusers: each operator's capacity (empty: the
+    deployment's OPERATOR_CAPACITY) and the away switch operators also flip themselves."""
+
+    form = OperatorProfileForm
+    list_display = ("user", "capacity", "away", "last_assigned_at")
+    list_editable = ("capacity", "away")
+    list_select_related = ("user",)
+    readonly_fields = ("last_assigned_at",)
+
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        return bool(request.user.is_active and request.user.is_superuser)
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return self.has_module_permission(request)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return self.has_module_permission(request)
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return self.has_module_permission(request)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return self.has_module_permission(request)
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        # The user of an existing profile is fixed (it is the primary key).
+        return ("user", "last_assigned_at") if obj is not None else ("last_assigned_at",)
+
+    def save_model(
+        self, request: HttpRequest, obj: OperatorProfile, form: Any, change: bool
+    ) -> None:
+        super().save_model(request, obj, form, change)
+        # A raised capacity or an operator back from away may take waiting escalations.
+        services.queue_drain_on_commit()

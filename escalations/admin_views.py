@@ -11,14 +11,24 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from django import forms
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.utils import timezone
+from pydantic import ValidationError as PydanticValidationError
 
 from accounts.operators import is_operator
 from escalations.inbox import csat_compute
-from escalations.selectors import DailyCount, activity_per_day, statistics_compute
+from escalations.schemas import StatisticsParams
+from escalations.selectors import (
+    DailyCount,
+    OperatorFigures,
+    Period,
+    activity_per_day,
+    operator_statistics,
+    statistics_compute,
+)
 
 CHART_DAYS = 30
 # SVG user units; the css scales the drawing to the page width.
@@ -130,6 +140,80 @@ def human_duration(seconds: float | None) -> str:
     return f"{days} d {hours} h" if hours else f"{days} d"
 
 
+@dataclass(frozen=True)
+class OperatorRow:
+    """One operator's line on the statistics page, with the bars of the response chart."""
+
+    figures: OperatorFigures
+    first_p50: str
+    first_p90: str
+    resolution_p50: str
+    resolution_p90: str
+    y: int
+    label_y: int
+    p50_width: float
+    p90_width: float
+    value_x: float
+
+
+OPERATOR_ROW = 26
+
+
+def _operator_rows(figures: list[OperatorFigures]) -> tuple[list[OperatorRow], int]:
+    """Per operator: the table's durations and a horizontal bar chart of first-response p50
+    (solid) over p90 (pale), scaled to the largest p90."""
+    peak = max(
+        (f.first_response["p90"] or 0.0 for f in figures),
+        default=0.0,
+    )
+    rows = []
+    for index, item in enumerate(figures):
+        p50 = item.first_response["p50"] or 0.0
+        p90 = item.first_response["p90"] or 0.0
+        p90_width = round(INTENT_BAR_MAX * p90 / peak, 2) if peak else 0.0
+        rows.append(
+            OperatorRow(
+                figures=item,
+                first_p50=human_duration(item.first_response["p50"]),
+                first_p90=human_duration(item.first_response["p90"]),
+                resolution_p50=human_duration(item.resolution["p50"]),
+                resolution_p90=human_duration(item.resolution["p90"]),
+                y=index * OPERATOR_ROW,
+                label_y=index * OPERATOR_ROW + 16,
+                p50_width=round(INTENT_BAR_MAX * p50 / peak, 2) if peak else 0.0,
+                p90_width=p90_width,
+                value_x=round(INTENT_LABEL + p90_width + 6, 2),
+            )
+        )
+    return rows, max(len(rows), 1) * OPERATOR_ROW
+
+
+class PeriodForm(forms.Form):
+    """`?from=&to=` of the statistics page: the API's rules (StatisticsParams), as a form."""
+
+    from_ = forms.DateField(required=False, label="From", widget=forms.DateInput({"type": "date"}))
+    to = forms.DateField(required=False, label="To", widget=forms.DateInput({"type": "date"}))
+
+    def __init__(self, data: Any) -> None:
+        values = {"from_": data.get("from", ""), "to": data.get("to", "")}
+        super().__init__(values if any(values.values()) else None)
+
+    def period(self) -> Period | None:
+        """The valid period, or None (the form then carries the errors)."""
+        if not self.is_bound:
+            return Period()
+        if not self.is_valid():
+            return None
+        try:
+            params = StatisticsParams.model_validate(
+                {"from": self.cleaned_data["from_"], "to": self.cleaned_data["to"]}
+            )
+        except PydanticValidationError as exc:
+            self.add_error(None, "; ".join(error["msg"] for error in exc.errors()))
+            return None
+        return Period(start=params.from_, end=params.to)
+
+
 def statistics_view(request: HttpRequest) -> HttpResponse:
     from django.contrib import admin
 
@@ -138,22 +222,44 @@ def statistics_view(request: HttpRequest) -> HttpResponse:
     if not is_operator(request.user):  # type: ignore[arg-type]
         raise PermissionDenied
     now = timezone.now()
-    figures: dict[str, Any] = {**statistics_compute(now=now), **csat_compute()}
+    form = PeriodForm(request.GET)
+    period = form.period()
+    figures: dict[str, Any] = {
+        **statistics_compute(now=now, period=period or Period()),
+        **csat_compute(period=period or Period()),
+    }
     activity = activity_per_day(days=CHART_DAYS, now=now)
     intent_rows, intent_height = _intent_rows(figures["intents"])
+    operator_rows, operator_height = _operator_rows(
+        operator_statistics(now=now, period=period or Period())
+    )
     context = {
         **admin.site.each_context(request),
         "title": "Statistics",
         "figures": figures,
+        "period_form": form,
+        "period": period,
         "escalation_rate_percent": round(100 * figures["escalation_rate"], 1),
+        "bot_resolved_percent": round(100 * figures["bot_resolved_rate"], 1),
+        "sla_breach_percent": round(100 * figures["sla_breach_rate"], 1),
         "avg_resolution": human_duration(figures["avg_resolution_seconds"]),
         "median_first_response": human_duration(figures["median_first_response_seconds"]),
+        "percentile_rows": [
+            (
+                label,
+                human_duration(figures["first_response_seconds"][key]),
+                human_duration(figures["resolution_seconds"][key]),
+            )
+            for key, label in (("p50", "50 %"), ("p90", "90 %"), ("p99", "99 %"))
+        ],
         "charts": [
             _day_chart(f"Messages per day (last {CHART_DAYS} days)", activity["messages"]),
             _day_chart(f"Escalations per day (last {CHART_DAYS} days)", activity["escalations"]),
         ],
         "intent_rows": intent_rows,
         "intent_height": intent_height,
+        "operator_rows": operator_rows,
+        "operator_height": operator_height,
         "chart_width": CHART_WIDTH,
         "intent_label_width": INTENT_LABEL,
         "generated_at": now,

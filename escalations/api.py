@@ -17,7 +17,7 @@ from core.schemas import (
     optional_body,
     validate_body,
 )
-from escalations import inbox, selectors, services
+from escalations import inbox, operators, selectors, services
 from escalations.permissions import ESCALATION_MANAGERS
 from escalations.schemas import (
     EscalationAssignIn,
@@ -27,23 +27,28 @@ from escalations.schemas import (
     EscalationReplyIn,
     EscalationResolveIn,
     EscalationResolveOut,
+    OperatorListOut,
+    OperatorOut,
+    PresenceIn,
     StatisticsOut,
+    StatisticsParams,
 )
 from messaging.schemas import MessageOut
 
 escalations_router = Router(tags=["escalations"])
 statistics_router = Router(tags=["statistics"])
+operators_router = Router(tags=["operators"])
 
 
 @escalations_router.get(
     "",
     auth=authenticators(ESCALATION_MANAGERS),
     response={200: EscalationPageOut, **error_responses(400, *AUTHENTICATED_ERRORS, 422)},
-    summary="Escalations, oldest first (optionally one status)",
+    summary="Escalations, oldest first (optionally one status, or breached / due-soon SLAs)",
 )
 def escalation_list(request: HttpRequest, params: Query[EscalationListParams]) -> dict[str, Any]:
     items, next_cursor = selectors.escalation_page(
-        status=params.status, cursor=params.cursor, limit=params.limit
+        status=params.status, cursor=params.cursor, limit=params.limit, sla=params.sla
     )
     return {"items": items, "next_cursor": next_cursor}
 
@@ -112,8 +117,34 @@ def escalation_resolve(
 @statistics_router.get(
     "",
     auth=Staff(scopes=[STATS_READ]),
-    response={200: StatisticsOut, **error_responses(*AUTHENTICATED_ERRORS)},
-    summary="Operational figures: conversations, escalations, messages, intents",
+    response={200: StatisticsOut, **error_responses(*AUTHENTICATED_ERRORS, 422)},
+    summary="Operational figures (optionally for a date range): conversations, escalations, "
+    "response-time percentiles, rates, messages, intents",
 )
-def statistics(request: HttpRequest) -> dict[str, Any]:
-    return {**selectors.statistics_compute(), **inbox.csat_compute()}
+def statistics(request: HttpRequest, params: Query[StatisticsParams]) -> dict[str, Any]:
+    period = selectors.Period(start=params.from_, end=params.to)
+    return {
+        **selectors.statistics_compute(period=period),
+        **inbox.csat_compute(period=period),
+    }
+
+
+@operators_router.get(
+    "",
+    auth=authenticators(ESCALATION_MANAGERS),
+    response={200: OperatorListOut, **error_responses(*AUTHENTICATED_ERRORS)},
+    summary="Operators with their presence, open assignments and capacity (online first)",
+)
+def operator_list(request: HttpRequest) -> dict[str, Any]:
+    return {"items": [status.item() for status in operators.operators_list()]}
+
+
+@operators_router.post(
+    "/me/presence",
+    auth=authenticators(ESCALATION_MANAGERS),
+    response={200: OperatorOut, **error_responses(*AUTHENTICATED_ERRORS, *BODY_ERRORS)},
+    summary="Set yourself away (out of auto-assignment) or back online",
+)
+def operator_presence(request: HttpRequest, payload: PresenceIn) -> dict[str, Any]:
+    status = services.operator_presence_set(actor=principal_of(request).user, status=payload.status)
+    return status.item()

@@ -23,6 +23,7 @@ from accounts.operators import operators
 from core.errors import Conflict, NotFound, UnprocessableRequest
 from escalations.models import Escalation, InternalNote, Rating
 from escalations.permissions import ensure_can_handle_escalations
+from escalations.selectors import Period
 from messaging import events
 from messaging.models import Conversation, is_possible_id
 from messaging.services import conversation_lock
@@ -168,9 +169,11 @@ def rating_create(*, customer: User, conversation_id: int, score: int, comment: 
         return rating
 
 
-def csat_compute() -> dict[str, Any]:
-    """`csat_average` (mean score, 2 decimals; None without ratings) and `csat_responses`."""
-    figures = Rating.objects.aggregate(average=Avg("score"), responses=Count("id"))
+def csat_compute(*, period: Period | None = None) -> dict[str, Any]:
+    """`csat_average` (mean score, 2 decimals; None without ratings) and `csat_responses`,
+    over the ratings given in `period` (default: all)."""
+    ratings = Rating.objects.filter(period.q()) if period else Rating.objects.all()
+    figures = ratings.aggregate(average=Avg("score"), responses=Count("id"))
     average = figures["average"]
     return {
         "csat_average": None if average is None else round(float(average), 2),

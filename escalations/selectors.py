@@ -7,10 +7,12 @@ tests/escalations/test_statistics.py).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, time, timedelta
 from typing import Any
 
+from django.conf import settings
 from django.db.models import (
     Avg,
     Count,
@@ -21,12 +23,14 @@ from django.db.models import (
     OuterRef,
     Q,
     QuerySet,
+    Window,
 )
-from django.db.models.functions import TruncDate
+from django.db.models.functions import RowNumber, TruncDate
 from django.utils import timezone
 
+from accounts.models import User
 from core.pagination import keyset_page
-from escalations.models import Escalation
+from escalations.models import Escalation, sla_breached_q, sla_due_soon_q
 from messaging.models import Conversation, Message
 
 UNRESOLVED = (Escalation.Status.OPEN, Escalation.Status.ASSIGNED)
@@ -35,14 +39,23 @@ UNRESOLVED = (Escalation.Status.OPEN, Escalation.Status.ASSIGNED)
 # --- The queue ------------------------------------------------------------------------------
 
 
+def sla_filter(sla: str, *, now: datetime) -> Q:
+    """`?sla=breached|due_soon` as a filter (definitions in escalations.models)."""
+    if sla == "breached":
+        return sla_breached_q(now=now)
+    return sla_due_soon_q(now=now, within=timedelta(minutes=settings.SLA_DUE_SOON_MINUTES))
+
+
 def escalation_page(
-    *, status: str | None, cursor: str | None, limit: int
+    *, status: str | None, cursor: str | None, limit: int, sla: str | None = None
 ) -> tuple[list[Escalation], str | None]:
     """Escalations oldest first (created_at, id ascending): the queue operators work through.
     One query; `customer_id` comes from the joined conversation."""
     queryset = Escalation.objects.select_related("conversation")
     if status is not None:
         queryset = queryset.filter(status=status)
+    if sla is not None:
+        queryset = queryset.filter(sla_filter(sla, now=timezone.now()))
     return keyset_page(queryset, field="created_at", descending=False, cursor=cursor, limit=limit)
 
 
@@ -65,24 +78,119 @@ def _duration(end: str, start: str) -> ExpressionWrapper:
     return ExpressionWrapper(F(end) - F(start), output_field=DurationField())
 
 
-def statistics_compute(*, now: datetime | None = None) -> dict[str, Any]:
-    """The figures of GET /statistics (definitions in docs/escalations.md).
+PERCENTILES = (("p50", 0.5), ("p90", 0.9), ("p99", 0.99))
 
-    Four aggregate queries, plus one for the median when any escalation got a reply.
+
+def _ranks(count: int) -> dict[str, tuple[int, int, float]]:
+    """For each percentile, the 1-based ranks of the two ordered values around it and the
+    weight of the upper one: linear interpolation between closest ranks (PostgreSQL's
+    percentile_cont, numpy's default), so p50 of an even count is the mean of the middle two."""
+    ranks = {}
+    for name, fraction in PERCENTILES:
+        position = fraction * (count - 1)
+        lower = math.floor(position)
+        ranks[name] = (lower + 1, math.ceil(position) + 1, position - lower)
+    return ranks
+
+
+def percentiles(
+    queryset: QuerySet[Escalation],
+    *,
+    end: str,
+    start: str = "created_at",
+    counts: dict[Any, int],
+    group: str | None = None,
+) -> dict[Any, dict[str, float | None]]:
+    """p50 / p90 / p99 of `end - start` over the rows of `queryset` where `end` is set, per
+    value of `group` (None: one group, keyed None), in seconds. `counts`: how many such rows
+    each group has (the caller's aggregate knows). One query whatever the volume, the same on
+    SQLite and PostgreSQL: the rows are numbered in duration order by a window function and
+    only the few ranks the percentiles need come back."""
+    empty = {name: None for name, _ in PERCENTILES}
+    ranks = {key: _ranks(n) for key, n in counts.items() if n}
+    wanted = sorted({rank for per in ranks.values() for r in per.values() for rank in r[:2]})
+    result: dict[Any, dict[str, float | None]] = {key: dict(empty) for key in counts}
+    if not wanted:
+        return result
+    partition = [F(group)] if group else None
+    rows = (
+        queryset.filter(**{f"{end}__isnull": False})
+        .annotate(
+            waited=_duration(end, start),
+            rank=Window(
+                RowNumber(), partition_by=partition, order_by=[F("waited").asc(), F("id").asc()]
+            ),
+        )
+        .filter(rank__in=wanted)
+    )
+    values: dict[Any, dict[int, timedelta]] = {}
+    if group:
+        for key, rank, waited in rows.values_list(group, "rank", "waited"):
+            values.setdefault(key, {})[rank] = waited
+    else:
+        values[None] = dict(rows.values_list("rank", "waited"))
+    for key, per in ranks.items():
+        found = values.get(key, {})
+        for name, (lower, upper, weight) in per.items():
+            if lower in found and upper in found:
+                low, high = found[lower], found[upper]
+                result[key][name] = _seconds(low + (high - low) * weight)
+    return result
+
+
+@dataclass(frozen=True)
+class Period:
+    """A date range of the reports, both days included, in the site's time zone; either end
+    may be open."""
+
+    start: date | None = None
+    end: date | None = None
+
+    def bounds(self) -> tuple[datetime | None, datetime | None]:
+        zone = timezone.get_current_timezone()
+        start = datetime.combine(self.start, time.min, tzinfo=zone) if self.start else None
+        stop = (
+            datetime.combine(self.end + timedelta(days=1), time.min, tzinfo=zone)
+            if self.end
+            else None
+        )
+        return start, stop
+
+    def q(self, field: str = "created_at") -> Q:
+        start, stop = self.bounds()
+        condition = Q()
+        if start is not None:
+            condition &= Q(**{f"{field}__gte": start})
+        if stop is not None:
+            condition &= Q(**{f"{field}__lt": stop})
+        return condition
+
+
+def statistics_compute(
+    *, now: datetime | None = None, period: Period | None = None
+) -> dict[str, Any]:
+    """The figures of GET /statistics (definitions in docs/escalations.md), over the rows
+    created in `period` (default: all).
+
+    Four aggregate queries, plus one per percentile family that has values (first response,
+    resolution).
     """
     now = now or timezone.now()
+    period = period or Period()
     ever_escalated = Exists(Escalation.objects.filter(conversation=OuterRef("pk")))
     agent_replied = Exists(
         Message.objects.filter(conversation=OuterRef("pk"), role=Message.Role.AGENT)
     )
-    conversations = Conversation.objects.aggregate(
+    conversations = Conversation.objects.filter(period.q()).aggregate(
         total=Count("id"),
         active=Count("id", filter=Q(status=Conversation.Status.ACTIVE)),
         escalated=Count("id", filter=Q(status=Conversation.Status.ESCALATED)),
         ever_escalated=Count("id", filter=Q(ever_escalated)),
         resolved_by_agent=Count("id", filter=Q(agent_replied) & ~Q(ever_escalated)),
     )
-    escalations = Escalation.objects.aggregate(
+    in_period = Escalation.objects.filter(period.q())
+    with_sla = Q(first_response_due__isnull=False) | Q(resolution_due__isnull=False)
+    escalations = in_period.aggregate(
         open=Count("id", filter=Q(status__in=UNRESOLVED)),
         resolved=Count("id", filter=Q(status=Escalation.Status.RESOLVED)),
         avg_resolution=Avg(
@@ -90,19 +198,28 @@ def statistics_compute(*, now: datetime | None = None) -> dict[str, Any]:
             filter=Q(status=Escalation.Status.RESOLVED, resolved_at__isnull=False),
         ),
         responded=Count("id", filter=Q(first_response_at__isnull=False)),
+        finished=Count("id", filter=Q(resolved_at__isnull=False)),
+        with_sla=Count("id", filter=with_sla),
+        breached=Count("id", filter=with_sla & sla_breached_q(now=now)),
     )
-    messages = Message.objects.aggregate(
+    messages = Message.objects.filter(period.q()).aggregate(
         total=Count("id"),
         last_24h=Count("id", filter=Q(created_at__gte=now - timedelta(hours=24))),
     )
     intents = dict(
-        Message.objects.filter(role=Message.Role.CUSTOMER, intent__isnull=False)
+        Message.objects.filter(period.q(), role=Message.Role.CUSTOMER, intent__isnull=False)
         .exclude(intent="")
         .values_list("intent")
         .annotate(n=Count("id"))
         .order_by("-n", "intent")
         .values_list("intent", "n")
     )
+    first_response = percentiles(
+        in_period, end="first_response_at", counts={None: escalations["responded"]}
+    )[None]
+    resolution = percentiles(in_period, end="resolved_at", counts={None: escalations["finished"]})[
+        None
+    ]
     total = conversations["total"]
     return {
         "conversations_total": total,
@@ -112,30 +229,82 @@ def statistics_compute(*, now: datetime | None = None) -> dict[str, Any]:
         "escalations_resolved": escalations["resolved"],
         "escalation_rate": conversations["ever_escalated"] / total if total else 0.0,
         "avg_resolution_seconds": _seconds(escalations["avg_resolution"]),
-        "median_first_response_seconds": _median_first_response_seconds(
-            count=escalations["responded"]
-        ),
+        "median_first_response_seconds": first_response["p50"],
         "conversations_resolved_by_agent": conversations["resolved_by_agent"],
         "messages_total": messages["total"],
         "messages_last_24h": messages["last_24h"],
         "intents": intents,
+        "first_response_seconds": first_response,
+        "resolution_seconds": resolution,
+        "bot_resolved_rate": (total - conversations["ever_escalated"]) / total if total else 0.0,
+        "sla_breach_rate": (
+            escalations["breached"] / escalations["with_sla"] if escalations["with_sla"] else 0.0
+        ),
     }
 
 
-def _median_first_response_seconds(*, count: int) -> float | None:
-    """Median of (first_response_at - created_at) without database-specific functions: the
-    count is known, so fetch the one or two middle rows of the ordered durations (SQLite has
-    no PERCENTILE_CONT; PostgreSQL would, but one code path serves both)."""
-    if count == 0:
-        return None
-    lower, upper = (count - 1) // 2, count // 2
-    middle = list(
-        Escalation.objects.filter(first_response_at__isnull=False)
-        .annotate(waited=_duration("first_response_at", "created_at"))
-        .order_by("waited", "id")
-        .values_list("waited", flat=True)[lower : upper + 1]
+@dataclass(frozen=True)
+class OperatorFigures:
+    operator_id: int
+    name: str
+    assigned: int  # escalations of the period assigned to them (held now or resolved)
+    resolved: int
+    breached: int
+    first_response: dict[str, float | None]
+    resolution: dict[str, float | None]
+
+
+def operator_statistics(
+    *, now: datetime | None = None, period: Period | None = None
+) -> list[OperatorFigures]:
+    """The admin's per-operator figures for escalations created in `period`, by assignee: how
+    many, resolved, SLA breaches, and the response and resolution percentiles. Three queries
+    (counts, two percentile families) plus the names, whatever the number of operators."""
+    now = now or timezone.now()
+    period = period or Period()
+    mine = Escalation.objects.filter(period.q(), assigned_to__isnull=False)
+    rows = list(
+        mine.order_by()
+        .values("assigned_to")
+        .annotate(
+            assigned=Count("id"),
+            resolved=Count("id", filter=Q(status=Escalation.Status.RESOLVED)),
+            breached=Count("id", filter=sla_breached_q(now=now)),
+            responded=Count("id", filter=Q(first_response_at__isnull=False)),
+            finished=Count("id", filter=Q(resolved_at__isnull=False)),
+        )
     )
-    return _seconds(sum(middle, timedelta()) / len(middle))
+    if not rows:
+        return []
+    first = percentiles(
+        mine,
+        end="first_response_at",
+        group="assigned_to",
+        counts={row["assigned_to"]: row["responded"] for row in rows},
+    )
+    resolution = percentiles(
+        mine,
+        end="resolved_at",
+        group="assigned_to",
+        counts={row["assigned_to"]: row["finished"] for row in rows},
+    )
+    names = {
+        user.pk: user.public_name
+        for user in User.objects.filter(pk__in=[row["assigned_to"] for row in rows])
+    }
+    figures = [
+        OperatorFigures(
+            operator_id=row["assigned_to"],
+            name=names.get(row["assigned_to"], f"#{row['assigned_to']}"),
+            assigned=row["assigned"],
+            resolved=row["resolved"],
+            breached=row["breached"],
+            first_response=first[row["assigned_to"]],
+            resolution=resolution[row["assigned_to"]],
+        )
+        for row in rows
+    ]
+    return sorted(figures, key=lambda f: (f.name.casefold(), f.operator_id))
 
 
 @dataclass(frozen=True)

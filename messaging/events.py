@@ -17,6 +17,7 @@ MESSAGE_CREATED = "message.created"
 ESCALATION_OPENED = "escalation.opened"
 ESCALATION_ASSIGNED = "escalation.assigned"
 ESCALATION_RESOLVED = "escalation.resolved"
+ESCALATION_SLA_BREACHED = "escalation.sla_breached"
 RATING_CREATED = "rating.created"
 
 EVENT_TYPES: tuple[str, ...] = (
@@ -25,6 +26,7 @@ EVENT_TYPES: tuple[str, ...] = (
     ESCALATION_OPENED,
     ESCALATION_ASSIGNED,
     ESCALATION_RESOLVED,
+    ESCALATION_SLA_BREACHED,
     RATING_CREATED,
 )
 

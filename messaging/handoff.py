@@ -16,10 +16,20 @@ a registered implementation keeps the flow where it is and only inverts the impo
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from messaging.models import Conversation
+
+
+@dataclass(frozen=True)
+class HandoffState:
+    """An unresolved hand-off as messaging needs it while the agent is silent: its id, and the
+    display name of the operator who joined (None while nobody has)."""
+
+    id: int
+    operator_name: str | None
 
 
 class HandoffProvider(Protocol):
@@ -35,8 +45,8 @@ class HandoffProvider(Protocol):
         returns the open one's id."""
         ...
 
-    def handoff_current_id(self, *, conversation: Conversation) -> int | None:
-        """The id of the conversation's unresolved hand-off, if any."""
+    def handoff_current(self, *, conversation: Conversation) -> HandoffState | None:
+        """The conversation's unresolved hand-off and who holds it, if any."""
         ...
 
 
@@ -68,5 +78,5 @@ def handoff_open(
     )
 
 
-def handoff_current_id(*, conversation: Conversation) -> int | None:
-    return handoff_provider().handoff_current_id(conversation=conversation)
+def handoff_current(*, conversation: Conversation) -> HandoffState | None:
+    return handoff_provider().handoff_current(conversation=conversation)

@@ -32,6 +32,14 @@ SYSTEM_AGENT_NAME = "system"
 ESCALATED_ACKNOWLEDGEMENT = (
     "Thanks, your message is with our support team. An operator will answer here shortly."
 )
+
+
+def operator_has_it_text(operator_name: str) -> str:
+    """The answer to a customer message once an operator has joined (not written to the
+    transcript: the operator answers there in person)."""
+    return f"{operator_name} has your message."
+
+
 # Message.metadata key marking the acknowledgement of an escalation (its id).
 ACKNOWLEDGES = "acknowledges_escalation"
 
@@ -359,14 +367,22 @@ def _agent_turn(
 
 def _operator_turn(turn: _Turn, conversation: Conversation) -> MessageSendResult:
     """A message while an operator has the conversation (possibly only since the agent was
-    asked): the agent stays silent. The acknowledgement enters the transcript once per
-    escalation; later messages answer with that same message instead of repeating it."""
-    escalation_id = handoff.handoff_current_id(conversation=conversation)
-    acknowledged = _acknowledgement_of(conversation=conversation, escalation_id=escalation_id)
+    asked): the agent stays silent. Until an operator joins, the acknowledgement enters the
+    transcript once per escalation and later messages answer with that same message instead of
+    repeating it. Once one has joined they answer in person: no notice promising that someone
+    will, only the customer's message, answered with a line naming them."""
+    current = handoff.handoff_current(conversation=conversation)
+    escalation_id = current.id if current is not None else None
+    joined_by = current.operator_name if current is not None else None
+    acknowledged = (
+        None
+        if joined_by is not None
+        else _acknowledgement_of(conversation=conversation, escalation_id=escalation_id)
+    )
     messages = [
         NewMessage(role=Message.Role.CUSTOMER, content=turn.text, author_id=turn.customer.pk)
     ]
-    if acknowledged is None:
+    if joined_by is None and acknowledged is None:
         messages.append(
             NewMessage(
                 role=Message.Role.SYSTEM,
@@ -384,13 +400,18 @@ def _operator_turn(turn: _Turn, conversation: Conversation) -> MessageSendResult
     )
     if written is None:  # the row is locked: it cannot have changed
         raise NotFound("Conversation not found")
+    if joined_by is not None:
+        answer: fastpath.WrittenMessage | Message = written.customer_message
+    else:
+        answer = written.answer if acknowledged is None else acknowledged
     return _turn_result(
         written,
-        answer=written.answer if acknowledged is None else acknowledged,
+        answer=answer,
         escalated=conversation.status == Conversation.Status.ESCALATED,
         agent_name=SYSTEM_AGENT_NAME,
         escalation_id=escalation_id,
         public_metadata={},
+        reply_text=operator_has_it_text(joined_by) if joined_by is not None else None,
     )
 
 
@@ -418,14 +439,17 @@ def _turn_result(
     agent_name: str,
     escalation_id: int | None,
     public_metadata: dict[str, Any],
+    reply_text: str | None = None,
 ) -> MessageSendResult:
+    """`answer` is the message that answers the turn (the agent's reply, the acknowledgement);
+    the customer's own message, with `reply_text`, when an operator who joined will answer."""
     return MessageSendResult(
         conversation_id=written.conversation_id,
         customer_message_id=written.customer_message.id,
         customer_message_seq=written.customer_message.seq,
         reply_id=answer.id,
         reply_seq=answer.seq,
-        reply_text=answer.content,
+        reply_text=answer.content if reply_text is None else reply_text,
         status="escalated" if escalated else "success",
         agent=agent_name,
         intent=answer.intent,

@@ -21,7 +21,12 @@
   const PONG_TIMEOUT_MS = 10000;
   const MAX_BACKOFF_MS = 30000;
   const ROLE_LABELS = { customer: "You", agent: "Assistant", operator: "Operator", system: "Notice" };
-  const STATUS_LABELS = { active: "Active", escalated: "With an operator", resolved: "Resolved" };
+  // The conversation list does not know whether an operator has joined; the open
+  // conversation's badge does (operatorPresent).
+  const STATUS_LABELS = { active: "Active", escalated: "With support", resolved: "Resolved" };
+  // The fixed part of the notices saying an operator joined or took over (from the server,
+  // which writes them: templates/chat/index.html).
+  const OPERATOR_NOTICES = JSON.parse(document.body.dataset.operatorNotices || "[]");
 
   const $ = (id) => document.getElementById(id);
   const el = {
@@ -75,6 +80,8 @@
     pending: new Map(), // client_msg_id -> {text, node, conversationId, viaRest}
     creating: false, // a first message is starting a new conversation over REST
     rated: loadRated(), // conversation ids rated (or the offer dismissed) in this tab
+    status: null, // the open conversation's status (the badge)
+    pinned: true, // the log is scrolled to its end (and stays there when resized)
   };
 
   class ApiError extends Error {
@@ -305,9 +312,27 @@
     el.notice.hidden = !text;
   }
 
+  /* Is an operator in the conversation now? Since the agent last spoke (every hand-off starts
+     with the agent's own reply), an operator wrote, or a notice said one joined. */
+  function operatorPresent() {
+    const items = el.log.querySelectorAll("li[data-seq]");
+    for (let i = items.length - 1; i >= 0; i -= 1) {
+      const item = items[i];
+      if (item.dataset.role === "agent") return false;
+      if (item.dataset.role === "operator" || item.dataset.operatorNotice === "1") return true;
+    }
+    return false;
+  }
+
+  function badgeText(status) {
+    if (status === "escalated") return operatorPresent() ? "With an operator" : "Waiting for an operator";
+    return STATUS_LABELS[status] || status || "";
+  }
+
   function setStatus(status) {
+    state.status = status;
     el.status.hidden = !status;
-    el.status.textContent = STATUS_LABELS[status] || status || "";
+    el.status.textContent = badgeText(status);
     el.status.className = "badge" + (status ? " badge--" + status : "");
     const known = state.conversations.get(state.conversationId);
     if (known && status) {
@@ -361,6 +386,8 @@
     el.ratingThanks.hidden = true;
     showError(el.ratingError, "");
     el.rating.hidden = false;
+    // The panel takes room from the log: keep the closing line in view.
+    requestAnimationFrame(scrollToEnd);
   }
 
   function hideRating() {
@@ -468,6 +495,9 @@
     item.className = "message message--" + message.role;
     item.dataset.seq = String(message.seq);
     item.dataset.role = message.role;
+    if (message.role === "system" && OPERATOR_NOTICES.some((m) => String(message.content).includes(m))) {
+      item.dataset.operatorNotice = "1";
+    }
 
     const meta = document.createElement("p");
     meta.className = "message__meta";
@@ -501,10 +531,23 @@
     }
     el.log.insertBefore(item, before);
     scrollToEnd();
+    if (state.status === "escalated") el.status.textContent = badgeText(state.status);
   }
 
   function scrollToEnd() {
     el.log.scrollTop = el.log.scrollHeight;
+    state.pinned = true;
+  }
+
+  // The log keeps its last line in view when the panel around it changes size (the rating
+  // panel opening under it, an error line, the window) as long as the reader was at the end.
+  el.log.addEventListener("scroll", () => {
+    state.pinned = el.log.scrollHeight - el.log.scrollTop - el.log.clientHeight < 24;
+  });
+  if (window.ResizeObserver) {
+    new ResizeObserver(() => {
+      if (state.pinned) el.log.scrollTop = el.log.scrollHeight;
+    }).observe(el.log);
   }
 
   function addPending(clientMsgId, text) {

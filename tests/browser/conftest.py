@@ -78,3 +78,22 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]) -> 
     outcome = yield
     report = outcome.get_result()
     setattr(item, f"rep_{report.when}", report)
+
+
+def watch(page: Any, problems: list[str]) -> None:
+    """Collect the page's script errors, console errors and failed responses into `problems`
+    (a test ends with `assert problems == []`)."""
+    page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: problems.append(str(e)))
+    page.on(
+        "response",
+        lambda r: problems.append(f"{r.status} {r.url}") if r.status >= 400 else None,
+    )
+
+
+def admin_sign_in(page: Any, http: str, password: str, *, username: str, next_path: str) -> None:
+    """Sign in through the admin's login form."""
+    page.goto(f"{http}/admin/login/?next={next_path}")
+    page.locator("#id_username").fill(username)
+    page.locator("#id_password").fill(password)
+    page.get_by_role("button", name="Log in").click()

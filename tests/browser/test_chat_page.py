@@ -87,7 +87,8 @@ def test_customer_chats_live_with_agent_and_operator(
     # an event line, the status in the header; no banner repeats it.
     page.get_by_label("Your message").fill("I want to talk to a human please")
     page.keyboard.press("Enter")
-    expect(page.locator("#conversation-status")).to_have_text("With an operator")
+    # Nobody has joined yet: the badge says so, not "With an operator".
+    expect(page.locator("#conversation-status")).to_have_text("Waiting for an operator")
     expect(log.locator("li.message--agent").last).to_contain_text("human operator")
     expect(log.locator("li.message--system").last).to_have_text(
         re.compile("Conversation passed to the support team.")
@@ -111,6 +112,7 @@ def test_customer_chats_live_with_agent_and_operator(
     expect(log.locator("li.message--system .message__content").last).to_have_text(
         "Olivia joined the conversation."
     )
+    expect(page.locator("#conversation-status")).to_have_text("With an operator")
     expect(page.locator("#notice")).to_be_hidden()
 
     # Markup in messages is text, from the operator and from the customer alike.

@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from tests.browser.conftest import admin_sign_in, watch
 from tests.realtime.servers import PASSWORD, Deployment, Server, api, deployment, sign_in
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -44,20 +45,10 @@ def site() -> Iterator[tuple[Deployment, Server]]:
         yield shared, shared.start_server()
 
 
-def _watch(page: Any, problems: list[str]) -> None:
-    page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
-    page.on("pageerror", lambda e: problems.append(str(e)))
-    page.on(
-        "response",
-        lambda r: problems.append(f"{r.status} {r.url}") if r.status >= 400 else None,
-    )
-
-
 def _admin_sign_in(page: Any, server: Server) -> None:
-    page.goto(f"{server.http}/admin/login/?next=/admin/escalations/escalation/")
-    page.locator("#id_username").fill("olivia")
-    page.locator("#id_password").fill(PASSWORD)
-    page.get_by_role("button", name="Log in").click()
+    admin_sign_in(
+        page, server.http, PASSWORD, username="olivia", next_path="/admin/escalations/escalation/"
+    )
 
 
 def _chat_sign_in(page: Any, server: Server) -> None:
@@ -84,7 +75,7 @@ def test_operator_works_an_escalation_live(
     admin_context = chromium.new_context(viewport={"width": 1280, "height": 900})
     admin = admin_context.new_page()
     screenshot_on_failure.append(admin)
-    _watch(admin, problems)
+    watch(admin, problems)
     _admin_sign_in(admin, server)
     expect(admin.locator("#parley-live")).to_have_text("● Live")
     base_title = admin.title()
@@ -130,18 +121,18 @@ def test_operator_works_an_escalation_live(
         "(() => { const r = document.querySelector('#changelist .results');"
         " return r.scrollWidth <= r.clientWidth; })()"
     )
-    created = admin.locator("#result_list tbody td.field-created_at").first.bounding_box()
+    last_column = admin.locator("#result_list tbody td.field-assignee").first.bounding_box()
     filters = admin.locator("#changelist-filter").bounding_box()
-    assert created is not None
+    assert last_column is not None
     assert filters is not None
-    assert created["x"] + created["width"] <= filters["x"]
+    assert last_column["x"] + last_column["width"] <= filters["x"]
     admin.screenshot(path=str(screenshots_dir / "inbox-list.png"))
 
     # The customer opens the chat page on that conversation.
     chat_context = chromium.new_context(viewport={"width": 1000, "height": 800})
     chat = chat_context.new_page()
     screenshot_on_failure.append(chat)
-    _watch(chat, problems)
+    watch(chat, problems)
     _chat_sign_in(chat, server)
     expect(chat.locator("#conversation-title")).to_have_text(f"Conversation #{conversation_id}")
     expect(chat.locator("#connection-state")).to_have_text("Live")
@@ -194,6 +185,15 @@ def test_operator_works_an_escalation_live(
     )
     rating = chat.locator("#rating")
     expect(rating).to_be_visible()
+    # The rating panel takes its room from the log, not from the closing line: that line is
+    # still inside the log's visible area.
+    closing = log.locator("li.message--system").last
+    chat.wait_for_timeout(300)  # the panel's layout and the log's scroll settle
+    line, frame = closing.bounding_box(), log.bounding_box()
+    assert line is not None
+    assert frame is not None
+    assert frame["y"] <= line["y"]
+    assert line["y"] + line["height"] <= frame["y"] + frame["height"] + 1
     rating.get_by_label("5").check()
     rating.get_by_label("Comment (optional)").fill("Quick and friendly, thanks!")
     rating.get_by_role("button", name="Send rating").click()
@@ -213,7 +213,7 @@ def test_operator_works_an_escalation_live(
     # one to rate, so the page asks again even though this conversation was rated before.
     chat.get_by_label("Your message").fill("Sorry, I need a human again please")
     chat.keyboard.press("Enter")
-    expect(chat.locator("#conversation-status")).to_have_text("With an operator")
+    expect(chat.locator("#conversation-status")).to_have_text("Waiting for an operator")
     expect(rating).to_be_hidden()
     resolve_status, _ = api(
         server,

@@ -67,28 +67,66 @@ def queue(customer: User, other_customer: User, second_operator: User) -> dict[s
 # --- The queue ------------------------------------------------------------------------------
 
 
-def test_list_shows_unresolved_oldest_first_then_resolved(
+def test_list_shows_the_unresolved_queue_oldest_first_by_default(
     queue: dict[str, Escalation], operator_admin_client: Client
 ) -> None:
     response = operator_admin_client.get(CHANGELIST)
 
     assert response.status_code == 200
+    assert _listed(response) == [queue[k].pk for k in ("assigned_old", "open_old", "open_new")]
+    content = response.content.decode()
+    for column in (
+        "column-conversation_number",
+        "column-status",
+        "column-sla",
+        "column-age",
+        "column-customer",
+        "column-topic",
+        "column-assignee",
+    ):
+        assert column in content
+    assert "<h1>Escalations to handle</h1>" in content
+    assert "Select escalation to change" not in content
+    assert "Angry complaint" not in content  # the reason of a human request says nothing new
+    assert "alice" in content
+    assert second_name(queue) in content
+    assert "3\xa0hours" in content  # the age of the oldest assigned one
+    # The conversation's number leads each row, linked to the escalation page.
+    old = queue["assigned_old"]
+    assert f'href="/admin/escalations/escalation/{old.pk}/change/">#{old.conversation_id}</a>' in (
+        content
+    )
+
+
+def second_name(queue: dict[str, Escalation]) -> str:
+    holder = queue["assigned_old"].assigned_to
+    assert holder is not None
+    return holder.public_name
+
+
+def test_all_is_one_click_away_with_resolved_last(
+    queue: dict[str, Escalation], operator_admin_client: Client
+) -> None:
+    response = operator_admin_client.get(f"{CHANGELIST}?status=all")
+
     assert _listed(response) == [
         queue[k].pk for k in ("assigned_old", "open_old", "open_new", "resolved_oldest")
     ]
-    content = response.content.decode()
-    for column in (
-        "column-status",
-        "column-age",
-        "column-customer",
-        "column-reason",
-        "column-assigned_to",
-    ):
-        assert column in content
-    assert "Angry complaint" in content
-    assert "alice" in content
-    assert "oscar" in content
-    assert "3\xa0hours" in content  # the age of the oldest assigned one
+    assert "<h1>Escalations</h1>" in response.content.decode()
+
+
+def test_topic_shows_the_intent_and_the_customers_last_words(
+    escalated: Callable[..., Escalation], operator_admin_client: Client
+) -> None:
+    escalation = escalated()
+    MessageFactory(
+        conversation=escalation.conversation, role="customer", content="Still <b>waiting</b>!"
+    )
+
+    content = operator_admin_client.get(CHANGELIST).content.decode()
+
+    assert '<strong class="parley-topic">Human request</strong>' in content
+    assert "“Still &lt;b&gt;waiting&lt;/b&gt;!”" in content
 
 
 @pytest.mark.parametrize(
@@ -114,7 +152,7 @@ def test_list_filters_by_assignee(
     queue: dict[str, Escalation], operator_admin_client: Client, second_operator: User
 ) -> None:
     response = operator_admin_client.get(
-        f"{CHANGELIST}?assigned_to__id__exact={second_operator.pk}"
+        f"{CHANGELIST}?status=all&assigned_to__id__exact={second_operator.pk}"
     )
 
     assert _listed(response) == [queue["assigned_old"].pk, queue["resolved_oldest"].pk]
@@ -142,8 +180,10 @@ def test_list_costs_a_fixed_number_of_queries(
 ) -> None:
     for _ in range(10):
         EscalationFactory()
-    # session, user, permissions, counts, the page (customers and assignees joined), filters
-    with django_assert_max_num_queries(10):
+    # session, user, the Operators group, permissions, counts, the page (customers, assignees
+    # and each row's last customer message joined), filters; the team bar: operators, their
+    # profiles and loads
+    with django_assert_max_num_queries(13):
         operator_admin_client.get(CHANGELIST)
 
 
@@ -248,7 +288,7 @@ def test_reply_box_refuses_a_resolved_escalation(
 
     assert database_state() == before
     assert [str(m) for m in response.context["messages"]] == [
-        f"Escalation {escalation.pk}: This conversation is not escalated"
+        f"Conversation #{escalation.conversation_id}: This conversation is not escalated"
     ]
 
 
@@ -361,7 +401,7 @@ def test_assign_to_me_action(
     picked = [queue["open_old"], queue["assigned_old"], queue["resolved_oldest"]]
 
     response = operator_admin_client.post(
-        CHANGELIST,
+        f"{CHANGELIST}?status=all",
         {"action": "assign_to_me", "_selected_action": [e.pk for e in picked]},
         follow=True,
     )
@@ -375,7 +415,8 @@ def test_assign_to_me_action(
     assert picked[1].assigned_to_id == second_operator.pk
     assert picked[2].status == "resolved"
     assert [str(m) for m in response.context["messages"]] == [
-        f"Escalation {picked[1].pk}: held by {second_operator.public_name}; open it to take over.",
+        f"Conversation #{picked[1].conversation_id}: held by {second_operator.public_name}; "
+        "open it to take over.",
         "Assigned 1 escalation(s) to you.",
         "Skipped 1 resolved escalation(s).",
     ]
@@ -517,8 +558,8 @@ def test_statistics_page_renders_figures_and_charts_for_operators(
     MessageFactory(conversation=conversation, role="customer", intent="billing")
     MessageFactory(conversation=conversation, role="agent", intent="billing")
 
-    # session + user + Operators group + 4 statistics + csat + 2 per-day
-    with django_assert_max_num_queries(12):
+    # session + user + Operators group + 4 statistics + csat + 2 per-day + per-operator counts
+    with django_assert_max_num_queries(13):
         response = operator_admin_client.get("/admin/statistics/")
 
     assert response.status_code == 200
@@ -534,6 +575,50 @@ def test_statistics_page_renders_figures_and_charts_for_operators(
     assert " style=" not in content
     assert "Content-Security-Policy" in response.headers
     assert "admin/parley/parley.css" in content
+
+
+def test_statistics_page_shows_percentiles_rates_and_each_operator(
+    operator_admin_client: Client, admin_operator: User, second_operator: User
+) -> None:
+    now = timezone.now().replace(microsecond=0)
+    for operator, waits in ((admin_operator, (30, 90)), (second_operator, (600,))):
+        for wait in waits:
+            EscalationFactory(
+                conversation=ConversationFactory(status="escalated"),
+                created_at=now,
+                assigned_to=operator,
+                status="assigned",
+                first_response_at=now + timedelta(seconds=wait),
+            )
+
+    content = operator_admin_client.get("/admin/statistics/").content.decode()
+
+    # Overall first reply: 30, 90, 600 → p50 90 s, p90 8 min 18 s.
+    assert '<tr><th scope="row">50 %</th><td>1 min 30 s</td><td>—</td></tr>' in content
+    assert '<tr><th scope="row">90 %</th><td>8 min 18 s</td><td>—</td></tr>' in content
+    assert 'id="fig-sla_breach_rate">0.0 %<' in content
+    assert 'id="fig-bot_resolved_rate">0.0 %<' in content
+    operators = content[content.index('id="parley-operators"') :]
+    assert f'<th scope="row">{admin_operator.public_name}</th><td>2</td>' in operators
+    assert f'<th scope="row">{second_operator.public_name}</th><td>1</td>' in operators
+    assert operators.count('class="parley-bar parley-bar-p90"') == 2
+    assert " style=" not in content
+
+
+def test_statistics_page_takes_a_period_and_explains_a_bad_one(
+    operator_admin_client: Client,
+) -> None:
+    ConversationFactory(created_at=timezone.now() - timedelta(days=40))
+    ConversationFactory()
+    today = timezone.localdate().isoformat()
+
+    recent = operator_admin_client.get(f"/admin/statistics/?from={today}").content.decode()
+    bad = operator_admin_client.get("/admin/statistics/?from=2026-05-02&to=2026-05-01")
+
+    assert 'id="fig-conversations_total">1<' in recent
+    assert bad.status_code == 200
+    assert "Showing all time" in bad.content.decode()
+    assert 'id="fig-conversations_total">2<' in bad.content.decode()
 
 
 def test_admin_index_links_to_statistics(operator_admin_client: Client) -> None:
@@ -595,3 +680,93 @@ def test_resolve_action_keeps_the_page_when_notes_are_too_long(
         "resolution_notes": ["Ensure this value has at most 4000 characters (it has 4001)."]
     }
     assert database_state() == before
+
+
+# --- Search, ids, presence and routing profiles ---------------------------------------------
+
+
+def test_search_box_finds_escalations_by_the_words_of_their_messages(
+    queue: dict[str, Escalation], operator_admin_client: Client
+) -> None:
+    target = queue["open_new"]
+    MessageFactory(conversation=target.conversation, content="My <parcel> never arrived")
+    MessageFactory(conversation=queue["resolved_oldest"].conversation, content="parcel too")
+
+    response = operator_admin_client.get(f"{CHANGELIST}?q=parcel")
+    everything = operator_admin_client.get(f"{CHANGELIST}?q=parcel&status=all")
+
+    assert _listed(response) == [target.pk]
+    assert _listed(everything) == [target.pk, queue["resolved_oldest"].pk]
+    content = response.content.decode()
+    assert 'id="parley-search-hits"' in content
+    assert "My &lt;<mark>parcel</mark>&gt; never arrived" in content
+    # The username search still works beside it.
+    assert _listed(operator_admin_client.get(f"{CHANGELIST}?q=ALIC")) == [
+        queue["open_old"].pk,
+        queue["open_new"].pk,
+    ]
+
+
+def test_the_escalation_page_names_both_ids_for_what_they_are(
+    escalated: Callable[..., Escalation], operator_admin_client: Client
+) -> None:
+    escalation = escalated()
+    Escalation.objects.filter(pk=escalation.pk).update(id=escalation.pk + 40)
+    escalation = Escalation.objects.get(pk=escalation.pk + 40)
+
+    content = operator_admin_client.get(_change_url(escalation)).content.decode()
+
+    cid = escalation.conversation_id
+    assert f"conversation #{cid}</h2>" in content
+    assert f"<code>/escalations/{cid}/…</code>" in content
+    assert f"<dt>Escalation record</dt><dd>{escalation.pk} " in content
+    assert f"<title>Conversation #{cid} (escalation {escalation.pk}, open)" in content
+
+
+def test_the_away_switch_uses_the_presence_service(
+    operator_admin_client: Client, admin_operator: User
+) -> None:
+    from escalations.models import OperatorProfile
+
+    away = operator_admin_client.post(f"{CHANGELIST}presence/", {"status": "away"}, follow=True)
+    assert OperatorProfile.objects.get(user=admin_operator).away is True
+    assert "You are away" in away.content.decode()
+    operator_admin_client.post(f"{CHANGELIST}presence/", {"status": "online"})
+    assert OperatorProfile.objects.get(user=admin_operator).away is False
+    refused = operator_admin_client.post(f"{CHANGELIST}presence/", {"status": "gone"}, follow=True)
+    assert [str(m) for m in refused.context["messages"]][-1] == (
+        "status must be 'online' or 'away'"
+    )
+    assert OperatorProfile.objects.get(user=admin_operator).away is False
+    assert operator_admin_client.get(f"{CHANGELIST}presence/").status_code == 405
+
+
+def test_routing_profiles_are_for_superusers(
+    operator_admin_client: Client,
+    admin_operator: User,
+    superuser: User,
+    settings: Any,
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    from escalations import presence
+    from escalations.models import OperatorProfile
+
+    assert operator_admin_client.get("/admin/escalations/operatorprofile/").status_code == 403
+    root = Client()
+    root.force_login(superuser)
+    settings.ASSIGNMENT_MODE = "auto"
+    waiting = EscalationFactory()
+    OperatorProfile.objects.create(user=admin_operator, capacity=0)
+    presence.lease_renew(user_id=admin_operator.pk, socket_id="page")
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = root.post(
+            f"/admin/escalations/operatorprofile/{admin_operator.pk}/change/",
+            {"capacity": "2", "away": ""},
+        )
+
+    assert response.status_code == 302
+    assert OperatorProfile.objects.get(user=admin_operator).capacity == 2
+    waiting.refresh_from_db()
+    # Raising the capacity drained the queue (the admin's save commits, then assigns).
+    assert waiting.assigned_to_id == admin_operator.pk

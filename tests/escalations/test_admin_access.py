@@ -142,14 +142,29 @@ def test_customer_cannot_sign_in_to_the_admin(customer: User) -> None:
     assert SecurityEvent.objects.filter(kind="login_failed").count() == 1
 
 
-def test_operator_signs_in_to_the_admin(operator: User) -> None:
+def test_operator_signs_in_and_lands_on_the_queue(operator: User) -> None:
     client = Client()
     response = client.post(
         "/admin/login/?next=/admin/", {"username": "olivia", "password": DEFAULT_PASSWORD}
     )
 
     assert response.status_code == 302
-    assert response["Location"] == "/admin/"
+    assert response["Location"] == "/admin/escalations/escalation/"
+
+
+def test_a_page_asked_for_is_kept_and_superusers_land_on_the_index(
+    operator: User, superuser: User
+) -> None:
+    asked = Client().post(
+        "/admin/login/?next=/admin/statistics/",
+        {"username": "olivia", "password": DEFAULT_PASSWORD},
+    )
+    root = Client().post(
+        "/admin/login/?next=/admin/", {"username": "root", "password": DEFAULT_PASSWORD}
+    )
+
+    assert asked["Location"] == "/admin/statistics/"
+    assert root["Location"] == "/admin/"
 
 
 def test_admin_login_is_rate_limited_and_audited(operator: User, settings: Any) -> None:

@@ -124,13 +124,19 @@ EXPECTED = {
     "messages_last_24h": 11,  # all but c6's two
     # Customer messages only: the agent's replies carry intents too and are not counted.
     "intents": {"greeting": 2, "human_request": 2, "billing": 1, "complaint": 1, "technical": 1},
+    # Linear interpolation between closest ranks (percentile_cont): 30, 60, 90, 120 …
+    "first_response_seconds": {"p50": 75.0, "p90": 111.0, "p99": 119.1},
+    # … and the two resolutions, 300 and 600.
+    "resolution_seconds": {"p50": 450.0, "p90": 570.0, "p99": 597.0},
+    "bot_resolved_rate": 3 / 7,  # c1, c5, c6 were never escalated
+    "sla_breach_rate": 0.0,  # none of these escalations has a due time
 }
 
 
 @pytest.mark.usefixtures("dataset")
 def test_figures_equal_the_hand_computed_ones(django_assert_num_queries: Any) -> None:
-    # conversations, escalations, messages, intents, and the median's middle rows.
-    with django_assert_num_queries(5):
+    # conversations, escalations, messages, intents, and the ranks of each percentile family.
+    with django_assert_num_queries(6):
         figures = statistics_compute()
 
     assert figures == EXPECTED
@@ -141,7 +147,7 @@ def test_endpoint_returns_the_figures(
     operator_client: Client, django_assert_num_queries: Any
 ) -> None:
     # + the caller's user row, + their Operators-group membership, + the CSAT aggregate
-    with django_assert_num_queries(8):
+    with django_assert_num_queries(9):
         response = operator_client.get("/api/v1/statistics")
 
     assert response.status_code == 200
@@ -149,7 +155,7 @@ def test_endpoint_returns_the_figures(
 
 
 def test_empty_database(operator_client: Client, django_assert_num_queries: Any) -> None:
-    # No median query when nobody replied; + the caller's user row, + their Operators-group
+    # No percentile queries without values; + the caller's user row, + their Operators-group
     # membership, + the CSAT aggregate.
     with django_assert_num_queries(7):
         response = operator_client.get("/api/v1/statistics")
@@ -167,6 +173,10 @@ def test_empty_database(operator_client: Client, django_assert_num_queries: Any)
         "messages_total": 0,
         "messages_last_24h": 0,
         "intents": {},
+        "first_response_seconds": {"p50": None, "p90": None, "p99": None},
+        "resolution_seconds": {"p50": None, "p90": None, "p99": None},
+        "bot_resolved_rate": 0.0,
+        "sla_breach_rate": 0.0,
         "csat_average": None,
         "csat_responses": 0,
     }
@@ -199,7 +209,7 @@ def test_query_count_does_not_grow_with_the_data(django_assert_num_queries: Any)
                 resolved_at=now + _seconds(99),
             )
 
-    with django_assert_num_queries(5):
+    with django_assert_num_queries(6):
         figures = statistics_compute()
     assert figures["conversations_total"] == 30
     assert figures["escalation_rate"] == 10 / 30

@@ -3,6 +3,7 @@ CSRF token), redeemed once as the socket's first frame; every refusal SPEC §7 i
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 from typing import Any
@@ -376,3 +377,30 @@ def test_staff_outside_the_operators_group_cannot_note_or_assign(
     assert (noted.status_code, assigned.status_code) == (403, 403)
     assert not InternalNote.objects.exists()
     assert database_state() == before
+
+
+@pytest.mark.django_db
+def test_assign_to_starts_empty_and_lists_online_colleagues_with_room_first(
+    escalated: Callable[..., Escalation], operator_admin_client: Client, operators_group: Any
+) -> None:
+    from escalations import presence
+    from tests.factories import OperatorFactory, SuperuserFactory
+
+    SuperuserFactory(username="aaroot", display_name="Root")  # first by name, as before
+    busy = OperatorFactory(username="bea", display_name="Bea")
+    free = OperatorFactory(username="zed", display_name="Zed")
+    presence.lease_renew(user_id=free.pk, socket_id="page")
+    escalation = escalated()
+
+    content = operator_admin_client.get(
+        f"/admin/escalations/escalation/{escalation.pk}/change/"
+    ).content.decode()
+
+    select = content[content.index('id="parley-colleague"') : content.index("</select>")]
+    options = re.findall(r'<option value="(\d*)"', select)
+    # Nothing is picked by default: no more assigning to the superuser by accident.
+    assert '<option value="" selected disabled>Choose a colleague…</option>' in select
+    assert options[0] == ""
+    assert options[1] == str(free.pk)  # online, with room
+    assert "Zed (zed) · online, 0/5" in select
+    assert f'value="{busy.pk}"' in select

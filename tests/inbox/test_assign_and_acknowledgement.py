@@ -12,7 +12,7 @@ from django.test import Client
 from accounts.models import User
 from escalations.models import Escalation
 from messaging.models import Message
-from messaging.services import ESCALATED_ACKNOWLEDGEMENT
+from messaging.services import ESCALATED_ACKNOWLEDGEMENT, operator_has_it_text
 from tests.escalations.agents import HANDOFF_TEXT
 from tests.escalations.conftest import transcript_of
 from tests.factories import UserFactory
@@ -132,14 +132,23 @@ def test_acknowledgement_enters_the_transcript_once_per_escalation(
     )
     third = sent(customer_client, customer, "great", cid)
 
-    for body in (first, second, third):
+    for body in (first, second):
         assert (body["status"], body["agent"], body["response"]) == (
             "escalated",
             "system",
             ESCALATED_ACKNOWLEDGEMENT,
         )
-    # Later answers point at the acknowledgement already in the transcript.
-    assert first["message_id"] == second["message_id"] == third["message_id"]
+    # Later answers point at the acknowledgement already in the transcript …
+    assert first["message_id"] == second["message_id"]
+    # … until an operator has joined: then nothing says "an operator will answer" again; the
+    # answer names the operator, enters no transcript and points at the customer's message.
+    operator_name = User.objects.get(is_staff=True).public_name
+    assert (third["status"], third["agent"], third["response"]) == (
+        "escalated",
+        "system",
+        operator_has_it_text(operator_name),
+    )
+    assert third["message_id"] == third["metadata"]["customer_message_id"]
     assert [row[1:] for row in transcript_of(cid)] == [
         ("customer", "I want a human"),
         ("agent", HANDOFF_TEXT),
@@ -147,7 +156,7 @@ def test_acknowledgement_enters_the_transcript_once_per_escalation(
         ("customer", "hello?"),
         ("system", ESCALATED_ACKNOWLEDGEMENT),
         ("customer", "anyone there?"),
-        ("system", f"{User.objects.get(is_staff=True).public_name} joined the conversation."),
+        ("system", f"{operator_name} joined the conversation."),
         ("operator", "Here!"),
         ("customer", "great"),
     ]

@@ -21,6 +21,7 @@ from django.utils import timezone
 from accounts.models import User
 from escalations import services as escalation_services
 from escalations.inbox import rating_create
+from escalations.models import Escalation
 from integrations import delivery
 from integrations.delivery import (
     SWEEP_BATCH,
@@ -50,6 +51,10 @@ def _every_kind_of_change(customer: User, operator: User) -> None:
     conversation (messaging.fastpath)."""
     conversation_id = sent_directly(customer, HUMAN)["conversation_id"]
     escalation_services.escalation_assign(conversation_id=conversation_id, actor=operator)
+    # Past its first-response due time, so the reply below is late: escalation.sla_breached.
+    Escalation.objects.filter(conversation_id=conversation_id).update(
+        first_response_due=timezone.now() - timedelta(minutes=1)
+    )
     escalation_services.escalation_reply(
         conversation_id=conversation_id, actor=operator, text="Hello, I am here to help."
     )

@@ -5,14 +5,17 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from django.db import transaction
+from django.utils import timezone
 from standardwebhooks import Webhook
 
 from accounts.models import User
 from escalations import services as escalation_services
+from escalations.models import Escalation
 from integrations.delivery import webhook_outbox_sweep
 from integrations.models import WebhookDelivery, WebhookEndpoint, WebhookEvent
 from messaging import idempotency
@@ -34,6 +37,10 @@ def _full_lifecycle(customer: User, operator: User) -> int:
     assert body["status"] == "escalated"
     conversation_id = body["conversation_id"]
     escalation_services.escalation_assign(conversation_id=conversation_id, actor=operator)
+    # Past its first-response due time, so the reply below is late: escalation.sla_breached.
+    Escalation.objects.filter(conversation_id=conversation_id).update(
+        first_response_due=timezone.now() - timedelta(minutes=1)
+    )
     escalation_services.escalation_reply(
         conversation_id=conversation_id, actor=operator, text="Hello, I am here to help."
     )
@@ -137,6 +144,11 @@ def test_every_event_type_arrives(
     assert types.count("escalation.opened") == 1
     assert types.count("escalation.assigned") == 1
     assert types.count("escalation.resolved") == 1
+    breached = next(e for e in receiver.events() if e["type"] == "escalation.sla_breached")
+    assert (breached["data"]["breach"], breached["data"]["sla_breached"]) == (
+        "first_response",
+        ["first_response"],
+    )
     opened = next(e for e in receiver.events() if e["type"] == "escalation.opened")
     assert opened["data"]["conversation_id"] == conversation_id
     assert opened["data"]["customer_id"] == customer.pk

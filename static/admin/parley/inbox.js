@@ -7,7 +7,10 @@
  *
  * - List (`data-live="list"`): /ws/escalations/. Any event re-reads the list's rows from the
  *   server (same URL, same filters), so rows look exactly like the server renders them; new
- *   escalations are highlighted and counted as unread in the bar and the page title.
+ *   escalations are highlighted and counted as unread in the bar and the page title. Presence
+ *   frames move the operators' dots; the queue's length comes with every re-read.
+ * - SLA badges (list and page) count down from their due time and turn "soon", then
+ *   "breached" (the row is highlighted), between server renders.
  * - Page (`data-live="escalation"`): /ws/conversations/<id>/ appends messages as they come
  *   (merged by seq, text only via textContent) and shows status changes; /ws/escalations/
  *   keeps the assignee and status of this escalation current.
@@ -108,6 +111,47 @@
     }[state] || "";
   }
 
+  // --- Presence and SLA countdowns ------------------------------------------------------------
+
+  /* An operator's dot in the team bar: online, away (connected, out of routing) or offline. */
+  function showPresence(operator, shown) {
+    const item = document.querySelector('#parley-operators li[data-operator-id="' + operator.id + '"]');
+    if (!item) return;
+    const status = shown || operator.status;
+    item.dataset.status = status;
+    item.title = operator.display_name + ": " + status + ", " + operator.open_assigned + " of " + operator.capacity + " open";
+    const load = item.querySelector(".parley-operator-load");
+    if (load) load.textContent = operator.open_assigned + "/" + operator.capacity;
+    const text = item.querySelector(".parley-operator-status");
+    if (text) text.textContent = status;
+  }
+
+  function minutesText(seconds) {
+    const minutes = Math.floor(Math.abs(seconds) / 60);
+    if (minutes < 60) return minutes + " min";
+    const hours = Math.floor(minutes / 60);
+    const rest = minutes % 60;
+    return rest ? hours + " h " + rest + " min" : hours + " h";
+  }
+
+  /* Every SLA badge on the page counts down from its due time (rendered by the server, kept
+     current here) and turns "soon", then "breached" — the row highlight follows the class. */
+  function tickSla() {
+    const holder = document.querySelector("[data-due-soon]");
+    const soon = holder ? Number(holder.dataset.dueSoon) : 300;
+    for (const badge of document.querySelectorAll(".parley-sla[data-due]")) {
+      const left = (Date.parse(badge.dataset.due) - Date.now()) / 1000;
+      const missed = badge.dataset.missed === "1" || left < 0;
+      const state = missed ? "breached" : left <= soon ? "soon" : "ok";
+      badge.classList.remove("parley-sla-ok", "parley-sla-soon", "parley-sla-breached");
+      badge.classList.add("parley-sla-" + state);
+      const label = badge.dataset.label;
+      badge.textContent = left < 0 ? label + " overdue " + minutesText(left) : label + " in " + minutesText(left);
+      const row = badge.closest("tr");
+      if (row) row.classList.toggle("parley-breached", missed);
+    }
+  }
+
   // --- The escalation list -------------------------------------------------------------------
 
   function startList(bar) {
@@ -168,6 +212,11 @@
         const freshCount = fresh.querySelector(".paginator");
         const count = document.querySelector(".paginator");
         if (freshCount && count) count.replaceWith(document.importNode(freshCount, true));
+        // The queue's length and each operator's load change with every event too.
+        const freshTeam = fresh.getElementById("parley-team");
+        const team = document.getElementById("parley-team");
+        if (freshTeam && team) team.replaceWith(document.importNode(freshTeam, true));
+        tickSla();
         selectionChanged();
         renderUnread();
       } catch (e) {
@@ -229,6 +278,10 @@
         if (state === "live") scheduleRefresh(); // catch up on anything missed while offline
       },
       onFrame: (frame) => {
+        if (frame.type === "operator.presence") {
+          showPresence(frame.operator, frame.shown);
+          return;
+        }
         if (frame.type !== "escalation.event") return;
         if (frame.event === "opened") unread.add(frame.escalation.id);
         if (frame.event === "resolved") unread.delete(frame.escalation.id);
@@ -342,6 +395,11 @@
       onState: () => {},
       onFrame: (frame) => {
         if (frame.type !== "escalation.event" || frame.escalation.id !== escalationId) return;
+        if (frame.event === "sla_breached") {
+          const badge = document.querySelector("#parley-sla .parley-sla");
+          if (badge) badge.dataset.missed = "1";
+          tickSla();
+        }
         setStatus(frame.escalation.status);
         if (assignee && frame.escalation.assigned_to !== null) {
           const names = JSON.parse(root.dataset.staffNames || "{}");
@@ -380,6 +438,8 @@
     if (bar) startList(bar);
     const page = document.querySelector('[data-live="escalation"]');
     if (page) startPage(page);
+    tickSla();
+    setInterval(tickSla, 15000);
   }
 
   if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", start);
