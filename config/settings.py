@@ -400,7 +400,10 @@ LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"request_context": {"()": "core.logging.RequestContextFilter"}},
+    "filters": {
+        "request_context": {"()": "core.logging.RequestContextFilter"},
+        "outage_responses": {"()": "core.logging.OutageResponseFilter"},
+    },
     "formatters": {"json": {"()": "core.logging.JsonFormatter"}},
     "handlers": {
         "console": {
@@ -411,7 +414,8 @@ LOGGING = {
     },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {
-        "django.request": {"level": "ERROR"},
+        # Its line per 503 is left out: core.outages names each outage once (and its end).
+        "django.request": {"level": "ERROR", "filters": ["outage_responses"]},
         "django.server": {"level": "WARNING"},
         "parley.security": {"level": "INFO"},
     },

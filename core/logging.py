@@ -35,3 +35,12 @@ class JsonFormatter(logging.Formatter):
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
         return json.dumps(entry, default=str)
+
+
+class OutageResponseFilter(logging.Filter):
+    """Drops django.request's line for each 503 response. A 503 means a dependency is
+    unavailable, and core.outages logs that once per outage (and its end): a line per refused
+    request would bury both."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return getattr(record, "status_code", None) != 503

@@ -22,6 +22,7 @@ from django.conf import settings
 from django.db import transaction
 
 from accounts.sockets import frame_text
+from core.outages import CHANNEL_LAYER, DATABASE, dependency_of, outage_report
 
 logger = logging.getLogger("parley.realtime")
 
@@ -106,8 +107,19 @@ def publish(events: list[Event]) -> None:
         else:
             loop = background_loop()
             loop.call_soon_threadsafe(_push_enqueue, loop, layer, events)
-    except Exception:  # noqa: BLE001
-        logger.exception("websocket push failed for %d event(s)", len(events))
+    except Exception as exc:  # noqa: BLE001
+        _push_failed(exc, len(events))
+
+
+def _push_failed(exc: BaseException, count: int) -> None:
+    """A push that did not go out: an unavailable Redis is an outage, logged once for all the
+    pushes it fails (core.outages); anything else is logged with its traceback."""
+    dependency = dependency_of(exc)
+    if dependency is None:
+        logger.error("websocket push failed for %d event(s)", count, exc_info=exc)
+        return
+    # The channel layer's Redis, whatever the client library called it.
+    outage_report(CHANNEL_LAYER if dependency != DATABASE else dependency, exc)
 
 
 def _on_event_loop() -> bool:
@@ -153,9 +165,8 @@ async def _push_sender(queue: asyncio.Queue[Any]) -> None:
         try:
             async with asyncio.timeout(PUBLISH_TIMEOUT_SECONDS):
                 await _send_batch(batch)
-        except Exception:  # noqa: BLE001
-            count = sum(len(events) for _, events in batch)
-            logger.exception("websocket push failed for %d event(s)", count)
+        except Exception as exc:  # noqa: BLE001
+            _push_failed(exc, sum(len(events) for _, events in batch))
         finally:
             for _ in batch:
                 queue.task_done()

@@ -216,27 +216,27 @@ def message_send(
         raise UnprocessableRequest(str(exc), loc=("body", "message")) from None
     conversation_id = conversation_id or None
 
-    claim: idempotency.IdempotencyRecord | None = None
-    if idempotency_key is not None:
-        fingerprint = idempotency.request_fingerprint(
-            {"customer_id": customer.pk, "conversation_id": conversation_id, "message": text}
-        )
-        outcome = idempotency.idempotency_claim(
-            user=customer, key=idempotency.validate_key(idempotency_key), fingerprint=fingerprint
-        )
-        if isinstance(outcome, idempotency.Replay):
-            return MessageSendResult.from_record(outcome.body, replayed=True, rate=rate)
-        claim = outcome
-
-    try:
+    if idempotency_key is None:
         result = _message_send_claimed(
-            customer=customer, conversation_id=conversation_id, text=text, claim=claim
+            customer=customer, conversation_id=conversation_id, text=text, claim=None
         )
-    except BaseException:
-        if claim is not None:
-            idempotency.idempotency_release(record=claim)
-        raise
-    return replace(result, rate=rate)
+        return replace(result, rate=rate)
+    # Keyed: the whole send is one transaction holding the key's claim (messaging.idempotency),
+    # which a lost connection or a dead process releases with it.
+    fingerprint = idempotency.request_fingerprint(
+        {"customer_id": customer.pk, "conversation_id": conversation_id, "message": text}
+    )
+    outcome = idempotency.idempotency_run(
+        user=customer,
+        key=idempotency.validate_key(idempotency_key),
+        fingerprint=fingerprint,
+        work=lambda claim: _message_send_claimed(
+            customer=customer, conversation_id=conversation_id, text=text, claim=claim
+        ),
+    )
+    if isinstance(outcome, idempotency.Replay):
+        return MessageSendResult.from_record(outcome.body, replayed=True, rate=rate)
+    return replace(outcome, rate=rate)
 
 
 def _message_send_claimed(
@@ -244,7 +244,7 @@ def _message_send_claimed(
     customer: User,
     conversation_id: int | None,
     text: str,
-    claim: idempotency.IdempotencyRecord | None,
+    claim: idempotency.Claim | None,
 ) -> MessageSendResult:
     current: fastpath.AgentContext | None = None
     if conversation_id is not None:
@@ -287,7 +287,8 @@ def _message_send_claimed(
         if fast is not None:
             return fast
 
-    with transaction.atomic():
+    # Inside a keyed send's transaction (the claim's) this adds no savepoint.
+    with transaction.atomic(savepoint=claim is None):
         conversation: Conversation | None
         if current is None:
             conversation = Conversation.objects.create(customer=customer)
@@ -305,7 +306,7 @@ def _message_send_claimed(
             agent_name=agent.name,
         )
         if claim is not None:
-            idempotency.idempotency_complete(record=claim, status=200, body=result.to_record())
+            idempotency.idempotency_complete(claim=claim, status=200, body=result.to_record())
     return result
 
 
@@ -316,7 +317,7 @@ def _fast_turn(
     text: str,
     reply: AgentReply,
     agent_name: str,
-    claim: idempotency.IdempotencyRecord | None,
+    claim: idempotency.Claim | None,
 ) -> MessageSendResult | None:
     """`_record_turn`'s agent branch for an active conversation, with the lock, both INSERTs,
     the UPDATE and the message.created events as one statement (messaging.fastpath.turn_write).
@@ -324,8 +325,8 @@ def _fast_turn(
 
     Without an idempotency claim no transaction is opened around it: on PostgreSQL the one
     statement is its own transaction (no BEGIN and COMMIT round trips). With a claim, the
-    record completes in the same transaction as the turn."""
-    with transaction.atomic() if claim is not None else nullcontext():
+    record completes in the claim's transaction, with the turn."""
+    with transaction.atomic(savepoint=False) if claim is not None else nullcontext():
         written = fastpath.turn_write(
             conversation_id=conversation_id,
             customer_id=customer.pk,
@@ -354,7 +355,7 @@ def _fast_turn(
             turn_count=written.turn_count,
         )
         if claim is not None:
-            idempotency.idempotency_complete(record=claim, status=200, body=result.to_record())
+            idempotency.idempotency_complete(claim=claim, status=200, body=result.to_record())
     return result
 
 

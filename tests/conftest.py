@@ -14,6 +14,7 @@ from django.test import Client
 
 from accounts import services as account_services
 from accounts.models import User
+from core.outages import outages_reset
 from messaging.agent import get_agent
 from tests.factories import OperatorFactory, SuperuserFactory, UserFactory
 
@@ -27,6 +28,15 @@ def _fast_hashing_and_clean_cache(settings: Any) -> Any:
     get_agent.cache_clear()
     yield
     cache.clear()
+
+
+@pytest.fixture(autouse=True)
+def _no_outage_left_behind() -> Any:
+    # An outage a test provoked (core.outages) is per process: it must not leak into the next
+    # test's log or checks, and its watcher thread stops.
+    outages_reset()
+    yield
+    outages_reset()
 
 
 class RateLimitClock:
