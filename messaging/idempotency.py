@@ -221,7 +221,9 @@ def _lock_and_read_sql(postgresql: bool) -> str:
     # Names from the model, every value bound as a parameter. SQLite has no advisory locks:
     # its write transaction is the claim (see the module's docstring).
     lock = "pg_try_advisory_xact_lock(%s)" if postgresql else "1"
-    columns = ", ".join(f"r.{_quoted(f.column)}" for f in IdempotencyRecord._meta.concrete_fields)
+    columns = ", ".join(
+        f"r.{_quoted(str(f.column))}" for f in IdempotencyRecord._meta.concrete_fields
+    )
     user = _quoted(column(IdempotencyRecord, "user"))
     key = _quoted(column(IdempotencyRecord, "key"))
     return (
