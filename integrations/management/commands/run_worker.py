@@ -1,22 +1,23 @@
 """The background worker: webhook fan-out (sweep) and delivery attempts.
 
 `python manage.py run_worker` — django-tasks' database worker loop (claims one task at a time;
-on PostgreSQL with SKIP LOCKED, so any number of these run side by side) plus a sweeper thread
-that dispatches outbox events and re-queues attempts whose worker died. `make run` starts one
+on PostgreSQL with SKIP LOCKED, so any number of these run side by side) plus the periodic jobs
+(core.periodic: the outbox sweep, which dispatches events and re-queues attempts whose worker
+died). A lost database is waited out, not fatal (integrations/worker.py). `make run` starts one
 beside the server; production runs several beside the web tier (docs/webhooks.md).
 """
 
 from __future__ import annotations
 
 import logging
-import threading
 from argparse import ArgumentParser
 from typing import Any
 
 from django.core.management.base import BaseCommand
 from django.utils.crypto import get_random_string
 
-from integrations.delivery import sweeper_thread_start, task_worker, worker_run_until_idle
+from integrations.delivery import worker_run_until_idle
+from integrations.worker import worker_serve
 
 
 class Command(BaseCommand):
@@ -48,12 +49,8 @@ class Command(BaseCommand):
         if options["batch"]:
             worker_run_until_idle(worker_id=worker_id)
             return
-        stop = threading.Event()
-        sweeper_thread_start(interval=options["sweep_interval"], stop=stop)
-        worker = task_worker(worker_id=worker_id, batch=False, interval=options["interval"])
-        # SIGINT/SIGTERM: finish the attempt in flight, then exit (django-tasks' handling).
-        worker.configure_signals()
-        try:
-            worker.run()
-        finally:
-            stop.set()
+        worker_serve(
+            worker_id=worker_id,
+            interval=options["interval"],
+            sweep_interval=options["sweep_interval"],
+        )
