@@ -215,12 +215,15 @@ class ConversationConsumer(TokenAuthenticatedConsumer):
             except CloseSocket as close:
                 await self.close_with(close.code, close.reason)
                 return
-            except Exception:  # noqa: BLE001 - one bad send must not end the session
-                logger.exception("websocket message send failed")
+            except Exception as exc:  # noqa: BLE001 - one bad send must not end the session
                 client_msg_id = frame.get("client_msg_id")
-                await self.send_internal_error(
-                    **({"client_msg_id": client_msg_id} if client_msg_id else {})
-                )
+                echo = {"client_msg_id": client_msg_id} if client_msg_id else {}
+                if self.outage_met(exc):
+                    # Nothing was written and the client_msg_id is free again: resend it.
+                    await self.send_unavailable(**echo)
+                    continue
+                logger.exception("websocket message send failed")
+                await self.send_internal_error(**echo)
 
     async def _send_message(self, frame: dict[str, Any]) -> None:
         client_msg_id: str | None = frame.get("client_msg_id")
