@@ -31,7 +31,7 @@ from messaging.realtime import conversation_group
 from messaging.retention import conversations_prune_expired
 from messaging.services import message_send
 from tests.factories import DEFAULT_PASSWORD
-from tests.integrations.conftest import Receiver
+from tests.receiver import Receiver
 
 pytestmark = pytest.mark.django_db
 

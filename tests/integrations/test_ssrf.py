@@ -16,7 +16,7 @@ from integrations.delivery import worker_run_until_idle
 from integrations.models import WebhookDelivery, WebhookEndpoint
 from integrations.urlguard import address_is_public
 from messaging.services import message_send
-from tests.integrations.conftest import Receiver
+from tests.receiver import Receiver
 
 pytestmark = pytest.mark.django_db
 

@@ -20,7 +20,7 @@ from messaging.api import process_body
 from messaging.events import EVENT_TYPES, RATING_CREATED, domain_event_record
 from messaging.models import Conversation, Message
 from messaging.services import message_send
-from tests.integrations.conftest import Receiver
+from tests.receiver import Receiver
 
 pytestmark = pytest.mark.django_db
 

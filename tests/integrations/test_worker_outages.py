@@ -20,7 +20,7 @@ from integrations import delivery, worker
 from integrations.delivery import OUTBOX_SWEEP_JOB, webhook_outbox_sweep
 from integrations.models import WebhookDelivery
 from messaging.services import message_send
-from tests.integrations.conftest import Receiver
+from tests.receiver import Receiver
 
 
 def _checks_fail_until(monkeypatch: pytest.MonkeyPatch, back: threading.Event) -> None:
