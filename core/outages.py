@@ -11,13 +11,16 @@ ends ("database unavailable (OperationalError) ..." then "database available aga
 starts the outage: one ERROR line, and a watcher thread that runs the dependency's check (the
 same as `/ready`'s) with backoff until it passes; then one line for the recovery, and for the
 database the connection pool drops the connections the outage killed, so the next requests
-do not meet them. `/ready` and the worker also report what they see succeed
-(`outage_recovered`), and the worker can wait for the end (`outage_wait`).
+do not meet them; other layers add their own hooks (`outage_recovery_hook_register`: the
+websocket tier catches its sockets up after the channel layer's Redis returns). `/ready` also
+reports what it sees succeed (`outage_recovered`), and the worker can wait for the end
+(`outage_wait`).
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -132,7 +135,17 @@ def _database_connections_reset() -> None:
         pool.check()
 
 
-ON_RECOVERY: dict[str, Callable[[], None]] = {DATABASE: _database_connections_reset}
+# What runs in this process when an outage ends (in the watcher's thread), by dependency.
+_recovery_hooks: dict[str, list[Callable[[], None]]] = {DATABASE: [_database_connections_reset]}
+
+
+def outage_recovery_hook_register(dependency: str, hook: Callable[[], None]) -> None:
+    """Run `hook` whenever an outage of `dependency` ends in this process (from the thread that
+    saw it end: a hook that needs an event loop schedules its work there). Registering a hook
+    again changes nothing."""
+    hooks = _recovery_hooks.setdefault(dependency, [])
+    if hook not in hooks:
+        hooks.append(hook)
 
 
 # --- The outages of this process ----------------------------------------------------------------
@@ -164,10 +177,23 @@ def outage_report(dependency: str, exc: BaseException | None = None) -> bool:
         "%s unavailable (%s): answering 503 with Retry-After until it returns",
         dependency,
         type(exc).__name__ if exc is not None else "check failed",
-        extra={"dependency": dependency, "outage": "started"},
+        extra={
+            "dependency": dependency,
+            "outage": "started",
+            "cause": _cause(exc),
+            "pid": os.getpid(),
+        },
     )
     _watch(dependency)
     return True
+
+
+def _cause(exc: BaseException | None) -> str:
+    """The driver's first line, for operators (the log, never a response)."""
+    if exc is None:
+        return ""
+    text = str(exc).strip().splitlines()
+    return text[0][:200] if text else ""
 
 
 def outage_recovered(dependency: str) -> bool:
@@ -177,8 +203,7 @@ def outage_recovered(dependency: str) -> bool:
         ended = _ended.pop(dependency, None)
     if outage is None:
         return False
-    hook = ON_RECOVERY.get(dependency)
-    if hook is not None:
+    for hook in list(_recovery_hooks.get(dependency, ())):
         try:
             hook()
         except Exception:  # noqa: BLE001 - a failed clean-up must not hide the recovery
@@ -188,7 +213,7 @@ def outage_recovered(dependency: str) -> bool:
         dependency,
         time.monotonic() - outage.started,
         outage.failures,
-        extra={"dependency": dependency, "outage": "ended"},
+        extra={"dependency": dependency, "outage": "ended", "pid": os.getpid()},
     )
     if ended is not None:
         ended.set()
