@@ -484,10 +484,11 @@ def webhook_history_prune(*, now: datetime, keep_days: int = 30) -> int:
 # --- The worker --------------------------------------------------------------------------------
 
 
-def task_worker(*, worker_id: str, batch: bool, interval: float) -> Any:
+def task_worker(*, worker_id: str, batch: bool, interval: float, worker_class: Any = None) -> Any:
+    """django-tasks' database worker for the webhook queue (or `worker_class`, a subclass)."""
     from django_tasks_db.management.commands.db_worker import Worker
 
-    return Worker(
+    return (worker_class or Worker)(
         queue_names=[WEBHOOK_QUEUE],
         interval=interval,
         batch=batch,

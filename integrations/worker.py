@@ -24,7 +24,7 @@ from core.outages import dependency_of, outage_report, outage_wait
 from core.periodic import periodic_jobs_start
 from integrations.delivery import (
     OUTBOX_SWEEP_JOB,
-    WEBHOOK_QUEUE,
+    task_worker,
     webhook_attempts_interrupted,
     webhook_attempts_interrupted_requeue,
 )
@@ -63,16 +63,10 @@ class OutageTolerantWorker(Worker):
 
 
 def outage_tolerant_worker(*, worker_id: str, interval: float) -> OutageTolerantWorker:
-    return OutageTolerantWorker(
-        queue_names=[WEBHOOK_QUEUE],
-        interval=interval,
-        batch=False,
-        backend_name="default",
-        startup_delay=False,
-        max_tasks=None,
-        worker_id=worker_id,
-        excluded_queue_names=[],
+    worker: OutageTolerantWorker = task_worker(
+        worker_id=worker_id, batch=False, interval=interval, worker_class=OutageTolerantWorker
     )
+    return worker
 
 
 def worker_serve(*, worker_id: str, interval: float, sweep_interval: float) -> None:

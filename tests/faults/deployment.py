@@ -24,8 +24,15 @@ from typing import Any
 
 import psycopg
 
-from tests.faults.services import PostgresServer, RedisServer, free_port
+from tests.faults.services import (
+    PostgresServer,
+    RedisServer,
+    free_port,
+    postgres_server,
+    redis_server,
+)
 from tests.realtime.servers import PASSWORD, Server, api
+from tests.receiver import Receiver, receiver_running
 
 BASE_DIR = Path(__file__).resolve().parents[2]
 DATABASE = "parley"
@@ -202,6 +209,23 @@ def parley_running(
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)  # anything left of the group
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def parley_on_own_services(
+    profile: str, *, extra_env: dict[str, str] | None = None
+) -> Iterator[tuple[Parley, Receiver]]:
+    """`parley_running` on a PostgreSQL and a Redis of its own (`parley.pg`, `parley.redis`,
+    to restart or kill), with every event's webhook going to a receiver on 127.0.0.1."""
+    with (
+        postgres_server() as pg,
+        redis_server() as redis,
+        receiver_running() as receiver,
+        parley_running(
+            profile, pg, redis, receiver_url=receiver.url(), extra_env=extra_env
+        ) as parley,
+    ):
+        yield parley, receiver
 
 
 @dataclass

@@ -19,8 +19,7 @@ from typing import Any
 import pytest
 
 from tests.faults.agents import HOLD_MARKER
-from tests.faults.deployment import KeyedSender, parley_running
-from tests.faults.services import postgres_server, redis_server
+from tests.faults.deployment import KeyedSender, parley_on_own_services
 from tests.realtime.servers import api
 
 pytestmark = pytest.mark.slow
@@ -29,19 +28,11 @@ pytestmark = pytest.mark.slow
 def test_a_killed_request_frees_its_key_within_seconds(tmp_path: Path) -> None:
     hold_flag = tmp_path / "hold"
     hold_flag.touch()
-    with (
-        postgres_server() as pg,
-        redis_server() as redis,
-        parley_running(
-            "run",
-            pg,
-            redis,
-            extra_env={
-                "AGENT_BACKEND": "tests.faults.agents.HoldOnceAgent",
-                "FAULT_HOLD_FLAG": str(hold_flag),
-            },
-        ) as parley,
-    ):
+    agent = {
+        "AGENT_BACKEND": "tests.faults.agents.HoldOnceAgent",
+        "FAULT_HOLD_FLAG": str(hold_flag),
+    }
+    with parley_on_own_services("run", extra_env=agent) as (parley, _receiver):
         sender = KeyedSender(parley, "sender1")
         body = {
             "message": f"{HOLD_MARKER} my order never arrived",

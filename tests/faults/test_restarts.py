@@ -26,12 +26,11 @@ from tests.faults.deployment import (
     Parley,
     Send,
     SocketListener,
-    parley_running,
+    parley_on_own_services,
     senders_running,
 )
-from tests.faults.services import postgres_server, redis_server
 from tests.realtime.servers import api
-from tests.receiver import Receiver, receiver_running
+from tests.receiver import Receiver
 
 pytestmark = pytest.mark.slow
 
@@ -202,12 +201,8 @@ def _socket_send(ack: dict[str, Any]) -> Send:
 
 
 def test_make_serve_rides_out_a_postgresql_and_a_redis_restart() -> None:
-    with (
-        postgres_server() as pg,
-        redis_server() as redis,
-        receiver_running() as receiver,
-        parley_running("serve", pg, redis, receiver_url=receiver.url()) as parley,
-    ):
+    with parley_on_own_services("serve") as (parley, receiver):
+        pg, redis = parley.pg, parley.redis
         processes = parley.processes()
         assert sum("run_worker" in command for command in processes.values()) == 1
         ready = ReadyWatch(parley)
@@ -271,12 +266,8 @@ def test_make_serve_rides_out_a_postgresql_and_a_redis_restart() -> None:
 
 
 def test_make_run_keeps_its_worker_through_a_postgresql_restart() -> None:
-    with (
-        postgres_server() as pg,
-        redis_server() as redis,
-        receiver_running() as receiver,
-        parley_running("run", pg, redis, receiver_url=receiver.url()) as parley,
-    ):
+    with parley_on_own_services("run") as (parley, receiver):
+        pg = parley.pg
         processes = parley.processes()
         assert sum("run_worker" in command for command in processes.values()) == 1
         with senders_running(parley, count=2) as senders:
