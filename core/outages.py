@@ -174,7 +174,7 @@ def outage_report(dependency: str, exc: BaseException | None = None) -> bool:
         _outages[dependency] = Outage(dependency=dependency, started=time.monotonic())
         _ended[dependency] = threading.Event()
     logger.error(
-        "%s unavailable (%s): answering 503 with Retry-After until it returns",
+        "%s unavailable (%s): requests get 503, waiting for it to return",
         dependency,
         type(exc).__name__ if exc is not None else "check failed",
         extra={

@@ -127,8 +127,8 @@ def test_a_failed_push_from_a_thread_is_logged_not_raised(
         (
             "parley.outages",
             "ERROR",
-            "channel_layer unavailable (ConnectionError): answering 503 with Retry-After until "
-            "it returns",
+            "channel_layer unavailable (ConnectionError): requests get 503, waiting for it to "
+            "return",
         )
     ]
     assert outages.outages_current()["channel_layer"].failures == 2

@@ -88,8 +88,7 @@ def test_an_outage_is_logged_once_not_once_a_request(
     assert [(r.name, r.getMessage()) for r in lines] == [
         (
             "parley.outages",
-            "database unavailable (OperationalError): answering 503 with Retry-After until "
-            "it returns",
+            "database unavailable (OperationalError): requests get 503, waiting for it to return",
         )
     ]
     assert outages.outages_current()["database"].failures == 5
