@@ -13,7 +13,6 @@ the attempt in flight, else exits at once.
 
 from __future__ import annotations
 
-import logging
 import threading
 from typing import Any
 
@@ -28,8 +27,6 @@ from integrations.delivery import (
     webhook_attempts_interrupted,
     webhook_attempts_interrupted_requeue,
 )
-
-logger = logging.getLogger("parley.worker")
 
 
 class OutageTolerantWorker(Worker):

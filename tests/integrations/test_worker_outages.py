@@ -218,3 +218,34 @@ def test_an_attempt_another_worker_took_over_is_left_alone(
     finally:
         delivery._interrupted.pop(row.pk, None)
     assert WebhookDelivery.objects.get(pk=row.pk).lease_until == lease
+
+
+@pytest.mark.django_db
+def test_the_task_an_outage_interrupted_is_closed_once_the_database_is_back(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Its running row would otherwise stay RUNNING for ever (its attempt goes again as a new
+    task, through the sweep)."""
+    from django_tasks_db.management.commands.db_worker import Worker
+
+    from integrations.tasks import webhook_attempt
+
+    webhook_attempt.enqueue(123_456)
+    task_result = DBTaskResult.objects.get()
+    task_result.claim("w-3")
+
+    def lost(self: Worker, db_task_result: Any) -> None:
+        raise OperationalError("terminating connection due to administrator command")
+
+    monkeypatch.setattr(Worker, "run_task", lost)
+    tolerant = worker.outage_tolerant_worker(worker_id="w-3", interval=0.01)
+    with pytest.raises(OperationalError):
+        tolerant.run_task(task_result)
+    assert DBTaskResult.objects.get().status == "RUNNING"
+
+    tolerant.after_outage()
+    closed = DBTaskResult.objects.get()
+    assert closed.status == "FAILED"
+    assert closed.exception_class_path == "django.db.utils.OperationalError"
+    tolerant.after_outage()  # once only: nothing left to close
+    assert tolerant.interrupted is None
