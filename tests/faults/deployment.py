@@ -322,10 +322,13 @@ class SocketListener(threading.Thread):
         from websockets.sync.client import connect
 
         origin = f"http://127.0.0.1:{parley.ws_port}"
-        self.socket = connect(
-            f"ws://127.0.0.1:{parley.ws_port}/ws/conversations/{conversation_id}/",
-            origin=origin,  # type: ignore[arg-type]
-            open_timeout=10,
+        self._closing = contextlib.ExitStack()
+        self.socket = self._closing.enter_context(
+            connect(
+                f"ws://127.0.0.1:{parley.ws_port}/ws/conversations/{conversation_id}/",
+                origin=origin,  # type: ignore[arg-type]
+                open_timeout=10,
+            )
         )
         self.socket.send(json.dumps({"type": "auth", "token": token}))
         first = json.loads(self.socket.recv(timeout=10))
@@ -354,5 +357,5 @@ class SocketListener(threading.Thread):
         self.socket.send(json.dumps(frame))
 
     def close(self) -> None:
-        self.socket.close()
+        self._closing.close()
         self.join(10)
