@@ -171,7 +171,7 @@ def outage_report(dependency: str, exc: BaseException | None = None) -> bool:
         if current is not None:
             current.failures += 1
             return False
-        _outages[dependency] = Outage(dependency=dependency, started=time.monotonic())
+        outage = _outages[dependency] = Outage(dependency=dependency, started=time.monotonic())
         _ended[dependency] = threading.Event()
     logger.error(
         "%s unavailable (%s): requests get 503, waiting for it to return",
@@ -184,7 +184,7 @@ def outage_report(dependency: str, exc: BaseException | None = None) -> bool:
             "pid": os.getpid(),
         },
     )
-    _watch(dependency)
+    _watch(outage)
     return True
 
 
@@ -196,13 +196,15 @@ def _cause(exc: BaseException | None) -> str:
     return text[0][:200] if text else ""
 
 
-def outage_recovered(dependency: str) -> bool:
-    """`dependency` answered. Ends its outage (logged once) if there is one; True if so."""
+def outage_recovered(dependency: str, *, outage: Outage | None = None) -> bool:
+    """`dependency` answered. Ends its outage (logged once) if there is one -- only `outage`,
+    when given (a watcher ends the outage it was started for, never a later one); True if so."""
     with _lock:
-        outage = _outages.pop(dependency, None)
+        current = _outages.get(dependency)
+        if current is None or (outage is not None and current is not outage):
+            return False
+        del _outages[dependency]
         ended = _ended.pop(dependency, None)
-    if outage is None:
-        return False
     for hook in list(_recovery_hooks.get(dependency, ())):
         try:
             hook()
@@ -211,8 +213,8 @@ def outage_recovered(dependency: str) -> bool:
     logger.warning(
         "%s available again after %.1f s; %d failure(s) meanwhile",
         dependency,
-        time.monotonic() - outage.started,
-        outage.failures,
+        time.monotonic() - current.started,
+        current.failures,
         extra={"dependency": dependency, "outage": "ended", "pid": os.getpid()},
     )
     if ended is not None:
@@ -250,25 +252,26 @@ def outages_reset() -> None:
         event.set()
 
 
-def _watch(dependency: str) -> None:
-    check = CHECKS.get(dependency)
+def _watch(outage: Outage) -> None:
+    check = CHECKS.get(outage.dependency)
     if check is None:
         return
     thread = threading.Thread(
         target=_watch_until_back,
-        args=(dependency, check),
-        name=f"parley-outage-{dependency}",
+        args=(outage, check),
+        name=f"parley-outage-{outage.dependency}",
         daemon=True,
     )
     thread.start()
 
 
-def _watch_until_back(dependency: str, check: Callable[[], None]) -> None:
+def _watch_until_back(outage: Outage, check: Callable[[], None]) -> None:
+    dependency = outage.dependency
     pause = WATCH_BACKOFF_FIRST
     while True:
         with _lock:
-            if dependency not in _outages:
-                return  # ended by someone else's success (or reset)
+            if _outages.get(dependency) is not outage:
+                return  # ended by someone else's success (or reset); a later one has its own
         time.sleep(pause)
         pause = min(pause * 2, WATCH_BACKOFF_MAX)
         try:
@@ -278,5 +281,5 @@ def _watch_until_back(dependency: str, check: Callable[[], None]) -> None:
         finally:
             # This thread's own connection: never kept (it may be the dead one next time).
             connections.close_all()
-        outage_recovered(dependency)
+        outage_recovered(dependency, outage=outage)
         return

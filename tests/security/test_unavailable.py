@@ -165,3 +165,15 @@ def test_an_outage_met_by_middleware_is_503(monkeypatch) -> None:
     assert response["Retry-After"] == "5"
     assert response.json()["detail"] == "Service temporarily unavailable"
     assert "secret-host" not in response.content.decode()
+
+
+def test_a_watcher_ends_only_the_outage_it_was_started_for(monkeypatch) -> None:
+    """A watcher still sleeping when its outage ended must not end the next one with its
+    own (passing) check."""
+    first = OperationalError("down")
+    outages.outage_report("database", first)
+    old = outages.outages_current()["database"]
+    assert outages.outage_recovered("database") is True  # ended by /ready, say
+    outages.outage_report("database", first)
+    assert outages.outage_recovered("database", outage=old) is False
+    assert "database" in outages.outages_current()
