@@ -44,11 +44,9 @@ browser-deps:  ## Chromium for the browser tests, from the system packages (neve
 run: install  ## Migrate, seed demo accounts (DEBUG only), serve HTTP + websockets on HOST:PORT and run the worker
 	$(PYTHON) manage.py migrate --noinput
 	$(PYTHON) manage.py seed_demo
-	@# The webhook worker runs beside the server; when the server stops (Ctrl-C) so does it.
-	$(PYTHON) manage.py run_worker & worker=$$!; \
-	trap 'kill $$worker 2>/dev/null; wait $$worker 2>/dev/null' EXIT INT TERM; \
-	$(BIN)/uvicorn config.asgi:application --host $(HOST) --port $(PORT) --lifespan off \
-		--ws-max-size 65536
+	@# The server and the webhook worker under one supervisor (config/serving/run.py): a process
+	@# that exits is started again; Ctrl-C stops both.
+	$(PYTHON) -m config.serving.run --host $(HOST) --port $(PORT)
 
 test: dev-install browser-deps  ## Run the whole test suite
 	$(PYTHON) manage.py collectstatic --noinput -v 0

@@ -37,6 +37,7 @@ from accounts.security import security_event_record
 from accounts.socket_events import user_sockets_group
 from accounts.socket_slots import socket_slot_give_back, socket_slot_take
 from core.errors import InsufficientScope, NotAuthenticated, PermissionDenied
+from core.outages import RETRY_AFTER_SECONDS, dependency_of, outage_report
 from core.parsing import JsonTooDeep, MalformedRequest, json_loads
 from core.request_context import (
     CallContext,
@@ -59,6 +60,7 @@ MAX_REFUSED_FRAMES = 100  # refused in a row → close 1008
 TASK_CANCEL_GRACE_SECONDS = 1.0  # how long a disconnect waits for cancelled tasks to finish
 
 CLOSE_POLICY_VIOLATION = 1008  # frame flood
+CLOSE_TRY_AGAIN_LATER = 1013  # the database or Redis is unavailable while authenticating
 CLOSE_TOO_BIG = 1009  # frame over MAX_FRAME_BYTES
 CLOSE_BAD_AUTH_FRAME = 4400  # auth frame with a valid token but a malformed field
 CLOSE_UNAUTHENTICATED = 4401
@@ -69,6 +71,7 @@ CLOSE_TOO_MANY_SOCKETS = 4429  # the user already holds WS_MAX_SOCKETS_PER_USER 
 CLOSE_TRY_AGAIN_LATER = 1013  # the shared slot store (Redis) did not answer
 
 _GENERIC_AUTH_FAILURE = "Invalid or expired credentials"
+UNAVAILABLE = "Service temporarily unavailable"
 
 
 class CloseSocket(Exception):  # noqa: N818 - a control-flow signal, not an error
@@ -207,7 +210,11 @@ class TokenAuthenticatedConsumer(AsyncWebsocketConsumer):
         # timers and group memberships behind.
         try:
             await handler(message)
-        except Exception:  # noqa: BLE001 - the boundary: log, answer, keep the connection
+        except Exception as exc:  # noqa: BLE001 - the boundary: log, answer, keep the connection
+            if self.outage_met(exc):
+                if message["type"] == "websocket.receive":
+                    await self.send_unavailable()
+                return
             logger.exception("%s: unexpected error handling %s", self.socket_name, message["type"])
             if message["type"] == "websocket.receive":
                 await self.send_internal_error()
@@ -256,7 +263,14 @@ class TokenAuthenticatedConsumer(AsyncWebsocketConsumer):
             raise CloseSocket(CLOSE_TOO_BIG, f"Frames are limited to {MAX_FRAME_BYTES} bytes")
         if self.principal is None:
             # Exactly one frame is read before authentication: it must be the auth frame.
-            await self._first_frame(text_data)
+            try:
+                await self._first_frame(text_data)
+            except Exception as exc:
+                if not self.outage_met(exc):
+                    raise
+                # Not authenticated (or not yet replayed): the client reconnects later and
+                # resumes from its last seq, as after any close.
+                raise CloseSocket(CLOSE_TRY_AGAIN_LATER, UNAVAILABLE) from None
             return
         if not await self._take_frame_budget():
             return
@@ -473,10 +487,16 @@ class TokenAuthenticatedConsumer(AsyncWebsocketConsumer):
 
     async def _revalidate_forever(self) -> None:
         """Revocation, deactivation, password changes and demotion reach open sockets within
-        REVALIDATE_SECONDS (jittered, so many sockets do not re-check in lockstep)."""
+        REVALIDATE_SECONDS (jittered, so many sockets do not re-check in lockstep). While the
+        database or Redis is unavailable a re-check cannot run: the socket stays open (it
+        passed the last one) and the next tick checks again."""
         while not self.closing:
             await asyncio.sleep(REVALIDATE_SECONDS * random.uniform(0.8, 1.0))  # noqa: S311
-            await self.revalidate()
+            try:
+                await self.revalidate()
+            except Exception as exc:
+                if not self.outage_met(exc):
+                    raise
 
     async def auth_recheck(self, event: dict[str, Any]) -> None:
         """The user's credentials changed somewhere (a session revoked, the password changed, a
@@ -593,6 +613,25 @@ class TokenAuthenticatedConsumer(AsyncWebsocketConsumer):
         connection stays open."""
         await self.send_frame(
             {"type": "error", "detail": detail, "status": status, "code": code, **extra}
+        )
+
+    def outage_met(self, exc: BaseException) -> bool:
+        """True when `exc` is an unavailable database or Redis, which is then reported (once
+        per outage in the log, core.outages)."""
+        dependency = dependency_of(exc)
+        if dependency is None:
+            return False
+        outage_report(dependency, exc)
+        return True
+
+    async def send_unavailable(self, **extra: Any) -> None:
+        """What a REST client would get as a 503: try again in `retry_after` seconds."""
+        await self.send_error(
+            UNAVAILABLE,
+            status=503,
+            code="unavailable",
+            retry_after=RETRY_AFTER_SECONDS,
+            **extra,
         )
 
     async def send_internal_error(self, **extra: Any) -> None:

@@ -15,7 +15,7 @@ from django.core.exceptions import (
     TooManyFieldsSent,
     TooManyFilesSent,
 )
-from django.db import OperationalError
+from django.db import InterfaceError, OperationalError
 from django.http import Http404, HttpRequest, HttpResponse
 from django.http.multipartparser import MultiPartParserError
 from django_redis.exceptions import ConnectionInterrupted
@@ -28,7 +28,9 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from accounts.auth import Undeclared, policy_of
 from accounts.models import SecurityEvent
 from accounts.security import security_event_record
+from config.middleware import unavailable_body
 from core.errors import ParleyError, UnprocessableRequest
+from core.outages import DATABASE, RETRY_AFTER_SECONDS, dependency_of, outage_report
 from core.parsing import TOO_MANY_FIELDS, ParleyParser
 from core.request_context import current_request_id
 
@@ -170,24 +172,20 @@ def _undecodable(request: HttpRequest, exc: UnicodeDecodeError) -> HttpResponse:
 # PostgreSQL or Redis unreachable, the connection pool exhausted, a deadlock or lock wait
 # broken off: neither the client's mistake nor a bug in the request, and the same request may
 # well succeed shortly. 503 with Retry-After; the transaction was rolled back, so nothing was
-# half-written. The cause goes to the log under the request id, never to the client.
-RETRY_AFTER_UNAVAILABLE_SECONDS = 5
-
-
+# half-written. The outage goes to the log once (core.outages), not once per request; the
+# request id of each refused request only at DEBUG. Never the cause to the client.
 @api.exception_handler(OperationalError)
+@api.exception_handler(InterfaceError)
 @api.exception_handler(RedisConnectionError)
 @api.exception_handler(RedisTimeoutError)
 @api.exception_handler(ConnectionInterrupted)  # django-redis's wrapper of the two above
 def _unavailable(request: HttpRequest, exc: Exception) -> HttpResponse:
-    logger.error(
+    outage_report(dependency_of(exc) or DATABASE, exc)
+    logger.debug(
         "dependency unavailable on %s %s: %s", request.method, request.path, type(exc).__name__
     )
-    response = api.create_response(
-        request,
-        {"detail": "Service temporarily unavailable", "request_id": current_request_id()},
-        status=503,
-    )
-    response["Retry-After"] = str(RETRY_AFTER_UNAVAILABLE_SECONDS)
+    response = api.create_response(request, unavailable_body(), status=503)
+    response["Retry-After"] = str(RETRY_AFTER_SECONDS)
     return response
 
 

@@ -13,8 +13,9 @@ from django.contrib.messages.middleware import MessageMiddleware
 from django.contrib.sessions.middleware import SessionMiddleware
 from django.http import HttpRequest, HttpResponseBase, JsonResponse
 
+from core.outages import RETRY_AFTER_SECONDS, dependency_of, outage_report
 from core.parsing import TOO_MANY_FIELDS, query_field_count_exceeded
-from core.request_context import request_id_from_header, request_id_var
+from core.request_context import current_request_id, request_id_from_header, request_id_var
 
 GetResponse = Callable[[HttpRequest], HttpResponseBase | Awaitable[HttpResponseBase]]
 
@@ -41,8 +42,33 @@ class _SyncAndAsyncMiddleware:
         raise NotImplementedError
 
 
+def unavailable_body() -> dict[str, str | None]:
+    """What a request gets while the database or Redis is unavailable (with a 503)."""
+    return {"detail": "Service temporarily unavailable", "request_id": current_request_id()}
+
+
+def unavailable_response(exc: BaseException) -> JsonResponse | None:
+    """503 with Retry-After when `exc` is an outage of a dependency (core.outages), which is
+    then reported; None for any other exception."""
+    dependency = dependency_of(exc)
+    if dependency is None:
+        return None
+    outage_report(dependency, exc)
+    response = JsonResponse(unavailable_body(), status=503)
+    response["Retry-After"] = str(RETRY_AFTER_SECONDS)
+    return response
+
+
 class RequestIdMiddleware(_SyncAndAsyncMiddleware):
-    """Gives every request an id (a well-formed incoming X-Request-ID is kept) and echoes it."""
+    """Gives every request an id (a well-formed incoming X-Request-ID is kept) and echoes it.
+
+    Also the outage boundary of the pages outside the API (the admin above all): a view that
+    meets an unavailable database or Redis answers 503 with Retry-After, not 500, in DEBUG too
+    (the API has its own handler, config/api.py; config/urls.handler500 catches what fails
+    in other middleware)."""
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> JsonResponse | None:
+        return unavailable_response(exception)
 
     def _begin(self, request: HttpRequest) -> tuple[str, object]:
         request_id = request_id_from_header(request.META.get("HTTP_X_REQUEST_ID"))

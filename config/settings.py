@@ -508,7 +508,11 @@ LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"request_context": {"()": "core.logging.RequestContextFilter"}},
+    "filters": {
+        "request_context": {"()": "core.logging.RequestContextFilter"},
+        "outage_responses": {"()": "core.logging.OutageResponseFilter"},
+        "channel_layer_outages": {"()": "core.logging.ChannelLayerOutageFilter"},
+    },
     "formatters": {"json": {"()": "core.logging.JsonFormatter"}},
     "handlers": {
         "console": {
@@ -519,7 +523,13 @@ LOGGING = {
     },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {
-        "django.request": {"level": "ERROR"},
+        # Its line per 503 is left out: core.outages names each outage once (and its end).
+        "django.request": {"level": "ERROR", "filters": ["outage_responses"]},
+        # Its traceback a second while Redis is away becomes one outage (core.outages).
+        "channels_redis.pubsub": {"filters": ["channel_layer_outages"]},
+        # A warning per dropped connection and per reconnection attempt while PostgreSQL is
+        # away: core.outages names the outage once instead.
+        "psycopg.pool": {"level": "ERROR"},
         "django.server": {"level": "WARNING"},
         "parley.security": {"level": "INFO"},
     },

@@ -1,9 +1,12 @@
+import sys
+
 from django.contrib import admin
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.urls import path
 from django.views.decorators.http import require_GET
 
 from config.api import api
+from config.middleware import unavailable_response
 from config.operations import health_probe, ready_probe
 from config.views import chat_page
 from core.request_context import current_request_id
@@ -36,6 +39,11 @@ def handler403(request: HttpRequest, exception: Exception) -> HttpResponse:
 
 
 def handler500(request: HttpRequest) -> HttpResponse:
+    # Called while the exception is being handled: an outage of the database or Redis met
+    # outside a view (a session saved by middleware) is a 503 with Retry-After, not a 500.
+    unavailable = unavailable_response(sys.exc_info()[1] or Exception())
+    if unavailable is not None:
+        return unavailable
     return JsonResponse(
         {"detail": "Internal server error", "request_id": current_request_id()}, status=500
     )

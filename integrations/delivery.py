@@ -25,12 +25,14 @@ from typing import Any
 
 import httpx
 from django.conf import settings
-from django.db import DEFAULT_DB_ALIAS, close_old_connections, connections, models, transaction
+from django.db import DEFAULT_DB_ALIAS, connections, models, transaction
 from django.utils import timezone
 from django_tasks import task
 from standardwebhooks import Webhook
 
 from core.fixedsql import field, prepared_cursor
+from core.outages import dependency_of
+from core.periodic import PeriodicJob, periodic_job_thread_start
 from integrations.models import WebhookDelivery, WebhookEndpoint, WebhookEvent
 from integrations.urlguard import UnsafeUrl, guarded_post
 from messaging.events import EVENT_ROW_COLUMNS, DomainEvent, new_event_id
@@ -299,10 +301,58 @@ def retry_delay(attempt: int) -> timedelta:
     return timedelta(seconds=settings.WEBHOOK_RETRY_BASE_SECONDS * 2 ** (attempt - 1))
 
 
+# Attempts of this process that an unavailable database cut short: delivery id → the claim
+# token the attempt used. The row may be left claimed (SENDING) or unclaimed with its task
+# gone; `webhook_attempts_interrupted_requeue` hands them back to the sweep once the database
+# answers, instead of waiting out their lease.
+_interrupted: dict[int, str] = {}
+_interrupted_lock = threading.Lock()
+
+
 def webhook_attempt_run(delivery_id: int) -> str:
     """Make one delivery attempt. Returns what happened (for the task result and logs)."""
-    now = timezone.now()
     token = uuid.uuid4().hex
+    try:
+        return _attempt(delivery_id, token)
+    except Exception as exc:
+        if dependency_of(exc) is not None:
+            with _interrupted_lock:
+                _interrupted[delivery_id] = token
+        raise
+
+
+def webhook_attempts_interrupted() -> bool:
+    return bool(_interrupted)
+
+
+def webhook_attempts_interrupted_requeue() -> int:
+    """Hand the attempts an outage cut short in this process back to the sweep at once: their
+    lease ends now, so the next sweep (within a second) re-queues them as lost. Only a row
+    still as the attempt left it -- unclaimed, or claimed with the attempt's own token -- is
+    touched; one another worker took over meanwhile is not. Returns how many."""
+    with _interrupted_lock:
+        pending = dict(_interrupted)
+    requeued = 0
+    now = timezone.now()
+    for delivery_id, token in pending.items():
+        requeued += (
+            WebhookDelivery.objects.filter(pk=delivery_id)
+            .filter(
+                models.Q(status=WebhookDelivery.Status.PENDING)
+                | models.Q(status=WebhookDelivery.Status.SENDING, claim_token=token)
+            )
+            .update(lease_until=now)
+        )
+        with _interrupted_lock:
+            if _interrupted.get(delivery_id) == token:
+                del _interrupted[delivery_id]
+    if requeued:
+        logger.warning("%d webhook attempt(s) cut short by an outage handed back", requeued)
+    return requeued
+
+
+def _attempt(delivery_id: int, token: str) -> str:
+    now = timezone.now()
     timeout = float(settings.WEBHOOK_TIMEOUT_SECONDS)
     claimed = WebhookDelivery.objects.filter(
         pk=delivery_id, status=WebhookDelivery.Status.PENDING
@@ -439,10 +489,11 @@ def webhook_history_prune(*, now: datetime, keep_days: int = 30) -> int:
 # --- The worker --------------------------------------------------------------------------------
 
 
-def task_worker(*, worker_id: str, batch: bool, interval: float) -> Any:
+def task_worker(*, worker_id: str, batch: bool, interval: float, worker_class: Any = None) -> Any:
+    """django-tasks' database worker for the webhook queue (or `worker_class`, a subclass)."""
     from django_tasks_db.management.commands.db_worker import Worker
 
-    return Worker(
+    return (worker_class or Worker)(
         queue_names=[WEBHOOK_QUEUE],
         interval=interval,
         batch=batch,
@@ -487,21 +538,18 @@ def worker_run_until_idle(*, worker_id: str | None = None) -> None:
             return
 
 
+def _outbox_sweep_job(stop: threading.Event) -> None:
+    webhook_outbox_sweep_until_caught_up(stop=stop)
+
+
+# Registered in IntegrationsConfig.ready: every worker sweeps until caught up, then rests a
+# second (`run_worker --sweep-interval`).
+OUTBOX_SWEEP_JOB = PeriodicJob(name="webhook-outbox", run=_outbox_sweep_job, interval=1.0)
+
+
 def sweeper_thread_start(*, interval: float, stop: threading.Event) -> threading.Thread:
     """Sweep until caught up, then wait `interval` seconds, beside the task loop, in its own
     thread (and database connection). The wait comes only after a sweep that found less than a
-    full batch, so a backlog is not capped at SWEEP_BATCH events per interval."""
-
-    def loop() -> None:
-        while not stop.is_set():
-            try:
-                webhook_outbox_sweep_until_caught_up(stop=stop)
-            except Exception:  # noqa: BLE001 - a failed sweep is retried on the next tick
-                logger.exception("webhook outbox sweep failed")
-            finally:
-                close_old_connections()
-            stop.wait(interval)
-
-    thread = threading.Thread(target=loop, name="parley-webhook-sweeper", daemon=True)
-    thread.start()
-    return thread
+    full batch, so a backlog is not capped at SWEEP_BATCH events per interval. A sweep that
+    meets an unavailable database waits for it (core.periodic)."""
+    return periodic_job_thread_start(OUTBOX_SWEEP_JOB, stop=stop, interval=interval)

@@ -27,13 +27,18 @@ from core.request_context import CallContext
 from messaging import selectors, services
 from messaging.models import Conversation
 from messaging.permissions import CONVERSATION_READERS, MESSAGE_WRITERS
-from messaging.realtime import conversation_group, messages_created_event
+from messaging.realtime import (
+    conversation_group,
+    messages_created_event,
+    socket_catch_up_register,
+)
 from messaging.schemas import MAX_ID, message_payload
 
 logger = logging.getLogger("parley.realtime")
 
 MAX_PENDING_SENDS = 5  # client `message` frames queued behind the one being processed
 REPLAY_PAGE_SIZE = 500
+CATCH_UP_ATTEMPTS = 5
 
 
 class SeqWindow:
@@ -130,6 +135,23 @@ class ConversationConsumer(TokenAuthenticatedConsumer):
         self.groups.append(group)
         await self.send_frame(self.auth_ok_frame())
         await self._replay(start)
+        socket_catch_up_register(self)
+
+    async def catch_up(self) -> None:
+        """After an outage of the channel layer: what was committed but never pushed here
+        (messaging.realtime), from the last seq this socket sent without a gap. A process that
+        sat out a database restart idle still holds connections the restart ended: each fails
+        once and is dropped, so the read is tried again."""
+        for attempt in range(1, CATCH_UP_ATTEMPTS + 1):
+            if self.closing or self.principal is None:
+                return
+            try:
+                await self._replay(self.seqs.floor)
+                return
+            except Exception as exc:
+                if not self.outage_met(exc) or attempt == CATCH_UP_ATTEMPTS:
+                    raise
+                await asyncio.sleep(0.2 * attempt)
 
     async def _replay(self, after_seq: int) -> None:
         cursor = after_seq
@@ -219,12 +241,15 @@ class ConversationConsumer(TokenAuthenticatedConsumer):
             except CloseSocket as close:
                 await self.close_with(close.code, close.reason)
                 return
-            except Exception:  # noqa: BLE001 - one bad send must not end the session
-                logger.exception("websocket message send failed")
+            except Exception as exc:  # noqa: BLE001 - one bad send must not end the session
                 client_msg_id = frame.get("client_msg_id")
-                await self.send_internal_error(
-                    **({"client_msg_id": client_msg_id} if client_msg_id else {})
-                )
+                echo = {"client_msg_id": client_msg_id} if client_msg_id else {}
+                if self.outage_met(exc):
+                    # Nothing was written and the client_msg_id is free again: resend it.
+                    await self.send_unavailable(**echo)
+                    continue
+                logger.exception("websocket message send failed")
+                await self.send_internal_error(**echo)
 
     async def _send_message(self, frame: dict[str, Any]) -> None:
         client_msg_id: str | None = frame.get("client_msg_id")

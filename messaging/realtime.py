@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import contextlib
 import contextvars
 import logging
 import os
 import threading
+import uuid
+import weakref
 from collections.abc import Coroutine, Sequence
 from typing import Any, TypeVar
 
@@ -22,6 +25,7 @@ from django.conf import settings
 from django.db import transaction
 
 from accounts.sockets import frame_text
+from core.outages import CHANNEL_LAYER, DATABASE, dependency_of, outage_report
 
 logger = logging.getLogger("parley.realtime")
 
@@ -106,8 +110,19 @@ def publish(events: list[Event]) -> None:
         else:
             loop = background_loop()
             loop.call_soon_threadsafe(_push_enqueue, loop, layer, events)
-    except Exception:  # noqa: BLE001
-        logger.exception("websocket push failed for %d event(s)", len(events))
+    except Exception as exc:  # noqa: BLE001
+        _push_failed(exc, len(events))
+
+
+def _push_failed(exc: BaseException, count: int) -> None:
+    """A push that did not go out: an unavailable Redis is an outage, logged once for all the
+    pushes it fails (core.outages); anything else is logged with its traceback."""
+    dependency = dependency_of(exc)
+    if dependency is None:
+        logger.error("websocket push failed for %d event(s)", count, exc_info=exc)
+        return
+    # The channel layer's Redis, whatever the client library called it.
+    outage_report(CHANNEL_LAYER if dependency != DATABASE else dependency, exc)
 
 
 def _on_event_loop() -> bool:
@@ -153,9 +168,8 @@ async def _push_sender(queue: asyncio.Queue[Any]) -> None:
         try:
             async with asyncio.timeout(PUBLISH_TIMEOUT_SECONDS):
                 await _send_batch(batch)
-        except Exception:  # noqa: BLE001
-            count = sum(len(events) for _, events in batch)
-            logger.exception("websocket push failed for %d event(s)", count)
+        except Exception as exc:  # noqa: BLE001
+            _push_failed(exc, sum(len(events) for _, events in batch))
         finally:
             for _ in batch:
                 queue.task_done()
@@ -320,3 +334,74 @@ def conversation_erased_event(conversation_id: int) -> Event:
     """The conversation's customer was erased: subscribers must be disconnected (the consumer
     closes with 4404, as for a conversation that does not exist)."""
     return conversation_group(conversation_id), {"type": "conversation.erased"}
+
+
+# --- Sockets catch up after the channel layer's Redis returns ---------------------------------
+# Redis pub/sub keeps nothing for a subscriber that is away: what was published while the
+# websocket process's subscription was down -- during the outage, and in the second or so
+# before channels-redis has subscribed again -- never reaches its sockets, and nothing would
+# tell them. So when the outage ends in a process, its conversation sockets catch up from the
+# database by seq, as a client resuming with `after_seq` does; their SeqWindow drops what they
+# already sent. First a probe is sent through the layer and received back: the subscription is
+# live again, so whatever is published from then on arrives, and whatever was committed before
+# is in the database read that follows. No gap, no duplicate.
+
+_catching_up: weakref.WeakSet[Any] = weakref.WeakSet()
+_catch_up_loop: asyncio.AbstractEventLoop | None = None
+PROBE_ATTEMPTS = 30
+PROBE_TIMEOUT_SECONDS = 2.0
+
+
+def socket_catch_up_register(socket: Any) -> None:
+    """From a socket's event loop: call `await socket.catch_up()` after every outage of the
+    channel layer that ends in this process while it is open (held weakly)."""
+    global _catch_up_loop
+    _catch_up_loop = asyncio.get_running_loop()
+    _catching_up.add(socket)
+
+
+def sockets_catch_up_schedule() -> None:
+    """The channel layer's outage ended (core.outages' hook, from the watcher's thread): have
+    this process's sockets catch up, on their event loop."""
+    loop = _catch_up_loop
+    if loop is None or loop.is_closed() or not _catching_up:
+        return
+    asyncio.run_coroutine_threadsafe(sockets_catch_up(), loop)
+
+
+async def sockets_catch_up() -> int:
+    """Once the layer delivers again, every registered socket catches up. Returns how many."""
+    layer = get_channel_layer()
+    if layer is None or not await channel_layer_delivers(layer):
+        logger.error("channel layer still not delivering: sockets not caught up")
+        return 0
+    sockets = list(_catching_up)
+    for socket in sockets:
+        try:
+            await socket.catch_up()
+        except Exception:  # noqa: BLE001 - one socket's failure must not stop the others
+            logger.exception("websocket catch-up failed")
+    logger.info("%d websocket(s) caught up after the channel layer's outage", len(sockets))
+    return len(sockets)
+
+
+async def channel_layer_delivers(layer: Any) -> bool:
+    """Whether an event sent through `layer` now comes back to a subscriber in this process
+    (tried PROBE_ATTEMPTS times)."""
+    for _attempt in range(PROBE_ATTEMPTS):
+        group = f"parley.probe.{uuid.uuid4().hex}"
+        channel = ""
+        try:
+            channel = await layer.new_channel()
+            await layer.group_add(group, channel)
+            await layer.group_send(group, {"type": "probe"})
+            async with asyncio.timeout(PROBE_TIMEOUT_SECONDS):
+                await layer.receive(channel)
+            return True
+        except Exception:  # noqa: BLE001 - not yet: try again shortly
+            await asyncio.sleep(0.5)
+        finally:
+            if channel:
+                with contextlib.suppress(Exception):
+                    await layer.group_discard(group, channel)
+    return False

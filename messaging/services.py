@@ -189,31 +189,35 @@ def message_send(
         raise UnprocessableRequest(str(exc), loc=("body", "message")) from None
     conversation_id = conversation_id or None
 
-    claim: idempotency.IdempotencyRecord | None = None
-    if idempotency_key is not None:
-        fingerprint = idempotency.request_fingerprint(
-            {"customer_id": customer.pk, "conversation_id": conversation_id, "message": text}
-        )
-        outcome = idempotency.idempotency_claim(
-            user=customer, key=idempotency.validate_key(idempotency_key), fingerprint=fingerprint
-        )
-        if isinstance(outcome, idempotency.Replay):
-            return MessageSendResult.from_record(outcome.body, replayed=True, rate=rate)
-        claim = outcome
-
-    try:
-        if conversation_id is None:
-            # After the idempotency claim (a replay starts nothing and is not counted), and
-            # only here: a send into an existing conversation costs no extra round trip.
-            conversation_rate_limit_enforce(user=customer, context=context)
+    if idempotency_key is None:
         result = _message_send_claimed(
-            customer=customer, conversation_id=conversation_id, text=text, claim=claim
+            customer=customer,
+            conversation_id=conversation_id,
+            text=text,
+            claim=None,
+            context=context,
         )
-    except BaseException:
-        if claim is not None:
-            idempotency.idempotency_release(record=claim)
-        raise
-    return replace(result, rate=rate)
+        return replace(result, rate=rate)
+    # Keyed: the whole send is one transaction holding the key's claim (messaging.idempotency),
+    # which a lost connection or a dead process releases with it.
+    fingerprint = idempotency.request_fingerprint(
+        {"customer_id": customer.pk, "conversation_id": conversation_id, "message": text}
+    )
+    outcome = idempotency.idempotency_run(
+        user=customer,
+        key=idempotency.validate_key(idempotency_key),
+        fingerprint=fingerprint,
+        work=lambda claim: _message_send_claimed(
+            customer=customer,
+            conversation_id=conversation_id,
+            text=text,
+            claim=claim,
+            context=context,
+        ),
+    )
+    if isinstance(outcome, idempotency.Replay):
+        return MessageSendResult.from_record(outcome.body, replayed=True, rate=rate)
+    return replace(outcome, rate=rate)
 
 
 def _message_send_claimed(
@@ -221,10 +225,16 @@ def _message_send_claimed(
     customer: User,
     conversation_id: int | None,
     text: str,
-    claim: idempotency.IdempotencyRecord | None,
+    claim: idempotency.Claim | None,
+    context: CallContext | None,
 ) -> MessageSendResult:
     current: fastpath.AgentContext | None = None
-    if conversation_id is not None:
+    if conversation_id is None:
+        # Inside the key's claim (a replay starts nothing and is not counted, a refusal leaves
+        # the key free), and only here: a send into an existing conversation costs no extra
+        # round trip.
+        conversation_rate_limit_enforce(user=customer, context=context)
+    else:
         # Status, agent turns and the last messages, in one statement; ownership in its query.
         current = fastpath.agent_context(customer_id=customer.pk, conversation_id=conversation_id)
         if current is None:
@@ -253,11 +263,12 @@ def _message_send_claimed(
     result: MessageSendResult | None = None
     if (answered := _answered_without_lock(current, reply)) is not None:
         read, answer = answered
-        with transaction.atomic() if claim is not None else nullcontext():
+        # A keyed send is already inside its claim's transaction: no savepoint of its own.
+        with transaction.atomic(savepoint=False) if claim is not None else nullcontext():
             result = _agent_turn(turn, answer, read.conversation_id, read.status)
             _complete(claim, result)
     if result is None:
-        with transaction.atomic():
+        with transaction.atomic(savepoint=claim is None):
             result = _locked_turn(turn, reply, current)
             _complete(claim, result)
     return result
@@ -283,12 +294,10 @@ def _answered_without_lock(
     return current, reply
 
 
-def _complete(
-    claim: idempotency.IdempotencyRecord | None, result: MessageSendResult | None
-) -> None:
+def _complete(claim: idempotency.Claim | None, result: MessageSendResult | None) -> None:
     """Store the turn's result with its idempotency key, in the turn's transaction."""
     if claim is not None and result is not None:
-        idempotency.idempotency_complete(record=claim, status=200, body=result.to_record())
+        idempotency.idempotency_complete(claim=claim, status=200, body=result.to_record())
 
 
 def _locked_turn(

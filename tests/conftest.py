@@ -18,6 +18,7 @@ import accounts.ratelimits
 from accounts import services as account_services
 from accounts.models import User
 from accounts.socket_slots import LOCAL_SLOTS
+from core.outages import outages_reset
 from messaging.agent import get_agent
 from tests.factories import OperatorFactory, SuperuserFactory, UserFactory
 from tests.pushes import Pushes
@@ -75,6 +76,15 @@ def _fast_hashing_and_clean_cache(settings: Any) -> Any:
     yield
     cache.clear()
     LOCAL_SLOTS.clear()
+
+
+@pytest.fixture(autouse=True)
+def _no_outage_left_behind() -> Any:
+    # An outage a test provoked (core.outages) is per process: it must not leak into the next
+    # test's log or checks, and its watcher thread stops.
+    outages_reset()
+    yield
+    outages_reset()
 
 
 class RateLimitClock:

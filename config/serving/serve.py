@@ -22,9 +22,11 @@ What it does, in order:
      too, so a browser may use that one origin at ASGI speed).
    `--topology asgi` serves everything through uvicorn on --port instead (N workers sharing the
    port with SO_REUSEPORT).
-4. SIGTERM/SIGINT: forwarded to every server; each stops accepting, finishes in-flight requests
-   (up to --graceful-timeout) and, for websockets, sends 1001 first. Exit status: the worst
-   child's.
+4. Supervises them (config/serving/supervisor.py): a process that exits -- the webhook worker,
+   a server -- is started again with backoff, logged; nothing else stops. SIGTERM/SIGINT are
+   forwarded to every server; each stops accepting, finishes in-flight requests (up to
+   --graceful-timeout) and, for websockets, sends 1001 first. Exit status: the worst child's.
+   A process that keeps failing at start-up stops the profile with a non-zero status.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from config.serving.supervisor import supervise
 from core.local_secrets import stored_secret
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
@@ -387,57 +390,6 @@ def _internal_port() -> int:
         return int(sock.getsockname()[1])
 
 
-class Supervisor:
-    """Starts the server processes, forwards SIGTERM/SIGINT, stops all if one dies."""
-
-    def __init__(
-        self,
-        commands: list[list[str]],
-        env: dict[str, str],
-        stop_signals: dict[int, int] | None = None,
-    ) -> None:
-        self.commands = commands
-        self.env = env
-        self.children: list[subprocess.Popen[bytes]] = []
-        self.stopping = False
-        self.stop_signals = stop_signals or {}
-
-    def start(self) -> None:
-        for command in self.commands:
-            # Commands built by plan() from our own options, never from request data.
-            self.children.append(subprocess.Popen(command, env=self.env, cwd=BASE_DIR))  # noqa: S603
-
-    def stop(self, sig: int = signal.SIGTERM) -> None:
-        self.stopping = True
-        for index, child in enumerate(self.children):
-            if child.poll() is None:
-                child.send_signal(self.stop_signals.get(index, sig))
-
-    def wait(self, kill_after: float) -> int:
-        """Until every child has exited; SIGKILL stragglers `kill_after` seconds after stop."""
-        stop_started: float | None = None
-        while True:
-            alive = [c for c in self.children if c.poll() is None]
-            if not alive:
-                break
-            if self.stopping:
-                stop_started = stop_started or time.monotonic()
-                if time.monotonic() - stop_started > kill_after:
-                    for child in alive:
-                        child.kill()
-            elif len(alive) < len(self.children):
-                # One server died on its own: take the rest down so a supervisor restarts us.
-                logger.warning("a server process exited; stopping the others")
-                self.stop()
-            time.sleep(0.1)
-        codes = [c.returncode for c in self.children]
-        # A child stopped by our own SIGTERM/SIGINT exited cleanly for our purposes.
-        return max(
-            (0 if code in (0, -signal.SIGTERM, -signal.SIGINT, -signal.SIGQUIT) else abs(code))
-            for code in codes
-        )
-
-
 def wait_until_up(url: str, timeout: float = 60.0) -> None:
     import urllib.request
 
@@ -525,16 +477,13 @@ def main(argv: list[str] | None = None) -> int:
     topology = plan(args)
     logging.basicConfig(level=logging.INFO, format="parley serve: %(message)s")
     logger.info("%s", topology.description)
-    supervisor = Supervisor(topology.commands, env, topology.stop_signals)
-
-    def on_signal(signum: int, _frame: object) -> None:
-        logger.info("%s: graceful shutdown", signal.Signals(signum).name)
-        supervisor.stop(signal.SIGTERM)
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    supervisor.start()
-    return supervisor.wait(kill_after=args.graceful_timeout + 5)
+    return supervise(
+        topology.commands,
+        env,
+        stop_signals=topology.stop_signals,
+        cwd=BASE_DIR,
+        kill_after=args.graceful_timeout + 5,
+    )
 
 
 if __name__ == "__main__":

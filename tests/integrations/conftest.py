@@ -1,12 +1,9 @@
-"""A real HTTP receiver on 127.0.0.1 and helpers to run the webhook worker in-process."""
+"""A real HTTP receiver on 127.0.0.1 (tests/receiver.py) and helpers to run the webhook worker
+in-process."""
 
 from __future__ import annotations
 
-import json
-import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -16,77 +13,13 @@ from integrations import services
 from integrations.delivery import worker_run_until_idle
 from integrations.models import WebhookEndpoint
 from messaging.events import EVENT_TYPES
-
-
-@dataclass
-class Received:
-    path: str
-    headers: dict[str, str]
-    body: bytes
-    # The request target exactly as sent (http.server turns a leading "//" into "/" in `path`).
-    target: str = ""
-
-    @property
-    def json(self) -> Any:
-        return json.loads(self.body)
-
-
-@dataclass
-class Receiver:
-    """Records every request; answers from `script` (per path, consumed in order), then 200."""
-
-    base_url: str
-    requests: list[Received] = field(default_factory=list)
-    script: dict[str, list[tuple[int, dict[str, str]]]] = field(default_factory=dict)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def url(self, path: str = "/hook") -> str:
-        return f"{self.base_url}{path}"
-
-    def answer(self, path: str, *responses: int | tuple[int, dict[str, str]]) -> None:
-        self.script[path] = [r if isinstance(r, tuple) else (r, {}) for r in responses]
-
-    def events(self, path: str = "/hook") -> list[dict[str, Any]]:
-        with self.lock:
-            return [r.json for r in self.requests if r.path == path]
+from tests.receiver import Receiver, receiver_running
 
 
 @pytest.fixture
 def receiver() -> Iterator[Receiver]:
-    state: dict[str, Receiver] = {}
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 - http.server's naming
-            length = int(self.headers.get("Content-Length") or 0)
-            body = self.rfile.read(length)
-            rec = state["receiver"]
-            with rec.lock:
-                rec.requests.append(
-                    Received(
-                        path=self.path,
-                        headers=dict(self.headers.items()),
-                        body=body,
-                        target=self.requestline.split(" ")[1],
-                    )
-                )
-                queue = rec.script.get(self.path) or []
-                status, headers = queue.pop(0) if queue else (200, {})
-            self.send_response(status)
-            for name, value in headers.items():
-                self.send_header(name, value)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    state["receiver"] = Receiver(base_url=f"http://127.0.0.1:{server.server_address[1]}")
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield state["receiver"]
-    server.shutdown()
-    server.server_close()
+    with receiver_running() as running:
+        yield running
 
 
 @pytest.fixture

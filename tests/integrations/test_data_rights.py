@@ -30,8 +30,8 @@ from messaging.models import Conversation, IdempotencyRecord, Message
 from messaging.realtime import conversation_group
 from messaging.retention import conversations_prune_expired
 from tests.factories import DEFAULT_PASSWORD
-from tests.integrations.conftest import Receiver
 from tests.messages import sent_directly
+from tests.receiver import Receiver
 
 pytestmark = pytest.mark.django_db
 

@@ -35,8 +35,8 @@ from messaging.events import DomainEvent
 from messaging.models import Conversation
 from messaging.schemas import message_payload
 from messaging.services import message_send
-from tests.integrations.conftest import Receiver
 from tests.messages import sent_directly
+from tests.receiver import Receiver
 
 pytestmark = pytest.mark.django_db
 

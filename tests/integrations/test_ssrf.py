@@ -17,7 +17,7 @@ from integrations.delivery import worker_run_until_idle
 from integrations.models import WebhookDelivery, WebhookEndpoint
 from integrations.urlguard import address_is_public
 from messaging.services import message_send
-from tests.integrations.conftest import Receiver, receiver
+from tests.receiver import Receiver, receiver_running
 
 pytestmark = pytest.mark.django_db
 
@@ -557,7 +557,8 @@ def test_the_request_url_keeps_the_checked_address_whatever_the_path(
 @pytest.fixture
 def second_receiver() -> Iterator[Receiver]:
     """Another receiver on 127.0.0.1: the host a `//host` path names."""
-    yield from receiver.__wrapped__()  # type: ignore[attr-defined]
+    with receiver_running() as running:
+        yield running
 
 
 @pytest.mark.parametrize("allow_list", [False, True])

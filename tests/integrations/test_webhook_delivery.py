@@ -22,8 +22,8 @@ from messaging import idempotency
 from messaging.events import EVENT_TYPES, RATING_CREATED, domain_event_record
 from messaging.models import Conversation, Message
 from messaging.services import message_send
-from tests.integrations.conftest import Receiver
 from tests.messages import sent_directly
+from tests.receiver import Receiver
 
 pytestmark = pytest.mark.django_db
 

@@ -20,7 +20,7 @@ from django_tasks_db.models import DBTaskResult
 from accounts.models import User
 from integrations.models import WebhookDelivery, WebhookEvent
 from messaging.services import message_send
-from tests.integrations.conftest import Receiver
+from tests.receiver import Receiver
 
 ROOT = Path(__file__).resolve().parents[2]
 

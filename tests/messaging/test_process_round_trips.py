@@ -41,8 +41,13 @@ STATEMENTS = 3 if connection.vendor == "postgresql" else 5
 ROUND_TRIPS_ON_POSTGRESQL = 3
 
 
-def _process(client: Client, customer: User, conversation: Conversation) -> Any:
-    response = post_message(client, customer, "How do I reset my password?", conversation.pk)
+def _process(
+    client: Client, customer: User, conversation: Conversation, key: str | None = None
+) -> Any:
+    headers = {"Idempotency-Key": key} if key else {}
+    response = post_message(
+        client, customer, "How do I reset my password?", conversation.pk, **headers
+    )
     assert response.status_code == 200, response.content
     assert response.json()["status"] == "success"  # the agent path, not an escalation
     return response
@@ -178,3 +183,53 @@ def test_the_trace_counts_begin_and_commit(tmp_path: Path) -> None:
     round_trips, sent = _wire_round_trips(tmp_path / "trace", one_statement_in_a_transaction)
     assert round_trips == 3, sent
     assert len(_transaction_control(sent)) == 2, sent
+
+
+# A keyed send (Idempotency-Key) is one transaction that holds the key's claim
+# (messaging/idempotency.py): BEGIN; the claim (an advisory lock) and the key's record in one
+# statement; the agent's context; the turn; the record's INSERT; COMMIT -- plus auth, 7 on the
+# wire. Its replay: auth, BEGIN, the claim and record, COMMIT -- 4. Before the claim was tied to
+# the transaction (a row committed first, completed later) they were 9 and 6.
+KEYED_ROUND_TRIPS_ON_POSTGRESQL = {"first": 7, "replay": 4}
+# Django's log of the same, inside the test's transaction (the claim's atomic block shows as a
+# SAVEPOINT and its RELEASE; the turn is 3 statements on SQLite, 1 on PostgreSQL).
+KEYED_STATEMENTS = {"first": 7 if connection.vendor == "postgresql" else 9, "replay": 4}
+
+
+@pytest.mark.django_db
+def test_statements_of_a_keyed_send_and_its_replay(
+    customer: User, customer_client: Client, django_assert_num_queries: Any
+) -> None:
+    conversation = ConversationFactory(customer=customer)
+    MessageFactory(conversation=conversation)
+    with django_assert_num_queries(KEYED_STATEMENTS["first"]):
+        first = _process(customer_client, customer, conversation, "k-1")
+    with django_assert_num_queries(KEYED_STATEMENTS["replay"]):
+        replay = _process(customer_client, customer, conversation, "k-1")
+    assert "Idempotent-Replayed" not in first
+    assert replay["Idempotent-Replayed"] == "true"
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="protocol trace: PostgreSQL")
+@pytest.mark.django_db(transaction=True)
+def test_round_trips_of_a_keyed_send_and_its_replay(
+    customer: User, customer_client: Client, tmp_path: Path
+) -> None:
+    conversation = ConversationFactory(customer=customer)
+    MessageFactory(conversation=conversation)
+    for n in range(6):  # past DB_PREPARE_THRESHOLD: the statements are prepared by now
+        _process(customer_client, customer, conversation, f"warm-{n}")
+
+    first, sent_first = _wire_round_trips(
+        tmp_path / "first", lambda: _process(customer_client, customer, conversation, "k-1")
+    )
+    replay, sent_replay = _wire_round_trips(
+        tmp_path / "replay", lambda: _process(customer_client, customer, conversation, "k-1")
+    )
+
+    assert {"first": first, "replay": replay} == KEYED_ROUND_TRIPS_ON_POSTGRESQL, (
+        sent_first,
+        sent_replay,
+    )
+    assert len(_transaction_control(sent_first)) == 2  # BEGIN, COMMIT
+    assert len(_transaction_control(sent_replay)) == 2

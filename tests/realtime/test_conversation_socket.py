@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from asgiref.sync import sync_to_async
+from django.db import OperationalError
 from django.test import Client
 from django.utils import timezone
 
@@ -18,6 +19,7 @@ from accounts.auth import principal_from_access_token
 from accounts.models import SecurityEvent, User
 from accounts.scopes import CONVERSATIONS_READ, MESSAGES_WRITE
 from accounts.services import token_revoke
+from core import outages
 from escalations import services as escalation_services
 from escalations.models import Escalation
 from messaging import consumers, services
@@ -826,4 +828,94 @@ async def test_unknown_path_is_refused_cleanly() -> None:
     application = URLRouter([*websocket_urlpatterns, re_path(r"", websocket_route_not_found)])
     communicator = WebsocketCommunicator(application, "/ws/nope/", headers=[ORIGIN, HOST])
     assert await communicator.connect() == (False, 4404)
+    await communicator.disconnect()
+
+
+# --- A lost database or Redis ---------------------------------------------------------------
+
+
+def _database_down(*_: object, **__: object) -> Any:
+    raise OperationalError("terminating connection due to administrator command")
+
+
+async def test_a_message_during_an_outage_is_a_503_frame_and_its_id_stays_free(
+    customer: User, monkeypatch: Any
+) -> None:
+    """Over the socket as over REST: `unavailable` with retry_after, the socket stays open,
+    nothing is written, and the same client_msg_id goes through once the database is back."""
+    monkeypatch.setitem(outages.CHECKS, "database", lambda: _database_down())
+    conversation = await _conversation_with_messages(customer, 1)
+    communicator, _ = await connect_authenticated(_path(conversation.pk), await _token(customer))
+    try:
+        real = services.fastpath.agent_context
+        monkeypatch.setattr(services.fastpath, "agent_context", _database_down)
+        frame = {"type": "message", "content": "hello", "client_msg_id": "during"}
+        await communicator.send_json_to(frame)
+        assert await communicator.receive_json_from(timeout=5) == {
+            "type": "error",
+            "detail": "Service temporarily unavailable",
+            "status": 503,
+            "code": "unavailable",
+            "retry_after": 5,
+            "client_msg_id": "during",
+        }
+        await _pong(communicator)
+        assert await _message_count(conversation.pk) == 1
+        assert list(outages.outages_current()) == ["database"]
+
+        monkeypatch.setattr(services.fastpath, "agent_context", real)
+        await communicator.send_json_to(frame)
+        frames = await collect_until(
+            communicator, lambda f: any(x["type"] == "message.ack" for x in f)
+        )
+        ack = next(f for f in frames if f["type"] == "message.ack")
+        assert (ack["client_msg_id"], ack["replayed"], ack["customer_message_seq"]) == (
+            "during",
+            False,
+            2,
+        )
+    finally:
+        await communicator.disconnect()
+
+
+async def test_authenticating_during_an_outage_closes_1013(
+    customer: User, monkeypatch: Any
+) -> None:
+    """Try again later (1013), not a silent socket that times out as unauthenticated."""
+    monkeypatch.setitem(outages.CHECKS, "database", lambda: _database_down())
+    conversation = await _conversation_with_messages(customer, 1)
+    token = await _token(customer)
+    monkeypatch.setattr(sockets, "authenticate_and_authorize", _database_down)
+    communicator = make_communicator(_path(conversation.pk))
+    connected, _ = await communicator.connect()
+    assert connected
+    await communicator.send_json_to({"type": "auth", "token": token})
+    assert await expect_close(communicator) == sockets.CLOSE_TRY_AGAIN_LATER
+    await communicator.disconnect()
+
+
+async def test_revalidation_outlives_an_outage(customer: User, monkeypatch: Any) -> None:
+    """A re-check that meets the outage keeps the socket (it passed the last one) and the
+    re-checks go on: a token revoked after the outage still closes it."""
+    monkeypatch.setitem(outages.CHECKS, "database", lambda: _database_down())
+    monkeypatch.setattr(sockets, "REVALIDATE_SECONDS", 0.2)
+    conversation = await _conversation_with_messages(customer, 1)
+    token = await _token(customer)
+    communicator, _ = await connect_authenticated(_path(conversation.pk), token)
+    real = sockets.authenticate_and_authorize
+    failed: list[int] = []
+
+    def down_twice(*args: Any) -> Any:
+        if len(failed) < 2:
+            failed.append(1)
+            _database_down()
+        return real(*args)
+
+    monkeypatch.setattr(sockets, "authenticate_and_authorize", down_twice)
+    await asyncio.sleep(0.6)
+    assert len(failed) == 2
+    await _pong(communicator)
+    principal = await db(principal_from_access_token)(token)
+    await db(token_revoke)(principal=principal, raw_refresh=None)
+    assert await expect_close(communicator, within=3) == 4401
     await communicator.disconnect()

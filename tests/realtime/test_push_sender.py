@@ -14,6 +14,7 @@ from asgiref.sync import async_to_sync
 from channels.layers import InMemoryChannelLayer, get_channel_layer
 from django.conf import settings
 
+from core import outages
 from messaging import realtime
 from messaging.realtime import messages_created_event, publish, publish_flush
 
@@ -114,10 +115,44 @@ def test_a_failed_push_from_a_thread_is_logged_not_raised(
     # Publishers are cached by the layer's id(): a later layer must not inherit this one's.
     monkeypatch.setattr(realtime, "_publishers", dict(realtime._publishers))
     monkeypatch.setattr(realtime, "get_channel_layer", lambda: refused)
-    with caplog.at_level(logging.ERROR, logger="parley.realtime"):
+    # The watcher's check of the configured layer must not end the outage under the test.
+    monkeypatch.setitem(outages.CHECKS, "channel_layer", _still_down)
+    with caplog.at_level(logging.INFO):
         publish([messages_created_event(987_654_324, [{"seq": 1}])])
+        publish([messages_created_event(987_654_324, [{"seq": 2}])])
+
+    # An unavailable Redis is an outage of the channel layer: one line for both pushes.
+    lines = [(r.name, r.levelname, r.getMessage()) for r in caplog.records]
+    assert lines == [
+        (
+            "parley.outages",
+            "ERROR",
+            "channel_layer unavailable (ConnectionError): requests get 503, waiting for it to "
+            "return",
+        )
+    ]
+    assert outages.outages_current()["channel_layer"].failures == 2
+
+
+def _still_down() -> None:
+    raise ConnectionError("still down")
+
+
+def test_a_push_failing_for_another_reason_is_logged_with_its_cause(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    class Broken:
+        def pipeline(self, *_: object) -> None:
+            raise ValueError("a bug, not an outage")
+
+    monkeypatch.setattr(realtime, "_pipeline_publisher", lambda *_, **__: Broken())
+    monkeypatch.setattr(realtime, "get_channel_layer", lambda: object())
+    with caplog.at_level(logging.ERROR, logger="parley.realtime"):
+        publish([messages_created_event(987_654_325, [{"seq": 1}])])
 
     assert "websocket push failed for 1 event(s)" in caplog.text
+    assert "ValueError: a bug, not an outage" in caplog.text
+    assert outages.outages_current() == {}
 
 
 def test_hand_offs_waiting_together_share_one_pipeline(monkeypatch: pytest.MonkeyPatch) -> None:

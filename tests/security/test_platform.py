@@ -138,12 +138,12 @@ def test_ready_reports_each_dependency() -> None:
 
 @pytest.mark.django_db
 def test_ready_is_503_naming_what_failed(monkeypatch: Any) -> None:
-    from config import health
+    from core import outages
 
     def broken() -> None:
         raise ConnectionError("postgres://secret@db is down")
 
-    monkeypatch.setitem(health.CHECKS, "database", broken)
+    monkeypatch.setitem(outages.CHECKS, "database", broken)
     response = Client().get("/ready")
     assert response.status_code == 503
     assert response.json() == {

@@ -1,9 +1,10 @@
 """The background worker: webhook fan-out (sweep), delivery attempts and the periodic jobs.
 
 `python manage.py run_worker` — django-tasks' database worker loop (claims one task at a time;
-on PostgreSQL with SKIP LOCKED, so any number of these run side by side) plus a sweeper thread
-that dispatches outbox events and re-queues attempts whose worker died, and a periodic thread
-(SLA breaches, auto-assignment: integrations.periodic). `make run` starts one
+on PostgreSQL with SKIP LOCKED, so any number of these run side by side) plus the periodic jobs
+(core.periodic: the outbox sweep, which dispatches events and re-queues attempts whose worker
+died; the escalations' SLA breaches and auto-assignment). A lost database is waited out, not
+fatal (integrations/worker.py). `make run` starts one
 beside the server; production runs several beside the web tier (docs/webhooks.md).
 """
 
@@ -17,8 +18,10 @@ from typing import Any
 from django.core.management.base import BaseCommand
 from django.utils.crypto import get_random_string
 
-from integrations.delivery import sweeper_thread_start, task_worker, worker_run_until_idle
-from integrations.periodic import PERIODIC_SECONDS, periodic_run_once, periodic_thread_start
+from core.periodic import periodic_jobs
+from escalations.jobs import ESCALATIONS_JOB
+from integrations.delivery import OUTBOX_SWEEP_JOB, worker_run_until_idle
+from integrations.worker import worker_serve
 
 
 class Command(BaseCommand):
@@ -40,9 +43,9 @@ class Command(BaseCommand):
         parser.add_argument(
             "--periodic-interval",
             type=float,
-            default=PERIODIC_SECONDS,
-            help="Seconds between runs of the periodic jobs: SLA breaches, auto-assignment "
-            f"(default: {PERIODIC_SECONDS:g})",
+            default=ESCALATIONS_JOB.interval,
+            help="Seconds between runs of the escalations' job: SLA breaches, auto-assignment "
+            f"(default: {ESCALATIONS_JOB.interval:g})",
         )
         parser.add_argument(
             "--batch",
@@ -55,16 +58,16 @@ class Command(BaseCommand):
         worker_id = options["worker_id"] or get_random_string(32)
         logging.getLogger("parley.webhooks").info("worker %s starting", worker_id)
         if options["batch"]:
-            periodic_run_once()
+            # Each job once, in this thread (its failure is this command's).
+            for job in periodic_jobs():
+                job.run(threading.Event())
             worker_run_until_idle(worker_id=worker_id)
             return
-        stop = threading.Event()
-        sweeper_thread_start(interval=options["sweep_interval"], stop=stop)
-        periodic_thread_start(interval=options["periodic_interval"], stop=stop)
-        worker = task_worker(worker_id=worker_id, batch=False, interval=options["interval"])
-        # SIGINT/SIGTERM: finish the attempt in flight, then exit (django-tasks' handling).
-        worker.configure_signals()
-        try:
-            worker.run()
-        finally:
-            stop.set()
+        worker_serve(
+            worker_id=worker_id,
+            interval=options["interval"],
+            job_intervals={
+                OUTBOX_SWEEP_JOB.name: options["sweep_interval"],
+                ESCALATIONS_JOB.name: options["periodic_interval"],
+            },
+        )
