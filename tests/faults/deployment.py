@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+from cryptography.fernet import Fernet
 
 from tests.faults.services import (
     PostgresServer,
@@ -153,6 +154,7 @@ def parley_running(
         "REDIS_URL": redis.url(0),
         "SECRET_KEY": secrets.token_urlsafe(48),
         "JWT_SIGNING_KEY": secrets.token_urlsafe(48),
+        "FIELD_ENCRYPTION_KEYS": Fernet.generate_key().decode(),
         "CHANNEL_PREFIX": f"parley-fault-{secrets.token_hex(4)}",
         "HOST": "127.0.0.1",
         "PORT": str(port),
