@@ -25,6 +25,8 @@ from typing import Any
 from django.conf import settings
 from django.core.cache import cache
 
+from core.ids import parse_id
+
 # Module constants so tests (and operators) can shorten them.
 PRESENCE_LEASE_SECONDS = 45.0
 PRESENCE_RENEW_SECONDS = 15.0
@@ -98,8 +100,9 @@ def connected_user_ids(*, now: float | None = None) -> set[int]:
     for member in members:
         text = member.decode() if isinstance(member, bytes) else str(member)
         user_id, _, _socket = text.partition(":")
-        if user_id.isascii() and user_id.isdigit():
-            found.add(int(user_id))
+        parsed = parse_id(user_id)
+        if parsed is not None:
+            found.add(parsed)
     return found
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import random
 import re
+import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -1236,7 +1237,7 @@ def main() -> int:
     rows = build()
     TRAIN_PATH.parent.mkdir(parents=True, exist_ok=True)
     TRAIN_PATH.write_text(render(rows), encoding="utf-8")
-    print(f"{TRAIN_PATH}: {len(rows)} examples")
+    sys.stdout.write(f"{TRAIN_PATH}: {len(rows)} examples\n")
     return 0
 
 
