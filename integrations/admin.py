@@ -18,6 +18,8 @@ from messaging.events import EVENT_TYPES
 
 
 class WebhookEndpointCreateForm(forms.ModelForm):
+    # A URL typed without a scheme is taken as https (Django 6's default; Django 5 warns).
+    url = forms.URLField(max_length=2000, assume_scheme="https")
     events = forms.MultipleChoiceField(
         choices=[(event, event) for event in EVENT_TYPES], widget=forms.CheckboxSelectMultiple
     )
