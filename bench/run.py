@@ -39,12 +39,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import os
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -247,6 +249,16 @@ class Bench:
         self.log(f"peer: {self.results['peer']}")
 
     # wrk scenarios
+    @staticmethod
+    def load(
+        *, mode: str, data: Path | None, extra: str, connections: int
+    ) -> Callable[..., harness.WrkResult]:
+        """wrk with one scenario's script mode, data and connections: what stays the same
+        between its warm-up and its measured rounds, on every side."""
+        return functools.partial(
+            harness.wrk, mode=mode, connections=connections, data_file=data, extra=extra
+        )
+
     def wrk_scenario(
         self,
         name: str,
@@ -261,25 +273,10 @@ class Bench:
         assert self.server is not None
         url = url or self.http_url
         pids = self.server.pids
-        harness.wrk(
-            url,
-            mode=mode,
-            connections=connections,
-            duration=self.args.warmup,
-            data_file=data,
-            extra=extra,
-        )
+        load = self.load(mode=mode, data=data, extra=extra, connections=connections)
+        load(url, duration=self.args.warmup)
         runs = [
-            harness.wrk(
-                url,
-                mode=mode,
-                connections=connections,
-                duration=self.args.duration,
-                data_file=data,
-                extra=extra,
-                cpu_pids=pids,
-            )
-            for _ in range(self.args.runs)
+            load(url, duration=self.args.duration, cpu_pids=pids) for _ in range(self.args.runs)
         ]
         summary = harness.median_run(runs)
         summary["connections"] = connections
@@ -300,15 +297,9 @@ class Bench:
         }
         if self.baseline is not None:
             sides["baseline"] = (self.baseline_url, self.baseline.pids)
+        load = self.load(mode=mode, data=data, extra=extra, connections=CONNECTIONS)
         for url, _ in sides.values():
-            harness.wrk(
-                url,
-                mode=mode,
-                connections=CONNECTIONS,
-                duration=self.args.warmup,
-                data_file=data,
-                extra=extra,
-            )
+            load(url, duration=self.args.warmup)
         names = list(sides)
         runs: dict[str, list[harness.WrkResult]] = {side: [] for side in names}
         order: list[str] = []
@@ -317,13 +308,9 @@ class Bench:
             shift = round_index % len(names)
             for side in names[shift:] + names[:shift]:
                 url, pids = sides[side]
-                result = harness.wrk(
+                result = load(
                     url,
-                    mode=mode,
-                    connections=CONNECTIONS,
                     duration=self.args.duration,
-                    data_file=data,
-                    extra=extra,
                     cpu_pids=pids,
                     db_pids=harness.postgres_pids(),
                 )
@@ -459,14 +446,11 @@ class Bench:
             self.baseline = None
 
     def pgbench(self, script: str) -> dict[str, Any]:
-        path = self.work / "sql" / script
-        pgbench(path, url=self.env["DATABASE_URL"], clients=CONNECTIONS, duration=self.args.warmup)
-        runs = [
-            pgbench(
-                path, url=self.env["DATABASE_URL"], clients=CONNECTIONS, duration=self.args.duration
-            )
-            for _ in range(self.args.runs)
-        ]
+        load = functools.partial(
+            pgbench, self.work / "sql" / script, url=self.env["DATABASE_URL"], clients=CONNECTIONS
+        )
+        load(duration=self.args.warmup)
+        runs = [load(duration=self.args.duration) for _ in range(self.args.runs)]
         result = median_pgbench(runs)
         result["clients"] = CONNECTIONS
         self.log(f"pgbench {script}: {result['tps']} tps")
