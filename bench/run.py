@@ -31,8 +31,9 @@ both. Each side's figure is the median over its rounds; every round is kept. Rep
 p50/p99, errors (socket errors, timeouts, non-2xx/3xx), server CPU ms per request (user+system
 of the server's processes from /proc), PostgreSQL CPU ms per request, and the ratio
 Parley/peer. Writes bench/results/results.json and summary.md (--quick: preliminary.*;
---output: any path) and splices summary.md into README.md between `<!-- bench:start -->` and
-`<!-- bench:end -->` (full runs only).
+--output: any path); a full run also puts those tables into docs/benchmarks.md and a short
+summary of the ratios into README.md, each between `<!-- bench:start -->` and
+`<!-- bench:end -->` (bench/readme.py).
 """
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ from typing import Any
 from bench import harness, operators, ws
 from bench.drivers import median_pgbench, pgbench
 from bench.peer.__main__ import asyncpg_url
-from bench.readme import splice_readme
+from bench.readme import publish
 from bench.render import markdown, ratios
 from bench.setup import (
     BASE_DIR,
@@ -221,13 +222,18 @@ class Bench:
         )
         self.baseline.start(self.work / "baseline.log")
         self.baseline_url = f"http://127.0.0.1:{port}"
-        commit = subprocess.run(
-            ["git", "-C", str(tree), "log", "-1", "--format=%h %s"],
-            capture_output=True,
-            text=True,
-            check=False,
-        ).stdout.strip()
-        self.results["baseline"] = {"tree": str(tree), "commit": commit}
+        commit, _, date = (
+            subprocess.run(
+                ["git", "-C", str(tree), "log", "-1", "--format=%h %s%n%cs"],
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            .stdout.strip()
+            .partition("\n")
+        )
+        # The commit for whoever reproduces the run; the documents name the tree by its date.
+        self.results["baseline"] = {"tree": str(tree), "commit": commit, "date": date or None}
         self.log(f"baseline: Parley from {tree} ({commit})")
 
     def start_peer(self) -> None:
@@ -585,7 +591,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--render",
         type=Path,
         default=None,
-        help="only rewrite summary.md / README from this results JSON",
+        help="only rewrite summary.md (and README / docs/benchmarks.md) from this results JSON",
     )
     return parser
 
@@ -604,7 +610,7 @@ def render(path: Path) -> int:
     summary_path.write_text(summary)
     print(summary)
     if path.stem == "results":
-        splice_readme(summary)
+        publish(results)
     return 0
 
 
@@ -633,9 +639,10 @@ def main(argv: list[str] | None = None) -> int:
     print(summary)
     if not args.quick and not args.no_readme and not args.output:
         bench.log(
-            "README.md updated"
-            if splice_readme(summary)
-            else "README.md has no bench markers; summary in bench/results/summary.md"
+            "README.md and docs/benchmarks.md updated"
+            if publish(results)
+            else "README.md or docs/benchmarks.md has no bench markers; tables in "
+            "bench/results/summary.md"
         )
     bench.log(f"done in {results['elapsed_s']} s → {output}")
     return 0
