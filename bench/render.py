@@ -122,7 +122,8 @@ def markdown(results: dict[str, Any]) -> str:
         f"{settings['connections']} connections, bench/lua/parley.lua; "
         f"RATE_LIMIT_MESSAGES={settings['RATE_LIMIT_MESSAGES']} and "
         f"AGENT_MAX_TURNS={settings['AGENT_MAX_TURNS']} so neither the rate limit "
-        "nor escalation changes the measured path. Raw figures: `bench/results/results.json`."
+        "nor escalation changes the measured path. Raw figures: `bench/results/` (every "
+        "round of every side)."
     )
     lines += [
         "",
