@@ -111,8 +111,48 @@ def postgres_pids() -> list[int]:
     return pids
 
 
+class _Supervised:
+    """A server process tree started and stopped by the benchmark (Parley's or the peer's)."""
+
+    process: subprocess.Popen[bytes] | None
+
+    def _launch(
+        self, command: list[str], *, env: dict[str, str], cwd: Path, log_path: Path, ports: set[int]
+    ) -> None:
+        log = log_path.open("wb")
+        self.process = subprocess.Popen(
+            command, env=env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT
+        )
+        try:
+            for port in ports:
+                serve.wait_until_up(f"http://127.0.0.1:{port}/health", timeout=60)
+        except BaseException:
+            self.stop()
+            raise
+
+    @property
+    def pids(self) -> list[int]:
+        assert self.process is not None
+        return descendants(self.process.pid)
+
+    def stop(self, timeout: float = 30) -> int | None:
+        """SIGTERM and wait; a tree still up after `timeout` is killed, children first."""
+        if self.process is None or self.process.poll() is not None:
+            return self.process.returncode if self.process else None
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            for pid in reversed(self.pids):
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            return self.process.wait(5)
+
+
 @dataclass
-class Server:
+class Server(_Supervised):
     """The production profile (config/serving/serve.py's plan) running under our control."""
 
     args: list[str]
@@ -127,25 +167,13 @@ class Server:
 
     def start(self, log_path: Path) -> None:
         self.log_path = log_path
-        log = log_path.open("wb")
-        self.process = subprocess.Popen(
+        self._launch(
             [sys.executable, "-m", "config.serving", "--no-prepare", *self.args],
             env=self.env,
             cwd=self.tree,
-            stdout=log,
-            stderr=subprocess.STDOUT,
+            log_path=log_path,
+            ports={self.http_port, self.ws_port},
         )
-        try:
-            for port in {self.http_port, self.ws_port}:
-                serve.wait_until_up(f"http://127.0.0.1:{port}/health", timeout=60)
-        except BaseException:
-            self.stop()
-            raise
-
-    @property
-    def pids(self) -> list[int]:
-        assert self.process is not None
-        return descendants(self.process.pid)
 
     def worker_pids(self, port: int) -> list[int]:
         """Processes listening on `port` (by the sockets in /proc/<pid>/fd)."""
@@ -173,23 +201,9 @@ class Server:
                 continue
         return found
 
-    def stop(self, timeout: float = 30) -> int | None:
-        if self.process is None or self.process.poll() is not None:
-            return self.process.returncode if self.process else None
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            return self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            for pid in reversed(self.pids):
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-            return self.process.wait(5)
-
 
 @dataclass
-class PeerServer:
+class PeerServer(_Supervised):
     """The peer (bench/peer): uvicorn with its worker processes, under our control."""
 
     env: dict[str, str]
@@ -198,8 +212,7 @@ class PeerServer:
     process: subprocess.Popen[bytes] | None = None
 
     def start(self, log_path: Path) -> None:
-        log = log_path.open("wb")
-        self.process = subprocess.Popen(
+        self._launch(
             [
                 sys.executable,
                 "-m",
@@ -212,33 +225,9 @@ class PeerServer:
             ],
             env=self.env,
             cwd=BASE_DIR,
-            stdout=log,
-            stderr=subprocess.STDOUT,
+            log_path=log_path,
+            ports={self.port},
         )
-        try:
-            serve.wait_until_up(f"http://127.0.0.1:{self.port}/health", timeout=60)
-        except BaseException:
-            self.stop()
-            raise
-
-    @property
-    def pids(self) -> list[int]:
-        assert self.process is not None
-        return descendants(self.process.pid)
-
-    def stop(self, timeout: float = 30) -> int | None:
-        if self.process is None or self.process.poll() is not None:
-            return self.process.returncode if self.process else None
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            return self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            for pid in reversed(self.pids):
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-            return self.process.wait(5)
 
 
 def _listening_inodes(port: int) -> set[int]:
@@ -276,10 +265,11 @@ class WrkResult:
     p90_ms: float
     p99_ms: float
     max_ms: float
+    # wrk's own report, kept out of as_dict() (results keep the figures, not the histogram).
+    raw: dict[str, Any] = field(default_factory=dict)
     cpu_ms_per_request: float | None = None
     db_cpu_ms_per_request: float | None = None
     machine_cpu_ms_per_request: float | None = None
-    raw: dict[str, Any] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return {k: v for k, v in self.__dict__.items() if k != "raw"}

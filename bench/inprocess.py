@@ -40,28 +40,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench.setup import DEFAULT_BENCH_DATABASE_URL, DEFAULT_BENCH_REDIS_URL, RESULTS_DIR
+from bench.setup import RESULTS_DIR, bench_env
 
 SSB = "ssb"  # the server-side-binding alias
 
 
 def _django() -> None:
-    from config.serving.serve import production_env
-
-    env = production_env(
-        {
-            "DATABASE_URL": os.environ.get("BENCH_DATABASE_URL", DEFAULT_BENCH_DATABASE_URL),
-            "REDIS_URL": os.environ.get("BENCH_REDIS_URL", DEFAULT_BENCH_REDIS_URL),
-            "CHANNEL_PREFIX": f"parley-inprocess-{os.getpid()}",
-            "CACHE_KEY_PREFIX": "parley-bench",
-            "RATE_LIMIT_MESSAGES": "1000000/m",
-            # The fan-out and held-connection scenarios open hundreds of sockets per customer.
-            "WS_MAX_SOCKETS_PER_USER": "1000000",
-            "AGENT_MAX_TURNS": "1000000000",
-            "ACCESS_TOKEN_MINUTES": "180",
-            "LOG_LEVEL": "WARNING",
-        }
-    )
+    # The benchmark's own settings and databases, with a channel prefix of this process.
+    env = dict(bench_env(), CHANNEL_PREFIX=f"parley-inprocess-{os.getpid()}")
     os.environ.update(env)
     import django
 

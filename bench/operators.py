@@ -31,6 +31,8 @@ import sys
 import time
 from typing import Any
 
+from bench.ws import process_request
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
 SEARCH_SIZES = (10_000, 100_000, 1_000_000)
@@ -351,13 +353,7 @@ async def _burst(
             async with semaphore:
                 started = time.perf_counter()
                 response = await client.post(
-                    "/api/v1/messages/process",
-                    json={
-                        "message": HANDOFF_MESSAGE,
-                        "customer_id": customer["id"],
-                        "conversation_id": None,
-                    },
-                    headers={"Authorization": f"Bearer {customer['token']}"},
+                    **process_request(customer, HANDOFF_MESSAGE, new_conversation=True)
                 )
                 latencies.append((time.perf_counter() - started) * 1000)
             key = f"{response.status_code} {response.json().get('status', '')}"

@@ -32,6 +32,7 @@ import httpx
 
 from bench import harness
 from bench.run import RESULTS_DIR, Bench
+from bench.ws import process_request
 
 
 class Proxy:
@@ -124,15 +125,7 @@ def timed_get(client: httpx.Client, path: str) -> dict[str, Any]:
 def timed_post(client: httpx.Client, customer: dict[str, Any], message: str) -> dict[str, Any]:
     started = time.perf_counter()
     try:
-        response = client.post(
-            "/api/v1/messages/process",
-            json={
-                "message": message,
-                "customer_id": customer["id"],
-                "conversation_id": customer["conversation_id"],
-            },
-            headers={"Authorization": f"Bearer {customer['token']}"},
-        )
+        response = client.post(**process_request(customer, message))
         status: int | str = response.status_code
         body = response.text[:200]
     except httpx.HTTPError as exc:

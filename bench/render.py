@@ -10,6 +10,18 @@ TARGETS = {
     "held_sockets": 1000,
     "history_p50_growth": 1.5,  # 50 000 vs 50 messages: "flat" = within noise
 }
+# The A/B scenarios as the README names them.
+SUMMARY_ROWS = {
+    "1_process_distinct": "`POST /messages/process`, each customer on their own conversation",
+    "2_process_one_conversation": "… everyone on one conversation (row-lock contention)",
+    "3_history_small": "`GET …/history?limit=50`, 50 messages",
+    "3_history_large": "… 50 000 messages",
+}
+# The ceilings: PostgreSQL alone running the SQL of one process request (bench/drivers.py).
+PGBENCH_ROWS = {
+    "pgbench_distinct": "6 ceiling: pgbench, Parley's process SQL, own conversations",
+    "pgbench_one_conversation": "6 ceiling: pgbench, Parley's process SQL, one conversation",
+}
 
 
 def _side(scenario: dict[str, Any] | None, side: str = "parley") -> dict[str, Any]:
@@ -67,6 +79,18 @@ def _positive(value: float | None) -> float | None:
     return None if value is None or value < 0 else value
 
 
+def _row(*cells: Any) -> str:
+    """One Markdown table row."""
+    return "|" + "|".join(f" {cell} " if str(cell) else " " for cell in cells) + "|"
+
+
+def baseline_name(results: dict[str, Any]) -> str:
+    """How the documents name the baseline side: by its date, never by a commit id (the JSON
+    keeps the commit for whoever reproduces the run)."""
+    date = (results.get("baseline") or {}).get("date")
+    return f"Parley as of {date}" if date else "the previous release of Parley"
+
+
 def markdown(results: dict[str, Any]) -> str:
     s, c, r, m = results["scenarios"], results["ceilings"], results["ratios"], results["machine"]
     quick = results["mode"].startswith("quick")
@@ -80,10 +104,7 @@ def markdown(results: dict[str, Any]) -> str:
     if quick:
         lines += ["**Preliminary: a quick run (`--quick`), for iteration.**", ""]
     if results.get("baseline"):
-        lines += [
-            f"Baseline: Parley served from `{results['baseline']['commit']}` in the same run.",
-            "",
-        ]
+        lines += [f"Baseline: {baseline_name(results)}, served in the same run.", ""]
     elif busy:
         lines += [
             f"**The machine was busy (load average {load:.1f} on {m['nproc']} cores at the "
@@ -101,8 +122,8 @@ def markdown(results: dict[str, Any]) -> str:
         f"{settings['connections']} connections, bench/lua/parley.lua; "
         f"RATE_LIMIT_MESSAGES={settings['RATE_LIMIT_MESSAGES']} and "
         f"AGENT_MAX_TURNS={settings['AGENT_MAX_TURNS']} so neither the rate limit "
-        "nor escalation changes the measured path. Raw figures: `bench/results/*.json`; "
-        "method, profile and fixes: [docs/benchmarks.md](docs/benchmarks.md)."
+        "nor escalation changes the measured path. Raw figures: `bench/results/` (every "
+        "round of every side)."
     )
     lines += [
         "",
@@ -125,10 +146,16 @@ def markdown(results: dict[str, Any]) -> str:
         for side in sides:
             d = _side(scenario, side)
             lines.append(
-                f"| {label} | {names[side]} | {_fmt(d.get('rps'))} "
-                f"| {_fmt(d.get('p50_ms'))} | {_fmt(d.get('p99_ms'))} | "
-                f"{d.get('errors_total', '–')} | {_fmt(d.get('cpu_ms_per_request'))} | "
-                f"{_fmt(_positive(d.get('db_cpu_ms_per_request')))} |"
+                _row(
+                    label,
+                    names[side],
+                    _fmt(d.get("rps")),
+                    _fmt(d.get("p50_ms")),
+                    _fmt(d.get("p99_ms")),
+                    d.get("errors_total", "–"),
+                    _fmt(d.get("cpu_ms_per_request")),
+                    _fmt(_positive(d.get("db_cpu_ms_per_request"))),
+                )
             )
         for key, title in (
             ("ratio_baseline_vs_peer", "baseline / peer"),
@@ -138,28 +165,45 @@ def markdown(results: dict[str, Any]) -> str:
             ratio = scenario.get(key)
             if ratio:
                 lines.append(
-                    f"| {label} | {title} | **{_ratio_text(ratio['rps'])}** | "
-                    f"{_ratio_text(ratio['p50_ms'])} | {_ratio_text(ratio['p99_ms'])} | | "
-                    f"{_ratio_text(ratio['cpu_ms_per_request'])} | "
-                    f"{_ratio_text(ratio['db_cpu_ms_per_request'])} |"
+                    _row(
+                        label,
+                        title,
+                        f"**{_ratio_text(ratio['rps'])}**",
+                        _ratio_text(ratio["p50_ms"]),
+                        _ratio_text(ratio["p99_ms"]),
+                        "",
+                        _ratio_text(ratio["cpu_ms_per_request"]),
+                        _ratio_text(ratio["db_cpu_ms_per_request"]),
+                    )
                 )
     health = c.get("health")
     if health:
         lines.append(
-            f"| 6 ceiling: GET /health (same server) | Parley | {_fmt(health['rps'])} | "
-            f"{_fmt(health['p50_ms'])} | {_fmt(health['p99_ms'])} | {health['errors_total']} | "
-            f"{_fmt(health['cpu_ms_per_request'])} | |"
-        )
-    for key, label in (
-        ("pgbench_distinct", "6 ceiling: pgbench, Parley's process SQL, own conversations"),
-        ("pgbench_one_conversation", "6 ceiling: pgbench, Parley's process SQL, one conversation"),
-    ):
-        p = c.get(key)
-        if p:
-            lines.append(
-                f"| {label} | PostgreSQL | {_fmt(p['tps'])} tps | avg {p['latency_avg_ms']} | | "
-                f"{p['failed_total']} | | |"
+            _row(
+                "6 ceiling: GET /health (same server)",
+                "Parley",
+                _fmt(health["rps"]),
+                _fmt(health["p50_ms"]),
+                _fmt(health["p99_ms"]),
+                health["errors_total"],
+                _fmt(health["cpu_ms_per_request"]),
+                "",
             )
+        )
+    lines += [
+        _row(
+            label,
+            "PostgreSQL",
+            f"{_fmt(p['tps'])} tps",
+            f"avg {p['latency_avg_ms']}",
+            "",
+            p["failed_total"],
+            "",
+            "",
+        )
+        for key, label in PGBENCH_ROWS.items()
+        if (p := c.get(key))
+    ]
 
     # Targets
     checks = []
@@ -237,6 +281,59 @@ def markdown(results: dict[str, Any]) -> str:
         ]
     lines += _operators_lines(s)
     lines.append("")
+    return "\n".join(lines)
+
+
+def summary(results: dict[str, Any]) -> str:
+    """The README's few lines: Parley against the peer in the last full run, when and on what
+    machine; the tables and how they were measured are in docs/benchmarks.md."""
+    s, m = results["scenarios"], results["machine"]
+    settings = results["settings"]
+    lines = [
+        f"Last full run: {results['started_at'][:10]}, {m['nproc']} × {m['cpu_model']} cores, "
+        f"PostgreSQL {m['postgresql'].split()[0]}, Redis {m['redis']}, Python {m['python']}; "
+        f"{settings['connections']} connections, Parley and the peer in turns "
+        f"({settings['runs']} rounds of {settings['duration_s']:g} s each, medians).",
+        "",
+        "| Parley / peer | req/s | p99 | server CPU per request |",
+        "|---|---:|---:|---:|",
+    ]
+    for key, label in SUMMARY_ROWS.items():
+        ratio = (s.get(key) or {}).get("ratio")
+        if ratio:
+            lines.append(
+                _row(
+                    label,
+                    f"**{_ratio_text(ratio['rps'])}**",
+                    _ratio_text(ratio["p99_ms"]),
+                    _ratio_text(ratio["cpu_ms_per_request"]),
+                )
+            )
+    push, held = s.get("4_push_latency") or {}, s.get("5_held_websockets")
+    own, fanout = push.get("one_conversation_each"), push.get("fanout_one_conversation")
+    facts = []
+    if own and "after_response" in own:
+        facts.append(
+            f"{own['clients']} clients, each on their own conversation, get their replies "
+            f"with p99 {own['after_response']['p99_ms']:g} ms"
+        )
+    if fanout and "after_response" in fanout:
+        facts.append(
+            f"{fanout['clients']} sockets on one conversation, p99 "
+            f"{fanout['after_response']['p99_ms']:g} ms"
+        )
+    if held:
+        facts.append(
+            f"one websocket process holds {held['connected']:,} idle sockets "
+            f"({held['kib_per_connection']:g} KiB each)"
+        )
+    if facts:
+        lines += ["", "Live pushes: " + "; ".join(facts) + "."]
+    lines += [
+        "",
+        "Above 1× in req/s, below 1× in p99 and CPU: Parley ahead. The full tables, the "
+        "method and earlier runs: [docs/benchmarks.md](docs/benchmarks.md).",
+    ]
     return "\n".join(lines)
 
 

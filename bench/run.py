@@ -31,20 +31,23 @@ both. Each side's figure is the median over its rounds; every round is kept. Rep
 p50/p99, errors (socket errors, timeouts, non-2xx/3xx), server CPU ms per request (user+system
 of the server's processes from /proc), PostgreSQL CPU ms per request, and the ratio
 Parley/peer. Writes bench/results/results.json and summary.md (--quick: preliminary.*;
---output: any path) and splices summary.md into README.md between `<!-- bench:start -->` and
-`<!-- bench:end -->` (full runs only).
+--output: any path); a full run also puts those tables into docs/benchmarks.md and a short
+summary of the ratios into README.md, each between `<!-- bench:start -->` and
+`<!-- bench:end -->` (bench/readme.py).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import os
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -52,7 +55,7 @@ from typing import Any
 from bench import harness, operators, ws
 from bench.drivers import median_pgbench, pgbench
 from bench.peer.__main__ import asyncpg_url
-from bench.readme import splice_readme
+from bench.readme import publish
 from bench.render import markdown, ratios
 from bench.setup import (
     BASE_DIR,
@@ -219,13 +222,18 @@ class Bench:
         )
         self.baseline.start(self.work / "baseline.log")
         self.baseline_url = f"http://127.0.0.1:{port}"
-        commit = subprocess.run(
-            ["git", "-C", str(tree), "log", "-1", "--format=%h %s"],
-            capture_output=True,
-            text=True,
-            check=False,
-        ).stdout.strip()
-        self.results["baseline"] = {"tree": str(tree), "commit": commit}
+        commit, _, date = (
+            subprocess.run(
+                ["git", "-C", str(tree), "log", "-1", "--format=%h %s%n%cs"],
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            .stdout.strip()
+            .partition("\n")
+        )
+        # The commit for whoever reproduces the run; the documents name the tree by its date.
+        self.results["baseline"] = {"tree": str(tree), "commit": commit, "date": date or None}
         self.log(f"baseline: Parley from {tree} ({commit})")
 
     def start_peer(self) -> None:
@@ -247,6 +255,16 @@ class Bench:
         self.log(f"peer: {self.results['peer']}")
 
     # wrk scenarios
+    @staticmethod
+    def load(
+        *, mode: str, data: Path | None, extra: str, connections: int
+    ) -> Callable[..., harness.WrkResult]:
+        """wrk with one scenario's script mode, data and connections: what stays the same
+        between its warm-up and its measured rounds, on every side."""
+        return functools.partial(
+            harness.wrk, mode=mode, connections=connections, data_file=data, extra=extra
+        )
+
     def wrk_scenario(
         self,
         name: str,
@@ -261,25 +279,10 @@ class Bench:
         assert self.server is not None
         url = url or self.http_url
         pids = self.server.pids
-        harness.wrk(
-            url,
-            mode=mode,
-            connections=connections,
-            duration=self.args.warmup,
-            data_file=data,
-            extra=extra,
-        )
+        load = self.load(mode=mode, data=data, extra=extra, connections=connections)
+        load(url, duration=self.args.warmup)
         runs = [
-            harness.wrk(
-                url,
-                mode=mode,
-                connections=connections,
-                duration=self.args.duration,
-                data_file=data,
-                extra=extra,
-                cpu_pids=pids,
-            )
-            for _ in range(self.args.runs)
+            load(url, duration=self.args.duration, cpu_pids=pids) for _ in range(self.args.runs)
         ]
         summary = harness.median_run(runs)
         summary["connections"] = connections
@@ -300,15 +303,9 @@ class Bench:
         }
         if self.baseline is not None:
             sides["baseline"] = (self.baseline_url, self.baseline.pids)
+        load = self.load(mode=mode, data=data, extra=extra, connections=CONNECTIONS)
         for url, _ in sides.values():
-            harness.wrk(
-                url,
-                mode=mode,
-                connections=CONNECTIONS,
-                duration=self.args.warmup,
-                data_file=data,
-                extra=extra,
-            )
+            load(url, duration=self.args.warmup)
         names = list(sides)
         runs: dict[str, list[harness.WrkResult]] = {side: [] for side in names}
         order: list[str] = []
@@ -317,13 +314,9 @@ class Bench:
             shift = round_index % len(names)
             for side in names[shift:] + names[:shift]:
                 url, pids = sides[side]
-                result = harness.wrk(
+                result = load(
                     url,
-                    mode=mode,
-                    connections=CONNECTIONS,
                     duration=self.args.duration,
-                    data_file=data,
-                    extra=extra,
                     cpu_pids=pids,
                     db_pids=harness.postgres_pids(),
                 )
@@ -459,14 +452,11 @@ class Bench:
             self.baseline = None
 
     def pgbench(self, script: str) -> dict[str, Any]:
-        path = self.work / "sql" / script
-        pgbench(path, url=self.env["DATABASE_URL"], clients=CONNECTIONS, duration=self.args.warmup)
-        runs = [
-            pgbench(
-                path, url=self.env["DATABASE_URL"], clients=CONNECTIONS, duration=self.args.duration
-            )
-            for _ in range(self.args.runs)
-        ]
+        load = functools.partial(
+            pgbench, self.work / "sql" / script, url=self.env["DATABASE_URL"], clients=CONNECTIONS
+        )
+        load(duration=self.args.warmup)
+        runs = [load(duration=self.args.duration) for _ in range(self.args.runs)]
         result = median_pgbench(runs)
         result["clients"] = CONNECTIONS
         self.log(f"pgbench {script}: {result['tps']} tps")
@@ -601,7 +591,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--render",
         type=Path,
         default=None,
-        help="only rewrite summary.md / README from this results JSON",
+        help="only rewrite summary.md (and README / docs/benchmarks.md) from this results JSON",
     )
     return parser
 
@@ -620,7 +610,7 @@ def render(path: Path) -> int:
     summary_path.write_text(summary)
     print(summary)
     if path.stem == "results":
-        splice_readme(summary)
+        publish(results)
     return 0
 
 
@@ -649,9 +639,10 @@ def main(argv: list[str] | None = None) -> int:
     print(summary)
     if not args.quick and not args.no_readme and not args.output:
         bench.log(
-            "README.md updated"
-            if splice_readme(summary)
-            else "README.md has no bench markers; summary in bench/results/summary.md"
+            "README.md and docs/benchmarks.md updated"
+            if publish(results)
+            else "README.md or docs/benchmarks.md has no bench markers; tables in "
+            "bench/results/summary.md"
         )
     bench.log(f"done in {results['elapsed_s']} s → {output}")
     return 0

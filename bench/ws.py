@@ -114,20 +114,28 @@ def _percentiles(values: list[float]) -> dict[str, float | None]:
     }
 
 
+def process_request(
+    customer: dict[str, Any], message: str, *, new_conversation: bool = False
+) -> dict[str, Any]:
+    """An httpx client's `post(**...)` arguments for POST /messages/process as a seeded
+    customer (bench/seed.py): into their own conversation, or a new one."""
+    return {
+        "url": "/api/v1/messages/process",
+        "json": {
+            "message": message,
+            "customer_id": customer["id"],
+            "conversation_id": None if new_conversation else customer["conversation_id"],
+        },
+        "headers": {"Authorization": f"Bearer {customer['token']}"},
+    }
+
+
 async def _send(
     http: httpx.AsyncClient, customer: dict[str, Any], message: str
 ) -> tuple[int, float, float]:
     """POST /messages/process; (agent message id, send time, response time)."""
     sent = time.perf_counter()
-    response = await http.post(
-        "/api/v1/messages/process",
-        json={
-            "message": message,
-            "customer_id": customer["id"],
-            "conversation_id": customer["conversation_id"],
-        },
-        headers={"Authorization": f"Bearer {customer['token']}"},
-    )
+    response = await http.post(**process_request(customer, message))
     done = time.perf_counter()
     if response.status_code != 200:
         raise RuntimeError(f"process → {response.status_code}: {response.text[:200]}")
