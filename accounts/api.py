@@ -10,7 +10,7 @@ from pydantic import Field
 
 from accounts import data_rights, mfa, selectors, services, sessions
 from accounts.auth import Customer, Principal, Superuser, principal_of
-from accounts.models import User
+from accounts.models import ApiKey, User
 from accounts.ratelimits import (
     login_budget_check,
     login_rate_limit_enforce,
@@ -44,20 +44,25 @@ from accounts.schemas import (
 from accounts.scopes import ADMIN, CONVERSATIONS_READ, format_scopes, parse_scope_string
 from core.errors import Conflict, NotAuthenticated, ParleyError, PermissionDenied
 from core.ids import PathId
+from core.pagination import Page
 from core.parsing import form_fields, json_loads
 from core.request_context import CallContext
 from core.schemas import (
     AUTHENTICATED_ERRORS,
     BODY_ERRORS,
     PageParams,
+    ShownOnce,
     StrictIn,
     error_responses,
     optional_body,
+    page_route,
     validate_body,
 )
 
-auth_router = Router(tags=["auth"])
-api_keys_router = Router(tags=["api-keys"])
+# Each router's policy is declared once, on the router: any signed-in account for /auth (its
+# sign-in routes say `auth=None`, public), superusers with `admin` for /api-keys.
+auth_router = Router(tags=["auth"], auth=Customer())
+api_keys_router = Router(tags=["api-keys"], auth=Superuser(scopes=[ADMIN]))
 
 
 class UnsupportedMediaType(ParleyError):
@@ -176,7 +181,6 @@ def token_refresh(
 
 @auth_router.post(
     "/revoke",
-    auth=Customer(),
     response={204: None, **error_responses(*AUTHENTICATED_ERRORS, 415, *BODY_ERRORS)},
     openapi_extra={
         "requestBody": {
@@ -214,7 +218,6 @@ def register(request: HttpRequest, response: HttpResponse, payload: RegisterIn) 
 
 @auth_router.get(
     "/me",
-    auth=Customer(),
     response={200: MeOut, **error_responses(*AUTHENTICATED_ERRORS)},
     summary="The caller's account and the scopes in force",
 )
@@ -237,7 +240,6 @@ def me(request: HttpRequest) -> dict[str, Any]:
 
 @auth_router.post(
     "/mfa/totp",
-    auth=Customer(),
     response={
         201: TotpEnrolmentOut,
         **error_responses(*AUTHENTICATED_ERRORS, 409, 429, *BODY_ERRORS),
@@ -253,7 +255,6 @@ def totp_enrolment_start(request: HttpRequest, payload: PasswordConfirmIn) -> St
 
 @auth_router.post(
     "/mfa/totp/confirm",
-    auth=Customer(),
     response={
         200: RecoveryCodesOut,
         **error_responses(*AUTHENTICATED_ERRORS, 409, 429, *BODY_ERRORS),
@@ -278,7 +279,6 @@ def totp_enrolment_confirm(request: HttpRequest, payload: TotpConfirmIn) -> dict
 
 @auth_router.delete(
     "/mfa/totp",
-    auth=Customer(),
     response={204: None, **error_responses(*AUTHENTICATED_ERRORS, 409, 429, *BODY_ERRORS)},
     summary="Turn TOTP off (password and a code; refused for staff while it is required)",
 )
@@ -325,7 +325,6 @@ def _session_items(principal: Principal) -> list[dict[str, Any]]:
 
 @auth_router.get(
     "/sessions",
-    auth=Customer(),
     response={200: SessionListOut, **error_responses(*AUTHENTICATED_ERRORS)},
     summary="Your sessions (one per sign-in), the current one marked",
 )
@@ -335,7 +334,6 @@ def session_list(request: HttpRequest) -> dict[str, Any]:
 
 @auth_router.delete(
     "/sessions/{session_id}",
-    auth=Customer(),
     response={204: None, **error_responses(*AUTHENTICATED_ERRORS, 404, 415, *BODY_ERRORS)},
     summary="Revoke one of your sessions: its tokens stop and its sockets close",
 )
@@ -351,7 +349,6 @@ def session_revoke(request: HttpRequest, session_id: PathId) -> Status[None]:
 
 @auth_router.delete(
     "/sessions",
-    auth=Customer(),
     response={204: None, **error_responses(*AUTHENTICATED_ERRORS, 415, *BODY_ERRORS)},
     summary="Revoke every session but the one making this request",
 )
@@ -368,7 +365,6 @@ def session_revoke_others(request: HttpRequest) -> Status[None]:
 
 @auth_router.post(
     "/password",
-    auth=Customer(),
     response={204: None, **error_responses(*AUTHENTICATED_ERRORS, 429, *BODY_ERRORS)},
     summary="Change your password: every other session is revoked",
 )
@@ -411,7 +407,6 @@ def me_export(request: HttpRequest) -> dict[str, Any]:
 
 @auth_router.delete(
     "/me",
-    auth=Customer(),
     response={204: None, **error_responses(*AUTHENTICATED_ERRORS, 409, 429, *BODY_ERRORS)},
     summary="Erase your account and everything that is yours (asks for your password)",
 )
@@ -430,11 +425,10 @@ def me_delete(request: HttpRequest, payload: AccountDeleteIn) -> Status[None]:
 
 @api_keys_router.post(
     "",
-    auth=Superuser(scopes=[ADMIN]),
     response={201: ApiKeyCreatedOut, **error_responses(*AUTHENTICATED_ERRORS, *BODY_ERRORS)},
     summary="Create an API key (the key is shown once)",
 )
-def api_key_create(request: HttpRequest, payload: ApiKeyIn) -> Status[dict[str, Any]]:
+def api_key_create(request: HttpRequest, payload: ApiKeyIn) -> Status[ShownOnce]:
     key, raw = services.api_key_create(
         actor=principal_of(request).user,
         name=payload.name,
@@ -442,33 +436,16 @@ def api_key_create(request: HttpRequest, payload: ApiKeyIn) -> Status[dict[str, 
         scopes=list(payload.scopes),
         expires_at=payload.expires_at,
     )
-    return Status(
-        201,
-        {
-            "id": key.pk,
-            "name": key.name,
-            "key": raw,
-            "owner_id": key.owner_id,
-            "scopes": key.scopes,
-            "expires_at": key.expires_at,
-        },
-    )
+    return Status(201, ShownOnce(key, key=raw))
 
 
-@api_keys_router.get(
-    "",
-    auth=Superuser(scopes=[ADMIN]),
-    response={200: ApiKeyPageOut, **error_responses(400, *AUTHENTICATED_ERRORS, 422)},
-    summary="List API keys (never their secrets)",
-)
-def api_key_list(request: HttpRequest, params: Query[PageParams]) -> dict[str, Any]:
-    items, next_cursor = selectors.api_key_page(cursor=params.cursor, limit=params.limit)
-    return {"items": items, "next_cursor": next_cursor}
+@page_route(api_keys_router, "", ApiKeyPageOut, summary="List API keys (never their secrets)")
+def api_key_list(request: HttpRequest, params: Query[PageParams]) -> Page[ApiKey]:
+    return selectors.api_key_page(cursor=params.cursor, limit=params.limit)
 
 
 @api_keys_router.delete(
     "/{api_key_id}",
-    auth=Superuser(scopes=[ADMIN]),
     response={204: None, **error_responses(*AUTHENTICATED_ERRORS, 404, 422)},
     summary="Revoke an API key; it stops working at once",
 )

@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from django.http import HttpResponse
-from ninja import Schema
+from ninja import Router, Schema
 from ninja.renderers import JSONRenderer
 from pydantic import ConfigDict, Field, field_validator
 
@@ -81,6 +81,39 @@ def error_responses(*codes: int) -> dict[int, Any]:
 AUTHENTICATED_ERRORS = (401, 403)
 # Operations with a JSON body can also answer these.
 BODY_ERRORS = (400, 413, 422)
+
+
+def page_route(
+    router: Router,
+    path: str,
+    page_schema: type[Schema],
+    *,
+    summary: str,
+    errors: tuple[int, ...] = (),
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Declare `GET path` as a keyset-paged list (`PageParams` or a subclass in its query): it
+    answers `page_schema` (`items`, `next_cursor`; the view may return a
+    `core.pagination.Page`), 400 for a bad cursor, 401/403 for the caller, 422 for the query,
+    and the `errors` its own lookups add. The route's policy is its router's."""
+    return router.get(
+        path,
+        response={200: page_schema, **error_responses(400, *AUTHENTICATED_ERRORS, *errors, 422)},
+        summary=summary,
+    )
+
+
+class ShownOnce:
+    """A just-created object with the secret its creation response shows once (a raw API key,
+    a webhook's signing secret): the response schema reads the secret from here and every other
+    field from the object, so the schema stays the one listing of the body and the secret is
+    never stored on the object."""
+
+    def __init__(self, obj: Any, **secrets: str) -> None:
+        self._obj = obj
+        self.__dict__.update(secrets)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._obj, name)
 
 
 def validate_body(schema: type[S], data: Any) -> S:

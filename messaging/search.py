@@ -49,7 +49,7 @@ from django.db import connection
 
 from core.fixedsql import column, table
 from core.ids import MAX_ID, is_possible_id
-from core.pagination import InvalidCursor, cursor_values_encode, cursor_values_load
+from core.pagination import InvalidCursor, Page, cursor_values_encode, cursor_values_load
 from messaging.models import Conversation, Message
 
 MAX_QUERY_CHARS = 200
@@ -182,7 +182,7 @@ def message_search(
     status: str | None,
     limit: int,
     cursor: str | None = None,
-) -> tuple[list[SearchHit], str | None]:
+) -> Page[SearchHit]:
     """Ranked hits for `q` and the next page's cursor: best match first among the newest
     RECENT_MESSAGES messages, then best match first among the older ones (module docstring).
     `customer_id`: only that customer's conversations — the caller's own id for a customer
@@ -191,7 +191,7 @@ def message_search(
     if fts5_query(q) is None:
         # Nothing to find (only punctuation, or only exclusions, which PostgreSQL would answer
         # with every message lacking them): no hits, alike on both databases.
-        return [], None
+        return Page([], None)
     # One customer's messages are few enough to rank all of them at once (and their own
     # conversations are the planner's way in): tiers only for searches across customers.
     if after is not None:
@@ -224,13 +224,13 @@ def message_search(
         if len(hits) > limit:
             break
     if len(hits) <= limit:
-        return hits, None
+        return Page(hits, None)
     hits = hits[:limit]
     last = hits[-1]
     end = SearchPosition(
         tier=last.tier, score=last.score, message_id=last.message_id, boundary=boundary
     )
-    return hits, end.encode()
+    return Page(hits, end.encode())
 
 
 def _tier_boundary() -> int:

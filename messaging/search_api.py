@@ -9,7 +9,7 @@ search them all, optionally one customer's.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Literal
 
 from django.http import HttpRequest
 from ninja import Query, Router, Schema
@@ -17,16 +17,17 @@ from pydantic import Field, field_validator
 
 from accounts.auth import authenticators, principal_of
 from core.ids import MAX_ID
+from core.pagination import Page
 from core.request_context import CallContext
-from core.schemas import AUTHENTICATED_ERRORS, QueryIn, error_responses
+from core.schemas import QueryIn, page_route
 from messaging.permissions import (
     CONVERSATION_READERS,
     can_read_any_conversation,
     ensure_acting_for_self,
 )
-from messaging.search import MAX_QUERY_CHARS, message_search, search_cursor_decode
+from messaging.search import MAX_QUERY_CHARS, SearchHit, message_search, search_cursor_decode
 
-search_router = Router(tags=["search"])
+search_router = Router(tags=["search"], auth=authenticators(CONVERSATION_READERS))
 
 
 class SearchParams(QueryIn):
@@ -76,13 +77,13 @@ class SearchOut(Schema):
     next_cursor: str | None
 
 
-@search_router.get(
+@page_route(
+    search_router,
     "",
-    auth=authenticators(CONVERSATION_READERS),
-    response={200: SearchOut, **error_responses(400, *AUTHENTICATED_ERRORS, 422)},
+    SearchOut,
     summary="Search message contents: your own conversations, or every one for operators",
 )
-def search(request: HttpRequest, params: Query[SearchParams]) -> dict[str, Any]:
+def search(request: HttpRequest, params: Query[SearchParams]) -> Page[SearchHit]:
     principal = principal_of(request)
     if params.customer_id is not None:
         ensure_acting_for_self(
@@ -92,11 +93,10 @@ def search(request: HttpRequest, params: Query[SearchParams]) -> dict[str, Any]:
             context=CallContext.from_request(request),
         )
     owner = params.customer_id if can_read_any_conversation(principal) else principal.user_id
-    hits, next_cursor = message_search(
+    return message_search(
         q=params.q,
         customer_id=owner,
         status=params.status,
         limit=params.limit,
         cursor=params.cursor,
     )
-    return {"items": hits, "next_cursor": next_cursor}
