@@ -55,6 +55,7 @@ from core.schemas import (
     StrictIn,
     error_responses,
     optional_body,
+    optional_body_openapi,
     page_route,
     validate_body,
 )
@@ -182,12 +183,7 @@ def token_refresh(
 @auth_router.post(
     "/revoke",
     response={204: None, **error_responses(*AUTHENTICATED_ERRORS, 415, *BODY_ERRORS)},
-    openapi_extra={
-        "requestBody": {
-            "required": False,
-            "content": {"application/json": {"schema": RevokeIn.model_json_schema()}},
-        }
-    },
+    openapi_extra=optional_body_openapi(RevokeIn),
     summary="Revoke the presented access token and, optionally, a refresh token",
 )
 def token_revoke(request: HttpRequest) -> Status[None]:
@@ -439,7 +435,7 @@ def api_key_create(request: HttpRequest, payload: ApiKeyIn) -> Status[ShownOnce]
     return Status(201, ShownOnce(key, key=raw))
 
 
-@page_route(api_keys_router, "", ApiKeyPageOut, summary="List API keys (never their secrets)")
+@page_route(api_keys_router, ApiKeyPageOut, summary="List API keys (never their secrets)")
 def api_key_list(request: HttpRequest, params: Query[PageParams]) -> Page[ApiKey]:
     return selectors.api_key_page(cursor=params.cursor, limit=params.limit)
 

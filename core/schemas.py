@@ -53,8 +53,14 @@ class PageParams(QueryIn):
     @classmethod
     def _decodable(cls, value: str | None) -> str | None:
         if value:
-            cursor_check(value)
+            cls.cursor_check(value)
         return value
+
+    @classmethod
+    def cursor_check(cls, cursor: str) -> None:
+        """Raise InvalidCursor (400) unless `cursor` is one of this list's; a list whose
+        cursors are made otherwise (ranked search hits) overrides it."""
+        cursor_check(cursor)
 
 
 class ErrorOut(Schema):
@@ -85,16 +91,17 @@ BODY_ERRORS = (400, 413, 422)
 
 def page_route(
     router: Router,
-    path: str,
     page_schema: type[Schema],
     *,
     summary: str,
+    path: str = "",
     errors: tuple[int, ...] = (),
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Declare `GET path` as a keyset-paged list (`PageParams` or a subclass in its query): it
-    answers `page_schema` (`items`, `next_cursor`; the view may return a
-    `core.pagination.Page`), 400 for a bad cursor, 401/403 for the caller, 422 for the query,
-    and the `errors` its own lookups add. The route's policy is its router's."""
+    """Declare `GET path` (by default the router's own path) as a keyset-paged list
+    (`PageParams` or a subclass in its query): it answers `page_schema` (`items`,
+    `next_cursor`; the view may return a `core.pagination.Page`), 400 for a bad cursor, 401/403
+    for the caller, 422 for the query, and the `errors` its own lookups add. The route's policy
+    is its router's."""
     return router.get(
         path,
         response={200: page_schema, **error_responses(400, *AUTHENTICATED_ERRORS, *errors, 422)},
@@ -139,6 +146,18 @@ def optional_body(request: Any) -> Any:
     from core.parsing import body_data
 
     return body_data(request)
+
+
+def optional_body_openapi(schema: type[Schema]) -> dict[str, Any]:
+    """The `openapi_extra` of an operation whose JSON body is optional (read with
+    `optional_body`, validated with `validate_body` against `schema`), which ninja's declared
+    bodies cannot express: the document still lists the body, as not required."""
+    return {
+        "requestBody": {
+            "required": False,
+            "content": {"application/json": {"schema": schema.model_json_schema()}},
+        }
+    }
 
 
 def client_json(value: Schema) -> dict[str, Any]:

@@ -16,6 +16,7 @@ from core.schemas import (
     BODY_ERRORS,
     error_responses,
     optional_body,
+    optional_body_openapi,
     page_route,
     validate_body,
 )
@@ -45,7 +46,6 @@ operators_router = Router(tags=["operators"], auth=authenticators(ESCALATION_MAN
 
 @page_route(
     escalations_router,
-    "",
     EscalationPageOut,
     summary="Escalations, oldest first (optionally one status, or breached / due-soon SLAs)",
 )
@@ -59,12 +59,7 @@ def escalation_list(request: HttpRequest, params: Query[EscalationListParams]) -
     "/{conversation_id}/assign",
     # 422: a conversation_id that is not an integer (ninja's path validation).
     response={200: EscalationOut, **error_responses(*AUTHENTICATED_ERRORS, 404, *BODY_ERRORS)},
-    openapi_extra={
-        "requestBody": {
-            "required": False,
-            "content": {"application/json": {"schema": EscalationAssignIn.model_json_schema()}},
-        }
-    },
+    openapi_extra=optional_body_openapi(EscalationAssignIn),
     summary="Assign the conversation's open escalation to yourself or a colleague",
 )
 def escalation_assign(request: HttpRequest, conversation_id: PathId) -> Any:

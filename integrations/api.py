@@ -54,9 +54,7 @@ def webhook_create(request: HttpRequest, payload: WebhookIn) -> Status[ShownOnce
     return Status(201, ShownOnce(endpoint, secret=secret))
 
 
-@page_route(
-    webhooks_router, "", WebhookPageOut, summary="List webhook endpoints (never their secrets)"
-)
+@page_route(webhooks_router, WebhookPageOut, summary="List webhook endpoints (never their secrets)")
 def webhook_list(request: HttpRequest, params: Query[PageParams]) -> Page[WebhookEndpoint]:
     return selectors.webhook_endpoint_page(cursor=params.cursor, limit=params.limit)
 
@@ -73,9 +71,9 @@ def webhook_delete(request: HttpRequest, webhook_id: PathId) -> Status[None]:
 
 @page_route(
     webhooks_router,
-    "/{webhook_id}/deliveries",
     DeliveryPageOut,
     summary="An endpoint's delivery attempts, newest first",
+    path="/{webhook_id}/deliveries",
     errors=(404,),
 )
 def webhook_deliveries(
@@ -91,7 +89,6 @@ def webhook_deliveries(
 
 @page_route(
     security_events_router,
-    "",
     SecurityEventPageOut,
     summary="Security events, newest first; filter by kind and user",
 )

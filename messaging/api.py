@@ -81,10 +81,7 @@ def message_process(
 
 
 @page_route(
-    conversations_router,
-    "",
-    ConversationPageOut,
-    summary="Your conversations, newest activity first",
+    conversations_router, ConversationPageOut, summary="Your conversations, newest activity first"
 )
 def conversation_list(request: HttpRequest, params: Query[PageParams]) -> Page[Conversation]:
     return selectors.conversation_page(
@@ -94,9 +91,9 @@ def conversation_list(request: HttpRequest, params: Query[PageParams]) -> Page[C
 
 @page_route(
     customers_router,
-    "/{customer_id}/conversations",
     ConversationPageOut,
     summary="A customer's conversations (your own; operators may read any)",
+    path="/{customer_id}/conversations",
 )
 def customer_conversation_list(
     request: HttpRequest, customer_id: PathId, params: Query[PageParams]

@@ -19,7 +19,7 @@ from accounts.auth import authenticators, principal_of
 from core.ids import MAX_ID
 from core.pagination import Page
 from core.request_context import CallContext
-from core.schemas import QueryIn, page_route
+from core.schemas import PageParams, page_route
 from messaging.permissions import (
     CONVERSATION_READERS,
     can_read_any_conversation,
@@ -30,7 +30,7 @@ from messaging.search import MAX_QUERY_CHARS, SearchHit, message_search, search_
 search_router = Router(tags=["search"], auth=authenticators(CONVERSATION_READERS))
 
 
-class SearchParams(QueryIn):
+class SearchParams(PageParams):
     q: str = Field(
         min_length=1,
         max_length=MAX_QUERY_CHARS,
@@ -42,21 +42,16 @@ class SearchParams(QueryIn):
     customer_id: int | None = Field(
         default=None, ge=1, le=MAX_ID, description="Only this customer's conversations"
     )
-    limit: int = Field(default=20, ge=1, le=100)
-    cursor: str | None = Field(default=None, max_length=200)
+
+    @classmethod
+    def cursor_check(cls, cursor: str) -> None:
+        search_cursor_decode(cursor)
 
     @field_validator("q", mode="after")
     @classmethod
     def _something_to_find(cls, value: str) -> str:
         if not value.strip():
             raise ValueError("q must contain something to search for")
-        return value
-
-    @field_validator("cursor", mode="after")
-    @classmethod
-    def _decodable(cls, value: str | None) -> str | None:
-        if value:
-            search_cursor_decode(value)
         return value
 
 
@@ -79,7 +74,6 @@ class SearchOut(Schema):
 
 @page_route(
     search_router,
-    "",
     SearchOut,
     summary="Search message contents: your own conversations, or every one for operators",
 )
