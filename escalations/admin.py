@@ -51,30 +51,62 @@ from messaging.validation import MAX_MESSAGE_CHARS
 UNRESOLVED = (Escalation.Status.OPEN, Escalation.Status.ASSIGNED)
 
 
-class ReplyForm(forms.Form):
+class PageActionForm(forms.Form):
+    """A form of one field that the escalation page posts to run one service on the
+    escalation's conversation: what the page says when it is refused and when it succeeded,
+    what the admin log records, and the service parameter the field fills (`argument`). The
+    service also gets the escalation's id, unless the action is the conversation's (a note)."""
+
+    argument: str
+    refused: str
+    logged: str
+    done: str
+    per_escalation = True
+
+    def arguments(self, escalation: Escalation) -> dict[str, Any]:
+        (value,) = self.cleaned_data.values()
+        ids = {"escalation_id": escalation.pk} if self.per_escalation else {}
+        return {self.argument: value, **ids}
+
+
+class ReplyForm(PageActionForm):
     message = forms.CharField(
         label="Reply to the customer",
         max_length=MAX_MESSAGE_CHARS,
         widget=forms.Textarea(attrs={"rows": 4, "class": "parley-reply"}),
     )
+    argument = "text"
+    refused = f"Write a message of 1 to {MAX_MESSAGE_CHARS} characters."
+    logged = "Replied"
+    done = "Reply sent."
 
 
-class ResolveForm(forms.Form):
+class ResolveForm(PageActionForm):
     resolution_notes = forms.CharField(
         label="Resolution notes",
         required=False,
         max_length=MAX_RESOLUTION_NOTES_CHARS,
         widget=forms.Textarea(attrs={"rows": 4}),
     )
+    argument = "notes"
+    refused = "Resolution notes are too long."
+    logged = "Resolved"
+    done = "Escalation resolved."
 
 
-class NoteForm(forms.Form):
+class NoteForm(PageActionForm):
     note = forms.CharField(
         label="Internal note",
         max_length=inbox.MAX_NOTE_CHARS,
         widget=forms.Textarea(attrs={"rows": 3}),
         help_text="Only operators see notes; the customer never does.",
     )
+    argument = "text"
+    # A note belongs to the conversation (its current escalation, else its latest one).
+    per_escalation = False
+    refused = f"Write a note of 1 to {inbox.MAX_NOTE_CHARS} characters."
+    logged = "Added an internal note"
+    done = "Note added."
 
 
 SEARCH_HITS_SHOWN = 10
@@ -552,20 +584,7 @@ class EscalationAdmin(
         return HttpResponseRedirect(reverse("admin:escalations_escalation_changelist"))
 
     def note_view(self, request: HttpRequest, object_id: int) -> HttpResponse:
-        return self._form_action(
-            request,
-            object_id,
-            NoteForm,
-            invalid=f"Write a note of 1 to {inbox.MAX_NOTE_CHARS} characters.",
-            label="Added an internal note",
-            call=lambda escalation, data: inbox.note_add(
-                conversation_id=escalation.conversation_id,
-                actor=request.user,  # type: ignore[arg-type]
-                text=data["note"],
-            ),
-            done="Note added.",
-            anchor="notes",
-        )
+        return self._form_action(request, object_id, NoteForm, inbox.note_add, anchor="notes")
 
     def _escalation_for_work(self, request: HttpRequest, object_id: int) -> Escalation:
         if not self._can_work(request):
@@ -580,41 +599,32 @@ class EscalationAdmin(
         self,
         request: HttpRequest,
         object_id: int,
-        form_class: type[forms.Form],
-        *,
-        invalid: str,
-        label: str,
-        call: Callable[[Escalation, dict[str, Any]], Any],
-        done: str,
+        form_class: type[PageActionForm],
+        service: Callable[..., Any],
         anchor: str = "composer",
     ) -> HttpResponse:
-        """A form posted from the escalation page: refused with `invalid` (back to the
-        composer), or `call(escalation, cleaned_data)` run as `_run` runs it, `done` on success,
-        and back to the page at `anchor`."""
+        """A form posted from the escalation page: refused (back to the composer), or its
+        service run as `_run` runs it, and back to the page at `anchor`."""
         escalation = self._escalation_for_work(request, object_id)
         form = form_class(request.POST)
         if not form.is_valid():
-            self.message_user(request, invalid, messages.ERROR)
+            self.message_user(request, form.refused, messages.ERROR)
             return self._back(escalation)
-        if self._run(request, escalation, label, lambda: call(escalation, form.cleaned_data)):
-            self.message_user(request, done, messages.SUCCESS)
+        if self._run(
+            request,
+            escalation,
+            form.logged,
+            lambda: service(
+                conversation_id=escalation.conversation_id,
+                actor=request.user,
+                **form.arguments(escalation),
+            ),
+        ):
+            self.message_user(request, form.done, messages.SUCCESS)
         return self._back(escalation, anchor=anchor)
 
     def reply_view(self, request: HttpRequest, object_id: int) -> HttpResponse:
-        return self._form_action(
-            request,
-            object_id,
-            ReplyForm,
-            invalid=f"Write a message of 1 to {MAX_MESSAGE_CHARS} characters.",
-            label="Replied",
-            call=lambda escalation, data: services.escalation_reply(
-                conversation_id=escalation.conversation_id,
-                actor=request.user,  # type: ignore[arg-type]
-                text=data["message"],
-                escalation_id=escalation.pk,
-            ),
-            done="Reply sent.",
-        )
+        return self._form_action(request, object_id, ReplyForm, services.escalation_reply)
 
     def assign_view(self, request: HttpRequest, object_id: int) -> HttpResponse:
         """ "Assign to me", or to the colleague chosen in the select (`operator_id`)."""
@@ -649,20 +659,7 @@ class EscalationAdmin(
         return self._back(escalation)
 
     def resolve_view(self, request: HttpRequest, object_id: int) -> HttpResponse:
-        return self._form_action(
-            request,
-            object_id,
-            ResolveForm,
-            invalid="Resolution notes are too long.",
-            label="Resolved",
-            call=lambda escalation, data: services.escalation_resolve(
-                conversation_id=escalation.conversation_id,
-                actor=request.user,  # type: ignore[arg-type]
-                notes=data["resolution_notes"],
-                escalation_id=escalation.pk,
-            ),
-            done="Escalation resolved.",
-        )
+        return self._form_action(request, object_id, ResolveForm, services.escalation_resolve)
 
 
 @admin.register(SavedReply)
