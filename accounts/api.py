@@ -12,7 +12,7 @@ from accounts import data_rights, mfa, selectors, services, sessions
 from accounts.auth import Customer, Principal, Superuser, principal_of
 from accounts.models import ApiKey, User
 from accounts.ratelimits import (
-    login_budget_check,
+    login_failures_counted,
     login_rate_limit_enforce,
     refresh_rate_limit_enforce,
     register_rate_limit_enforce,
@@ -42,7 +42,7 @@ from accounts.schemas import (
     UserOut,
 )
 from accounts.scopes import ADMIN, CONVERSATIONS_READ, format_scopes, parse_scope_string
-from core.errors import Conflict, NotAuthenticated, ParleyError, PermissionDenied
+from core.errors import Conflict, NotAuthenticated, ParleyError
 from core.ids import PathId
 from core.pagination import Page
 from core.parsing import form_fields, json_loads
@@ -136,13 +136,12 @@ def token_obtain_mfa(
         raise NotAuthenticated("Invalid or expired mfa_token", credentials_presented=False)
     username = challenge.user.get_username()
     # Only wrong codes spend the sign-in budgets; a right code within them is accepted.
-    login_budget_check(request=request, username=username)
-    context = CallContext.from_request(request)
-    if not mfa.mfa_challenge_complete(
-        mfa_token=payload.mfa_token, challenge=challenge, code=payload.code, context=context
-    ):
-        login_rate_limit_enforce(request=request, username=username)
-        raise NotAuthenticated("Invalid code or mfa_token", credentials_presented=False)
+    with login_failures_counted(request=request, username=username, failures=(NotAuthenticated,)):
+        context = CallContext.from_request(request)
+        if not mfa.mfa_challenge_complete(
+            mfa_token=payload.mfa_token, challenge=challenge, code=payload.code, context=context
+        ):
+            raise NotAuthenticated("Invalid code or mfa_token", credentials_presented=False)
     requested = parse_scope_string(challenge.scope) if challenge.scope is not None else None
     return services.token_pair_issue(
         user=challenge.user, requested_scopes=requested, amr=("pwd", "otp"), request=request
@@ -152,17 +151,13 @@ def token_obtain_mfa(
 def _password_confirmed(request: HttpRequest, user: User, password: str, purpose: str) -> None:
     """A password asked again for a sensitive change: the sign-in budgets are checked first
     and only a wrong password spends them (403)."""
-    login_budget_check(request=request, username=user.get_username())
-    try:
+    with login_failures_counted(request=request, username=user.get_username()):
         services.password_confirm(
             user=user,
             password=password,
             purpose=purpose,
             context=CallContext.from_request(request),
         )
-    except PermissionDenied:
-        login_rate_limit_enforce(request=request, username=user.get_username())
-        raise
 
 
 @auth_router.post(
@@ -259,17 +254,15 @@ def totp_enrolment_start(request: HttpRequest, payload: PasswordConfirmIn) -> St
 )
 def totp_enrolment_confirm(request: HttpRequest, payload: TotpConfirmIn) -> dict[str, Any]:
     principal = principal_of(request)
-    login_budget_check(request=request, username=principal.user.get_username())
-    try:
+    with login_failures_counted(
+        request=request, username=principal.user.get_username(), failures=(mfa.InvalidCode,)
+    ):
         codes = mfa.totp_enrolment_confirm(
             user=principal.user,
             code=payload.code,
             keep_family=principal.token_family,
             context=CallContext.from_request(request),
         )
-    except mfa.InvalidCode:
-        login_rate_limit_enforce(request=request, username=principal.user.get_username())
-        raise
     return {"recovery_codes": codes}
 
 
@@ -283,11 +276,8 @@ def totp_disable(request: HttpRequest, payload: TotpDisableIn) -> Status[None]:
     if mfa.mfa_required_for(user):
         raise Conflict("Staff accounts must keep their second factor")
     _password_confirmed(request, user, payload.password, "turning the second factor off")
-    try:
+    with login_failures_counted(request=request, username=user.get_username()):
         mfa.totp_disable(user=user, code=payload.code, context=CallContext.from_request(request))
-    except PermissionDenied:
-        login_rate_limit_enforce(request=request, username=user.get_username())
-        raise
     return Status(204, None)
 
 
@@ -367,8 +357,7 @@ def session_revoke_others(request: HttpRequest) -> Status[None]:
 def password_change(request: HttpRequest, payload: PasswordChangeIn) -> Status[None]:
     principal = principal_of(request)
     user = principal.user
-    login_budget_check(request=request, username=user.get_username())
-    try:
+    with login_failures_counted(request=request, username=user.get_username()):
         services.password_change(
             user=user,
             current_password=payload.current_password,
@@ -376,9 +365,6 @@ def password_change(request: HttpRequest, payload: PasswordChangeIn) -> Status[N
             keep_family=principal.token_family,
             context=CallContext.from_request(request),
         )
-    except PermissionDenied:
-        login_rate_limit_enforce(request=request, username=user.get_username())
-        raise
     return Status(204, None)
 
 
