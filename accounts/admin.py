@@ -8,8 +8,7 @@ from django import forms
 from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin
 from django.db.models import Exists, OuterRef
-from django.http import HttpRequest, HttpResponse
-from django.template.response import TemplateResponse
+from django.http import HttpRequest
 from django.utils import timezone
 
 from accounts import mfa, services
@@ -17,6 +16,7 @@ from accounts.data_rights import user_erase
 from accounts.models import ApiKey, SecurityEvent, TotpDevice, User
 from accounts.scopes import ALL_SCOPES, SCOPE_DESCRIPTIONS
 from accounts.sessions import sessions_revoke_others
+from core.admin_mixins import SecretShownOnceMixin
 from core.request_context import CallContext
 
 
@@ -132,7 +132,7 @@ class ApiKeyCreateForm(forms.ModelForm):
 
 
 @admin.register(ApiKey)
-class ApiKeyAdmin(SuperuserOnlyMixin, admin.ModelAdmin):
+class ApiKeyAdmin(SuperuserOnlyMixin, SecretShownOnceMixin, admin.ModelAdmin):
     list_display = (
         "name",
         "prefix",
@@ -156,18 +156,12 @@ class ApiKeyAdmin(SuperuserOnlyMixin, admin.ModelAdmin):
     fields = ("name", "owner", "scopes", "expires_at", *readonly_fields)
     actions = ["revoke_selected"]
 
-    def get_form(
-        self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any
-    ) -> Any:
-        if obj is None:
-            kwargs["form"] = ApiKeyCreateForm
-        return super().get_form(request, obj, change=change, **kwargs)
+    add_form = ApiKeyCreateForm
+    created_template = "admin/accounts/apikey/created.html"
+    created_title = "API key created"
+    shown_as = "raw_key"
 
-    def save_model(self, request: HttpRequest, obj: ApiKey, form: Any, change: bool) -> None:
-        if change:
-            # Only name and expiry are editable; the secret and owner never change.
-            super().save_model(request, obj, form, change)
-            return
+    def create(self, request: HttpRequest, obj: ApiKey, form: Any) -> str:
         key, raw = services.api_key_create(
             actor=request.user,  # type: ignore[arg-type]
             name=obj.name,
@@ -177,25 +171,7 @@ class ApiKeyAdmin(SuperuserOnlyMixin, admin.ModelAdmin):
         )
         obj.pk = key.pk
         obj.prefix = key.prefix
-        request._parley_created_api_key = raw  # type: ignore[attr-defined]
-
-    def response_add(
-        self, request: HttpRequest, obj: ApiKey, post_url_continue: str | None = None
-    ) -> HttpResponse:
-        raw = getattr(request, "_parley_created_api_key", None)
-        if raw is None:
-            return super().response_add(request, obj, post_url_continue)
-        # Shown once, in this response only: not through the messages framework, which would
-        # keep the key in the session or a cookie until the next page.
-        context = {
-            **self.admin_site.each_context(request),
-            "title": "API key created",
-            "opts": self.model._meta,
-            "api_key": obj,
-            "raw_key": raw,
-        }
-        # The admin's never_cache adds no-store: no browser or proxy keeps this page.
-        return TemplateResponse(request, "admin/accounts/apikey/created.html", context)
+        return raw
 
     def get_readonly_fields(self, request: HttpRequest, obj: ApiKey | None = None) -> Any:
         if obj is not None:

@@ -10,9 +10,9 @@ from pydantic import Field
 
 from accounts import data_rights, mfa, selectors, services, sessions
 from accounts.auth import Customer, Principal, Superuser, principal_of
-from accounts.models import User
+from accounts.models import ApiKey, User
 from accounts.ratelimits import (
-    login_budget_check,
+    login_failures_counted,
     login_rate_limit_enforce,
     refresh_rate_limit_enforce,
     register_rate_limit_enforce,
@@ -42,22 +42,28 @@ from accounts.schemas import (
     UserOut,
 )
 from accounts.scopes import ADMIN, CONVERSATIONS_READ, format_scopes, parse_scope_string
-from core.errors import Conflict, NotAuthenticated, ParleyError, PermissionDenied
+from core.errors import Conflict, NotAuthenticated, ParleyError
 from core.ids import PathId
+from core.pagination import Page
 from core.parsing import form_fields, json_loads
 from core.request_context import CallContext
 from core.schemas import (
     AUTHENTICATED_ERRORS,
     BODY_ERRORS,
     PageParams,
+    ShownOnce,
     StrictIn,
     error_responses,
     optional_body,
+    optional_body_openapi,
+    page_route,
     validate_body,
 )
 
-auth_router = Router(tags=["auth"])
-api_keys_router = Router(tags=["api-keys"])
+# Each router's policy is declared once, on the router: any signed-in account for /auth (its
+# sign-in routes say `auth=None`, public), superusers with `admin` for /api-keys.
+auth_router = Router(tags=["auth"], auth=Customer())
+api_keys_router = Router(tags=["api-keys"], auth=Superuser(scopes=[ADMIN]))
 
 
 class UnsupportedMediaType(ParleyError):
@@ -130,13 +136,12 @@ def token_obtain_mfa(
         raise NotAuthenticated("Invalid or expired mfa_token", credentials_presented=False)
     username = challenge.user.get_username()
     # Only wrong codes spend the sign-in budgets; a right code within them is accepted.
-    login_budget_check(request=request, username=username)
-    context = CallContext.from_request(request)
-    if not mfa.mfa_challenge_complete(
-        mfa_token=payload.mfa_token, challenge=challenge, code=payload.code, context=context
-    ):
-        login_rate_limit_enforce(request=request, username=username)
-        raise NotAuthenticated("Invalid code or mfa_token", credentials_presented=False)
+    with login_failures_counted(request=request, username=username, failures=(NotAuthenticated,)):
+        context = CallContext.from_request(request)
+        if not mfa.mfa_challenge_complete(
+            mfa_token=payload.mfa_token, challenge=challenge, code=payload.code, context=context
+        ):
+            raise NotAuthenticated("Invalid code or mfa_token", credentials_presented=False)
     requested = parse_scope_string(challenge.scope) if challenge.scope is not None else None
     return services.token_pair_issue(
         user=challenge.user, requested_scopes=requested, amr=("pwd", "otp"), request=request
@@ -146,17 +151,13 @@ def token_obtain_mfa(
 def _password_confirmed(request: HttpRequest, user: User, password: str, purpose: str) -> None:
     """A password asked again for a sensitive change: the sign-in budgets are checked first
     and only a wrong password spends them (403)."""
-    login_budget_check(request=request, username=user.get_username())
-    try:
+    with login_failures_counted(request=request, username=user.get_username()):
         services.password_confirm(
             user=user,
             password=password,
             purpose=purpose,
             context=CallContext.from_request(request),
         )
-    except PermissionDenied:
-        login_rate_limit_enforce(request=request, username=user.get_username())
-        raise
 
 
 @auth_router.post(
@@ -176,14 +177,8 @@ def token_refresh(
 
 @auth_router.post(
     "/revoke",
-    auth=Customer(),
     response={204: None, **error_responses(*AUTHENTICATED_ERRORS, 415, *BODY_ERRORS)},
-    openapi_extra={
-        "requestBody": {
-            "required": False,
-            "content": {"application/json": {"schema": RevokeIn.model_json_schema()}},
-        }
-    },
+    openapi_extra=optional_body_openapi(RevokeIn),
     summary="Revoke the presented access token and, optionally, a refresh token",
 )
 def token_revoke(request: HttpRequest) -> Status[None]:
@@ -214,7 +209,6 @@ def register(request: HttpRequest, response: HttpResponse, payload: RegisterIn) 
 
 @auth_router.get(
     "/me",
-    auth=Customer(),
     response={200: MeOut, **error_responses(*AUTHENTICATED_ERRORS)},
     summary="The caller's account and the scopes in force",
 )
@@ -237,7 +231,6 @@ def me(request: HttpRequest) -> dict[str, Any]:
 
 @auth_router.post(
     "/mfa/totp",
-    auth=Customer(),
     response={
         201: TotpEnrolmentOut,
         **error_responses(*AUTHENTICATED_ERRORS, 409, 429, *BODY_ERRORS),
@@ -253,7 +246,6 @@ def totp_enrolment_start(request: HttpRequest, payload: PasswordConfirmIn) -> St
 
 @auth_router.post(
     "/mfa/totp/confirm",
-    auth=Customer(),
     response={
         200: RecoveryCodesOut,
         **error_responses(*AUTHENTICATED_ERRORS, 409, 429, *BODY_ERRORS),
@@ -262,23 +254,20 @@ def totp_enrolment_start(request: HttpRequest, payload: PasswordConfirmIn) -> St
 )
 def totp_enrolment_confirm(request: HttpRequest, payload: TotpConfirmIn) -> dict[str, Any]:
     principal = principal_of(request)
-    login_budget_check(request=request, username=principal.user.get_username())
-    try:
+    with login_failures_counted(
+        request=request, username=principal.user.get_username(), failures=(mfa.InvalidCode,)
+    ):
         codes = mfa.totp_enrolment_confirm(
             user=principal.user,
             code=payload.code,
             keep_family=principal.token_family,
             context=CallContext.from_request(request),
         )
-    except mfa.InvalidCode:
-        login_rate_limit_enforce(request=request, username=principal.user.get_username())
-        raise
     return {"recovery_codes": codes}
 
 
 @auth_router.delete(
     "/mfa/totp",
-    auth=Customer(),
     response={204: None, **error_responses(*AUTHENTICATED_ERRORS, 409, 429, *BODY_ERRORS)},
     summary="Turn TOTP off (password and a code; refused for staff while it is required)",
 )
@@ -287,11 +276,8 @@ def totp_disable(request: HttpRequest, payload: TotpDisableIn) -> Status[None]:
     if mfa.mfa_required_for(user):
         raise Conflict("Staff accounts must keep their second factor")
     _password_confirmed(request, user, payload.password, "turning the second factor off")
-    try:
+    with login_failures_counted(request=request, username=user.get_username()):
         mfa.totp_disable(user=user, code=payload.code, context=CallContext.from_request(request))
-    except PermissionDenied:
-        login_rate_limit_enforce(request=request, username=user.get_username())
-        raise
     return Status(204, None)
 
 
@@ -325,7 +311,6 @@ def _session_items(principal: Principal) -> list[dict[str, Any]]:
 
 @auth_router.get(
     "/sessions",
-    auth=Customer(),
     response={200: SessionListOut, **error_responses(*AUTHENTICATED_ERRORS)},
     summary="Your sessions (one per sign-in), the current one marked",
 )
@@ -335,7 +320,6 @@ def session_list(request: HttpRequest) -> dict[str, Any]:
 
 @auth_router.delete(
     "/sessions/{session_id}",
-    auth=Customer(),
     response={204: None, **error_responses(*AUTHENTICATED_ERRORS, 404, 415, *BODY_ERRORS)},
     summary="Revoke one of your sessions: its tokens stop and its sockets close",
 )
@@ -351,7 +335,6 @@ def session_revoke(request: HttpRequest, session_id: PathId) -> Status[None]:
 
 @auth_router.delete(
     "/sessions",
-    auth=Customer(),
     response={204: None, **error_responses(*AUTHENTICATED_ERRORS, 415, *BODY_ERRORS)},
     summary="Revoke every session but the one making this request",
 )
@@ -368,15 +351,13 @@ def session_revoke_others(request: HttpRequest) -> Status[None]:
 
 @auth_router.post(
     "/password",
-    auth=Customer(),
     response={204: None, **error_responses(*AUTHENTICATED_ERRORS, 429, *BODY_ERRORS)},
     summary="Change your password: every other session is revoked",
 )
 def password_change(request: HttpRequest, payload: PasswordChangeIn) -> Status[None]:
     principal = principal_of(request)
     user = principal.user
-    login_budget_check(request=request, username=user.get_username())
-    try:
+    with login_failures_counted(request=request, username=user.get_username()):
         services.password_change(
             user=user,
             current_password=payload.current_password,
@@ -384,9 +365,6 @@ def password_change(request: HttpRequest, payload: PasswordChangeIn) -> Status[N
             keep_family=principal.token_family,
             context=CallContext.from_request(request),
         )
-    except PermissionDenied:
-        login_rate_limit_enforce(request=request, username=user.get_username())
-        raise
     return Status(204, None)
 
 
@@ -411,7 +389,6 @@ def me_export(request: HttpRequest) -> dict[str, Any]:
 
 @auth_router.delete(
     "/me",
-    auth=Customer(),
     response={204: None, **error_responses(*AUTHENTICATED_ERRORS, 409, 429, *BODY_ERRORS)},
     summary="Erase your account and everything that is yours (asks for your password)",
 )
@@ -430,11 +407,10 @@ def me_delete(request: HttpRequest, payload: AccountDeleteIn) -> Status[None]:
 
 @api_keys_router.post(
     "",
-    auth=Superuser(scopes=[ADMIN]),
     response={201: ApiKeyCreatedOut, **error_responses(*AUTHENTICATED_ERRORS, *BODY_ERRORS)},
     summary="Create an API key (the key is shown once)",
 )
-def api_key_create(request: HttpRequest, payload: ApiKeyIn) -> Status[dict[str, Any]]:
+def api_key_create(request: HttpRequest, payload: ApiKeyIn) -> Status[ShownOnce]:
     key, raw = services.api_key_create(
         actor=principal_of(request).user,
         name=payload.name,
@@ -442,33 +418,16 @@ def api_key_create(request: HttpRequest, payload: ApiKeyIn) -> Status[dict[str, 
         scopes=list(payload.scopes),
         expires_at=payload.expires_at,
     )
-    return Status(
-        201,
-        {
-            "id": key.pk,
-            "name": key.name,
-            "key": raw,
-            "owner_id": key.owner_id,
-            "scopes": key.scopes,
-            "expires_at": key.expires_at,
-        },
-    )
+    return Status(201, ShownOnce(key, key=raw))
 
 
-@api_keys_router.get(
-    "",
-    auth=Superuser(scopes=[ADMIN]),
-    response={200: ApiKeyPageOut, **error_responses(400, *AUTHENTICATED_ERRORS, 422)},
-    summary="List API keys (never their secrets)",
-)
-def api_key_list(request: HttpRequest, params: Query[PageParams]) -> dict[str, Any]:
-    items, next_cursor = selectors.api_key_page(cursor=params.cursor, limit=params.limit)
-    return {"items": items, "next_cursor": next_cursor}
+@page_route(api_keys_router, ApiKeyPageOut, summary="List API keys (never their secrets)")
+def api_key_list(request: HttpRequest, params: Query[PageParams]) -> Page[ApiKey]:
+    return selectors.api_key_page(cursor=params.cursor, limit=params.limit)
 
 
 @api_keys_router.delete(
     "/{api_key_id}",
-    auth=Superuser(scopes=[ADMIN]),
     response={204: None, **error_responses(*AUTHENTICATED_ERRORS, 404, 422)},
     summary="Revoke an API key; it stops working at once",
 )

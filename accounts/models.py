@@ -11,6 +11,7 @@ from django.utils import timezone
 
 from accounts.usernames import canonical_username_or_none, username_fold
 from core.fieldcrypt import EncryptedTextField
+from core.modelfields import optional_user
 
 
 class ParleyUserManager(UserManager["User"]):
@@ -72,14 +73,7 @@ class ApiKey(models.Model):
     key_hash = models.CharField(max_length=64, editable=False)
     scopes = models.JSONField(default=list)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
-    created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL,
-        on_delete=models.SET_NULL,
-        null=True,
-        blank=True,
-        related_name="+",
-        editable=False,
-    )
+    created_by = optional_user(editable=False)
     expires_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
     last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
@@ -99,29 +93,35 @@ class ApiKey(models.Model):
         return self.expires_at is None or self.expires_at > now
 
 
-class RevokedAccessToken(models.Model):
-    """Access tokens revoked before they expire (simplejwt never checks access tokens against
-    its blacklist). Rows are useless after `expires_at` and are pruned."""
+class Revocation(models.Model):
+    """A user's token(s) refused before they expire; the row is useless after `expires_at`
+    and is pruned. Each kind names what it revokes in one unique field."""
 
-    jti = models.CharField(max_length=64, unique=True)
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
     expires_at = models.DateTimeField(db_index=True)
     revoked_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        abstract = True
+
+
+class RevokedAccessToken(Revocation):
+    """Access tokens revoked before they expire (simplejwt never checks access tokens against
+    its blacklist)."""
+
+    jti = models.CharField(max_length=64, unique=True)
 
     def __str__(self) -> str:
         return self.jti
 
 
-class RevokedTokenFamily(models.Model):
+class RevokedTokenFamily(Revocation):
     """A refresh-token family (every token descended by rotation from one sign-in) revoked
     because a rotated refresh token was presented again (reuse detection, OAuth 2.0 Security
-    BCP): its refresh and access tokens are refused. Rows are useless once every token of the
-    family has expired and are pruned."""
+    BCP): its refresh and access tokens are refused until every token of the family has
+    expired."""
 
     family = models.CharField(max_length=64, unique=True)
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
-    expires_at = models.DateTimeField(db_index=True)
-    revoked_at = models.DateTimeField(default=timezone.now)
 
     def __str__(self) -> str:
         return self.family
@@ -149,13 +149,7 @@ class SecurityEvent(models.Model):
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
     kind = models.CharField(max_length=32, choices=Kind.choices, db_index=True)
     level = models.CharField(max_length=10)
-    user = models.ForeignKey(
-        settings.AUTH_USER_MODEL,
-        on_delete=models.SET_NULL,
-        null=True,
-        blank=True,
-        related_name="security_events",
-    )
+    user = optional_user(related_name="security_events")
     ip = models.GenericIPAddressField(null=True, blank=True)
     path = models.CharField(max_length=512, blank=True)
     request_id = models.CharField(max_length=128, blank=True)

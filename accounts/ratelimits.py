@@ -9,6 +9,8 @@ across worker processes.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,7 +29,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from accounts.models import SecurityEvent
 from accounts.security import security_event_record
 from accounts.usernames import canonical_username_or_none
-from core.errors import RateLimited
+from core.errors import PermissionDenied, RateLimited
 from core.request_context import CallContext, client_ip
 
 
@@ -194,6 +196,25 @@ def login_budget_check(*, request: HttpRequest, username: str) -> None:
             raise RateLimited(
                 limit=int(usage["limit"]), retry_after=max(1, int(usage["time_left"]))
             )
+
+
+@contextmanager
+def login_failures_counted(
+    *,
+    request: HttpRequest,
+    username: str,
+    failures: tuple[type[Exception], ...] = (PermissionDenied,),
+) -> Iterator[None]:
+    """A step that asks again for a secret of the account (its password, a second factor's
+    code) under the sign-in budgets, counting only wrong answers: the budgets are checked
+    first (`login_budget_check`, 429 when spent); inside, a right answer costs nothing and a
+    wrong one (`failures`) is counted by `login_rate_limit_enforce`, then raised."""
+    login_budget_check(request=request, username=username)
+    try:
+        yield
+    except failures:
+        login_rate_limit_enforce(request=request, username=username)
+        raise
 
 
 def refresh_rate_limit_enforce(*, request: HttpRequest) -> RateUsage | None:

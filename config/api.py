@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from django.core.exceptions import (
@@ -15,22 +15,24 @@ from django.core.exceptions import (
     TooManyFieldsSent,
     TooManyFilesSent,
 )
-from django.db import InterfaceError, OperationalError
 from django.http import Http404, HttpRequest, HttpResponse
 from django.http.multipartparser import MultiPartParserError
-from django_redis.exceptions import ConnectionInterrupted
 from ninja import NinjaAPI
 from ninja.errors import AuthenticationError, AuthorizationError, HttpError, ValidationError
 from ninja.operation import Operation
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from accounts.auth import Undeclared, policy_of
 from accounts.models import SecurityEvent
 from accounts.security import security_event_record
 from config.middleware import unavailable_body
 from core.errors import ParleyError, UnprocessableRequest
-from core.outages import DATABASE, RETRY_AFTER_SECONDS, dependency_of, outage_report
+from core.outages import (
+    DATABASE,
+    RETRY_AFTER_SECONDS,
+    dependency_of,
+    outage_errors,
+    outage_report,
+)
 from core.parsing import TOO_MANY_FIELDS, ParleyParser
 from core.request_context import current_request_id
 
@@ -116,11 +118,6 @@ def _no_credentials(request: HttpRequest, exc: AuthenticationError) -> HttpRespo
     )
 
 
-@api.exception_handler(AuthorizationError)
-def _forbidden(request: HttpRequest, exc: AuthorizationError) -> HttpResponse:
-    return _error(request, 403, "You do not have permission to perform this action")
-
-
 @api.exception_handler(HttpError)
 def _http_error(request: HttpRequest, exc: HttpError) -> HttpResponse:
     return _error(request, exc.status_code, str(exc))
@@ -131,14 +128,24 @@ def _validation_error(request: HttpRequest, exc: ValidationError) -> HttpRespons
     return _error(request, 422, exc.errors)
 
 
-@api.exception_handler(Http404)
-def _not_found(request: HttpRequest, exc: Http404) -> HttpResponse:
-    return _error(request, 404, "Not found")
+def _fixed_error(status: int, detail: str) -> Callable[[HttpRequest, Exception], HttpResponse]:
+    def handler(request: HttpRequest, exc: Exception) -> HttpResponse:
+        return _error(request, status, detail)
+
+    return handler
 
 
-@api.exception_handler(RequestDataTooBig)
-def _too_big(request: HttpRequest, exc: RequestDataTooBig) -> HttpResponse:
-    return _error(request, 413, "Request body too large")
+# Errors that always answer the same status and words. UnicodeDecodeError: a body or query
+# that is not UTF-8; MultiPartParserError: a broken multipart body (both read lazily, like the
+# SuspiciousOperation family below).
+for _exc_class, _status, _detail in (
+    (AuthorizationError, 403, "You do not have permission to perform this action"),
+    (Http404, 404, "Not found"),
+    (RequestDataTooBig, 413, "Request body too large"),
+    (MultiPartParserError, 400, "Malformed multipart body"),
+    (UnicodeDecodeError, 400, "The request is not valid UTF-8"),
+):
+    api.exception_handler(_exc_class)(_fixed_error(_status, _detail))
 
 
 # Django raises these lazily, when request.GET/POST/FILES is first read (too many fields or
@@ -159,26 +166,11 @@ def _bad_request(request: HttpRequest, exc: Exception) -> HttpResponse:
     return _error(request, 400, detail)
 
 
-@api.exception_handler(MultiPartParserError)
-def _broken_multipart(request: HttpRequest, exc: MultiPartParserError) -> HttpResponse:
-    return _error(request, 400, "Malformed multipart body")
-
-
-@api.exception_handler(UnicodeDecodeError)
-def _undecodable(request: HttpRequest, exc: UnicodeDecodeError) -> HttpResponse:
-    return _error(request, 400, "The request is not valid UTF-8")
-
-
 # PostgreSQL or Redis unreachable, the connection pool exhausted, a deadlock or lock wait
 # broken off: neither the client's mistake nor a bug in the request, and the same request may
 # well succeed shortly. 503 with Retry-After; the transaction was rolled back, so nothing was
 # half-written. The outage goes to the log once (core.outages), not once per request; the
 # request id of each refused request only at DEBUG. Never the cause to the client.
-@api.exception_handler(OperationalError)
-@api.exception_handler(InterfaceError)
-@api.exception_handler(RedisConnectionError)
-@api.exception_handler(RedisTimeoutError)
-@api.exception_handler(ConnectionInterrupted)  # django-redis's wrapper of the two above
 def _unavailable(request: HttpRequest, exc: Exception) -> HttpResponse:
     outage_report(dependency_of(exc) or DATABASE, exc)
     logger.debug(
@@ -187,6 +179,11 @@ def _unavailable(request: HttpRequest, exc: Exception) -> HttpResponse:
     response = api.create_response(request, unavailable_body(), status=503)
     response["Retry-After"] = str(RETRY_AFTER_SECONDS)
     return response
+
+
+# Every error core.outages counts as an outage (the database's, django-redis's, Redis's own).
+for _outage in outage_errors():
+    api.exception_handler(_outage)(_unavailable)
 
 
 @api.exception_handler(Exception)

@@ -50,7 +50,7 @@ WATCH_BACKOFF_MAX = 1.0
 # --- What is an outage --------------------------------------------------------------------------
 
 
-def _redis_errors() -> tuple[type[BaseException], ...]:
+def _redis_errors() -> tuple[type[Exception], ...]:
     try:
         from redis.exceptions import ConnectionError as RedisConnectionError
         from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -59,12 +59,17 @@ def _redis_errors() -> tuple[type[BaseException], ...]:
     return (RedisConnectionError, RedisTimeoutError)
 
 
-def _cache_errors() -> tuple[type[BaseException], ...]:
+def _cache_errors() -> tuple[type[Exception], ...]:
     try:
         from django_redis.exceptions import ConnectionInterrupted
     except ImportError:  # pragma: no cover - django-redis is a requirement
         return ()
     return (ConnectionInterrupted,)
+
+
+def outage_errors() -> tuple[type[Exception], ...]:
+    """Every exception class `dependency_of` names a dependency for."""
+    return (OperationalError, InterfaceError, *_cache_errors(), *_redis_errors())
 
 
 def dependency_of(exc: BaseException) -> str | None:

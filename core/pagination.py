@@ -10,8 +10,10 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 from django.db.models import Model, Q, QuerySet
 
@@ -20,6 +22,21 @@ from core.ids import MAX_ID, is_possible_id
 from core.text import ensure_storable
 
 M = TypeVar("M", bound=Model)
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class Page(Generic[T]):
+    """One page of a list and the cursor of the next (None on the last page). A list route
+    returns it as it is: its page schema (`items`, `next_cursor`) reads both attributes. Not a
+    tuple, which ninja would take for (status, body); it unpacks like one,
+    `items, next_cursor = page`."""
+
+    items: list[T]
+    next_cursor: str | None
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter((self.items, self.next_cursor))
 
 
 class InvalidCursor(ParleyError):
@@ -112,7 +129,7 @@ def cursor_check(cursor: str) -> None:
 
 def keyset_page(
     queryset: QuerySet[M], *, field: str, descending: bool, cursor: str | None, limit: int
-) -> tuple[list[M], str | None]:
+) -> Page[M]:
     """One page ordered by (`field`, id), both descending or both ascending."""
     model_field = queryset.model._meta.get_field(field)
     sign = "-" if descending else ""
@@ -125,7 +142,7 @@ def keyset_page(
         )
     rows = list(queryset[: limit + 1])
     if len(rows) <= limit:
-        return rows, None
+        return Page(rows, None)
     rows = rows[:limit]
     last = rows[-1]
-    return rows, _encode([getattr(last, field), last.pk])
+    return Page(rows, _encode([getattr(last, field), last.pk]))

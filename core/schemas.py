@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from django.http import HttpResponse
-from ninja import Schema
+from ninja import Router, Schema
 from ninja.renderers import JSONRenderer
 from pydantic import ConfigDict, Field, field_validator
 
@@ -53,8 +53,14 @@ class PageParams(QueryIn):
     @classmethod
     def _decodable(cls, value: str | None) -> str | None:
         if value:
-            cursor_check(value)
+            cls.cursor_check(value)
         return value
+
+    @classmethod
+    def cursor_check(cls, cursor: str) -> None:
+        """Raise InvalidCursor (400) unless `cursor` is one of this list's; a list whose
+        cursors are made otherwise (ranked search hits) overrides it."""
+        cursor_check(cursor)
 
 
 class ErrorOut(Schema):
@@ -83,6 +89,40 @@ AUTHENTICATED_ERRORS = (401, 403)
 BODY_ERRORS = (400, 413, 422)
 
 
+def page_route(
+    router: Router,
+    page_schema: type[Schema],
+    *,
+    summary: str,
+    path: str = "",
+    errors: tuple[int, ...] = (),
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Declare `GET path` (by default the router's own path) as a keyset-paged list
+    (`PageParams` or a subclass in its query): it answers `page_schema` (`items`,
+    `next_cursor`; the view may return a `core.pagination.Page`), 400 for a bad cursor, 401/403
+    for the caller, 422 for the query, and the `errors` its own lookups add. The route's policy
+    is its router's."""
+    return router.get(
+        path,
+        response={200: page_schema, **error_responses(400, *AUTHENTICATED_ERRORS, *errors, 422)},
+        summary=summary,
+    )
+
+
+class ShownOnce:
+    """A just-created object with the secret its creation response shows once (a raw API key,
+    a webhook's signing secret): the response schema reads the secret from here and every other
+    field from the object, so the schema stays the one listing of the body and the secret is
+    never stored on the object."""
+
+    def __init__(self, obj: Any, **secrets: str) -> None:
+        self._obj = obj
+        self.__dict__.update(secrets)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._obj, name)
+
+
 def validate_body(schema: type[S], data: Any) -> S:
     """Validate data parsed by hand (form posts, optional bodies) and report failures exactly
     like ninja does for declared bodies: 422 with a list of errors located under "body"."""
@@ -106,6 +146,18 @@ def optional_body(request: Any) -> Any:
     from core.parsing import body_data
 
     return body_data(request)
+
+
+def optional_body_openapi(schema: type[Schema]) -> dict[str, Any]:
+    """The `openapi_extra` of an operation whose JSON body is optional (read with
+    `optional_body`, validated with `validate_body` against `schema`), which ninja's declared
+    bodies cannot express: the document still lists the body, as not required."""
+    return {
+        "requestBody": {
+            "required": False,
+            "content": {"application/json": {"schema": schema.model_json_schema()}},
+        }
+    }
 
 
 def client_json(value: Schema) -> dict[str, Any]:

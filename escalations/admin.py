@@ -11,6 +11,7 @@ read-only, no Save button) for the same reason.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from django import forms
@@ -32,6 +33,7 @@ from accounts.admin_tickets import TICKET_TTL_SECONDS, admin_ticket_issue
 from accounts.models import User
 from accounts.operators import operators
 from accounts.profile import MAX_DISPLAY_NAME_CHARS, display_name_set
+from core.admin_mixins import ChangeContextMixin
 from core.errors import ParleyError
 from core.ids import parse_id
 from escalations import inbox, selectors, services
@@ -49,30 +51,62 @@ from messaging.validation import MAX_MESSAGE_CHARS
 UNRESOLVED = (Escalation.Status.OPEN, Escalation.Status.ASSIGNED)
 
 
-class ReplyForm(forms.Form):
+class PageActionForm(forms.Form):
+    """A form of one field that the escalation page posts to run one service on the
+    escalation's conversation: what the page says when it is refused and when it succeeded,
+    what the admin log records, and the service parameter the field fills (`argument`). The
+    service also gets the escalation's id, unless the action is the conversation's (a note)."""
+
+    argument: str
+    refused: str
+    logged: str
+    done: str
+    per_escalation = True
+
+    def arguments(self, escalation: Escalation) -> dict[str, Any]:
+        (value,) = self.cleaned_data.values()
+        ids = {"escalation_id": escalation.pk} if self.per_escalation else {}
+        return {self.argument: value, **ids}
+
+
+class ReplyForm(PageActionForm):
     message = forms.CharField(
         label="Reply to the customer",
         max_length=MAX_MESSAGE_CHARS,
         widget=forms.Textarea(attrs={"rows": 4, "class": "parley-reply"}),
     )
+    argument = "text"
+    refused = f"Write a message of 1 to {MAX_MESSAGE_CHARS} characters."
+    logged = "Replied"
+    done = "Reply sent."
 
 
-class ResolveForm(forms.Form):
+class ResolveForm(PageActionForm):
     resolution_notes = forms.CharField(
         label="Resolution notes",
         required=False,
         max_length=MAX_RESOLUTION_NOTES_CHARS,
         widget=forms.Textarea(attrs={"rows": 4}),
     )
+    argument = "notes"
+    refused = "Resolution notes are too long."
+    logged = "Resolved"
+    done = "Escalation resolved."
 
 
-class NoteForm(forms.Form):
+class NoteForm(PageActionForm):
     note = forms.CharField(
         label="Internal note",
         max_length=inbox.MAX_NOTE_CHARS,
         widget=forms.Textarea(attrs={"rows": 3}),
         help_text="Only operators see notes; the customer never does.",
     )
+    argument = "text"
+    # A note belongs to the conversation (its current escalation, else its latest one).
+    per_escalation = False
+    refused = f"Write a note of 1 to {inbox.MAX_NOTE_CHARS} characters."
+    logged = "Added an internal note"
+    done = "Note added."
 
 
 SEARCH_HITS_SHOWN = 10
@@ -178,7 +212,9 @@ class StatusFilter(admin.SimpleListFilter):
 
 
 @admin.register(Escalation)
-class EscalationAdmin(OperatorScreenMixin, CascadeOnlyDeleteMixin, admin.ModelAdmin):
+class EscalationAdmin(
+    OperatorScreenMixin, CascadeOnlyDeleteMixin, ChangeContextMixin, admin.ModelAdmin
+):
     # The conversation's id leads: it is the id the API's /escalations/{id}/... paths take (and
     # the customer's), so the list never shows an escalation number one could mistake for it.
     list_display = ("conversation_number", "status", "sla", "age", "customer", "topic", "assignee")
@@ -406,102 +442,71 @@ class EscalationAdmin(OperatorScreenMixin, CascadeOnlyDeleteMixin, admin.ModelAd
     def get_urls(self) -> list[URLPattern]:
         wrap = self.admin_site.admin_view
         prefix = f"{self.model._meta.app_label}_{self.model._meta.model_name}"
+        # Every page action is a POST through the admin's own checks (staff, CSRF, never_cache).
+        actions: list[tuple[str, Callable[..., HttpResponse], str]] = [
+            ("live-ticket/", self.live_ticket_view, "live_ticket"),
+            ("display-name/", self.display_name_view, "display_name"),
+            ("presence/", self.presence_view, "presence"),
+            ("<int:object_id>/notes/", self.note_view, "note"),
+            ("<int:object_id>/reply/", self.reply_view, "reply"),
+            ("<int:object_id>/assign/", self.assign_view, "assign"),
+            ("<int:object_id>/resolve/", self.resolve_view, "resolve"),
+        ]
         return [
-            path(
-                "live-ticket/",
-                wrap(require_POST(self.live_ticket_view)),
-                name=f"{prefix}_live_ticket",
-            ),
-            path(
-                "display-name/",
-                wrap(require_POST(self.display_name_view)),
-                name=f"{prefix}_display_name",
-            ),
-            path(
-                "presence/",
-                wrap(require_POST(self.presence_view)),
-                name=f"{prefix}_presence",
-            ),
-            path(
-                "<int:object_id>/notes/",
-                wrap(require_POST(self.note_view)),
-                name=f"{prefix}_note",
-            ),
-            path(
-                "<int:object_id>/reply/",
-                wrap(require_POST(self.reply_view)),
-                name=f"{prefix}_reply",
-            ),
-            path(
-                "<int:object_id>/assign/",
-                wrap(require_POST(self.assign_view)),
-                name=f"{prefix}_assign",
-            ),
-            path(
-                "<int:object_id>/resolve/",
-                wrap(require_POST(self.resolve_view)),
-                name=f"{prefix}_resolve",
+            *(
+                path(route, wrap(require_POST(view)), name=f"{prefix}_{name}")
+                for route, view, name in actions
             ),
             *super().get_urls(),
         ]
 
-    def change_view(
-        self,
-        request: HttpRequest,
-        object_id: str,
-        form_url: str = "",
-        extra_context: dict[str, Any] | None = None,
-    ) -> HttpResponse:
-        context = dict(extra_context or {})
-        escalation_id = parse_id(object_id)
-        escalation = (
-            selectors.escalation_get(escalation_id=escalation_id) if escalation_id else None
+    def change_context(self, request: HttpRequest, object_id: int) -> dict[str, Any]:
+        escalation = selectors.escalation_get(escalation_id=object_id)
+        if escalation is None:
+            return {}
+        rows, omitted = conversation_transcript(conversation_id=escalation.conversation_id)
+        unresolved = escalation.status in UNRESOLVED
+        can_work = self._can_work(request)
+        staff = inbox.colleagues_list()
+        statuses = {status.id: status for status in operators_list()}
+        colleagues = [
+            (user, statuses.get(user.pk))
+            for user in staff
+            if user.pk not in (escalation.assigned_to_id, request.user.pk)
+        ]
+        # Online colleagues with room first; the select itself starts empty, so nobody is
+        # picked by default (the list used to start at the superuser).
+        colleagues.sort(
+            key=lambda pair: (
+                pair[1] is None or pair[1].status != "online",
+                pair[1] is None or pair[1].open_assigned >= pair[1].capacity,
+                pair[0].public_name.casefold(),
+            )
         )
-        if escalation is not None:
-            rows, omitted = conversation_transcript(conversation_id=escalation.conversation_id)
-            unresolved = escalation.status in UNRESOLVED
-            can_work = self._can_work(request)
-            staff = inbox.colleagues_list()
-            statuses = {status.id: status for status in operators_list()}
-            colleagues = [
-                (user, statuses.get(user.pk))
-                for user in staff
-                if user.pk not in (escalation.assigned_to_id, request.user.pk)
-            ]
-            # Online colleagues with room first; the select itself starts empty, so nobody is
-            # picked by default (the list used to start at the superuser).
-            colleagues.sort(
-                key=lambda pair: (
-                    pair[1] is None or pair[1].status != "online",
-                    pair[1] is None or pair[1].open_assigned >= pair[1].capacity,
-                    pair[0].public_name.casefold(),
-                )
-            )
-            context.update(
-                escalation=escalation,
-                transcript_messages=rows,
-                transcript_omitted=omitted,
-                last_seq=rows[-1].seq if rows else 0,
-                can_reply=can_work and unresolved,
-                can_assign=can_work and unresolved and escalation.assigned_to_id != request.user.pk,
-                can_resolve=can_work and unresolved,
-                can_note=can_work,
-                colleagues=colleagues if can_work and unresolved else [],
-                reply_form=ReplyForm(),
-                resolve_form=ResolveForm(),
-                note_form=NoteForm(),
-                notes=inbox.note_list(conversation_id=escalation.conversation_id),
-                saved_replies=list(SavedReply.objects.all()),
-                customer=inbox.customer_context(conversation=escalation.conversation),
-                sla_badge=sla_badge(escalation, now=timezone.now()),
-                sla_due_soon_seconds=int(settings.SLA_DUE_SOON_MINUTES * 60),
-                ticket_url=reverse("admin:escalations_escalation_live_ticket"),
-                # For the live assignee (events carry the id); autoescaped into an attribute.
-                staff_names=json.dumps({user.pk: user.public_name for user in staff}),
-                # The page needs the width: the app list is one click away in the breadcrumbs.
-                is_nav_sidebar_enabled=False,
-            )
-        return super().change_view(request, object_id, form_url, context)
+        return dict(
+            escalation=escalation,
+            transcript_messages=rows,
+            transcript_omitted=omitted,
+            last_seq=rows[-1].seq if rows else 0,
+            can_reply=can_work and unresolved,
+            can_assign=can_work and unresolved and escalation.assigned_to_id != request.user.pk,
+            can_resolve=can_work and unresolved,
+            can_note=can_work,
+            colleagues=colleagues if can_work and unresolved else [],
+            reply_form=ReplyForm(),
+            resolve_form=ResolveForm(),
+            note_form=NoteForm(),
+            notes=inbox.note_list(conversation_id=escalation.conversation_id),
+            saved_replies=list(SavedReply.objects.all()),
+            customer=inbox.customer_context(conversation=escalation.conversation),
+            sla_badge=sla_badge(escalation, now=timezone.now()),
+            sla_due_soon_seconds=int(settings.SLA_DUE_SOON_MINUTES * 60),
+            ticket_url=reverse("admin:escalations_escalation_live_ticket"),
+            # For the live assignee (events carry the id); autoescaped into an attribute.
+            staff_names=json.dumps({user.pk: user.public_name for user in staff}),
+            # The page needs the width: the app list is one click away in the breadcrumbs.
+            is_nav_sidebar_enabled=False,
+        )
 
     def changelist_view(
         self, request: HttpRequest, extra_context: dict[str, Any] | None = None
@@ -579,25 +584,7 @@ class EscalationAdmin(OperatorScreenMixin, CascadeOnlyDeleteMixin, admin.ModelAd
         return HttpResponseRedirect(reverse("admin:escalations_escalation_changelist"))
 
     def note_view(self, request: HttpRequest, object_id: int) -> HttpResponse:
-        escalation = self._escalation_for_work(request, object_id)
-        form = NoteForm(request.POST)
-        if not form.is_valid():
-            self.message_user(
-                request, f"Write a note of 1 to {inbox.MAX_NOTE_CHARS} characters.", messages.ERROR
-            )
-            return self._back(escalation)
-        if self._run(
-            request,
-            escalation,
-            "Added an internal note",
-            lambda: inbox.note_add(
-                conversation_id=escalation.conversation_id,
-                actor=request.user,  # type: ignore[arg-type]
-                text=form.cleaned_data["note"],
-            ),
-        ):
-            self.message_user(request, "Note added.", messages.SUCCESS)
-        return self._back(escalation, anchor="notes")
+        return self._form_action(request, object_id, NoteForm, inbox.note_add, anchor="notes")
 
     def _escalation_for_work(self, request: HttpRequest, object_id: int) -> Escalation:
         if not self._can_work(request):
@@ -608,27 +595,36 @@ class EscalationAdmin(OperatorScreenMixin, CascadeOnlyDeleteMixin, admin.ModelAd
         url = reverse("admin:escalations_escalation_change", args=[escalation.pk])
         return HttpResponseRedirect(f"{url}#{anchor}")
 
-    def reply_view(self, request: HttpRequest, object_id: int) -> HttpResponse:
+    def _form_action(
+        self,
+        request: HttpRequest,
+        object_id: int,
+        form_class: type[PageActionForm],
+        service: Callable[..., Any],
+        anchor: str = "composer",
+    ) -> HttpResponse:
+        """A form posted from the escalation page: refused (back to the composer), or its
+        service run as `_run` runs it, and back to the page at `anchor`."""
         escalation = self._escalation_for_work(request, object_id)
-        form = ReplyForm(request.POST)
+        form = form_class(request.POST)
         if not form.is_valid():
-            self.message_user(
-                request, f"Write a message of 1 to {MAX_MESSAGE_CHARS} characters.", messages.ERROR
-            )
+            self.message_user(request, form.refused, messages.ERROR)
             return self._back(escalation)
         if self._run(
             request,
             escalation,
-            "Replied",
-            lambda: services.escalation_reply(
+            form.logged,
+            lambda: service(
                 conversation_id=escalation.conversation_id,
-                actor=request.user,  # type: ignore[arg-type]
-                text=form.cleaned_data["message"],
-                escalation_id=escalation.pk,
+                actor=request.user,
+                **form.arguments(escalation),
             ),
         ):
-            self.message_user(request, "Reply sent.", messages.SUCCESS)
-        return self._back(escalation)
+            self.message_user(request, form.done, messages.SUCCESS)
+        return self._back(escalation, anchor=anchor)
+
+    def reply_view(self, request: HttpRequest, object_id: int) -> HttpResponse:
+        return self._form_action(request, object_id, ReplyForm, services.escalation_reply)
 
     def assign_view(self, request: HttpRequest, object_id: int) -> HttpResponse:
         """ "Assign to me", or to the colleague chosen in the select (`operator_id`)."""
@@ -663,23 +659,7 @@ class EscalationAdmin(OperatorScreenMixin, CascadeOnlyDeleteMixin, admin.ModelAd
         return self._back(escalation)
 
     def resolve_view(self, request: HttpRequest, object_id: int) -> HttpResponse:
-        escalation = self._escalation_for_work(request, object_id)
-        form = ResolveForm(request.POST)
-        if not form.is_valid():
-            self.message_user(request, "Resolution notes are too long.", messages.ERROR)
-        elif self._run(
-            request,
-            escalation,
-            "Resolved",
-            lambda: services.escalation_resolve(
-                conversation_id=escalation.conversation_id,
-                actor=request.user,  # type: ignore[arg-type]
-                notes=form.cleaned_data["resolution_notes"],
-                escalation_id=escalation.pk,
-            ),
-        ):
-            self.message_user(request, "Escalation resolved.", messages.SUCCESS)
-        return self._back(escalation)
+        return self._form_action(request, object_id, ResolveForm, services.escalation_resolve)
 
 
 @admin.register(SavedReply)

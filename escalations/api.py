@@ -10,11 +10,14 @@ from ninja import Query, Router, Status
 from accounts.auth import Staff, authenticators, principal_of
 from accounts.scopes import STATS_READ
 from core.ids import PathId
+from core.pagination import Page
 from core.schemas import (
     AUTHENTICATED_ERRORS,
     BODY_ERRORS,
     error_responses,
     optional_body,
+    optional_body_openapi,
+    page_route,
     validate_body,
 )
 from escalations import inbox, operators, selectors, services
@@ -35,35 +38,28 @@ from escalations.schemas import (
 )
 from messaging.schemas import MessageOut
 
-escalations_router = Router(tags=["escalations"])
-statistics_router = Router(tags=["statistics"])
-operators_router = Router(tags=["operators"])
+# Each router's policy is declared once, on the router: every route below is theirs.
+escalations_router = Router(tags=["escalations"], auth=authenticators(ESCALATION_MANAGERS))
+statistics_router = Router(tags=["statistics"], auth=Staff(scopes=[STATS_READ]))
+operators_router = Router(tags=["operators"], auth=authenticators(ESCALATION_MANAGERS))
 
 
-@escalations_router.get(
-    "",
-    auth=authenticators(ESCALATION_MANAGERS),
-    response={200: EscalationPageOut, **error_responses(400, *AUTHENTICATED_ERRORS, 422)},
+@page_route(
+    escalations_router,
+    EscalationPageOut,
     summary="Escalations, oldest first (optionally one status, or breached / due-soon SLAs)",
 )
-def escalation_list(request: HttpRequest, params: Query[EscalationListParams]) -> dict[str, Any]:
-    items, next_cursor = selectors.escalation_page(
+def escalation_list(request: HttpRequest, params: Query[EscalationListParams]) -> Page[Any]:
+    return selectors.escalation_page(
         status=params.status, cursor=params.cursor, limit=params.limit, sla=params.sla
     )
-    return {"items": items, "next_cursor": next_cursor}
 
 
 @escalations_router.post(
     "/{conversation_id}/assign",
-    auth=authenticators(ESCALATION_MANAGERS),
     # 422: a conversation_id that is not an integer (ninja's path validation).
     response={200: EscalationOut, **error_responses(*AUTHENTICATED_ERRORS, 404, *BODY_ERRORS)},
-    openapi_extra={
-        "requestBody": {
-            "required": False,
-            "content": {"application/json": {"schema": EscalationAssignIn.model_json_schema()}},
-        }
-    },
+    openapi_extra=optional_body_openapi(EscalationAssignIn),
     summary="Assign the conversation's open escalation to yourself or a colleague",
 )
 def escalation_assign(request: HttpRequest, conversation_id: PathId) -> Any:
@@ -79,7 +75,6 @@ def escalation_assign(request: HttpRequest, conversation_id: PathId) -> Any:
 
 @escalations_router.post(
     "/{conversation_id}/reply",
-    auth=authenticators(ESCALATION_MANAGERS),
     response={201: MessageOut, **error_responses(*AUTHENTICATED_ERRORS, 404, 409, *BODY_ERRORS)},
     summary="Answer an escalated conversation; the customer receives it live",
 )
@@ -96,7 +91,6 @@ def escalation_reply(
 
 @escalations_router.post(
     "/{conversation_id}/resolve",
-    auth=authenticators(ESCALATION_MANAGERS),
     response={
         200: EscalationResolveOut,
         **error_responses(*AUTHENTICATED_ERRORS, 404, *BODY_ERRORS),
@@ -116,7 +110,6 @@ def escalation_resolve(
 
 @statistics_router.get(
     "",
-    auth=Staff(scopes=[STATS_READ]),
     response={200: StatisticsOut, **error_responses(*AUTHENTICATED_ERRORS, 422)},
     summary="Operational figures (optionally for a date range): conversations, escalations, "
     "response-time percentiles, rates, messages, intents",
@@ -131,7 +124,6 @@ def statistics(request: HttpRequest, params: Query[StatisticsParams]) -> dict[st
 
 @operators_router.get(
     "",
-    auth=authenticators(ESCALATION_MANAGERS),
     response={200: OperatorListOut, **error_responses(*AUTHENTICATED_ERRORS)},
     summary="Operators with their presence, open assignments and capacity (online first)",
 )
@@ -141,7 +133,6 @@ def operator_list(request: HttpRequest) -> dict[str, Any]:
 
 @operators_router.post(
     "/me/presence",
-    auth=authenticators(ESCALATION_MANAGERS),
     response={200: OperatorOut, **error_responses(*AUTHENTICATED_ERRORS, *BODY_ERRORS)},
     summary="Set yourself away (out of auto-assignment) or back online",
 )

@@ -7,14 +7,16 @@ from django.db import models
 from django.db.models import F, Q
 from django.utils import timezone
 
+from core.modelfields import optional_user
+
 
 class Escalation(models.Model):
     """A hand-off of a conversation from the agent to human operators."""
 
     class Status(models.TextChoices):
-        OPEN = "open", "Open"
-        ASSIGNED = "assigned", "Assigned"
-        RESOLVED = "resolved", "Resolved"
+        OPEN = "open"
+        ASSIGNED = "assigned"
+        RESOLVED = "resolved"
 
     conversation = models.ForeignKey(
         "messaging.Conversation", on_delete=models.CASCADE, related_name="escalations"
@@ -24,24 +26,12 @@ class Escalation(models.Model):
     # What the agent believed at hand-off, for operators and statistics.
     intent = models.CharField(max_length=32, blank=True, null=True)
     confidence = models.FloatField(null=True, blank=True)
-    assigned_to = models.ForeignKey(
-        settings.AUTH_USER_MODEL,
-        on_delete=models.SET_NULL,
-        null=True,
-        blank=True,
-        related_name="assigned_escalations",
-    )
+    assigned_to = optional_user(related_name="assigned_escalations")
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
     assigned_at = models.DateTimeField(null=True, blank=True)
     first_response_at = models.DateTimeField(null=True, blank=True)
     resolved_at = models.DateTimeField(null=True, blank=True)
-    resolved_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL,
-        on_delete=models.SET_NULL,
-        null=True,
-        blank=True,
-        related_name="resolved_escalations",
-    )
+    resolved_by = optional_user(related_name="resolved_escalations")
     resolution_notes = models.TextField(blank=True)
     # SLA due times, counted in business hours from created_at when the escalation opens
     # (escalations.sla); None when that SLA is off (0 minutes) or the escalation is older
@@ -135,14 +125,7 @@ class SavedReply(models.Model):
 
     title = models.CharField(max_length=80)
     body = models.TextField(max_length=4000)
-    created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL,
-        on_delete=models.SET_NULL,
-        null=True,
-        blank=True,
-        related_name="+",
-        editable=False,
-    )
+    created_by = optional_user(editable=False)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     updated_at = models.DateTimeField(default=timezone.now, editable=False)
 

@@ -29,7 +29,7 @@ from django.db.models.functions import RowNumber, TruncDate
 from django.utils import timezone
 
 from accounts.models import User
-from core.pagination import keyset_page
+from core.pagination import Page, keyset_page
 from escalations.models import Escalation, sla_breached_q, sla_due_soon_q
 from messaging.models import Conversation, Message
 
@@ -48,7 +48,7 @@ def sla_filter(sla: str, *, now: datetime) -> Q:
 
 def escalation_page(
     *, status: str | None, cursor: str | None, limit: int, sla: str | None = None
-) -> tuple[list[Escalation], str | None]:
+) -> Page[Escalation]:
     """Escalations oldest first (created_at, id ascending): the queue operators work through.
     One query; `customer_id` comes from the joined conversation."""
     queryset = Escalation.objects.select_related("conversation")

@@ -488,17 +488,8 @@ class EscalationHandoff:
     """messaging.handoff's provider: a hand-off is an Escalation. Registered in
     EscalationsConfig.ready(), so messaging asks for it without importing this app."""
 
-    def handoff_open(
-        self,
-        *,
-        conversation: Conversation,
-        reason: str,
-        intent: str | None,
-        confidence: float | None,
-    ) -> int:
-        return escalation_open(
-            conversation=conversation, reason=reason, intent=intent, confidence=confidence
-        ).pk
+    # The hand-off is the escalation: the same call, under the interface's name.
+    handoff_open = staticmethod(escalation_open)
 
     def handoff_current(self, *, conversation: Conversation) -> HandoffState | None:
         escalation = (

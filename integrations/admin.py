@@ -7,10 +7,10 @@ from typing import Any
 from django import forms
 from django.contrib import admin
 from django.core.exceptions import ValidationError
-from django.http import HttpRequest, HttpResponse
-from django.template.response import TemplateResponse
+from django.http import HttpRequest
 
 from accounts.admin import SuperuserOnlyMixin
+from core.admin_mixins import SecretShownOnceMixin
 from core.errors import UnprocessableRequest
 from integrations import services
 from integrations.models import WebhookDelivery, WebhookEndpoint
@@ -37,19 +37,12 @@ class WebhookEndpointCreateForm(forms.ModelForm):
 
 
 @admin.register(WebhookEndpoint)
-class WebhookEndpointAdmin(SuperuserOnlyMixin, admin.ModelAdmin):
+class WebhookEndpointAdmin(SuperuserOnlyMixin, SecretShownOnceMixin, admin.ModelAdmin):
     list_display = ("url", "events", "is_active", "created_at", "created_by")
     list_filter = ("is_active",)
     search_fields = ("url", "description")
     readonly_fields = ("created_at", "created_by")
     fields = ("url", "events", "description", "is_active", *readonly_fields)
-
-    def get_form(
-        self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any
-    ) -> Any:
-        if obj is None:
-            kwargs["form"] = WebhookEndpointCreateForm
-        return super().get_form(request, obj, change=change, **kwargs)
 
     def get_fields(self, request: HttpRequest, obj: Any = None) -> Any:
         return ("url", "events", "description") if obj is None else self.fields
@@ -58,10 +51,11 @@ class WebhookEndpointAdmin(SuperuserOnlyMixin, admin.ModelAdmin):
         # The URL was checked against SSRF when created; changing it means a new endpoint.
         return (*self.readonly_fields, "url", "events") if obj is not None else ()
 
-    def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
-        if change:
-            super().save_model(request, obj, form, change)
-            return
+    add_form = WebhookEndpointCreateForm
+    created_template = "admin/integrations/webhookendpoint/created.html"
+    created_title = "Webhook endpoint created"
+
+    def create(self, request: HttpRequest, obj: Any, form: Any) -> str:
         endpoint, secret = services.webhook_endpoint_create(
             actor=request.user,  # type: ignore[arg-type]
             url=form.cleaned_data["url"],
@@ -70,23 +64,7 @@ class WebhookEndpointAdmin(SuperuserOnlyMixin, admin.ModelAdmin):
         )
         obj.pk = endpoint.pk
         obj.events = endpoint.events
-        request._parley_webhook_secret = secret  # type: ignore[attr-defined]
-
-    def response_add(
-        self, request: HttpRequest, obj: Any, post_url_continue: str | None = None
-    ) -> HttpResponse:
-        secret = getattr(request, "_parley_webhook_secret", None)
-        if secret is None:
-            return super().response_add(request, obj, post_url_continue)
-        # In this response only (as for API keys): never in the session or a message cookie.
-        context = {
-            **self.admin_site.each_context(request),
-            "title": "Webhook endpoint created",
-            "opts": self.model._meta,
-            "endpoint": obj,
-            "secret": secret,
-        }
-        return TemplateResponse(request, "admin/integrations/webhookendpoint/created.html", context)
+        return secret
 
 
 @admin.register(WebhookDelivery)

@@ -10,12 +10,12 @@ nothing.
 
 from __future__ import annotations
 
-from django.conf import settings
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
 from core.fieldcrypt import EncryptedTextField
+from core.modelfields import optional_user
 
 # The one maker of event ids (also used by the statements that write a change's events); this
 # name is the field default's path in the migrations.
@@ -38,14 +38,7 @@ class WebhookEndpoint(models.Model):
     secret = EncryptedTextField(editable=False)
     is_active = models.BooleanField(default=True)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
-    created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL,
-        on_delete=models.SET_NULL,
-        null=True,
-        blank=True,
-        related_name="+",
-        editable=False,
-    )
+    created_by = optional_user(editable=False)
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -63,13 +56,7 @@ class WebhookEvent(models.Model):
     payload = models.JSONField()
     # The customer the event is about. Erasing them deletes the event and, by cascade, its
     # pending deliveries: their data must not leave Parley after they asked to be forgotten.
-    customer = models.ForeignKey(
-        settings.AUTH_USER_MODEL,
-        on_delete=models.CASCADE,
-        null=True,
-        blank=True,
-        related_name="+",
-    )
+    customer = optional_user(on_delete=models.CASCADE)
     created_at = models.DateTimeField(default=timezone.now)
     # Set once the worker has created this event's deliveries (fan-out).
     dispatched_at = models.DateTimeField(null=True, blank=True)

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 from accounts.models import SecurityEvent
-from core.pagination import keyset_page
+from core.pagination import Page, keyset_page
 from integrations.models import WebhookDelivery, WebhookEndpoint
 from messaging.models import is_possible_id
 
 
-def webhook_endpoint_page(
-    *, cursor: str | None, limit: int
-) -> tuple[list[WebhookEndpoint], str | None]:
+def webhook_endpoint_page(*, cursor: str | None, limit: int) -> Page[WebhookEndpoint]:
     return keyset_page(
         WebhookEndpoint.objects.all(),
         field="created_at",
@@ -28,7 +26,7 @@ def webhook_endpoint_get(*, endpoint_id: int) -> WebhookEndpoint | None:
 
 def webhook_delivery_page(
     *, endpoint: WebhookEndpoint, cursor: str | None, limit: int
-) -> tuple[list[WebhookDelivery], str | None]:
+) -> Page[WebhookDelivery]:
     """One endpoint's attempts, newest first."""
     return keyset_page(
         WebhookDelivery.objects.filter(endpoint=endpoint).select_related("event"),
@@ -41,7 +39,7 @@ def webhook_delivery_page(
 
 def security_event_page(
     *, kind: str | None, user_id: int | None, cursor: str | None, limit: int
-) -> tuple[list[SecurityEvent], str | None]:
+) -> Page[SecurityEvent]:
     events = SecurityEvent.objects.all()
     if kind is not None:
         events = events.filter(kind=kind)

@@ -15,7 +15,7 @@ from django.http import HttpRequest, HttpResponse
 from django.utils.text import Truncator
 
 from accounts.operators import is_operator
-from core.ids import parse_id
+from core.admin_mixins import ChangeContextMixin
 from messaging.models import Conversation, Message
 from messaging.selectors import conversation_transcript
 
@@ -61,7 +61,7 @@ class ReadOnlyMixin:
 
 
 @admin.register(Conversation)
-class ConversationAdmin(OperatorScreenMixin, ReadOnlyMixin, admin.ModelAdmin):
+class ConversationAdmin(OperatorScreenMixin, ReadOnlyMixin, ChangeContextMixin, admin.ModelAdmin):
     list_display = ("id", "customer", "status", "turn_count", "created_at", "updated_at")
     list_filter = ("status",)
     search_fields = ("customer__username",)
@@ -76,19 +76,9 @@ class ConversationAdmin(OperatorScreenMixin, ReadOnlyMixin, admin.ModelAdmin):
         # A whole conversation may go (superusers; its messages and escalations go with it).
         return bool(request.user.is_active and request.user.is_superuser)
 
-    def change_view(
-        self,
-        request: HttpRequest,
-        object_id: str,
-        form_url: str = "",
-        extra_context: dict[str, Any] | None = None,
-    ) -> HttpResponse:
-        context = dict(extra_context or {})
-        conversation_id = parse_id(object_id)
-        if conversation_id is not None:
-            messages, omitted = conversation_transcript(conversation_id=conversation_id)
-            context.update(transcript_messages=messages, transcript_omitted=omitted)
-        return super().change_view(request, object_id, form_url, context)
+    def change_context(self, request: HttpRequest, object_id: int) -> dict[str, Any]:
+        messages, omitted = conversation_transcript(conversation_id=object_id)
+        return {"transcript_messages": messages, "transcript_omitted": omitted}
 
 
 @admin.register(Message)

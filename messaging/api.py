@@ -2,24 +2,25 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from django.http import HttpRequest, HttpResponse
 from ninja import Header, Query, Router
 
 from accounts.auth import authenticators, principal_of
 from core.errors import NotFound
 from core.ids import PathId
+from core.pagination import Page
 from core.request_context import CallContext
 from core.schemas import (
     AUTHENTICATED_ERRORS,
     BODY_ERRORS,
     PageParams,
     error_responses,
+    page_route,
     rendered_json,
 )
 from core.text import StorableStr
 from messaging import fastpath, selectors, services
+from messaging.models import Conversation
 from messaging.permissions import (
     CONVERSATION_READERS,
     MESSAGE_WRITERS,
@@ -35,14 +36,14 @@ from messaging.schemas import (
     process_out,
 )
 
-messages_router = Router(tags=["messages"])
-conversations_router = Router(tags=["conversations"])
-customers_router = Router(tags=["conversations"])
+# Each router's policy is declared once, on the router: every route below is theirs.
+messages_router = Router(tags=["messages"], auth=authenticators(MESSAGE_WRITERS))
+conversations_router = Router(tags=["conversations"], auth=authenticators(CONVERSATION_READERS))
+customers_router = Router(tags=["conversations"], auth=authenticators(CONVERSATION_READERS))
 
 
 @messages_router.post(
     "/process",
-    auth=authenticators(MESSAGE_WRITERS),
     response={
         200: ProcessOut,
         **error_responses(*AUTHENTICATED_ERRORS, 404, 409, 429, *BODY_ERRORS),
@@ -79,43 +80,37 @@ def message_process(
     return rendered_json(process_out(result), response=response)
 
 
-@conversations_router.get(
-    "",
-    auth=authenticators(CONVERSATION_READERS),
-    response={200: ConversationPageOut, **error_responses(400, *AUTHENTICATED_ERRORS, 422)},
-    summary="Your conversations, newest activity first",
+@page_route(
+    conversations_router, ConversationPageOut, summary="Your conversations, newest activity first"
 )
-def conversation_list(request: HttpRequest, params: Query[PageParams]) -> dict[str, Any]:
-    items, next_cursor = selectors.conversation_page(
+def conversation_list(request: HttpRequest, params: Query[PageParams]) -> Page[Conversation]:
+    return selectors.conversation_page(
         customer_id=principal_of(request).user_id, cursor=params.cursor, limit=params.limit
     )
-    return {"items": items, "next_cursor": next_cursor}
 
 
-@customers_router.get(
-    "/{customer_id}/conversations",
-    auth=authenticators(CONVERSATION_READERS),
-    response={200: ConversationPageOut, **error_responses(400, *AUTHENTICATED_ERRORS, 422)},
+@page_route(
+    customers_router,
+    ConversationPageOut,
     summary="A customer's conversations (your own; operators may read any)",
+    path="/{customer_id}/conversations",
 )
 def customer_conversation_list(
     request: HttpRequest, customer_id: PathId, params: Query[PageParams]
-) -> dict[str, Any]:
+) -> Page[Conversation]:
     ensure_acting_for_self(
         principal=principal_of(request),
         customer_id=customer_id,
         read=True,
         context=CallContext.from_request(request),
     )
-    items, next_cursor = selectors.conversation_page(
+    return selectors.conversation_page(
         customer_id=customer_id, cursor=params.cursor, limit=params.limit
     )
-    return {"items": items, "next_cursor": next_cursor}
 
 
 @conversations_router.get(
     "/{conversation_id}/history",
-    auth=authenticators(CONVERSATION_READERS),
     response={200: HistoryOut, **error_responses(*AUTHENTICATED_ERRORS, 404, 422)},
     summary="A conversation's messages in ascending seq",
 )

@@ -32,6 +32,13 @@ class HandoffState:
     operator_name: str | None
 
 
+class OpenedHandoff(Protocol):
+    """A hand-off just opened, as messaging reads it: its id."""
+
+    @property
+    def pk(self) -> int: ...
+
+
 class HandoffProvider(Protocol):
     def handoff_open(
         self,
@@ -40,9 +47,9 @@ class HandoffProvider(Protocol):
         reason: str,
         intent: str | None,
         confidence: float | None,
-    ) -> int:
-        """Hand the (locked) conversation to humans; return the hand-off's id. Opening twice
-        returns the open one's id."""
+    ) -> OpenedHandoff:
+        """Hand the (locked) conversation to humans; return the hand-off. Opening twice
+        returns the open one."""
         ...
 
     def handoff_current(self, *, conversation: Conversation) -> HandoffState | None:
@@ -64,19 +71,3 @@ def handoff_provider() -> HandoffProvider:
         # Deny by default: without a provider an agent's "escalate" would be silently lost.
         raise RuntimeError("No hand-off provider registered (is 'escalations' installed?)")
     return _provider
-
-
-def handoff_open(
-    *,
-    conversation: Conversation,
-    reason: str,
-    intent: str | None = None,
-    confidence: float | None = None,
-) -> int:
-    return handoff_provider().handoff_open(
-        conversation=conversation, reason=reason, intent=intent, confidence=confidence
-    )
-
-
-def handoff_current(*, conversation: Conversation) -> HandoffState | None:
-    return handoff_provider().handoff_current(conversation=conversation)

@@ -9,13 +9,14 @@ from django.utils import timezone
 # database, where they would overflow a bigint. Defined once in core/ids.py, re-exported.
 from core.ids import MAX_ID as MAX_ID
 from core.ids import is_possible_id as is_possible_id
+from core.modelfields import optional_user
 
 
 class Conversation(models.Model):
     class Status(models.TextChoices):
-        ACTIVE = "active", "Active"
-        ESCALATED = "escalated", "Escalated"
-        RESOLVED = "resolved", "Resolved"
+        ACTIVE = "active"
+        ESCALATED = "escalated"
+        RESOLVED = "resolved"
 
     customer = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="conversations"
@@ -47,10 +48,10 @@ class Conversation(models.Model):
 
 class Message(models.Model):
     class Role(models.TextChoices):
-        CUSTOMER = "customer", "Customer"
-        AGENT = "agent", "Agent"
-        OPERATOR = "operator", "Operator"
-        SYSTEM = "system", "System"
+        CUSTOMER = "customer"
+        AGENT = "agent"
+        OPERATOR = "operator"
+        SYSTEM = "system"
 
     # No index of its own: the (conversation, seq) unique index leads with it and serves every
     # lookup by conversation (history, context, cascade deletes); a second index only cost
@@ -64,13 +65,7 @@ class Message(models.Model):
     intent = models.CharField(max_length=32, blank=True, null=True)
     confidence = models.FloatField(null=True, blank=True)
     # Who wrote it, for operator messages (customer messages: the conversation's customer).
-    author = models.ForeignKey(
-        settings.AUTH_USER_MODEL,
-        on_delete=models.SET_NULL,
-        null=True,
-        blank=True,
-        related_name="+",
-    )
+    author = optional_user()
     # Client-safe facts about the reply (e.g. {"fallback": true}); never prompts or internals.
     metadata = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(default=timezone.now, db_index=True)

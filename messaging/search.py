@@ -49,7 +49,7 @@ from django.db import connection
 
 from core.fixedsql import column, table
 from core.ids import MAX_ID, is_possible_id
-from core.pagination import InvalidCursor, cursor_values_encode, cursor_values_load
+from core.pagination import InvalidCursor, Page, cursor_values_encode, cursor_values_load
 from messaging.models import Conversation, Message
 
 MAX_QUERY_CHARS = 200
@@ -182,7 +182,7 @@ def message_search(
     status: str | None,
     limit: int,
     cursor: str | None = None,
-) -> tuple[list[SearchHit], str | None]:
+) -> Page[SearchHit]:
     """Ranked hits for `q` and the next page's cursor: best match first among the newest
     RECENT_MESSAGES messages, then best match first among the older ones (module docstring).
     `customer_id`: only that customer's conversations — the caller's own id for a customer
@@ -191,14 +191,15 @@ def message_search(
     if fts5_query(q) is None:
         # Nothing to find (only punctuation, or only exclusions, which PostgreSQL would answer
         # with every message lacking them): no hits, alike on both databases.
-        return [], None
+        return Page([], None)
     # One customer's messages are few enough to rank all of them at once (and their own
     # conversations are the planner's way in): tiers only for searches across customers.
     if after is not None:
         boundary = after.boundary
     else:
         boundary = _tier_boundary() if customer_id is None else 0
-    search = _postgresql if connection.vendor == "postgresql" else _sqlite
+    backend = _postgresql if connection.vendor == "postgresql" else _sqlite
+    asked = _Search(q=q, customer_id=customer_id, status=status)
     hits: list[SearchHit] = []
     for tier in (0, 1):
         if after is not None and tier < after.tier:
@@ -206,7 +207,7 @@ def message_search(
         if tier == 1 and boundary <= 0:
             break  # every message is recent
         start = (after.score, after.message_id) if after and after.tier == tier else None
-        rows = search(q, customer_id, status, limit + 1 - len(hits), (tier, boundary), start)
+        rows = backend(asked, limit + 1 - len(hits), (tier, boundary), start)
         hits += [
             SearchHit(
                 conversation_id=row[2],
@@ -224,13 +225,13 @@ def message_search(
         if len(hits) > limit:
             break
     if len(hits) <= limit:
-        return hits, None
+        return Page(hits, None)
     hits = hits[:limit]
     last = hits[-1]
     end = SearchPosition(
         tier=last.tier, score=last.score, message_id=last.message_id, boundary=boundary
     )
-    return hits, end.encode()
+    return Page(hits, end.encode())
 
 
 def _tier_boundary() -> int:
@@ -261,11 +262,20 @@ def _hit_columns() -> str:
 
 
 Tier = tuple[int, int]  # (0 or 1, the boundary id)
+After = tuple[float, int] | None  # the (score, message id) a page starts after
+Row = tuple[Any, ...]
 
 
-def _filters(
-    customer_id: int | None, status: str | None, tier: Tier, params: list[Any]
-) -> tuple[str, list[Any]]:
+@dataclass(frozen=True)
+class _Search:
+    """What is asked, the same for every tier and page: the words and the two filters."""
+
+    q: str
+    customer_id: int | None
+    status: str | None
+
+
+def _filters(search: _Search, tier: Tier, params: list[Any]) -> tuple[str, list[Any]]:
     names = _names()
     # The tier's id range: with the primary key beside the full-text index, PostgreSQL reads
     # only the matching messages of that range (a BitmapAnd of the two indexes).
@@ -273,26 +283,19 @@ def _filters(
     if tier[1] > 0:
         sql = " AND m.id > %s" if tier[0] == 0 else " AND m.id <= %s"
         params.append(tier[1])
-    if customer_id is not None:
+    if search.customer_id is not None:
         sql += f" AND c.{names['c_customer']} = %s"
-        params.append(customer_id)
-    if status is not None:
+        params.append(search.customer_id)
+    if search.status is not None:
         sql += f" AND c.{names['c_status']} = %s"
-        params.append(status)
+        params.append(search.status)
     return sql, params
 
 
-def _postgresql(
-    q: str,
-    customer_id: int | None,
-    status: str | None,
-    limit: int,
-    tier: Tier,
-    after: tuple[float, int] | None,
-) -> list[tuple[Any, ...]]:
+def _postgresql(search: _Search, limit: int, tier: Tier, after: After) -> list[Row]:
     n = _names()
-    params: list[Any] = [q]
-    where, params = _filters(customer_id, status, tier, params)
+    params: list[Any] = [search.q]
+    where, params = _filters(search, tier, params)
     # As float8 on both sides: a float4 rank read back through its text form and compared
     # with a numeric literal does not round-trip, and the cursor's comparison must be exact.
     rank = "ts_rank(m.search_vector, query)::float8"
@@ -306,7 +309,7 @@ def _postgresql(
     # an operator's unfiltered search ranks the messages alone.
     joined = (
         f"JOIN {n['conversation']} c ON c.id = m.{n['m_conversation']} "
-        if customer_id is not None or status is not None
+        if search.customer_id is not None or search.status is not None
         else ""
     )
     sql = (
@@ -330,20 +333,13 @@ def _postgresql(
         return list(cursor.fetchall())
 
 
-def _sqlite(
-    q: str,
-    customer_id: int | None,
-    status: str | None,
-    limit: int,
-    tier: Tier,
-    after: tuple[float, int] | None,
-) -> list[tuple[Any, ...]]:
-    match = fts5_query(q)
+def _sqlite(search: _Search, limit: int, tier: Tier, after: After) -> list[Row]:
+    match = fts5_query(search.q)
     if match is None:
         return []
     n = _names()
     params: list[Any] = [match]
-    where, params = _filters(customer_id, status, tier, params)
+    where, params = _filters(search, tier, params)
     if after is not None:
         where += " AND (s.score < %s OR (s.score = %s AND m.id < %s))"
         params += [after[0], after[0], after[1]]

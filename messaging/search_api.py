@@ -9,7 +9,7 @@ search them all, optionally one customer's.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Literal
 
 from django.http import HttpRequest
 from ninja import Query, Router, Schema
@@ -17,19 +17,20 @@ from pydantic import Field, field_validator
 
 from accounts.auth import authenticators, principal_of
 from core.ids import MAX_ID
+from core.pagination import Page
 from core.request_context import CallContext
-from core.schemas import AUTHENTICATED_ERRORS, QueryIn, error_responses
+from core.schemas import PageParams, page_route
 from messaging.permissions import (
     CONVERSATION_READERS,
     can_read_any_conversation,
     ensure_acting_for_self,
 )
-from messaging.search import MAX_QUERY_CHARS, message_search, search_cursor_decode
+from messaging.search import MAX_QUERY_CHARS, SearchHit, message_search, search_cursor_decode
 
-search_router = Router(tags=["search"])
+search_router = Router(tags=["search"], auth=authenticators(CONVERSATION_READERS))
 
 
-class SearchParams(QueryIn):
+class SearchParams(PageParams):
     q: str = Field(
         min_length=1,
         max_length=MAX_QUERY_CHARS,
@@ -41,21 +42,16 @@ class SearchParams(QueryIn):
     customer_id: int | None = Field(
         default=None, ge=1, le=MAX_ID, description="Only this customer's conversations"
     )
-    limit: int = Field(default=20, ge=1, le=100)
-    cursor: str | None = Field(default=None, max_length=200)
+
+    @classmethod
+    def cursor_check(cls, cursor: str) -> None:
+        search_cursor_decode(cursor)
 
     @field_validator("q", mode="after")
     @classmethod
     def _something_to_find(cls, value: str) -> str:
         if not value.strip():
             raise ValueError("q must contain something to search for")
-        return value
-
-    @field_validator("cursor", mode="after")
-    @classmethod
-    def _decodable(cls, value: str | None) -> str | None:
-        if value:
-            search_cursor_decode(value)
         return value
 
 
@@ -76,13 +72,12 @@ class SearchOut(Schema):
     next_cursor: str | None
 
 
-@search_router.get(
-    "",
-    auth=authenticators(CONVERSATION_READERS),
-    response={200: SearchOut, **error_responses(400, *AUTHENTICATED_ERRORS, 422)},
+@page_route(
+    search_router,
+    SearchOut,
     summary="Search message contents: your own conversations, or every one for operators",
 )
-def search(request: HttpRequest, params: Query[SearchParams]) -> dict[str, Any]:
+def search(request: HttpRequest, params: Query[SearchParams]) -> Page[SearchHit]:
     principal = principal_of(request)
     if params.customer_id is not None:
         ensure_acting_for_self(
@@ -92,11 +87,10 @@ def search(request: HttpRequest, params: Query[SearchParams]) -> dict[str, Any]:
             context=CallContext.from_request(request),
         )
     owner = params.customer_id if can_read_any_conversation(principal) else principal.user_id
-    hits, next_cursor = message_search(
+    return message_search(
         q=params.q,
         customer_id=owner,
         status=params.status,
         limit=params.limit,
         cursor=params.cursor,
     )
-    return {"items": hits, "next_cursor": next_cursor}

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from core.pagination import keyset_page
+from core.pagination import Page, keyset_page
 from messaging.models import Conversation, Message, is_possible_id
 from messaging.permissions import conversations_of, reader_scope
 
@@ -27,9 +27,7 @@ def conversation_get_for_reader(
     )
 
 
-def conversation_page(
-    *, customer_id: int, cursor: str | None, limit: int
-) -> tuple[list[Conversation], str | None]:
+def conversation_page(*, customer_id: int, cursor: str | None, limit: int) -> Page[Conversation]:
     """One customer's conversations, newest activity first."""
     return keyset_page(
         Conversation.objects.filter(conversations_of(customer_id)),

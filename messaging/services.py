@@ -353,12 +353,13 @@ def _agent_turn(
         locked.status = Conversation.Status.ACTIVE
         locked.last_seq, locked.updated_at = written.last_seq, written.updated_at
         locked.turn_count, locked.agent_turns = written.turn_count, written.agent_turns
-        escalation_id = handoff.handoff_open(
+        opened = handoff.handoff_provider().handoff_open(
             conversation=locked,
             reason=reply.escalation_reason or f"Agent escalated ({reply.intent})",
             intent=reply.intent,
             confidence=reply.confidence,
         )
+        escalation_id = opened.pk
         escalated = locked.status == Conversation.Status.ESCALATED
     elif status != Conversation.Status.ACTIVE:
         publish_on_commit(
@@ -380,7 +381,7 @@ def _operator_turn(turn: _Turn, conversation: Conversation) -> MessageSendResult
     transcript once per escalation and later messages answer with that same message instead of
     repeating it. Once one has joined they answer in person: no notice promising that someone
     will, only the customer's message, answered with a line naming them."""
-    current = handoff.handoff_current(conversation=conversation)
+    current = handoff.handoff_provider().handoff_current(conversation=conversation)
     escalation_id = current.id if current is not None else None
     joined_by = current.operator_name if current is not None else None
     acknowledged = (
