@@ -165,7 +165,7 @@ class Meter:
         top: int = 12,
     ) -> list[dict[str, Any]]:
         """The statements run per unit of work, most frequent first."""
-        found = []
+        found: list[dict[str, Any]] = []
         for key, (calls, rows, wal, query) in after.items():
             b = before.get(key, (0.0, 0.0, 0.0, ""))
             if calls - b[0] > 0:
@@ -177,7 +177,7 @@ class Meter:
                         "query": " ".join(query.split())[:240],
                     }
                 )
-        return sorted(found, key=lambda f: -f["per_unit"])[:top]
+        return sorted(found, key=lambda f: float(f["per_unit"]), reverse=True)[:top]
 
     @staticmethod
     def per_unit(
@@ -416,6 +416,7 @@ class Capacity:
         result["cpu_ms_per_socket_second_idle"] = (
             round(1000 * idle_cpu / sockets / idle_for, 4) if sockets and idle_for else None
         )
+        result["cpu_ms_per_connect_less_renewals"] = connect_cpu_less_renewals(result)
         result["postgresql_cpu_ms_per_connect"] = (
             round(1000 * (connected["postgresql_cpu_s"] - before["postgresql_cpu_s"]) / sockets, 2)
             if sockets
@@ -442,11 +443,12 @@ class Capacity:
                         mode="process", data=self.bench.customers_tsv, seconds=self.args.fill
                     )
                     fills.append(fill)
+                    written = self.meter.outbox_events() - events0
                     events = self.meter.outbox_trim(self.args.queue_events) - events0
                     drained = self.drain(workers, events=events, receiver=receiver)
                     drained.update(
                         events=events,
-                        events_per_turn=round(events / fill["units"], 3),
+                        events_per_turn=round(written / fill["units"], 3),
                         load_average=harness.load_average()[0],
                     )
                     by_workers[workers].append(drained)
@@ -575,6 +577,23 @@ class Capacity:
         return self.results
 
 
+def connect_cpu_less_renewals(result: dict[str, Any]) -> float | None:
+    """The websocket tier's CPU per connect without the lease renewals (accounts.socket_slots)
+    of the sockets already open meanwhile: while 10 000 sockets connect over minutes, those
+    renewals are a large share of what the tier spends. Sockets open at a steady pace, so on
+    average half of them are open during the connect time."""
+    sockets, idle_rate = result["sockets_counted"], result["cpu_ms_per_socket_second_idle"]
+    if not sockets or idle_rate is None:
+        return None
+    before, connected = result["snapshots"]["before"], result["snapshots"]["connected"]
+    spent_ms = 1000 * sum(
+        connected["processes"][pid]["cpu_s"] - before["processes"][pid]["cpu_s"]
+        for pid in before["processes"]
+    )
+    renewals_ms = idle_rate * sockets * result["connect_seconds"] / 2
+    return round((spent_ms - renewals_ms) / sockets, 2)
+
+
 def model(results: dict[str, Any]) -> dict[str, Any]:
     """The figures sizing rests on, from the medians (see docs/operations.md, "Sizing")."""
     out: dict[str, Any] = {}
@@ -693,6 +712,10 @@ def main(argv: list[str] | None = None) -> int:
     # 10 000 sockets: the client holds one descriptor each, and so do the servers (children
     # inherit the limit).
     args.open_files_limit = raise_open_files_limit()
+    # Stopped from outside (SIGTERM, or SIGINT even when started in the background, where it
+    # is ignored by default): unwind, so the servers, PostgreSQL and Redis are stopped too.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     with own_services() as (pg, redis_server_):
         results = Capacity(args, pg, redis_server_).run()
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
