@@ -8,7 +8,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 PYTEST_ARGS ?=
 
-.PHONY: help install dev-install browser-deps run test screenshots lint bench bench-deps serve attack agent-model agent-eval clean
+.PHONY: help install dev-install browser-deps run test screenshots lint bench bench-deps capacity serve attack agent-model agent-eval clean
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -75,6 +75,9 @@ bench-deps: $(VENV)/.bench-installed  ## wrk and pgbench (system packages) and t
 
 bench: bench-deps  ## Production profile vs the FastAPI peer, interleaved (BENCH_QUICK=1: quick); bench/results/
 	$(PYTHON) -m bench.run
+
+capacity: bench-deps  ## Sizing figures: CPU per message and per read, 10 000 idle websockets, the webhook queue's rate (bench/results/capacity.json)
+	$(PYTHON) -m bench.capacity
 
 attack: dev-install  ## schemathesis, bandit, check --deploy, makemigrations --check
 	bash .ci/attack
