@@ -1,4 +1,5 @@
-"""Signing in over `POST /auth/token` in tests, one spelling for every test that needs it."""
+"""Signing in, in tests, one spelling for every test that needs it: over `POST /auth/token`
+(`login`, `tokens_of`), or to the admin site with a session (`signed_in`)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from typing import Any
 
 from django.test import Client
 
+from accounts.models import User
 from tests.factories import DEFAULT_PASSWORD
 
 TOKEN = "/api/v1/auth/token"
@@ -29,3 +31,10 @@ def tokens_of(username: str = "alice") -> dict[str, Any]:
     assert response.status_code == 200, response.content
     body: dict[str, Any] = response.json()
     return body
+
+
+def signed_in(user: User) -> Client:
+    """A test client holding a session of `user`, as a browser signed in to the admin site."""
+    client = Client()
+    client.force_login(user)
+    return client
