@@ -121,38 +121,22 @@ _LEGAL_THREAT = {
 @pytest.mark.parametrize(
     ("answer", "message", "expected"),
     [
-        pytest.param(
-            MODEL_ANSWER,
-            "I was charged twice",
-            AgentReply(
-                text=MODEL_ANSWER["reply"],
-                intent="billing",
-                confidence=0.87,
-                escalate=False,
-                escalation_reason="",
-                metadata={"fallback": False},
-            ),
-            id="answer",
-        ),
-        pytest.param(
+        # expected: text, intent, confidence, escalate, escalation_reason
+        (MODEL_ANSWER, "I was charged twice", (MODEL_ANSWER["reply"], "billing", 0.87, False, "")),
+        (
             _LEGAL_THREAT,
             "my lawyer will hear about this",
-            AgentReply(
-                text=_LEGAL_THREAT["reply"],
-                intent="complaint",
-                confidence=0.87,
-                escalate=True,
-                escalation_reason="Customer threatens legal action",
-                metadata={"fallback": False},
-            ),
-            id="escalation",
+            (_LEGAL_THREAT["reply"], "complaint", 0.87, True, "Customer threatens legal action"),
         ),
     ],
+    ids=["answer", "escalation"],
 )
 def test_model_answer_and_escalation_are_returned(llm_server, answer, message, expected):
     llm_server.answer(answer)
 
-    assert reply_of(_agent(llm_server.url), message) == expected
+    reply = reply_of(_agent(llm_server.url), message)
+
+    assert reply == AgentReply(*expected, metadata={"fallback": False})
 
 
 def test_request_is_an_authenticated_chat_completion(llm_server):
@@ -323,10 +307,17 @@ def test_fallback_keeps_rule_escalation(llm_server):
     assert reply.metadata == {"fallback": True}
 
 
-def test_model_intent_human_request_always_escalates(llm_server):
-    llm_server.answer({**MODEL_ANSWER, "intent": "human_request", "escalate": False})
+@pytest.mark.parametrize(
+    ("model_intent", "message"),
+    [
+        pytest.param("human_request", "can I get someone on the phone", id="the-models-reading"),
+        pytest.param("greeting", "let me talk to a person", id="a-request-the-model-missed"),
+    ],
+)
+def test_a_human_request_always_escalates(llm_server, model_intent, message):
+    llm_server.answer({**MODEL_ANSWER, "intent": model_intent, "escalate": False})
 
-    reply = reply_of(_agent(llm_server.url), "can I get someone on the phone")
+    reply = reply_of(_agent(llm_server.url), message)
 
     assert (reply.intent, reply.escalate, reply.escalation_reason) == (
         "human_request",
@@ -335,18 +326,6 @@ def test_model_intent_human_request_always_escalates(llm_server):
     )
     assert reply.text == ESCALATION["human_request"]
     assert reply.metadata == {"fallback": False}
-
-
-def test_human_request_the_model_missed_still_escalates(llm_server):
-    llm_server.answer({**MODEL_ANSWER, "intent": "greeting", "escalate": False})
-
-    reply = reply_of(_agent(llm_server.url), "let me talk to a person")
-
-    assert (reply.intent, reply.escalate, reply.text) == (
-        "human_request",
-        True,
-        ESCALATION["human_request"],
-    )
 
 
 def test_turn_limit_is_enforced(llm_server):
