@@ -20,6 +20,8 @@ PASSWORD = "/api/v1/auth/password"
 ME = "/api/v1/auth/me"
 NEW_PASSWORD = "a-brand-new-passphrase-2026"
 
+pytestmark = pytest.mark.django_db
+
 
 def sign_in(
     username: str = "alice", password: str = DEFAULT_PASSWORD, **extra: Any
@@ -48,7 +50,6 @@ def family(tokens: dict[str, Any]) -> str:
     return str(jwt.decode(tokens["access_token"], options={"verify_signature": False})["fam"])
 
 
-@pytest.mark.django_db
 def test_sessions_lists_each_sign_in_with_the_current_one_marked(customer: User) -> None:
     first = sign_in(HTTP_USER_AGENT="Phone/1.0", REMOTE_ADDR="10.1.1.1")
     second = sign_in(HTTP_USER_AGENT="Laptop/2.0", REMOTE_ADDR="10.2.2.2")
@@ -76,7 +77,6 @@ def test_sessions_lists_each_sign_in_with_the_current_one_marked(customer: User)
     assert by_agent["Phone/1.0"]["id"] == ids[family(first)]
 
 
-@pytest.mark.django_db
 def test_a_refresh_stays_in_its_session_and_updates_last_use(customer: User) -> None:
     tokens = sign_in()
     before = SignInSession.objects.get(user=customer)
@@ -88,14 +88,12 @@ def test_a_refresh_stays_in_its_session_and_updates_last_use(customer: User) -> 
     assert [item["current"] for item in items] == [True]
 
 
-@pytest.mark.django_db
 def test_sessions_lists_only_the_callers(customer: User, other_customer: User) -> None:
     sign_in("bob")
     items = bearer(sign_in()).get(SESSIONS).json()["items"]
     assert len(items) == 1
 
 
-@pytest.mark.django_db
 def test_revoking_a_session_stops_its_refresh_and_access_tokens_at_once(customer: User) -> None:
     phone = sign_in()
     laptop = sign_in()
@@ -112,7 +110,6 @@ def test_revoking_a_session_stops_its_refresh_and_access_tokens_at_once(customer
     assert event.detail["session_id"] == phone_session.pk
 
 
-@pytest.mark.django_db
 def test_another_users_session_id_is_404_and_nothing_changes(
     customer: User, other_customer: User
 ) -> None:
@@ -129,7 +126,6 @@ def test_another_users_session_id_is_404_and_nothing_changes(
     assert bearer(sign_in()).delete(f"{SESSIONS}/999999").status_code == 404
 
 
-@pytest.mark.django_db
 def test_revoking_all_others_keeps_the_callers(customer: User) -> None:
     others = [sign_in() for _ in range(3)]
     mine = sign_in()
@@ -141,7 +137,6 @@ def test_revoking_all_others_keeps_the_callers(customer: User) -> None:
     assert SecurityEvent.objects.filter(kind="session_revoked").count() == 3
 
 
-@pytest.mark.django_db
 def test_revoking_ones_own_session_signs_out(customer: User) -> None:
     mine = sign_in()
     session = SignInSession.objects.get(family=family(mine))
@@ -149,7 +144,6 @@ def test_revoking_ones_own_session_signs_out(customer: User) -> None:
     assert bearer(mine).get(ME).status_code == 401
 
 
-@pytest.mark.django_db
 def test_a_body_on_the_session_deletes_is_refused(customer: User) -> None:
     mine = sign_in()
     other = sign_in()
@@ -163,7 +157,6 @@ def test_a_body_on_the_session_deletes_is_refused(customer: User) -> None:
 # --- Password change ------------------------------------------------------------------------------
 
 
-@pytest.mark.django_db
 def test_password_change_revokes_every_other_session_and_keeps_the_callers(customer: User) -> None:
     other = sign_in()
     mine = sign_in()
@@ -195,7 +188,6 @@ def test_password_change_revokes_every_other_session_and_keeps_the_callers(custo
     assert SecurityEvent.objects.filter(kind="password_changed", user=customer).count() == 1
 
 
-@pytest.mark.django_db
 def test_password_change_applies_the_validators(customer: User) -> None:
     mine = sign_in()
     response = bearer(mine).post(
@@ -208,7 +200,6 @@ def test_password_change_applies_the_validators(customer: User) -> None:
     assert customer.check_password(DEFAULT_PASSWORD)
 
 
-@pytest.mark.django_db
 def test_wrong_current_password_is_403_and_counts_against_sign_in(
     customer: User, settings: Any
 ) -> None:
@@ -232,7 +223,6 @@ def test_wrong_current_password_is_403_and_counts_against_sign_in(
     assert bearer(other).get(ME).status_code == 200
 
 
-@pytest.mark.django_db
 def test_a_right_current_password_costs_no_sign_in_budget(customer: User, settings: Any) -> None:
     settings.RATE_LIMIT_LOGIN = "2/m"
     client = bearer(sign_in())  # 1 of 2
@@ -241,7 +231,6 @@ def test_a_right_current_password_costs_no_sign_in_budget(customer: User, settin
     sign_in(password=NEW_PASSWORD)  # 2 of 2: still allowed
 
 
-@pytest.mark.django_db
 def test_a_session_ends_at_its_absolute_lifetime_however_often_refreshed(
     customer: User, settings: Any
 ) -> None:
@@ -259,7 +248,6 @@ def test_a_session_ends_at_its_absolute_lifetime_however_often_refreshed(
     assert response.status_code == 401
 
 
-@pytest.mark.django_db
 def test_a_superuser_signs_a_user_out_everywhere(customer: User, superuser: User) -> None:
     phone, laptop = sign_in(), sign_in()
     admin = Client()
@@ -275,7 +263,6 @@ def test_a_superuser_signs_a_user_out_everywhere(customer: User, superuser: User
     assert SecurityEvent.objects.filter(kind="session_revoked", user=customer).count() == 2
 
 
-@pytest.mark.django_db
 def test_expired_sessions_are_pruned(customer: User, settings: Any) -> None:
     from django.utils import timezone
 
