@@ -10,6 +10,7 @@ import jwt
 from django.conf import settings
 
 from accounts.models import User
+from accounts.signing import key_id
 from accounts.tokens import password_fingerprint
 
 
@@ -37,6 +38,14 @@ def access_claims(user: User, **overrides: Any) -> dict[str, Any]:
 def signed(claims: dict[str, Any], key: str, *, kid: str | None, algorithm: str = "HS256") -> str:
     """`claims` signed with `key`; the header names `kid` (no kid at all when None)."""
     return jwt.encode(claims, key, algorithm=algorithm, headers={} if kid is None else {"kid": kid})
+
+
+def token_of(claims: dict[str, Any], key: str | None = None, algorithm: str = "HS256") -> str:
+    """`claims` as a token whose header names the configured key (accounts.signing), signed
+    with `key` — the configured key unless told, so a wrong key is a forged signature under the
+    right kid."""
+    configured = settings.JWT_SIGNING_KEY
+    return signed(claims, key or configured, kid=key_id(configured), algorithm=algorithm)
 
 
 def b64url(data: bytes) -> str:
