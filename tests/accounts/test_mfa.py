@@ -216,15 +216,17 @@ def test_requested_scope_is_carried_through_the_second_step(customer: User) -> N
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize(
-    ("offset", "status"), [(-3, 401), (-2, 401), (-1, 200), (0, 200), (1, 200), (2, 401), (3, 401)]
-)
-def test_one_step_of_drift_is_accepted_and_no_more(
-    customer: User, offset: int, status: int
-) -> None:
+@pytest.mark.parametrize("offset", [-1, 0, 1])
+def test_one_step_of_drift_is_accepted(customer: User, offset: int) -> None:
     secret = enrolled(customer)
-    response = second_step(mfa_token_for("alice"), code_at(secret, offset))
-    assert response.status_code == status
+    assert second_step(mfa_token_for("alice"), code_at(secret, offset)).status_code == 200
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("offset", [-3, -2, 2, 3])
+def test_codes_beyond_one_step_are_refused(customer: User, offset: int) -> None:
+    secret = enrolled(customer)
+    assert second_step(mfa_token_for("alice"), code_at(secret, offset)).status_code == 401
 
 
 @pytest.mark.django_db
