@@ -14,20 +14,33 @@ TOKEN = "/api/v1/auth/token"
 
 
 def login(
-    username: str, password: str = DEFAULT_PASSWORD, *, ip: str = "127.0.0.1", **body: Any
+    username: str,
+    password: str = DEFAULT_PASSWORD,
+    *,
+    ip: str = "127.0.0.1",
+    headers: dict[str, str] | None = None,
+    **body: Any,
 ) -> Any:
-    """`POST /auth/token` with a JSON body (`body`: further fields), from address `ip`."""
+    """`POST /auth/token` with a JSON body (`body`: further fields), from address `ip`, with
+    request `headers` (a User-Agent, say)."""
     return Client().post(
         TOKEN,
         {"username": username, "password": password, **body},
         content_type="application/json",
+        headers=headers,
         REMOTE_ADDR=ip,
     )
 
 
-def tokens_of(username: str = "alice") -> dict[str, Any]:
+def tokens_of(
+    username: str = "alice",
+    password: str = DEFAULT_PASSWORD,
+    *,
+    ip: str = "127.0.0.1",
+    headers: dict[str, str] | None = None,
+) -> dict[str, Any]:
     """A successful sign-in's token pair (the body)."""
-    response = login(username)
+    response = login(username, password, ip=ip, headers=headers)
     assert response.status_code == 200, response.content
     body: dict[str, Any] = response.json()
     return body

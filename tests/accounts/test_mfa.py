@@ -18,8 +18,8 @@ from django.utils import timezone
 from accounts import mfa
 from accounts.models import RecoveryCode, SecurityEvent, SignInSession, TotpDevice, User
 from tests.factories import DEFAULT_PASSWORD, OperatorFactory
+from tests.logins import login
 
-TOKEN = "/api/v1/auth/token"
 TOKEN_MFA = "/api/v1/auth/token/mfa"
 TOTP = "/api/v1/auth/mfa/totp"
 CONFIRM = "/api/v1/auth/mfa/totp/confirm"
@@ -28,10 +28,6 @@ ME = "/api/v1/auth/me"
 
 def post(client: Client, path: str, body: dict[str, Any], **extra: Any) -> Any:
     return client.post(path, body, content_type="application/json", **extra)
-
-
-def sign_in(username: str, password: str = DEFAULT_PASSWORD, **extra: Any) -> Any:
-    return post(Client(), TOKEN, {"username": username, "password": password}, **extra)
 
 
 def bearer(access_token: str) -> Client:
@@ -73,7 +69,7 @@ def second_step(mfa_token: str, code: str, **extra: Any) -> Any:
 
 
 def mfa_token_for(username: str) -> str:
-    response = sign_in(username)
+    response = login(username)
     assert response.status_code == 401, response.content
     return str(response.json()["mfa_token"])
 
@@ -96,7 +92,7 @@ def test_enrolment_returns_a_secret_and_otpauth_uri_not_yet_active(
     )
     # Not active yet: /me says so and signing in still gives tokens.
     assert customer_client.get(ME).json()["mfa"] == {"totp": False, "recovery_codes_left": 0}
-    assert sign_in("alice").status_code == 200
+    assert login("alice").status_code == 200
 
 
 @pytest.mark.django_db
@@ -110,8 +106,8 @@ def test_enrolment_needs_the_password(customer: User, customer_client: Client) -
 def test_confirm_activates_returns_ten_codes_and_revokes_other_sessions(
     customer: User,
 ) -> None:
-    other_session = sign_in("alice").json()
-    this_session = sign_in("alice").json()
+    other_session = login("alice").json()
+    this_session = login("alice").json()
     client = bearer(this_session["access_token"])
     secret, codes = enrol(client)
 
@@ -160,7 +156,7 @@ def test_a_second_enrolment_while_enabled_is_409(customer: User, customer_client
 @pytest.mark.django_db
 def test_right_password_gives_mfa_token_and_no_tokens(customer: User) -> None:
     enrolled(customer)
-    response = sign_in("alice")
+    response = login("alice")
     assert response.status_code == 401
     body = response.json()
     assert set(body) == {"detail", "mfa_required", "mfa_token"}
@@ -175,7 +171,7 @@ def test_right_password_gives_mfa_token_and_no_tokens(customer: User) -> None:
 @pytest.mark.django_db
 def test_wrong_password_with_a_factor_gets_no_mfa_token(customer: User) -> None:
     enrolled(customer)
-    response = sign_in("alice", "wrong-password")
+    response = login("alice", "wrong-password")
     assert response.status_code == 401
     assert "mfa_token" not in response.json()
 
@@ -197,7 +193,7 @@ def test_code_completes_sign_in_with_otp_in_amr(customer: User) -> None:
 
 @pytest.mark.django_db
 def test_password_only_tokens_say_pwd(customer: User) -> None:
-    body = sign_in("alice").json()
+    body = login("alice").json()
     assert claims(body["access_token"])["amr"] == ["pwd"]
     assert claims(body["refresh_token"])["amr"] == ["pwd"]
 
@@ -205,11 +201,7 @@ def test_password_only_tokens_say_pwd(customer: User) -> None:
 @pytest.mark.django_db
 def test_requested_scope_is_carried_through_the_second_step(customer: User) -> None:
     secret = enrolled(customer)
-    first = post(
-        Client(),
-        TOKEN,
-        {"username": "alice", "password": DEFAULT_PASSWORD, "scope": "conversations:read"},
-    )
+    first = login("alice", scope="conversations:read")
     token = first.json()["mfa_token"]
     body = second_step(token, code_at(secret)).json()
     assert body["scope"] == "conversations:read"
@@ -345,7 +337,7 @@ def test_a_right_code_within_the_limits_costs_nothing(customer: User, settings: 
     response = second_step(token, code_at(secret))
     assert response.status_code == 200
     # The right code spent nothing: the second password attempt of the minute still goes.
-    assert sign_in("alice").status_code == 401  # (the factor's first step again)
+    assert login("alice").status_code == 401  # (the factor's first step again)
 
 
 @pytest.mark.django_db
@@ -386,7 +378,7 @@ def test_disable_needs_password_and_code(customer: User) -> None:
     assert not TotpDevice.objects.filter(user=customer).exists()
     assert not RecoveryCode.objects.filter(user=customer).exists()
     assert client.get(ME).json()["mfa"] == {"totp": False, "recovery_codes_left": 0}
-    assert sign_in("alice").status_code == 200
+    assert login("alice").status_code == 200
     assert SecurityEvent.objects.filter(kind="mfa_disabled", user=customer).count() == 1
 
 
@@ -415,7 +407,7 @@ def test_staff_without_a_factor_get_403_enrolment_required(
 ) -> None:
     settings.STAFF_MFA_REQUIRED = True
     user = request.getfixturevalue(factory)
-    response = sign_in(user.username)
+    response = login(user.username)
     assert response.status_code == 403
     body = response.json()
     assert body["mfa_enrolment_required"] is True
@@ -426,7 +418,7 @@ def test_staff_without_a_factor_get_403_enrolment_required(
 @pytest.mark.django_db
 def test_staff_without_a_factor_sign_in_when_not_required(settings: Any, operator: User) -> None:
     settings.STAFF_MFA_REQUIRED = False
-    assert sign_in("olivia").status_code == 200
+    assert login("olivia").status_code == 200
 
 
 @pytest.mark.django_db
@@ -434,8 +426,8 @@ def test_staff_routes_refuse_a_token_without_otp(
     settings: Any, operator: User, superuser: User
 ) -> None:
     settings.STAFF_MFA_REQUIRED = False
-    operator_tokens = sign_in("olivia").json()
-    root_tokens = sign_in("root").json()
+    operator_tokens = login("olivia").json()
+    root_tokens = login("root").json()
     settings.STAFF_MFA_REQUIRED = True
     staff_route = bearer(operator_tokens["access_token"]).get("/api/v1/escalations")
     assert staff_route.status_code == 403
@@ -494,7 +486,7 @@ def test_the_staff_rule_adds_no_query_to_the_message_route(
     settings.STAFF_MFA_REQUIRED = True
     conversation = ConversationFactory(customer=customer)
     MessageFactory(conversation=conversation)
-    client = bearer(sign_in("alice").json()["access_token"])
+    client = bearer(login("alice").json()["access_token"])
     with django_assert_num_queries(STATEMENTS):
         response = post(
             client,
@@ -516,7 +508,7 @@ def test_the_staff_rule_adds_no_query_to_a_staff_route(
     # page of escalations.
     expected = 3
     settings.STAFF_MFA_REQUIRED = False
-    client = bearer(sign_in("olivia").json()["access_token"])
+    client = bearer(login("olivia").json()["access_token"])
     with django_assert_num_queries(expected):
         assert client.get("/api/v1/escalations").status_code == 200
     settings.STAFF_MFA_REQUIRED = True
