@@ -12,6 +12,7 @@ from django.utils import timezone
 
 from accounts.models import ApiKey, SecurityEvent, User
 from tests.logins import signed_in
+from tests.messages import post_message
 
 pytestmark = pytest.mark.django_db
 
@@ -77,11 +78,7 @@ def test_key_acts_as_its_owner_and_counts_use(superuser_client: Client, customer
 
 def test_key_scopes_limit_what_it_can_do(superuser_client: Client, customer: User) -> None:
     raw = _created(superuser_client, customer, name="read-only")["key"]
-    response = _key_client(raw).post(
-        "/api/v1/messages/process",
-        {"message": "hi", "customer_id": customer.pk},
-        content_type="application/json",
-    )
+    response = post_message(_key_client(raw), customer, "hi")
     assert response.status_code == 403
     assert response["WWW-Authenticate"] == (
         'Bearer error="insufficient_scope", scope="messages:write"'

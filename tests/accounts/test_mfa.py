@@ -19,6 +19,7 @@ from accounts import mfa
 from accounts.models import RecoveryCode, SecurityEvent, SignInSession, TotpDevice, User
 from tests.factories import DEFAULT_PASSWORD, OperatorFactory
 from tests.logins import login
+from tests.messages import post_message
 
 TOKEN_MFA = "/api/v1/auth/token/mfa"
 TOTP = "/api/v1/auth/mfa/totp"
@@ -488,15 +489,7 @@ def test_the_staff_rule_adds_no_query_to_the_message_route(
     MessageFactory(conversation=conversation)
     client = bearer(login("alice").json()["access_token"])
     with django_assert_num_queries(STATEMENTS):
-        response = post(
-            client,
-            "/api/v1/messages/process",
-            {
-                "message": "How do I reset my password?",
-                "customer_id": customer.pk,
-                "conversation_id": conversation.pk,
-            },
-        )
+        response = post_message(client, customer, "How do I reset my password?", conversation.pk)
     assert response.status_code == 200
 
 

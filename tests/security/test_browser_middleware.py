@@ -8,6 +8,7 @@ from django.test import Client
 
 from accounts.models import User
 from tests.factories import DEFAULT_PASSWORD
+from tests.messages import post_message
 
 pytestmark = pytest.mark.django_db
 
@@ -67,11 +68,6 @@ def test_api_post_with_a_bearer_token_needs_no_csrf_token(customer: User) -> Non
         content_type="application/json",
     ).json()["access_token"]
 
-    sent = client.post(
-        "/api/v1/messages/process",
-        {"message": "hello", "customer_id": customer.pk, "conversation_id": 0},
-        content_type="application/json",
-        headers={"Authorization": f"Bearer {token}"},
-    )
+    sent = post_message(client, customer, "hello", 0, Authorization=f"Bearer {token}")
 
     assert sent.status_code == 200
