@@ -12,7 +12,7 @@ from django.test import Client
 
 from accounts.models import RevokedTokenFamily, SecurityEvent, SignInSession, User
 from tests.factories import DEFAULT_PASSWORD
-from tests.logins import login, tokens_of
+from tests.logins import login, signed_in, tokens_of
 
 REFRESH = "/api/v1/auth/refresh"
 SESSIONS = "/api/v1/auth/sessions"
@@ -225,8 +225,7 @@ def test_a_session_ends_at_its_absolute_lifetime_however_often_refreshed(
 
 def test_a_superuser_signs_a_user_out_everywhere(customer: User, superuser: User) -> None:
     phone, laptop = tokens_of(), tokens_of()
-    admin = Client()
-    admin.force_login(superuser)
+    admin = signed_in(superuser)
     response = admin.post(
         "/admin/accounts/user/",
         {"action": "sign_out_everywhere", "_selected_action": [customer.pk]},

@@ -8,6 +8,7 @@ from django.test import Client
 
 from accounts.models import User
 from tests.factories import DEFAULT_PASSWORD
+from tests.logins import signed_in
 from tests.messages import post_message
 
 pytestmark = pytest.mark.django_db
@@ -36,8 +37,7 @@ def test_admin_login_still_refuses_a_post_without_the_csrf_token(superuser: User
 
 
 def test_admin_session_and_messages_still_work(superuser: User) -> None:
-    client = Client()
-    client.force_login(superuser)
+    client = signed_in(superuser)
     page = client.get("/admin/")
     assert page.status_code == 200
     assert page.wsgi_request.user == superuser
@@ -45,8 +45,7 @@ def test_admin_session_and_messages_still_work(superuser: User) -> None:
 
 
 def test_api_request_has_no_session_user_or_cookie(superuser: User) -> None:
-    client = Client()
-    client.force_login(superuser)  # a browser holding the admin's session cookie
+    client = signed_in(superuser)  # a browser holding the admin's session cookie
 
     response = client.get("/api/v1/auth/me")
 

@@ -13,6 +13,7 @@ from django.test import Client
 from accounts import services
 from accounts.models import SecurityEvent, User
 from tests.conftest import issue_access_token
+from tests.logins import signed_in
 from tests.tokens import access_claims, b64url, token_of
 
 ME = "/api/v1/auth/me"
@@ -172,8 +173,7 @@ def test_token_in_query_string_authenticates_nothing(customer: User) -> None:
 
 @pytest.mark.django_db
 def test_admin_session_cookie_authenticates_nothing_on_the_api(superuser: User) -> None:
-    client = Client()
-    client.force_login(superuser)
+    client = signed_in(superuser)
     assert client.get("/admin/").status_code == 200  # the session is real
     _assert_refused(client.get(ME), token_presented=False)
     _assert_refused(client.get("/api/v1/api-keys"), token_presented=False)

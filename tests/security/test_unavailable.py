@@ -16,6 +16,7 @@ from accounts.models import User
 from core import outages
 from messaging import selectors, services
 from messaging.models import Conversation, Message
+from tests.logins import signed_in
 from tests.messages import post_message
 
 pytestmark = pytest.mark.django_db
@@ -140,8 +141,7 @@ def test_a_page_outside_the_api_is_503_too(
         raise OperationalError("connection to server at secret-host failed")
 
     monkeypatch.setattr(ParleyAdminSite, "each_context", down)
-    client = Client()
-    client.force_login(operator)
+    client = signed_in(operator)
     response = client.get("/admin/")
     assert response.status_code == 503
     assert response["Retry-After"] == "5"
