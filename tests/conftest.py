@@ -19,7 +19,9 @@ from accounts import services as account_services
 from accounts.models import User
 from accounts.socket_slots import LOCAL_SLOTS
 from core.outages import outages_reset
+from messaging import events
 from messaging.agent import get_agent
+from messaging.events import DomainEvent
 from tests.factories import OperatorFactory, SuperuserFactory, UserFactory
 from tests.pushes import Pushes
 
@@ -113,24 +115,21 @@ def rate_limit_clock(monkeypatch: pytest.MonkeyPatch) -> RateLimitClock:
     return clock
 
 
-@pytest.fixture
-def customer(db: Any) -> User:
-    return UserFactory(username="alice")
+def _account(factory: type[UserFactory], username: str) -> Any:
+    """A fixture: the account `factory` makes under `username` (the name tests sign in with)."""
+
+    @pytest.fixture
+    def account(db: Any) -> User:
+        return factory(username=username)  # type: ignore[no-any-return]
+
+    account.__doc__ = f"{factory.__name__}(username={username!r})"
+    return account
 
 
-@pytest.fixture
-def other_customer(db: Any) -> User:
-    return UserFactory(username="bob")
-
-
-@pytest.fixture
-def operator(db: Any) -> User:
-    return OperatorFactory(username="olivia")
-
-
-@pytest.fixture
-def superuser(db: Any) -> User:
-    return SuperuserFactory(username="root")
+customer = _account(UserFactory, "alice")
+other_customer = _account(UserFactory, "bob")
+operator = _account(OperatorFactory, "olivia")
+superuser = _account(SuperuserFactory, "root")
 
 
 def issue_access_token(user: User, scopes: set[str] | None = None) -> str:
@@ -178,3 +177,14 @@ def pushed(monkeypatch: pytest.MonkeyPatch) -> Pushes:
     pushes = Pushes()
     monkeypatch.setattr("messaging.realtime.publish", pushes.extend)
     return pushes
+
+
+@pytest.fixture
+def recorded_events(monkeypatch: pytest.MonkeyPatch) -> list[DomainEvent]:
+    """Every domain event recorded while the test runs, as a sink (the webhook outbox is one)
+    receives them. Registered through the public door on a copy of the sink list, which the
+    test's end puts back."""
+    recorded: list[DomainEvent] = []
+    monkeypatch.setattr(events, "_sinks", list(events._sinks))
+    events.domain_event_sink_register(recorded.extend)
+    return recorded

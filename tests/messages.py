@@ -11,6 +11,13 @@ from accounts.models import User
 
 PROCESS = "/api/v1/messages/process"
 
+# A message's keys wherever one is sent (history, socket frames), written out here rather than
+# read from the code so that a change to the shape fails the tests that pin it. `author_name`
+# is additive: operator messages' display name (docs/inbox.md).
+MESSAGE_KEYS = frozenset(
+    ["id", "seq", "role", "content", "intent", "confidence", "created_at", "author_name"]
+)
+
 
 def post_message(
     client: Client,

@@ -17,6 +17,7 @@ from accounts.admin_tickets import AMR_SESSION_KEY
 from accounts.models import RecoveryCode, SecurityEvent, SignInSession, TotpDevice, User
 from tests.accounts.test_mfa import code_at, enrolled
 from tests.factories import DEFAULT_PASSWORD
+from tests.logins import signed_in
 
 LOGIN = "/admin/login/"
 CODE = "/admin/login/code/"
@@ -176,8 +177,7 @@ def test_logout_passes_the_enrolment_gate(operator: User, settings: Any) -> None
 @pytest.mark.django_db
 def test_a_session_not_proven_with_the_factor_is_signed_out(operator: User, settings: Any) -> None:
     settings.STAFF_MFA_REQUIRED = True
-    client = Client()
-    client.force_login(operator)  # e.g. signed in before the factor was enrolled
+    client = signed_in(operator)  # e.g. signed in before the factor was enrolled
     enrolled(operator)
     response = client.get("/admin/", follow=True)
     assert response.redirect_chain[0] == (MFA_PAGE, 302)
@@ -214,8 +214,7 @@ def test_a_superuser_resets_another_users_factor(
         .json()
     )
     mfa._new_recovery_codes(operator)
-    admin = Client()
-    admin.force_login(superuser)
+    admin = signed_in(superuser)
     session = admin.session
     session[AMR_SESSION_KEY] = ["pwd"]
     session.save()

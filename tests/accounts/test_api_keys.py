@@ -11,6 +11,10 @@ from django.test import Client
 from django.utils import timezone
 
 from accounts.models import ApiKey, SecurityEvent, User
+from tests.logins import signed_in
+from tests.messages import post_message
+
+pytestmark = pytest.mark.django_db
 
 KEYS = "/api/v1/api-keys"
 
@@ -19,11 +23,21 @@ def _create(client: Client, **body: Any) -> Any:
     return client.post(KEYS, body, content_type="application/json")
 
 
+def _created(
+    client: Client, owner: User, scopes: list[str] | None = None, **body: Any
+) -> dict[str, Any]:
+    """A key for `owner` created over the API (named "k", reading conversations unless told):
+    the 201 body, the raw key in it."""
+    body = {"name": "k", "owner_id": owner.pk, "scopes": scopes or ["conversations:read"], **body}
+    response = _create(client, **body)
+    assert response.status_code == 201, response.content
+    return response.json()  # type: ignore[no-any-return]
+
+
 def _key_client(raw: str) -> Client:
     return Client(headers={"X-API-Key": raw})
 
 
-@pytest.mark.django_db
 def test_superuser_creates_key_shown_once_and_stored_hashed(
     superuser_client: Client, customer: User
 ) -> None:
@@ -51,11 +65,8 @@ def test_superuser_creates_key_shown_once_and_stored_hashed(
     assert raw not in str(listed)
 
 
-@pytest.mark.django_db
 def test_key_acts_as_its_owner_and_counts_use(superuser_client: Client, customer: User) -> None:
-    raw = _create(
-        superuser_client, name="k", owner_id=customer.pk, scopes=["conversations:read"]
-    ).json()["key"]
+    raw = _created(superuser_client, customer)["key"]
     response = _key_client(raw).get("/api/v1/auth/me")
     assert response.status_code == 200
     assert response.json()["id"] == customer.pk
@@ -65,16 +76,9 @@ def test_key_acts_as_its_owner_and_counts_use(superuser_client: Client, customer
     assert key.last_used_at is not None
 
 
-@pytest.mark.django_db
 def test_key_scopes_limit_what_it_can_do(superuser_client: Client, customer: User) -> None:
-    raw = _create(
-        superuser_client, name="read-only", owner_id=customer.pk, scopes=["conversations:read"]
-    ).json()["key"]
-    response = _key_client(raw).post(
-        "/api/v1/messages/process",
-        {"message": "hi", "customer_id": customer.pk},
-        content_type="application/json",
-    )
+    raw = _created(superuser_client, customer, name="read-only")["key"]
+    response = post_message(_key_client(raw), customer, "hi")
     assert response.status_code == 403
     assert response["WWW-Authenticate"] == (
         'Bearer error="insufficient_scope", scope="messages:write"'
@@ -82,23 +86,16 @@ def test_key_scopes_limit_what_it_can_do(superuser_client: Client, customer: Use
     assert customer.conversations.count() == 0
 
 
-@pytest.mark.django_db
 def test_key_scopes_never_exceed_the_owners_role(superuser_client: Client, customer: User) -> None:
-    raw = _create(
-        superuser_client,
-        name="overreach",
-        owner_id=customer.pk,
-        scopes=["escalations:manage", "conversations:read"],
-    ).json()["key"]
+    raw = _created(
+        superuser_client, customer, ["escalations:manage", "conversations:read"], name="overreach"
+    )["key"]
     assert _key_client(raw).get("/api/v1/auth/me").json()["scopes"] == ["conversations:read"]
     assert _key_client(raw).get("/api/v1/escalations").status_code == 403
 
 
-@pytest.mark.django_db
 def test_revoked_key_stops_working_at_once(superuser_client: Client, customer: User) -> None:
-    created = _create(
-        superuser_client, name="k", owner_id=customer.pk, scopes=["conversations:read"]
-    ).json()
+    created = _created(superuser_client, customer)
     assert _key_client(created["key"]).get("/api/v1/auth/me").status_code == 200
     assert superuser_client.delete(f"{KEYS}/{created['id']}").status_code == 204
     response = _key_client(created["key"]).get("/api/v1/auth/me")
@@ -110,40 +107,28 @@ def test_revoked_key_stops_working_at_once(superuser_client: Client, customer: U
     assert superuser_client.delete(f"{KEYS}/{created['id']}").status_code == 204
 
 
-@pytest.mark.django_db
 def test_expired_key_is_refused(superuser_client: Client, customer: User) -> None:
-    created = _create(
-        superuser_client,
-        name="k",
-        owner_id=customer.pk,
-        scopes=["conversations:read"],
-        expires_at=(timezone.now() + timedelta(hours=1)).isoformat(),
-    ).json()
+    created = _created(
+        superuser_client, customer, expires_at=(timezone.now() + timedelta(hours=1)).isoformat()
+    )
     ApiKey.objects.filter(pk=created["id"]).update(expires_at=timezone.now() - timedelta(seconds=1))
     assert _key_client(created["key"]).get("/api/v1/auth/me").status_code == 401
 
 
-@pytest.mark.django_db
 def test_key_of_inactive_owner_is_refused(superuser_client: Client, customer: User) -> None:
-    raw = _create(
-        superuser_client, name="k", owner_id=customer.pk, scopes=["conversations:read"]
-    ).json()["key"]
+    raw = _created(superuser_client, customer)["key"]
     User.objects.filter(pk=customer.pk).update(is_active=False)
     assert _key_client(raw).get("/api/v1/auth/me").status_code == 401
 
 
-@pytest.mark.django_db
 def test_tampered_key_is_refused(superuser_client: Client, customer: User) -> None:
-    raw = _create(
-        superuser_client, name="k", owner_id=customer.pk, scopes=["conversations:read"]
-    ).json()["key"]
+    raw = _created(superuser_client, customer)["key"]
     assert (
         _key_client(raw[:-1] + ("A" if raw[-1] != "A" else "B")).get("/api/v1/auth/me").status_code
         == 401
     )
 
 
-@pytest.mark.django_db
 @pytest.mark.parametrize("who", ["customer_client", "operator_client"])
 def test_only_superusers_manage_keys(request: Any, who: str, customer: User) -> None:
     client = request.getfixturevalue(who)
@@ -153,7 +138,6 @@ def test_only_superusers_manage_keys(request: Any, who: str, customer: User) -> 
     assert ApiKey.objects.count() == 0
 
 
-@pytest.mark.django_db
 def test_superuser_without_admin_scope_gets_insufficient_scope(
     superuser: User, client_for: Any, customer: User
 ) -> None:
@@ -163,12 +147,10 @@ def test_superuser_without_admin_scope_gets_insufficient_scope(
     assert response["WWW-Authenticate"] == 'Bearer error="insufficient_scope", scope="admin"'
 
 
-@pytest.mark.django_db
 def test_delete_unknown_key_is_404(superuser_client: Client) -> None:
     assert superuser_client.delete(f"{KEYS}/424242").status_code == 404
 
 
-@pytest.mark.django_db
 @pytest.mark.parametrize(
     "body",
     [
@@ -190,10 +172,9 @@ def test_invalid_key_requests_are_422(superuser_client: Client, body: dict[str, 
     assert ApiKey.objects.count() == 0
 
 
-@pytest.mark.django_db
 def test_key_list_paginates(superuser_client: Client, customer: User) -> None:
     for n in range(3):
-        _create(superuser_client, name=f"k{n}", owner_id=customer.pk, scopes=["conversations:read"])
+        _created(superuser_client, customer, name=f"k{n}")
     first = superuser_client.get(f"{KEYS}?limit=2").json()
     assert [i["name"] for i in first["items"]] == ["k2", "k1"]
     second = superuser_client.get(f"{KEYS}?limit=2&cursor={first['next_cursor']}").json()
@@ -201,10 +182,8 @@ def test_key_list_paginates(superuser_client: Client, customer: User) -> None:
     assert second["next_cursor"] is None
 
 
-@pytest.mark.django_db
 def test_superuser_creates_a_key_in_the_admin_shown_once(superuser: User, customer: User) -> None:
-    client = Client()
-    client.force_login(superuser)
+    client = signed_in(superuser)
     response = client.post(
         "/admin/accounts/apikey/add/",
         {"name": "from admin", "owner": customer.pk, "scopes": ["conversations:read"]},
@@ -227,10 +206,8 @@ def test_superuser_creates_a_key_in_the_admin_shown_once(superuser: User, custom
     assert raw not in client.get("/admin/accounts/apikey/").content.decode()
 
 
-@pytest.mark.django_db
 def test_admin_refuses_an_expiry_in_the_past(superuser: User, customer: User) -> None:
-    client = Client()
-    client.force_login(superuser)
+    client = signed_in(superuser)
     response = client.post(
         "/admin/accounts/apikey/add/",
         {

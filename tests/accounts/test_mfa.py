@@ -18,8 +18,9 @@ from django.utils import timezone
 from accounts import mfa
 from accounts.models import RecoveryCode, SecurityEvent, SignInSession, TotpDevice, User
 from tests.factories import DEFAULT_PASSWORD, OperatorFactory
+from tests.logins import login
+from tests.messages import post_message
 
-TOKEN = "/api/v1/auth/token"
 TOKEN_MFA = "/api/v1/auth/token/mfa"
 TOTP = "/api/v1/auth/mfa/totp"
 CONFIRM = "/api/v1/auth/mfa/totp/confirm"
@@ -28,10 +29,6 @@ ME = "/api/v1/auth/me"
 
 def post(client: Client, path: str, body: dict[str, Any], **extra: Any) -> Any:
     return client.post(path, body, content_type="application/json", **extra)
-
-
-def sign_in(username: str, password: str = DEFAULT_PASSWORD, **extra: Any) -> Any:
-    return post(Client(), TOKEN, {"username": username, "password": password}, **extra)
 
 
 def bearer(access_token: str) -> Client:
@@ -67,8 +64,13 @@ def enrolled(user: User, *, last_step_offset: int = -5) -> str:
     return secret
 
 
+def second_step(mfa_token: str, code: str, **extra: Any) -> Any:
+    """`POST /auth/token/mfa`: the sign-in's second step."""
+    return post(Client(), TOKEN_MFA, {"mfa_token": mfa_token, "code": code}, **extra)
+
+
 def mfa_token_for(username: str) -> str:
-    response = sign_in(username)
+    response = login(username)
     assert response.status_code == 401, response.content
     return str(response.json()["mfa_token"])
 
@@ -91,7 +93,7 @@ def test_enrolment_returns_a_secret_and_otpauth_uri_not_yet_active(
     )
     # Not active yet: /me says so and signing in still gives tokens.
     assert customer_client.get(ME).json()["mfa"] == {"totp": False, "recovery_codes_left": 0}
-    assert sign_in("alice").status_code == 200
+    assert login("alice").status_code == 200
 
 
 @pytest.mark.django_db
@@ -105,8 +107,8 @@ def test_enrolment_needs_the_password(customer: User, customer_client: Client) -
 def test_confirm_activates_returns_ten_codes_and_revokes_other_sessions(
     customer: User,
 ) -> None:
-    other_session = sign_in("alice").json()
-    this_session = sign_in("alice").json()
+    other_session = login("alice").json()
+    this_session = login("alice").json()
     client = bearer(this_session["access_token"])
     secret, codes = enrol(client)
 
@@ -155,7 +157,7 @@ def test_a_second_enrolment_while_enabled_is_409(customer: User, customer_client
 @pytest.mark.django_db
 def test_right_password_gives_mfa_token_and_no_tokens(customer: User) -> None:
     enrolled(customer)
-    response = sign_in("alice")
+    response = login("alice")
     assert response.status_code == 401
     body = response.json()
     assert set(body) == {"detail", "mfa_required", "mfa_token"}
@@ -170,7 +172,7 @@ def test_right_password_gives_mfa_token_and_no_tokens(customer: User) -> None:
 @pytest.mark.django_db
 def test_wrong_password_with_a_factor_gets_no_mfa_token(customer: User) -> None:
     enrolled(customer)
-    response = sign_in("alice", "wrong-password")
+    response = login("alice", "wrong-password")
     assert response.status_code == 401
     assert "mfa_token" not in response.json()
 
@@ -178,9 +180,7 @@ def test_wrong_password_with_a_factor_gets_no_mfa_token(customer: User) -> None:
 @pytest.mark.django_db
 def test_code_completes_sign_in_with_otp_in_amr(customer: User) -> None:
     secret = enrolled(customer)
-    response = post(
-        Client(), TOKEN_MFA, {"mfa_token": mfa_token_for("alice"), "code": code_at(secret)}
-    )
+    response = second_step(mfa_token_for("alice"), code_at(secret))
     assert response.status_code == 200, response.content
     body = response.json()
     assert set(body) == {"access_token", "refresh_token", "token_type", "expires_in", "scope"}
@@ -194,7 +194,7 @@ def test_code_completes_sign_in_with_otp_in_amr(customer: User) -> None:
 
 @pytest.mark.django_db
 def test_password_only_tokens_say_pwd(customer: User) -> None:
-    body = sign_in("alice").json()
+    body = login("alice").json()
     assert claims(body["access_token"])["amr"] == ["pwd"]
     assert claims(body["refresh_token"])["amr"] == ["pwd"]
 
@@ -202,13 +202,9 @@ def test_password_only_tokens_say_pwd(customer: User) -> None:
 @pytest.mark.django_db
 def test_requested_scope_is_carried_through_the_second_step(customer: User) -> None:
     secret = enrolled(customer)
-    first = post(
-        Client(),
-        TOKEN,
-        {"username": "alice", "password": DEFAULT_PASSWORD, "scope": "conversations:read"},
-    )
+    first = login("alice", scope="conversations:read")
     token = first.json()["mfa_token"]
-    body = post(Client(), TOKEN_MFA, {"mfa_token": token, "code": code_at(secret)}).json()
+    body = second_step(token, code_at(secret)).json()
     assert body["scope"] == "conversations:read"
 
 
@@ -216,35 +212,27 @@ def test_requested_scope_is_carried_through_the_second_step(customer: User) -> N
 @pytest.mark.parametrize("offset", [-1, 0, 1])
 def test_one_step_of_drift_is_accepted(customer: User, offset: int) -> None:
     secret = enrolled(customer)
-    response = post(
-        Client(), TOKEN_MFA, {"mfa_token": mfa_token_for("alice"), "code": code_at(secret, offset)}
-    )
-    assert response.status_code == 200
+    assert second_step(mfa_token_for("alice"), code_at(secret, offset)).status_code == 200
 
 
 @pytest.mark.django_db
 @pytest.mark.parametrize("offset", [-3, -2, 2, 3])
 def test_codes_beyond_one_step_are_refused(customer: User, offset: int) -> None:
     secret = enrolled(customer)
-    response = post(
-        Client(), TOKEN_MFA, {"mfa_token": mfa_token_for("alice"), "code": code_at(secret, offset)}
-    )
-    assert response.status_code == 401
+    assert second_step(mfa_token_for("alice"), code_at(secret, offset)).status_code == 401
 
 
 @pytest.mark.django_db
 def test_a_code_is_accepted_once(customer: User) -> None:
     secret = enrolled(customer)
     code = code_at(secret)
-    first = post(Client(), TOKEN_MFA, {"mfa_token": mfa_token_for("alice"), "code": code})
+    first = second_step(mfa_token_for("alice"), code)
     assert first.status_code == 200
-    replay = post(Client(), TOKEN_MFA, {"mfa_token": mfa_token_for("alice"), "code": code})
+    replay = second_step(mfa_token_for("alice"), code)
     assert replay.status_code == 401
     assert "access_token" not in replay.json()
     # An earlier step's code after a later one was used is a replay too (RFC 6238 §5.2).
-    earlier = post(
-        Client(), TOKEN_MFA, {"mfa_token": mfa_token_for("alice"), "code": code_at(secret, -1)}
-    )
+    earlier = second_step(mfa_token_for("alice"), code_at(secret, -1))
     assert earlier.status_code == 401
 
 
@@ -252,10 +240,8 @@ def test_a_code_is_accepted_once(customer: User) -> None:
 def test_an_mfa_token_works_once(customer: User) -> None:
     secret = enrolled(customer)
     token = mfa_token_for("alice")
-    assert (
-        post(Client(), TOKEN_MFA, {"mfa_token": token, "code": code_at(secret)}).status_code == 200
-    )
-    reused = post(Client(), TOKEN_MFA, {"mfa_token": token, "code": code_at(secret, 1)})
+    assert second_step(token, code_at(secret)).status_code == 200
+    reused = second_step(token, code_at(secret, 1))
     assert reused.status_code == 401
 
 
@@ -265,14 +251,12 @@ def test_an_mfa_token_dies_after_five_wrong_codes(customer: User) -> None:
     token = mfa_token_for("alice")
     wrong = str((int(code_at(secret)) + 500_000) % 1_000_000).zfill(6)
     for _ in range(5):
-        assert post(Client(), TOKEN_MFA, {"mfa_token": token, "code": wrong}).status_code == 401
-    exhausted = post(Client(), TOKEN_MFA, {"mfa_token": token, "code": code_at(secret)})
+        assert second_step(token, wrong).status_code == 401
+    exhausted = second_step(token, code_at(secret))
     assert exhausted.status_code == 401
     assert SecurityEvent.objects.filter(kind="mfa_failed", user=customer).count() == 5
     # The code itself was not used up: a new mfa_token takes it.
-    fresh = post(
-        Client(), TOKEN_MFA, {"mfa_token": mfa_token_for("alice"), "code": code_at(secret)}
-    )
+    fresh = second_step(mfa_token_for("alice"), code_at(secret))
     assert fresh.status_code == 200
 
 
@@ -282,7 +266,7 @@ def test_an_mfa_token_lives_five_minutes(customer: User) -> None:
     token = mfa_token_for("alice")
     later = time.time() + mfa.MFA_TOKEN_TTL_SECONDS + 1
     with mock.patch("accounts.mfa.time.time", return_value=later):
-        response = post(Client(), TOKEN_MFA, {"mfa_token": token, "code": code_at(secret)})
+        response = second_step(token, code_at(secret))
     assert response.status_code == 401
 
 
@@ -291,16 +275,14 @@ def test_an_mfa_token_names_its_user(customer: User, other_customer: User) -> No
     enrolled(customer)
     bob_secret = enrolled(other_customer)
     # Bob's code with Alice's mfa_token signs in nobody.
-    response = post(
-        Client(), TOKEN_MFA, {"mfa_token": mfa_token_for("alice"), "code": code_at(bob_secret)}
-    )
+    response = second_step(mfa_token_for("alice"), code_at(bob_secret))
     assert response.status_code == 401
 
 
 @pytest.mark.django_db
 def test_an_unknown_mfa_token_is_401(customer: User) -> None:
     secret = enrolled(customer)
-    response = post(Client(), TOKEN_MFA, {"mfa_token": "not-a-token", "code": code_at(secret)})
+    response = second_step("not-a-token", code_at(secret))
     assert response.status_code == 401
     assert response["WWW-Authenticate"] == "Bearer"
 
@@ -311,25 +293,20 @@ def test_a_password_change_ends_a_waiting_mfa_token(customer: User) -> None:
     token = mfa_token_for("alice")
     customer.set_password("another-long-password-2026")
     customer.save()
-    assert (
-        post(Client(), TOKEN_MFA, {"mfa_token": token, "code": code_at(secret)}).status_code == 401
-    )
+    assert second_step(token, code_at(secret)).status_code == 401
 
 
 @pytest.mark.django_db
 def test_recovery_codes_are_single_use(customer: User, customer_client: Client) -> None:
     _secret, codes = enrol(customer_client)
-    first = post(Client(), TOKEN_MFA, {"mfa_token": mfa_token_for("alice"), "code": codes[0]})
+    first = second_step(mfa_token_for("alice"), codes[0])
     assert first.status_code == 200
     assert claims(first.json()["access_token"])["amr"] == ["pwd", "otp"]
-    again = post(Client(), TOKEN_MFA, {"mfa_token": mfa_token_for("alice"), "code": codes[0]})
+    again = second_step(mfa_token_for("alice"), codes[0])
     assert again.status_code == 401
     # Spaces, case and dashes do not matter.
     loose = codes[1].replace("-", " ").upper()
-    assert (
-        post(Client(), TOKEN_MFA, {"mfa_token": mfa_token_for("alice"), "code": loose}).status_code
-        == 200
-    )
+    assert second_step(mfa_token_for("alice"), loose).status_code == 200
     me = bearer(first.json()["access_token"]).get(ME).json()
     assert me["mfa"] == {"totp": True, "recovery_codes_left": 8}
 
@@ -343,15 +320,13 @@ def test_wrong_codes_spend_the_sign_in_budget_and_hit_the_limit(
     token = mfa_token_for("alice")  # the password spends 1 of 4
     wrong = str((int(code_at(secret)) + 500_000) % 1_000_000).zfill(6)
     for _ in range(3):
-        assert post(Client(), TOKEN_MFA, {"mfa_token": token, "code": wrong}).status_code == 401
+        assert second_step(token, wrong).status_code == 401
     # The budget is spent: even the right code now waits.
-    limited = post(Client(), TOKEN_MFA, {"mfa_token": token, "code": code_at(secret)})
+    limited = second_step(token, code_at(secret))
     assert limited.status_code == 429
     assert int(limited["Retry-After"]) >= 1
     # And the username budget holds from another address as well.
-    from_elsewhere = post(
-        Client(), TOKEN_MFA, {"mfa_token": token, "code": code_at(secret)}, REMOTE_ADDR="10.9.9.9"
-    )
+    from_elsewhere = second_step(token, code_at(secret), REMOTE_ADDR="10.9.9.9")
     assert from_elsewhere.status_code == 429
 
 
@@ -360,10 +335,10 @@ def test_a_right_code_within_the_limits_costs_nothing(customer: User, settings: 
     settings.RATE_LIMIT_LOGIN = "2/m"
     secret = enrolled(customer, last_step_offset=-10)
     token = mfa_token_for("alice")  # 1 of 2
-    response = post(Client(), TOKEN_MFA, {"mfa_token": token, "code": code_at(secret)})
+    response = second_step(token, code_at(secret))
     assert response.status_code == 200
     # The right code spent nothing: the second password attempt of the minute still goes.
-    assert sign_in("alice").status_code == 401  # (the factor's first step again)
+    assert login("alice").status_code == 401  # (the factor's first step again)
 
 
 @pytest.mark.django_db
@@ -374,13 +349,8 @@ def test_django_otp_style_lockout_does_not_exist(customer: User) -> None:
     token = mfa_token_for("alice")
     wrong = str((int(code_at(secret)) + 500_000) % 1_000_000).zfill(6)
     for _ in range(4):
-        post(Client(), TOKEN_MFA, {"mfa_token": token, "code": wrong})
-    assert (
-        post(
-            Client(), TOKEN_MFA, {"mfa_token": mfa_token_for("alice"), "code": code_at(secret)}
-        ).status_code
-        == 200
-    )
+        second_step(token, wrong)
+    assert second_step(mfa_token_for("alice"), code_at(secret)).status_code == 200
 
 
 # --- Turning it off ---------------------------------------------------------------------------
@@ -389,9 +359,7 @@ def test_django_otp_style_lockout_does_not_exist(customer: User) -> None:
 @pytest.mark.django_db
 def test_disable_needs_password_and_code(customer: User) -> None:
     secret = enrolled(customer)
-    tokens = post(
-        Client(), TOKEN_MFA, {"mfa_token": mfa_token_for("alice"), "code": code_at(secret)}
-    ).json()
+    tokens = second_step(mfa_token_for("alice"), code_at(secret)).json()
     client = bearer(tokens["access_token"])
     wrong_code = client.delete(
         TOTP, {"password": DEFAULT_PASSWORD, "code": "000000"}, content_type="application/json"
@@ -411,7 +379,7 @@ def test_disable_needs_password_and_code(customer: User) -> None:
     assert not TotpDevice.objects.filter(user=customer).exists()
     assert not RecoveryCode.objects.filter(user=customer).exists()
     assert client.get(ME).json()["mfa"] == {"totp": False, "recovery_codes_left": 0}
-    assert sign_in("alice").status_code == 200
+    assert login("alice").status_code == 200
     assert SecurityEvent.objects.filter(kind="mfa_disabled", user=customer).count() == 1
 
 
@@ -420,9 +388,7 @@ def test_staff_cannot_disable_while_required(settings: Any, client_for: Any) -> 
     settings.STAFF_MFA_REQUIRED = True
     operator = OperatorFactory(username="olga")
     secret = enrolled(operator)
-    tokens = post(
-        Client(), TOKEN_MFA, {"mfa_token": mfa_token_for("olga"), "code": code_at(secret)}
-    ).json()
+    tokens = second_step(mfa_token_for("olga"), code_at(secret)).json()
     response = bearer(tokens["access_token"]).delete(
         TOTP,
         {"password": DEFAULT_PASSWORD, "code": code_at(secret, 1)},
@@ -442,7 +408,7 @@ def test_staff_without_a_factor_get_403_enrolment_required(
 ) -> None:
     settings.STAFF_MFA_REQUIRED = True
     user = request.getfixturevalue(factory)
-    response = sign_in(user.username)
+    response = login(user.username)
     assert response.status_code == 403
     body = response.json()
     assert body["mfa_enrolment_required"] is True
@@ -453,7 +419,7 @@ def test_staff_without_a_factor_get_403_enrolment_required(
 @pytest.mark.django_db
 def test_staff_without_a_factor_sign_in_when_not_required(settings: Any, operator: User) -> None:
     settings.STAFF_MFA_REQUIRED = False
-    assert sign_in("olivia").status_code == 200
+    assert login("olivia").status_code == 200
 
 
 @pytest.mark.django_db
@@ -461,8 +427,8 @@ def test_staff_routes_refuse_a_token_without_otp(
     settings: Any, operator: User, superuser: User
 ) -> None:
     settings.STAFF_MFA_REQUIRED = False
-    operator_tokens = sign_in("olivia").json()
-    root_tokens = sign_in("root").json()
+    operator_tokens = login("olivia").json()
+    root_tokens = login("root").json()
     settings.STAFF_MFA_REQUIRED = True
     staff_route = bearer(operator_tokens["access_token"]).get("/api/v1/escalations")
     assert staff_route.status_code == 403
@@ -478,9 +444,7 @@ def test_staff_routes_refuse_a_token_without_otp(
 def test_staff_routes_accept_a_token_with_otp(settings: Any, operator: User) -> None:
     settings.STAFF_MFA_REQUIRED = True
     secret = enrolled(operator)
-    tokens = post(
-        Client(), TOKEN_MFA, {"mfa_token": mfa_token_for("olivia"), "code": code_at(secret)}
-    ).json()
+    tokens = second_step(mfa_token_for("olivia"), code_at(secret)).json()
     assert bearer(tokens["access_token"]).get("/api/v1/escalations").status_code == 200
 
 
@@ -523,17 +487,9 @@ def test_the_staff_rule_adds_no_query_to_the_message_route(
     settings.STAFF_MFA_REQUIRED = True
     conversation = ConversationFactory(customer=customer)
     MessageFactory(conversation=conversation)
-    client = bearer(sign_in("alice").json()["access_token"])
+    client = bearer(login("alice").json()["access_token"])
     with django_assert_num_queries(STATEMENTS):
-        response = post(
-            client,
-            "/api/v1/messages/process",
-            {
-                "message": "How do I reset my password?",
-                "customer_id": customer.pk,
-                "conversation_id": conversation.pk,
-            },
-        )
+        response = post_message(client, customer, "How do I reset my password?", conversation.pk)
     assert response.status_code == 200
 
 
@@ -545,13 +501,11 @@ def test_the_staff_rule_adds_no_query_to_a_staff_route(
     # page of escalations.
     expected = 3
     settings.STAFF_MFA_REQUIRED = False
-    client = bearer(sign_in("olivia").json()["access_token"])
+    client = bearer(login("olivia").json()["access_token"])
     with django_assert_num_queries(expected):
         assert client.get("/api/v1/escalations").status_code == 200
     settings.STAFF_MFA_REQUIRED = True
     secret = enrolled(operator)
-    tokens = post(
-        Client(), TOKEN_MFA, {"mfa_token": mfa_token_for("olivia"), "code": code_at(secret)}
-    ).json()
+    tokens = second_step(mfa_token_for("olivia"), code_at(secret)).json()
     with django_assert_num_queries(expected):
         assert bearer(tokens["access_token"]).get("/api/v1/escalations").status_code == 200

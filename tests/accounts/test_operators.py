@@ -21,6 +21,7 @@ from core.errors import UnprocessableRequest
 from escalations.inbox import assignee_get, colleagues_list
 from escalations.services import operators_group_ensure
 from tests.factories import ConversationFactory, MessageFactory, UserFactory
+from tests.logins import signed_in
 from tests.realtime.conftest import access_token_for, expect_close, make_communicator
 
 KINDS: dict[str, dict[str, Any]] = {
@@ -77,8 +78,7 @@ def test_staff_outside_the_group_get_no_display_name_and_no_ticket() -> None:
         display_name_set(user=staff, name="Stan")
     with pytest.raises(PermissionError):
         admin_tickets.admin_ticket_issue(user=staff, session_key="a-session")
-    client = Client()
-    client.force_login(staff)
+    client = signed_in(staff)
     assert client.post("/admin/escalations/escalation/live-ticket/").status_code == 403
 
 

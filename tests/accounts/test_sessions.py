@@ -12,26 +12,15 @@ from django.test import Client
 
 from accounts.models import RevokedTokenFamily, SecurityEvent, SignInSession, User
 from tests.factories import DEFAULT_PASSWORD
+from tests.logins import login, signed_in, tokens_of
 
-TOKEN = "/api/v1/auth/token"
 REFRESH = "/api/v1/auth/refresh"
 SESSIONS = "/api/v1/auth/sessions"
 PASSWORD = "/api/v1/auth/password"
 ME = "/api/v1/auth/me"
 NEW_PASSWORD = "a-brand-new-passphrase-2026"
 
-
-def sign_in(
-    username: str = "alice", password: str = DEFAULT_PASSWORD, **extra: Any
-) -> dict[str, Any]:
-    response = Client().post(
-        TOKEN,
-        {"username": username, "password": password},
-        content_type="application/json",
-        **extra,
-    )
-    assert response.status_code == 200, response.content
-    return response.json()  # type: ignore[no-any-return]
+pytestmark = pytest.mark.django_db
 
 
 def bearer(tokens: dict[str, Any]) -> Client:
@@ -48,10 +37,9 @@ def family(tokens: dict[str, Any]) -> str:
     return str(jwt.decode(tokens["access_token"], options={"verify_signature": False})["fam"])
 
 
-@pytest.mark.django_db
 def test_sessions_lists_each_sign_in_with_the_current_one_marked(customer: User) -> None:
-    first = sign_in(HTTP_USER_AGENT="Phone/1.0", REMOTE_ADDR="10.1.1.1")
-    second = sign_in(HTTP_USER_AGENT="Laptop/2.0", REMOTE_ADDR="10.2.2.2")
+    first = tokens_of(ip="10.1.1.1", headers={"User-Agent": "Phone/1.0"})
+    second = tokens_of(ip="10.2.2.2", headers={"User-Agent": "Laptop/2.0"})
     response = bearer(second).get(SESSIONS)
     assert response.status_code == 200
     items = response.json()["items"]
@@ -76,9 +64,8 @@ def test_sessions_lists_each_sign_in_with_the_current_one_marked(customer: User)
     assert by_agent["Phone/1.0"]["id"] == ids[family(first)]
 
 
-@pytest.mark.django_db
 def test_a_refresh_stays_in_its_session_and_updates_last_use(customer: User) -> None:
-    tokens = sign_in()
+    tokens = tokens_of()
     before = SignInSession.objects.get(user=customer)
     rotated = refresh(tokens).json()
     after = SignInSession.objects.get(user=customer)
@@ -88,17 +75,15 @@ def test_a_refresh_stays_in_its_session_and_updates_last_use(customer: User) -> 
     assert [item["current"] for item in items] == [True]
 
 
-@pytest.mark.django_db
 def test_sessions_lists_only_the_callers(customer: User, other_customer: User) -> None:
-    sign_in("bob")
-    items = bearer(sign_in()).get(SESSIONS).json()["items"]
+    tokens_of("bob")
+    items = bearer(tokens_of()).get(SESSIONS).json()["items"]
     assert len(items) == 1
 
 
-@pytest.mark.django_db
 def test_revoking_a_session_stops_its_refresh_and_access_tokens_at_once(customer: User) -> None:
-    phone = sign_in()
-    laptop = sign_in()
+    phone = tokens_of()
+    laptop = tokens_of()
     phone_session = SignInSession.objects.get(family=family(phone))
     response = bearer(laptop).delete(f"{SESSIONS}/{phone_session.pk}")
     assert response.status_code == 204
@@ -112,13 +97,12 @@ def test_revoking_a_session_stops_its_refresh_and_access_tokens_at_once(customer
     assert event.detail["session_id"] == phone_session.pk
 
 
-@pytest.mark.django_db
 def test_another_users_session_id_is_404_and_nothing_changes(
     customer: User, other_customer: User
 ) -> None:
-    bobs = sign_in("bob")
+    bobs = tokens_of("bob")
     bobs_session = SignInSession.objects.get(user=other_customer)
-    response = bearer(sign_in()).delete(f"{SESSIONS}/{bobs_session.pk}")
+    response = bearer(tokens_of()).delete(f"{SESSIONS}/{bobs_session.pk}")
     assert response.status_code == 404
     assert response.json() == {"detail": "Session not found"}
     bobs_session.refresh_from_db()
@@ -126,13 +110,12 @@ def test_another_users_session_id_is_404_and_nothing_changes(
     assert not RevokedTokenFamily.objects.exists()
     assert bearer(bobs).get(ME).status_code == 200
     # A missing id looks the same.
-    assert bearer(sign_in()).delete(f"{SESSIONS}/999999").status_code == 404
+    assert bearer(tokens_of()).delete(f"{SESSIONS}/999999").status_code == 404
 
 
-@pytest.mark.django_db
 def test_revoking_all_others_keeps_the_callers(customer: User) -> None:
-    others = [sign_in() for _ in range(3)]
-    mine = sign_in()
+    others = [tokens_of() for _ in range(3)]
+    mine = tokens_of()
     response = bearer(mine).delete(SESSIONS)
     assert response.status_code == 204
     assert all(bearer(tokens).get(ME).status_code == 401 for tokens in others)
@@ -141,18 +124,16 @@ def test_revoking_all_others_keeps_the_callers(customer: User) -> None:
     assert SecurityEvent.objects.filter(kind="session_revoked").count() == 3
 
 
-@pytest.mark.django_db
 def test_revoking_ones_own_session_signs_out(customer: User) -> None:
-    mine = sign_in()
+    mine = tokens_of()
     session = SignInSession.objects.get(family=family(mine))
     assert bearer(mine).delete(f"{SESSIONS}/{session.pk}").status_code == 204
     assert bearer(mine).get(ME).status_code == 401
 
 
-@pytest.mark.django_db
 def test_a_body_on_the_session_deletes_is_refused(customer: User) -> None:
-    mine = sign_in()
-    other = sign_in()
+    mine = tokens_of()
+    other = tokens_of()
     response = bearer(mine).generic(
         "DELETE", SESSIONS, b'{"x": 1}', content_type="application/json"
     )
@@ -163,10 +144,9 @@ def test_a_body_on_the_session_deletes_is_refused(customer: User) -> None:
 # --- Password change ------------------------------------------------------------------------------
 
 
-@pytest.mark.django_db
 def test_password_change_revokes_every_other_session_and_keeps_the_callers(customer: User) -> None:
-    other = sign_in()
-    mine = sign_in()
+    other = tokens_of()
+    mine = tokens_of()
     response = bearer(mine).post(
         PASSWORD,
         {"current_password": DEFAULT_PASSWORD, "new_password": NEW_PASSWORD},
@@ -181,23 +161,13 @@ def test_password_change_revokes_every_other_session_and_keeps_the_callers(custo
     assert rotated.status_code == 200
     assert bearer(rotated.json()).get(ME).status_code == 200
     # The new password signs in; the old one does not.
-    sign_in(password=NEW_PASSWORD)
-    assert (
-        Client()
-        .post(
-            TOKEN,
-            {"username": "alice", "password": DEFAULT_PASSWORD},
-            content_type="application/json",
-        )
-        .status_code
-        == 401
-    )
+    tokens_of(password=NEW_PASSWORD)
+    assert login("alice").status_code == 401
     assert SecurityEvent.objects.filter(kind="password_changed", user=customer).count() == 1
 
 
-@pytest.mark.django_db
 def test_password_change_applies_the_validators(customer: User) -> None:
-    mine = sign_in()
+    mine = tokens_of()
     response = bearer(mine).post(
         PASSWORD,
         {"current_password": DEFAULT_PASSWORD, "new_password": "123"},
@@ -208,13 +178,12 @@ def test_password_change_applies_the_validators(customer: User) -> None:
     assert customer.check_password(DEFAULT_PASSWORD)
 
 
-@pytest.mark.django_db
 def test_wrong_current_password_is_403_and_counts_against_sign_in(
     customer: User, settings: Any
 ) -> None:
     settings.RATE_LIMIT_LOGIN = "3/m"
-    other = sign_in()  # 1 of 3 (per username)
-    client = bearer(sign_in())  # 2 of 3
+    other = tokens_of()  # 1 of 3 (per username)
+    client = bearer(tokens_of())  # 2 of 3
     wrong = {"current_password": "not-it", "new_password": NEW_PASSWORD}
     response = client.post(PASSWORD, wrong, content_type="application/json")
     assert response.status_code == 403
@@ -223,30 +192,25 @@ def test_wrong_current_password_is_403_and_counts_against_sign_in(
     assert limited.status_code == 429
     right = {"current_password": DEFAULT_PASSWORD, "new_password": NEW_PASSWORD}
     assert client.post(PASSWORD, right, content_type="application/json").status_code == 429
-    refused = Client().post(
-        TOKEN, {"username": "alice", "password": DEFAULT_PASSWORD}, content_type="application/json"
-    )
-    assert refused.status_code == 429
+    assert login("alice").status_code == 429
     customer.refresh_from_db()
     assert customer.check_password(DEFAULT_PASSWORD)
     assert bearer(other).get(ME).status_code == 200
 
 
-@pytest.mark.django_db
 def test_a_right_current_password_costs_no_sign_in_budget(customer: User, settings: Any) -> None:
     settings.RATE_LIMIT_LOGIN = "2/m"
-    client = bearer(sign_in())  # 1 of 2
+    client = bearer(tokens_of())  # 1 of 2
     right = {"current_password": DEFAULT_PASSWORD, "new_password": NEW_PASSWORD}
     assert client.post(PASSWORD, right, content_type="application/json").status_code == 204
-    sign_in(password=NEW_PASSWORD)  # 2 of 2: still allowed
+    tokens_of(password=NEW_PASSWORD)  # 2 of 2: still allowed
 
 
-@pytest.mark.django_db
 def test_a_session_ends_at_its_absolute_lifetime_however_often_refreshed(
     customer: User, settings: Any
 ) -> None:
     settings.SESSION_MAX_DAYS = 30
-    tokens = sign_in()
+    tokens = tokens_of()
     session = SignInSession.objects.get(family=family(tokens))
     SignInSession.objects.filter(pk=session.pk).update(
         created_at=session.created_at - timedelta(days=29, hours=23)
@@ -259,11 +223,9 @@ def test_a_session_ends_at_its_absolute_lifetime_however_often_refreshed(
     assert response.status_code == 401
 
 
-@pytest.mark.django_db
 def test_a_superuser_signs_a_user_out_everywhere(customer: User, superuser: User) -> None:
-    phone, laptop = sign_in(), sign_in()
-    admin = Client()
-    admin.force_login(superuser)
+    phone, laptop = tokens_of(), tokens_of()
+    admin = signed_in(superuser)
     response = admin.post(
         "/admin/accounts/user/",
         {"action": "sign_out_everywhere", "_selected_action": [customer.pk]},
@@ -275,13 +237,12 @@ def test_a_superuser_signs_a_user_out_everywhere(customer: User, superuser: User
     assert SecurityEvent.objects.filter(kind="session_revoked", user=customer).count() == 2
 
 
-@pytest.mark.django_db
 def test_expired_sessions_are_pruned(customer: User, settings: Any) -> None:
     from django.utils import timezone
 
     from accounts import services
 
-    sign_in()
+    tokens_of()
     services.expired_tokens_prune(now=timezone.now() + timedelta(days=1))
     assert SignInSession.objects.count() == 1
     services.expired_tokens_prune(

@@ -5,36 +5,23 @@ verified tokens (accounts.auth) under several keys."""
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import hmac
 import json
-import time
 from typing import Any
 
 import jwt
 import pytest
-from django.conf import settings
 from django.test import Client
 
 from accounts.models import User
 from accounts.signing import key_id
-from accounts.tokens import password_fingerprint
-from tests.factories import DEFAULT_PASSWORD
+from tests.logins import tokens_of
+from tests.tokens import access_claims, b64url, signed
 
 ME = "/api/v1/auth/me"
 OLD_KEY = "old-signing-key-" + "o" * 32
 NEW_KEY = "new-signing-key-" + "n" * 32
-
-
-def sign_in() -> dict[str, Any]:
-    response = Client().post(
-        "/api/v1/auth/token",
-        {"username": "alice", "password": DEFAULT_PASSWORD},
-        content_type="application/json",
-    )
-    assert response.status_code == 200, response.content
-    return response.json()  # type: ignore[no-any-return]
 
 
 def me(access: str) -> Any:
@@ -54,7 +41,7 @@ def header(token: str) -> dict[str, Any]:
 @pytest.mark.django_db
 def test_every_token_names_its_key_without_revealing_it(customer: User, settings: Any) -> None:
     settings.JWT_SIGNING_KEYS = [OLD_KEY]
-    tokens = sign_in()
+    tokens = tokens_of()
     for token in (tokens["access_token"], tokens["refresh_token"]):
         kid = header(token)["kid"]
         assert kid == key_id(OLD_KEY)
@@ -69,14 +56,14 @@ def test_every_token_names_its_key_without_revealing_it(customer: User, settings
 @pytest.mark.django_db
 def test_rotating_signs_no_one_out(customer: User, settings: Any) -> None:
     settings.JWT_SIGNING_KEYS = [OLD_KEY]
-    before = sign_in()
+    before = tokens_of()
     assert me(before["access_token"]).status_code == 200
     settings.JWT_SIGNING_KEYS = [NEW_KEY, OLD_KEY]  # the new key signs, the old one verifies
     assert me(before["access_token"]).status_code == 200
     rotated = refresh(before["refresh_token"])
     assert rotated.status_code == 200
     assert header(rotated.json()["access_token"])["kid"] == key_id(NEW_KEY)
-    after = sign_in()
+    after = tokens_of()
     assert header(after["access_token"])["kid"] == key_id(NEW_KEY)
     assert me(after["access_token"]).status_code == 200
 
@@ -85,11 +72,11 @@ def test_rotating_signs_no_one_out(customer: User, settings: Any) -> None:
 def test_retiring_a_key_stops_its_tokens(customer: User, settings: Any) -> None:
     settings.JWT_SIGNING_KEYS = [NEW_KEY, OLD_KEY]
     settings.JWT_SIGNING_KEYS = [OLD_KEY]
-    old = sign_in()
+    old = tokens_of()
     # Verified once, so the per-process cache holds it.
     assert me(old["access_token"]).status_code == 200
     settings.JWT_SIGNING_KEYS = [NEW_KEY, OLD_KEY]
-    new = sign_in()
+    new = tokens_of()
     settings.JWT_SIGNING_KEYS = [NEW_KEY]  # the old key retired
     refused = me(old["access_token"])
     assert refused.status_code == 401
@@ -99,22 +86,7 @@ def test_retiring_a_key_stops_its_tokens(customer: User, settings: Any) -> None:
 
 
 def _forged(user: User, *, kid: str | None, key: str) -> str:
-    now = int(time.time())
-    claims = {
-        "token_type": "access",
-        "exp": now + 600,
-        "iat": now,
-        "jti": "k" * 32,
-        "sub": str(user.pk),
-        "scope": "conversations:read",
-        "pwf": password_fingerprint(user),
-        "fam": "f" * 32,
-        "amr": ["pwd"],
-        "iss": settings.JWT_ISSUER,
-        "aud": settings.JWT_AUDIENCE,
-    }
-    headers = {} if kid is None else {"kid": kid}
-    return jwt.encode(claims, key, algorithm="HS256", headers=headers)
+    return signed(access_claims(user, jti="k" * 32, scope="conversations:read"), key, kid=kid)
 
 
 @pytest.mark.django_db
@@ -150,11 +122,8 @@ def test_a_kid_of_one_key_with_another_keys_signature_is_401(customer: User, set
 def test_a_non_string_kid_is_401(customer: User, settings: Any) -> None:
     settings.JWT_SIGNING_KEYS = [OLD_KEY]
 
-    def b64(data: bytes) -> str:
-        return base64.urlsafe_b64encode(data).decode().rstrip("=")
-
     valid = _forged(customer, kid=key_id(OLD_KEY), key=OLD_KEY)
     _header, payload, _signature = valid.split(".")
-    head = b64(json.dumps({"alg": "HS256", "typ": "JWT", "kid": [key_id(OLD_KEY)]}).encode())
+    head = b64url(json.dumps({"alg": "HS256", "typ": "JWT", "kid": [key_id(OLD_KEY)]}).encode())
     signature = hmac.new(OLD_KEY.encode(), f"{head}.{payload}".encode(), hashlib.sha256).digest()
-    assert me(f"{head}.{payload}.{b64(signature)}").status_code == 401
+    assert me(f"{head}.{payload}.{b64url(signature)}").status_code == 401

@@ -42,6 +42,14 @@ def endpoint_for(
 
 
 @pytest.fixture
+def conversation_hook(receiver: Receiver, endpoint_for: Callable[..., Any]) -> WebhookEndpoint:
+    """An endpoint at the receiver's /hook taking conversation.created only: one event, and so
+    one delivery, per new conversation."""
+    endpoint, _secret = endpoint_for(receiver.url(), events=("conversation.created",))
+    return endpoint  # type: ignore[no-any-return]
+
+
+@pytest.fixture
 def drain() -> Callable[[], None]:
     """Run the worker until every due delivery has been attempted."""
 

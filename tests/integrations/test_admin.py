@@ -10,6 +10,7 @@ from django.test import Client
 
 from accounts.models import User
 from integrations.models import WebhookDelivery, WebhookEndpoint, WebhookEvent
+from tests.logins import signed_in
 
 pytestmark = pytest.mark.django_db
 
@@ -19,9 +20,7 @@ DELIVERIES = "/admin/integrations/webhookdelivery/"
 
 @pytest.fixture
 def admin_client_(superuser: User) -> Client:
-    client = Client()
-    client.force_login(superuser)
-    return client
+    return signed_in(superuser)
 
 
 @pytest.fixture
@@ -66,8 +65,7 @@ def test_private_urls_are_refused_in_the_form(admin_client_: Client) -> None:
 
 
 def test_operators_see_neither_screen(operator: User) -> None:
-    client = Client()
-    client.force_login(operator)
+    client = signed_in(operator)
     assert client.get(ENDPOINTS).status_code == 403
     assert client.get(DELIVERIES).status_code == 403
 

@@ -30,6 +30,7 @@ from messaging.models import Conversation, IdempotencyRecord, Message
 from messaging.realtime import conversation_group
 from messaging.retention import conversations_prune_expired
 from tests.factories import DEFAULT_PASSWORD
+from tests.logins import signed_in
 from tests.messages import sent_directly
 from tests.receiver import Receiver
 
@@ -354,8 +355,7 @@ def test_admin_delete_of_a_customer_is_an_erasure(
     conversation_id = sent_directly(customer, "hello")["conversation_id"]
     _credentials(customer)
     theirs = sent_directly(other_customer, "mine")["conversation_id"]
-    client = Client()
-    client.force_login(superuser)
+    client = signed_in(superuser)
 
     response = client.post(f"/admin/accounts/user/{customer.pk}/delete/", {"post": "yes"})
 
@@ -373,8 +373,7 @@ def test_admin_bulk_delete_erases_customers_and_removes_staff_plainly(
     customer: User, other_customer: User, operator: User, superuser: User
 ) -> None:
     sent_directly(customer, "hello")
-    client = Client()
-    client.force_login(superuser)
+    client = signed_in(superuser)
 
     response = client.post(
         "/admin/accounts/user/",

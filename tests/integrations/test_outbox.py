@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -19,9 +19,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from accounts.models import User
-from escalations import services as escalation_services
 from escalations.inbox import rating_create
-from escalations.models import Escalation
 from integrations import delivery
 from integrations.delivery import (
     SWEEP_BATCH,
@@ -35,50 +33,24 @@ from messaging.events import DomainEvent
 from messaging.models import Conversation
 from messaging.schemas import message_payload
 from messaging.services import message_send
+from tests.integrations.scenarios import HUMAN, escalation_lifecycle
 from tests.messages import sent_directly
 from tests.receiver import Receiver
 
 pytestmark = pytest.mark.django_db
 
-HUMAN = "I want to talk to a human agent please"
 ANSWERED = "How do I reset my password?"  # the rule-based agent answers it (the fast path)
 EVENT_ID = re.compile(r"^msg_[0-9a-f]{32}$")
 
 
 def _every_kind_of_change(customer: User, operator: User) -> None:
     """Every door that records domain events: a new conversation (general path) that
-    escalates, assignment, an operator's reply, resolution, a rating, and a turn on an active
-    conversation (messaging.fastpath)."""
-    conversation_id = sent_directly(customer, HUMAN)["conversation_id"]
-    escalation_services.escalation_assign(conversation_id=conversation_id, actor=operator)
-    # Past its first-response due time, so the reply below is late: escalation.sla_breached.
-    Escalation.objects.filter(conversation_id=conversation_id).update(
-        first_response_due=timezone.now() - timedelta(minutes=1)
-    )
-    escalation_services.escalation_reply(
-        conversation_id=conversation_id, actor=operator, text="Hello, I am here to help."
-    )
-    escalation_services.escalation_resolve(
-        conversation_id=conversation_id, actor=operator, notes="Sorted out"
-    )
+    escalates, assignment, an operator's late reply, resolution, a rating, and a turn on an
+    active conversation (messaging.fastpath)."""
+    conversation_id = escalation_lifecycle(customer, operator)
     rating_create(customer=customer, conversation_id=conversation_id, score=5, comment="ok")
     second = sent_directly(customer, ANSWERED)["conversation_id"]
     sent_directly(customer, ANSWERED, conversation_id=second)
-
-
-@pytest.fixture
-def recorded() -> Iterator[list[DomainEvent]]:
-    """Every domain event recorded while the test runs, as the sinks receive them."""
-    seen: list[DomainEvent] = []
-
-    def sink(batch: list[DomainEvent]) -> None:
-        seen.extend(batch)
-
-    events.domain_event_sink_register(sink)
-    try:
-        yield seen
-    finally:
-        events._sinks.remove(sink)
 
 
 def _endpoint(*, active: bool = True, types: tuple[str, ...] = events.EVENT_TYPES) -> Any:
@@ -91,26 +63,26 @@ def _endpoint(*, active: bool = True, types: tuple[str, ...] = events.EVENT_TYPE
 
 
 def test_no_endpoint_no_rows_for_any_kind_of_change(
-    customer: User, operator: User, recorded: list[DomainEvent]
+    customer: User, operator: User, recorded_events: list[DomainEvent]
 ) -> None:
     _every_kind_of_change(customer, operator)
     # Every kind of event was recorded, so the sink was called for each …
-    assert {event_type for event_type, _ in recorded} == set(events.EVENT_TYPES)
+    assert {event_type for event_type, _ in recorded_events} == set(events.EVENT_TYPES)
     # … and wrote nothing.
     assert WebhookEvent.objects.count() == 0
 
 
 def test_an_inactive_endpoint_is_no_endpoint(
-    customer: User, operator: User, recorded: list[DomainEvent]
+    customer: User, operator: User, recorded_events: list[DomainEvent]
 ) -> None:
     _endpoint(active=False)
     _every_kind_of_change(customer, operator)
-    assert len(recorded) > 10
+    assert len(recorded_events) > 10
     assert WebhookEvent.objects.count() == 0
 
 
 def test_with_an_endpoint_every_recorded_event_has_its_row(
-    customer: User, operator: User, recorded: list[DomainEvent]
+    customer: User, operator: User, recorded_events: list[DomainEvent]
 ) -> None:
     # Subscribed to one type only: rows are written for every type all the same (the sweep
     # filters by type, as before).
@@ -118,7 +90,7 @@ def test_with_an_endpoint_every_recorded_event_has_its_row(
     _every_kind_of_change(customer, operator)
     rows = list(WebhookEvent.objects.order_by("id"))
     assert [(row.type, row.payload, row.customer_id) for row in rows] == [
-        (event_type, data, data["customer_id"]) for event_type, data in recorded
+        (event_type, data, data["customer_id"]) for event_type, data in recorded_events
     ]
     assert {row.type for row in rows} == set(events.EVENT_TYPES)
     assert all(EVENT_ID.match(row.event_id) for row in rows)
@@ -275,9 +247,9 @@ def _turn(customer: User, conversation_id: int) -> Any:
 
 
 def test_only_sinks_that_can_write_from_a_statement_are_folded_in(
-    recorded: list[DomainEvent],
+    recorded_events: list[DomainEvent],
 ) -> None:
-    # `recorded` registered a sink that can only be called: the turn must call it.
+    # `recorded_events` registered a sink that can only be called: the turn must call it.
     assert events.domain_event_inserts("e") is None
     events._sinks.remove(recorded_sink := events._sinks[-1])
     try:
@@ -297,7 +269,7 @@ def test_the_turns_events_are_the_rows_the_sink_writes(
     outbox listening) or by the sink in its transaction (SQLite, or a sink that can only be
     called): the same rows outbox_write writes for the events the general path records."""
     if not folded:
-        seen = request.getfixturevalue("recorded")
+        seen = request.getfixturevalue("recorded_events")
     _endpoint()
     conversation = sent_directly(customer, ANSWERED)["conversation_id"]
     before = set(WebhookEvent.objects.values_list("id", flat=True))
@@ -371,34 +343,28 @@ def test_the_turns_events_roll_back_with_it(customer: User) -> None:
 # --- Who hears of what ---------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize(
+    "earlier_endpoint",
+    [True, False],
+    ids=["another-endpoint-before", "no-endpoint-before"],  # the event row written, or never
+)
 def test_an_endpoint_hears_only_of_what_happened_after_it_was_created(
     customer: User,
     receiver: Receiver,
     endpoint_for: Callable[..., Any],
     drain: Callable[[], None],
+    earlier_endpoint: bool,
 ) -> None:
-    endpoint_for(receiver.url("/first"), events=("conversation.created",))
+    if earlier_endpoint:
+        endpoint_for(receiver.url("/first"), events=("conversation.created",))
     before = sent_directly(customer, ANSWERED)["conversation_id"]
     endpoint_for(receiver.url("/second"), events=("conversation.created",))
     after = sent_directly(customer, ANSWERED)["conversation_id"]
     drain()
+    assert before != after
     first = [e["data"]["conversation_id"] for e in receiver.events("/first")]
     second = [e["data"]["conversation_id"] for e in receiver.events("/second")]
-    assert (first, second) == ([before, after], [after])
-
-
-def test_events_from_before_any_endpoint_are_never_sent(
-    customer: User,
-    receiver: Receiver,
-    endpoint_for: Callable[..., Any],
-    drain: Callable[[], None],
-) -> None:
-    before = sent_directly(customer, ANSWERED)["conversation_id"]
-    endpoint_for(receiver.url(), events=("conversation.created",))
-    after = sent_directly(customer, ANSWERED)["conversation_id"]
-    drain()
-    assert before != after
-    assert [e["data"]["conversation_id"] for e in receiver.events()] == [after]
+    assert (first, second) == ([before, after] if earlier_endpoint else [], [after])
 
 
 # --- The sweeper's pace -------------------------------------------------------------------------

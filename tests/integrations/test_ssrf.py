@@ -55,23 +55,48 @@ def dns(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[str]]:
     return table
 
 
-@pytest.fixture
-def no_connections(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
-    """Any outgoing connection attempt is recorded and refused."""
+def _connections_refused(monkeypatch: pytest.MonkeyPatch, error: type[Exception]) -> list[Any]:
+    """Every outgoing connection attempt from now on is recorded (host, port) and fails with
+    `error`: nothing leaves the machine."""
     attempts: list[Any] = []
 
-    def refuse_create_connection(address: Any, *args: Any, **kwargs: Any) -> Any:
-        attempts.append(address)
-        raise AssertionError(f"connection attempted to {address}")
+    def refuse(address: Any, *args: Any, **kwargs: Any) -> Any:
+        attempts.append(address[:2])
+        raise error(f"connection attempted to {address}")
 
     def refuse_connect(self: socket.socket, address: Any) -> Any:
-        attempts.append(address)
-        raise AssertionError(f"connection attempted to {address}")
+        return refuse(address)
 
-    monkeypatch.setattr(socket, "create_connection", refuse_create_connection)
+    monkeypatch.setattr(socket, "create_connection", refuse)
     monkeypatch.setattr(socket.socket, "connect", refuse_connect)
     monkeypatch.setattr(socket.socket, "connect_ex", refuse_connect)
     return attempts
+
+
+@pytest.fixture
+def no_connections(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """Any outgoing connection attempt is recorded and fails the code under test loudly."""
+    return _connections_refused(monkeypatch, AssertionError)
+
+
+@pytest.fixture
+def recorded_connections(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """Every outgoing connection attempt is recorded and refused as a closed port would refuse
+    it (the attempt fails cleanly)."""
+    return _connections_refused(monkeypatch, ConnectionRefusedError)
+
+
+@pytest.fixture
+def create_webhook(superuser: User, client_for: Callable[..., Client]) -> Callable[..., Any]:
+    """create_webhook(url, events=("message.created",)) → a superuser's POST /webhooks."""
+    client = client_for(superuser)
+
+    def create(url: str, events: tuple[str, ...] = ("message.created",)) -> Any:
+        return client.post(
+            "/api/v1/webhooks", {"url": url, "events": list(events)}, "application/json"
+        )
+
+    return create
 
 
 REFUSED_URLS = [
@@ -106,30 +131,26 @@ def private_names(dns: dict[str, list[str]]) -> dict[str, list[str]]:
 SECRET = "whsec_c2VjcmV0c2VjcmV0c2VjcmV0"
 
 
+def _attempted(customer: User) -> WebhookDelivery:
+    """A new conversation (conversation.created), the worker until idle: the one endpoint's
+    one delivery."""
+    message_send(customer=customer, conversation_id=None, text="hello")
+    worker_run_until_idle()
+    return WebhookDelivery.objects.get()
+
+
 def _one_attempt(url: str, customer: User) -> WebhookDelivery:
     """An endpoint row for `url` written straight (around the API's check), one event, the
     worker until idle: the endpoint's one delivery."""
-    endpoint = WebhookEndpoint.objects.create(
-        url=url, events=["conversation.created"], secret=SECRET
-    )
-    message_send(customer=customer, conversation_id=None, text="hello")
-    worker_run_until_idle()
-    return WebhookDelivery.objects.get(endpoint=endpoint)
+    WebhookEndpoint.objects.create(url=url, events=["conversation.created"], secret=SECRET)
+    return _attempted(customer)
 
 
 @pytest.mark.parametrize("url", REFUSED_URLS)
 def test_refused_at_creation(
-    url: str,
-    private_names: Any,
-    no_connections: list[Any],
-    superuser: User,
-    client_for: Callable[..., Client],
+    url: str, private_names: Any, no_connections: list[Any], create_webhook: Callable[..., Any]
 ) -> None:
-    response = client_for(superuser).post(
-        "/api/v1/webhooks",
-        {"url": url, "events": ["message.created"]},
-        content_type="application/json",
-    )
+    response = create_webhook(url)
     assert response.status_code == 422, response.content
     assert response.json()["detail"][0]["loc"] == ["body", "url"]
     assert "non-public" in response.json()["detail"][0]["msg"]
@@ -149,30 +170,17 @@ def test_refused_at_creation(
     ],
 )
 def test_malformed_or_unresolvable_urls_are_refused(
-    url: str,
-    private_names: Any,
-    no_connections: list[Any],
-    superuser: User,
-    client_for: Callable[..., Client],
+    url: str, private_names: Any, no_connections: list[Any], create_webhook: Callable[..., Any]
 ) -> None:
-    response = client_for(superuser).post(
-        "/api/v1/webhooks", {"url": url, "events": ["message.created"]}, "application/json"
-    )
+    response = create_webhook(url)
     assert response.status_code == 422
     assert not WebhookEndpoint.objects.exists()
 
 
 def test_a_public_name_is_accepted_without_connecting(
-    private_names: Any,
-    no_connections: list[Any],
-    superuser: User,
-    client_for: Callable[..., Client],
+    private_names: Any, no_connections: list[Any], create_webhook: Callable[..., Any]
 ) -> None:
-    response = client_for(superuser).post(
-        "/api/v1/webhooks",
-        {"url": "https://public.example.test/hook", "events": ["message.created"]},
-        "application/json",
-    )
+    response = create_webhook("https://public.example.test/hook")
     assert response.status_code == 201
     assert no_connections == []
 
@@ -193,21 +201,14 @@ def test_refused_at_delivery_without_any_connection(
 def test_rebinding_after_creation_is_refused_at_delivery(
     private_names: dict[str, list[str]],
     no_connections: list[Any],
-    superuser: User,
     customer: User,
-    client_for: Callable[..., Client],
+    create_webhook: Callable[..., Any],
 ) -> None:
     private_names["rebind.example.test"] = [PUBLIC_TEST_ADDRESS]
-    response = client_for(superuser).post(
-        "/api/v1/webhooks",
-        {"url": "http://rebind.example.test/hook", "events": ["conversation.created"]},
-        "application/json",
-    )
+    response = create_webhook("http://rebind.example.test/hook", ("conversation.created",))
     assert response.status_code == 201
     private_names["rebind.example.test"] = ["169.254.169.254"]
-    message_send(customer=customer, conversation_id=None, text="hello")
-    worker_run_until_idle()
-    (delivery,) = WebhookDelivery.objects.all()
+    delivery = _attempted(customer)
     assert (delivery.status, delivery.status_code) == ("failed", None)
     assert no_connections == []
 
@@ -220,19 +221,12 @@ def test_the_connection_goes_to_the_checked_address(
     settings.WEBHOOK_ALLOW_PRIVATE_HOSTS = True
     port = int(receiver.base_url.rsplit(":", 1)[1])
     dns["hooks.example.test"] = ["127.0.0.1"]
-    endpoint = WebhookEndpoint.objects.create(
-        url=f"http://hooks.example.test:{port}/hook",
-        events=["conversation.created"],
-        secret="whsec_c2VjcmV0c2VjcmV0c2VjcmV0",
-    )
-    message_send(customer=customer, conversation_id=None, text="hello")
+    delivery = _one_attempt(f"http://hooks.example.test:{port}/hook", customer)
     calls: list[str] = dns["__calls__"]  # type: ignore[assignment]
-    calls.clear()
-    worker_run_until_idle()
     assert calls.count("hooks.example.test") == 1
     (request,) = receiver.requests
     assert request.headers["Host"] == f"hooks.example.test:{port}"
-    assert WebhookDelivery.objects.get(endpoint=endpoint).delivered is True
+    assert delivery.delivered is True
 
 
 @pytest.mark.parametrize(
@@ -440,80 +434,44 @@ ADDRESS_SPELLINGS = [
 SPELLING_IDS = [spelling for spelling, _address, _public in ADDRESS_SPELLINGS]
 
 
-@pytest.fixture
-def recorded_connections(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
-    """Every outgoing connection attempt is recorded and refused as a closed port would refuse
-    it (the attempt fails cleanly; nothing leaves the machine)."""
-    attempts: list[Any] = []
-
-    def refuse(address: Any, *args: Any, **kwargs: Any) -> Any:
-        attempts.append(address[:2])
-        raise ConnectionRefusedError(f"connection attempted to {address}")
-
-    def refuse_connect(self: socket.socket, address: Any) -> Any:
-        return refuse(address)
-
-    monkeypatch.setattr(socket, "create_connection", refuse)
-    monkeypatch.setattr(socket.socket, "connect", refuse_connect)
-    monkeypatch.setattr(socket.socket, "connect_ex", refuse_connect)
-    return attempts
-
-
 @pytest.mark.parametrize(("spelling", "address", "public"), ADDRESS_SPELLINGS, ids=SPELLING_IDS)
-def test_every_spelling_of_an_address_is_checked_as_that_address(
-    spelling: str, address: str, public: bool
-) -> None:
-    from integrations.urlguard import UnsafeUrl, url_check
-
-    assert address_is_public(address) is public
-    if public:
-        target = url_check(f"http://{spelling}/hook")
-        assert ipaddress.ip_address(target.address) == ipaddress.ip_address(address)
-    else:
-        with pytest.raises(UnsafeUrl):
-            url_check(f"http://{spelling}/hook")
-
-
-@pytest.mark.parametrize(("spelling", "address", "public"), ADDRESS_SPELLINGS, ids=SPELLING_IDS)
-def test_every_spelling_at_creation(
+def test_every_spelling_is_checked_as_that_address_at_creation_and_delivery(
     spelling: str,
     address: str,
     public: bool,
     dns: dict[str, list[str]],
-    no_connections: list[Any],
-    superuser: User,
-    client_for: Callable[..., Client],
+    recorded_connections: list[Any],
+    create_webhook: Callable[..., Any],
+    customer: User,
+    settings: Any,
 ) -> None:
-    response = client_for(superuser).post(
-        "/api/v1/webhooks",
-        {"url": f"http://{spelling}/hook", "events": ["message.created"]},
-        content_type="application/json",
-    )
+    from integrations.urlguard import UnsafeUrl, url_check
+
+    url = f"http://{spelling}/hook"
+    assert address_is_public(address) is public
+    if public:
+        target = url_check(url)
+        assert ipaddress.ip_address(target.address) == ipaddress.ip_address(address)
+    else:
+        with pytest.raises(UnsafeUrl):
+            url_check(url)
+
+    # At creation: refused, or accepted without connecting.
+    response = create_webhook(url, ("conversation.created",))
     if public:
         assert response.status_code == 201, response.content
     else:
         assert response.status_code == 422, response.content
         assert response.json()["detail"][0]["loc"] == ["body", "url"]
         assert not WebhookEndpoint.objects.exists()
-    assert dns["__calls__"] == []  # an address literal is never looked up
-    assert no_connections == []
+        # A row written around the API (or before this rule): the worker checks the same way.
+        WebhookEndpoint.objects.create(url=url, events=["conversation.created"], secret=SECRET)
+    assert recorded_connections == []
 
-
-@pytest.mark.parametrize(("spelling", "address", "public"), ADDRESS_SPELLINGS, ids=SPELLING_IDS)
-def test_every_spelling_at_delivery(
-    spelling: str,
-    address: str,
-    public: bool,
-    dns: dict[str, list[str]],
-    recorded_connections: list[Any],
-    customer: User,
-    settings: Any,
-) -> None:
-    """A row written around the API (or before this rule): the worker checks the same way, and
-    connects — here: tries to, the connect is patched — only to the public address named,
-    exactly it."""
+    # At delivery: it connects — here: tries to, the connect is patched — only to the public
+    # address named, exactly it.
     settings.WEBHOOK_MAX_ATTEMPTS = 1
-    delivery = _one_attempt(f"http://{spelling}/hook", customer)
+    delivery = _attempted(customer)
     assert (delivery.status, delivery.status_code, delivery.delivered) == ("failed", None, False)
     if public:
         assert delivery.error == "Connection failed (ConnectError)"
@@ -524,7 +482,7 @@ def test_every_spelling_at_delivery(
     else:
         assert recorded_connections == []
         assert delivery.error  # refused before any connection
-    assert dns["__calls__"] == []
+    assert dns["__calls__"] == []  # an address literal is never looked up
 
 
 # --- The path is a path -------------------------------------------------------------------------

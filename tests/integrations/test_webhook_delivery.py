@@ -3,51 +3,33 @@ receiver on 127.0.0.1, receivers verify with the `standardwebhooks` library."""
 
 from __future__ import annotations
 
+import contextlib
+import socket
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from typing import Any
 
 import pytest
 from django.db import transaction
 from django.utils import timezone
+from django_tasks_db.models import DBTaskResult
 from standardwebhooks import Webhook
 
 from accounts.models import User
 from escalations import services as escalation_services
-from escalations.models import Escalation
 from integrations.delivery import webhook_outbox_sweep
 from integrations.models import WebhookDelivery, WebhookEndpoint, WebhookEvent
 from messaging import idempotency
 from messaging.events import EVENT_TYPES, RATING_CREATED, domain_event_record
 from messaging.models import Conversation, Message
 from messaging.services import message_send
+from tests.integrations.scenarios import HUMAN, delivery_queued, escalation_lifecycle
 from tests.messages import sent_directly
 from tests.receiver import Receiver
 
 pytestmark = pytest.mark.django_db
-
-HUMAN = "I want to talk to a human agent please"
-
-
-def _full_lifecycle(customer: User, operator: User) -> int:
-    """conversation.created, message.created (customer, agent, system, operator),
-    escalation.opened / assigned / resolved — through the real services."""
-    body = sent_directly(customer, HUMAN)
-    assert body["status"] == "escalated"
-    conversation_id = body["conversation_id"]
-    escalation_services.escalation_assign(conversation_id=conversation_id, actor=operator)
-    # Past its first-response due time, so the reply below is late: escalation.sla_breached.
-    Escalation.objects.filter(conversation_id=conversation_id).update(
-        first_response_due=timezone.now() - timedelta(minutes=1)
-    )
-    escalation_services.escalation_reply(
-        conversation_id=conversation_id, actor=operator, text="Hello, I am here to help."
-    )
-    escalation_services.escalation_resolve(
-        conversation_id=conversation_id, actor=operator, notes="Sorted out"
-    )
-    return conversation_id
 
 
 def test_deliveries_are_signed_and_verify_with_standardwebhooks(
@@ -123,7 +105,7 @@ def test_every_event_type_arrives(
     drain: Any,
 ) -> None:
     endpoint_for(receiver.url())
-    conversation_id = _full_lifecycle(customer, operator)
+    conversation_id = escalation_lifecycle(customer, operator)
     # rating.created is written by the ratings service (messaging.Rating); the sink must take
     # it like any other event.
     with transaction.atomic():
@@ -166,25 +148,33 @@ def test_an_endpoint_gets_only_its_event_types(
     assert [e["type"] for e in receiver.events("/msgs")] == ["message.created"] * 2
 
 
+@pytest.fixture
+def attempts(
+    customer: User, receiver: Receiver, conversation_hook: WebhookEndpoint, drain: Any
+) -> Callable[..., list[WebhookDelivery]]:
+    """attempts(*answers): the receiver answers so (then 200), a new conversation's event goes
+    out until the worker is idle; the endpoint's delivery rows, by attempt."""
+
+    def run(*answers: int | tuple[int, dict[str, str]]) -> list[WebhookDelivery]:
+        receiver.answer("/hook", *answers)
+        sent_directly(customer, "hello there")
+        drain()
+        return list(WebhookDelivery.objects.filter(endpoint=conversation_hook).order_by("attempt"))
+
+    return run
+
+
 def test_a_failing_receiver_gets_the_same_event_id_until_it_succeeds(
-    customer: User, receiver: Receiver, endpoint_for: Callable[..., Any], drain: Any
+    receiver: Receiver, attempts: Callable[..., list[WebhookDelivery]]
 ) -> None:
-    endpoint, _ = endpoint_for(receiver.url(), events=("conversation.created",))
-    receiver.answer("/hook", 500, 503, 200)
-    sent_directly(customer, "hello there")
-    drain()
+    rows = attempts(500, 503, 200)
 
     ids = [r.headers["webhook-id"] for r in receiver.requests]
     assert len(ids) == 3
     assert len(set(ids)) == 1
     bodies = {r.body for r in receiver.requests}
     assert len(bodies) == 1  # the same bytes every time
-    attempts = list(
-        WebhookDelivery.objects.filter(endpoint=endpoint)
-        .order_by("attempt")
-        .values_list("attempt", "status", "status_code", "error", "delivered")
-    )
-    assert attempts == [
+    assert [(r.attempt, r.status, r.status_code, r.error, r.delivered) for r in rows] == [
         (1, "retrying", 500, "HTTP 500", False),
         (2, "retrying", 503, "HTTP 503", False),
         (3, "delivered", 200, "", True),
@@ -192,78 +182,52 @@ def test_a_failing_receiver_gets_the_same_event_id_until_it_succeeds(
 
 
 def test_backoff_is_exponential(
-    settings: Any,
-    customer: User,
-    receiver: Receiver,
-    endpoint_for: Callable[..., Any],
-    drain: Any,
+    settings: Any, receiver: Receiver, attempts: Callable[..., list[WebhookDelivery]]
 ) -> None:
-    endpoint, _ = endpoint_for(receiver.url(), events=("conversation.created",))
+    from integrations.delivery import webhook_attempt_run
+
     settings.WEBHOOK_RETRY_BASE_SECONDS = 30
-    receiver.answer("/hook", 500, 500)
-    sent_directly(customer, "hello there")
-    drain()  # attempt 1 fails; attempt 2 is due in 30 s, so the drain stops there
-    first, second = WebhookDelivery.objects.filter(endpoint=endpoint).order_by("attempt")
+    # Attempt 1 fails; attempt 2 is due in 30 s, so the drain stops there.
+    first, second = attempts(500, 500)
     assert len(receiver.requests) == 1
     assert second.status == "pending"
     delay = (second.next_attempt_at - first.attempted_at).total_seconds()
     assert 30 <= delay < 32
     # Attempt 2 failing schedules attempt 3 twice as far out.
     WebhookDelivery.objects.filter(pk=second.pk).update(next_attempt_at=first.attempted_at)
-    from integrations.delivery import webhook_attempt_run
-
     webhook_attempt_run(second.pk)
-    third = WebhookDelivery.objects.get(endpoint=endpoint, attempt=3)
+    third = WebhookDelivery.objects.get(endpoint=second.endpoint_id, attempt=3)
     second.refresh_from_db()
     assert 60 <= (third.next_attempt_at - second.attempted_at).total_seconds() < 62
 
 
 def test_gives_up_after_max_attempts(
-    settings: Any,
-    customer: User,
-    receiver: Receiver,
-    endpoint_for: Callable[..., Any],
-    drain: Any,
+    settings: Any, receiver: Receiver, attempts: Callable[..., list[WebhookDelivery]]
 ) -> None:
     settings.WEBHOOK_MAX_ATTEMPTS = 3
-    endpoint, _ = endpoint_for(receiver.url(), events=("conversation.created",))
-    receiver.answer("/hook", 500, 500, 500, 200)
-    sent_directly(customer, "hello there")
-    drain()
+    rows = attempts(500, 500, 500, 200)
     assert len(receiver.requests) == 3
-    statuses = list(
-        WebhookDelivery.objects.filter(endpoint=endpoint)
-        .order_by("attempt")
-        .values_list("status", flat=True)
-    )
-    assert statuses == ["retrying", "retrying", "failed"]
+    assert [r.status for r in rows] == ["retrying", "retrying", "failed"]
 
 
 def test_redirects_are_recorded_as_failures_and_never_followed(
-    customer: User, receiver: Receiver, endpoint_for: Callable[..., Any], drain: Any, settings: Any
+    settings: Any, receiver: Receiver, attempts: Callable[..., list[WebhookDelivery]]
 ) -> None:
     settings.WEBHOOK_MAX_ATTEMPTS = 2
-    endpoint, _ = endpoint_for(receiver.url(), events=("conversation.created",))
-    receiver.answer(
-        "/hook", (302, {"Location": receiver.url("/elsewhere")}), (302, {"Location": "/elsewhere"})
+    rows = attempts(
+        (302, {"Location": receiver.url("/elsewhere")}), (302, {"Location": "/elsewhere"})
     )
-    sent_directly(customer, "hello there")
-    drain()
     assert [r.path for r in receiver.requests] == ["/hook", "/hook"]
-    attempts = list(
-        WebhookDelivery.objects.filter(endpoint=endpoint)
-        .order_by("attempt")
-        .values_list("status", "status_code", "delivered")
-    )
-    assert attempts == [("retrying", 302, False), ("failed", 302, False)]
-    assert "redirects are not followed" in WebhookDelivery.objects.get(attempt=1).error
+    assert [(r.status, r.status_code, r.delivered) for r in rows] == [
+        ("retrying", 302, False),
+        ("failed", 302, False),
+    ]
+    assert "redirects are not followed" in rows[0].error
 
 
 def test_timeouts_and_connection_errors_are_retried(
     settings: Any, customer: User, endpoint_for: Callable[..., Any], drain: Any
 ) -> None:
-    import socket
-
     settings.WEBHOOK_MAX_ATTEMPTS = 2
     # A port nobody listens on: connection refused.
     probe = socket.socket()
@@ -284,45 +248,49 @@ def test_timeouts_and_connection_errors_are_retried(
     ]
 
 
-def test_a_receiver_slower_than_the_timeout_is_a_failed_attempt(
-    settings: Any, customer: User, endpoint_for: Callable[..., Any], drain: Any
-) -> None:
-    import socket
-    import threading
-
-    settings.WEBHOOK_MAX_ATTEMPTS = 1
-    settings.WEBHOOK_TIMEOUT_SECONDS = 0.3
-    # Accepts the connection and never answers.
-    silent = socket.socket()
-    silent.bind(("127.0.0.1", 0))
-    silent.listen(4)
+@contextlib.contextmanager
+def _tcp_listener(on_connection: Callable[[socket.socket], None]) -> Iterator[str]:
+    """A bare TCP server on 127.0.0.1 handing each connection to `on_connection` and holding
+    it open until the block ends: the /hook URL on it (for receivers http.server cannot be)."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(4)
+    listener.settimeout(0.1)  # so the accepting thread sees `stop`
     held: list[socket.socket] = []
     stop = threading.Event()
 
     def accept() -> None:
-        silent.settimeout(0.1)
         while not stop.is_set():
             try:
-                held.append(silent.accept()[0])
+                conn = listener.accept()[0]
             except OSError:
                 continue
+            held.append(conn)
+            on_connection(conn)
 
     thread = threading.Thread(target=accept, daemon=True)
     thread.start()
     try:
-        endpoint, _ = endpoint_for(
-            f"http://127.0.0.1:{silent.getsockname()[1]}/hook", events=("conversation.created",)
-        )
-        sent_directly(customer, "hello there")
-        started = time.monotonic()
-        drain()
-        assert time.monotonic() - started < 5
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}/hook"
     finally:
         stop.set()
         thread.join()
         for conn in held:
             conn.close()
-        silent.close()
+        listener.close()
+
+
+def test_a_receiver_slower_than_the_timeout_is_a_failed_attempt(
+    settings: Any, customer: User, endpoint_for: Callable[..., Any], drain: Any
+) -> None:
+    settings.WEBHOOK_MAX_ATTEMPTS = 1
+    settings.WEBHOOK_TIMEOUT_SECONDS = 0.3
+    with _tcp_listener(lambda conn: None) as url:  # accepts the connection, never answers
+        endpoint, _ = endpoint_for(url, events=("conversation.created",))
+        sent_directly(customer, "hello there")
+        started = time.monotonic()
+        drain()
+        assert time.monotonic() - started < 5
     (delivery,) = WebhookDelivery.objects.filter(endpoint=endpoint)
     assert (delivery.status, delivery.error) == ("failed", "Timed out after 0.3 s")
 
@@ -349,10 +317,9 @@ def test_a_rolled_back_change_produces_no_event(
 
 
 def test_a_committed_event_survives_a_worker_that_never_ran(
-    customer: User, receiver: Receiver, endpoint_for: Callable[..., Any], drain: Any
+    customer: User, receiver: Receiver, conversation_hook: WebhookEndpoint, drain: Any
 ) -> None:
     """Crash between commit and delivery: nothing lives in memory, the outbox row is enough."""
-    endpoint_for(receiver.url(), events=("conversation.created",))
     sent_directly(customer, "hello there")
     # The process that committed is gone; a fresh worker starts from the database alone.
     event = WebhookEvent.objects.get(type="conversation.created")
@@ -362,19 +329,11 @@ def test_a_committed_event_survives_a_worker_that_never_ran(
 
 
 def test_an_attempt_whose_worker_died_is_sent_again(
-    customer: User, receiver: Receiver, endpoint_for: Callable[..., Any], drain: Any
+    customer: User, receiver: Receiver, conversation_hook: WebhookEndpoint, drain: Any
 ) -> None:
     """A worker claimed the attempt and died mid-request: its task row is stuck. Once the claim
     expires the sweeper queues the attempt again."""
-    from datetime import timedelta
-
-    from django.utils import timezone
-    from django_tasks_db.models import DBTaskResult
-
-    endpoint, _ = endpoint_for(receiver.url(), events=("conversation.created",))
-    sent_directly(customer, "hello there")
-    webhook_outbox_sweep()
-    (delivery,) = WebhookDelivery.objects.filter(endpoint=endpoint)
+    delivery = delivery_queued(customer, conversation_hook)
     # Simulate the dead worker: the row is claimed, its task marked running forever.
     past = timezone.now() - timedelta(minutes=5)
     WebhookDelivery.objects.filter(pk=delivery.pk).update(
@@ -388,14 +347,11 @@ def test_an_attempt_whose_worker_died_is_sent_again(
 
 
 def test_a_duplicate_task_sends_the_attempt_once(
-    customer: User, receiver: Receiver, endpoint_for: Callable[..., Any], drain: Any
+    customer: User, receiver: Receiver, conversation_hook: WebhookEndpoint, drain: Any
 ) -> None:
     from integrations.tasks import webhook_attempt
 
-    endpoint, _ = endpoint_for(receiver.url(), events=("conversation.created",))
-    sent_directly(customer, "hello there")
-    webhook_outbox_sweep()
-    (delivery,) = WebhookDelivery.objects.filter(endpoint=endpoint)
+    delivery = delivery_queued(customer, conversation_hook)
     webhook_attempt.enqueue(delivery.pk)  # the same attempt queued twice
     drain()
     assert len(receiver.requests) == 1
@@ -412,28 +368,25 @@ def test_an_endpoint_does_not_get_events_from_before_it_existed(
 
 
 def test_a_deleted_endpoint_gets_nothing_more(
-    customer: User, receiver: Receiver, endpoint_for: Callable[..., Any], drain: Any
+    customer: User, receiver: Receiver, conversation_hook: WebhookEndpoint, drain: Any
 ) -> None:
     from integrations.services import webhook_endpoint_delete
 
-    endpoint, _ = endpoint_for(receiver.url(), events=("conversation.created",))
-    sent_directly(customer, "hello there")
-    webhook_outbox_sweep()
-    webhook_endpoint_delete(endpoint_id=endpoint.pk)
+    delivery_queued(customer, conversation_hook)
+    webhook_endpoint_delete(endpoint_id=conversation_hook.pk)
     drain()
     assert receiver.requests == []
     assert not WebhookEndpoint.objects.exists()
 
 
 def test_redeliver_sends_the_event_again_with_its_id(
-    customer: User, receiver: Receiver, endpoint_for: Callable[..., Any], drain: Any
+    customer: User, receiver: Receiver, conversation_hook: WebhookEndpoint, drain: Any
 ) -> None:
     from integrations.services import webhook_deliveries_redeliver
 
-    endpoint, _ = endpoint_for(receiver.url(), events=("conversation.created",))
-    sent_directly(customer, "hello there")
+    endpoint = conversation_hook
+    delivery = delivery_queued(customer, endpoint)
     drain()
-    (delivery,) = WebhookDelivery.objects.filter(endpoint=endpoint)
     assert webhook_deliveries_redeliver(delivery_ids=[delivery.pk, delivery.pk]) == 1
     drain()
     assert len(receiver.requests) == 2
@@ -486,15 +439,10 @@ def test_the_outbox_costs_one_insert_per_change(
 
 
 def test_history_prune_keeps_recent_and_unfinished(
-    customer: User, receiver: Receiver, endpoint_for: Callable[..., Any], drain: Any
+    customer: User, receiver: Receiver, conversation_hook: WebhookEndpoint, drain: Any
 ) -> None:
-    from datetime import timedelta
-
-    from django.utils import timezone
-
     from integrations.delivery import webhook_attempt_run, webhook_history_prune
 
-    endpoint_for(receiver.url(), events=("conversation.created",))
     delivered = sent_directly(customer, "old and delivered")["conversation_id"]
     drain()
     receiver.answer("/hook", 500)
@@ -528,53 +476,27 @@ def test_the_response_body_is_never_read(
 ) -> None:
     """A receiver that answers 200 and then promises an endless body does not hold the
     attempt: only the status line and headers are read."""
-    import socket
-    import threading
-
     settings.WEBHOOK_MAX_ATTEMPTS = 1
     settings.WEBHOOK_TIMEOUT_SECONDS = 1
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen(4)
-    held: list[socket.socket] = []
 
-    def answer() -> None:
-        conn, _ = server.accept()
-        held.append(conn)
+    def answer(conn: socket.socket) -> None:
         conn.recv(65536)
         conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100000000\r\n\r\npartial")
 
-    thread = threading.Thread(target=answer, daemon=True)
-    thread.start()
-    try:
-        endpoint, _ = endpoint_for(
-            f"http://127.0.0.1:{server.getsockname()[1]}/hook", events=("conversation.created",)
-        )
+    with _tcp_listener(answer) as url:
+        endpoint, _ = endpoint_for(url, events=("conversation.created",))
         sent_directly(customer, "hello there")
         drain()
-    finally:
-        thread.join(timeout=5)
-        for conn in held:
-            conn.close()
-        server.close()
     (delivery,) = WebhookDelivery.objects.filter(endpoint=endpoint)
     assert (delivery.status, delivery.status_code, delivery.error) == ("delivered", 200, "")
 
 
 def test_the_sweeper_never_duplicates_a_task_still_in_the_queue(
-    customer: User, receiver: Receiver, endpoint_for: Callable[..., Any], drain: Any
+    customer: User, receiver: Receiver, conversation_hook: WebhookEndpoint, drain: Any
 ) -> None:
     """A long queue is not a lost task: the sweeper re-queues only when the attempt's task is
     gone (or finished without sending), so a backlog is not multiplied every minute."""
-    from datetime import timedelta
-
-    from django.utils import timezone
-    from django_tasks_db.models import DBTaskResult
-
-    endpoint, _ = endpoint_for(receiver.url(), events=("conversation.created",))
-    sent_directly(customer, "hello there")
-    webhook_outbox_sweep()
-    (delivery,) = WebhookDelivery.objects.filter(endpoint=endpoint)
+    delivery = delivery_queued(customer, conversation_hook)
     (task,) = DBTaskResult.objects.all()
     assert delivery.task_id == str(task.id)
     past = timezone.now() - timedelta(minutes=5)

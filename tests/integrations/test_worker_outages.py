@@ -7,7 +7,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -17,9 +16,9 @@ from django_tasks_db.models import DBTaskResult
 from accounts.models import User
 from core import outages, periodic
 from integrations import delivery, worker
-from integrations.delivery import OUTBOX_SWEEP_JOB, webhook_outbox_sweep
-from integrations.models import WebhookDelivery
-from messaging.services import message_send
+from integrations.delivery import OUTBOX_SWEEP_JOB
+from integrations.models import WebhookDelivery, WebhookEndpoint
+from tests.integrations.scenarios import delivery_queued
 from tests.receiver import Receiver
 
 
@@ -170,17 +169,14 @@ def test_another_error_still_ends_the_worker(monkeypatch: pytest.MonkeyPatch) ->
 def test_an_attempt_cut_short_by_an_outage_goes_out_again_at_once(
     customer: User,
     receiver: Receiver,
-    endpoint_for: Callable[..., Any],
+    conversation_hook: WebhookEndpoint,
     drain: Any,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """The database went away after the POST, before its outcome was recorded: the row stays
     claimed. Once the worker sees the database again it hands the attempt back, and the next
     sweep queues it -- no waiting out the claim's lease."""
-    endpoint, _ = endpoint_for(receiver.url(), events=("conversation.created",))
-    message_send(customer=customer, conversation_id=None, text="hello there")
-    webhook_outbox_sweep()
-    (row,) = WebhookDelivery.objects.filter(endpoint=endpoint)
+    row = delivery_queued(customer, conversation_hook)
 
     def lost(*_: object, **__: object) -> str:
         raise OperationalError("terminating connection due to administrator command")
@@ -207,12 +203,9 @@ def test_an_attempt_cut_short_by_an_outage_goes_out_again_at_once(
 
 @pytest.mark.django_db
 def test_an_attempt_another_worker_took_over_is_left_alone(
-    customer: User, endpoint_for: Callable[..., Any], receiver: Receiver
+    customer: User, conversation_hook: WebhookEndpoint
 ) -> None:
-    endpoint, _ = endpoint_for(receiver.url(), events=("conversation.created",))
-    message_send(customer=customer, conversation_id=None, text="hello there")
-    webhook_outbox_sweep()
-    (row,) = WebhookDelivery.objects.filter(endpoint=endpoint)
+    row = delivery_queued(customer, conversation_hook)
     WebhookDelivery.objects.filter(pk=row.pk).update(status="sending", claim_token="theirs")
     lease = WebhookDelivery.objects.get(pk=row.pk).lease_until
     delivery._interrupted[row.pk] = "ours"

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import threading
+from functools import partial
 from typing import Any
 
 import pytest
-from django.db import connection
 from django.test import Client
 
 from accounts.models import User
@@ -16,6 +15,7 @@ from messaging.services import ESCALATED_ACKNOWLEDGEMENT
 from tests.conftest import issue_access_token
 from tests.factories import ConversationFactory
 from tests.messages import post_message
+from tests.races import failures, race
 
 WRITERS = 32
 
@@ -25,27 +25,14 @@ def test_32_concurrent_messages_into_one_conversation(settings: Any, customer: U
     settings.RATE_LIMIT_MESSAGES = "1000/m"
     conversation = ConversationFactory(customer=customer)
     token = issue_access_token(customer)
-    barrier = threading.Barrier(WRITERS)
-    statuses: list[int] = []
-    lock = threading.Lock()
 
-    def writer(n: int) -> None:
+    def writer(n: int) -> Any:
         client = Client(headers={"Authorization": f"Bearer {token}"})
-        try:
-            barrier.wait()
-            response = post_message(client, customer, f"message number {n}", conversation.pk)
-            with lock:
-                statuses.append(response.status_code)
-        finally:
-            connection.close()
+        return post_message(client, customer, f"message number {n}", conversation.pk)
 
-    threads = [threading.Thread(target=writer, args=(n,)) for n in range(WRITERS)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    results = race([partial(writer, n) for n in range(WRITERS)])
 
-    assert statuses == [200] * WRITERS
+    assert [getattr(r, "status_code", r) for r in results] == [200] * WRITERS
     messages = list(Message.objects.filter(conversation=conversation).order_by("seq"))
     customer_texts = sorted(m.content for m in messages if m.role == "customer")
     assert customer_texts == sorted(f"message number {n}" for n in range(WRITERS))
@@ -73,21 +60,12 @@ def test_32_concurrent_messages_into_one_conversation(settings: Any, customer: U
 def test_concurrent_new_conversations_do_not_interfere(settings: Any, customer: User) -> None:
     settings.RATE_LIMIT_MESSAGES = "1000/m"
     token = issue_access_token(customer)
-    barrier = threading.Barrier(8)
 
-    def writer(n: int) -> None:
+    def writer(n: int) -> Any:
         client = Client(headers={"Authorization": f"Bearer {token}"})
-        try:
-            barrier.wait()
-            post_message(client, customer, f"hello {n}")
-        finally:
-            connection.close()
+        return post_message(client, customer, f"hello {n}")
 
-    threads = [threading.Thread(target=writer, args=(n,)) for n in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    assert failures(race([partial(writer, n) for n in range(8)])) == []
     assert Conversation.objects.filter(customer=customer).count() == 8
     for conversation in Conversation.objects.all():
         assert list(conversation.messages.values_list("seq", flat=True)) == [1, 2]

@@ -7,7 +7,7 @@ test_turn_paths.py."""
 
 from __future__ import annotations
 
-import threading
+from functools import partial
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -21,6 +21,7 @@ from messaging import fastpath
 from messaging.models import MAX_ID, Conversation, Message
 from messaging.schemas import message_payload
 from tests.factories import ConversationFactory, MessageFactory
+from tests.races import failures, race
 
 pytestmark = pytest.mark.django_db
 
@@ -198,35 +199,18 @@ def test_missing_or_impossible_id(customer: User, conversation_id: int) -> None:
 def test_gap_free_under_16_concurrent_writers(customer: User) -> None:
     writers = 16
     conversation = ConversationFactory(customer=customer)
-    barrier = threading.Barrier(writers)
-    results: list[Any] = []
-    errors: list[BaseException] = []
-    lock = threading.Lock()
 
-    def writer(n: int) -> None:
-        try:
-            barrier.wait()
-            written = fastpath.turn_write(
-                conversation_id=conversation.pk,
-                customer_id=customer.pk,
-                text=f"message number {n}",
-                **REPLY,
-            )
-            with lock:
-                results.append(written)
-        except BaseException as exc:  # noqa: BLE001 - reported below
-            with lock:
-                errors.append(exc)
-        finally:
-            connection.close()
+    def writer(n: int) -> Any:
+        return fastpath.turn_write(
+            conversation_id=conversation.pk,
+            customer_id=customer.pk,
+            text=f"message number {n}",
+            **REPLY,
+        )
 
-    threads = [threading.Thread(target=writer, args=(n,)) for n in range(writers)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    results = race([partial(writer, n) for n in range(writers)])
 
-    assert errors == []
+    assert failures(results) == []
     assert all(r is not None for r in results)
     assert len(results) == writers
     seqs = list(

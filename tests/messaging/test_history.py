@@ -11,7 +11,7 @@ from django.test import Client
 from accounts.models import User
 from messaging.models import Conversation
 from tests.factories import ConversationFactory, MessageFactory
-from tests.messages import post_message
+from tests.messages import MESSAGE_KEYS, post_message
 
 
 @pytest.fixture
@@ -40,59 +40,36 @@ def test_history_items_have_the_spec_shape(
 ) -> None:
     body = _history(customer_client, long_conversation, "limit=1")
     assert body["conversation_id"] == long_conversation.pk
-    assert set(body["messages"][0]) == {
-        "id",
-        "seq",
-        "role",
-        "content",
-        "intent",
-        "confidence",
-        "created_at",
-        "author_name",  # additive: operator messages' display name (docs/inbox.md)
-    }
+    assert set(body["messages"][0]) == MESSAGE_KEYS
 
 
+@pytest.mark.parametrize(
+    ("query", "seqs", "has_more"),
+    [
+        # Without a cursor: the latest, in ascending order.
+        ("limit=4", [7, 8, 9, 10], True),
+        ("", list(range(1, 11)), False),
+        # after_seq pages forward.
+        ("after_seq=0&limit=4", [1, 2, 3, 4], True),
+        ("after_seq=8&limit=4", [9, 10], False),
+        ("after_seq=10", [], False),
+        # before_seq pages backward.
+        ("before_seq=7&limit=3", [4, 5, 6], True),
+        ("before_seq=3&limit=3", [1, 2], False),
+        # Both bound a window.
+        ("after_seq=2&before_seq=6", [3, 4, 5], False),
+    ],
+)
 @pytest.mark.django_db
-def test_without_cursor_returns_the_latest_in_ascending_order(
-    customer_client: Client, long_conversation: Conversation
+def test_history_pages(
+    customer_client: Client,
+    long_conversation: Conversation,
+    query: str,
+    seqs: list[int],
+    has_more: bool,
 ) -> None:
-    body = _history(customer_client, long_conversation, "limit=4")
-    assert _seqs(body) == [7, 8, 9, 10]
-    assert body["has_more"] is True
-    assert _history(customer_client, long_conversation)["has_more"] is False
-    assert _seqs(_history(customer_client, long_conversation)) == list(range(1, 11))
-
-
-@pytest.mark.django_db
-def test_after_seq_pages_forward(customer_client: Client, long_conversation: Conversation) -> None:
-    first = _history(customer_client, long_conversation, "after_seq=0&limit=4")
-    assert _seqs(first) == [1, 2, 3, 4]
-    assert first["has_more"] is True
-    last = _history(customer_client, long_conversation, "after_seq=8&limit=4")
-    assert _seqs(last) == [9, 10]
-    assert last["has_more"] is False
-    assert _seqs(_history(customer_client, long_conversation, "after_seq=10")) == []
-
-
-@pytest.mark.django_db
-def test_before_seq_pages_backward(
-    customer_client: Client, long_conversation: Conversation
-) -> None:
-    page = _history(customer_client, long_conversation, "before_seq=7&limit=3")
-    assert _seqs(page) == [4, 5, 6]
-    assert page["has_more"] is True
-    first = _history(customer_client, long_conversation, "before_seq=3&limit=3")
-    assert _seqs(first) == [1, 2]
-    assert first["has_more"] is False
-
-
-@pytest.mark.django_db
-def test_after_and_before_together_bound_a_window(
-    customer_client: Client, long_conversation: Conversation
-) -> None:
-    body = _history(customer_client, long_conversation, "after_seq=2&before_seq=6")
-    assert _seqs(body) == [3, 4, 5]
-    assert body["has_more"] is False
+    body = _history(customer_client, long_conversation, query)
+    assert (_seqs(body), body["has_more"]) == (seqs, has_more)
 
 
 @pytest.mark.django_db

@@ -25,6 +25,7 @@ from messaging.agent.rules import RuleBasedAgent
 from messaging.models import Conversation, IdempotencyRecord, Message
 from tests.conftest import issue_access_token
 from tests.messages import post_message
+from tests.races import failures, race
 
 BASE_DIR = Path(__file__).resolve().parents[2]
 
@@ -354,26 +355,14 @@ def test_expired_records_are_pruned(customer: User) -> None:
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_requests_with_one_key_write_once(customer: User) -> None:
     token = issue_access_token(customer)
-    barrier = threading.Barrier(8)
-    statuses: list[int] = []
-    lock = threading.Lock()
 
-    def worker() -> None:
+    def worker() -> Any:
         client = Client(headers={"Authorization": f"Bearer {token}"})
-        try:
-            barrier.wait()
-            response = send(client, customer, "exactly once please", "race-key")
-            with lock:
-                statuses.append(response.status_code)
-        finally:
-            connection.close()
+        return send(client, customer, "exactly once please", "race-key")
 
-    threads = [threading.Thread(target=worker) for _ in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-
+    results = race([worker] * 8)
+    assert failures(results) == []
+    statuses = [response.status_code for response in results]
     assert Message.objects.filter(role="customer").count() == 1
     assert Conversation.objects.count() == 1
     assert statuses.count(200) >= 1

@@ -14,6 +14,8 @@ from tests.factories import ConversationFactory, MessageFactory
 from tests.messages import post_message
 from tests.snapshots import database_state
 
+pytestmark = pytest.mark.django_db
+
 
 @pytest.fixture
 def bobs_conversation(other_customer: User) -> Conversation:
@@ -23,7 +25,18 @@ def bobs_conversation(other_customer: User) -> Conversation:
     return conversation
 
 
-@pytest.mark.django_db
+def _refused_post(
+    client: Client, as_customer: User, conversation: Conversation, status: int, **headers: str
+) -> Any:
+    """A message posted into `conversation` as `as_customer`: refused with `status`, and
+    nothing written."""
+    before = database_state()
+    response = post_message(client, as_customer, "hi", conversation.pk, **headers)
+    assert response.status_code == status
+    assert database_state() == before
+    return response
+
+
 def test_history_of_someone_elses_conversation_is_404_like_a_missing_one(
     customer_client: Client, bobs_conversation: Conversation
 ) -> None:
@@ -34,37 +47,28 @@ def test_history_of_someone_elses_conversation_is_404_like_a_missing_one(
     assert "4242" not in theirs.content.decode()
 
 
-@pytest.mark.django_db
 def test_posting_into_someone_elses_conversation_is_404_and_writes_nothing(
     customer_client: Client, customer: User, bobs_conversation: Conversation
 ) -> None:
-    before = database_state()
-    response = post_message(
-        customer_client, customer, "hi", bobs_conversation.pk, **{"Idempotency-Key": "k-1"}
+    response = _refused_post(
+        customer_client, customer, bobs_conversation, 404, **{"Idempotency-Key": "k-1"}
     )
-    assert response.status_code == 404
     assert response.json() == {"detail": "Conversation not found"}
-    assert database_state() == before
 
 
-@pytest.mark.django_db
 def test_posting_as_another_customer_is_403_and_logged_as_idor(
     customer_client: Client,
     customer: User,
     other_customer: User,
     bobs_conversation: Conversation,
 ) -> None:
-    before = database_state()
-    response = post_message(customer_client, other_customer, "hi", bobs_conversation.pk)
-    assert response.status_code == 403
-    assert database_state() == before
+    _refused_post(customer_client, other_customer, bobs_conversation, 403)
     event = SecurityEvent.objects.get(kind=SecurityEvent.Kind.IDOR_ATTEMPT)
     assert event.level == "CRITICAL"
     assert event.user_id == customer.pk
     assert event.path == "/api/v1/messages/process"
 
 
-@pytest.mark.django_db
 def test_listing_another_customers_conversations_is_403_and_logged(
     customer_client: Client, other_customer: User, bobs_conversation: Conversation
 ) -> None:
@@ -73,7 +77,6 @@ def test_listing_another_customers_conversations_is_403_and_logged(
     assert SecurityEvent.objects.filter(kind=SecurityEvent.Kind.IDOR_ATTEMPT).count() == 1
 
 
-@pytest.mark.django_db
 def test_own_customer_listing_works(
     customer_client: Client, customer: User, bobs_conversation: Conversation
 ) -> None:
@@ -83,14 +86,12 @@ def test_own_customer_listing_works(
     assert [item["id"] for item in response.json()["items"]] == [mine.pk]
 
 
-@pytest.mark.django_db
 def test_my_conversation_list_never_shows_others(
     customer_client: Client, bobs_conversation: Conversation
 ) -> None:
     assert customer_client.get("/api/v1/conversations").json() == {"items": [], "next_cursor": None}
 
 
-@pytest.mark.django_db
 def test_operator_reads_any_conversation(
     operator_client: Client, other_customer: User, bobs_conversation: Conversation
 ) -> None:
@@ -101,17 +102,12 @@ def test_operator_reads_any_conversation(
     assert [item["id"] for item in listing.json()["items"]] == [bobs_conversation.pk]
 
 
-@pytest.mark.django_db
 def test_operator_cannot_post_as_a_customer(
     operator_client: Client, other_customer: User, bobs_conversation: Conversation
 ) -> None:
-    before = database_state()
-    response = post_message(operator_client, other_customer, "hi", bobs_conversation.pk)
-    assert response.status_code == 403
-    assert database_state() == before
+    _refused_post(operator_client, other_customer, bobs_conversation, 403)
 
 
-@pytest.mark.django_db
 def test_operator_without_escalations_scope_reads_only_own(
     operator: User, client_for: Any, bobs_conversation: Conversation
 ) -> None:
@@ -120,7 +116,6 @@ def test_operator_without_escalations_scope_reads_only_own(
     assert response.status_code == 404
 
 
-@pytest.mark.django_db
 def test_demoted_operator_loses_read_access_to_others(
     operator: User, client_for: Any, bobs_conversation: Conversation
 ) -> None:

@@ -16,6 +16,7 @@ from escalations.inbox import note_add
 from messaging.models import Conversation, Message
 from messaging.search import fts5_query, message_search, snippet_html
 from tests.factories import ConversationFactory, MessageFactory, OperatorFactory
+from tests.messages import sent
 
 pytestmark = pytest.mark.django_db
 
@@ -363,24 +364,17 @@ def test_fts5_query_quotes_every_word() -> None:
 
 
 def test_a_turn_through_the_fast_path_is_found(customer: User, customer_client: Client) -> None:
-    sent = customer_client.post(
-        "/api/v1/messages/process",
-        {"message": "How do I reset my password?", "customer_id": customer.pk},
-        content_type="application/json",
-    ).json()
-    sent = customer_client.post(
-        "/api/v1/messages/process",
-        {
-            "message": "How do I reset my password? flamingo",
-            "customer_id": customer.pk,
-            "conversation_id": sent["conversation_id"],
-        },
-        content_type="application/json",
-    ).json()
+    first = sent(customer_client, customer, "How do I reset my password?")
+    second = sent(
+        customer_client,
+        customer,
+        "How do I reset my password? flamingo",
+        first["conversation_id"],
+    )
 
     items = _search(customer_client, q="flamingo").json()["items"]
 
-    assert [item["message_id"] for item in items] == [sent["metadata"]["customer_message_id"]]
+    assert [item["message_id"] for item in items] == [second["metadata"]["customer_message_id"]]
 
 
 def test_ranked_ties_and_many_operators(operator_client: Client) -> None:

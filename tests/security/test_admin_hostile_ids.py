@@ -36,6 +36,7 @@ from integrations.delivery import webhook_outbox_sweep
 from integrations.models import WebhookEndpoint
 from messaging.services import message_send
 from tests.factories import EscalationFactory, OperatorFactory, SuperuserFactory, UserFactory
+from tests.logins import signed_in
 
 pytestmark = pytest.mark.django_db
 
@@ -126,8 +127,7 @@ def admin_rows(settings: Any) -> dict[str, User]:
 
 
 def _client(user: User) -> Client:
-    client = Client()
-    client.force_login(user)
+    client = signed_in(user)
     return client
 
 

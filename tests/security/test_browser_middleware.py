@@ -8,6 +8,8 @@ from django.test import Client
 
 from accounts.models import User
 from tests.factories import DEFAULT_PASSWORD
+from tests.logins import signed_in
+from tests.messages import post_message
 
 pytestmark = pytest.mark.django_db
 
@@ -35,8 +37,7 @@ def test_admin_login_still_refuses_a_post_without_the_csrf_token(superuser: User
 
 
 def test_admin_session_and_messages_still_work(superuser: User) -> None:
-    client = Client()
-    client.force_login(superuser)
+    client = signed_in(superuser)
     page = client.get("/admin/")
     assert page.status_code == 200
     assert page.wsgi_request.user == superuser
@@ -44,8 +45,7 @@ def test_admin_session_and_messages_still_work(superuser: User) -> None:
 
 
 def test_api_request_has_no_session_user_or_cookie(superuser: User) -> None:
-    client = Client()
-    client.force_login(superuser)  # a browser holding the admin's session cookie
+    client = signed_in(superuser)  # a browser holding the admin's session cookie
 
     response = client.get("/api/v1/auth/me")
 
@@ -67,11 +67,6 @@ def test_api_post_with_a_bearer_token_needs_no_csrf_token(customer: User) -> Non
         content_type="application/json",
     ).json()["access_token"]
 
-    sent = client.post(
-        "/api/v1/messages/process",
-        {"message": "hello", "customer_id": customer.pk, "conversation_id": 0},
-        content_type="application/json",
-        headers={"Authorization": f"Bearer {token}"},
-    )
+    sent = post_message(client, customer, "hello", 0, Authorization=f"Bearer {token}")
 
     assert sent.status_code == 200

@@ -16,7 +16,7 @@ from accounts.security import security_event_record
 from core.ids import MAX_ID, parse_id
 from tests.factories import ConversationFactory, MessageFactory
 from tests.realtime.conftest import access_token_for, expect_close, make_communicator
-from tests.security.test_tampered_tokens import _claims, _sign
+from tests.tokens import access_claims, token_of
 
 HOSTILE_IDS = ["²", "٣", "12345678901234567890", "-1", "0x1", "1e3", "1_0", " 1", "+1", "1.0", ""]
 
@@ -77,7 +77,7 @@ def test_an_id_filter_in_the_query_is_read_by_the_same_parser(
 
 
 def _token(user: User, token_type: str = "access", **claims: Any) -> str:  # noqa: S107
-    return _sign(_claims(user, token_type=token_type, **claims))
+    return token_of(access_claims(user, token_type=token_type, **claims))
 
 
 @pytest.mark.django_db

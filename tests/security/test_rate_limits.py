@@ -11,9 +11,11 @@ from accounts.models import SecurityEvent, User
 from messaging.models import Conversation, Message
 from tests.factories import DEFAULT_PASSWORD
 from tests.logins import login
+from tests.messages import post_message
+
+pytestmark = pytest.mark.django_db
 
 
-@pytest.mark.django_db
 def test_login_brute_force_is_429_with_retry_after(settings: Any, customer: User) -> None:
     settings.RATE_LIMIT_LOGIN = "5/m"
     for _ in range(5):
@@ -27,7 +29,6 @@ def test_login_brute_force_is_429_with_retry_after(settings: Any, customer: User
     assert SecurityEvent.objects.filter(kind=SecurityEvent.Kind.RATE_LIMITED).count() == 1
 
 
-@pytest.mark.django_db
 def test_login_limit_per_username_holds_across_ips(settings: Any, customer: User) -> None:
     settings.RATE_LIMIT_LOGIN = "3/m"
     for n in range(3):
@@ -35,7 +36,6 @@ def test_login_limit_per_username_holds_across_ips(settings: Any, customer: User
     assert login("ALICE", "wrong", ip="10.0.1.99").status_code == 429
 
 
-@pytest.mark.django_db
 def test_login_limit_per_ip_holds_across_usernames(settings: Any, customer: User) -> None:
     settings.RATE_LIMIT_LOGIN = "3/m"
     for n in range(3):
@@ -44,7 +44,6 @@ def test_login_limit_per_ip_holds_across_usernames(settings: Any, customer: User
     assert login("alice", DEFAULT_PASSWORD, ip="10.0.2.2").status_code == 200
 
 
-@pytest.mark.django_db
 def test_successful_login_sends_ratelimit_headers(customer: User) -> None:
     response = login("alice", DEFAULT_PASSWORD)
     assert response.status_code == 200
@@ -53,7 +52,6 @@ def test_successful_login_sends_ratelimit_headers(customer: User) -> None:
     assert 1 <= int(response["RateLimit-Reset"]) <= 60
 
 
-@pytest.mark.django_db
 def test_registration_is_limited_per_ip(settings: Any) -> None:
     settings.RATE_LIMIT_REGISTER = "2/m"
     client = Client()
@@ -69,32 +67,20 @@ def test_registration_is_limited_per_ip(settings: Any) -> None:
     assert User.objects.filter(username__startswith="new").count() == 2
 
 
-@pytest.mark.django_db
 def test_messages_are_limited_per_user(
-    settings: Any, customer: User, client_for: Any, other_customer: User
+    settings: Any, customer: User, customer_client: Client, client_for: Any, other_customer: User
 ) -> None:
     settings.RATE_LIMIT_MESSAGES = "3/m"
-    client = client_for(customer)
-    body = {"message": "hello", "customer_id": customer.pk}
-    responses = [
-        client.post("/api/v1/messages/process", body, content_type="application/json")
-        for _ in range(4)
-    ]
+    responses = [post_message(customer_client, customer, "hello") for _ in range(4)]
     assert [r.status_code for r in responses] == [200, 200, 200, 429]
     assert [r["RateLimit-Remaining"] for r in responses[:3]] == ["2", "1", "0"]
     assert responses[0]["RateLimit-Limit"] == "3"
     assert int(responses[3]["Retry-After"]) >= 1
     assert Message.objects.filter(role="customer").count() == 3
     # Another user has their own budget.
-    other = client_for(other_customer).post(
-        "/api/v1/messages/process",
-        {"message": "hi", "customer_id": other_customer.pk},
-        content_type="application/json",
-    )
-    assert other.status_code == 200
+    assert post_message(client_for(other_customer), other_customer, "hi").status_code == 200
 
 
-@pytest.mark.django_db
 def test_new_conversations_are_limited_per_customer(
     settings: Any, customer: User, other_customer: User, client_for: Any, rate_limit_clock: Any
 ) -> None:
@@ -105,12 +91,8 @@ def test_new_conversations_are_limited_per_customer(
     client = client_for(customer)
 
     def send(conversation_id: int | None, key: str | None = None) -> Any:
-        return client.post(
-            "/api/v1/messages/process",
-            {"message": "hello", "customer_id": customer.pk, "conversation_id": conversation_id},
-            content_type="application/json",
-            headers={"Idempotency-Key": key} if key else {},
-        )
+        headers = {"Idempotency-Key": key} if key else {}
+        return post_message(client, customer, "hello", conversation_id, **headers)
 
     first = send(None, key="first")
     second = send(0)
@@ -134,29 +116,21 @@ def test_new_conversations_are_limited_per_customer(
     assert (replay.status_code, replay["Idempotent-Replayed"]) == (200, "true")
     assert replay.json()["conversation_id"] == first.json()["conversation_id"]
     # Another customer has their own budget; the next window opens a new one.
-    other = client_for(other_customer).post(
-        "/api/v1/messages/process",
-        {"message": "hi", "customer_id": other_customer.pk},
-        content_type="application/json",
-    )
-    assert other.status_code == 200
+    assert post_message(client_for(other_customer), other_customer, "hi").status_code == 200
     rate_limit_clock.advance(3600)
     assert send(None).status_code == 200
     assert Conversation.objects.filter(customer=customer).count() == 3
 
 
-@pytest.mark.django_db
 def test_a_refused_new_conversation_frees_its_idempotency_key(
-    settings: Any, customer: User, client_for: Any, rate_limit_clock: Any
+    settings: Any, customer: User, customer_client: Client, rate_limit_clock: Any
 ) -> None:
     settings.RATE_LIMIT_CONVERSATIONS = "1/h"
-    client = client_for(customer)
-    body = {"message": "hello", "customer_id": customer.pk, "conversation_id": None}
-    headers = {"Idempotency-Key": "k-2"}
-    assert client.post("/api/v1/messages/process", body, "application/json").status_code == 200
-    refused = client.post("/api/v1/messages/process", body, "application/json", headers=headers)
+    key = {"Idempotency-Key": "k-2"}
+    assert post_message(customer_client, customer, "hello").status_code == 200
+    refused = post_message(customer_client, customer, "hello", **key)
     assert refused.status_code == 429
     rate_limit_clock.advance(3600)
-    retried = client.post("/api/v1/messages/process", body, "application/json", headers=headers)
+    retried = post_message(customer_client, customer, "hello", **key)
     assert retried.status_code == 200
     assert "Idempotent-Replayed" not in retried

@@ -10,16 +10,13 @@ from django.test import Client
 from accounts.models import SecurityEvent, User
 from escalations.services import operators_group_ensure
 from messaging.models import Conversation
-
-PROCESS = "/api/v1/messages/process"
+from tests.messages import post_message
 
 
 @pytest.mark.django_db
 def test_read_only_token_cannot_write(customer: User, client_for: Any) -> None:
     client = client_for(customer, {"conversations:read"})
-    response = client.post(
-        PROCESS, {"message": "hello", "customer_id": customer.pk}, content_type="application/json"
-    )
+    response = post_message(client, customer, "hello")
     assert response.status_code == 403
     assert response["WWW-Authenticate"] == (
         'Bearer error="insufficient_scope", scope="messages:write"'

@@ -2,58 +2,25 @@
 
 from __future__ import annotations
 
-import base64
 import json
 import time
 from collections.abc import Callable
 from typing import Any
 
-import jwt
 import pytest
-from django.conf import settings
 from django.test import Client
 
 from accounts import services
 from accounts.models import SecurityEvent, User
-from accounts.signing import key_id
-from accounts.tokens import password_fingerprint
 from tests.conftest import issue_access_token
+from tests.logins import signed_in
+from tests.tokens import access_claims, b64url, token_of
 
 ME = "/api/v1/auth/me"
 
 
-def _claims(user: User, **overrides: Any) -> dict[str, Any]:
-    now = int(time.time())
-    claims = {
-        "token_type": "access",
-        "exp": now + 600,
-        "iat": now,
-        "jti": "a" * 32,
-        "sub": str(user.pk),
-        "scope": "conversations:read messages:write",
-        "pwf": password_fingerprint(user),
-        "fam": "f" * 32,
-        "amr": ["pwd"],
-        "iss": settings.JWT_ISSUER,
-        "aud": settings.JWT_AUDIENCE,
-    }
-    claims.update(overrides)
-    return {k: v for k, v in claims.items() if v is not None}
-
-
-def _sign(claims: dict[str, Any], key: str | None = None, algorithm: str = "HS256") -> str:
-    # The header names the configured key (accounts.signing); `key` signs, so a wrong key
-    # under the right kid is a forged signature.
-    return jwt.encode(
-        claims,
-        key or settings.JWT_SIGNING_KEY,
-        algorithm=algorithm,
-        headers={"kid": key_id(settings.JWT_SIGNING_KEY)},
-    )
-
-
 def _b64(data: dict[str, Any]) -> str:
-    return base64.urlsafe_b64encode(json.dumps(data).encode()).decode().rstrip("=")
+    return b64url(json.dumps(data).encode())
 
 
 def _get(headers: dict[str, str]) -> Any:
@@ -69,7 +36,7 @@ def _assert_refused(response: Any, *, token_presented: bool = True) -> None:
 
 @pytest.mark.django_db
 def test_a_valid_token_is_accepted(customer: User) -> None:
-    response = _get({"Authorization": f"Bearer {_sign(_claims(customer))}"})
+    response = _get({"Authorization": f"Bearer {token_of(access_claims(customer))}"})
     assert response.status_code == 200
     assert response.json()["id"] == customer.pk
 
@@ -79,44 +46,54 @@ def test_a_valid_token_is_accepted(customer: User) -> None:
     "make_token",
     [
         pytest.param(
-            lambda u: f"{_b64({'alg': 'none', 'typ': 'JWT'})}.{_b64(_claims(u))}.",
+            lambda u: f"{_b64({'alg': 'none', 'typ': 'JWT'})}.{_b64(access_claims(u))}.",
             id="alg-none",
         ),
-        pytest.param(lambda u: _sign(_claims(u), key="x" * 64), id="wrong-key"),
-        pytest.param(lambda u: _sign(_claims(u), algorithm="HS512"), id="right-key-HS512"),
-        pytest.param(lambda u: _sign(_claims(u), algorithm="HS384"), id="right-key-HS384"),
+        pytest.param(lambda u: token_of(access_claims(u), key="x" * 64), id="wrong-key"),
+        pytest.param(lambda u: token_of(access_claims(u), algorithm="HS512"), id="right-key-HS512"),
+        pytest.param(lambda u: token_of(access_claims(u), algorithm="HS384"), id="right-key-HS384"),
         pytest.param(
             lambda u: ".".join(
                 [
-                    _sign(_claims(u)).split(".")[0],
-                    _b64(_claims(u, sub="999999")),
-                    _sign(_claims(u)).split(".")[2],
+                    token_of(access_claims(u)).split(".")[0],
+                    _b64(access_claims(u, sub="999999")),
+                    token_of(access_claims(u)).split(".")[2],
                 ]
             ),
             id="payload-edited-after-signing",
         ),
         pytest.param(
-            lambda u: _sign(_claims(u, exp=int(time.time()) - 1, iat=int(time.time()) - 900)),
+            lambda u: token_of(
+                access_claims(u, exp=int(time.time()) - 1, iat=int(time.time()) - 900)
+            ),
             id="expired",
         ),
-        pytest.param(lambda u: _sign(_claims(u, sub="999999")), id="unknown-user"),
-        pytest.param(lambda u: _sign(_claims(u, token_type="refresh")), id="refresh-type"),
-        pytest.param(lambda u: _sign(_claims(u, iss="someone-else")), id="foreign-issuer"),
-        pytest.param(lambda u: _sign(_claims(u, aud="someone-else")), id="foreign-audience"),
-        pytest.param(lambda u: _sign(_claims(u, iss=None)), id="missing-iss"),
-        pytest.param(lambda u: _sign(_claims(u, aud=None)), id="missing-aud"),
-        pytest.param(lambda u: _sign(_claims(u, jti=None)), id="missing-jti"),
-        pytest.param(lambda u: _sign(_claims(u, iat=None)), id="missing-iat"),
-        pytest.param(lambda u: _sign(_claims(u, exp=None)), id="missing-exp"),
-        pytest.param(lambda u: _sign(_claims(u, scope=None)), id="missing-scope"),
-        pytest.param(lambda u: _sign(_claims(u, token_type=None)), id="missing-type"),
-        pytest.param(lambda u: _sign(_claims(u, sub=None)), id="missing-sub"),
-        pytest.param(lambda u: _sign(_claims(u, pwf=None)), id="missing-password-fingerprint"),
-        pytest.param(lambda u: _sign(_claims(u, fam=None)), id="missing-family"),
-        pytest.param(lambda u: _sign(_claims(u, fam=["x"])), id="non-string-family"),
-        pytest.param(lambda u: _sign(_claims(u, sub=u.pk)), id="integer-sub"),
-        pytest.param(lambda u: _sign(_claims(u, iat=int(time.time()) + 3600)), id="iat-in-future"),
-        pytest.param(lambda u: _sign(_claims(u, nbf=int(time.time()) + 3600)), id="nbf-in-future"),
+        pytest.param(lambda u: token_of(access_claims(u, sub="999999")), id="unknown-user"),
+        pytest.param(lambda u: token_of(access_claims(u, token_type="refresh")), id="refresh-type"),
+        pytest.param(lambda u: token_of(access_claims(u, iss="someone-else")), id="foreign-issuer"),
+        pytest.param(
+            lambda u: token_of(access_claims(u, aud="someone-else")), id="foreign-audience"
+        ),
+        pytest.param(lambda u: token_of(access_claims(u, iss=None)), id="missing-iss"),
+        pytest.param(lambda u: token_of(access_claims(u, aud=None)), id="missing-aud"),
+        pytest.param(lambda u: token_of(access_claims(u, jti=None)), id="missing-jti"),
+        pytest.param(lambda u: token_of(access_claims(u, iat=None)), id="missing-iat"),
+        pytest.param(lambda u: token_of(access_claims(u, exp=None)), id="missing-exp"),
+        pytest.param(lambda u: token_of(access_claims(u, scope=None)), id="missing-scope"),
+        pytest.param(lambda u: token_of(access_claims(u, token_type=None)), id="missing-type"),
+        pytest.param(lambda u: token_of(access_claims(u, sub=None)), id="missing-sub"),
+        pytest.param(
+            lambda u: token_of(access_claims(u, pwf=None)), id="missing-password-fingerprint"
+        ),
+        pytest.param(lambda u: token_of(access_claims(u, fam=None)), id="missing-family"),
+        pytest.param(lambda u: token_of(access_claims(u, fam=["x"])), id="non-string-family"),
+        pytest.param(lambda u: token_of(access_claims(u, sub=u.pk)), id="integer-sub"),
+        pytest.param(
+            lambda u: token_of(access_claims(u, iat=int(time.time()) + 3600)), id="iat-in-future"
+        ),
+        pytest.param(
+            lambda u: token_of(access_claims(u, nbf=int(time.time()) + 3600)), id="nbf-in-future"
+        ),
         pytest.param(lambda u: "garbage", id="garbage"),
         pytest.param(lambda u: "a.b.c", id="three-garbage-segments"),
     ],
@@ -196,8 +173,7 @@ def test_token_in_query_string_authenticates_nothing(customer: User) -> None:
 
 @pytest.mark.django_db
 def test_admin_session_cookie_authenticates_nothing_on_the_api(superuser: User) -> None:
-    client = Client()
-    client.force_login(superuser)
+    client = signed_in(superuser)
     assert client.get("/admin/").status_code == 200  # the session is real
     _assert_refused(client.get(ME), token_presented=False)
     _assert_refused(client.get("/api/v1/api-keys"), token_presented=False)

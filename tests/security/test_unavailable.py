@@ -16,6 +16,8 @@ from accounts.models import User
 from core import outages
 from messaging import selectors, services
 from messaging.models import Conversation, Message
+from tests.logins import signed_in
+from tests.messages import post_message
 
 pytestmark = pytest.mark.django_db
 
@@ -61,11 +63,7 @@ def test_failure_mid_message_writes_nothing(
     # The agent has answered and the turn is being written when PostgreSQL goes away.
     monkeypatch.setattr(services.fastpath, "turn_write", down)
     conversation = Conversation.objects.create(customer=customer)
-    response = customer_client.post(
-        "/api/v1/messages/process",
-        {"message": "hello", "customer_id": customer.pk, "conversation_id": conversation.pk},
-        content_type="application/json",
-    )
+    response = post_message(customer_client, customer, "hello", conversation.pk)
 
     assert response.status_code == 503
     assert not Message.objects.filter(conversation=conversation).exists()
@@ -143,8 +141,7 @@ def test_a_page_outside_the_api_is_503_too(
         raise OperationalError("connection to server at secret-host failed")
 
     monkeypatch.setattr(ParleyAdminSite, "each_context", down)
-    client = Client()
-    client.force_login(operator)
+    client = signed_in(operator)
     response = client.get("/admin/")
     assert response.status_code == 503
     assert response["Retry-After"] == "5"

@@ -1,6 +1,5 @@
 """OpenAICompatibleAgent against a real HTTP server on 127.0.0.1 started by each test."""
 
-import asyncio
 import json
 import logging
 import socket
@@ -15,12 +14,11 @@ import httpx
 import pytest
 
 from messaging.agent import conf
-from messaging.agent.base import AgentReply, ConversationSnapshot, TurnSnapshot
+from messaging.agent.base import AgentReply, TurnSnapshot
 from messaging.agent.llm import SYSTEM_PROMPT, OpenAICompatibleAgent
-from messaging.agent.rules import KNOWLEDGE_BASE_PATH, RuleBasedAgent
+from tests.messaging.agent.replies import ESCALATION, reply_of, rules_reply
 
 API_KEY = "sk-test-secret-0123456789"
-ESCALATION = json.loads(KNOWLEDGE_BASE_PATH.read_text(encoding="utf-8"))["escalation_replies"]
 MODEL_ANSWER = {
     "reply": "Sorry about the double charge — I've asked billing to refund it.",
     "intent": "billing",
@@ -100,20 +98,8 @@ def _agent(url: str, **kwargs: Any) -> OpenAICompatibleAgent:
     return OpenAICompatibleAgent(base_url=url, **{**options, **kwargs})
 
 
-def _conversation(turn_count: int = 0, recent: tuple[TurnSnapshot, ...] = ()):
-    return ConversationSnapshot(id=3, customer_id=9, turn_count=turn_count, recent_messages=recent)
-
-
-def _ask(agent: OpenAICompatibleAgent, message: str, **snapshot: Any) -> AgentReply:
-    return asyncio.run(agent.respond(_conversation(**snapshot), message))
-
-
-def _rules_reply(message: str, **snapshot: Any) -> AgentReply:
-    return asyncio.run(RuleBasedAgent(max_turns=20).respond(_conversation(**snapshot), message))
-
-
 def _assert_fell_back(reply: AgentReply, message: str) -> None:
-    expected = _rules_reply(message)
+    expected = rules_reply(message)
     assert reply.metadata == {"fallback": True}
     assert (reply.text, reply.intent, reply.confidence, reply.escalate) == (
         expected.text,
@@ -123,17 +109,34 @@ def _assert_fell_back(reply: AgentReply, message: str) -> None:
     )
 
 
-def test_model_answer_is_returned(llm_server):
-    reply = _ask(_agent(llm_server.url), "I was charged twice")
+_LEGAL_THREAT = {
+    **MODEL_ANSWER,
+    "intent": "complaint",
+    "escalate": True,
+    "reason": "Customer threatens legal action",
+    "reply": "I'm sorry. A human operator will take over shortly.",
+}
 
-    assert reply == AgentReply(
-        text=MODEL_ANSWER["reply"],
-        intent="billing",
-        confidence=0.87,
-        escalate=False,
-        escalation_reason="",
-        metadata={"fallback": False},
-    )
+
+@pytest.mark.parametrize(
+    ("answer", "message", "expected"),
+    [
+        # expected: text, intent, confidence, escalate, escalation_reason
+        (MODEL_ANSWER, "I was charged twice", (MODEL_ANSWER["reply"], "billing", 0.87, False, "")),
+        (
+            _LEGAL_THREAT,
+            "my lawyer will hear about this",
+            (_LEGAL_THREAT["reply"], "complaint", 0.87, True, "Customer threatens legal action"),
+        ),
+    ],
+    ids=["answer", "escalation"],
+)
+def test_model_answer_and_escalation_are_returned(llm_server, answer, message, expected):
+    llm_server.answer(answer)
+
+    reply = reply_of(_agent(llm_server.url), message)
+
+    assert reply == AgentReply(*expected, metadata={"fallback": False})
 
 
 def test_request_is_an_authenticated_chat_completion(llm_server):
@@ -145,7 +148,7 @@ def test_request_is_an_authenticated_chat_completion(llm_server):
         TurnSnapshot(role="operator", content="Anything else?", intent=None, confidence=None),
     )
 
-    _ask(_agent(llm_server.url + "/"), "I was charged twice", turn_count=1, recent=history)
+    reply_of(_agent(llm_server.url + "/"), "I was charged twice", turn_count=1, recent=history)
 
     [request] = llm_server.requests
     assert request["path"] == "/v1/chat/completions"
@@ -162,7 +165,7 @@ def test_request_is_an_authenticated_chat_completion(llm_server):
 
 
 def test_no_authorization_header_without_api_key(llm_server):
-    _ask(_agent(llm_server.url, api_key=""), "hi")
+    reply_of(_agent(llm_server.url, api_key=""), "hi")
 
     assert "Authorization" not in llm_server.requests[0]["headers"]
 
@@ -176,7 +179,7 @@ def test_settings_are_read_when_not_passed(llm_server, monkeypatch):
     }
     monkeypatch.setattr(conf, "setting", lambda name, default: values.get(name, default))
 
-    reply = asyncio.run(OpenAICompatibleAgent().respond(_conversation(), "hi"))
+    reply = reply_of(OpenAICompatibleAgent(), "hi")
 
     assert reply.metadata == {"fallback": False}
     assert llm_server.requests[0]["json"]["model"] == "from-settings"
@@ -185,9 +188,7 @@ def test_settings_are_read_when_not_passed(llm_server, monkeypatch):
 def test_missing_base_url_falls_back(monkeypatch):
     monkeypatch.setattr(conf, "setting", lambda name, default: default)
 
-    reply = asyncio.run(
-        OpenAICompatibleAgent(model="m", max_turns=20).respond(_conversation(), "hi there")
-    )
+    reply = reply_of(OpenAICompatibleAgent(model="m", max_turns=20), "hi there")
 
     _assert_fell_back(reply, "hi there")
 
@@ -195,7 +196,7 @@ def test_missing_base_url_falls_back(monkeypatch):
 def test_json_in_code_fence_is_accepted(llm_server):
     llm_server.answer("Here you go:\n```json\n" + json.dumps(MODEL_ANSWER) + "\n```")
 
-    reply = _ask(_agent(llm_server.url), "I was charged twice")
+    reply = reply_of(_agent(llm_server.url), "I was charged twice")
 
     assert (reply.text, reply.metadata) == (MODEL_ANSWER["reply"], {"fallback": False})
 
@@ -204,14 +205,14 @@ def test_json_in_code_fence_is_accepted(llm_server):
 def test_confidence_is_clamped(llm_server, given, clamped):
     llm_server.answer({**MODEL_ANSWER, "confidence": given})
 
-    assert _ask(_agent(llm_server.url), "I was charged twice").confidence == clamped
+    assert reply_of(_agent(llm_server.url), "I was charged twice").confidence == clamped
 
 
 def test_timeout_falls_back(llm_server):
     llm_server.delay = 2.0
     started = time.monotonic()
 
-    reply = _ask(_agent(llm_server.url, timeout=0.2), "I was charged twice")
+    reply = reply_of(_agent(llm_server.url, timeout=0.2), "I was charged twice")
 
     assert time.monotonic() - started < 1.5
     _assert_fell_back(reply, "I was charged twice")
@@ -221,7 +222,7 @@ def test_server_error_falls_back(llm_server):
     llm_server.status = 500
     llm_server.body = b'{"error": {"message": "boom"}}'
 
-    _assert_fell_back(_ask(_agent(llm_server.url), "the app crashes"), "the app crashes")
+    _assert_fell_back(reply_of(_agent(llm_server.url), "the app crashes"), "the app crashes")
 
 
 def test_connection_refused_falls_back():
@@ -229,7 +230,7 @@ def test_connection_refused_falls_back():
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     # Nothing listens on the port any more.
-    reply = _ask(_agent(f"http://127.0.0.1:{port}/v1"), "I can't log in")
+    reply = reply_of(_agent(f"http://127.0.0.1:{port}/v1"), "I can't log in")
 
     _assert_fell_back(reply, "I can't log in")
 
@@ -237,13 +238,15 @@ def test_connection_refused_falls_back():
 def test_garbage_body_falls_back(llm_server):
     llm_server.body = b"<html>Bad Gateway</html>"
 
-    _assert_fell_back(_ask(_agent(llm_server.url), "thanks, bye"), "thanks, bye")
+    _assert_fell_back(reply_of(_agent(llm_server.url), "thanks, bye"), "thanks, bye")
 
 
 def test_prose_instead_of_json_falls_back(llm_server):
     llm_server.answer("Sure! I can help you with your billing question.")
 
-    _assert_fell_back(_ask(_agent(llm_server.url), "I was charged twice"), "I was charged twice")
+    _assert_fell_back(
+        reply_of(_agent(llm_server.url), "I was charged twice"), "I was charged twice"
+    )
 
 
 @pytest.mark.parametrize(
@@ -263,7 +266,9 @@ def test_prose_instead_of_json_falls_back(llm_server):
 def test_wrong_shape_answer_falls_back(llm_server, content):
     llm_server.answer(content)
 
-    _assert_fell_back(_ask(_agent(llm_server.url), "I was charged twice"), "I was charged twice")
+    _assert_fell_back(
+        reply_of(_agent(llm_server.url), "I was charged twice"), "I was charged twice"
+    )
 
 
 @pytest.mark.parametrize(
@@ -278,7 +283,9 @@ def test_wrong_shape_answer_falls_back(llm_server, content):
 def test_wrong_shape_completion_falls_back(llm_server, body):
     llm_server.body = json.dumps(body).encode()
 
-    _assert_fell_back(_ask(_agent(llm_server.url), "I was charged twice"), "I was charged twice")
+    _assert_fell_back(
+        reply_of(_agent(llm_server.url), "I was charged twice"), "I was charged twice"
+    )
 
 
 def test_unexpected_exception_falls_back():
@@ -287,23 +294,30 @@ def test_unexpected_exception_falls_back():
 
     agent = _agent("http://llm.invalid/v1", transport=httpx.MockTransport(explode))
 
-    _assert_fell_back(_ask(agent, "hi there"), "hi there")
+    _assert_fell_back(reply_of(agent, "hi there"), "hi there")
 
 
 def test_fallback_keeps_rule_escalation(llm_server):
     llm_server.status = 503
 
-    reply = _ask(_agent(llm_server.url), "let me talk to a person")
+    reply = reply_of(_agent(llm_server.url), "let me talk to a person")
 
     assert reply.escalate is True
     assert reply.escalation_reason == "Customer asked for a human"
     assert reply.metadata == {"fallback": True}
 
 
-def test_model_intent_human_request_always_escalates(llm_server):
-    llm_server.answer({**MODEL_ANSWER, "intent": "human_request", "escalate": False})
+@pytest.mark.parametrize(
+    ("model_intent", "message"),
+    [
+        pytest.param("human_request", "can I get someone on the phone", id="the-models-reading"),
+        pytest.param("greeting", "let me talk to a person", id="a-request-the-model-missed"),
+    ],
+)
+def test_a_human_request_always_escalates(llm_server, model_intent, message):
+    llm_server.answer({**MODEL_ANSWER, "intent": model_intent, "escalate": False})
 
-    reply = _ask(_agent(llm_server.url), "can I get someone on the phone")
+    reply = reply_of(_agent(llm_server.url), message)
 
     assert (reply.intent, reply.escalate, reply.escalation_reason) == (
         "human_request",
@@ -314,23 +328,11 @@ def test_model_intent_human_request_always_escalates(llm_server):
     assert reply.metadata == {"fallback": False}
 
 
-def test_human_request_the_model_missed_still_escalates(llm_server):
-    llm_server.answer({**MODEL_ANSWER, "intent": "greeting", "escalate": False})
-
-    reply = _ask(_agent(llm_server.url), "let me talk to a person")
-
-    assert (reply.intent, reply.escalate, reply.text) == (
-        "human_request",
-        True,
-        ESCALATION["human_request"],
-    )
-
-
 def test_turn_limit_is_enforced(llm_server):
     agent = _agent(llm_server.url, max_turns=2)
 
-    under = _ask(agent, "I was charged twice", turn_count=1)
-    over = _ask(agent, "I was charged twice", turn_count=2)
+    under = reply_of(agent, "I was charged twice", turn_count=1)
+    over = reply_of(agent, "I was charged twice", turn_count=2)
 
     assert under.escalate is False
     assert (over.escalate, over.escalation_reason, over.text) == (
@@ -345,7 +347,7 @@ def test_angry_customer_escalates_like_with_the_rules(llm_server):
     llm_server.answer({**MODEL_ANSWER, "intent": "complaint", "escalate": False})
     message = "Terrible support!!! I want to cancel"
 
-    reply = _ask(_agent(llm_server.url), message)
+    reply = reply_of(_agent(llm_server.url), message)
 
     assert (reply.intent, reply.escalate, reply.escalation_reason, reply.text) == (
         "complaint",
@@ -353,7 +355,7 @@ def test_angry_customer_escalates_like_with_the_rules(llm_server):
         "Angry complaint",
         ESCALATION["angry"],
     )
-    assert _rules_reply(message).escalation_reason == "Angry complaint"
+    assert rules_reply(message).escalation_reason == "Angry complaint"
 
 
 def test_second_low_confidence_turn_escalates_like_with_the_rules(llm_server):
@@ -364,8 +366,8 @@ def test_second_low_confidence_turn_escalates_like_with_the_rules(llm_server):
     )
     high = (low[0], TurnSnapshot(role="agent", content="Sure", intent="billing", confidence=0.9))
 
-    after_low = _ask(_agent(llm_server.url), "zxqv blorp wug", turn_count=1, recent=low)
-    after_high = _ask(_agent(llm_server.url), "zxqv blorp wug", turn_count=1, recent=high)
+    after_low = reply_of(_agent(llm_server.url), "zxqv blorp wug", turn_count=1, recent=low)
+    after_high = reply_of(_agent(llm_server.url), "zxqv blorp wug", turn_count=1, recent=high)
 
     assert (after_low.escalate, after_low.escalation_reason, after_low.text) == (
         True,
@@ -373,36 +375,14 @@ def test_second_low_confidence_turn_escalates_like_with_the_rules(llm_server):
         ESCALATION["low_confidence"],
     )
     assert after_high.escalate is False
-    assert _rules_reply("zxqv blorp wug", turn_count=1, recent=low).escalate is True
-
-
-def test_model_escalation_is_kept(llm_server):
-    answer = {
-        **MODEL_ANSWER,
-        "intent": "complaint",
-        "escalate": True,
-        "reason": "Customer threatens legal action",
-        "reply": "I'm sorry. A human operator will take over shortly.",
-    }
-    llm_server.answer(answer)
-
-    reply = _ask(_agent(llm_server.url), "my lawyer will hear about this")
-
-    assert reply == AgentReply(
-        text=answer["reply"],
-        intent="complaint",
-        confidence=0.87,
-        escalate=True,
-        escalation_reason="Customer threatens legal action",
-        metadata={"fallback": False},
-    )
+    assert rules_reply("zxqv blorp wug", turn_count=1, recent=low).escalate is True
 
 
 def test_metadata_holds_only_the_fallback_flag(llm_server):
     llm_server.answer({**MODEL_ANSWER, "debug": "chain of thought", "prompt_tokens": 512})
-    success = _ask(_agent(llm_server.url), "I was charged twice")
+    success = reply_of(_agent(llm_server.url), "I was charged twice")
     llm_server.answer("not json")
-    failure = _ask(_agent(llm_server.url), "I was charged twice")
+    failure = reply_of(_agent(llm_server.url), "I was charged twice")
 
     for reply in (success, failure):
         assert set(reply.metadata) == {"fallback"}
@@ -417,7 +397,7 @@ def test_failure_is_logged_without_the_api_key(llm_server, caplog):
     llm_server.body = json.dumps({"error": f"bad key {API_KEY}"}).encode()
 
     with caplog.at_level(logging.WARNING, logger="messaging.agent.llm"):
-        _ask(_agent(llm_server.url), "hi")
+        reply_of(_agent(llm_server.url), "hi")
 
     [record] = caplog.records
     assert record.levelno == logging.WARNING

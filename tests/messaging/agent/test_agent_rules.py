@@ -1,38 +1,23 @@
 """RuleBasedAgent: classification, answers and every escalation rule."""
 
 import asyncio
-import json
 from pathlib import Path
 
 import pytest
 
 from messaging.agent import conf
-from messaging.agent.base import AgentReply, ConversationSnapshot, TurnSnapshot
+from messaging.agent.base import AgentReply, TurnSnapshot
 from messaging.agent.evaluate import load_eval_set
-from messaging.agent.rules import (
-    KNOWLEDGE_BASE_PATH,
-    LOW_CONFIDENCE,
-    UNKNOWN_CONFIDENCE,
-    RuleBasedAgent,
-)
-
-KB = json.loads(KNOWLEDGE_BASE_PATH.read_text(encoding="utf-8"))
-ESCALATION = KB["escalation_replies"]
+from messaging.agent.rules import LOW_CONFIDENCE, UNKNOWN_CONFIDENCE, RuleBasedAgent
+from tests.messaging.agent.replies import ESCALATION, KB, conversation, reply_of
 
 
 def _answer(intent: str, topic: str) -> str:
     return next(a["text"] for a in KB["intents"][intent]["answers"] if a["topic"] == topic)
 
 
-def _conversation(
-    *, turn_count: int = 0, recent: tuple[TurnSnapshot, ...] = ()
-) -> ConversationSnapshot:
-    return ConversationSnapshot(id=7, customer_id=42, turn_count=turn_count, recent_messages=recent)
-
-
 def _respond(message: str, *, agent: RuleBasedAgent | None = None, **snapshot) -> AgentReply:
-    agent = agent or RuleBasedAgent(max_turns=20)
-    return asyncio.run(agent.respond(_conversation(**snapshot), message))
+    return reply_of(agent or RuleBasedAgent(max_turns=20), message, **snapshot)
 
 
 @pytest.mark.parametrize(
@@ -267,5 +252,5 @@ def test_respond_now_gives_respond_answer_for_every_eval_message():
     history = (TurnSnapshot(role="customer", content="hi", intent="greeting", confidence=0.9),)
     examples = load_eval_set(Path(__file__).with_name("eval_set.jsonl"))
     for text, _intent in examples:
-        for snapshot in (_conversation(), _conversation(turn_count=19, recent=history)):
+        for snapshot in (conversation(), conversation(turn_count=19, recent=history)):
             assert agent.respond_now(snapshot, text) == asyncio.run(agent.respond(snapshot, text))

@@ -2,7 +2,6 @@
 first message, anger escalates whatever the topic, off-topic is answered politely."""
 
 import asyncio
-import json
 
 import pytest
 
@@ -10,15 +9,13 @@ from messaging.agent.base import AgentReply, ConversationSnapshot
 from messaging.agent.classifier import Prediction
 from messaging.agent.rules import (
     EXPLICIT_HUMAN_CONFIDENCE,
-    KNOWLEDGE_BASE_PATH,
     MODEL_HUMAN_MIN_PROBABILITY,
     UNKNOWN_CONFIDENCE,
     RuleBasedAgent,
 )
 from messaging.agent.signals import asks_for_a_human
+from tests.messaging.agent.replies import ESCALATION, KB
 
-KB = json.loads(KNOWLEDGE_BASE_PATH.read_text(encoding="utf-8"))
-ESCALATION = KB["escalation_replies"]
 UNKNOWN_ANSWERS = {a["topic"]: a["text"] for a in KB["intents"]["unknown"]["answers"]}
 FIRST = ConversationSnapshot(id=None, customer_id=1, turn_count=0, recent_messages=())
 
@@ -186,44 +183,40 @@ class _FixedModel:
         return self.prediction
 
 
-def _respond_with(model: _FixedModel, message: str) -> AgentReply:
-    agent = RuleBasedAgent(max_turns=20, model=model)  # type: ignore[arg-type]
-    return asyncio.run(agent.respond(FIRST, message))
+_UNSURE = MODEL_HUMAN_MIN_PROBABILITY - 0.01
 
 
-def test_an_explicit_request_overrules_the_model():
-    reply = _respond_with(_FixedModel(("billing", 0.97), ("human_request", 0.03)), "human pls")
+@pytest.mark.parametrize(
+    ("ranked", "message", "expected"),
+    [
+        pytest.param(
+            (("billing", 0.97), ("human_request", 0.03)),
+            "human pls",
+            {"intent": "human_request", "confidence": EXPLICIT_HUMAN_CONFIDENCE, "escalate": True},
+            id="an-explicit-request-overrules-the-model",
+        ),
+        pytest.param(
+            (("human_request", _UNSURE), ("technical", 1 - _UNSURE)),
+            "video calls drop",
+            {"intent": "technical", "escalate": False},
+            id="the-models-unsure-human-request-gives-way-to-its-runner-up",
+        ),
+        pytest.param(
+            (("human_request", MODEL_HUMAN_MIN_PROBABILITY), ("unknown", 0.4)),
+            "could a colleague of yours take over",
+            {"intent": "human_request", "escalate": True},
+            id="the-models-sure-human-request-is-believed",
+        ),
+        pytest.param(
+            (("billing", 0.3), ("account", 0.29)),
+            "the thing",
+            {"intent": "unknown", "confidence": UNKNOWN_CONFIDENCE, "escalate": False},
+            id="an-unsure-model-makes-the-message-unknown",
+        ),
+    ],
+)
+def test_the_rules_over_the_models_reading(ranked, message, expected):
+    agent = RuleBasedAgent(max_turns=20, model=_FixedModel(*ranked))  # type: ignore[arg-type]
+    reply = asyncio.run(agent.respond(FIRST, message))
 
-    assert (reply.intent, reply.confidence, reply.escalate) == (
-        "human_request",
-        EXPLICIT_HUMAN_CONFIDENCE,
-        True,
-    )
-
-
-def test_the_models_unsure_human_request_gives_way_to_its_runner_up():
-    below = MODEL_HUMAN_MIN_PROBABILITY - 0.01
-    reply = _respond_with(
-        _FixedModel(("human_request", below), ("technical", 1 - below)), "video calls drop"
-    )
-
-    assert (reply.intent, reply.escalate) == ("technical", False)
-
-
-def test_the_models_sure_human_request_is_believed():
-    reply = _respond_with(
-        _FixedModel(("human_request", MODEL_HUMAN_MIN_PROBABILITY), ("unknown", 0.4)),
-        "could a colleague of yours take over",
-    )
-
-    assert (reply.intent, reply.escalate) == ("human_request", True)
-
-
-def test_an_unsure_model_makes_the_message_unknown():
-    reply = _respond_with(_FixedModel(("billing", 0.3), ("account", 0.29)), "the thing")
-
-    assert (reply.intent, reply.confidence, reply.escalate) == (
-        "unknown",
-        UNKNOWN_CONFIDENCE,
-        False,
-    )
+    assert {name: getattr(reply, name) for name in expected} == expected
