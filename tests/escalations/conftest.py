@@ -68,6 +68,13 @@ def escalated(customer: User) -> Callable[..., Escalation]:
 
 
 @pytest.fixture
+def escalation(escalated: Callable[..., Escalation]) -> Escalation:
+    """The customer's conversation, escalated (`escalated()`): what most tests act on. Named
+    last among a test's fixtures, it is made after them, as a call in the test's body was."""
+    return escalated()
+
+
+@pytest.fixture
 def operators_group(db: Any) -> Any:
     # Transactional tests flush the database (the migration's group with it), so the group is
     # ensured here rather than assumed.

@@ -116,9 +116,8 @@ def test_all_is_one_click_away_with_resolved_last(
 
 
 def test_topic_shows_the_intent_and_the_customers_last_words(
-    escalated: Callable[..., Escalation], operator_admin_client: Client
+    operator_admin_client: Client, escalation: Escalation
 ) -> None:
-    escalation = escalated()
     MessageFactory(
         conversation=escalation.conversation, role="customer", content="Still <b>waiting</b>!"
     )
@@ -191,10 +190,8 @@ def test_list_costs_a_fixed_number_of_queries(
 
 
 def test_change_page_shows_the_transcript_and_the_reply_box_but_no_save(
-    escalated: Callable[..., Escalation], operator_admin_client: Client
+    operator_admin_client: Client, escalation: Escalation
 ) -> None:
-    escalation = escalated()
-
     response = operator_admin_client.get(_change_url(escalation))
 
     assert response.status_code == 200
@@ -226,9 +223,8 @@ def test_change_page_of_a_resolved_escalation_has_no_reply_box(
 
 
 def test_posting_the_change_form_is_refused(
-    escalated: Callable[..., Escalation], operator_admin_client: Client
+    operator_admin_client: Client, escalation: Escalation
 ) -> None:
-    escalation = escalated()
     before = database_state()
 
     response = operator_admin_client.post(_change_url(escalation), {"status": "resolved"})
@@ -238,14 +234,12 @@ def test_posting_the_change_form_is_refused(
 
 
 def test_reply_box_stores_an_operator_message_and_pushes_it(
-    escalated: Callable[..., Escalation],
     operator_admin_client: Client,
     admin_operator: User,
     pushed: Pushes,
     django_capture_on_commit_callbacks: Any,
+    escalation: Escalation,
 ) -> None:
-    escalation = escalated()
-
     with django_capture_on_commit_callbacks(execute=True):
         response = operator_admin_client.post(
             f"{CHANGELIST}{escalation.pk}/reply/", {"message": "Hello from the admin"}
@@ -293,9 +287,8 @@ def test_reply_box_refuses_a_resolved_escalation(
 
 
 def test_reply_box_refuses_an_empty_message(
-    escalated: Callable[..., Escalation], operator_admin_client: Client
+    operator_admin_client: Client, escalation: Escalation
 ) -> None:
-    escalation = escalated()
     before = database_state()
 
     operator_admin_client.post(f"{CHANGELIST}{escalation.pk}/reply/", {"message": "   "})
@@ -303,20 +296,15 @@ def test_reply_box_refuses_an_empty_message(
     assert database_state() == before
 
 
-def test_reply_box_only_accepts_post(
-    escalated: Callable[..., Escalation], operator_admin_client: Client
-) -> None:
-    escalation = escalated()
-
+def test_reply_box_only_accepts_post(operator_admin_client: Client, escalation: Escalation) -> None:
     response = operator_admin_client.get(f"{CHANGELIST}{escalation.pk}/reply/")
 
     assert response.status_code == 405
 
 
 def test_staff_outside_the_operators_group_can_neither_see_nor_reply(
-    escalated: Callable[..., Escalation],
+    escalation: Escalation,
 ) -> None:
-    escalation = escalated()
     client = Client()
     client.force_login(UserFactory(is_staff=True))  # staff, but not in the Operators group
     before = database_state()
@@ -367,9 +355,8 @@ def test_staff_holding_the_permissions_outside_the_group_is_refused_at_every_doo
 
 
 def test_page_buttons_assign_and_resolve(
-    escalated: Callable[..., Escalation], operator_admin_client: Client, admin_operator: User
+    operator_admin_client: Client, admin_operator: User, escalation: Escalation
 ) -> None:
-    escalation = escalated()
     page = operator_admin_client.get(_change_url(escalation)).content.decode()
     assert f"{CHANGELIST}{escalation.pk}/assign/" in page
     assert f"{CHANGELIST}{escalation.pk}/resolve/" in page
@@ -502,9 +489,8 @@ def test_no_delete_action_and_no_add(
 
 
 def test_conversations_and_messages_are_read_only_for_operators(
-    escalated: Callable[..., Escalation], operator_admin_client: Client
+    operator_admin_client: Client, escalation: Escalation
 ) -> None:
-    escalation = escalated()
     conversation_url = f"/admin/messaging/conversation/{escalation.conversation_id}/change/"
     message = Message.objects.filter(conversation_id=escalation.conversation_id).first()
     assert message is not None
@@ -708,9 +694,8 @@ def test_search_box_finds_escalations_by_the_words_of_their_messages(
 
 
 def test_the_escalation_page_names_both_ids_for_what_they_are(
-    escalated: Callable[..., Escalation], operator_admin_client: Client
+    operator_admin_client: Client, escalation: Escalation
 ) -> None:
-    escalation = escalated()
     Escalation.objects.filter(pk=escalation.pk).update(id=escalation.pk + 40)
     escalation = Escalation.objects.get(pk=escalation.pk + 40)
 

@@ -179,10 +179,7 @@ def test_invalid_token_gets_401_invalid_token(target: int, route: StaffRoute) ->
     assert response["WWW-Authenticate"] == 'Bearer error="invalid_token"'
 
 
-def test_admin_session_cookie_authenticates_nothing(
-    escalated: Callable[..., Escalation], operator: User
-) -> None:
-    escalation = escalated()
+def test_admin_session_cookie_authenticates_nothing(operator: User, escalation: Escalation) -> None:
     client = Client()
     client.force_login(operator)
 
@@ -359,9 +356,8 @@ def test_list_rejects_a_tampered_cursor_with_400(operator_client: Client) -> Non
     ],
 )
 def test_invalid_bodies_get_422_and_change_nothing(
-    escalated: Callable[..., Escalation], operator_client: Client, action: str, body: Any
+    operator_client: Client, action: str, body: Any, escalation: Escalation
 ) -> None:
-    escalation = escalated()
     before = database_state()
 
     response = operator_client.post(

@@ -167,13 +167,11 @@ def test_customer_can_escalate_again_after_resolution(
 
 
 def test_reply_pushes_the_message_to_the_customer_live(
-    escalated: Callable[..., Escalation],
     operator_client: Client,
     pushed: Pushes,
     django_capture_on_commit_callbacks: Any,
+    escalation: Escalation,
 ) -> None:
-    escalation = escalated()
-
     with django_capture_on_commit_callbacks(execute=True):
         response = operator_client.post(
             f"/api/v1/escalations/{escalation.conversation_id}/reply",
@@ -197,13 +195,11 @@ def test_reply_pushes_the_message_to_the_customer_live(
 
 
 def test_resolve_pushes_the_status_change(
-    escalated: Callable[..., Escalation],
     operator_client: Client,
     pushed: Pushes,
     django_capture_on_commit_callbacks: Any,
+    escalation: Escalation,
 ) -> None:
-    escalation = escalated()
-
     with django_capture_on_commit_callbacks(execute=True):
         operator_client.post(
             f"/api/v1/escalations/{escalation.conversation_id}/resolve",
@@ -255,9 +251,8 @@ def test_assign_or_resolve_without_open_escalation_is_404_and_changes_nothing(
 
 
 def test_double_resolve_is_404_and_changes_nothing(
-    escalated: Callable[..., Escalation], operator_client: Client, operator: User
+    operator_client: Client, operator: User, escalation: Escalation
 ) -> None:
-    escalation = escalated()
     url = f"/api/v1/escalations/{escalation.conversation_id}/resolve"
     first = operator_client.post(
         url, {"resolution_notes": "first"}, content_type="application/json"
@@ -278,10 +273,7 @@ def test_double_resolve_is_404_and_changes_nothing(
     ]
 
 
-def test_reply_after_resolve_is_409(
-    escalated: Callable[..., Escalation], operator_client: Client
-) -> None:
-    escalation = escalated()
+def test_reply_after_resolve_is_409(operator_client: Client, escalation: Escalation) -> None:
     operator_client.post(
         f"/api/v1/escalations/{escalation.conversation_id}/resolve",
         {"resolution_notes": ""},
@@ -300,9 +292,8 @@ def test_reply_after_resolve_is_409(
 
 
 def test_assigning_twice_to_oneself_adds_nothing(
-    escalated: Callable[..., Escalation], operator_client: Client
+    operator_client: Client, escalation: Escalation
 ) -> None:
-    escalation = escalated()
     url = f"/api/v1/escalations/{escalation.conversation_id}/assign"
     operator_client.post(url)
     before = database_state()
@@ -315,13 +306,12 @@ def test_assigning_twice_to_oneself_adds_nothing(
 
 
 def test_taking_over_one_held_by_another_operator_names_both(
-    escalated: Callable[..., Escalation],
     operator_client: Client,
     operator: User,
     second_operator: User,
     client_for: Callable[..., Client],
+    escalation: Escalation,
 ) -> None:
-    escalation = escalated()
     client_for(second_operator).post(f"/api/v1/escalations/{escalation.conversation_id}/assign")
     before = transcript_of(escalation.conversation_id)
 
@@ -341,13 +331,12 @@ def test_taking_over_one_held_by_another_operator_names_both(
 
 
 def test_colleague_may_reply_to_an_assigned_escalation(
-    escalated: Callable[..., Escalation],
     operator: User,
     operator_client: Client,
     second_operator: User,
     client_for: Callable[..., Client],
+    escalation: Escalation,
 ) -> None:
-    escalation = escalated()
     client_for(second_operator).post(f"/api/v1/escalations/{escalation.conversation_id}/assign")
 
     response = operator_client.post(
@@ -364,10 +353,8 @@ def test_colleague_may_reply_to_an_assigned_escalation(
 
 
 def test_resolving_an_unassigned_escalation_assigns_it_to_the_resolver(
-    escalated: Callable[..., Escalation], operator: User, operator_client: Client
+    operator: User, operator_client: Client, escalation: Escalation
 ) -> None:
-    escalation = escalated()
-
     operator_client.post(
         f"/api/v1/escalations/{escalation.conversation_id}/resolve",
         {"resolution_notes": "  trimmed  "},

@@ -15,6 +15,7 @@ from messaging import events
 from tests.escalations.conftest import (  # noqa: F401 - fixtures re-exported for this package
     admin_operator,
     escalated,
+    escalation,
     operator_admin_client,
     operators_group,
     scripted_agent,
@@ -46,9 +47,9 @@ def resolved(
     """resolved(owner=None) → an escalation that an operator resolved."""
 
     def make(owner: User | None = None) -> Escalation:
-        escalation = escalated(owner)
+        handed_off = escalated(owner)
         return services.escalation_resolve(
-            conversation_id=escalation.conversation_id, actor=operator, notes="done"
+            conversation_id=handed_off.conversation_id, actor=operator, notes="done"
         )
 
     return make

@@ -292,9 +292,8 @@ async def test_demotion_closes_the_live_channel(
 
 @pytest.mark.django_db
 def test_escalation_page_carries_no_inline_script_and_the_live_hooks(
-    escalated: Callable[..., Escalation], operator_admin_client: Client
+    operator_admin_client: Client, escalation: Escalation
 ) -> None:
-    escalation = escalated()
     content = operator_admin_client.get(
         f"/admin/escalations/escalation/{escalation.pk}/change/"
     ).content.decode()

@@ -50,9 +50,8 @@ def test_assign_to_a_colleague(
 
 @pytest.mark.parametrize("who", ["customer", "inactive", "missing", "huge"])
 def test_assigning_to_a_non_operator_is_422_and_changes_nothing(
-    escalated: Callable[..., Escalation], operator_client: Client, customer: User, who: str
+    operator_client: Client, customer: User, who: str, escalation: Escalation
 ) -> None:
-    escalation = escalated()
     target = {
         "customer": customer.pk,
         "inactive": UserFactory(username="gone", is_staff=True, is_active=False).pk,
@@ -68,9 +67,8 @@ def test_assigning_to_a_non_operator_is_422_and_changes_nothing(
 
 
 def test_customer_cannot_assign(
-    escalated: Callable[..., Escalation], customer_client: Client, operator: User
+    customer_client: Client, operator: User, escalation: Escalation
 ) -> None:
-    escalation = escalated()
     before = database_state()
     response = _assign(customer_client, escalation.conversation_id, {"operator_id": operator.pk})
     assert response.status_code == 403

@@ -63,10 +63,7 @@ def test_operator_adds_and_lists_notes(
 
 @pytest.mark.django_db
 @pytest.mark.parametrize("method", ["post", "get"])
-def test_anonymous_gets_401(
-    escalated: Callable[..., Escalation], anonymous_client: Client, method: str
-) -> None:
-    escalation = escalated()
+def test_anonymous_gets_401(anonymous_client: Client, method: str, escalation: Escalation) -> None:
     response = (
         _post(anonymous_client, escalation.conversation_id)
         if method == "post"
@@ -79,9 +76,8 @@ def test_anonymous_gets_401(
 @pytest.mark.django_db
 @pytest.mark.parametrize("method", ["post", "get"])
 def test_customer_gets_403_even_on_their_own_conversation(
-    escalated: Callable[..., Escalation], customer_client: Client, method: str
+    customer_client: Client, method: str, escalation: Escalation
 ) -> None:
-    escalation = escalated()
     response = (
         _post(customer_client, escalation.conversation_id)
         if method == "post"
@@ -94,9 +90,8 @@ def test_customer_gets_403_even_on_their_own_conversation(
 
 @pytest.mark.django_db
 def test_demoted_operator_gets_403(
-    escalated: Callable[..., Escalation], operator: User, client_for: Callable[..., Client]
+    operator: User, client_for: Callable[..., Client], escalation: Escalation
 ) -> None:
-    escalation = escalated()
     client = client_for(operator)  # token issued while staff
     operator.is_staff = False
     operator.save(update_fields=["is_staff"])
@@ -108,9 +103,8 @@ def test_demoted_operator_gets_403(
 
 @pytest.mark.django_db
 def test_token_without_escalations_scope_gets_403(
-    escalated: Callable[..., Escalation], operator: User, client_for: Callable[..., Client]
+    operator: User, client_for: Callable[..., Client], escalation: Escalation
 ) -> None:
-    escalation = escalated()
     client = client_for(operator, {"stats:read"})
     response = _post(client, escalation.conversation_id)
     assert response.status_code == 403
@@ -132,9 +126,8 @@ def test_unknown_conversation_is_404_or_422(operator_client: Client, conversatio
     ids=["blank", "nul", "too-long", "extra-field", "missing"],
 )
 def test_invalid_notes_are_422_and_write_nothing(
-    escalated: Callable[..., Escalation], operator_client: Client, body: dict[str, Any]
+    operator_client: Client, body: dict[str, Any], escalation: Escalation
 ) -> None:
-    escalation = escalated()
     response = _post(operator_client, escalation.conversation_id, body)
     assert response.status_code == 422
     assert not InternalNote.objects.exists()

@@ -74,10 +74,7 @@ def test_second_rating_is_409_and_keeps_the_first(
     assert list(Rating.objects.values_list("score", flat=True)) == [5]
 
 
-def test_nothing_resolved_yet_is_409(
-    escalated: Callable[..., Escalation], customer_client: Client
-) -> None:
-    escalation = escalated()
+def test_nothing_resolved_yet_is_409(customer_client: Client, escalation: Escalation) -> None:
     response = _rate(customer_client, escalation.conversation_id)
     assert response.status_code == 409
     assert not Rating.objects.exists()
