@@ -101,6 +101,15 @@ def second_operator(operators_group: Any) -> User:
     return user
 
 
+def staff_post(client: Client, conversation_id: int, action: str, body: Any = None) -> Any:
+    """`POST /escalations/{conversation_id}/{action}` (assign, reply, resolve, ...) as whoever
+    `client` signs in: with a JSON body when there is one, with none at all otherwise."""
+    path = f"/api/v1/escalations/{conversation_id}/{action}"
+    if body is None:
+        return client.post(path)
+    return client.post(path, body, content_type="application/json")
+
+
 def transcript_of(conversation_id: int) -> list[tuple[int, str, str]]:
     return list(
         Message.objects.filter(conversation_id=conversation_id)

@@ -18,6 +18,7 @@ from accounts.models import User
 from escalations.models import Escalation
 from escalations.services import OPENED_TEXT, resolved_text
 from messaging.models import Message
+from tests.escalations.conftest import staff_post
 from tests.factories import ConversationFactory, EscalationFactory, MessageFactory, UserFactory
 from tests.pushes import Pushes
 from tests.snapshots import database_state
@@ -344,11 +345,7 @@ def test_staff_holding_the_permissions_outside_the_group_is_refused_at_every_doo
     assert response.status_code == 403
     rest = client_for(staff)
     assert rest.get("/api/v1/escalations").status_code == 403
-    reply = rest.post(
-        f"/api/v1/escalations/{second.conversation_id}/reply",
-        {"message": "From REST"},
-        content_type="application/json",
-    )
+    reply = staff_post(rest, second.conversation_id, "reply", {"message": "From REST"})
     assert reply.status_code == 403
     assert not Message.objects.filter(author=staff).exists()
     assert database_state() == before

@@ -15,6 +15,7 @@ from ninja.responses import NinjaJSONEncoder
 from accounts.models import SecurityEvent, User
 from escalations.models import Escalation
 from messaging.schemas import MAX_ID
+from tests.escalations.conftest import staff_post
 from tests.factories import (
     ConversationFactory,
     EscalationFactory,
@@ -183,7 +184,7 @@ def test_admin_session_cookie_authenticates_nothing(operator: User, escalation: 
     client = Client()
     client.force_login(operator)
 
-    response = client.post(f"/api/v1/escalations/{escalation.conversation_id}/assign")
+    response = staff_post(client, escalation.conversation_id, "assign")
 
     assert response.status_code == 401
     assert Escalation.objects.get(pk=escalation.pk).status == "open"
@@ -195,7 +196,7 @@ def test_admin_session_cookie_authenticates_nothing(operator: User, escalation: 
 @pytest.mark.parametrize(
     ("action", "body"),
     [
-        ("assign", None),
+        ("assign", {}),
         ("reply", {"message": "Hello"}),
         ("resolve", {"resolution_notes": "ok"}),
     ],
@@ -211,9 +212,7 @@ def test_unknown_conversation_gets_404_and_nothing_changes(
     escalated()  # rows a wrong target must leave as they are
     before = database_state()
 
-    response = operator_client.post(
-        f"/api/v1/escalations/{missing_id}/{action}", body, content_type="application/json"
-    )
+    response = staff_post(operator_client, missing_id, action, body)
 
     assert response.status_code == 404
     assert response.json() == {"detail": "Conversation not found"}
@@ -360,11 +359,7 @@ def test_invalid_bodies_get_422_and_change_nothing(
 ) -> None:
     before = database_state()
 
-    response = operator_client.post(
-        f"/api/v1/escalations/{escalation.conversation_id}/{action}",
-        body,
-        content_type="application/json",
-    )
+    response = staff_post(operator_client, escalation.conversation_id, action, body)
 
     assert response.status_code == 422
     assert isinstance(response.json()["detail"], list)

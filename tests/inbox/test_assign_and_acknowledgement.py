@@ -4,7 +4,6 @@ escalation."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 import pytest
 from django.test import Client
@@ -14,19 +13,12 @@ from escalations.models import Escalation
 from messaging.models import Message
 from messaging.services import ESCALATED_ACKNOWLEDGEMENT, operator_has_it_text
 from tests.escalations.agents import HANDOFF_TEXT
-from tests.escalations.conftest import transcript_of
+from tests.escalations.conftest import staff_post, transcript_of
 from tests.factories import UserFactory
 from tests.messages import sent
 from tests.snapshots import database_state
 
 pytestmark = pytest.mark.django_db
-
-
-def _assign(client: Client, conversation_id: int, body: Any = None) -> Any:
-    url = f"/api/v1/escalations/{conversation_id}/assign"
-    if body is None:
-        return client.post(url)
-    return client.post(url, body, content_type="application/json")
 
 
 def test_assign_to_a_colleague(
@@ -36,8 +28,8 @@ def test_assign_to_a_colleague(
     second_operator.save(update_fields=["display_name"])
     escalation = escalated()
 
-    response = _assign(
-        operator_client, escalation.conversation_id, {"operator_id": second_operator.pk}
+    response = staff_post(
+        operator_client, escalation.conversation_id, "assign", {"operator_id": second_operator.pk}
     )
 
     assert response.status_code == 200
@@ -60,7 +52,9 @@ def test_assigning_to_a_non_operator_is_422_and_changes_nothing(
     }[who]
     before = database_state()
 
-    response = _assign(operator_client, escalation.conversation_id, {"operator_id": target})
+    response = staff_post(
+        operator_client, escalation.conversation_id, "assign", {"operator_id": target}
+    )
 
     assert response.status_code == 422
     assert database_state() == before
@@ -70,7 +64,9 @@ def test_customer_cannot_assign(
     customer_client: Client, operator: User, escalation: Escalation
 ) -> None:
     before = database_state()
-    response = _assign(customer_client, escalation.conversation_id, {"operator_id": operator.pk})
+    response = staff_post(
+        customer_client, escalation.conversation_id, "assign", {"operator_id": operator.pk}
+    )
     assert response.status_code == 403
     assert database_state() == before
 
@@ -85,14 +81,8 @@ def test_operator_messages_and_notices_carry_the_display_name(
     operator.save(update_fields=["display_name"])
     escalation = escalated()
     cid = escalation.conversation_id
-    operator_client.post(
-        f"/api/v1/escalations/{cid}/reply", {"message": "Hi!"}, content_type="application/json"
-    )
-    operator_client.post(
-        f"/api/v1/escalations/{cid}/resolve",
-        {"resolution_notes": ""},
-        content_type="application/json",
-    )
+    staff_post(operator_client, cid, "reply", {"message": "Hi!"})
+    staff_post(operator_client, cid, "resolve", {"resolution_notes": ""})
 
     history = customer_client.get(f"/api/v1/conversations/{cid}/history").json()["messages"]
 
@@ -125,9 +115,7 @@ def test_acknowledgement_enters_the_transcript_once_per_escalation(
     cid = sent(customer_client, customer, "I want a human", None)["conversation_id"]
     first = sent(customer_client, customer, "hello?", cid)
     second = sent(customer_client, customer, "anyone there?", cid)
-    operator_client.post(
-        f"/api/v1/escalations/{cid}/reply", {"message": "Here!"}, content_type="application/json"
-    )
+    staff_post(operator_client, cid, "reply", {"message": "Here!"})
     third = sent(customer_client, customer, "great", cid)
 
     for body in (first, second):
@@ -160,11 +148,7 @@ def test_acknowledgement_enters_the_transcript_once_per_escalation(
     ]
 
     # A new escalation after a resolution acknowledges again, once.
-    operator_client.post(
-        f"/api/v1/escalations/{cid}/resolve",
-        {"resolution_notes": ""},
-        content_type="application/json",
-    )
+    staff_post(operator_client, cid, "resolve", {"resolution_notes": ""})
     sent(customer_client, customer, "I want a human again", cid)
     sent(customer_client, customer, "one", cid)
     sent(customer_client, customer, "two", cid)
