@@ -75,6 +75,19 @@ def escalation(escalated: Callable[..., Escalation]) -> Escalation:
 
 
 @pytest.fixture
+def resolved(escalated: Callable[..., Escalation], operator: User) -> Callable[..., Escalation]:
+    """resolved(owner=None) → an escalation that an operator resolved."""
+
+    def make(owner: User | None = None) -> Escalation:
+        handed_off = escalated(owner)
+        return services.escalation_resolve(
+            conversation_id=handed_off.conversation_id, actor=operator, notes="done"
+        )
+
+    return make
+
+
+@pytest.fixture
 def operators_group(db: Any) -> Any:
     # Transactional tests flush the database (the migration's group with it), so the group is
     # ensured here rather than assumed.

@@ -208,14 +208,9 @@ def test_change_page_shows_the_transcript_and_the_reply_box_but_no_save(
 
 
 def test_change_page_of_a_resolved_escalation_has_no_reply_box(
-    escalated: Callable[..., Escalation], operator_admin_client: Client, operator: User
+    resolved: Callable[..., Escalation], operator_admin_client: Client, operator: User
 ) -> None:
-    from escalations import services
-
-    escalation = escalated()
-    services.escalation_resolve(
-        conversation_id=escalation.conversation_id, actor=operator, notes=""
-    )
+    escalation = resolved()
 
     content = operator_admin_client.get(_change_url(escalation)).content.decode()
 
@@ -267,14 +262,9 @@ def test_reply_box_stores_an_operator_message_and_pushes_it(
 
 
 def test_reply_box_refuses_a_resolved_escalation(
-    escalated: Callable[..., Escalation], operator_admin_client: Client, operator: User
+    resolved: Callable[..., Escalation], operator_admin_client: Client
 ) -> None:
-    from escalations import services
-
-    escalation = escalated()
-    services.escalation_resolve(
-        conversation_id=escalation.conversation_id, actor=operator, notes=""
-    )
+    escalation = resolved()
     before = database_state()
 
     response = operator_admin_client.post(

@@ -387,40 +387,20 @@ def test_api_key_of_an_operator_works(
     assert [i["id"] for i in response.json()["items"]] == [escalation.pk]
 
 
-def test_openapi_documents_every_status(client: Client) -> None:
+# The statuses each staff route documents, as they are answered.
+DOCUMENTED_STATUSES = {
+    ("/api/v1/escalations", "get"): "200 400 401 403 422",
+    ("/api/v1/escalations/{conversation_id}/assign", "post"): "200 400 401 403 404 413 422",
+    ("/api/v1/escalations/{conversation_id}/reply", "post"): "201 400 401 403 404 409 413 422",
+    ("/api/v1/escalations/{conversation_id}/resolve", "post"): "200 400 401 403 404 413 422",
+    ("/api/v1/statistics", "get"): "200 401 403 422",  # 422: ?from=&to=
+}
+
+
+@pytest.mark.parametrize(("route", "statuses"), DOCUMENTED_STATUSES.items(), ids=str)
+def test_openapi_documents_every_status(
+    client: Client, route: tuple[str, str], statuses: str
+) -> None:
+    path, method = route
     schema = client.get("/api/v1/openapi.json").json()
-    paths = schema["paths"]
-
-    def codes(path: str, method: str) -> set[str]:
-        return set(paths[path][method]["responses"])
-
-    assert codes("/api/v1/escalations", "get") == {"200", "400", "401", "403", "422"}
-    assert codes("/api/v1/escalations/{conversation_id}/assign", "post") == {
-        "200",
-        "400",
-        "401",
-        "403",
-        "404",
-        "413",
-        "422",
-    }
-    assert codes("/api/v1/escalations/{conversation_id}/reply", "post") == {
-        "201",
-        "400",
-        "401",
-        "403",
-        "404",
-        "409",
-        "413",
-        "422",
-    }
-    assert codes("/api/v1/escalations/{conversation_id}/resolve", "post") == {
-        "200",
-        "400",
-        "401",
-        "403",
-        "404",
-        "413",
-        "422",
-    }
-    assert codes("/api/v1/statistics", "get") == {"200", "401", "403", "422"}  # 422: ?from=&to=
+    assert set(schema["paths"][path][method]["responses"]) == set(statuses.split())

@@ -1,16 +1,13 @@
-"""Fixtures for the inbox tests: the escalation fixtures (escalated conversations built with
-the real services, operators in the Operators group) and a recorder for domain events."""
+"""Fixtures for the inbox tests: the escalation fixtures (escalated and resolved conversations
+built with the real services, operators in the Operators group) and a recorder for domain events."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from accounts.models import User
-from escalations import services
-from escalations.models import Escalation
 from messaging import events
 from tests.escalations.conftest import (  # noqa: F401 - fixtures re-exported for this package
     admin_operator,
@@ -18,6 +15,7 @@ from tests.escalations.conftest import (  # noqa: F401 - fixtures re-exported fo
     escalation,
     operator_admin_client,
     operators_group,
+    resolved,
     scripted_agent,
     second_operator,
 )
@@ -37,19 +35,3 @@ def recorded_events() -> Iterator[list[tuple[str, dict[str, Any]]]]:
         yield recorded
     finally:
         events._sinks.remove(sink)
-
-
-@pytest.fixture
-def resolved(
-    escalated: Callable[..., Escalation],  # noqa: F811 - the fixture imported above
-    operator: User,
-) -> Callable[..., Escalation]:
-    """resolved(owner=None) → an escalation that an operator resolved."""
-
-    def make(owner: User | None = None) -> Escalation:
-        handed_off = escalated(owner)
-        return services.escalation_resolve(
-            conversation_id=handed_off.conversation_id, actor=operator, notes="done"
-        )
-
-    return make
