@@ -101,8 +101,8 @@ def admin_operator(operator: User, operators_group: Any) -> User:
 
 
 @pytest.fixture
-def operator_admin_client(admin_operator: User) -> Client:
-    client = Client()
+def operator_admin_client(client: Client, admin_operator: User) -> Client:
+    """pytest-django's client, signed in to the admin as an operator (a session cookie)."""
     client.force_login(admin_operator)
     return client
 
