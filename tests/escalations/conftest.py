@@ -48,20 +48,17 @@ def escalated(customer: User) -> Callable[..., Escalation]:
 
     def make(owner: User | None = None) -> Escalation:
         conversation = ConversationFactory(customer=owner or customer)
-        MessageFactory(
-            conversation=conversation,
-            role=Message.Role.CUSTOMER,
-            content="I want to talk to a human",
-            intent="human_request",
-            confidence=0.9,
-        )
-        MessageFactory(
-            conversation=conversation,
-            role=Message.Role.AGENT,
-            content="Let me find a colleague for you.",
-            intent="human_request",
-            confidence=0.9,
-        )
+        for role, content in [
+            (Message.Role.CUSTOMER, "I want to talk to a human"),
+            (Message.Role.AGENT, "Let me find a colleague for you."),
+        ]:
+            MessageFactory(
+                conversation=conversation,
+                role=role,
+                content=content,
+                intent="human_request",
+                confidence=0.9,
+            )
         return open_escalation(conversation)
 
     return make

@@ -32,6 +32,21 @@ def _change_url(escalation: Escalation) -> str:
     return f"{CHANGELIST}{escalation.pk}/change/"
 
 
+def _bulk(
+    client: Client,
+    action: str,
+    picked: list[Escalation],
+    query: str = "",
+    *,
+    follow: bool = False,
+    **form: str,
+) -> Any:
+    """The change list's bulk `action` on the escalations `picked` (`form`: the fields of the
+    confirmation page, when the action has one)."""
+    selected = {"action": action, "_selected_action": [e.pk for e in picked], **form}
+    return client.post(f"{CHANGELIST}{query}", selected, follow=follow)
+
+
 def _listed(response: Any) -> list[int]:
     return [e.pk for e in response.context["cl"].result_list]
 
@@ -374,11 +389,7 @@ def test_assign_to_me_action(
 ) -> None:
     picked = [queue["open_old"], queue["assigned_old"], queue["resolved_oldest"]]
 
-    response = operator_admin_client.post(
-        f"{CHANGELIST}?status=all",
-        {"action": "assign_to_me", "_selected_action": [e.pk for e in picked]},
-        follow=True,
-    )
+    response = _bulk(operator_admin_client, "assign_to_me", picked, "?status=all", follow=True)
 
     assert response.status_code == 200
     for escalation in picked:
@@ -404,9 +415,7 @@ def test_resolve_action_asks_for_notes_first(
     picked = [queue["open_old"], queue["open_new"]]
     before = [database_state() for e in picked]
 
-    response = operator_admin_client.post(
-        CHANGELIST, {"action": "resolve_selected", "_selected_action": [e.pk for e in picked]}
-    )
+    response = _bulk(operator_admin_client, "resolve_selected", picked)
 
     assert response.status_code == 200
     assert response.templates[0].name == "admin/escalations/escalation/resolve_selected.html"
@@ -424,15 +433,13 @@ def test_resolve_action_resolves_with_the_notes(
 ) -> None:
     picked = [queue["open_old"], queue["assigned_old"]]
 
-    response = operator_admin_client.post(
-        CHANGELIST,
-        {
-            "action": "resolve_selected",
-            "_selected_action": [e.pk for e in picked],
-            "post": "yes",
-            "resolution_notes": "Bulk: outage over",
-        },
+    response = _bulk(
+        operator_admin_client,
+        "resolve_selected",
+        picked,
         follow=True,
+        post="yes",
+        resolution_notes="Bulk: outage over",
     )
 
     assert response.status_code == 200
@@ -617,13 +624,10 @@ def test_statistics_page_refuses_customers_and_anonymous(
 def test_resolve_action_on_resolved_ones_only_warns(
     queue: dict[str, Escalation], operator_admin_client: Client
 ) -> None:
-    resolved = queue["resolved_oldest"]
     before = database_state()
 
-    response = operator_admin_client.post(
-        CHANGELIST,
-        {"action": "resolve_selected", "_selected_action": [resolved.pk]},
-        follow=True,
+    response = _bulk(
+        operator_admin_client, "resolve_selected", [queue["resolved_oldest"]], follow=True
     )
 
     assert [str(m) for m in response.context["messages"]] == [
@@ -635,17 +639,14 @@ def test_resolve_action_on_resolved_ones_only_warns(
 def test_resolve_action_keeps_the_page_when_notes_are_too_long(
     queue: dict[str, Escalation], operator_admin_client: Client
 ) -> None:
-    escalation = queue["open_old"]
     before = database_state()
 
-    response = operator_admin_client.post(
-        CHANGELIST,
-        {
-            "action": "resolve_selected",
-            "_selected_action": [escalation.pk],
-            "post": "yes",
-            "resolution_notes": "x" * 4001,
-        },
+    response = _bulk(
+        operator_admin_client,
+        "resolve_selected",
+        [queue["open_old"]],
+        post="yes",
+        resolution_notes="x" * 4001,
     )
 
     assert response.status_code == 200
