@@ -111,6 +111,21 @@ def second_operator(operators_group: Any) -> User:
     return user
 
 
+Committed = Callable[[Callable[[], Any]], Any]
+
+
+@pytest.fixture
+def committed(django_capture_on_commit_callbacks: Any) -> Committed:
+    """committed(change) → change()'s result, its on-commit work (pushes, assignment) run as
+    after a real commit. (A test's transaction never commits: without this nothing is pushed.)"""
+
+    def run(change: Callable[[], Any]) -> Any:
+        with django_capture_on_commit_callbacks(execute=True):
+            return change()
+
+    return run
+
+
 def staff_post(client: Client, conversation_id: int, action: str, body: Any = None) -> Any:
     """`POST /escalations/{conversation_id}/{action}` (assign, reply, resolve, ...) as whoever
     `client` signs in: with a JSON body when there is one, with none at all otherwise."""

@@ -18,7 +18,7 @@ from accounts.models import User
 from escalations.models import Escalation
 from escalations.services import OPENED_TEXT, resolved_text
 from messaging.models import Message
-from tests.escalations.conftest import staff_post
+from tests.escalations.conftest import Committed, staff_post
 from tests.factories import ConversationFactory, EscalationFactory, MessageFactory, UserFactory
 from tests.pushes import Pushes
 from tests.snapshots import database_state
@@ -248,13 +248,14 @@ def test_reply_box_stores_an_operator_message_and_pushes_it(
     operator_admin_client: Client,
     admin_operator: User,
     pushed: Pushes,
-    django_capture_on_commit_callbacks: Any,
+    committed: Committed,
     escalation: Escalation,
 ) -> None:
-    with django_capture_on_commit_callbacks(execute=True):
-        response = operator_admin_client.post(
+    response = committed(
+        lambda: operator_admin_client.post(
             f"{CHANGELIST}{escalation.pk}/reply/", {"message": "Hello from the admin"}
         )
+    )
 
     assert response.status_code == 302
     assert response["Location"] == _change_url(escalation) + "#composer"
@@ -719,7 +720,7 @@ def test_routing_profiles_are_for_superusers(
     admin_operator: User,
     superuser: User,
     settings: Any,
-    django_capture_on_commit_callbacks: Any,
+    committed: Committed,
 ) -> None:
     from escalations import presence
     from escalations.models import OperatorProfile
@@ -732,11 +733,12 @@ def test_routing_profiles_are_for_superusers(
     OperatorProfile.objects.create(user=admin_operator, capacity=0)
     presence.lease_renew(user_id=admin_operator.pk, socket_id="page")
 
-    with django_capture_on_commit_callbacks(execute=True):
-        response = root.post(
+    response = committed(
+        lambda: root.post(
             f"/admin/escalations/operatorprofile/{admin_operator.pk}/change/",
             {"capacity": "2", "away": ""},
         )
+    )
 
     assert response.status_code == 302
     assert OperatorProfile.objects.get(user=admin_operator).capacity == 2

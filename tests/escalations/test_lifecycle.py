@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import timedelta
-from typing import Any
 
 import pytest
 from django.test import Client
@@ -17,7 +16,7 @@ from escalations.services import OPENED_TEXT, resolved_text
 from messaging.models import Conversation, Message
 from messaging.services import operator_has_it_text
 from tests.escalations.agents import HANDOFF_TEXT
-from tests.escalations.conftest import staff_post, transcript_of
+from tests.escalations.conftest import Committed, staff_post, transcript_of
 from tests.factories import ConversationFactory, MessageFactory
 from tests.messages import sent
 from tests.pushes import Pushes
@@ -165,15 +164,12 @@ def test_customer_can_escalate_again_after_resolution(
 
 
 def test_reply_pushes_the_message_to_the_customer_live(
-    operator_client: Client,
-    pushed: Pushes,
-    django_capture_on_commit_callbacks: Any,
-    escalation: Escalation,
+    operator_client: Client, pushed: Pushes, committed: Committed, escalation: Escalation
 ) -> None:
-    with django_capture_on_commit_callbacks(execute=True):
-        response = staff_post(
-            operator_client, escalation.conversation_id, "reply", {"message": "Hello!"}
-        )
+    reply = {"message": "Hello!"}
+    response = committed(
+        lambda: staff_post(operator_client, escalation.conversation_id, "reply", reply)
+    )
 
     assert response.status_code == 201
     group = f"conversation.{escalation.conversation_id}"
@@ -191,15 +187,10 @@ def test_reply_pushes_the_message_to_the_customer_live(
 
 
 def test_resolve_pushes_the_status_change(
-    operator_client: Client,
-    pushed: Pushes,
-    django_capture_on_commit_callbacks: Any,
-    escalation: Escalation,
+    operator_client: Client, pushed: Pushes, committed: Committed, escalation: Escalation
 ) -> None:
-    with django_capture_on_commit_callbacks(execute=True):
-        staff_post(
-            operator_client, escalation.conversation_id, "resolve", {"resolution_notes": "done"}
-        )
+    notes = {"resolution_notes": "done"}
+    committed(lambda: staff_post(operator_client, escalation.conversation_id, "resolve", notes))
 
     group = f"conversation.{escalation.conversation_id}"
     assert [e for g, e in pushed if g == group and e["type"] == "conversation.status"] == [

@@ -15,6 +15,7 @@ from escalations.models import Escalation, OperatorProfile
 from messaging.models import Message
 from tests.escalations.conftest import (  # noqa: F401 - fixtures re-exported for this package
     admin_operator,
+    committed,
     escalated,
     open_escalation,
     operator_admin_client,

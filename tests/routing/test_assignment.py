@@ -22,8 +22,9 @@ from escalations.models import Escalation, OperatorProfile
 from messaging import realtime
 from messaging.models import Message
 from messaging.services import message_send
+from tests.escalations.conftest import Committed
 from tests.factories import UserFactory
-from tests.pushes import pushed_messages
+from tests.pushes import Pushes
 from tests.routing.conftest import joined_notices, online
 
 pytestmark = pytest.mark.django_db
@@ -42,17 +43,12 @@ def test_a_new_escalation_goes_at_once_to_the_least_loaded_online_operator(
     make_operator: Callable[..., User],
     new_escalation: Callable[..., Escalation],
     recorded_events: list[tuple[str, dict[str, Any]]],
-    monkeypatch: pytest.MonkeyPatch,
-    django_capture_on_commit_callbacks: Any,
+    pushed: Pushes,
+    committed: Committed,
 ) -> None:
     anna, ben = make_operator("Anna"), make_operator("Ben")
     make_operator("Cleo", is_online=False)
-    pushed: list[Any] = []
-    monkeypatch.setattr(realtime, "publish", lambda events: pushed.extend(events))
-    with django_capture_on_commit_callbacks(execute=True):
-        first = new_escalation()
-        second = new_escalation()
-        third = new_escalation()
+    first, second, third = committed(lambda: [new_escalation() for _ in range(3)])
 
     holders = [e.assigned_to_id for e in (first, second, third)]
     # Anna and Ben have never been assigned: Anna (lower id) first, then Ben (waited longer
@@ -75,7 +71,7 @@ def test_a_new_escalation_goes_at_once_to_the_least_loaded_online_operator(
         ("opened", third.pk),
         ("assigned", third.pk),
     ]
-    customer_sees = pushed_messages(pushed, f"conversation.{first.conversation_id}")
+    customer_sees = pushed.messages(f"conversation.{first.conversation_id}")
     assert [m["content"] for m in customer_sees] == [
         "Conversation passed to the support team.",
         "Anna joined the conversation.",
@@ -135,15 +131,17 @@ def test_people_who_are_not_operators_are_never_picked(
 def test_an_operator_coming_online_takes_the_oldest_first(
     make_operator: Callable[..., User],
     new_escalation: Callable[..., Escalation],
-    django_capture_on_commit_callbacks: Any,
+    committed: Committed,
 ) -> None:
     anna = make_operator("Anna", capacity=2, is_online=False)
     waiting = [new_escalation() for _ in range(3)]
     assert all(e.assigned_to_id is None for e in waiting)
 
-    with django_capture_on_commit_callbacks(execute=True):
+    def open_the_inbox() -> Any:
         assert services.operator_lease_take(user=anna, socket_id="page")
-        joined = services.operator_socket_joined(user=anna, socket_id="page")
+        return services.operator_socket_joined(user=anna, socket_id="page")
+
+    joined = committed(open_the_inbox)
 
     assert joined is not None
     assert joined.status == "online"
@@ -156,15 +154,14 @@ def test_an_operator_coming_online_takes_the_oldest_first(
 def test_coming_back_from_away_drains_the_queue(
     make_operator: Callable[..., User],
     new_escalation: Callable[..., Escalation],
-    django_capture_on_commit_callbacks: Any,
+    committed: Committed,
 ) -> None:
     anna = make_operator("Anna")
     services.operator_presence_set(actor=anna, status="away")
     escalation = new_escalation()
     assert escalation.assigned_to_id is None
 
-    with django_capture_on_commit_callbacks(execute=True):
-        services.operator_presence_set(actor=anna, status="online")
+    committed(lambda: services.operator_presence_set(actor=anna, status="online"))
 
     escalation.refresh_from_db()
     assert escalation.assigned_to_id == anna.pk
@@ -175,7 +172,7 @@ def test_resolving_frees_capacity_for_the_oldest_waiting(
     make_operator: Callable[..., User],
     new_escalation: Callable[..., Escalation],
     operator_client: Client,
-    django_capture_on_commit_callbacks: Any,
+    committed: Committed,
 ) -> None:
     anna = make_operator("Anna", capacity=1)
     held = new_escalation()
@@ -186,8 +183,8 @@ def test_resolving_frees_capacity_for_the_oldest_waiting(
         None,
     )
 
-    with django_capture_on_commit_callbacks(execute=True):
-        services.escalation_resolve(conversation_id=held.conversation_id, actor=anna, notes="")
+    cid = held.conversation_id
+    committed(lambda: services.escalation_resolve(conversation_id=cid, actor=anna, notes=""))
 
     older.refresh_from_db()
     newer.refresh_from_db()
@@ -199,15 +196,14 @@ def test_resolving_frees_capacity_for_the_oldest_waiting(
 def test_a_takeover_frees_the_previous_holder(
     make_operator: Callable[..., User],
     new_escalation: Callable[..., Escalation],
-    django_capture_on_commit_callbacks: Any,
+    committed: Committed,
 ) -> None:
     anna = make_operator("Anna", capacity=1)
     ben = make_operator("Ben", capacity=0)
     held = new_escalation()
     waiting = new_escalation()
 
-    with django_capture_on_commit_callbacks(execute=True):
-        services.escalation_assign(conversation_id=held.conversation_id, actor=ben)
+    committed(lambda: services.escalation_assign(conversation_id=held.conversation_id, actor=ben))
 
     waiting.refresh_from_db()
     assert waiting.assigned_to_id == anna.pk

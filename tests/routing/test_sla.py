@@ -26,7 +26,9 @@ from escalations.jobs import escalations_tick, sla_breaches_due
 from escalations.models import Escalation
 from escalations.sla import due_at
 from messaging import realtime
+from tests.escalations.conftest import Committed
 from tests.factories import ConversationFactory, EscalationFactory
+from tests.pushes import Pushes
 
 pytestmark = pytest.mark.django_db
 
@@ -93,18 +95,14 @@ def test_zero_minutes_sets_no_due_time(
 def test_the_periodic_job_records_each_breach_once(
     new_escalation: Callable[..., Escalation],
     recorded_events: list[tuple[str, dict[str, Any]]],
-    monkeypatch: pytest.MonkeyPatch,
-    django_capture_on_commit_callbacks: Any,
+    pushed: Pushes,
+    committed: Committed,
 ) -> None:
     late = new_escalation()
     on_time = new_escalation()
     _overdue(late, first=True, resolution=True)
-    pushed: list[Any] = []
-    monkeypatch.setattr(realtime, "publish", lambda events: pushed.extend(events))
 
-    with django_capture_on_commit_callbacks(execute=True):
-        first_tick = escalations_tick()
-        second_tick = escalations_tick()
+    first_tick, second_tick = committed(lambda: (escalations_tick(), escalations_tick()))
 
     late.refresh_from_db()
     on_time.refresh_from_db()
