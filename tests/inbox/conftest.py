@@ -21,11 +21,13 @@ from tests.escalations.conftest import (  # noqa: F401 - fixtures re-exported fo
 )
 from tests.realtime.conftest import _fresh_channel_layer  # noqa: F401 - autouse, per test
 
+Events = list[tuple[str, dict[str, Any]]]
+
 
 @pytest.fixture
-def recorded_events() -> Iterator[list[tuple[str, dict[str, Any]]]]:
+def recorded_events() -> Iterator[Events]:
     """Every domain event recorded while the test runs (a sink like the webhook outbox's)."""
-    recorded: list[tuple[str, dict[str, Any]]] = []
+    recorded: Events = []
 
     def sink(batch: list[tuple[str, dict[str, Any]]]) -> None:
         recorded.extend(batch)

@@ -15,6 +15,7 @@ from escalations import inbox
 from escalations.models import Escalation, InternalNote
 from messaging import events
 from messaging.models import Message
+from tests.inbox.conftest import Events
 from tests.realtime.conftest import access_token_for, connect_authenticated
 from tests.snapshots import database_state
 
@@ -141,7 +142,7 @@ def test_note_is_not_in_the_customers_history_and_changes_no_message(
     escalated: Callable[..., Escalation],
     operator_client: Client,
     customer_client: Client,
-    recorded_events: list[tuple[str, dict[str, Any]]],
+    recorded_events: Events,
 ) -> None:
     escalation = escalated()
     before = database_state()

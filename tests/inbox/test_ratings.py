@@ -13,6 +13,7 @@ from accounts.models import User
 from escalations import services
 from escalations.models import Escalation, Rating
 from messaging import events
+from tests.inbox.conftest import Events
 
 pytestmark = pytest.mark.django_db
 
@@ -29,7 +30,7 @@ def test_owner_rates_the_resolved_escalation(
     resolved: Callable[..., Escalation],
     customer_client: Client,
     customer: User,
-    recorded_events: list[tuple[str, dict[str, Any]]],
+    recorded_events: Events,
 ) -> None:
     escalation = resolved()
     recorded_events.clear()  # only what the rating itself records
@@ -98,7 +99,7 @@ def test_rates_the_most_recently_resolved_escalation(
 def test_another_customers_conversation_is_404_and_nothing_changes(
     resolved: Callable[..., Escalation],
     other_client: Client,
-    recorded_events: list[tuple[str, dict[str, Any]]],
+    recorded_events: Events,
 ) -> None:
     escalation = resolved()
     recorded_events.clear()

@@ -66,6 +66,13 @@ def new_escalation(customer: User) -> Callable[..., Escalation]:  # noqa: F811 -
     return make
 
 
+@pytest.fixture
+def escalation(new_escalation: Callable[..., Escalation]) -> Escalation:  # noqa: F811
+    """The customer's escalation, opened through the hand-off (`new_escalation()`) after the
+    test's other fixtures (name it last): online operators, `auto` and recorded events first."""
+    return new_escalation()
+
+
 def joined_notices(conversation_id: int) -> list[str]:
     return list(
         Message.objects.filter(

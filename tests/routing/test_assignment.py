@@ -24,6 +24,7 @@ from messaging.models import Message
 from messaging.services import message_send
 from tests.escalations.conftest import Committed
 from tests.factories import UserFactory
+from tests.inbox.conftest import Events
 from tests.pushes import Pushes
 from tests.routing.conftest import joined_notices, online
 
@@ -42,7 +43,7 @@ def test_manual_mode_assigns_nobody(
 def test_a_new_escalation_goes_at_once_to_the_least_loaded_online_operator(
     make_operator: Callable[..., User],
     new_escalation: Callable[..., Escalation],
-    recorded_events: list[tuple[str, dict[str, Any]]],
+    recorded_events: Events,
     pushed: Pushes,
     committed: Committed,
 ) -> None:

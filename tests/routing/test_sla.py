@@ -28,6 +28,7 @@ from escalations.sla import due_at
 from messaging import realtime
 from tests.escalations.conftest import Committed
 from tests.factories import ConversationFactory, EscalationFactory
+from tests.inbox.conftest import Events
 from tests.pushes import Pushes
 
 pytestmark = pytest.mark.django_db
@@ -94,7 +95,7 @@ def test_zero_minutes_sets_no_due_time(
 
 def test_the_periodic_job_records_each_breach_once(
     new_escalation: Callable[..., Escalation],
-    recorded_events: list[tuple[str, dict[str, Any]]],
+    recorded_events: Events,
     pushed: Pushes,
     committed: Committed,
 ) -> None:
@@ -125,11 +126,8 @@ def test_the_periodic_job_records_each_breach_once(
 
 
 def test_a_late_first_reply_records_its_breach_itself(
-    new_escalation: Callable[..., Escalation],
-    operator: User,
-    recorded_events: list[tuple[str, dict[str, Any]]],
+    operator: User, recorded_events: Events, escalation: Escalation
 ) -> None:
-    escalation = new_escalation()
     _overdue(escalation)
 
     services.escalation_reply(conversation_id=escalation.conversation_id, actor=operator, text="hi")
@@ -141,11 +139,8 @@ def test_a_late_first_reply_records_its_breach_itself(
 
 
 def test_an_on_time_reply_and_resolution_breach_nothing(
-    new_escalation: Callable[..., Escalation],
-    operator: User,
-    recorded_events: list[tuple[str, dict[str, Any]]],
+    operator: User, recorded_events: Events, escalation: Escalation
 ) -> None:
-    escalation = new_escalation()
     cid = escalation.conversation_id
     services.escalation_reply(conversation_id=cid, actor=operator, text="hi")
     services.escalation_resolve(conversation_id=cid, actor=operator, notes="")
@@ -159,11 +154,8 @@ def test_an_on_time_reply_and_resolution_breach_nothing(
 
 
 def test_resolving_late_without_a_reply_breaches_both(
-    new_escalation: Callable[..., Escalation],
-    operator: User,
-    recorded_events: list[tuple[str, dict[str, Any]]],
+    operator: User, recorded_events: Events, escalation: Escalation
 ) -> None:
-    escalation = new_escalation()
     _overdue(escalation, first=True, resolution=True)
 
     services.escalation_resolve(
@@ -290,10 +282,7 @@ def _database_url() -> str:
 
 @pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
-def test_run_worker_records_a_breach_within_seconds(
-    new_escalation: Callable[..., Escalation],
-) -> None:
-    escalation = new_escalation()
+def test_run_worker_records_a_breach_within_seconds(escalation: Escalation) -> None:
     _overdue(escalation)
     env = {
         **{k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"},
