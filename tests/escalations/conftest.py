@@ -126,6 +126,13 @@ def committed(django_capture_on_commit_callbacks: Any) -> Committed:
     return run
 
 
+def named(user: User, display_name: str) -> User:
+    """The user, shown to customers under `display_name` (saved)."""
+    user.display_name = display_name
+    user.save(update_fields=["display_name"])
+    return user
+
+
 def staff_post(client: Client, conversation_id: int, action: str, body: Any = None) -> Any:
     """`POST /escalations/{conversation_id}/{action}` (assign, reply, resolve, ...) as whoever
     `client` signs in: with a JSON body when there is one, with none at all otherwise."""

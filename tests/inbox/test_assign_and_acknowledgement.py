@@ -13,7 +13,7 @@ from escalations.models import Escalation
 from messaging.models import Message
 from messaging.services import ESCALATED_ACKNOWLEDGEMENT, operator_has_it_text
 from tests.escalations.agents import HANDOFF_TEXT
-from tests.escalations.conftest import staff_post, transcript_of
+from tests.escalations.conftest import named, staff_post, transcript_of
 from tests.factories import UserFactory
 from tests.messages import sent
 from tests.snapshots import database_state
@@ -24,8 +24,7 @@ pytestmark = pytest.mark.django_db
 def test_assign_to_a_colleague(
     escalated: Callable[..., Escalation], operator_client: Client, second_operator: User
 ) -> None:
-    second_operator.display_name = "Oscar"
-    second_operator.save(update_fields=["display_name"])
+    named(second_operator, "Oscar")
     escalation = escalated()
 
     response = staff_post(
@@ -77,8 +76,7 @@ def test_operator_messages_and_notices_carry_the_display_name(
     operator: User,
     customer_client: Client,
 ) -> None:
-    operator.display_name = "Liv"
-    operator.save(update_fields=["display_name"])
+    named(operator, "Liv")
     escalation = escalated()
     cid = escalation.conversation_id
     staff_post(operator_client, cid, "reply", {"message": "Hi!"})

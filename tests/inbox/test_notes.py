@@ -15,6 +15,7 @@ from escalations import inbox
 from escalations.models import Escalation, InternalNote
 from messaging import events
 from messaging.models import Message
+from tests.escalations.conftest import named
 from tests.inbox.conftest import Events
 from tests.realtime.conftest import access_token_for, connect_authenticated
 from tests.snapshots import database_state
@@ -38,8 +39,7 @@ def _post(client: Client, conversation_id: int, body: Any = None) -> Any:
 def test_operator_adds_and_lists_notes(
     escalated: Callable[..., Escalation], operator_client: Client, operator: User
 ) -> None:
-    operator.display_name = "Olivia P."
-    operator.save(update_fields=["display_name"])
+    named(operator, "Olivia P.")
     escalation = escalated()
 
     created = _post(operator_client, escalation.conversation_id, {"note": f"  {NOTE}  "})
@@ -139,12 +139,11 @@ def test_invalid_notes_are_422_and_write_nothing(
 
 @pytest.mark.django_db
 def test_note_is_not_in_the_customers_history_and_changes_no_message(
-    escalated: Callable[..., Escalation],
     operator_client: Client,
     customer_client: Client,
     recorded_events: Events,
+    escalation: Escalation,
 ) -> None:
-    escalation = escalated()
     before = database_state()
     recorded_events.clear()  # only what the note itself records
 

@@ -18,6 +18,12 @@ from tests.inbox.conftest import Events
 pytestmark = pytest.mark.django_db
 
 
+@pytest.fixture
+def escalation(resolved: Callable[..., Escalation]) -> Escalation:
+    """Here the customer's escalation is a resolved one: only those can be rated."""
+    return resolved()
+
+
 def _rate(client: Client, conversation_id: int, body: Any = None) -> Any:
     return client.post(
         f"/api/v1/conversations/{conversation_id}/rating",
@@ -27,12 +33,8 @@ def _rate(client: Client, conversation_id: int, body: Any = None) -> Any:
 
 
 def test_owner_rates_the_resolved_escalation(
-    resolved: Callable[..., Escalation],
-    customer_client: Client,
-    customer: User,
-    recorded_events: Events,
+    customer_client: Client, customer: User, recorded_events: Events, escalation: Escalation
 ) -> None:
-    escalation = resolved()
     recorded_events.clear()  # only what the rating itself records
 
     response = _rate(customer_client, escalation.conversation_id, {"score": 4, "comment": " ok "})
@@ -63,9 +65,8 @@ def test_owner_rates_the_resolved_escalation(
 
 
 def test_second_rating_is_409_and_keeps_the_first(
-    resolved: Callable[..., Escalation], customer_client: Client
+    customer_client: Client, escalation: Escalation
 ) -> None:
-    escalation = resolved()
     assert _rate(customer_client, escalation.conversation_id).status_code == 201
 
     again = _rate(customer_client, escalation.conversation_id, {"score": 1})
@@ -75,8 +76,10 @@ def test_second_rating_is_409_and_keeps_the_first(
     assert list(Rating.objects.values_list("score", flat=True)) == [5]
 
 
-def test_nothing_resolved_yet_is_409(customer_client: Client, escalation: Escalation) -> None:
-    response = _rate(customer_client, escalation.conversation_id)
+def test_nothing_resolved_yet_is_409(
+    customer_client: Client, escalated: Callable[..., Escalation]
+) -> None:
+    response = _rate(customer_client, escalated().conversation_id)
     assert response.status_code == 409
     assert not Rating.objects.exists()
 
@@ -97,11 +100,8 @@ def test_rates_the_most_recently_resolved_escalation(
 
 
 def test_another_customers_conversation_is_404_and_nothing_changes(
-    resolved: Callable[..., Escalation],
-    other_client: Client,
-    recorded_events: Events,
+    other_client: Client, recorded_events: Events, escalation: Escalation
 ) -> None:
-    escalation = resolved()
     recorded_events.clear()
     response = _rate(other_client, escalation.conversation_id)
     assert response.status_code == 404
@@ -110,25 +110,22 @@ def test_another_customers_conversation_is_404_and_nothing_changes(
     assert recorded_events == []
 
 
-def test_anonymous_gets_401(resolved: Callable[..., Escalation], anonymous_client: Client) -> None:
-    escalation = resolved()
+def test_anonymous_gets_401(anonymous_client: Client, escalation: Escalation) -> None:
     assert _rate(anonymous_client, escalation.conversation_id).status_code == 401
     assert not Rating.objects.exists()
 
 
 def test_token_without_messages_write_gets_403(
-    resolved: Callable[..., Escalation], customer: User, client_for: Callable[..., Client]
+    customer: User, client_for: Callable[..., Client], escalation: Escalation
 ) -> None:
-    escalation = resolved()
     client = client_for(customer, {"conversations:read"})
     assert _rate(client, escalation.conversation_id).status_code == 403
     assert not Rating.objects.exists()
 
 
 def test_operator_cannot_rate_a_customers_conversation(
-    resolved: Callable[..., Escalation], operator_client: Client
+    operator_client: Client, escalation: Escalation
 ) -> None:
-    escalation = resolved()
     assert _rate(operator_client, escalation.conversation_id).status_code == 404
     assert not Rating.objects.exists()
 
@@ -149,9 +146,8 @@ def test_operator_cannot_rate_a_customers_conversation(
     ids=["zero", "six", "string", "float", "bool", "long-comment", "nul", "extra", "missing"],
 )
 def test_invalid_ratings_are_422(
-    resolved: Callable[..., Escalation], customer_client: Client, body: dict[str, Any]
+    customer_client: Client, body: dict[str, Any], escalation: Escalation
 ) -> None:
-    escalation = resolved()
     response = _rate(customer_client, escalation.conversation_id, body)
     assert response.status_code == 422
     assert not Rating.objects.exists()
@@ -177,9 +173,8 @@ def test_statistics_show_the_average_and_count(
 
 
 def test_admin_statistics_page_shows_csat(
-    resolved: Callable[..., Escalation], customer_client: Client, operator_admin_client: Client
+    customer_client: Client, operator_admin_client: Client, escalation: Escalation
 ) -> None:
-    escalation = resolved()
     _rate(customer_client, escalation.conversation_id, {"score": 4})
 
     content = operator_admin_client.get("/admin/statistics/").content.decode()
