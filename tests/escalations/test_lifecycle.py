@@ -270,14 +270,19 @@ def test_assigning_twice_to_oneself_adds_nothing(
     assert database_state() == before
 
 
-def test_taking_over_one_held_by_another_operator_names_both(
-    operator_client: Client,
-    operator: User,
-    second_operator: User,
-    client_for: Callable[..., Client],
-    escalation: Escalation,
-) -> None:
+@pytest.fixture
+def held_by_colleague(
+    second_operator: User, client_for: Callable[..., Client], escalation: Escalation
+) -> Escalation:
+    """The escalation, assigned to second_operator (who took it themselves, over REST)."""
     staff_post(client_for(second_operator), escalation.conversation_id, "assign")
+    return escalation
+
+
+def test_taking_over_one_held_by_another_operator_names_both(
+    operator_client: Client, operator: User, second_operator: User, held_by_colleague: Escalation
+) -> None:
+    escalation = held_by_colleague
     before = transcript_of(escalation.conversation_id)
 
     response = staff_post(operator_client, escalation.conversation_id, "assign")
@@ -296,14 +301,9 @@ def test_taking_over_one_held_by_another_operator_names_both(
 
 
 def test_colleague_may_reply_to_an_assigned_escalation(
-    operator: User,
-    operator_client: Client,
-    second_operator: User,
-    client_for: Callable[..., Client],
-    escalation: Escalation,
+    operator: User, operator_client: Client, second_operator: User, held_by_colleague: Escalation
 ) -> None:
-    staff_post(client_for(second_operator), escalation.conversation_id, "assign")
-
+    escalation = held_by_colleague
     response = staff_post(
         operator_client, escalation.conversation_id, "reply", {"message": "Covering"}
     )

@@ -171,9 +171,8 @@ async def test_ticket_opens_the_escalations_socket_and_events_arrive(
 @pytest.mark.asyncio
 @pytest.mark.django_db(transaction=True)
 async def test_ticket_opens_a_conversation_socket_read_only(
-    admin_operator: User, escalated: Callable[..., Escalation]
+    admin_operator: User, escalation: Escalation
 ) -> None:
-    escalation = await sync_to_async(escalated)()
     _, ticket = await _ticket_for(admin_operator)
     path = f"/ws/conversations/{escalation.conversation_id}/"
     communicator, output = await _auth(path, {"type": "auth", "ticket": ticket, "after_seq": 0})

@@ -35,6 +35,12 @@ def _post(client: Client, conversation_id: int, body: Any = None) -> Any:
     )
 
 
+def _noted_nothing(response: Any, *statuses: int) -> None:
+    """The note was refused with (one of) `statuses`, and no note was stored."""
+    assert response.status_code in statuses, response.content
+    assert not InternalNote.objects.exists()
+
+
 @pytest.mark.django_db
 def test_operator_adds_and_lists_notes(
     escalated: Callable[..., Escalation], operator_client: Client, operator: User
@@ -70,8 +76,7 @@ def test_anonymous_gets_401(anonymous_client: Client, method: str, escalation: E
         if method == "post"
         else anonymous_client.get(_notes_url(escalation.conversation_id))
     )
-    assert response.status_code == 401
-    assert not InternalNote.objects.exists()
+    _noted_nothing(response, 401)
 
 
 @pytest.mark.django_db
@@ -84,9 +89,8 @@ def test_customer_gets_403_even_on_their_own_conversation(
         if method == "post"
         else customer_client.get(_notes_url(escalation.conversation_id))
     )
-    assert response.status_code == 403
+    _noted_nothing(response, 403)
     assert response.json() == {"detail": "This action is for staff accounts only"}
-    assert not InternalNote.objects.exists()
 
 
 @pytest.mark.django_db
@@ -107,17 +111,13 @@ def test_token_without_escalations_scope_gets_403(
     operator: User, client_for: Callable[..., Client], escalation: Escalation
 ) -> None:
     client = client_for(operator, {"stats:read"})
-    response = _post(client, escalation.conversation_id)
-    assert response.status_code == 403
-    assert not InternalNote.objects.exists()
+    _noted_nothing(_post(client, escalation.conversation_id), 403)
 
 
 @pytest.mark.django_db
 @pytest.mark.parametrize("conversation_id", [999_999, 2**63])
 def test_unknown_conversation_is_404_or_422(operator_client: Client, conversation_id: int) -> None:
-    response = _post(operator_client, conversation_id)
-    assert response.status_code in (404, 422)
-    assert not InternalNote.objects.exists()
+    _noted_nothing(_post(operator_client, conversation_id), 404, 422)
 
 
 @pytest.mark.django_db
@@ -129,9 +129,7 @@ def test_unknown_conversation_is_404_or_422(operator_client: Client, conversatio
 def test_invalid_notes_are_422_and_write_nothing(
     operator_client: Client, body: dict[str, Any], escalation: Escalation
 ) -> None:
-    response = _post(operator_client, escalation.conversation_id, body)
-    assert response.status_code == 422
-    assert not InternalNote.objects.exists()
+    _noted_nothing(_post(operator_client, escalation.conversation_id, body), 422)
 
 
 # --- A note never reaches the customer ---------------------------------------------------------

@@ -32,6 +32,12 @@ def _rate(client: Client, conversation_id: int, body: Any = None) -> Any:
     )
 
 
+def _rated_nothing(response: Any, status: int) -> None:
+    """The rating was refused with `status`, and no rating was stored."""
+    assert response.status_code == status, response.content
+    assert not Rating.objects.exists()
+
+
 def test_owner_rates_the_resolved_escalation(
     customer_client: Client, customer: User, recorded_events: Events, escalation: Escalation
 ) -> None:
@@ -79,9 +85,7 @@ def test_second_rating_is_409_and_keeps_the_first(
 def test_nothing_resolved_yet_is_409(
     customer_client: Client, escalated: Callable[..., Escalation]
 ) -> None:
-    response = _rate(customer_client, escalated().conversation_id)
-    assert response.status_code == 409
-    assert not Rating.objects.exists()
+    _rated_nothing(_rate(customer_client, escalated().conversation_id), 409)
 
 
 def test_rates_the_most_recently_resolved_escalation(
@@ -104,30 +108,26 @@ def test_another_customers_conversation_is_404_and_nothing_changes(
 ) -> None:
     recorded_events.clear()
     response = _rate(other_client, escalation.conversation_id)
-    assert response.status_code == 404
+    _rated_nothing(response, 404)
     assert response.json() == {"detail": "Conversation not found"}
-    assert not Rating.objects.exists()
     assert recorded_events == []
 
 
 def test_anonymous_gets_401(anonymous_client: Client, escalation: Escalation) -> None:
-    assert _rate(anonymous_client, escalation.conversation_id).status_code == 401
-    assert not Rating.objects.exists()
+    _rated_nothing(_rate(anonymous_client, escalation.conversation_id), 401)
 
 
 def test_token_without_messages_write_gets_403(
     customer: User, client_for: Callable[..., Client], escalation: Escalation
 ) -> None:
     client = client_for(customer, {"conversations:read"})
-    assert _rate(client, escalation.conversation_id).status_code == 403
-    assert not Rating.objects.exists()
+    _rated_nothing(_rate(client, escalation.conversation_id), 403)
 
 
 def test_operator_cannot_rate_a_customers_conversation(
     operator_client: Client, escalation: Escalation
 ) -> None:
-    assert _rate(operator_client, escalation.conversation_id).status_code == 404
-    assert not Rating.objects.exists()
+    _rated_nothing(_rate(operator_client, escalation.conversation_id), 404)
 
 
 @pytest.mark.parametrize(
@@ -148,9 +148,7 @@ def test_operator_cannot_rate_a_customers_conversation(
 def test_invalid_ratings_are_422(
     customer_client: Client, body: dict[str, Any], escalation: Escalation
 ) -> None:
-    response = _rate(customer_client, escalation.conversation_id, body)
-    assert response.status_code == 422
-    assert not Rating.objects.exists()
+    _rated_nothing(_rate(customer_client, escalation.conversation_id, body), 422)
 
 
 def test_statistics_show_the_average_and_count(

@@ -9,7 +9,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 from django.db import close_old_connections, connection, transaction
@@ -27,6 +27,8 @@ from tests.factories import UserFactory
 from tests.inbox.conftest import Events
 from tests.pushes import Pushes
 from tests.routing.conftest import joined_notices, online
+
+Test = TypeVar("Test", bound=Callable[..., Any])
 
 pytestmark = pytest.mark.django_db
 
@@ -255,6 +257,18 @@ def test_presence_store_failure_leaves_the_escalation_waiting(
 # --- Concurrency (PostgreSQL: row locks; SQLite serialises writers anyway) -----------------
 
 
+def _on_postgresql(why: str) -> Callable[[Test], Test]:
+    """A test of concurrent connections: it commits for real, and runs on PostgreSQL only (`why`
+    is a PostgreSQL matter: SQLite serialises writers anyway)."""
+
+    def mark(test: Test) -> Test:
+        elsewhere = connection.vendor != "postgresql"
+        only_there = pytest.mark.skipif(elsewhere, reason=f"{why}: PostgreSQL")
+        return only_there(pytest.mark.django_db(transaction=True)(test))
+
+    return mark
+
+
 def _run_threads(count: int, target: Callable[[int], None]) -> list[BaseException]:
     errors: list[BaseException] = []
     barrier = threading.Barrier(count)
@@ -287,10 +301,7 @@ def _assert_nobody_over_capacity_and_nobody_twice(capacities: dict[int, int]) ->
     return loads
 
 
-@pytest.mark.skipif(
-    connection.vendor != "postgresql", reason="concurrent writers are a PostgreSQL matter"
-)
-@pytest.mark.django_db(transaction=True)
+@_on_postgresql("concurrent writers")
 @pytest.mark.usefixtures("auto", "scripted_agent")
 def test_a_burst_of_hand_offs_never_overfills_anyone(
     make_operator: Callable[..., User], settings: Any
@@ -313,10 +324,7 @@ def test_a_burst_of_hand_offs_never_overfills_anyone(
     assert Escalation.objects.filter(status="open", assigned_to__isnull=True).count() == 7
 
 
-@pytest.mark.skipif(
-    connection.vendor != "postgresql", reason="concurrent writers are a PostgreSQL matter"
-)
-@pytest.mark.django_db(transaction=True)
+@_on_postgresql("concurrent writers")
 @pytest.mark.usefixtures("auto")
 def test_concurrent_drains_assign_each_escalation_once(
     make_operator: Callable[..., User], new_escalation: Callable[..., Escalation]
@@ -362,10 +370,7 @@ def _profile_locked_elsewhere(user_id: int) -> Iterator[None]:
         holder.join(10)
 
 
-@pytest.mark.skipif(
-    connection.vendor != "postgresql", reason="row locks held by another connection: PostgreSQL"
-)
-@pytest.mark.django_db(transaction=True)
+@_on_postgresql("row locks held by another connection")
 @pytest.mark.usefixtures("auto")
 def test_a_hand_off_skips_an_operator_another_one_is_assigning_to(
     make_operator: Callable[..., User], new_escalation: Callable[..., Escalation]
@@ -384,10 +389,7 @@ def test_a_hand_off_skips_an_operator_another_one_is_assigning_to(
     assert waited < timedelta(seconds=5)
 
 
-@pytest.mark.skipif(
-    connection.vendor != "postgresql", reason="row locks held by another connection: PostgreSQL"
-)
-@pytest.mark.django_db(transaction=True)
+@_on_postgresql("row locks held by another connection")
 def test_a_chooser_holding_locks_gives_up_a_wait_without_losing_its_transaction(
     make_operator: Callable[..., User], customer: User
 ) -> None:
