@@ -34,6 +34,7 @@ from tests.realtime.conftest import (
     messages_of,
     seqs_of,
 )
+from tests.shapes import MESSAGE_ITEM_KEYS
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
 
@@ -90,16 +91,7 @@ async def test_auth_ok_then_replay_of_seqs_after_after_seq(customer: User) -> No
             "message 5",
         ]
         assert [m["role"] for m in messages_of(frames)] == ["customer", "agent", "customer"]
-        assert set(messages_of(frames)[0]) == {
-            "id",
-            "seq",
-            "role",
-            "content",
-            "intent",
-            "confidence",
-            "created_at",
-            "author_name",
-        }
+        assert set(messages_of(frames)[0]) == MESSAGE_ITEM_KEYS
         assert await communicator.receive_nothing(timeout=0.2)
     finally:
         await communicator.disconnect()
