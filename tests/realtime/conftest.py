@@ -64,6 +64,21 @@ async def expect_close(communicator: WebsocketCommunicator, within: float = 5) -
             return int(output.get("code", 1000))
 
 
+async def closed_after(path: str, first: dict[str, Any] | str) -> int:
+    """The close code a fresh socket to `path` ends with after its first frame `first` (an
+    object sent as JSON, or raw text), skipping any frames before the close."""
+    communicator = make_communicator(path)
+    connected, _ = await communicator.connect()
+    assert connected
+    if isinstance(first, str):
+        await communicator.send_to(text_data=first)
+    else:
+        await communicator.send_json_to(first)
+    code = await expect_close(communicator)
+    await communicator.disconnect()
+    return code
+
+
 async def collect_until(
     communicator: WebsocketCommunicator,
     done: Callable[[list[dict[str, Any]]], bool],

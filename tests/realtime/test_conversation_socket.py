@@ -27,6 +27,7 @@ from messaging.models import Conversation, Message
 from tests.factories import ConversationFactory, EscalationFactory, MessageFactory
 from tests.realtime.conftest import (
     access_token_for,
+    closed_after,
     collect_until,
     connect_authenticated,
     expect_close,
@@ -174,12 +175,7 @@ async def test_replay_pages_through_long_backlogs(customer: User, monkeypatch: A
 )
 async def test_bad_first_frame_closes_4401(customer: User, first_frame: str) -> None:
     conversation = await _conversation_with_messages(customer, 1)
-    communicator = make_communicator(_path(conversation.pk))
-    connected, _ = await communicator.connect()
-    assert connected
-    await communicator.send_to(text_data=first_frame)
-    assert await expect_close(communicator) == 4401
-    await communicator.disconnect()
+    assert await closed_after(_path(conversation.pk), first_frame) == 4401
     event = await db(SecurityEvent.objects.get)()
     assert event.kind == SecurityEvent.Kind.AUTH_FAILED
     assert event.path == _path(conversation.pk)
@@ -190,32 +186,21 @@ async def test_refresh_token_is_not_an_access_token(customer: User) -> None:
 
     conversation = await _conversation_with_messages(customer, 1)
     pair = await db(token_pair_issue)(user=customer, requested_scopes=None)
-    communicator = make_communicator(_path(conversation.pk))
-    await communicator.connect()
-    await communicator.send_json_to({"type": "auth", "token": pair.refresh_token})
-    assert await expect_close(communicator) == 4401
-    await communicator.disconnect()
+    token = pair.refresh_token
+    assert await closed_after(_path(conversation.pk), {"type": "auth", "token": token}) == 4401
 
 
 async def test_expired_token_closes_4401(customer: User) -> None:
     conversation = await _conversation_with_messages(customer, 1)
     token = await _token(customer, lifetime=timedelta(seconds=-5))
-    communicator = make_communicator(_path(conversation.pk))
-    await communicator.connect()
-    await communicator.send_json_to({"type": "auth", "token": token})
-    assert await expect_close(communicator) == 4401
-    await communicator.disconnect()
+    assert await closed_after(_path(conversation.pk), {"type": "auth", "token": token}) == 4401
 
 
 async def test_inactive_user_closes_4401(customer: User) -> None:
     conversation = await _conversation_with_messages(customer, 1)
     token = await _token(customer)
     await db(User.objects.filter(pk=customer.pk).update)(is_active=False)
-    communicator = make_communicator(_path(conversation.pk))
-    await communicator.connect()
-    await communicator.send_json_to({"type": "auth", "token": token})
-    assert await expect_close(communicator) == 4401
-    await communicator.disconnect()
+    assert await closed_after(_path(conversation.pk), {"type": "auth", "token": token}) == 4401
 
 
 async def test_no_auth_frame_in_time_closes_4408(customer: User, monkeypatch: Any) -> None:
@@ -257,34 +242,22 @@ async def test_other_customers_conversation_closes_4404(
 
 @pytest.mark.parametrize("conversation_id", [999_999, 2**63, 0])
 async def test_missing_conversation_closes_4404(customer: User, conversation_id: int) -> None:
-    communicator = make_communicator(_path(conversation_id))
-    await communicator.connect()
-    await communicator.send_json_to({"type": "auth", "token": await _token(customer)})
-    assert await expect_close(communicator) == 4404
-    await communicator.disconnect()
+    token = await _token(customer)
+    assert await closed_after(_path(conversation_id), {"type": "auth", "token": token}) == 4404
 
 
 async def test_token_without_read_scope_closes_4403(customer: User) -> None:
     conversation = await _conversation_with_messages(customer, 1)
     token = await _token(customer, scopes={MESSAGES_WRITE})
-    communicator = make_communicator(_path(conversation.pk))
-    await communicator.connect()
-    await communicator.send_json_to({"type": "auth", "token": token})
-    assert await expect_close(communicator) == 4403
-    await communicator.disconnect()
+    assert await closed_after(_path(conversation.pk), {"type": "auth", "token": token}) == 4403
     assert await db(SecurityEvent.objects.filter(kind=SecurityEvent.Kind.SCOPE_DENIED).count)() == 1
 
 
 @pytest.mark.parametrize("after_seq", [-1, "3", 1.5, True])
 async def test_malformed_after_seq_closes_4400(customer: User, after_seq: Any) -> None:
     conversation = await _conversation_with_messages(customer, 1)
-    communicator = make_communicator(_path(conversation.pk))
-    await communicator.connect()
-    await communicator.send_json_to(
-        {"type": "auth", "token": await _token(customer), "after_seq": after_seq}
-    )
-    assert await expect_close(communicator) == 4400
-    await communicator.disconnect()
+    first = {"type": "auth", "token": await _token(customer), "after_seq": after_seq}
+    assert await closed_after(_path(conversation.pk), first) == 4400
 
 
 @pytest.mark.parametrize(
@@ -672,13 +645,8 @@ async def test_operator_token_without_manage_scope_cannot_read_others(
     customer: User, operator: User
 ) -> None:
     conversation = await _conversation_with_messages(customer, 1)
-    communicator = make_communicator(_path(conversation.pk))
-    await communicator.connect()
-    await communicator.send_json_to(
-        {"type": "auth", "token": await _token(operator, scopes={CONVERSATIONS_READ})}
-    )
-    assert await expect_close(communicator) == 4404
-    await communicator.disconnect()
+    token = await _token(operator, scopes={CONVERSATIONS_READ})
+    assert await closed_after(_path(conversation.pk), {"type": "auth", "token": token}) == 4404
 
 
 async def test_message_without_write_scope_is_an_error(customer: User) -> None:
@@ -782,11 +750,7 @@ async def test_oversized_frame_closes_1009_and_spares_other_connections(
 
 async def test_oversized_first_frame_closes_1009(customer: User) -> None:
     conversation = await _conversation_with_messages(customer, 1)
-    communicator = make_communicator(_path(conversation.pk))
-    await communicator.connect()
-    await communicator.send_to(text_data="x" * (64 * 1024 + 1))
-    assert await expect_close(communicator) == 1009
-    await communicator.disconnect()
+    assert await closed_after(_path(conversation.pk), "x" * (64 * 1024 + 1)) == 1009
 
 
 async def test_frame_flood_is_refused_then_disconnected(customer: User, monkeypatch: Any) -> None:

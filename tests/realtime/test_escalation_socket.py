@@ -17,6 +17,7 @@ from messaging.models import Conversation
 from tests.factories import ConversationFactory
 from tests.realtime.conftest import (
     access_token_for,
+    closed_after,
     collect_until,
     connect_authenticated,
     expect_close,
@@ -72,11 +73,8 @@ async def test_staff_receive_the_escalation_lifecycle(customer: User, operator: 
 
 
 async def test_customer_is_refused_with_4403(customer: User) -> None:
-    communicator = make_communicator(PATH)
-    await communicator.connect()
-    await communicator.send_json_to({"type": "auth", "token": await db(access_token_for)(customer)})
-    assert await expect_close(communicator) == 4403
-    await communicator.disconnect()
+    token = await db(access_token_for)(customer)
+    assert await closed_after(PATH, {"type": "auth", "token": token}) == 4403
     event = await db(SecurityEvent.objects.get)()
     assert (event.kind, event.user_id, event.path) == (
         SecurityEvent.Kind.TIER_DENIED,
@@ -87,19 +85,11 @@ async def test_customer_is_refused_with_4403(customer: User) -> None:
 
 async def test_operator_token_without_manage_scope_is_refused(operator: User) -> None:
     token = await db(access_token_for)(operator, scopes={CONVERSATIONS_READ, MESSAGES_WRITE})
-    communicator = make_communicator(PATH)
-    await communicator.connect()
-    await communicator.send_json_to({"type": "auth", "token": token})
-    assert await expect_close(communicator) == 4403
-    await communicator.disconnect()
+    assert await closed_after(PATH, {"type": "auth", "token": token}) == 4403
 
 
 async def test_bad_token_closes_4401() -> None:
-    communicator = make_communicator(PATH)
-    await communicator.connect()
-    await communicator.send_json_to({"type": "auth", "token": "x.y.z"})
-    assert await expect_close(communicator) == 4401
-    await communicator.disconnect()
+    assert await closed_after(PATH, {"type": "auth", "token": "x.y.z"}) == 4401
 
 
 async def test_no_auth_frame_closes_4408(monkeypatch: Any) -> None:

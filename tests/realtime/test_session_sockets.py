@@ -18,7 +18,7 @@ from django.test import Client
 
 from accounts.models import SignInSession, User
 from tests.factories import DEFAULT_PASSWORD, ConversationFactory
-from tests.realtime.conftest import connect_authenticated, expect_close
+from tests.realtime.conftest import closed_after, connect_authenticated, expect_close
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
 
@@ -143,17 +143,10 @@ def _staff_token(user: User, amr: tuple[str, ...]) -> str:
 
 
 async def test_the_staff_socket_refuses_a_token_without_otp(operator: User, settings: Any) -> None:
-    from tests.realtime.conftest import make_communicator
 
     settings.STAFF_MFA_REQUIRED = True
-    communicator = make_communicator("/ws/escalations/")
-    connected, _ = await communicator.connect()
-    assert connected
-    await communicator.send_json_to(
-        {"type": "auth", "token": await _staff_token(operator, ("pwd",))}
-    )
-    assert await expect_close(communicator) == 4403
-    await communicator.disconnect()
+    token = await _staff_token(operator, ("pwd",))
+    assert await closed_after("/ws/escalations/", {"type": "auth", "token": token}) == 4403
     with_otp, _ = await connect_authenticated(
         "/ws/escalations/", await _staff_token(operator, ("pwd", "otp"))
     )
