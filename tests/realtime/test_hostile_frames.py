@@ -10,6 +10,7 @@ mid-send).
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -120,7 +121,6 @@ def _group_members(group: str) -> set[str]:
     return set(inner.groups.get(inner._get_group_channel_name(group), set()))
 
 
-@db
 def _setup(customer: User, operator: User) -> tuple[Conversation, str, str]:
     conversation = ConversationFactory(customer=customer)
     MessageFactory(conversation=conversation, role=Message.Role.CUSTOMER, content="hello")
@@ -138,22 +138,30 @@ async def _pong(communicator: Any) -> None:
     assert await communicator.receive_json_from(timeout=5) == {"type": "pong"}
 
 
-def _sockets(conversation: Conversation, customer_token: str, operator_token: str) -> list[Any]:
-    return [
-        (f"/ws/conversations/{conversation.pk}/", customer_token),
-        ("/ws/escalations/", operator_token),
-    ]
+@dataclass
+class Target:
+    """A socket under attack: its path, a token that opens it, the group it then joins."""
+
+    path: str
+    token: str
+    group: str
+
+
+@pytest.fixture(params=["conversation", "escalations"])
+def target(request: pytest.FixtureRequest, customer: User, operator: User) -> Target:
+    """Each test that takes it runs against both sockets."""
+    conversation, customer_token, operator_token = _setup(customer, operator)
+    if request.param == "conversation":
+        path = f"/ws/conversations/{conversation.pk}/"
+        return Target(path, customer_token, conversation_group(conversation.pk))
+    return Target("/ws/escalations/", operator_token, ESCALATIONS_GROUP)
 
 
 # --- Before authentication: 4401, nothing else ----------------------------------------------
 
 
-@pytest.mark.parametrize("which", [0, 1], ids=["conversation", "escalations"])
-async def test_every_bad_first_frame_closes_4401(
-    customer: User, operator: User, live_consumers: list[Any], which: int
-) -> None:
-    conversation, customer_token, operator_token = await _setup(customer, operator)
-    path, _ = _sockets(conversation, customer_token, operator_token)[which]
+async def test_every_bad_first_frame_closes_4401(live_consumers: list[Any], target: Target) -> None:
+    path = target.path
     before = await db(database_state)()
     first_frames = [frame for _, frame in NOT_AN_OBJECT] + [
         frame for _, frame, _ in HOSTILE_FIELDS + HOSTILE_MESSAGES
@@ -191,12 +199,10 @@ async def _errors_for(path: str, token: str, frames: list[str | bytes]) -> list[
     return errors
 
 
-@pytest.mark.parametrize("which", [0, 1], ids=["conversation", "escalations"])
 async def test_every_frame_that_is_not_an_object_gets_an_error_frame(
-    customer: User, operator: User, live_consumers: list[Any], which: int
+    live_consumers: list[Any], target: Target
 ) -> None:
-    conversation, customer_token, operator_token = await _setup(customer, operator)
-    path, token = _sockets(conversation, customer_token, operator_token)[which]
+    path, token = target.path, target.token
     # A re-auth frame without a usable token ends the session instead (below).
     fields = [(name, frame, status) for name, frame, status in HOSTILE_FIELDS if status != 4401]
 
@@ -216,7 +222,7 @@ async def test_every_frame_that_is_not_an_object_gets_an_error_frame(
 async def test_every_hostile_message_frame_gets_an_error_frame(
     customer: User, operator: User, live_consumers: list[Any]
 ) -> None:
-    conversation, customer_token, _ = await _setup(customer, operator)
+    conversation, customer_token, _ = await db(_setup)(customer, operator)
     path = f"/ws/conversations/{conversation.pk}/"
 
     errors = await _errors_for(path, customer_token, [frame for _, frame, _ in HOSTILE_MESSAGES])
@@ -229,7 +235,7 @@ async def test_every_hostile_message_frame_gets_an_error_frame(
 async def test_message_frames_on_the_escalation_socket_are_unknown(
     customer: User, operator: User, live_consumers: list[Any]
 ) -> None:
-    _, _, operator_token = await _setup(customer, operator)
+    _, _, operator_token = await db(_setup)(customer, operator)
     frames = [frame for _, frame, _ in HOSTILE_MESSAGES]
 
     errors = await _errors_for("/ws/escalations/", operator_token, frames)
@@ -240,12 +246,10 @@ async def test_message_frames_on_the_escalation_socket_are_unknown(
     ]
 
 
-@pytest.mark.parametrize("which", [0, 1], ids=["conversation", "escalations"])
 async def test_reauth_frame_without_a_token_closes_4401(
-    customer: User, operator: User, live_consumers: list[Any], which: int
+    live_consumers: list[Any], target: Target
 ) -> None:
-    conversation, customer_token, operator_token = await _setup(customer, operator)
-    path, token = _sockets(conversation, customer_token, operator_token)[which]
+    path, token = target.path, target.token
     communicator, _ = await connect_authenticated(path, token)
     await _send(communicator, '{"type": "auth", "token": 5}')
     assert await expect_close(communicator) == 4401
@@ -261,7 +265,7 @@ async def test_reauth_frame_without_a_token_closes_4401(
 async def test_an_unexpected_exception_answers_500_and_keeps_the_connection(
     customer: User, operator: User, live_consumers: list[Any], monkeypatch: Any
 ) -> None:
-    conversation, customer_token, _ = await _setup(customer, operator)
+    conversation, customer_token, _ = await db(_setup)(customer, operator)
 
     async def broken(self: Any, kind: str, frame: dict[str, Any]) -> bool:
         raise RuntimeError("a bug in a frame handler")
@@ -296,7 +300,7 @@ async def test_an_unexpected_exception_answers_500_and_keeps_the_connection(
 async def test_a_failing_send_in_the_worker_answers_500(
     customer: User, operator: User, live_consumers: list[Any], monkeypatch: Any
 ) -> None:
-    conversation, customer_token, _ = await _setup(customer, operator)
+    conversation, customer_token, _ = await db(_setup)(customer, operator)
     before = await db(database_state)()
 
     def broken_send(**kwargs: Any) -> Any:
@@ -325,13 +329,11 @@ async def test_a_failing_send_in_the_worker_answers_500(
     assert await db(database_state)() == before
 
 
-@pytest.mark.parametrize("which", [0, 1], ids=["conversation", "escalations"])
 async def test_client_vanishing_mid_send_leaves_no_task_or_group(
-    customer: User, operator: User, live_consumers: list[Any], monkeypatch: Any, which: int
+    live_consumers: list[Any], monkeypatch: Any, target: Target
 ) -> None:
-    conversation, customer_token, operator_token = await _setup(customer, operator)
-    path, token = _sockets(conversation, customer_token, operator_token)[which]
-    group = conversation_group(conversation.pk) if which == 0 else ESCALATIONS_GROUP
+    path, token = target.path, target.token
+    group = target.group
     communicator, _ = await connect_authenticated(path, token)
     (consumer,) = live_consumers
     assert consumer.channel_name in _group_members(group)
@@ -362,10 +364,8 @@ def _nested(frame: dict[str, Any], depth: int) -> str:
     )
 
 
-@pytest.mark.parametrize("which", [0, 1], ids=["conversation", "escalations"])
-async def test_frames_obey_the_apis_depth_limit(customer: User, operator: User, which: int) -> None:
-    conversation, customer_token, operator_token = await _setup(customer, operator)
-    path, token = _sockets(conversation, customer_token, operator_token)[which]
+async def test_frames_obey_the_apis_depth_limit(target: Target) -> None:
+    path, token = target.path, target.token
 
     # Before authentication: a valid auth frame one level too deep is not an auth frame.
     communicator = make_communicator(path)
