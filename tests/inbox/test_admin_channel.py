@@ -17,7 +17,7 @@ from accounts import sockets as consumers
 from accounts.models import User
 from escalations.models import Escalation
 from tests.factories import ConversationFactory
-from tests.realtime.conftest import expect_close, make_communicator
+from tests.realtime.conftest import answer, expect_close, make_communicator
 from tests.snapshots import database_state
 
 TICKET_URL = "/admin/escalations/escalation/live-ticket/"
@@ -181,8 +181,7 @@ async def test_ticket_opens_a_conversation_socket_read_only(
         replay = [await communicator.receive_json_from(timeout=5) for _ in range(3)]
         assert [f["message"]["seq"] for f in replay] == [1, 2, 3]
         # The operator answers through the services, never by writing on this socket.
-        await communicator.send_json_to({"type": "message", "content": "hi"})
-        error = await communicator.receive_json_from(timeout=5)
+        error = await answer(communicator, {"type": "message", "content": "hi"})
         assert (error["type"], error["status"], error["code"]) == ("error", 404, "not_found")
     finally:
         await communicator.disconnect()

@@ -46,6 +46,18 @@ async def connect_authenticated(
     return communicator, frame
 
 
+async def answer(communicator: WebsocketCommunicator, frame: dict[str, Any]) -> dict[str, Any]:
+    """Send a JSON frame; the JSON frame that comes next (its answer)."""
+    await communicator.send_json_to(frame)
+    reply: dict[str, Any] = await communicator.receive_json_from(timeout=5)
+    return reply
+
+
+async def still_answers(communicator: WebsocketCommunicator) -> None:
+    """The socket is open and served: a ping gets its pong."""
+    assert await answer(communicator, {"type": "ping"}) == {"type": "pong"}
+
+
 async def next_output(communicator: WebsocketCommunicator, within: float = 5) -> dict[str, Any]:
     """The next thing the app did: a JSON frame (`{"frame": ...}`) or a close."""
     output = await communicator.receive_output(within)

@@ -27,6 +27,7 @@ from messaging.models import Conversation, Message
 from tests.factories import ConversationFactory, EscalationFactory, MessageFactory
 from tests.realtime.conftest import (
     access_token_for,
+    answer,
     closed_after,
     collect_until,
     connect_authenticated,
@@ -34,6 +35,7 @@ from tests.realtime.conftest import (
     make_communicator,
     messages_of,
     seqs_of,
+    still_answers,
 )
 from tests.shapes import MESSAGE_ITEM_KEYS
 
@@ -66,12 +68,6 @@ def _message_count(conversation_id: int) -> int:
 @db
 def _token(user: User, **kwargs: Any) -> str:
     return access_token_for(user, **kwargs)
-
-
-async def _pong(communicator: Any) -> None:
-    """The connection is open and answering."""
-    await communicator.send_json_to({"type": "ping"})
-    assert await communicator.receive_json_from(timeout=5) == {"type": "pong"}
 
 
 # --- Authentication and close codes ---------------------------------------------------------
@@ -134,7 +130,7 @@ async def test_previous_releases_one_message_event_still_reaches_the_socket(
             "message": message,
         }
         assert await communicator.receive_nothing(timeout=0.3)
-        await _pong(communicator)
+        await still_answers(communicator)
     finally:
         await communicator.disconnect()
 
@@ -219,7 +215,7 @@ async def test_auth_frame_cancels_the_timeout(customer: User, monkeypatch: Any) 
     communicator, _ = await connect_authenticated(_path(conversation.pk), await _token(customer))
     try:
         await asyncio.sleep(0.5)
-        await _pong(communicator)
+        await still_answers(communicator)
     finally:
         await communicator.disconnect()
 
@@ -282,7 +278,7 @@ async def test_token_expiry_mid_session_closes_4401(customer: User) -> None:
     conversation = await _conversation_with_messages(customer, 1)
     token = await _token(customer, lifetime=timedelta(seconds=2))
     communicator, _ = await connect_authenticated(_path(conversation.pk), token)
-    await _pong(communicator)
+    await still_answers(communicator)
     assert await expect_close(communicator, within=5) == 4401
     await communicator.disconnect()
 
@@ -304,7 +300,7 @@ async def test_revoked_token_closes_4401_at_revalidation(customer: User, monkeyp
     token = await _token(customer)
     communicator, _ = await connect_authenticated(_path(conversation.pk), token)
     await asyncio.sleep(0.5)
-    await _pong(communicator)  # still valid across a re-validation
+    await still_answers(communicator)  # still valid across a re-validation
     principal = await db(principal_from_access_token)(token)
     await db(token_revoke)(principal=principal, raw_refresh=None)
     assert await expect_close(communicator, within=3) == 4401
@@ -350,13 +346,12 @@ async def test_reauth_with_a_fresh_token_keeps_the_socket(customer: User) -> Non
     short = await _token(customer, lifetime=timedelta(seconds=2))
     communicator, _ = await connect_authenticated(_path(conversation.pk), short)
     try:
-        await communicator.send_json_to({"type": "auth", "token": await _token(customer)})
-        assert await communicator.receive_json_from(timeout=5) == {
+        assert await answer(communicator, {"type": "auth", "token": await _token(customer)}) == {
             "type": "auth.ok",
             "conversation_id": conversation.pk,
         }
         await asyncio.sleep(2.5)
-        await _pong(communicator)  # the short token's expiry no longer applies
+        await still_answers(communicator)  # the short token's expiry no longer applies
     finally:
         await communicator.disconnect()
 
@@ -568,21 +563,19 @@ async def test_chat_over_the_socket_with_idempotent_client_msg_id(customer: User
         assert (reply["seq"], reply["role"]) == (3, "agent")
 
         # The same client_msg_id again (a retry after a lost ack): replayed, nothing written.
-        await communicator.send_json_to(frame)
-        assert await communicator.receive_json_from(timeout=5) == {**ack, "replayed": True}
+        assert await answer(communicator, frame) == {**ack, "replayed": True}
         assert await communicator.receive_nothing(timeout=0.3)
         assert await _message_count(conversation.pk) == 3
 
         # The same id with other content: 422, connection open, nothing written.
-        await communicator.send_json_to({**frame, "content": "Something else"})
-        error = await communicator.receive_json_from(timeout=5)
+        error = await answer(communicator, {**frame, "content": "Something else"})
         assert error["type"] == "error"
         assert error["status"] == 422
         assert error["client_msg_id"] == "c-1"
         assert error["detail"] == (
             "This Idempotency-Key was already used with a different request body"
         )
-        await _pong(communicator)
+        await still_answers(communicator)
         assert await _message_count(conversation.pk) == 3
     finally:
         await communicator.disconnect()
@@ -609,7 +602,7 @@ async def test_rate_limit_applies_over_the_socket(customer: User, settings: Any)
             "m2",
         )
         assert error["retry_after"] >= 1
-        await _pong(communicator)
+        await still_answers(communicator)
         assert await _message_count(conversation.pk) == 5
     finally:
         await communicator.disconnect()
@@ -635,7 +628,7 @@ async def test_operator_cannot_write_as_the_customer(customer: User, operator: U
             "op-1",
         )
         assert error["detail"] == "Conversation not found"
-        await _pong(communicator)
+        await still_answers(communicator)
         assert await _message_count(conversation.pk) == 2
     finally:
         await communicator.disconnect()
@@ -655,15 +648,14 @@ async def test_message_without_write_scope_is_an_error(customer: User) -> None:
         _path(conversation.pk), await _token(customer, scopes={CONVERSATIONS_READ})
     )
     try:
-        await communicator.send_json_to({"type": "message", "content": "hi"})
-        error = await communicator.receive_json_from(timeout=5)
+        error = await answer(communicator, {"type": "message", "content": "hi"})
         assert (error["type"], error["status"], error["code"]) == (
             "error",
             403,
             "insufficient_scope",
         )
         assert error["detail"] == "This action needs the 'messages:write' scope"
-        await _pong(communicator)
+        await still_answers(communicator)
         assert await _message_count(conversation.pk) == 1
     finally:
         await communicator.disconnect()
@@ -708,7 +700,7 @@ async def test_bad_frames_get_an_error_and_the_connection_stays_open(
         error = await communicator.receive_json_from(timeout=5)
         assert error["type"] == "error"
         assert (error["status"], error["detail"]) == (status, detail)
-        await _pong(communicator)
+        await still_answers(communicator)
         assert await _message_count(conversation.pk) == 1
     finally:
         await communicator.disconnect()
@@ -721,7 +713,7 @@ async def test_binary_frames_get_an_error(customer: User) -> None:
         await communicator.send_to(bytes_data=b'{"type": "ping"}')
         error = await communicator.receive_json_from(timeout=5)
         assert (error["type"], error["status"], error["code"]) == ("error", 400, "bad_frame")
-        await _pong(communicator)
+        await still_answers(communicator)
     finally:
         await communicator.disconnect()
 
@@ -737,7 +729,7 @@ async def test_oversized_frame_closes_1009_and_spares_other_connections(
         huge = json.dumps({"type": "message", "content": "é" * (33 * 1024)})  # > 64 KiB UTF-8
         await attacker.send_to(text_data=huge)
         assert await expect_close(attacker) == 1009
-        await _pong(bystander)
+        await still_answers(bystander)
         await db(services.message_send)(
             customer=customer, conversation_id=conversation.pk, text="still here"
         )
@@ -760,7 +752,7 @@ async def test_frame_flood_is_refused_then_disconnected(customer: User, monkeypa
     conversation = await _conversation_with_messages(customer, 1)
     communicator, _ = await connect_authenticated(_path(conversation.pk), await _token(customer))
     for _ in range(3):
-        await _pong(communicator)
+        await still_answers(communicator)
     for _ in range(5):
         await communicator.send_json_to({"type": "ping"})
     error = await communicator.receive_json_from(timeout=5)
@@ -806,8 +798,7 @@ async def test_a_message_during_an_outage_is_a_503_frame_and_its_id_stays_free(
         real = services.fastpath.agent_context
         monkeypatch.setattr(services.fastpath, "agent_context", _database_down)
         frame = {"type": "message", "content": "hello", "client_msg_id": "during"}
-        await communicator.send_json_to(frame)
-        assert await communicator.receive_json_from(timeout=5) == {
+        assert await answer(communicator, frame) == {
             "type": "error",
             "detail": "Service temporarily unavailable",
             "status": 503,
@@ -815,7 +806,7 @@ async def test_a_message_during_an_outage_is_a_503_frame_and_its_id_stays_free(
             "retry_after": 5,
             "client_msg_id": "during",
         }
-        await _pong(communicator)
+        await still_answers(communicator)
         assert await _message_count(conversation.pk) == 1
         assert list(outages.outages_current()) == ["database"]
 
@@ -870,7 +861,7 @@ async def test_revalidation_outlives_an_outage(customer: User, monkeypatch: Any)
     monkeypatch.setattr(sockets, "authenticate_and_authorize", down_twice)
     await asyncio.sleep(0.6)
     assert len(failed) == 2
-    await _pong(communicator)
+    await still_answers(communicator)
     principal = await db(principal_from_access_token)(token)
     await db(token_revoke)(principal=principal, raw_refresh=None)
     assert await expect_close(communicator, within=3) == 4401

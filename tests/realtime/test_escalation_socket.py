@@ -17,11 +17,13 @@ from messaging.models import Conversation
 from tests.factories import ConversationFactory
 from tests.realtime.conftest import (
     access_token_for,
+    answer,
     closed_after,
     collect_until,
     connect_authenticated,
     expect_close,
     make_communicator,
+    still_answers,
 )
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
@@ -111,15 +113,13 @@ async def test_demoted_operator_is_disconnected(operator: User, monkeypatch: Any
 async def test_message_frames_are_not_for_this_socket(operator: User) -> None:
     communicator, _ = await connect_authenticated(PATH, await db(access_token_for)(operator))
     try:
-        await communicator.send_json_to({"type": "message", "content": "hi"})
-        error = await communicator.receive_json_from(timeout=5)
+        error = await answer(communicator, {"type": "message", "content": "hi"})
         assert (error["type"], error["status"], error["detail"]) == (
             "error",
             400,
             "Unknown frame type 'message'",
         )
-        await communicator.send_json_to({"type": "ping"})
-        assert await communicator.receive_json_from(timeout=5) == {"type": "pong"}
+        await still_answers(communicator)
         assert await db(Conversation.objects.count)() == 0
     finally:
         await communicator.disconnect()

@@ -26,9 +26,11 @@ from messaging.realtime import ESCALATIONS_GROUP, conversation_group
 from tests.factories import ConversationFactory, MessageFactory
 from tests.realtime.conftest import (
     access_token_for,
+    answer,
     connect_authenticated,
     expect_close,
     make_communicator,
+    still_answers,
 )
 from tests.snapshots import database_state
 
@@ -133,11 +135,6 @@ async def _send(communicator: Any, frame: str | bytes) -> None:
     await communicator.send_input({"type": "websocket.receive", key: frame})
 
 
-async def _pong(communicator: Any) -> None:
-    await communicator.send_json_to({"type": "ping"})
-    assert await communicator.receive_json_from(timeout=5) == {"type": "pong"}
-
-
 @dataclass
 class Target:
     """A socket under attack: its path, a token that opens it, the group it then joins."""
@@ -192,7 +189,7 @@ async def _errors_for(path: str, token: str, frames: list[str | bytes]) -> list[
         for frame in frames:
             await _send(communicator, frame)
             errors.append(await communicator.receive_json_from(timeout=5))
-            await _pong(communicator)
+            await still_answers(communicator)
     finally:
         await communicator.disconnect()
     assert await db(database_state)() == before
@@ -276,8 +273,7 @@ async def test_an_unexpected_exception_answers_500_and_keeps_the_connection(
     )
     (consumer,) = live_consumers
     try:
-        await communicator.send_json_to({"type": "message", "content": "hi"})
-        error = await communicator.receive_json_from(timeout=5)
+        error = await answer(communicator, {"type": "message", "content": "hi"})
         assert error == {
             "type": "error",
             "detail": "Internal server error",
@@ -285,7 +281,7 @@ async def test_an_unexpected_exception_answers_500_and_keeps_the_connection(
             "code": "internal_error",
             "request_id": consumer.request_id,
         }
-        await _pong(communicator)
+        await still_answers(communicator)
         group = conversation_group(conversation.pk)
         assert consumer.channel_name in _group_members(group)
         tasks = list(consumer._tasks.values())
@@ -312,15 +308,16 @@ async def test_a_failing_send_in_the_worker_answers_500(
     )
     (consumer,) = live_consumers
     try:
-        await communicator.send_json_to({"type": "message", "content": "hi", "client_msg_id": "a"})
-        error = await communicator.receive_json_from(timeout=5)
+        error = await answer(
+            communicator, {"type": "message", "content": "hi", "client_msg_id": "a"}
+        )
         assert (error["status"], error["code"], error["client_msg_id"]) == (
             500,
             "internal_error",
             "a",
         )
         assert error["request_id"] == consumer.request_id
-        await _pong(communicator)
+        await still_answers(communicator)
         tasks = list(consumer._tasks.values())
         assert "sender" in consumer._tasks
     finally:

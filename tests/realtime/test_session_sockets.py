@@ -18,7 +18,7 @@ from django.test import Client
 
 from accounts.models import SignInSession, User
 from tests.factories import DEFAULT_PASSWORD, ConversationFactory
-from tests.realtime.conftest import closed_after, connect_authenticated, expect_close
+from tests.realtime.conftest import closed_after, connect_authenticated, expect_close, still_answers
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
 
@@ -57,11 +57,6 @@ def _session_id(tokens: dict[str, Any]) -> int:
 @sync_to_async
 def _conversation(customer: User) -> int:
     return int(ConversationFactory(customer=customer).pk)
-
-
-async def _still_open(communicator: Any) -> None:
-    await communicator.send_json_to({"type": "ping"})
-    assert await communicator.receive_json_from(timeout=5) == {"type": "pong"}
 
 
 async def _closes_4401_within(communicator: Any, started: float) -> None:
@@ -113,7 +108,7 @@ async def test_revoked_sessions_sockets_close_and_no_others(
         assert await revoke(revoked, kept) == 204
         for socket in revoked_sockets:
             await _closes_4401_within(socket, started)
-        await _still_open(kept_socket)
+        await still_answers(kept_socket)
     finally:
         for socket in [*revoked_sockets, kept_socket]:
             await socket.disconnect()
@@ -130,7 +125,7 @@ async def test_another_users_sockets_are_untouched(customer: User, other_custome
         await _sign_in()
         assert await _call(alice, "DELETE", "/api/v1/auth/sessions") == 204
         await asyncio.sleep(0.3)
-        await _still_open(bob_socket)
+        await still_answers(bob_socket)
     finally:
         await bob_socket.disconnect()
 
