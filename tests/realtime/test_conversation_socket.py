@@ -4,12 +4,15 @@ application (config.asgi)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
 
 import pytest
 from asgiref.sync import sync_to_async
+from channels.testing import WebsocketCommunicator
 from django.db import OperationalError
 from django.test import Client
 from django.utils import timezone
@@ -68,6 +71,20 @@ def _message_count(conversation_id: int) -> int:
 @db
 def _token(user: User, **kwargs: Any) -> str:
     return access_token_for(user, **kwargs)
+
+
+@contextlib.asynccontextmanager
+async def _customer_socket(
+    customer: User, messages: int = 1
+) -> AsyncIterator[tuple[Conversation, WebsocketCommunicator]]:
+    """A conversation of the customer's with `messages` messages, and the customer's socket to
+    it (authenticated); disconnected when the block ends."""
+    conversation = await _conversation_with_messages(customer, messages)
+    communicator, _ = await connect_authenticated(_path(conversation.pk), await _token(customer))
+    try:
+        yield conversation, communicator
+    finally:
+        await communicator.disconnect()
 
 
 # --- Authentication and close codes ---------------------------------------------------------
@@ -136,12 +153,8 @@ async def test_previous_releases_one_message_event_still_reaches_the_socket(
 
 
 async def test_without_after_seq_only_live_events(customer: User) -> None:
-    conversation = await _conversation_with_messages(customer, 3)
-    communicator, _ = await connect_authenticated(_path(conversation.pk), await _token(customer))
-    try:
+    async with _customer_socket(customer, 3) as (conversation, communicator):
         assert await communicator.receive_nothing(timeout=0.3)
-    finally:
-        await communicator.disconnect()
 
 
 async def test_replay_pages_through_long_backlogs(customer: User, monkeypatch: Any) -> None:
@@ -211,13 +224,9 @@ async def test_no_auth_frame_in_time_closes_4408(customer: User, monkeypatch: An
 
 async def test_auth_frame_cancels_the_timeout(customer: User, monkeypatch: Any) -> None:
     monkeypatch.setattr(sockets, "AUTH_TIMEOUT_SECONDS", 0.3)
-    conversation = await _conversation_with_messages(customer, 1)
-    communicator, _ = await connect_authenticated(_path(conversation.pk), await _token(customer))
-    try:
+    async with _customer_socket(customer) as (conversation, communicator):
         await asyncio.sleep(0.5)
         await still_answers(communicator)
-    finally:
-        await communicator.disconnect()
 
 
 async def test_other_customers_conversation_closes_4404(
@@ -432,9 +441,7 @@ async def test_operator_reply_is_delivered_live(customer: User, operator: User) 
 
 
 async def test_escalation_and_resolution_push_status_events(customer: User, operator: User) -> None:
-    conversation = await _conversation_with_messages(customer, 1)
-    communicator, _ = await connect_authenticated(_path(conversation.pk), await _token(customer))
-    try:
+    async with _customer_socket(customer) as (conversation, communicator):
         await communicator.send_json_to(
             {"type": "message", "content": "I want to talk to a human please"}
         )
@@ -471,8 +478,6 @@ async def test_escalation_and_resolution_push_status_events(customer: User, oper
         assert messages_of(frames)[0]["content"] == escalation_services.resolved_text(
             operator.public_name
         )
-    finally:
-        await communicator.disconnect()
 
 
 async def test_commit_between_subscribe_and_replay_is_sent_once(
@@ -541,9 +546,7 @@ async def test_concurrent_writers_during_resume_lose_and_double_nothing(
 
 
 async def test_chat_over_the_socket_with_idempotent_client_msg_id(customer: User) -> None:
-    conversation = await _conversation_with_messages(customer, 1)
-    communicator, _ = await connect_authenticated(_path(conversation.pk), await _token(customer))
-    try:
+    async with _customer_socket(customer) as (conversation, communicator):
         frame = {"type": "message", "content": "  Hello there  ", "client_msg_id": "c-1"}
         await communicator.send_json_to(frame)
         frames = await collect_until(
@@ -577,15 +580,11 @@ async def test_chat_over_the_socket_with_idempotent_client_msg_id(customer: User
         )
         await still_answers(communicator)
         assert await _message_count(conversation.pk) == 3
-    finally:
-        await communicator.disconnect()
 
 
 async def test_rate_limit_applies_over_the_socket(customer: User, settings: Any) -> None:
     settings.RATE_LIMIT_MESSAGES = "2/m"
-    conversation = await _conversation_with_messages(customer, 1)
-    communicator, _ = await connect_authenticated(_path(conversation.pk), await _token(customer))
-    try:
+    async with _customer_socket(customer) as (conversation, communicator):
         for n in range(2):
             await communicator.send_json_to(
                 {"type": "message", "content": f"hi {n}", "client_msg_id": f"m{n}"}
@@ -604,8 +603,6 @@ async def test_rate_limit_applies_over_the_socket(customer: User, settings: Any)
         assert error["retry_after"] >= 1
         await still_answers(communicator)
         assert await _message_count(conversation.pk) == 5
-    finally:
-        await communicator.disconnect()
 
 
 async def test_operator_cannot_write_as_the_customer(customer: User, operator: User) -> None:
@@ -693,29 +690,21 @@ async def test_message_without_write_scope_is_an_error(customer: User) -> None:
 async def test_bad_frames_get_an_error_and_the_connection_stays_open(
     customer: User, frame: str, status: int, detail: str
 ) -> None:
-    conversation = await _conversation_with_messages(customer, 1)
-    communicator, _ = await connect_authenticated(_path(conversation.pk), await _token(customer))
-    try:
+    async with _customer_socket(customer) as (conversation, communicator):
         await communicator.send_to(text_data=frame)
         error = await communicator.receive_json_from(timeout=5)
         assert error["type"] == "error"
         assert (error["status"], error["detail"]) == (status, detail)
         await still_answers(communicator)
         assert await _message_count(conversation.pk) == 1
-    finally:
-        await communicator.disconnect()
 
 
 async def test_binary_frames_get_an_error(customer: User) -> None:
-    conversation = await _conversation_with_messages(customer, 1)
-    communicator, _ = await connect_authenticated(_path(conversation.pk), await _token(customer))
-    try:
+    async with _customer_socket(customer) as (conversation, communicator):
         await communicator.send_to(bytes_data=b'{"type": "ping"}')
         error = await communicator.receive_json_from(timeout=5)
         assert (error["type"], error["status"], error["code"]) == ("error", 400, "bad_frame")
         await still_answers(communicator)
-    finally:
-        await communicator.disconnect()
 
 
 async def test_oversized_frame_closes_1009_and_spares_other_connections(
@@ -792,9 +781,7 @@ async def test_a_message_during_an_outage_is_a_503_frame_and_its_id_stays_free(
     """Over the socket as over REST: `unavailable` with retry_after, the socket stays open,
     nothing is written, and the same client_msg_id goes through once the database is back."""
     monkeypatch.setitem(outages.CHECKS, "database", lambda: _database_down())
-    conversation = await _conversation_with_messages(customer, 1)
-    communicator, _ = await connect_authenticated(_path(conversation.pk), await _token(customer))
-    try:
+    async with _customer_socket(customer) as (conversation, communicator):
         real = services.fastpath.agent_context
         monkeypatch.setattr(services.fastpath, "agent_context", _database_down)
         frame = {"type": "message", "content": "hello", "client_msg_id": "during"}
@@ -821,8 +808,6 @@ async def test_a_message_during_an_outage_is_a_503_frame_and_its_id_stays_free(
             False,
             2,
         )
-    finally:
-        await communicator.disconnect()
 
 
 async def test_authenticating_during_an_outage_closes_1013(
