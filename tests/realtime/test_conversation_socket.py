@@ -590,10 +590,9 @@ async def test_rate_limit_applies_over_the_socket(customer: User, settings: Any)
                 {"type": "message", "content": f"hi {n}", "client_msg_id": f"m{n}"}
             )
             await collect_until(communicator, lambda f: len(f) == 3)
-        await communicator.send_json_to(
-            {"type": "message", "content": "third", "client_msg_id": "m2"}
+        error = await answer(
+            communicator, {"type": "message", "content": "third", "client_msg_id": "m2"}
         )
-        error = await communicator.receive_json_from(timeout=5)
         assert error["type"] == "error"
         assert (error["status"], error["code"], error["client_msg_id"]) == (
             429,
@@ -613,10 +612,9 @@ async def test_operator_cannot_write_as_the_customer(customer: User, operator: U
     try:
         assert ok["conversation_id"] == conversation.pk
         assert seqs_of(await collect_until(communicator, lambda f: len(f) == 2)) == [1, 2]
-        await communicator.send_json_to(
-            {"type": "message", "content": "hi", "client_msg_id": "op-1"}
+        error = await answer(
+            communicator, {"type": "message", "content": "hi", "client_msg_id": "op-1"}
         )
-        error = await communicator.receive_json_from(timeout=5)
         assert error["type"] == "error"
         # The same answer as POST /messages/process for someone else's conversation.
         assert (error["status"], error["code"], error["client_msg_id"]) == (

@@ -13,7 +13,6 @@ from typing import Any, TypeVar
 
 import pytest
 from django.db import close_old_connections, connection, transaction
-from django.test import Client
 from django.utils import timezone
 
 from accounts.models import User
@@ -174,7 +173,6 @@ def test_coming_back_from_away_drains_the_queue(
 def test_resolving_frees_capacity_for_the_oldest_waiting(
     make_operator: Callable[..., User],
     new_escalation: Callable[..., Escalation],
-    operator_client: Client,
     committed: Committed,
 ) -> None:
     anna = make_operator("Anna", capacity=1)
