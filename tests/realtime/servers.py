@@ -288,6 +288,22 @@ def post_message(
     return dict(body)
 
 
+def first_message(server: Server, username: str, text: str) -> tuple[str, dict[str, Any]]:
+    """`username` signs in and opens a conversation with `text`: their token, and the answer."""
+    token, me = signed_in(server, username)
+    return token, post_message(server, token, me, text)
+
+
+def staff_post(
+    server: Server, token: str, conversation_id: int, action: str, body: dict[str, Any]
+) -> int:
+    """An operator's `POST /escalations/{conversation_id}/{action}` (reply, resolve, ...) on
+    `server`: the status it answered."""
+    path = f"/api/v1/escalations/{conversation_id}/{action}"
+    status, _ = api(server, "POST", path, body, token)
+    return status
+
+
 async def connect(server: Server, path: str) -> Any:
     """A websocket to `path` on `server`, from the server's own origin, not yet authenticated.
     No client pings: a test's silence is silence (an idle socket must survive it)."""
