@@ -87,6 +87,15 @@ async def _customer_socket(
         await communicator.disconnect()
 
 
+async def _message_refused(communicator: Any, content: str, client_msg_id: str) -> dict[str, Any]:
+    """A message frame the socket must refuse: its error frame, which names the frame's
+    client_msg_id (the connection stays open)."""
+    frame = {"type": "message", "content": content, "client_msg_id": client_msg_id}
+    error = await answer(communicator, frame)
+    assert (error["type"], error["client_msg_id"]) == ("error", client_msg_id), error
+    return error
+
+
 # --- Authentication and close codes ---------------------------------------------------------
 
 
@@ -571,10 +580,8 @@ async def test_chat_over_the_socket_with_idempotent_client_msg_id(customer: User
         assert await _message_count(conversation.pk) == 3
 
         # The same id with other content: 422, connection open, nothing written.
-        error = await answer(communicator, {**frame, "content": "Something else"})
-        assert error["type"] == "error"
+        error = await _message_refused(communicator, "Something else", "c-1")
         assert error["status"] == 422
-        assert error["client_msg_id"] == "c-1"
         assert error["detail"] == (
             "This Idempotency-Key was already used with a different request body"
         )
@@ -590,15 +597,8 @@ async def test_rate_limit_applies_over_the_socket(customer: User, settings: Any)
                 {"type": "message", "content": f"hi {n}", "client_msg_id": f"m{n}"}
             )
             await collect_until(communicator, lambda f: len(f) == 3)
-        error = await answer(
-            communicator, {"type": "message", "content": "third", "client_msg_id": "m2"}
-        )
-        assert error["type"] == "error"
-        assert (error["status"], error["code"], error["client_msg_id"]) == (
-            429,
-            "rate_limited",
-            "m2",
-        )
+        error = await _message_refused(communicator, "third", "m2")
+        assert (error["status"], error["code"]) == (429, "rate_limited")
         assert error["retry_after"] >= 1
         await still_answers(communicator)
         assert await _message_count(conversation.pk) == 5
@@ -612,16 +612,9 @@ async def test_operator_cannot_write_as_the_customer(customer: User, operator: U
     try:
         assert ok["conversation_id"] == conversation.pk
         assert seqs_of(await collect_until(communicator, lambda f: len(f) == 2)) == [1, 2]
-        error = await answer(
-            communicator, {"type": "message", "content": "hi", "client_msg_id": "op-1"}
-        )
-        assert error["type"] == "error"
+        error = await _message_refused(communicator, "hi", "op-1")
         # The same answer as POST /messages/process for someone else's conversation.
-        assert (error["status"], error["code"], error["client_msg_id"]) == (
-            404,
-            "not_found",
-            "op-1",
-        )
+        assert (error["status"], error["code"]) == (404, "not_found")
         assert error["detail"] == "Conversation not found"
         await still_answers(communicator)
         assert await _message_count(conversation.pk) == 2
