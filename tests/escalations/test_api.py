@@ -397,7 +397,11 @@ DOCUMENTED_STATUSES = {
 }
 
 
-@pytest.mark.parametrize(("route", "statuses"), DOCUMENTED_STATUSES.items(), ids=str)
+@pytest.mark.parametrize(
+    ("route", "statuses"),
+    DOCUMENTED_STATUSES.items(),
+    ids=[f"{method} {path}" for path, method in DOCUMENTED_STATUSES],
+)
 def test_openapi_documents_every_status(
     client: Client, route: tuple[str, str], statuses: str
 ) -> None:
