@@ -80,15 +80,52 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]) -> 
     setattr(item, f"rep_{report.when}", report)
 
 
-def watch(page: Any, problems: list[str]) -> None:
-    """Collect the page's script errors, console errors and failed responses into `problems`
-    (a test ends with `assert problems == []`)."""
+def watch(page: Any, problems: list[str], *, responses: bool = True) -> None:
+    """Collect the page's script errors, console errors and (`responses`) failed responses into
+    `problems` (a test ends with `assert problems == []`)."""
     page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
     page.on("pageerror", lambda e: problems.append(str(e)))
-    page.on(
-        "response",
-        lambda r: problems.append(f"{r.status} {r.url}") if r.status >= 400 else None,
-    )
+    if responses:
+        page.on(
+            "response",
+            lambda r: problems.append(f"{r.status} {r.url}") if r.status >= 400 else None,
+        )
+
+
+class Browsing:
+    """A test's browser pages, each in a context of its own and kept for a screenshot should
+    the test fail; what the watched ones go through collects in `problems`."""
+
+    def __init__(self, chromium: Any, kept: list[Any]) -> None:
+        self.chromium = chromium
+        self.kept = kept
+        self.problems: list[str] = []
+
+    def page(
+        self,
+        viewport: tuple[int, int] | None = (1280, 900),
+        *,
+        watched: bool = True,
+        responses: bool = True,
+    ) -> Any:
+        """A new page (`viewport`: width, height; None: Playwright's default). Watched, its
+        script and console errors and (`responses`) failed responses are problems."""
+        size = {"width": viewport[0], "height": viewport[1]} if viewport else None
+        page = self.chromium.new_context(viewport=size).new_page()
+        self.kept.append(page)
+        if watched:
+            watch(page, self.problems, responses=responses)
+        return page
+
+
+@pytest.fixture
+def browse(chromium: Any, screenshot_on_failure: list[Any]) -> Browsing:
+    """Pages for the test (see Browsing); Playwright's expectations wait up to 15 s (a real
+    server, a real socket)."""
+    from playwright.sync_api import expect
+
+    expect.set_options(timeout=15_000)
+    return Browsing(chromium, screenshot_on_failure)
 
 
 def admin_sign_in(page: Any, http: str, password: str, *, username: str, next_path: str) -> None:

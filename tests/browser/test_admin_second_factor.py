@@ -12,7 +12,9 @@ from typing import Any
 import pyotp
 import pytest
 
-from tests.realtime.servers import PASSWORD, Deployment, Server, api, deployment, sign_in
+from tests.browser.conftest import Browsing
+from tests.realtime import servers
+from tests.realtime.servers import PASSWORD, Deployment, Server
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -28,7 +30,7 @@ olivia.groups.add(operators_group_ensure())
 
 @pytest.fixture
 def site() -> Iterator[tuple[Deployment, Server]]:
-    with deployment(STAFF_MFA_REQUIRED="1") as shared:
+    with servers.deployment(STAFF_MFA_REQUIRED="1") as shared:
         shared.manage("shell", "-c", SETUP)
         yield shared, shared.start_server()
 
@@ -41,21 +43,15 @@ def _password_step(page: Any, server: Server) -> None:
 
 
 def test_operator_enrols_signs_in_with_a_code_and_answers_an_escalation(
-    site: tuple[Deployment, Server], chromium: Any, screenshot_on_failure: list[Any]
+    site: tuple[Deployment, Server], browse: Browsing
 ) -> None:
     from playwright.sync_api import expect
 
     _, server = site
-    expect.set_options(timeout=15_000)
-    problems: list[str] = []
-    context = chromium.new_context(viewport={"width": 1280, "height": 900})
-    page = context.new_page()
-    screenshot_on_failure.append(page)
-    page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
-    page.on("pageerror", lambda e: problems.append(str(e)))
+    page = browse.page(responses=False)
 
     # Without a factor, the API refuses the operator a token and says why.
-    status, body = api(
+    status, body = servers.api(
         server, "POST", "/api/v1/auth/token", {"username": "olivia", "password": PASSWORD}
     )
     assert (status, body["mfa_enrolment_required"]) == (403, True)
@@ -95,20 +91,10 @@ def test_operator_enrols_signs_in_with_a_code_and_answers_an_escalation(
     expect(page.locator("#parley-live")).to_have_text("● Live")
 
     # A customer asks for a human; the escalation appears live; the operator answers it.
-    customer_token = sign_in(server, "alice")
-    _, me = api(server, "GET", "/api/v1/auth/me", token=customer_token)
-    status, sent = api(
-        server,
-        "POST",
-        "/api/v1/messages/process",
-        {
-            "message": "I want to talk to a human please",
-            "customer_id": me["id"],
-            "conversation_id": None,
-        },
-        customer_token,
+    customer_token, sent = servers.first_message(
+        server, "alice", "I want to talk to a human please"
     )
-    assert (status, sent["status"]) == (200, "escalated")
+    assert sent["status"] == "escalated"
     rows = page.locator("#result_list tbody tr")
     expect(rows).to_have_count(1)
     rows.first.locator("th a, td a").first.click()
@@ -117,7 +103,7 @@ def test_operator_enrols_signs_in_with_a_code_and_answers_an_escalation(
     expect(page.locator("#parley-messages li.parley-role-operator")).to_contain_text(
         "Hello, this is Olivia. How can I help?"
     )
-    _, history = api(
+    _, history = servers.api(
         server,
         "GET",
         f"/api/v1/conversations/{sent['conversation_id']}/history",
@@ -125,5 +111,5 @@ def test_operator_enrols_signs_in_with_a_code_and_answers_an_escalation(
     )
     operator_messages = [m["content"] for m in history["messages"] if m["role"] == "operator"]
     assert operator_messages == ["Hello, this is Olivia. How can I help?"]
-    assert problems == []
-    context.close()
+    assert browse.problems == []
+    page.context.close()

@@ -14,7 +14,9 @@ from typing import Any
 
 import pytest
 
-from tests.realtime.servers import PASSWORD, Deployment, Server, api, deployment, sign_in
+from tests.browser.conftest import Browsing
+from tests.realtime import servers
+from tests.realtime.servers import PASSWORD, Deployment, Server
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -24,7 +26,7 @@ REPLY_DURING_OUTAGE = "Sorry for the wait, I'm back online now."
 
 @pytest.fixture
 def site() -> Iterator[tuple[Deployment, Server]]:
-    with deployment() as shared:
+    with servers.deployment() as shared:
         yield shared, shared.start_server()
 
 
@@ -35,18 +37,13 @@ def _conversation_id(page: Any) -> int:
 
 
 def test_customer_chats_live_with_agent_and_operator(
-    site: tuple[Deployment, Server], chromium: Any, screenshot_on_failure: list[Any]
+    site: tuple[Deployment, Server], browse: Browsing
 ) -> None:
     from playwright.sync_api import expect
 
     shared, server = site
-    expect.set_options(timeout=15_000)
-    context = chromium.new_context(viewport={"width": 1280, "height": 900})
-    page = context.new_page()
-    screenshot_on_failure.append(page)
-    problems: list[str] = []
-    page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
-    page.on("pageerror", lambda e: problems.append(str(e)))
+    page = browse.page(responses=False)
+    problems = browse.problems
 
     page.goto(f"{server.http}/")
     expect(page.get_by_role("heading", name="Sign in to chat with support")).to_be_visible()
@@ -96,15 +93,9 @@ def test_customer_chats_live_with_agent_and_operator(
     expect(page.locator("#notice")).to_be_hidden()
 
     # The operator replies through the API; it appears live, signed with the operator's name.
-    operator = sign_in(server, "olivia")
-    status, _ = api(
-        server,
-        "POST",
-        f"/api/v1/escalations/{conversation_id}/reply",
-        {"message": "Hi Alice, Olivia here. How can I help?"},
-        operator,
-    )
-    assert status == 201
+    operator = servers.sign_in(server, "olivia")
+    reply = {"message": "Hi Alice, Olivia here. How can I help?"}
+    assert servers.staff_post(server, operator, conversation_id, "reply", reply) == 201
     expect(log.locator("li.message--operator .message__content")).to_have_text(
         ["Hi Alice, Olivia here. How can I help?"]
     )
@@ -116,10 +107,8 @@ def test_customer_chats_live_with_agent_and_operator(
     expect(page.locator("#notice")).to_be_hidden()
 
     # Markup in messages is text, from the operator and from the customer alike.
-    status, _ = api(
-        server, "POST", f"/api/v1/escalations/{conversation_id}/reply", {"message": XSS}, operator
-    )
-    assert status == 201
+    reply = {"message": XSS}
+    assert servers.staff_post(server, operator, conversation_id, "reply", reply) == 201
     expect(log.locator("li.message--operator .message__content").last).to_have_text(XSS)
     page.get_by_label("Your message").fill("<b>not bold</b><script>window.__pwned = 3</script>")
     page.keyboard.press("Enter")
@@ -182,12 +171,10 @@ def test_customer_chats_live_with_agent_and_operator(
     assert [
         p for p in problems if "ERR_CONNECTION_REFUSED" not in p and "WebSocket connection" not in p
     ] == []
-    context.close()
+    page.context.close()
 
 
-def test_tokens_are_refreshed_without_dropping_the_socket(
-    chromium: Any, screenshot_on_failure: list[Any]
-) -> None:
+def test_tokens_are_refreshed_without_dropping_the_socket(browse: Browsing) -> None:
     """Access tokens live 24 s here: the page refreshes before expiry (at 80 %) and hands the
     new token to the open socket, which therefore outlives the first token."""
     import json
@@ -195,12 +182,9 @@ def test_tokens_are_refreshed_without_dropping_the_socket(
 
     from playwright.sync_api import expect
 
-    expect.set_options(timeout=15_000)
-    with deployment(ACCESS_TOKEN_MINUTES="0.4") as shared:
+    with servers.deployment(ACCESS_TOKEN_MINUTES="0.4") as shared:
         server = shared.start_server()
-        context = chromium.new_context()
-        page = context.new_page()
-        screenshot_on_failure.append(page)
+        page = browse.page(None, watched=False)
         sockets: list[Any] = []
         auth_frames: list[str] = []
 
@@ -237,16 +221,11 @@ def test_tokens_are_refreshed_without_dropping_the_socket(
         assert len(auth_frames) == 2  # the first auth frame and the re-auth
         expect(page.locator("#connection-state")).to_have_text("Live")
 
-        status, _ = api(
-            server,
-            "POST",
-            f"/api/v1/escalations/{conversation_id}/reply",
-            {"message": "Still here after your token rotated."},
-            sign_in(server, "olivia"),
-        )
-        assert status == 201
+        operator = servers.sign_in(server, "olivia")
+        reply = {"message": "Still here after your token rotated."}
+        assert servers.staff_post(server, operator, conversation_id, "reply", reply) == 201
         expect(page.locator("li.message--operator .message__content")).to_have_text(
             ["Still here after your token rotated."]
         )
         assert len(sockets) == 1
-        context.close()
+        page.context.close()

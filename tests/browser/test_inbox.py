@@ -19,8 +19,9 @@ from typing import Any
 
 import pytest
 
-from tests.browser.conftest import admin_sign_in, watch
-from tests.realtime.servers import PASSWORD, Deployment, Server, api, deployment, sign_in
+from tests.browser.conftest import Browsing, admin_sign_in
+from tests.realtime import servers
+from tests.realtime.servers import PASSWORD, Deployment, Server
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -40,7 +41,7 @@ SavedReply.objects.create(title="Anything else?", body="Is there anything else I
 
 @pytest.fixture
 def site() -> Iterator[tuple[Deployment, Server]]:
-    with deployment() as shared:
+    with servers.deployment() as shared:
         shared.manage("shell", "-c", SETUP)
         yield shared, shared.start_server()
 
@@ -60,41 +61,20 @@ def _chat_sign_in(page: Any, server: Server) -> None:
 
 
 def test_operator_works_an_escalation_live(
-    site: tuple[Deployment, Server],
-    chromium: Any,
-    screenshot_on_failure: list[Any],
-    screenshots_dir: Path,
+    site: tuple[Deployment, Server], browse: Browsing, screenshots_dir: Path
 ) -> None:
     from playwright.sync_api import expect
 
     _, server = site
-    expect.set_options(timeout=15_000)
-    problems: list[str] = []
 
     # The operator's list, live, before anything is escalated.
-    admin_context = chromium.new_context(viewport={"width": 1280, "height": 900})
-    admin = admin_context.new_page()
-    screenshot_on_failure.append(admin)
-    watch(admin, problems)
+    admin = browse.page()
     _admin_sign_in(admin, server)
     expect(admin.locator("#parley-live")).to_have_text("● Live")
     base_title = admin.title()
 
     # A customer asks for a human (over the API): the row appears within 2 s, no reload.
-    customer_token = sign_in(server, "alice")
-    _, me = api(server, "GET", "/api/v1/auth/me", token=customer_token)
-    status, body = api(
-        server,
-        "POST",
-        "/api/v1/messages/process",
-        {
-            "message": "I want to talk to a human please",
-            "customer_id": me["id"],
-            "conversation_id": None,
-        },
-        customer_token,
-    )
-    assert status == 200, body
+    _, body = servers.first_message(server, "alice", "I want to talk to a human please")
     assert body["status"] == "escalated"
     conversation_id = body["conversation_id"]
     rows = admin.locator("#result_list tbody tr")
@@ -129,10 +109,7 @@ def test_operator_works_an_escalation_live(
     admin.screenshot(path=str(screenshots_dir / "inbox-list.png"))
 
     # The customer opens the chat page on that conversation.
-    chat_context = chromium.new_context(viewport={"width": 1000, "height": 800})
-    chat = chat_context.new_page()
-    screenshot_on_failure.append(chat)
-    watch(chat, problems)
+    chat = browse.page((1000, 800))
     _chat_sign_in(chat, server)
     expect(chat.locator("#conversation-title")).to_have_text(f"Conversation #{conversation_id}")
     expect(chat.locator("#connection-state")).to_have_text("Live")
@@ -215,26 +192,21 @@ def test_operator_works_an_escalation_live(
     chat.keyboard.press("Enter")
     expect(chat.locator("#conversation-status")).to_have_text("Waiting for an operator")
     expect(rating).to_be_hidden()
-    resolve_status, _ = api(
-        server,
-        "POST",
-        f"/api/v1/escalations/{conversation_id}/resolve",
-        {"resolution_notes": "Answered again."},
-        sign_in(server, "olivia"),
-    )
-    assert resolve_status == 200
+    operator = servers.sign_in(server, "olivia")
+    notes = {"resolution_notes": "Answered again."}
+    assert servers.staff_post(server, operator, conversation_id, "resolve", notes) == 200
     expect(chat.locator("#conversation-status")).to_have_text("Resolved")
     expect(rating).to_be_visible()
     rating.get_by_label("4").check()
     rating.get_by_role("button", name="Send rating").click()
     expect(thanks).to_be_visible()
 
-    stats_status, figures = api(
-        server, "GET", "/api/v1/statistics", token=sign_in(server, "olivia")
+    stats_status, figures = servers.api(
+        server, "GET", "/api/v1/statistics", token=servers.sign_in(server, "olivia")
     )
     assert stats_status == 200
     assert (figures["csat_average"], figures["csat_responses"]) == (4.5, 2)
 
-    assert problems == []
-    chat_context.close()
-    admin_context.close()
+    assert browse.problems == []
+    chat.context.close()
+    admin.context.close()

@@ -20,8 +20,9 @@ from typing import Any
 
 import pytest
 
-from tests.browser.conftest import admin_sign_in, watch
-from tests.realtime.servers import BASE_DIR, PASSWORD, Deployment, Server, api, deployment, sign_in
+from tests.browser.conftest import Browsing, admin_sign_in
+from tests.realtime import servers
+from tests.realtime.servers import BASE_DIR, PASSWORD, Deployment, Server
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -37,7 +38,7 @@ oscar.groups.add(operators_group_ensure())
 
 @pytest.fixture
 def site() -> Iterator[tuple[Deployment, Server]]:
-    with deployment(ASSIGNMENT_MODE="auto", SLA_FIRST_RESPONSE_MINUTES="0.1") as shared:
+    with servers.deployment(ASSIGNMENT_MODE="auto", SLA_FIRST_RESPONSE_MINUTES="0.1") as shared:
         shared.manage("shell", "-c", SETUP)
         server = shared.start_server()
         worker = subprocess.Popen(
@@ -59,32 +60,16 @@ def _sign_in(page: Any, server: Server, username: str) -> None:
 
 
 def _hand_off(server: Server, username: str, text: str) -> dict[str, Any]:
-    token = sign_in(server, username)
-    _, me = api(server, "GET", "/api/v1/auth/me", token=token)
-    status, body = api(
-        server,
-        "POST",
-        "/api/v1/messages/process",
-        {"message": text, "customer_id": me["id"], "conversation_id": None},
-        token,
-    )
-    assert (status, body["status"]) == (200, "escalated"), body
-    return dict(body)
+    _, body = servers.first_message(server, username, text)
+    assert body["status"] == "escalated", body
+    return body
 
 
-def test_a_team_works_the_queue(
-    site: tuple[Deployment, Server], chromium: Any, screenshot_on_failure: list[Any]
-) -> None:
+def test_a_team_works_the_queue(site: tuple[Deployment, Server], browse: Browsing) -> None:
     from playwright.sync_api import expect
 
     _, server = site
-    expect.set_options(timeout=15_000)
-    problems: list[str] = []
-
-    olivia_context = chromium.new_context(viewport={"width": 1280, "height": 900})
-    olivia = olivia_context.new_page()
-    screenshot_on_failure.append(olivia)
-    watch(olivia, problems)
+    olivia = browse.page()
 
     # Signing in lands on the queue, not Django's index.
     _sign_in(olivia, server, "olivia")
@@ -95,9 +80,7 @@ def test_a_team_works_the_queue(
     expect(team.locator("li[data-status=online]")).to_have_text(re.compile("Olivia"))
 
     # Oscar opens the inbox in another browser: Olivia sees him online, away, gone.
-    oscar_context = chromium.new_context(viewport={"width": 1280, "height": 900})
-    oscar = oscar_context.new_page()
-    screenshot_on_failure.append(oscar)
+    oscar = browse.page(watched=False)
     _sign_in(oscar, server, "oscar")
     expect(oscar.locator("#parley-live")).to_have_text("● Live")
     oscar_dot = team.locator("li", has_text="Oscar")
@@ -105,7 +88,7 @@ def test_a_team_works_the_queue(
     oscar.get_by_role("button", name="Set me away").click()
     expect(oscar.locator(".parley-me-away")).to_have_text("You are away")
     expect(oscar_dot).to_have_attribute("data-status", "away")
-    oscar_context.close()
+    oscar.context.close()
     expect(oscar_dot).to_have_attribute("data-status", "offline")
 
     # A hand-off goes to the one operator online, at once: the row appears assigned to her.
@@ -134,8 +117,8 @@ def test_a_team_works_the_queue(
     )
     expect(breached).to_have_count(2, timeout=20_000)
     expect(olivia.locator(".parley-sla-breached").first).to_contain_text("first reply overdue")
-    status, overdue = api(
-        server, "GET", "/api/v1/escalations?sla=breached", token=sign_in(server, "olivia")
+    status, overdue = servers.api(
+        server, "GET", "/api/v1/escalations?sla=breached", token=servers.sign_in(server, "olivia")
     )
     assert status == 200
     assert first["conversation_id"] in [item["conversation_id"] for item in overdue["items"]]
@@ -149,5 +132,5 @@ def test_a_team_works_the_queue(
     expect(rows).to_have_count(1)
     expect(rows.first).to_contain_text("alice")
 
-    assert problems == []
-    olivia_context.close()
+    assert browse.problems == []
+    olivia.context.close()

@@ -48,21 +48,38 @@ def escalated(customer: User) -> Callable[..., Escalation]:
 
     def make(owner: User | None = None) -> Escalation:
         conversation = ConversationFactory(customer=owner or customer)
-        MessageFactory(
-            conversation=conversation,
-            role=Message.Role.CUSTOMER,
-            content="I want to talk to a human",
-            intent="human_request",
-            confidence=0.9,
-        )
-        MessageFactory(
-            conversation=conversation,
-            role=Message.Role.AGENT,
-            content="Let me find a colleague for you.",
-            intent="human_request",
-            confidence=0.9,
-        )
+        for role, content in [
+            (Message.Role.CUSTOMER, "I want to talk to a human"),
+            (Message.Role.AGENT, "Let me find a colleague for you."),
+        ]:
+            MessageFactory(
+                conversation=conversation,
+                role=role,
+                content=content,
+                intent="human_request",
+                confidence=0.9,
+            )
         return open_escalation(conversation)
+
+    return make
+
+
+@pytest.fixture
+def escalation(escalated: Callable[..., Escalation]) -> Escalation:
+    """The customer's conversation, escalated (`escalated()`): what most tests act on. Named
+    last among a test's fixtures, it is made after them, as a call in the test's body was."""
+    return escalated()
+
+
+@pytest.fixture
+def resolved(escalated: Callable[..., Escalation], operator: User) -> Callable[..., Escalation]:
+    """resolved(owner=None) → an escalation that an operator resolved."""
+
+    def make(owner: User | None = None) -> Escalation:
+        handed_off = escalated(owner)
+        return services.escalation_resolve(
+            conversation_id=handed_off.conversation_id, actor=operator, notes="done"
+        )
 
     return make
 
@@ -81,8 +98,8 @@ def admin_operator(operator: User, operators_group: Any) -> User:
 
 
 @pytest.fixture
-def operator_admin_client(admin_operator: User) -> Client:
-    client = Client()
+def operator_admin_client(client: Client, admin_operator: User) -> Client:
+    """pytest-django's client, signed in to the admin as an operator (a session cookie)."""
     client.force_login(admin_operator)
     return client
 
@@ -92,6 +109,37 @@ def second_operator(operators_group: Any) -> User:
     user = OperatorFactory(username="oscar")
     user.groups.add(operators_group)
     return user
+
+
+Committed = Callable[[Callable[[], Any]], Any]
+
+
+@pytest.fixture
+def committed(django_capture_on_commit_callbacks: Any) -> Committed:
+    """committed(change) → change()'s result, its on-commit work (pushes, assignment) run as
+    after a real commit. (A test's transaction never commits: without this nothing is pushed.)"""
+
+    def run(change: Callable[[], Any]) -> Any:
+        with django_capture_on_commit_callbacks(execute=True):
+            return change()
+
+    return run
+
+
+def named(user: User, display_name: str) -> User:
+    """The user, shown to customers under `display_name` (saved)."""
+    user.display_name = display_name
+    user.save(update_fields=["display_name"])
+    return user
+
+
+def staff_post(client: Client, conversation_id: int, action: str, body: Any = None) -> Any:
+    """`POST /escalations/{conversation_id}/{action}` (assign, reply, resolve, ...) as whoever
+    `client` signs in: with a JSON body when there is one, with none at all otherwise."""
+    path = f"/api/v1/escalations/{conversation_id}/{action}"
+    if body is None:
+        return client.post(path)
+    return client.post(path, body, content_type="application/json")
 
 
 def transcript_of(conversation_id: int) -> list[tuple[int, str, str]]:

@@ -18,6 +18,7 @@ from accounts.models import User
 from escalations.models import Escalation
 from escalations.services import OPENED_TEXT, resolved_text
 from messaging.models import Message
+from tests.escalations.conftest import Committed, staff_post
 from tests.factories import ConversationFactory, EscalationFactory, MessageFactory, UserFactory
 from tests.pushes import Pushes
 from tests.snapshots import database_state
@@ -29,6 +30,21 @@ CHANGELIST = "/admin/escalations/escalation/"
 
 def _change_url(escalation: Escalation) -> str:
     return f"{CHANGELIST}{escalation.pk}/change/"
+
+
+def _bulk(
+    client: Client,
+    action: str,
+    picked: list[Escalation],
+    query: str = "",
+    *,
+    follow: bool = False,
+    **form: str,
+) -> Any:
+    """The change list's bulk `action` on the escalations `picked` (`form`: the fields of the
+    confirmation page, when the action has one)."""
+    selected = {"action": action, "_selected_action": [e.pk for e in picked], **form}
+    return client.post(f"{CHANGELIST}{query}", selected, follow=follow)
 
 
 def _listed(response: Any) -> list[int]:
@@ -116,9 +132,8 @@ def test_all_is_one_click_away_with_resolved_last(
 
 
 def test_topic_shows_the_intent_and_the_customers_last_words(
-    escalated: Callable[..., Escalation], operator_admin_client: Client
+    operator_admin_client: Client, escalation: Escalation
 ) -> None:
-    escalation = escalated()
     MessageFactory(
         conversation=escalation.conversation, role="customer", content="Still <b>waiting</b>!"
     )
@@ -191,10 +206,8 @@ def test_list_costs_a_fixed_number_of_queries(
 
 
 def test_change_page_shows_the_transcript_and_the_reply_box_but_no_save(
-    escalated: Callable[..., Escalation], operator_admin_client: Client
+    operator_admin_client: Client, escalation: Escalation
 ) -> None:
-    escalation = escalated()
-
     response = operator_admin_client.get(_change_url(escalation))
 
     assert response.status_code == 200
@@ -210,14 +223,9 @@ def test_change_page_shows_the_transcript_and_the_reply_box_but_no_save(
 
 
 def test_change_page_of_a_resolved_escalation_has_no_reply_box(
-    escalated: Callable[..., Escalation], operator_admin_client: Client, operator: User
+    resolved: Callable[..., Escalation], operator_admin_client: Client, operator: User
 ) -> None:
-    from escalations import services
-
-    escalation = escalated()
-    services.escalation_resolve(
-        conversation_id=escalation.conversation_id, actor=operator, notes=""
-    )
+    escalation = resolved()
 
     content = operator_admin_client.get(_change_url(escalation)).content.decode()
 
@@ -226,9 +234,8 @@ def test_change_page_of_a_resolved_escalation_has_no_reply_box(
 
 
 def test_posting_the_change_form_is_refused(
-    escalated: Callable[..., Escalation], operator_admin_client: Client
+    operator_admin_client: Client, escalation: Escalation
 ) -> None:
-    escalation = escalated()
     before = database_state()
 
     response = operator_admin_client.post(_change_url(escalation), {"status": "resolved"})
@@ -238,18 +245,17 @@ def test_posting_the_change_form_is_refused(
 
 
 def test_reply_box_stores_an_operator_message_and_pushes_it(
-    escalated: Callable[..., Escalation],
     operator_admin_client: Client,
     admin_operator: User,
     pushed: Pushes,
-    django_capture_on_commit_callbacks: Any,
+    committed: Committed,
+    escalation: Escalation,
 ) -> None:
-    escalation = escalated()
-
-    with django_capture_on_commit_callbacks(execute=True):
-        response = operator_admin_client.post(
+    response = committed(
+        lambda: operator_admin_client.post(
             f"{CHANGELIST}{escalation.pk}/reply/", {"message": "Hello from the admin"}
         )
+    )
 
     assert response.status_code == 302
     assert response["Location"] == _change_url(escalation) + "#composer"
@@ -272,14 +278,9 @@ def test_reply_box_stores_an_operator_message_and_pushes_it(
 
 
 def test_reply_box_refuses_a_resolved_escalation(
-    escalated: Callable[..., Escalation], operator_admin_client: Client, operator: User
+    resolved: Callable[..., Escalation], operator_admin_client: Client
 ) -> None:
-    from escalations import services
-
-    escalation = escalated()
-    services.escalation_resolve(
-        conversation_id=escalation.conversation_id, actor=operator, notes=""
-    )
+    escalation = resolved()
     before = database_state()
 
     response = operator_admin_client.post(
@@ -293,9 +294,8 @@ def test_reply_box_refuses_a_resolved_escalation(
 
 
 def test_reply_box_refuses_an_empty_message(
-    escalated: Callable[..., Escalation], operator_admin_client: Client
+    operator_admin_client: Client, escalation: Escalation
 ) -> None:
-    escalation = escalated()
     before = database_state()
 
     operator_admin_client.post(f"{CHANGELIST}{escalation.pk}/reply/", {"message": "   "})
@@ -303,20 +303,15 @@ def test_reply_box_refuses_an_empty_message(
     assert database_state() == before
 
 
-def test_reply_box_only_accepts_post(
-    escalated: Callable[..., Escalation], operator_admin_client: Client
-) -> None:
-    escalation = escalated()
-
+def test_reply_box_only_accepts_post(operator_admin_client: Client, escalation: Escalation) -> None:
     response = operator_admin_client.get(f"{CHANGELIST}{escalation.pk}/reply/")
 
     assert response.status_code == 405
 
 
 def test_staff_outside_the_operators_group_can_neither_see_nor_reply(
-    escalated: Callable[..., Escalation],
+    escalation: Escalation,
 ) -> None:
-    escalation = escalated()
     client = Client()
     client.force_login(UserFactory(is_staff=True))  # staff, but not in the Operators group
     before = database_state()
@@ -356,20 +351,15 @@ def test_staff_holding_the_permissions_outside_the_group_is_refused_at_every_doo
     assert response.status_code == 403
     rest = client_for(staff)
     assert rest.get("/api/v1/escalations").status_code == 403
-    reply = rest.post(
-        f"/api/v1/escalations/{second.conversation_id}/reply",
-        {"message": "From REST"},
-        content_type="application/json",
-    )
+    reply = staff_post(rest, second.conversation_id, "reply", {"message": "From REST"})
     assert reply.status_code == 403
     assert not Message.objects.filter(author=staff).exists()
     assert database_state() == before
 
 
 def test_page_buttons_assign_and_resolve(
-    escalated: Callable[..., Escalation], operator_admin_client: Client, admin_operator: User
+    operator_admin_client: Client, admin_operator: User, escalation: Escalation
 ) -> None:
-    escalation = escalated()
     page = operator_admin_client.get(_change_url(escalation)).content.decode()
     assert f"{CHANGELIST}{escalation.pk}/assign/" in page
     assert f"{CHANGELIST}{escalation.pk}/resolve/" in page
@@ -400,11 +390,7 @@ def test_assign_to_me_action(
 ) -> None:
     picked = [queue["open_old"], queue["assigned_old"], queue["resolved_oldest"]]
 
-    response = operator_admin_client.post(
-        f"{CHANGELIST}?status=all",
-        {"action": "assign_to_me", "_selected_action": [e.pk for e in picked]},
-        follow=True,
-    )
+    response = _bulk(operator_admin_client, "assign_to_me", picked, "?status=all", follow=True)
 
     assert response.status_code == 200
     for escalation in picked:
@@ -430,9 +416,7 @@ def test_resolve_action_asks_for_notes_first(
     picked = [queue["open_old"], queue["open_new"]]
     before = [database_state() for e in picked]
 
-    response = operator_admin_client.post(
-        CHANGELIST, {"action": "resolve_selected", "_selected_action": [e.pk for e in picked]}
-    )
+    response = _bulk(operator_admin_client, "resolve_selected", picked)
 
     assert response.status_code == 200
     assert response.templates[0].name == "admin/escalations/escalation/resolve_selected.html"
@@ -450,15 +434,13 @@ def test_resolve_action_resolves_with_the_notes(
 ) -> None:
     picked = [queue["open_old"], queue["assigned_old"]]
 
-    response = operator_admin_client.post(
-        CHANGELIST,
-        {
-            "action": "resolve_selected",
-            "_selected_action": [e.pk for e in picked],
-            "post": "yes",
-            "resolution_notes": "Bulk: outage over",
-        },
+    response = _bulk(
+        operator_admin_client,
+        "resolve_selected",
+        picked,
         follow=True,
+        post="yes",
+        resolution_notes="Bulk: outage over",
     )
 
     assert response.status_code == 200
@@ -502,9 +484,8 @@ def test_no_delete_action_and_no_add(
 
 
 def test_conversations_and_messages_are_read_only_for_operators(
-    escalated: Callable[..., Escalation], operator_admin_client: Client
+    operator_admin_client: Client, escalation: Escalation
 ) -> None:
-    escalation = escalated()
     conversation_url = f"/admin/messaging/conversation/{escalation.conversation_id}/change/"
     message = Message.objects.filter(conversation_id=escalation.conversation_id).first()
     assert message is not None
@@ -644,13 +625,10 @@ def test_statistics_page_refuses_customers_and_anonymous(
 def test_resolve_action_on_resolved_ones_only_warns(
     queue: dict[str, Escalation], operator_admin_client: Client
 ) -> None:
-    resolved = queue["resolved_oldest"]
     before = database_state()
 
-    response = operator_admin_client.post(
-        CHANGELIST,
-        {"action": "resolve_selected", "_selected_action": [resolved.pk]},
-        follow=True,
+    response = _bulk(
+        operator_admin_client, "resolve_selected", [queue["resolved_oldest"]], follow=True
     )
 
     assert [str(m) for m in response.context["messages"]] == [
@@ -662,17 +640,14 @@ def test_resolve_action_on_resolved_ones_only_warns(
 def test_resolve_action_keeps_the_page_when_notes_are_too_long(
     queue: dict[str, Escalation], operator_admin_client: Client
 ) -> None:
-    escalation = queue["open_old"]
     before = database_state()
 
-    response = operator_admin_client.post(
-        CHANGELIST,
-        {
-            "action": "resolve_selected",
-            "_selected_action": [escalation.pk],
-            "post": "yes",
-            "resolution_notes": "x" * 4001,
-        },
+    response = _bulk(
+        operator_admin_client,
+        "resolve_selected",
+        [queue["open_old"]],
+        post="yes",
+        resolution_notes="x" * 4001,
     )
 
     assert response.status_code == 200
@@ -708,9 +683,8 @@ def test_search_box_finds_escalations_by_the_words_of_their_messages(
 
 
 def test_the_escalation_page_names_both_ids_for_what_they_are(
-    escalated: Callable[..., Escalation], operator_admin_client: Client
+    operator_admin_client: Client, escalation: Escalation
 ) -> None:
-    escalation = escalated()
     Escalation.objects.filter(pk=escalation.pk).update(id=escalation.pk + 40)
     escalation = Escalation.objects.get(pk=escalation.pk + 40)
 
@@ -746,7 +720,7 @@ def test_routing_profiles_are_for_superusers(
     admin_operator: User,
     superuser: User,
     settings: Any,
-    django_capture_on_commit_callbacks: Any,
+    committed: Committed,
 ) -> None:
     from escalations import presence
     from escalations.models import OperatorProfile
@@ -759,11 +733,12 @@ def test_routing_profiles_are_for_superusers(
     OperatorProfile.objects.create(user=admin_operator, capacity=0)
     presence.lease_renew(user_id=admin_operator.pk, socket_id="page")
 
-    with django_capture_on_commit_callbacks(execute=True):
-        response = root.post(
+    response = committed(
+        lambda: root.post(
             f"/admin/escalations/operatorprofile/{admin_operator.pk}/change/",
             {"capacity": "2", "away": ""},
         )
+    )
 
     assert response.status_code == 302
     assert OperatorProfile.objects.get(user=admin_operator).capacity == 2

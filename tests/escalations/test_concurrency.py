@@ -50,8 +50,7 @@ def _operators(count: int) -> list[User]:
     return [OperatorFactory(username=f"op{i}") for i in range(count)]
 
 
-def test_concurrent_resolve_exactly_one_wins(escalated: Callable[..., Escalation]) -> None:
-    escalation = escalated()
+def test_concurrent_resolve_exactly_one_wins(escalation: Escalation) -> None:
     operators = _operators(4)
 
     results = _race(
@@ -76,10 +75,9 @@ def test_concurrent_resolve_exactly_one_wins(escalated: Callable[..., Escalation
     assert Conversation.objects.get(pk=escalation.conversation_id).status == "resolved"
 
 
-def test_concurrent_assigns_are_serialised(escalated: Callable[..., Escalation]) -> None:
+def test_concurrent_assigns_are_serialised(escalation: Escalation) -> None:
     """Two operators assigning at once: one joins, the other takes over from them (SPEC §4:
     assigning one a colleague holds is a takeover), one after the other under the lock."""
-    escalation = escalated()
     first, second = _operators(2)
 
     results = _race(
@@ -107,10 +105,7 @@ def test_concurrent_assigns_are_serialised(escalated: Callable[..., Escalation])
     )
 
 
-def test_concurrent_replies_and_resolve_keep_seq_gap_free(
-    escalated: Callable[..., Escalation],
-) -> None:
-    escalation = escalated()
+def test_concurrent_replies_and_resolve_keep_seq_gap_free(escalation: Escalation) -> None:
     operators = _operators(4)
 
     results = _race(

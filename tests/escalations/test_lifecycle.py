@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import timedelta
-from typing import Any
 
 import pytest
 from django.test import Client
@@ -17,7 +16,7 @@ from escalations.services import OPENED_TEXT, resolved_text
 from messaging.models import Conversation, Message
 from messaging.services import operator_has_it_text
 from tests.escalations.agents import HANDOFF_TEXT
-from tests.escalations.conftest import transcript_of
+from tests.escalations.conftest import Committed, staff_post, transcript_of
 from tests.factories import ConversationFactory, MessageFactory
 from tests.messages import sent
 from tests.pushes import Pushes
@@ -45,7 +44,7 @@ def test_full_lifecycle_through_the_api(
         "human_request",
     )
 
-    assigned = operator_client.post(f"/api/v1/escalations/{conversation_id}/assign")
+    assigned = staff_post(operator_client, conversation_id, "assign")
     assert assigned.status_code == 200
     assert assigned.json() == {
         "id": escalation.pk,
@@ -64,10 +63,11 @@ def test_full_lifecycle_through_the_api(
         "sla_breached": [],
     }
 
-    reply = operator_client.post(
-        f"/api/v1/escalations/{conversation_id}/reply",
+    reply = staff_post(
+        operator_client,
+        conversation_id,
+        "reply",
         {"message": "  Hi, Olivia here. How can I help?  "},
-        content_type="application/json",
     )
     assert reply.status_code == 201
     stored_reply = Message.objects.get(conversation_id=conversation_id, role="operator")
@@ -95,10 +95,11 @@ def test_full_lifecycle_through_the_api(
     assert waiting["message_id"] == waiting["metadata"]["customer_message_id"]
     assert waiting["metadata"]["seq"] == waiting["metadata"]["customer_message_seq"] == 8
 
-    resolved = operator_client.post(
-        f"/api/v1/escalations/{conversation_id}/resolve",
+    resolved = staff_post(
+        operator_client,
+        conversation_id,
+        "resolve",
         {"resolution_notes": "Refunded the double charge."},
-        content_type="application/json",
     )
     assert resolved.status_code == 200
     assert resolved.json() == {"status": "resolved", "conversation_id": conversation_id}
@@ -149,11 +150,7 @@ def test_customer_can_escalate_again_after_resolution(
     customer: User, customer_client: Client, operator_client: Client
 ) -> None:
     conversation_id = sent(customer_client, customer, "human please", None)["conversation_id"]
-    operator_client.post(
-        f"/api/v1/escalations/{conversation_id}/resolve",
-        {"resolution_notes": ""},
-        content_type="application/json",
-    )
+    staff_post(operator_client, conversation_id, "resolve", {"resolution_notes": ""})
 
     again = sent(customer_client, customer, "human again", conversation_id)
 
@@ -167,19 +164,12 @@ def test_customer_can_escalate_again_after_resolution(
 
 
 def test_reply_pushes_the_message_to_the_customer_live(
-    escalated: Callable[..., Escalation],
-    operator_client: Client,
-    pushed: Pushes,
-    django_capture_on_commit_callbacks: Any,
+    operator_client: Client, pushed: Pushes, committed: Committed, escalation: Escalation
 ) -> None:
-    escalation = escalated()
-
-    with django_capture_on_commit_callbacks(execute=True):
-        response = operator_client.post(
-            f"/api/v1/escalations/{escalation.conversation_id}/reply",
-            {"message": "Hello!"},
-            content_type="application/json",
-        )
+    reply = {"message": "Hello!"}
+    response = committed(
+        lambda: staff_post(operator_client, escalation.conversation_id, "reply", reply)
+    )
 
     assert response.status_code == 201
     group = f"conversation.{escalation.conversation_id}"
@@ -197,19 +187,10 @@ def test_reply_pushes_the_message_to_the_customer_live(
 
 
 def test_resolve_pushes_the_status_change(
-    escalated: Callable[..., Escalation],
-    operator_client: Client,
-    pushed: Pushes,
-    django_capture_on_commit_callbacks: Any,
+    operator_client: Client, pushed: Pushes, committed: Committed, escalation: Escalation
 ) -> None:
-    escalation = escalated()
-
-    with django_capture_on_commit_callbacks(execute=True):
-        operator_client.post(
-            f"/api/v1/escalations/{escalation.conversation_id}/resolve",
-            {"resolution_notes": "done"},
-            content_type="application/json",
-        )
+    notes = {"resolution_notes": "done"}
+    committed(lambda: staff_post(operator_client, escalation.conversation_id, "resolve", notes))
 
     group = f"conversation.{escalation.conversation_id}"
     assert [e for g, e in pushed if g == group and e["type"] == "conversation.status"] == [
@@ -224,11 +205,7 @@ def test_reply_without_open_escalation_is_409_and_changes_nothing(
     MessageFactory(conversation=conversation, role="customer", content="hi")
     before = database_state()
 
-    response = operator_client.post(
-        f"/api/v1/escalations/{conversation.pk}/reply",
-        {"message": "Hello"},
-        content_type="application/json",
-    )
+    response = staff_post(operator_client, conversation.pk, "reply", {"message": "Hello"})
 
     assert response.status_code == 409
     assert response.json() == {"detail": "This conversation is not escalated"}
@@ -243,11 +220,8 @@ def test_assign_or_resolve_without_open_escalation_is_404_and_changes_nothing(
     MessageFactory(conversation=conversation, role="customer", content="hi")
     before = database_state()
 
-    response = operator_client.post(
-        f"/api/v1/escalations/{conversation.pk}/{action}",
-        {"resolution_notes": "x"} if action == "resolve" else None,
-        content_type="application/json",
-    )
+    body = {"resolution_notes": "x"} if action == "resolve" else {}
+    response = staff_post(operator_client, conversation.pk, action, body)
 
     assert response.status_code == 404
     assert response.json() == {"detail": "This conversation has no open escalation"}
@@ -255,18 +229,13 @@ def test_assign_or_resolve_without_open_escalation_is_404_and_changes_nothing(
 
 
 def test_double_resolve_is_404_and_changes_nothing(
-    escalated: Callable[..., Escalation], operator_client: Client, operator: User
+    operator_client: Client, operator: User, escalation: Escalation
 ) -> None:
-    escalation = escalated()
-    url = f"/api/v1/escalations/{escalation.conversation_id}/resolve"
-    first = operator_client.post(
-        url, {"resolution_notes": "first"}, content_type="application/json"
-    )
+    cid = escalation.conversation_id
+    first = staff_post(operator_client, cid, "resolve", {"resolution_notes": "first"})
     after_first = database_state()
 
-    second = operator_client.post(
-        url, {"resolution_notes": "second"}, content_type="application/json"
-    )
+    second = staff_post(operator_client, cid, "resolve", {"resolution_notes": "second"})
 
     assert first.status_code == 200
     assert second.status_code == 404
@@ -278,54 +247,45 @@ def test_double_resolve_is_404_and_changes_nothing(
     ]
 
 
-def test_reply_after_resolve_is_409(
-    escalated: Callable[..., Escalation], operator_client: Client
-) -> None:
-    escalation = escalated()
-    operator_client.post(
-        f"/api/v1/escalations/{escalation.conversation_id}/resolve",
-        {"resolution_notes": ""},
-        content_type="application/json",
-    )
+def test_reply_after_resolve_is_409(operator_client: Client, escalation: Escalation) -> None:
+    staff_post(operator_client, escalation.conversation_id, "resolve", {"resolution_notes": ""})
     before = database_state()
 
-    response = operator_client.post(
-        f"/api/v1/escalations/{escalation.conversation_id}/reply",
-        {"message": "late"},
-        content_type="application/json",
-    )
+    response = staff_post(operator_client, escalation.conversation_id, "reply", {"message": "late"})
 
     assert response.status_code == 409
     assert database_state() == before
 
 
 def test_assigning_twice_to_oneself_adds_nothing(
-    escalated: Callable[..., Escalation], operator_client: Client
+    operator_client: Client, escalation: Escalation
 ) -> None:
-    escalation = escalated()
-    url = f"/api/v1/escalations/{escalation.conversation_id}/assign"
-    operator_client.post(url)
+    staff_post(operator_client, escalation.conversation_id, "assign")
     before = database_state()
 
-    again = operator_client.post(url)
+    again = staff_post(operator_client, escalation.conversation_id, "assign")
 
     assert again.status_code == 200
     assert again.json()["status"] == "assigned"
     assert database_state() == before
 
 
+@pytest.fixture
+def held_by_colleague(
+    second_operator: User, client_for: Callable[..., Client], escalation: Escalation
+) -> Escalation:
+    """The escalation, assigned to second_operator (who took it themselves, over REST)."""
+    staff_post(client_for(second_operator), escalation.conversation_id, "assign")
+    return escalation
+
+
 def test_taking_over_one_held_by_another_operator_names_both(
-    escalated: Callable[..., Escalation],
-    operator_client: Client,
-    operator: User,
-    second_operator: User,
-    client_for: Callable[..., Client],
+    operator_client: Client, operator: User, second_operator: User, held_by_colleague: Escalation
 ) -> None:
-    escalation = escalated()
-    client_for(second_operator).post(f"/api/v1/escalations/{escalation.conversation_id}/assign")
+    escalation = held_by_colleague
     before = transcript_of(escalation.conversation_id)
 
-    response = operator_client.post(f"/api/v1/escalations/{escalation.conversation_id}/assign")
+    response = staff_post(operator_client, escalation.conversation_id, "assign")
 
     assert response.status_code == 200
     assert response.json()["assigned_to"] == operator.pk
@@ -341,19 +301,11 @@ def test_taking_over_one_held_by_another_operator_names_both(
 
 
 def test_colleague_may_reply_to_an_assigned_escalation(
-    escalated: Callable[..., Escalation],
-    operator: User,
-    operator_client: Client,
-    second_operator: User,
-    client_for: Callable[..., Client],
+    operator: User, operator_client: Client, second_operator: User, held_by_colleague: Escalation
 ) -> None:
-    escalation = escalated()
-    client_for(second_operator).post(f"/api/v1/escalations/{escalation.conversation_id}/assign")
-
-    response = operator_client.post(
-        f"/api/v1/escalations/{escalation.conversation_id}/reply",
-        {"message": "Covering"},
-        content_type="application/json",
+    escalation = held_by_colleague
+    response = staff_post(
+        operator_client, escalation.conversation_id, "reply", {"message": "Covering"}
     )
 
     assert response.status_code == 201
@@ -364,14 +316,10 @@ def test_colleague_may_reply_to_an_assigned_escalation(
 
 
 def test_resolving_an_unassigned_escalation_assigns_it_to_the_resolver(
-    escalated: Callable[..., Escalation], operator: User, operator_client: Client
+    operator: User, operator_client: Client, escalation: Escalation
 ) -> None:
-    escalation = escalated()
-
-    operator_client.post(
-        f"/api/v1/escalations/{escalation.conversation_id}/resolve",
-        {"resolution_notes": "  trimmed  "},
-        content_type="application/json",
+    staff_post(
+        operator_client, escalation.conversation_id, "resolve", {"resolution_notes": "  trimmed  "}
     )
 
     escalation.refresh_from_db()

@@ -72,40 +72,25 @@ def dataset(operator: User) -> dict[str, Any]:
     msg(6, "agent", "technical", now - timedelta(days=2))
     msg(7, "customer", "human_request")
 
+    def handled(conv: int, status: str, at: Any, reply: int, **more: Any) -> None:
+        """An escalation of c<conv>, opened `at`, that the operator answered `reply` s later."""
+        EscalationFactory(
+            conversation=c[conv],
+            status=status,
+            created_at=at,
+            assigned_to=operator,
+            first_response_at=at + _seconds(reply),
+            **more,
+        )
+
+    def closed(at: Any, after: int) -> dict[str, Any]:
+        return {"resolved_at": at + _seconds(after), "resolved_by": operator}
+
     t2, t3, t4a, t4b = (now - timedelta(hours=h) for h in (1, 3, 5, 2))
-    EscalationFactory(
-        conversation=c[2],
-        status="assigned",
-        created_at=t2,
-        assigned_to=operator,
-        assigned_at=t2,
-        first_response_at=t2 + _seconds(90),
-    )
-    EscalationFactory(
-        conversation=c[3],
-        status="resolved",
-        created_at=t3,
-        assigned_to=operator,
-        first_response_at=t3 + _seconds(60),
-        resolved_at=t3 + _seconds(600),
-        resolved_by=operator,
-    )
-    EscalationFactory(
-        conversation=c[4],
-        status="resolved",
-        created_at=t4a,
-        assigned_to=operator,
-        first_response_at=t4a + _seconds(30),
-        resolved_at=t4a + _seconds(300),
-        resolved_by=operator,
-    )
-    EscalationFactory(
-        conversation=c[4],
-        status="assigned",
-        created_at=t4b,
-        assigned_to=operator,
-        first_response_at=t4b + _seconds(120),
-    )
+    handled(2, "assigned", t2, reply=90, assigned_at=t2)
+    handled(3, "resolved", t3, reply=60, **closed(t3, 600))
+    handled(4, "resolved", t4a, reply=30, **closed(t4a, 300))
+    handled(4, "assigned", t4b, reply=120)
     EscalationFactory(conversation=c[7], status="open", created_at=now - timedelta(minutes=10))
     return c
 

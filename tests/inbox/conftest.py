@@ -1,54 +1,34 @@
-"""Fixtures for the inbox tests: the escalation fixtures (escalated conversations built with
-the real services, operators in the Operators group) and a recorder for domain events."""
+"""Fixtures for the inbox tests: the escalation fixtures (escalated and resolved conversations
+built with the real services, operators in the Operators group) and a recorder for domain events."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from accounts.models import User
-from escalations import services
-from escalations.models import Escalation
 from messaging import events
 from tests.escalations.conftest import (  # noqa: F401 - fixtures re-exported for this package
     admin_operator,
     escalated,
+    escalation,
     operator_admin_client,
     operators_group,
+    resolved,
     scripted_agent,
     second_operator,
 )
 from tests.realtime.conftest import _fresh_channel_layer  # noqa: F401 - autouse, per test
 
+Events = list[tuple[str, dict[str, Any]]]
+
 
 @pytest.fixture
-def recorded_events() -> Iterator[list[tuple[str, dict[str, Any]]]]:
+def recorded_events() -> Iterator[Events]:
     """Every domain event recorded while the test runs (a sink like the webhook outbox's)."""
-    recorded: list[tuple[str, dict[str, Any]]] = []
-
-    def sink(batch: list[tuple[str, dict[str, Any]]]) -> None:
-        recorded.extend(batch)
-
+    recorded: Events = []
+    sink = recorded.extend  # one bound method: the same object to register and to remove
     events.domain_event_sink_register(sink)
-    try:
-        yield recorded
-    finally:
-        events._sinks.remove(sink)
-
-
-@pytest.fixture
-def resolved(
-    escalated: Callable[..., Escalation],  # noqa: F811 - the fixture imported above
-    operator: User,
-) -> Callable[..., Escalation]:
-    """resolved(owner=None) → an escalation that an operator resolved."""
-
-    def make(owner: User | None = None) -> Escalation:
-        escalation = escalated(owner)
-        return services.escalation_resolve(
-            conversation_id=escalation.conversation_id, actor=operator, notes="done"
-        )
-
-    return make
+    yield recorded
+    events._sinks.remove(sink)  # pytest runs this whether or not the test passed

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -17,7 +17,7 @@ from accounts import sockets as consumers
 from accounts.models import User
 from escalations.models import Escalation
 from tests.factories import ConversationFactory
-from tests.realtime.conftest import expect_close, make_communicator
+from tests.realtime.conftest import answer, expect_close, make_communicator
 from tests.snapshots import database_state
 
 TICKET_URL = "/admin/escalations/escalation/live-ticket/"
@@ -128,16 +128,35 @@ async def _auth(path: str, frame: dict[str, Any], headers: Any = None) -> tuple[
     return communicator, output
 
 
+async def _redeem(ticket: str) -> tuple[Any, Any]:
+    """The ticket as the first frame of the escalations socket: the communicator, its answer."""
+    return await _auth("/ws/escalations/", {"type": "auth", "ticket": ticket})
+
+
+async def _opened(ticket: str) -> Any:
+    """The escalations socket, opened with the ticket (auth.ok)."""
+    communicator, output = await _redeem(ticket)
+    assert '"auth.ok"' in output["text"], output
+    return communicator
+
+
+async def _assert_refused(ticket: str) -> None:
+    """Redeeming the ticket closes the escalations socket with 4401."""
+    communicator, output = await _redeem(ticket)
+    try:
+        assert (output["type"], output["code"]) == ("websocket.close", 4401)
+    finally:
+        await communicator.disconnect()
+
+
 @pytest.mark.asyncio
 @pytest.mark.django_db(transaction=True)
 async def test_ticket_opens_the_escalations_socket_and_events_arrive(
     admin_operator: User, escalated: Callable[..., Escalation]
 ) -> None:
     _, ticket = await _ticket_for(admin_operator)
-    communicator, output = await _auth("/ws/escalations/", {"type": "auth", "ticket": ticket})
+    communicator = await _opened(ticket)
     try:
-        assert output["type"] == "websocket.send"
-        assert '"auth.ok"' in output["text"]
         escalation = await sync_to_async(escalated)()
         frame = await communicator.receive_json_from(timeout=5)
         assert (frame["type"], frame["event"], frame["escalation"]["id"]) == (
@@ -152,9 +171,8 @@ async def test_ticket_opens_the_escalations_socket_and_events_arrive(
 @pytest.mark.asyncio
 @pytest.mark.django_db(transaction=True)
 async def test_ticket_opens_a_conversation_socket_read_only(
-    admin_operator: User, escalated: Callable[..., Escalation]
+    admin_operator: User, escalation: Escalation
 ) -> None:
-    escalation = await sync_to_async(escalated)()
     _, ticket = await _ticket_for(admin_operator)
     path = f"/ws/conversations/{escalation.conversation_id}/"
     communicator, output = await _auth(path, {"type": "auth", "ticket": ticket, "after_seq": 0})
@@ -163,8 +181,7 @@ async def test_ticket_opens_a_conversation_socket_read_only(
         replay = [await communicator.receive_json_from(timeout=5) for _ in range(3)]
         assert [f["message"]["seq"] for f in replay] == [1, 2, 3]
         # The operator answers through the services, never by writing on this socket.
-        await communicator.send_json_to({"type": "message", "content": "hi"})
-        error = await communicator.receive_json_from(timeout=5)
+        error = await answer(communicator, {"type": "message", "content": "hi"})
         assert (error["type"], error["status"], error["code"]) == ("error", 404, "not_found")
     finally:
         await communicator.disconnect()
@@ -196,14 +213,11 @@ async def test_socket_refuses_without_a_valid_ticket(frame: dict[str, Any]) -> N
 @pytest.mark.django_db(transaction=True)
 async def test_socket_refuses_a_reused_ticket(admin_operator: User) -> None:
     _, ticket = await _ticket_for(admin_operator)
-    first, output = await _auth("/ws/escalations/", {"type": "auth", "ticket": ticket})
-    assert '"auth.ok"' in output["text"]
-    second, output = await _auth("/ws/escalations/", {"type": "auth", "ticket": ticket})
+    first = await _opened(ticket)
     try:
-        assert (output["type"], output["code"]) == ("websocket.close", 4401)
+        await _assert_refused(ticket)
     finally:
         await first.disconnect()
-        await second.disconnect()
 
 
 @pytest.mark.asyncio
@@ -214,11 +228,7 @@ async def test_socket_refuses_an_expired_ticket(
     _, ticket = await _ticket_for(admin_operator)
     later = time.time() + admin_tickets.TICKET_TTL_SECONDS + 1
     monkeypatch.setattr(admin_tickets.time, "time", lambda: later)
-    communicator, output = await _auth("/ws/escalations/", {"type": "auth", "ticket": ticket})
-    try:
-        assert (output["type"], output["code"]) == ("websocket.close", 4401)
-    finally:
-        await communicator.disconnect()
+    await _assert_refused(ticket)
 
 
 @pytest.mark.asyncio
@@ -234,11 +244,7 @@ async def test_customer_session_cannot_open_the_channel(customer: User) -> None:
     ticket = await sync_to_async(admin_tickets.admin_ticket_issue)(
         user=customer, session_key=client.session.session_key
     )
-    communicator, output = await _auth("/ws/escalations/", {"type": "auth", "ticket": ticket})
-    try:
-        assert (output["type"], output["code"]) == ("websocket.close", 4401)
-    finally:
-        await communicator.disconnect()
+    await _assert_refused(ticket)
 
 
 @pytest.mark.asyncio
@@ -257,34 +263,28 @@ async def test_foreign_origin_is_refused_before_any_frame(admin_operator: User) 
     assert await sync_to_async(admin_tickets.admin_ticket_consume)(ticket) is not None
 
 
+async def _log_out(client: Client, operator: User) -> None:
+    await sync_to_async(client.logout)()
+
+
+async def _demote(client: Client, operator: User) -> None:
+    operator.is_staff = False
+    await sync_to_async(operator.save)(update_fields=["is_staff"])
+
+
 @pytest.mark.asyncio
 @pytest.mark.django_db(transaction=True)
-async def test_logout_closes_the_live_channel(
-    admin_operator: User, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("revoke", [_log_out, _demote], ids=["logout", "demotion"])
+async def test_losing_the_admin_session_closes_the_live_channel(
+    admin_operator: User,
+    monkeypatch: pytest.MonkeyPatch,
+    revoke: Callable[[Client, User], Awaitable[None]],
 ) -> None:
     monkeypatch.setattr(consumers, "REVALIDATE_SECONDS", 0.2)
     client, ticket = await _ticket_for(admin_operator)
-    communicator, output = await _auth("/ws/escalations/", {"type": "auth", "ticket": ticket})
+    communicator = await _opened(ticket)
     try:
-        assert '"auth.ok"' in output["text"]
-        await sync_to_async(client.logout)()
-        assert await expect_close(communicator, within=5) == 4401
-    finally:
-        await communicator.disconnect()
-
-
-@pytest.mark.asyncio
-@pytest.mark.django_db(transaction=True)
-async def test_demotion_closes_the_live_channel(
-    admin_operator: User, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(consumers, "REVALIDATE_SECONDS", 0.2)
-    _, ticket = await _ticket_for(admin_operator)
-    communicator, output = await _auth("/ws/escalations/", {"type": "auth", "ticket": ticket})
-    try:
-        assert '"auth.ok"' in output["text"]
-        admin_operator.is_staff = False
-        await sync_to_async(admin_operator.save)(update_fields=["is_staff"])
+        await revoke(client, admin_operator)
         assert await expect_close(communicator, within=5) == 4401
     finally:
         await communicator.disconnect()
@@ -292,9 +292,8 @@ async def test_demotion_closes_the_live_channel(
 
 @pytest.mark.django_db
 def test_escalation_page_carries_no_inline_script_and_the_live_hooks(
-    escalated: Callable[..., Escalation], operator_admin_client: Client
+    operator_admin_client: Client, escalation: Escalation
 ) -> None:
-    escalation = escalated()
     content = operator_admin_client.get(
         f"/admin/escalations/escalation/{escalation.pk}/change/"
     ).content.decode()

@@ -4,7 +4,6 @@ escalation."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 import pytest
 from django.test import Client
@@ -14,7 +13,7 @@ from escalations.models import Escalation
 from messaging.models import Message
 from messaging.services import ESCALATED_ACKNOWLEDGEMENT, operator_has_it_text
 from tests.escalations.agents import HANDOFF_TEXT
-from tests.escalations.conftest import transcript_of
+from tests.escalations.conftest import named, staff_post, transcript_of
 from tests.factories import UserFactory
 from tests.messages import sent
 from tests.snapshots import database_state
@@ -22,22 +21,14 @@ from tests.snapshots import database_state
 pytestmark = pytest.mark.django_db
 
 
-def _assign(client: Client, conversation_id: int, body: Any = None) -> Any:
-    url = f"/api/v1/escalations/{conversation_id}/assign"
-    if body is None:
-        return client.post(url)
-    return client.post(url, body, content_type="application/json")
-
-
 def test_assign_to_a_colleague(
     escalated: Callable[..., Escalation], operator_client: Client, second_operator: User
 ) -> None:
-    second_operator.display_name = "Oscar"
-    second_operator.save(update_fields=["display_name"])
+    named(second_operator, "Oscar")
     escalation = escalated()
 
-    response = _assign(
-        operator_client, escalation.conversation_id, {"operator_id": second_operator.pk}
+    response = staff_post(
+        operator_client, escalation.conversation_id, "assign", {"operator_id": second_operator.pk}
     )
 
     assert response.status_code == 200
@@ -50,9 +41,8 @@ def test_assign_to_a_colleague(
 
 @pytest.mark.parametrize("who", ["customer", "inactive", "missing", "huge"])
 def test_assigning_to_a_non_operator_is_422_and_changes_nothing(
-    escalated: Callable[..., Escalation], operator_client: Client, customer: User, who: str
+    operator_client: Client, customer: User, who: str, escalation: Escalation
 ) -> None:
-    escalation = escalated()
     target = {
         "customer": customer.pk,
         "inactive": UserFactory(username="gone", is_staff=True, is_active=False).pk,
@@ -61,18 +51,21 @@ def test_assigning_to_a_non_operator_is_422_and_changes_nothing(
     }[who]
     before = database_state()
 
-    response = _assign(operator_client, escalation.conversation_id, {"operator_id": target})
+    response = staff_post(
+        operator_client, escalation.conversation_id, "assign", {"operator_id": target}
+    )
 
     assert response.status_code == 422
     assert database_state() == before
 
 
 def test_customer_cannot_assign(
-    escalated: Callable[..., Escalation], customer_client: Client, operator: User
+    customer_client: Client, operator: User, escalation: Escalation
 ) -> None:
-    escalation = escalated()
     before = database_state()
-    response = _assign(customer_client, escalation.conversation_id, {"operator_id": operator.pk})
+    response = staff_post(
+        customer_client, escalation.conversation_id, "assign", {"operator_id": operator.pk}
+    )
     assert response.status_code == 403
     assert database_state() == before
 
@@ -83,18 +76,11 @@ def test_operator_messages_and_notices_carry_the_display_name(
     operator: User,
     customer_client: Client,
 ) -> None:
-    operator.display_name = "Liv"
-    operator.save(update_fields=["display_name"])
+    named(operator, "Liv")
     escalation = escalated()
     cid = escalation.conversation_id
-    operator_client.post(
-        f"/api/v1/escalations/{cid}/reply", {"message": "Hi!"}, content_type="application/json"
-    )
-    operator_client.post(
-        f"/api/v1/escalations/{cid}/resolve",
-        {"resolution_notes": ""},
-        content_type="application/json",
-    )
+    staff_post(operator_client, cid, "reply", {"message": "Hi!"})
+    staff_post(operator_client, cid, "resolve", {"resolution_notes": ""})
 
     history = customer_client.get(f"/api/v1/conversations/{cid}/history").json()["messages"]
 
@@ -127,9 +113,7 @@ def test_acknowledgement_enters_the_transcript_once_per_escalation(
     cid = sent(customer_client, customer, "I want a human", None)["conversation_id"]
     first = sent(customer_client, customer, "hello?", cid)
     second = sent(customer_client, customer, "anyone there?", cid)
-    operator_client.post(
-        f"/api/v1/escalations/{cid}/reply", {"message": "Here!"}, content_type="application/json"
-    )
+    staff_post(operator_client, cid, "reply", {"message": "Here!"})
     third = sent(customer_client, customer, "great", cid)
 
     for body in (first, second):
@@ -162,11 +146,7 @@ def test_acknowledgement_enters_the_transcript_once_per_escalation(
     ]
 
     # A new escalation after a resolution acknowledges again, once.
-    operator_client.post(
-        f"/api/v1/escalations/{cid}/resolve",
-        {"resolution_notes": ""},
-        content_type="application/json",
-    )
+    staff_post(operator_client, cid, "resolve", {"resolution_notes": ""})
     sent(customer_client, customer, "I want a human again", cid)
     sent(customer_client, customer, "one", cid)
     sent(customer_client, customer, "two", cid)

@@ -15,6 +15,8 @@ from escalations import inbox
 from escalations.models import Escalation, InternalNote
 from messaging import events
 from messaging.models import Message
+from tests.escalations.conftest import named
+from tests.inbox.conftest import Events
 from tests.realtime.conftest import access_token_for, connect_authenticated
 from tests.snapshots import database_state
 
@@ -33,12 +35,17 @@ def _post(client: Client, conversation_id: int, body: Any = None) -> Any:
     )
 
 
+def _noted_nothing(response: Any, *statuses: int) -> None:
+    """The note was refused with (one of) `statuses`, and no note was stored."""
+    assert response.status_code in statuses, response.content
+    assert not InternalNote.objects.exists()
+
+
 @pytest.mark.django_db
 def test_operator_adds_and_lists_notes(
     escalated: Callable[..., Escalation], operator_client: Client, operator: User
 ) -> None:
-    operator.display_name = "Olivia P."
-    operator.save(update_fields=["display_name"])
+    named(operator, "Olivia P.")
     escalation = escalated()
 
     created = _post(operator_client, escalation.conversation_id, {"note": f"  {NOTE}  "})
@@ -63,40 +70,33 @@ def test_operator_adds_and_lists_notes(
 
 @pytest.mark.django_db
 @pytest.mark.parametrize("method", ["post", "get"])
-def test_anonymous_gets_401(
-    escalated: Callable[..., Escalation], anonymous_client: Client, method: str
-) -> None:
-    escalation = escalated()
+def test_anonymous_gets_401(anonymous_client: Client, method: str, escalation: Escalation) -> None:
     response = (
         _post(anonymous_client, escalation.conversation_id)
         if method == "post"
         else anonymous_client.get(_notes_url(escalation.conversation_id))
     )
-    assert response.status_code == 401
-    assert not InternalNote.objects.exists()
+    _noted_nothing(response, 401)
 
 
 @pytest.mark.django_db
 @pytest.mark.parametrize("method", ["post", "get"])
 def test_customer_gets_403_even_on_their_own_conversation(
-    escalated: Callable[..., Escalation], customer_client: Client, method: str
+    customer_client: Client, method: str, escalation: Escalation
 ) -> None:
-    escalation = escalated()
     response = (
         _post(customer_client, escalation.conversation_id)
         if method == "post"
         else customer_client.get(_notes_url(escalation.conversation_id))
     )
-    assert response.status_code == 403
+    _noted_nothing(response, 403)
     assert response.json() == {"detail": "This action is for staff accounts only"}
-    assert not InternalNote.objects.exists()
 
 
 @pytest.mark.django_db
 def test_demoted_operator_gets_403(
-    escalated: Callable[..., Escalation], operator: User, client_for: Callable[..., Client]
+    operator: User, client_for: Callable[..., Client], escalation: Escalation
 ) -> None:
-    escalation = escalated()
     client = client_for(operator)  # token issued while staff
     operator.is_staff = False
     operator.save(update_fields=["is_staff"])
@@ -108,21 +108,16 @@ def test_demoted_operator_gets_403(
 
 @pytest.mark.django_db
 def test_token_without_escalations_scope_gets_403(
-    escalated: Callable[..., Escalation], operator: User, client_for: Callable[..., Client]
+    operator: User, client_for: Callable[..., Client], escalation: Escalation
 ) -> None:
-    escalation = escalated()
     client = client_for(operator, {"stats:read"})
-    response = _post(client, escalation.conversation_id)
-    assert response.status_code == 403
-    assert not InternalNote.objects.exists()
+    _noted_nothing(_post(client, escalation.conversation_id), 403)
 
 
 @pytest.mark.django_db
 @pytest.mark.parametrize("conversation_id", [999_999, 2**63])
 def test_unknown_conversation_is_404_or_422(operator_client: Client, conversation_id: int) -> None:
-    response = _post(operator_client, conversation_id)
-    assert response.status_code in (404, 422)
-    assert not InternalNote.objects.exists()
+    _noted_nothing(_post(operator_client, conversation_id), 404, 422)
 
 
 @pytest.mark.django_db
@@ -132,12 +127,9 @@ def test_unknown_conversation_is_404_or_422(operator_client: Client, conversatio
     ids=["blank", "nul", "too-long", "extra-field", "missing"],
 )
 def test_invalid_notes_are_422_and_write_nothing(
-    escalated: Callable[..., Escalation], operator_client: Client, body: dict[str, Any]
+    operator_client: Client, body: dict[str, Any], escalation: Escalation
 ) -> None:
-    escalation = escalated()
-    response = _post(operator_client, escalation.conversation_id, body)
-    assert response.status_code == 422
-    assert not InternalNote.objects.exists()
+    _noted_nothing(_post(operator_client, escalation.conversation_id, body), 422)
 
 
 # --- A note never reaches the customer ---------------------------------------------------------
@@ -145,12 +137,11 @@ def test_invalid_notes_are_422_and_write_nothing(
 
 @pytest.mark.django_db
 def test_note_is_not_in_the_customers_history_and_changes_no_message(
-    escalated: Callable[..., Escalation],
     operator_client: Client,
     customer_client: Client,
-    recorded_events: list[tuple[str, dict[str, Any]]],
+    recorded_events: Events,
+    escalation: Escalation,
 ) -> None:
-    escalation = escalated()
     before = database_state()
     recorded_events.clear()  # only what the note itself records
 

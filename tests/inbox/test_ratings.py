@@ -13,8 +13,15 @@ from accounts.models import User
 from escalations import services
 from escalations.models import Escalation, Rating
 from messaging import events
+from tests.inbox.conftest import Events
 
 pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def escalation(resolved: Callable[..., Escalation]) -> Escalation:
+    """Here the customer's escalation is a resolved one: only those can be rated."""
+    return resolved()
 
 
 def _rate(client: Client, conversation_id: int, body: Any = None) -> Any:
@@ -25,13 +32,15 @@ def _rate(client: Client, conversation_id: int, body: Any = None) -> Any:
     )
 
 
+def _rated_nothing(response: Any, status: int) -> None:
+    """The rating was refused with `status`, and no rating was stored."""
+    assert response.status_code == status, response.content
+    assert not Rating.objects.exists()
+
+
 def test_owner_rates_the_resolved_escalation(
-    resolved: Callable[..., Escalation],
-    customer_client: Client,
-    customer: User,
-    recorded_events: list[tuple[str, dict[str, Any]]],
+    customer_client: Client, customer: User, recorded_events: Events, escalation: Escalation
 ) -> None:
-    escalation = resolved()
     recorded_events.clear()  # only what the rating itself records
 
     response = _rate(customer_client, escalation.conversation_id, {"score": 4, "comment": " ok "})
@@ -62,9 +71,8 @@ def test_owner_rates_the_resolved_escalation(
 
 
 def test_second_rating_is_409_and_keeps_the_first(
-    resolved: Callable[..., Escalation], customer_client: Client
+    customer_client: Client, escalation: Escalation
 ) -> None:
-    escalation = resolved()
     assert _rate(customer_client, escalation.conversation_id).status_code == 201
 
     again = _rate(customer_client, escalation.conversation_id, {"score": 1})
@@ -75,12 +83,9 @@ def test_second_rating_is_409_and_keeps_the_first(
 
 
 def test_nothing_resolved_yet_is_409(
-    escalated: Callable[..., Escalation], customer_client: Client
+    customer_client: Client, escalated: Callable[..., Escalation]
 ) -> None:
-    escalation = escalated()
-    response = _rate(customer_client, escalation.conversation_id)
-    assert response.status_code == 409
-    assert not Rating.objects.exists()
+    _rated_nothing(_rate(customer_client, escalated().conversation_id), 409)
 
 
 def test_rates_the_most_recently_resolved_escalation(
@@ -99,40 +104,30 @@ def test_rates_the_most_recently_resolved_escalation(
 
 
 def test_another_customers_conversation_is_404_and_nothing_changes(
-    resolved: Callable[..., Escalation],
-    other_client: Client,
-    recorded_events: list[tuple[str, dict[str, Any]]],
+    other_client: Client, recorded_events: Events, escalation: Escalation
 ) -> None:
-    escalation = resolved()
     recorded_events.clear()
     response = _rate(other_client, escalation.conversation_id)
-    assert response.status_code == 404
+    _rated_nothing(response, 404)
     assert response.json() == {"detail": "Conversation not found"}
-    assert not Rating.objects.exists()
     assert recorded_events == []
 
 
-def test_anonymous_gets_401(resolved: Callable[..., Escalation], anonymous_client: Client) -> None:
-    escalation = resolved()
-    assert _rate(anonymous_client, escalation.conversation_id).status_code == 401
-    assert not Rating.objects.exists()
+def test_anonymous_gets_401(anonymous_client: Client, escalation: Escalation) -> None:
+    _rated_nothing(_rate(anonymous_client, escalation.conversation_id), 401)
 
 
 def test_token_without_messages_write_gets_403(
-    resolved: Callable[..., Escalation], customer: User, client_for: Callable[..., Client]
+    customer: User, client_for: Callable[..., Client], escalation: Escalation
 ) -> None:
-    escalation = resolved()
     client = client_for(customer, {"conversations:read"})
-    assert _rate(client, escalation.conversation_id).status_code == 403
-    assert not Rating.objects.exists()
+    _rated_nothing(_rate(client, escalation.conversation_id), 403)
 
 
 def test_operator_cannot_rate_a_customers_conversation(
-    resolved: Callable[..., Escalation], operator_client: Client
+    operator_client: Client, escalation: Escalation
 ) -> None:
-    escalation = resolved()
-    assert _rate(operator_client, escalation.conversation_id).status_code == 404
-    assert not Rating.objects.exists()
+    _rated_nothing(_rate(operator_client, escalation.conversation_id), 404)
 
 
 @pytest.mark.parametrize(
@@ -151,12 +146,9 @@ def test_operator_cannot_rate_a_customers_conversation(
     ids=["zero", "six", "string", "float", "bool", "long-comment", "nul", "extra", "missing"],
 )
 def test_invalid_ratings_are_422(
-    resolved: Callable[..., Escalation], customer_client: Client, body: dict[str, Any]
+    customer_client: Client, body: dict[str, Any], escalation: Escalation
 ) -> None:
-    escalation = resolved()
-    response = _rate(customer_client, escalation.conversation_id, body)
-    assert response.status_code == 422
-    assert not Rating.objects.exists()
+    _rated_nothing(_rate(customer_client, escalation.conversation_id, body), 422)
 
 
 def test_statistics_show_the_average_and_count(
@@ -179,9 +171,8 @@ def test_statistics_show_the_average_and_count(
 
 
 def test_admin_statistics_page_shows_csat(
-    resolved: Callable[..., Escalation], customer_client: Client, operator_admin_client: Client
+    customer_client: Client, operator_admin_client: Client, escalation: Escalation
 ) -> None:
-    escalation = resolved()
     _rate(customer_client, escalation.conversation_id, {"score": 4})
 
     content = operator_admin_client.get("/admin/statistics/").content.decode()

@@ -46,6 +46,18 @@ async def connect_authenticated(
     return communicator, frame
 
 
+async def answer(communicator: WebsocketCommunicator, frame: dict[str, Any]) -> dict[str, Any]:
+    """Send a JSON frame; the JSON frame that comes next (its answer)."""
+    await communicator.send_json_to(frame)
+    reply: dict[str, Any] = await communicator.receive_json_from(timeout=5)
+    return reply
+
+
+async def still_answers(communicator: WebsocketCommunicator) -> None:
+    """The socket is open and served: a ping gets its pong."""
+    assert await answer(communicator, {"type": "ping"}) == {"type": "pong"}
+
+
 async def next_output(communicator: WebsocketCommunicator, within: float = 5) -> dict[str, Any]:
     """The next thing the app did: a JSON frame (`{"frame": ...}`) or a close."""
     output = await communicator.receive_output(within)
@@ -62,6 +74,21 @@ async def expect_close(communicator: WebsocketCommunicator, within: float = 5) -
         output = await next_output(communicator, within=max(0.01, deadline - loop.time()))
         if output["type"] == "websocket.close":
             return int(output.get("code", 1000))
+
+
+async def closed_after(path: str, first: dict[str, Any] | str) -> int:
+    """The close code a fresh socket to `path` ends with after its first frame `first` (an
+    object sent as JSON, or raw text), skipping any frames before the close."""
+    communicator = make_communicator(path)
+    connected, _ = await communicator.connect()
+    assert connected
+    if isinstance(first, str):
+        await communicator.send_to(text_data=first)
+    else:
+        await communicator.send_json_to(first)
+    code = await expect_close(communicator)
+    await communicator.disconnect()
+    return code
 
 
 async def collect_until(

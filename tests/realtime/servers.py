@@ -9,6 +9,7 @@ of their own so that concurrent runs on one Redis never hear each other.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -21,11 +22,13 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
+
+import pytest
 
 BASE_DIR = Path(__file__).resolve().parents[2]
 PASSWORD = "parley-test-pass-2026"
@@ -228,3 +231,107 @@ def sign_in(server: Server, username: str) -> str:
     )
     assert status == 200, body
     return str(body["access_token"])
+
+
+def cross_process(why: str) -> list[pytest.MarkDecorator]:
+    """The marks of a test of several server processes that meet through Redis: skipped on the
+    embedded defaults, where the in-memory channel layer cannot reach another process by
+    design (`why` says what needs the other process)."""
+    return [
+        pytest.mark.asyncio,
+        pytest.mark.slow,
+        pytest.mark.redis,
+        pytest.mark.skipif(
+            not os.environ.get("REDIS_URL"),
+            reason=f"needs REDIS_URL: {why} (CI's second pass sets it)",
+        ),
+    ]
+
+
+@contextlib.contextmanager
+def running(count: int, **extra_env: str) -> Iterator[tuple[Server, ...]]:
+    """`count` servers on one deployment (`extra_env`: its settings). Each must still be
+    running when the test is done: a crash the test did not look for fails it too."""
+    with deployment(**extra_env) as shared:
+        servers = tuple(shared.start_server() for _ in range(count))
+        yield servers
+        for server in servers:
+            assert server.process.poll() is None, server.log_tail()
+
+
+def customer_id(server: Server, token: str) -> int:
+    """The id of the user holding `token` (`GET /auth/me`)."""
+    status, me = api(server, "GET", "/api/v1/auth/me", None, token)
+    assert status == 200, me
+    return int(me["id"])
+
+
+def signed_in(server: Server, username: str) -> tuple[str, int]:
+    """`username` signed in on `server`: the access token and the user's id."""
+    token = sign_in(server, username)
+    return token, customer_id(server, token)
+
+
+def post_message(
+    server: Server, token: str, customer: int, text: str, conversation_id: int | None = None
+) -> dict[str, Any]:
+    """`POST /messages/process` as customer `customer` (`token`'s holder), which must succeed:
+    its body."""
+    status, body = api(
+        server,
+        "POST",
+        "/api/v1/messages/process",
+        {"message": text, "customer_id": customer, "conversation_id": conversation_id},
+        token,
+    )
+    assert status == 200, body
+    return dict(body)
+
+
+def first_message(server: Server, username: str, text: str) -> tuple[str, dict[str, Any]]:
+    """`username` signs in and opens a conversation with `text`: their token, and the answer."""
+    token, me = signed_in(server, username)
+    return token, post_message(server, token, me, text)
+
+
+def staff_post(
+    server: Server, token: str, conversation_id: int, action: str, body: dict[str, Any]
+) -> int:
+    """An operator's `POST /escalations/{conversation_id}/{action}` (reply, resolve, ...) on
+    `server`: the status it answered."""
+    path = f"/api/v1/escalations/{conversation_id}/{action}"
+    status, _ = api(server, "POST", path, body, token)
+    return status
+
+
+async def connect(server: Server, path: str) -> Any:
+    """A websocket to `path` on `server`, from the server's own origin, not yet authenticated.
+    No client pings: a test's silence is silence (an idle socket must survive it)."""
+    import websockets
+
+    return await websockets.connect(
+        f"{server.ws}{path}",
+        origin=server.http,  # type: ignore[arg-type]
+        ping_interval=None,
+        open_timeout=10,
+    )
+
+
+async def open_socket(server: Server, path: str, token: str, **auth: Any) -> Any:
+    """`connect`, then the auth frame (`auth`: its further fields), answered by auth.ok."""
+    socket = await connect(server, path)
+    await socket.send(json.dumps({"type": "auth", "token": token, **auth}))
+    ok = json.loads(await asyncio.wait_for(socket.recv(), 10))
+    assert ok["type"] == "auth.ok", ok
+    return socket
+
+
+async def frames_until(
+    socket: Any, done: Callable[[list[dict[str, Any]]], bool], within: float = 10
+) -> list[dict[str, Any]]:
+    """The frames `socket` receives until `done(frames)` holds (fails after `within` s)."""
+    frames: list[dict[str, Any]] = []
+    async with asyncio.timeout(within):
+        while not done(frames):
+            frames.append(json.loads(await socket.recv()))
+    return frames

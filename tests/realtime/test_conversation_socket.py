@@ -4,12 +4,15 @@ application (config.asgi)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
 
 import pytest
 from asgiref.sync import sync_to_async
+from channels.testing import WebsocketCommunicator
 from django.db import OperationalError
 from django.test import Client
 from django.utils import timezone
@@ -27,13 +30,17 @@ from messaging.models import Conversation, Message
 from tests.factories import ConversationFactory, EscalationFactory, MessageFactory
 from tests.realtime.conftest import (
     access_token_for,
+    answer,
+    closed_after,
     collect_until,
     connect_authenticated,
     expect_close,
     make_communicator,
     messages_of,
     seqs_of,
+    still_answers,
 )
+from tests.shapes import MESSAGE_ITEM_KEYS
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
 
@@ -66,10 +73,27 @@ def _token(user: User, **kwargs: Any) -> str:
     return access_token_for(user, **kwargs)
 
 
-async def _pong(communicator: Any) -> None:
-    """The connection is open and answering."""
-    await communicator.send_json_to({"type": "ping"})
-    assert await communicator.receive_json_from(timeout=5) == {"type": "pong"}
+@contextlib.asynccontextmanager
+async def _customer_socket(
+    customer: User, messages: int = 1
+) -> AsyncIterator[tuple[Conversation, WebsocketCommunicator]]:
+    """A conversation of the customer's with `messages` messages, and the customer's socket to
+    it (authenticated); disconnected when the block ends."""
+    conversation = await _conversation_with_messages(customer, messages)
+    communicator, _ = await connect_authenticated(_path(conversation.pk), await _token(customer))
+    try:
+        yield conversation, communicator
+    finally:
+        await communicator.disconnect()
+
+
+async def _message_refused(communicator: Any, content: str, client_msg_id: str) -> dict[str, Any]:
+    """A message frame the socket must refuse: its error frame, which names the frame's
+    client_msg_id (the connection stays open)."""
+    frame = {"type": "message", "content": content, "client_msg_id": client_msg_id}
+    error = await answer(communicator, frame)
+    assert (error["type"], error["client_msg_id"]) == ("error", client_msg_id), error
+    return error
 
 
 # --- Authentication and close codes ---------------------------------------------------------
@@ -90,16 +114,7 @@ async def test_auth_ok_then_replay_of_seqs_after_after_seq(customer: User) -> No
             "message 5",
         ]
         assert [m["role"] for m in messages_of(frames)] == ["customer", "agent", "customer"]
-        assert set(messages_of(frames)[0]) == {
-            "id",
-            "seq",
-            "role",
-            "content",
-            "intent",
-            "confidence",
-            "created_at",
-            "author_name",
-        }
+        assert set(messages_of(frames)[0]) == MESSAGE_ITEM_KEYS
         assert await communicator.receive_nothing(timeout=0.2)
     finally:
         await communicator.disconnect()
@@ -141,18 +156,14 @@ async def test_previous_releases_one_message_event_still_reaches_the_socket(
             "message": message,
         }
         assert await communicator.receive_nothing(timeout=0.3)
-        await _pong(communicator)
+        await still_answers(communicator)
     finally:
         await communicator.disconnect()
 
 
 async def test_without_after_seq_only_live_events(customer: User) -> None:
-    conversation = await _conversation_with_messages(customer, 3)
-    communicator, _ = await connect_authenticated(_path(conversation.pk), await _token(customer))
-    try:
+    async with _customer_socket(customer, 3) as (conversation, communicator):
         assert await communicator.receive_nothing(timeout=0.3)
-    finally:
-        await communicator.disconnect()
 
 
 async def test_replay_pages_through_long_backlogs(customer: User, monkeypatch: Any) -> None:
@@ -182,12 +193,7 @@ async def test_replay_pages_through_long_backlogs(customer: User, monkeypatch: A
 )
 async def test_bad_first_frame_closes_4401(customer: User, first_frame: str) -> None:
     conversation = await _conversation_with_messages(customer, 1)
-    communicator = make_communicator(_path(conversation.pk))
-    connected, _ = await communicator.connect()
-    assert connected
-    await communicator.send_to(text_data=first_frame)
-    assert await expect_close(communicator) == 4401
-    await communicator.disconnect()
+    assert await closed_after(_path(conversation.pk), first_frame) == 4401
     event = await db(SecurityEvent.objects.get)()
     assert event.kind == SecurityEvent.Kind.AUTH_FAILED
     assert event.path == _path(conversation.pk)
@@ -198,32 +204,21 @@ async def test_refresh_token_is_not_an_access_token(customer: User) -> None:
 
     conversation = await _conversation_with_messages(customer, 1)
     pair = await db(token_pair_issue)(user=customer, requested_scopes=None)
-    communicator = make_communicator(_path(conversation.pk))
-    await communicator.connect()
-    await communicator.send_json_to({"type": "auth", "token": pair.refresh_token})
-    assert await expect_close(communicator) == 4401
-    await communicator.disconnect()
+    token = pair.refresh_token
+    assert await closed_after(_path(conversation.pk), {"type": "auth", "token": token}) == 4401
 
 
 async def test_expired_token_closes_4401(customer: User) -> None:
     conversation = await _conversation_with_messages(customer, 1)
     token = await _token(customer, lifetime=timedelta(seconds=-5))
-    communicator = make_communicator(_path(conversation.pk))
-    await communicator.connect()
-    await communicator.send_json_to({"type": "auth", "token": token})
-    assert await expect_close(communicator) == 4401
-    await communicator.disconnect()
+    assert await closed_after(_path(conversation.pk), {"type": "auth", "token": token}) == 4401
 
 
 async def test_inactive_user_closes_4401(customer: User) -> None:
     conversation = await _conversation_with_messages(customer, 1)
     token = await _token(customer)
     await db(User.objects.filter(pk=customer.pk).update)(is_active=False)
-    communicator = make_communicator(_path(conversation.pk))
-    await communicator.connect()
-    await communicator.send_json_to({"type": "auth", "token": token})
-    assert await expect_close(communicator) == 4401
-    await communicator.disconnect()
+    assert await closed_after(_path(conversation.pk), {"type": "auth", "token": token}) == 4401
 
 
 async def test_no_auth_frame_in_time_closes_4408(customer: User, monkeypatch: Any) -> None:
@@ -238,13 +233,9 @@ async def test_no_auth_frame_in_time_closes_4408(customer: User, monkeypatch: An
 
 async def test_auth_frame_cancels_the_timeout(customer: User, monkeypatch: Any) -> None:
     monkeypatch.setattr(sockets, "AUTH_TIMEOUT_SECONDS", 0.3)
-    conversation = await _conversation_with_messages(customer, 1)
-    communicator, _ = await connect_authenticated(_path(conversation.pk), await _token(customer))
-    try:
+    async with _customer_socket(customer) as (conversation, communicator):
         await asyncio.sleep(0.5)
-        await _pong(communicator)
-    finally:
-        await communicator.disconnect()
+        await still_answers(communicator)
 
 
 async def test_other_customers_conversation_closes_4404(
@@ -265,34 +256,22 @@ async def test_other_customers_conversation_closes_4404(
 
 @pytest.mark.parametrize("conversation_id", [999_999, 2**63, 0])
 async def test_missing_conversation_closes_4404(customer: User, conversation_id: int) -> None:
-    communicator = make_communicator(_path(conversation_id))
-    await communicator.connect()
-    await communicator.send_json_to({"type": "auth", "token": await _token(customer)})
-    assert await expect_close(communicator) == 4404
-    await communicator.disconnect()
+    token = await _token(customer)
+    assert await closed_after(_path(conversation_id), {"type": "auth", "token": token}) == 4404
 
 
 async def test_token_without_read_scope_closes_4403(customer: User) -> None:
     conversation = await _conversation_with_messages(customer, 1)
     token = await _token(customer, scopes={MESSAGES_WRITE})
-    communicator = make_communicator(_path(conversation.pk))
-    await communicator.connect()
-    await communicator.send_json_to({"type": "auth", "token": token})
-    assert await expect_close(communicator) == 4403
-    await communicator.disconnect()
+    assert await closed_after(_path(conversation.pk), {"type": "auth", "token": token}) == 4403
     assert await db(SecurityEvent.objects.filter(kind=SecurityEvent.Kind.SCOPE_DENIED).count)() == 1
 
 
 @pytest.mark.parametrize("after_seq", [-1, "3", 1.5, True])
 async def test_malformed_after_seq_closes_4400(customer: User, after_seq: Any) -> None:
     conversation = await _conversation_with_messages(customer, 1)
-    communicator = make_communicator(_path(conversation.pk))
-    await communicator.connect()
-    await communicator.send_json_to(
-        {"type": "auth", "token": await _token(customer), "after_seq": after_seq}
-    )
-    assert await expect_close(communicator) == 4400
-    await communicator.disconnect()
+    first = {"type": "auth", "token": await _token(customer), "after_seq": after_seq}
+    assert await closed_after(_path(conversation.pk), first) == 4400
 
 
 @pytest.mark.parametrize(
@@ -317,7 +296,7 @@ async def test_token_expiry_mid_session_closes_4401(customer: User) -> None:
     conversation = await _conversation_with_messages(customer, 1)
     token = await _token(customer, lifetime=timedelta(seconds=2))
     communicator, _ = await connect_authenticated(_path(conversation.pk), token)
-    await _pong(communicator)
+    await still_answers(communicator)
     assert await expect_close(communicator, within=5) == 4401
     await communicator.disconnect()
 
@@ -339,7 +318,7 @@ async def test_revoked_token_closes_4401_at_revalidation(customer: User, monkeyp
     token = await _token(customer)
     communicator, _ = await connect_authenticated(_path(conversation.pk), token)
     await asyncio.sleep(0.5)
-    await _pong(communicator)  # still valid across a re-validation
+    await still_answers(communicator)  # still valid across a re-validation
     principal = await db(principal_from_access_token)(token)
     await db(token_revoke)(principal=principal, raw_refresh=None)
     assert await expect_close(communicator, within=3) == 4401
@@ -385,13 +364,12 @@ async def test_reauth_with_a_fresh_token_keeps_the_socket(customer: User) -> Non
     short = await _token(customer, lifetime=timedelta(seconds=2))
     communicator, _ = await connect_authenticated(_path(conversation.pk), short)
     try:
-        await communicator.send_json_to({"type": "auth", "token": await _token(customer)})
-        assert await communicator.receive_json_from(timeout=5) == {
+        assert await answer(communicator, {"type": "auth", "token": await _token(customer)}) == {
             "type": "auth.ok",
             "conversation_id": conversation.pk,
         }
         await asyncio.sleep(2.5)
-        await _pong(communicator)  # the short token's expiry no longer applies
+        await still_answers(communicator)  # the short token's expiry no longer applies
     finally:
         await communicator.disconnect()
 
@@ -472,9 +450,7 @@ async def test_operator_reply_is_delivered_live(customer: User, operator: User) 
 
 
 async def test_escalation_and_resolution_push_status_events(customer: User, operator: User) -> None:
-    conversation = await _conversation_with_messages(customer, 1)
-    communicator, _ = await connect_authenticated(_path(conversation.pk), await _token(customer))
-    try:
+    async with _customer_socket(customer) as (conversation, communicator):
         await communicator.send_json_to(
             {"type": "message", "content": "I want to talk to a human please"}
         )
@@ -511,8 +487,6 @@ async def test_escalation_and_resolution_push_status_events(customer: User, oper
         assert messages_of(frames)[0]["content"] == escalation_services.resolved_text(
             operator.public_name
         )
-    finally:
-        await communicator.disconnect()
 
 
 async def test_commit_between_subscribe_and_replay_is_sent_once(
@@ -581,9 +555,7 @@ async def test_concurrent_writers_during_resume_lose_and_double_nothing(
 
 
 async def test_chat_over_the_socket_with_idempotent_client_msg_id(customer: User) -> None:
-    conversation = await _conversation_with_messages(customer, 1)
-    communicator, _ = await connect_authenticated(_path(conversation.pk), await _token(customer))
-    try:
+    async with _customer_socket(customer) as (conversation, communicator):
         frame = {"type": "message", "content": "  Hello there  ", "client_msg_id": "c-1"}
         await communicator.send_json_to(frame)
         frames = await collect_until(
@@ -603,51 +575,33 @@ async def test_chat_over_the_socket_with_idempotent_client_msg_id(customer: User
         assert (reply["seq"], reply["role"]) == (3, "agent")
 
         # The same client_msg_id again (a retry after a lost ack): replayed, nothing written.
-        await communicator.send_json_to(frame)
-        assert await communicator.receive_json_from(timeout=5) == {**ack, "replayed": True}
+        assert await answer(communicator, frame) == {**ack, "replayed": True}
         assert await communicator.receive_nothing(timeout=0.3)
         assert await _message_count(conversation.pk) == 3
 
         # The same id with other content: 422, connection open, nothing written.
-        await communicator.send_json_to({**frame, "content": "Something else"})
-        error = await communicator.receive_json_from(timeout=5)
-        assert error["type"] == "error"
+        error = await _message_refused(communicator, "Something else", "c-1")
         assert error["status"] == 422
-        assert error["client_msg_id"] == "c-1"
         assert error["detail"] == (
             "This Idempotency-Key was already used with a different request body"
         )
-        await _pong(communicator)
+        await still_answers(communicator)
         assert await _message_count(conversation.pk) == 3
-    finally:
-        await communicator.disconnect()
 
 
 async def test_rate_limit_applies_over_the_socket(customer: User, settings: Any) -> None:
     settings.RATE_LIMIT_MESSAGES = "2/m"
-    conversation = await _conversation_with_messages(customer, 1)
-    communicator, _ = await connect_authenticated(_path(conversation.pk), await _token(customer))
-    try:
+    async with _customer_socket(customer) as (conversation, communicator):
         for n in range(2):
             await communicator.send_json_to(
                 {"type": "message", "content": f"hi {n}", "client_msg_id": f"m{n}"}
             )
             await collect_until(communicator, lambda f: len(f) == 3)
-        await communicator.send_json_to(
-            {"type": "message", "content": "third", "client_msg_id": "m2"}
-        )
-        error = await communicator.receive_json_from(timeout=5)
-        assert error["type"] == "error"
-        assert (error["status"], error["code"], error["client_msg_id"]) == (
-            429,
-            "rate_limited",
-            "m2",
-        )
+        error = await _message_refused(communicator, "third", "m2")
+        assert (error["status"], error["code"]) == (429, "rate_limited")
         assert error["retry_after"] >= 1
-        await _pong(communicator)
+        await still_answers(communicator)
         assert await _message_count(conversation.pk) == 5
-    finally:
-        await communicator.disconnect()
 
 
 async def test_operator_cannot_write_as_the_customer(customer: User, operator: User) -> None:
@@ -658,19 +612,11 @@ async def test_operator_cannot_write_as_the_customer(customer: User, operator: U
     try:
         assert ok["conversation_id"] == conversation.pk
         assert seqs_of(await collect_until(communicator, lambda f: len(f) == 2)) == [1, 2]
-        await communicator.send_json_to(
-            {"type": "message", "content": "hi", "client_msg_id": "op-1"}
-        )
-        error = await communicator.receive_json_from(timeout=5)
-        assert error["type"] == "error"
+        error = await _message_refused(communicator, "hi", "op-1")
         # The same answer as POST /messages/process for someone else's conversation.
-        assert (error["status"], error["code"], error["client_msg_id"]) == (
-            404,
-            "not_found",
-            "op-1",
-        )
+        assert (error["status"], error["code"]) == (404, "not_found")
         assert error["detail"] == "Conversation not found"
-        await _pong(communicator)
+        await still_answers(communicator)
         assert await _message_count(conversation.pk) == 2
     finally:
         await communicator.disconnect()
@@ -680,13 +626,8 @@ async def test_operator_token_without_manage_scope_cannot_read_others(
     customer: User, operator: User
 ) -> None:
     conversation = await _conversation_with_messages(customer, 1)
-    communicator = make_communicator(_path(conversation.pk))
-    await communicator.connect()
-    await communicator.send_json_to(
-        {"type": "auth", "token": await _token(operator, scopes={CONVERSATIONS_READ})}
-    )
-    assert await expect_close(communicator) == 4404
-    await communicator.disconnect()
+    token = await _token(operator, scopes={CONVERSATIONS_READ})
+    assert await closed_after(_path(conversation.pk), {"type": "auth", "token": token}) == 4404
 
 
 async def test_message_without_write_scope_is_an_error(customer: User) -> None:
@@ -695,15 +636,14 @@ async def test_message_without_write_scope_is_an_error(customer: User) -> None:
         _path(conversation.pk), await _token(customer, scopes={CONVERSATIONS_READ})
     )
     try:
-        await communicator.send_json_to({"type": "message", "content": "hi"})
-        error = await communicator.receive_json_from(timeout=5)
+        error = await answer(communicator, {"type": "message", "content": "hi"})
         assert (error["type"], error["status"], error["code"]) == (
             "error",
             403,
             "insufficient_scope",
         )
         assert error["detail"] == "This action needs the 'messages:write' scope"
-        await _pong(communicator)
+        await still_answers(communicator)
         assert await _message_count(conversation.pk) == 1
     finally:
         await communicator.disconnect()
@@ -741,29 +681,21 @@ async def test_message_without_write_scope_is_an_error(customer: User) -> None:
 async def test_bad_frames_get_an_error_and_the_connection_stays_open(
     customer: User, frame: str, status: int, detail: str
 ) -> None:
-    conversation = await _conversation_with_messages(customer, 1)
-    communicator, _ = await connect_authenticated(_path(conversation.pk), await _token(customer))
-    try:
+    async with _customer_socket(customer) as (conversation, communicator):
         await communicator.send_to(text_data=frame)
         error = await communicator.receive_json_from(timeout=5)
         assert error["type"] == "error"
         assert (error["status"], error["detail"]) == (status, detail)
-        await _pong(communicator)
+        await still_answers(communicator)
         assert await _message_count(conversation.pk) == 1
-    finally:
-        await communicator.disconnect()
 
 
 async def test_binary_frames_get_an_error(customer: User) -> None:
-    conversation = await _conversation_with_messages(customer, 1)
-    communicator, _ = await connect_authenticated(_path(conversation.pk), await _token(customer))
-    try:
+    async with _customer_socket(customer) as (conversation, communicator):
         await communicator.send_to(bytes_data=b'{"type": "ping"}')
         error = await communicator.receive_json_from(timeout=5)
         assert (error["type"], error["status"], error["code"]) == ("error", 400, "bad_frame")
-        await _pong(communicator)
-    finally:
-        await communicator.disconnect()
+        await still_answers(communicator)
 
 
 async def test_oversized_frame_closes_1009_and_spares_other_connections(
@@ -777,7 +709,7 @@ async def test_oversized_frame_closes_1009_and_spares_other_connections(
         huge = json.dumps({"type": "message", "content": "é" * (33 * 1024)})  # > 64 KiB UTF-8
         await attacker.send_to(text_data=huge)
         assert await expect_close(attacker) == 1009
-        await _pong(bystander)
+        await still_answers(bystander)
         await db(services.message_send)(
             customer=customer, conversation_id=conversation.pk, text="still here"
         )
@@ -790,11 +722,7 @@ async def test_oversized_frame_closes_1009_and_spares_other_connections(
 
 async def test_oversized_first_frame_closes_1009(customer: User) -> None:
     conversation = await _conversation_with_messages(customer, 1)
-    communicator = make_communicator(_path(conversation.pk))
-    await communicator.connect()
-    await communicator.send_to(text_data="x" * (64 * 1024 + 1))
-    assert await expect_close(communicator) == 1009
-    await communicator.disconnect()
+    assert await closed_after(_path(conversation.pk), "x" * (64 * 1024 + 1)) == 1009
 
 
 async def test_frame_flood_is_refused_then_disconnected(customer: User, monkeypatch: Any) -> None:
@@ -804,7 +732,7 @@ async def test_frame_flood_is_refused_then_disconnected(customer: User, monkeypa
     conversation = await _conversation_with_messages(customer, 1)
     communicator, _ = await connect_authenticated(_path(conversation.pk), await _token(customer))
     for _ in range(3):
-        await _pong(communicator)
+        await still_answers(communicator)
     for _ in range(5):
         await communicator.send_json_to({"type": "ping"})
     error = await communicator.receive_json_from(timeout=5)
@@ -844,14 +772,11 @@ async def test_a_message_during_an_outage_is_a_503_frame_and_its_id_stays_free(
     """Over the socket as over REST: `unavailable` with retry_after, the socket stays open,
     nothing is written, and the same client_msg_id goes through once the database is back."""
     monkeypatch.setitem(outages.CHECKS, "database", lambda: _database_down())
-    conversation = await _conversation_with_messages(customer, 1)
-    communicator, _ = await connect_authenticated(_path(conversation.pk), await _token(customer))
-    try:
+    async with _customer_socket(customer) as (conversation, communicator):
         real = services.fastpath.agent_context
         monkeypatch.setattr(services.fastpath, "agent_context", _database_down)
         frame = {"type": "message", "content": "hello", "client_msg_id": "during"}
-        await communicator.send_json_to(frame)
-        assert await communicator.receive_json_from(timeout=5) == {
+        assert await answer(communicator, frame) == {
             "type": "error",
             "detail": "Service temporarily unavailable",
             "status": 503,
@@ -859,7 +784,7 @@ async def test_a_message_during_an_outage_is_a_503_frame_and_its_id_stays_free(
             "retry_after": 5,
             "client_msg_id": "during",
         }
-        await _pong(communicator)
+        await still_answers(communicator)
         assert await _message_count(conversation.pk) == 1
         assert list(outages.outages_current()) == ["database"]
 
@@ -874,8 +799,6 @@ async def test_a_message_during_an_outage_is_a_503_frame_and_its_id_stays_free(
             False,
             2,
         )
-    finally:
-        await communicator.disconnect()
 
 
 async def test_authenticating_during_an_outage_closes_1013(
@@ -914,7 +837,7 @@ async def test_revalidation_outlives_an_outage(customer: User, monkeypatch: Any)
     monkeypatch.setattr(sockets, "authenticate_and_authorize", down_twice)
     await asyncio.sleep(0.6)
     assert len(failed) == 2
-    await _pong(communicator)
+    await still_answers(communicator)
     principal = await db(principal_from_access_token)(token)
     await db(token_revoke)(principal=principal, raw_refresh=None)
     assert await expect_close(communicator, within=3) == 4401

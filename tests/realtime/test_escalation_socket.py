@@ -17,10 +17,13 @@ from messaging.models import Conversation
 from tests.factories import ConversationFactory
 from tests.realtime.conftest import (
     access_token_for,
+    answer,
+    closed_after,
     collect_until,
     connect_authenticated,
     expect_close,
     make_communicator,
+    still_answers,
 )
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
@@ -72,11 +75,8 @@ async def test_staff_receive_the_escalation_lifecycle(customer: User, operator: 
 
 
 async def test_customer_is_refused_with_4403(customer: User) -> None:
-    communicator = make_communicator(PATH)
-    await communicator.connect()
-    await communicator.send_json_to({"type": "auth", "token": await db(access_token_for)(customer)})
-    assert await expect_close(communicator) == 4403
-    await communicator.disconnect()
+    token = await db(access_token_for)(customer)
+    assert await closed_after(PATH, {"type": "auth", "token": token}) == 4403
     event = await db(SecurityEvent.objects.get)()
     assert (event.kind, event.user_id, event.path) == (
         SecurityEvent.Kind.TIER_DENIED,
@@ -87,19 +87,11 @@ async def test_customer_is_refused_with_4403(customer: User) -> None:
 
 async def test_operator_token_without_manage_scope_is_refused(operator: User) -> None:
     token = await db(access_token_for)(operator, scopes={CONVERSATIONS_READ, MESSAGES_WRITE})
-    communicator = make_communicator(PATH)
-    await communicator.connect()
-    await communicator.send_json_to({"type": "auth", "token": token})
-    assert await expect_close(communicator) == 4403
-    await communicator.disconnect()
+    assert await closed_after(PATH, {"type": "auth", "token": token}) == 4403
 
 
 async def test_bad_token_closes_4401() -> None:
-    communicator = make_communicator(PATH)
-    await communicator.connect()
-    await communicator.send_json_to({"type": "auth", "token": "x.y.z"})
-    assert await expect_close(communicator) == 4401
-    await communicator.disconnect()
+    assert await closed_after(PATH, {"type": "auth", "token": "x.y.z"}) == 4401
 
 
 async def test_no_auth_frame_closes_4408(monkeypatch: Any) -> None:
@@ -121,15 +113,13 @@ async def test_demoted_operator_is_disconnected(operator: User, monkeypatch: Any
 async def test_message_frames_are_not_for_this_socket(operator: User) -> None:
     communicator, _ = await connect_authenticated(PATH, await db(access_token_for)(operator))
     try:
-        await communicator.send_json_to({"type": "message", "content": "hi"})
-        error = await communicator.receive_json_from(timeout=5)
+        error = await answer(communicator, {"type": "message", "content": "hi"})
         assert (error["type"], error["status"], error["detail"]) == (
             "error",
             400,
             "Unknown frame type 'message'",
         )
-        await communicator.send_json_to({"type": "ping"})
-        assert await communicator.receive_json_from(timeout=5) == {"type": "pong"}
+        await still_answers(communicator)
         assert await db(Conversation.objects.count)() == 0
     finally:
         await communicator.disconnect()

@@ -10,6 +10,7 @@ mid-send).
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -25,9 +26,11 @@ from messaging.realtime import ESCALATIONS_GROUP, conversation_group
 from tests.factories import ConversationFactory, MessageFactory
 from tests.realtime.conftest import (
     access_token_for,
+    answer,
     connect_authenticated,
     expect_close,
     make_communicator,
+    still_answers,
 )
 from tests.snapshots import database_state
 
@@ -70,30 +73,29 @@ HOSTILE_FIELDS: list[tuple[str, str, int]] = [
     ("auth-token-number", '{"type": "auth", "token": 5}', 4401),
 ]
 
+
+def _message(**fields: Any) -> str:
+    """A message frame with these fields, encoded as a client's JSON library would."""
+    return json.dumps({"type": "message", **fields})
+
+
 # Message frames (conversation socket): content and client_msg_id of every wrong kind.
 HOSTILE_MESSAGES: list[tuple[str, str, int]] = [
-    ("content-missing", '{"type": "message"}', 422),
-    ("content-number", '{"type": "message", "content": 5}', 422),
-    ("content-object", '{"type": "message", "content": {"a": 1}}', 422),
+    ("content-missing", _message(), 422),
+    ("content-number", _message(content=5), 422),
+    ("content-object", _message(content={"a": 1}), 422),
+    # Raw: too deep for an encoder, and cut off.
     ("content-deep", '{"type": "message", "content": ' + DEEP_ARRAY[:4000] + "}", 400),
-    ("content-nul", '{"type": "message", "content": "a\\u0000b"}', 422),
-    ("content-lone-surrogate", '{"type": "message", "content": "a\\ud800b"}', 422),
-    ("content-low-surrogate", '{"type": "message", "content": "\\udc00"}', 422),
-    ("content-blank", '{"type": "message", "content": " \\n\\t "}', 422),
-    ("content-too-long", '{"type": "message", "content": "' + "x" * 4001 + '"}', 422),
-    ("msg-id-number", '{"type": "message", "content": "hi", "client_msg_id": 7}', 422),
-    ("msg-id-empty", '{"type": "message", "content": "hi", "client_msg_id": ""}', 422),
-    ("msg-id-nul", '{"type": "message", "content": "hi", "client_msg_id": "a\\u0000"}', 422),
-    (
-        "msg-id-surrogate",
-        '{"type": "message", "content": "hi", "client_msg_id": "\\ud800"}',
-        422,
-    ),
-    (
-        "msg-id-too-long",
-        '{"type": "message", "content": "hi", "client_msg_id": "' + "k" * 256 + '"}',
-        422,
-    ),
+    ("content-nul", _message(content="a\x00b"), 422),
+    ("content-lone-surrogate", _message(content="a\ud800b"), 422),
+    ("content-low-surrogate", _message(content="\udc00"), 422),
+    ("content-blank", _message(content=" \n\t "), 422),
+    ("content-too-long", _message(content="x" * 4001), 422),
+    ("msg-id-number", _message(content="hi", client_msg_id=7), 422),
+    ("msg-id-empty", _message(content="hi", client_msg_id=""), 422),
+    ("msg-id-nul", _message(content="hi", client_msg_id="a\x00"), 422),
+    ("msg-id-surrogate", _message(content="hi", client_msg_id="\ud800"), 422),
+    ("msg-id-too-long", _message(content="hi", client_msg_id="k" * 256), 422),
 ]
 
 
@@ -121,7 +123,6 @@ def _group_members(group: str) -> set[str]:
     return set(inner.groups.get(inner._get_group_channel_name(group), set()))
 
 
-@db
 def _setup(customer: User, operator: User) -> tuple[Conversation, str, str]:
     conversation = ConversationFactory(customer=customer)
     MessageFactory(conversation=conversation, role=Message.Role.CUSTOMER, content="hello")
@@ -134,27 +135,30 @@ async def _send(communicator: Any, frame: str | bytes) -> None:
     await communicator.send_input({"type": "websocket.receive", key: frame})
 
 
-async def _pong(communicator: Any) -> None:
-    await communicator.send_json_to({"type": "ping"})
-    assert await communicator.receive_json_from(timeout=5) == {"type": "pong"}
+@dataclass
+class Target:
+    """A socket under attack: its path, a token that opens it, the group it then joins."""
+
+    path: str
+    token: str
+    group: str
 
 
-def _sockets(conversation: Conversation, customer_token: str, operator_token: str) -> list[Any]:
-    return [
-        (f"/ws/conversations/{conversation.pk}/", customer_token),
-        ("/ws/escalations/", operator_token),
-    ]
+@pytest.fixture(params=["conversation", "escalations"])
+def target(request: pytest.FixtureRequest, customer: User, operator: User) -> Target:
+    """Each test that takes it runs against both sockets."""
+    conversation, customer_token, operator_token = _setup(customer, operator)
+    if request.param == "conversation":
+        path = f"/ws/conversations/{conversation.pk}/"
+        return Target(path, customer_token, conversation_group(conversation.pk))
+    return Target("/ws/escalations/", operator_token, ESCALATIONS_GROUP)
 
 
 # --- Before authentication: 4401, nothing else ----------------------------------------------
 
 
-@pytest.mark.parametrize("which", [0, 1], ids=["conversation", "escalations"])
-async def test_every_bad_first_frame_closes_4401(
-    customer: User, operator: User, live_consumers: list[Any], which: int
-) -> None:
-    conversation, customer_token, operator_token = await _setup(customer, operator)
-    path, _ = _sockets(conversation, customer_token, operator_token)[which]
+async def test_every_bad_first_frame_closes_4401(live_consumers: list[Any], target: Target) -> None:
+    path = target.path
     before = await db(database_state)()
     first_frames = [frame for _, frame in NOT_AN_OBJECT] + [
         frame for _, frame, _ in HOSTILE_FIELDS + HOSTILE_MESSAGES
@@ -175,79 +179,74 @@ async def test_every_bad_first_frame_closes_4401(
 # --- After authentication: an error frame, and the connection lives on ----------------------
 
 
-@pytest.mark.parametrize("which", [0, 1], ids=["conversation", "escalations"])
-async def test_every_frame_that_is_not_an_object_gets_an_error_frame(
-    customer: User, operator: User, live_consumers: list[Any], which: int
-) -> None:
-    conversation, customer_token, operator_token = await _setup(customer, operator)
-    path, token = _sockets(conversation, customer_token, operator_token)[which]
+async def _errors_for(path: str, token: str, frames: list[str | bytes]) -> list[dict[str, Any]]:
+    """Each frame sent on one authenticated socket: the error frame that answered each, in order.
+    After every one the socket still answers a ping, and nothing in the database changed."""
     before = await db(database_state)()
     communicator, _ = await connect_authenticated(path, token)
+    errors = []
     try:
-        for name, frame in NOT_AN_OBJECT:
+        for frame in frames:
             await _send(communicator, frame)
-            error = await communicator.receive_json_from(timeout=5)
-            assert (error["type"], error["status"], error["code"]) == (
-                "error",
-                400,
-                "bad_frame",
-            ), name
-            await _pong(communicator)
-        for name, frame, status in HOSTILE_FIELDS:
-            if status == 4401:
-                continue  # a re-auth frame without a usable token ends the session (below)
-            await _send(communicator, frame)
-            error = await communicator.receive_json_from(timeout=5)
-            assert (error["type"], error["status"]) == ("error", status), name
-            await _pong(communicator)
+            errors.append(await communicator.receive_json_from(timeout=5))
+            await still_answers(communicator)
     finally:
         await communicator.disconnect()
     assert await db(database_state)() == before
+    return errors
+
+
+async def test_every_frame_that_is_not_an_object_gets_an_error_frame(
+    live_consumers: list[Any], target: Target
+) -> None:
+    path, token = target.path, target.token
+    # A re-auth frame without a usable token ends the session instead (below).
+    fields = [(name, frame, status) for name, frame, status in HOSTILE_FIELDS if status != 4401]
+
+    errors = await _errors_for(
+        path, token, [frame for _, frame in NOT_AN_OBJECT] + [frame for _, frame, _ in fields]
+    )
+
+    answered = [(e["type"], e["status"], e.get("code")) for e in errors]
+    assert answered[: len(NOT_AN_OBJECT)] == [("error", 400, "bad_frame") for _ in NOT_AN_OBJECT], [
+        name for name, _ in NOT_AN_OBJECT
+    ]
+    assert [(kind, status) for kind, status, _ in answered[len(NOT_AN_OBJECT) :]] == [
+        ("error", status) for _, _, status in fields
+    ], [name for name, _, _ in fields]
 
 
 async def test_every_hostile_message_frame_gets_an_error_frame(
     customer: User, operator: User, live_consumers: list[Any]
 ) -> None:
-    conversation, customer_token, _ = await _setup(customer, operator)
-    before = await db(database_state)()
-    communicator, _ = await connect_authenticated(
-        f"/ws/conversations/{conversation.pk}/", customer_token
-    )
-    try:
-        for name, frame, status in HOSTILE_MESSAGES:
-            await _send(communicator, frame)
-            error = await communicator.receive_json_from(timeout=5)
-            assert (error["type"], error["status"]) == ("error", status), (name, error)
-            await _pong(communicator)
-    finally:
-        await communicator.disconnect()
-    assert await db(database_state)() == before
+    conversation, customer_token, _ = await db(_setup)(customer, operator)
+    path = f"/ws/conversations/{conversation.pk}/"
+
+    errors = await _errors_for(path, customer_token, [frame for _, frame, _ in HOSTILE_MESSAGES])
+
+    assert [(e["type"], e["status"]) for e in errors] == [
+        ("error", status) for _, _, status in HOSTILE_MESSAGES
+    ], (HOSTILE_MESSAGES, errors)
 
 
 async def test_message_frames_on_the_escalation_socket_are_unknown(
     customer: User, operator: User, live_consumers: list[Any]
 ) -> None:
-    conversation, _, operator_token = await _setup(customer, operator)
-    before = await db(database_state)()
-    communicator, _ = await connect_authenticated("/ws/escalations/", operator_token)
-    try:
-        for name, frame, _status in HOSTILE_MESSAGES:
-            await _send(communicator, frame)
-            error = await communicator.receive_json_from(timeout=5)
-            expected = "bad_frame" if name == "content-deep" else "unknown_type"
-            assert (error["type"], error["status"], error["code"]) == ("error", 400, expected)
-            await _pong(communicator)
-    finally:
-        await communicator.disconnect()
-    assert await db(database_state)() == before
+    _, _, operator_token = await db(_setup)(customer, operator)
+    frames = [frame for _, frame, _ in HOSTILE_MESSAGES]
+
+    errors = await _errors_for("/ws/escalations/", operator_token, frames)
+
+    assert [(e["type"], e["status"], e["code"]) for e in errors] == [
+        ("error", 400, "bad_frame" if name == "content-deep" else "unknown_type")
+        for name, _, _ in HOSTILE_MESSAGES
+    ]
 
 
-@pytest.mark.parametrize("which", [0, 1], ids=["conversation", "escalations"])
 async def test_reauth_frame_without_a_token_closes_4401(
-    customer: User, operator: User, live_consumers: list[Any], which: int
+    live_consumers: list[Any], target: Target
 ) -> None:
-    conversation, customer_token, operator_token = await _setup(customer, operator)
-    path, token = _sockets(conversation, customer_token, operator_token)[which]
+    path, token = target.path, target.token
     communicator, _ = await connect_authenticated(path, token)
     await _send(communicator, '{"type": "auth", "token": 5}')
     assert await expect_close(communicator) == 4401
@@ -263,7 +262,7 @@ async def test_reauth_frame_without_a_token_closes_4401(
 async def test_an_unexpected_exception_answers_500_and_keeps_the_connection(
     customer: User, operator: User, live_consumers: list[Any], monkeypatch: Any
 ) -> None:
-    conversation, customer_token, _ = await _setup(customer, operator)
+    conversation, customer_token, _ = await db(_setup)(customer, operator)
 
     async def broken(self: Any, kind: str, frame: dict[str, Any]) -> bool:
         raise RuntimeError("a bug in a frame handler")
@@ -274,8 +273,7 @@ async def test_an_unexpected_exception_answers_500_and_keeps_the_connection(
     )
     (consumer,) = live_consumers
     try:
-        await communicator.send_json_to({"type": "message", "content": "hi"})
-        error = await communicator.receive_json_from(timeout=5)
+        error = await answer(communicator, {"type": "message", "content": "hi"})
         assert error == {
             "type": "error",
             "detail": "Internal server error",
@@ -283,7 +281,7 @@ async def test_an_unexpected_exception_answers_500_and_keeps_the_connection(
             "code": "internal_error",
             "request_id": consumer.request_id,
         }
-        await _pong(communicator)
+        await still_answers(communicator)
         group = conversation_group(conversation.pk)
         assert consumer.channel_name in _group_members(group)
         tasks = list(consumer._tasks.values())
@@ -298,7 +296,7 @@ async def test_an_unexpected_exception_answers_500_and_keeps_the_connection(
 async def test_a_failing_send_in_the_worker_answers_500(
     customer: User, operator: User, live_consumers: list[Any], monkeypatch: Any
 ) -> None:
-    conversation, customer_token, _ = await _setup(customer, operator)
+    conversation, customer_token, _ = await db(_setup)(customer, operator)
     before = await db(database_state)()
 
     def broken_send(**kwargs: Any) -> Any:
@@ -310,15 +308,16 @@ async def test_a_failing_send_in_the_worker_answers_500(
     )
     (consumer,) = live_consumers
     try:
-        await communicator.send_json_to({"type": "message", "content": "hi", "client_msg_id": "a"})
-        error = await communicator.receive_json_from(timeout=5)
+        error = await answer(
+            communicator, {"type": "message", "content": "hi", "client_msg_id": "a"}
+        )
         assert (error["status"], error["code"], error["client_msg_id"]) == (
             500,
             "internal_error",
             "a",
         )
         assert error["request_id"] == consumer.request_id
-        await _pong(communicator)
+        await still_answers(communicator)
         tasks = list(consumer._tasks.values())
         assert "sender" in consumer._tasks
     finally:
@@ -327,13 +326,11 @@ async def test_a_failing_send_in_the_worker_answers_500(
     assert await db(database_state)() == before
 
 
-@pytest.mark.parametrize("which", [0, 1], ids=["conversation", "escalations"])
 async def test_client_vanishing_mid_send_leaves_no_task_or_group(
-    customer: User, operator: User, live_consumers: list[Any], monkeypatch: Any, which: int
+    live_consumers: list[Any], monkeypatch: Any, target: Target
 ) -> None:
-    conversation, customer_token, operator_token = await _setup(customer, operator)
-    path, token = _sockets(conversation, customer_token, operator_token)[which]
-    group = conversation_group(conversation.pk) if which == 0 else ESCALATIONS_GROUP
+    path, token = target.path, target.token
+    group = target.group
     communicator, _ = await connect_authenticated(path, token)
     (consumer,) = live_consumers
     assert consumer.channel_name in _group_members(group)
@@ -364,10 +361,8 @@ def _nested(frame: dict[str, Any], depth: int) -> str:
     )
 
 
-@pytest.mark.parametrize("which", [0, 1], ids=["conversation", "escalations"])
-async def test_frames_obey_the_apis_depth_limit(customer: User, operator: User, which: int) -> None:
-    conversation, customer_token, operator_token = await _setup(customer, operator)
-    path, token = _sockets(conversation, customer_token, operator_token)[which]
+async def test_frames_obey_the_apis_depth_limit(target: Target) -> None:
+    path, token = target.path, target.token
 
     # Before authentication: a valid auth frame one level too deep is not an auth frame.
     communicator = make_communicator(path)

@@ -10,104 +10,62 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import statistics
 import time
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Iterator
 
 import pytest
 import websockets
 
-from tests.realtime.servers import Deployment, Server, api, deployment, sign_in
+from tests.realtime.conftest import messages_of
+from tests.realtime.servers import (
+    Server,
+    api,
+    connect,
+    cross_process,
+    deployment,
+    frames_until,
+    open_socket,
+    post_message,
+    running,
+    sign_in,
+    signed_in,
+)
 
-pytestmark = [
-    pytest.mark.asyncio,
-    pytest.mark.slow,
-    pytest.mark.redis,
-    pytest.mark.skipif(
-        not os.environ.get("REDIS_URL"),
-        reason="needs REDIS_URL: cross-process pushes go through the Redis channel layer "
-        "(CI's second pass sets it)",
-    ),
-]
+pytestmark = cross_process("cross-process pushes go through the Redis channel layer")
 
 IDLE_SECONDS = 35  # longer than the 30 s socket timeout configured for the Redis layer
 
 
 @pytest.fixture
-def two_servers() -> Iterator[tuple[Deployment, Server, Server]]:
-    with deployment() as shared:
-        first, second = shared.start_server(), shared.start_server()
-        yield shared, first, second
-        for server in (first, second):
-            assert server.process.poll() is None, server.log_tail()
-
-
-async def _connect(server: Server, path: str, token: str, **auth: Any) -> Any:
-    socket = await websockets.connect(
-        f"{server.ws}{path}",
-        origin=server.http,  # type: ignore[arg-type]
-        ping_interval=None,  # true silence: no client pings while idle
-        open_timeout=10,
-    )
-    await socket.send(json.dumps({"type": "auth", "token": token, **auth}))
-    ok = json.loads(await asyncio.wait_for(socket.recv(), 10))
-    assert ok["type"] == "auth.ok", ok
-    return socket
-
-
-async def _frames_until(
-    socket: Any, done: Callable[[list[dict[str, Any]]], bool], within: float = 10
-) -> list[dict[str, Any]]:
-    frames: list[dict[str, Any]] = []
-    async with asyncio.timeout(within):
-        while not done(frames):
-            frames.append(json.loads(await socket.recv()))
-    return frames
-
-
-def _messages(frames: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [f["message"] for f in frames if f["type"] == "message"]
-
-
-async def _post(
-    server: Server, token: str, customer_id: int, conversation_id: int | None, text: str
-) -> dict[str, Any]:
-    status, body = await asyncio.to_thread(
-        api,
-        server,
-        "POST",
-        "/api/v1/messages/process",
-        {"message": text, "customer_id": customer_id, "conversation_id": conversation_id},
-        token,
-    )
-    assert status == 200, body
-    return dict(body)
+def two_servers() -> Iterator[tuple[Server, ...]]:
+    with running(2) as servers:
+        yield servers
 
 
 async def test_message_posted_to_one_process_reaches_a_socket_on_the_other(
-    two_servers: tuple[Deployment, Server, Server],
+    two_servers: tuple[Server, ...],
 ) -> None:
-    _, server_a, server_b = two_servers
-    token = await asyncio.to_thread(sign_in, server_b, "alice")
+    server_a, server_b = two_servers
+    token, me = await asyncio.to_thread(signed_in, server_b, "alice")
     operator_token = await asyncio.to_thread(sign_in, server_b, "olivia")
-    _, me = await asyncio.to_thread(api, server_b, "GET", "/api/v1/auth/me", None, token)
-    first = await _post(server_b, token, me["id"], None, "Hello")
+    first = await asyncio.to_thread(post_message, server_b, token, me, "Hello")
     conversation_id = first["conversation_id"]
 
-    socket = await _connect(
+    socket = await open_socket(
         server_a, f"/ws/conversations/{conversation_id}/", token, after_seq=first["metadata"]["seq"]
     )
-    staff = await _connect(server_a, "/ws/escalations/", operator_token)
+    staff = await open_socket(server_a, "/ws/escalations/", operator_token)
     try:
         latencies = []
         for n in range(5):
             started = time.perf_counter()
-            body = await _post(server_b, token, me["id"], conversation_id, f"Hello again {n}")
-            frames = await _frames_until(socket, lambda f: len(_messages(f)) == 2)
+            body = await asyncio.to_thread(
+                post_message, server_b, token, me, f"Hello again {n}", conversation_id
+            )
+            frames = await frames_until(socket, lambda f: len(messages_of(f)) == 2)
             latencies.append(time.perf_counter() - started)
-            customer_message, reply = _messages(frames)
+            customer_message, reply = messages_of(frames)
             assert customer_message["content"] == f"Hello again {n}"
             assert customer_message["seq"] == body["metadata"]["customer_message_seq"]
             assert (reply["id"], reply["content"]) == (body["message_id"], body["response"])
@@ -117,14 +75,16 @@ async def test_message_posted_to_one_process_reaches_a_socket_on_the_other(
         )
 
         # An escalation on B reaches staff on A, and the status change reaches the customer.
-        await _post(server_b, token, me["id"], conversation_id, "I want to talk to a human")
+        await asyncio.to_thread(
+            post_message, server_b, token, me, "I want to talk to a human", conversation_id
+        )
         event = json.loads(await asyncio.wait_for(staff.recv(), 10))
         assert event["type"] == "escalation.event"
         assert (event["event"], event["escalation"]["conversation_id"]) == (
             "opened",
             conversation_id,
         )
-        frames = await _frames_until(
+        frames = await frames_until(
             socket, lambda f: any(x["type"] == "conversation.status" for x in f)
         )
         status = next(f for f in frames if f["type"] == "conversation.status")
@@ -139,16 +99,15 @@ async def test_message_posted_to_one_process_reaches_a_socket_on_the_other(
 
 
 async def test_idle_sockets_on_both_processes_still_receive_after_silence(
-    two_servers: tuple[Deployment, Server, Server],
+    two_servers: tuple[Server, ...],
 ) -> None:
-    _, server_a, server_b = two_servers
-    token = await asyncio.to_thread(sign_in, server_a, "alice")
-    _, me = await asyncio.to_thread(api, server_a, "GET", "/api/v1/auth/me", None, token)
-    first = await _post(server_a, token, me["id"], None, "Hello")
+    server_a, server_b = two_servers
+    token, me = await asyncio.to_thread(signed_in, server_a, "alice")
+    first = await asyncio.to_thread(post_message, server_a, token, me, "Hello")
     conversation_id = first["conversation_id"]
     path = f"/ws/conversations/{conversation_id}/"
-    on_a = await _connect(server_a, path, token)
-    on_b = await _connect(server_b, path, token)
+    on_a = await open_socket(server_a, path, token)
+    on_b = await open_socket(server_b, path, token)
     try:
         await asyncio.sleep(IDLE_SECONDS)
 
@@ -156,13 +115,13 @@ async def test_idle_sockets_on_both_processes_still_receive_after_silence(
         # through Redis; the same client_msg_id again is a replay that writes nothing.
         frame = {"type": "message", "content": "Are you still there?", "client_msg_id": "idle-1"}
         await on_a.send(json.dumps(frame))
-        frames_a = await _frames_until(
-            on_a, lambda f: len(_messages(f)) == 2 and any(x["type"] == "message.ack" for x in f)
+        frames_a = await frames_until(
+            on_a, lambda f: len(messages_of(f)) == 2 and any(x["type"] == "message.ack" for x in f)
         )
-        frames_b = await _frames_until(on_b, lambda f: len(_messages(f)) == 2)
+        frames_b = await frames_until(on_b, lambda f: len(messages_of(f)) == 2)
         expected_seqs = [first["metadata"]["seq"] + 1, first["metadata"]["seq"] + 2]
-        assert [m["seq"] for m in _messages(frames_a)] == expected_seqs
-        assert _messages(frames_b) == _messages(frames_a)
+        assert [m["seq"] for m in messages_of(frames_a)] == expected_seqs
+        assert messages_of(frames_b) == messages_of(frames_a)
         ack = next(f for f in frames_a if f["type"] == "message.ack")
         assert (ack["client_msg_id"], ack["replayed"], ack["customer_message_seq"]) == (
             "idle-1",
@@ -180,9 +139,11 @@ async def test_idle_sockets_on_both_processes_still_receive_after_silence(
 
         # And a REST post to B after the silence reaches A too.
         await asyncio.sleep(1)
-        body = await _post(server_b, token, me["id"], conversation_id, "One more question")
-        frames_a = await _frames_until(on_a, lambda f: len(_messages(f)) == 2)
-        assert _messages(frames_a)[1]["id"] == body["message_id"]
+        body = await asyncio.to_thread(
+            post_message, server_b, token, me, "One more question", conversation_id
+        )
+        frames_a = await frames_until(on_a, lambda f: len(messages_of(f)) == 2)
+        assert messages_of(frames_a)[1]["id"] == body["message_id"]
     finally:
         await on_a.close()
         await on_b.close()
@@ -190,12 +151,7 @@ async def test_idle_sockets_on_both_processes_still_receive_after_silence(
 
 async def _refused(server: Server, path: str, token: str) -> None:
     """Refused by the socket cap: the error frame naming the limit, then close 4429."""
-    socket = await websockets.connect(
-        f"{server.ws}{path}",
-        origin=server.http,  # type: ignore[arg-type]
-        ping_interval=None,
-        open_timeout=10,
-    )
+    socket = await connect(server, path)
     try:
         await socket.send(json.dumps({"type": "auth", "token": token}))
         error = json.loads(await asyncio.wait_for(socket.recv(), 10))
@@ -214,18 +170,18 @@ async def test_the_socket_cap_holds_across_processes_and_outlives_no_killed_proc
     process was SIGKILLed lapses within the lease (3 s here), not never."""
     with deployment(WS_MAX_SOCKETS_PER_USER="3", WS_SOCKET_LEASE_SECONDS="3") as shared:
         server_a, server_b = shared.start_server(), shared.start_server()
-        token = await asyncio.to_thread(sign_in, server_a, "alice")
-        _, me = await asyncio.to_thread(api, server_a, "GET", "/api/v1/auth/me", None, token)
-        conversation_id = (await _post(server_a, token, me["id"], None, "Hello"))["conversation_id"]
+        token, me = await asyncio.to_thread(signed_in, server_a, "alice")
+        first = await asyncio.to_thread(post_message, server_a, token, me, "Hello")
+        conversation_id = first["conversation_id"]
         path = f"/ws/conversations/{conversation_id}/"
-        on_a = [await _connect(server_a, path, token), await _connect(server_a, path, token)]
-        on_b = [await _connect(server_b, path, token)]
+        on_a = [await open_socket(server_a, path, token), await open_socket(server_a, path, token)]
+        on_b = [await open_socket(server_b, path, token)]
         try:
             await _refused(server_b, path, token)
             await _refused(server_a, path, token)
 
             await on_a.pop().close()
-            on_b.append(await _connect(server_b, path, token))  # at once, on the other process
+            on_b.append(await open_socket(server_b, path, token))  # at once, on the other process
             await _refused(server_b, path, token)
 
             server_a.process.kill()  # its socket never says goodbye
@@ -234,7 +190,7 @@ async def test_the_socket_cap_holds_across_processes_and_outlives_no_killed_proc
             started = asyncio.get_running_loop().time()
             while True:
                 try:
-                    on_b.append(await _connect(server_b, path, token))
+                    on_b.append(await open_socket(server_b, path, token))
                     break
                 except AssertionError:
                     await asyncio.sleep(0.5)

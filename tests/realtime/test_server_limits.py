@@ -10,7 +10,7 @@ import json
 import pytest
 import websockets
 
-from tests.realtime.servers import api, deployment, sign_in
+from tests.realtime.servers import deployment, open_socket, post_message, signed_in
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.slow]
 
@@ -23,24 +23,10 @@ async def test_oversized_frame_closes_1009_and_the_server_keeps_serving(
 ) -> None:
     with deployment() as shared:
         server = await asyncio.to_thread(shared.start_server, *uvicorn_args)
-        token = await asyncio.to_thread(sign_in, server, "alice")
-        _, me = await asyncio.to_thread(api, server, "GET", "/api/v1/auth/me", None, token)
-        status, first = await asyncio.to_thread(
-            api,
-            server,
-            "POST",
-            "/api/v1/messages/process",
-            {"message": "Hello", "customer_id": me["id"], "conversation_id": None},
-            token,
-        )
-        assert status == 200
-        path = f"{server.ws}/ws/conversations/{first['conversation_id']}/"
-        sockets = []
-        for _ in range(2):
-            socket = await websockets.connect(path, origin=server.http, open_timeout=10)  # type: ignore[arg-type]
-            await socket.send(json.dumps({"type": "auth", "token": token}))
-            assert json.loads(await asyncio.wait_for(socket.recv(), 10))["type"] == "auth.ok"
-            sockets.append(socket)
+        token, me = await asyncio.to_thread(signed_in, server, "alice")
+        first = await asyncio.to_thread(post_message, server, token, me, "Hello")
+        path = f"/ws/conversations/{first['conversation_id']}/"
+        sockets = [await open_socket(server, path, token) for _ in range(2)]
         attacker, bystander = sockets
         try:
             await attacker.send(json.dumps({"type": "message", "content": "x" * (70 * 1024)}))

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import jwt
@@ -17,7 +18,7 @@ from django.test import Client
 
 from accounts.models import SignInSession, User
 from tests.factories import DEFAULT_PASSWORD, ConversationFactory
-from tests.realtime.conftest import connect_authenticated, expect_close
+from tests.realtime.conftest import closed_after, connect_authenticated, expect_close, still_answers
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
 
@@ -58,11 +59,6 @@ def _conversation(customer: User) -> int:
     return int(ConversationFactory(customer=customer).pk)
 
 
-async def _still_open(communicator: Any) -> None:
-    await communicator.send_json_to({"type": "ping"})
-    assert await communicator.receive_json_from(timeout=5) == {"type": "pong"}
-
-
 async def _closes_4401_within(communicator: Any, started: float) -> None:
     code = await expect_close(communicator, within=WITHIN_SECONDS + 1)
     elapsed = time.monotonic() - started
@@ -70,58 +66,52 @@ async def _closes_4401_within(communicator: Any, started: float) -> None:
     assert elapsed < WITHIN_SECONDS, f"closed after {elapsed:.2f}s"
 
 
-async def test_revoking_a_session_closes_its_sockets_and_no_others(customer: User) -> None:
-    conversation_id = await _conversation(customer)
-    phone, laptop = await _sign_in(), await _sign_in()
-    path = f"/ws/conversations/{conversation_id}/"
-    phone_socket, _ = await connect_authenticated(path, phone["access_token"])
-    laptop_socket, _ = await connect_authenticated(path, laptop["access_token"])
-    try:
-        started = time.monotonic()
-        assert (
-            await _call(laptop, "DELETE", f"/api/v1/auth/sessions/{await _session_id(phone)}")
-            == 204
-        )
-        await _closes_4401_within(phone_socket, started)
-        await _still_open(laptop_socket)
-    finally:
-        await phone_socket.disconnect()
-        await laptop_socket.disconnect()
+Tokens = dict[str, Any]
 
 
-async def test_revoking_all_other_sessions_closes_their_sockets(customer: User) -> None:
+async def _revoke_that_session(revoked: list[Tokens], kept: Tokens) -> int:
+    return await _call(kept, "DELETE", f"/api/v1/auth/sessions/{await _session_id(revoked[0])}")
+
+
+async def _revoke_all_others(revoked: list[Tokens], kept: Tokens) -> int:
+    return await _call(kept, "DELETE", "/api/v1/auth/sessions")
+
+
+async def _change_the_password(revoked: list[Tokens], kept: Tokens) -> int:
+    body = {"current_password": DEFAULT_PASSWORD, "new_password": "another-passphrase-2026"}
+    return await _call(kept, "POST", "/api/v1/auth/password", body)
+
+
+@pytest.mark.parametrize(
+    ("revoke", "revoked_sessions"),
+    [
+        pytest.param(_revoke_that_session, 1, id="revoking-a-session"),
+        pytest.param(_revoke_all_others, 2, id="revoking-all-others"),
+        pytest.param(_change_the_password, 1, id="a-password-change"),
+    ],
+)
+async def test_revoked_sessions_sockets_close_and_no_others(
+    customer: User,
+    revoke: Callable[[list[Tokens], Tokens], Awaitable[int]],
+    revoked_sessions: int,
+) -> None:
+    """alice signs in `revoked_sessions` times, then once more (the session that stays); each
+    session holds a socket; the last one makes the change."""
     conversation_id = await _conversation(customer)
-    others = [await _sign_in() for _ in range(2)]
-    mine = await _sign_in()
+    revoked = [await _sign_in() for _ in range(revoked_sessions)]
+    kept = await _sign_in()
     path = f"/ws/conversations/{conversation_id}/"
-    other_sockets = [(await connect_authenticated(path, t["access_token"]))[0] for t in others]
-    my_socket, _ = await connect_authenticated(path, mine["access_token"])
+    revoked_sockets = [(await connect_authenticated(path, t["access_token"]))[0] for t in revoked]
+    kept_socket, _ = await connect_authenticated(path, kept["access_token"])
     try:
         started = time.monotonic()
-        assert await _call(mine, "DELETE", "/api/v1/auth/sessions") == 204
-        for socket in other_sockets:
+        assert await revoke(revoked, kept) == 204
+        for socket in revoked_sockets:
             await _closes_4401_within(socket, started)
-        await _still_open(my_socket)
+        await still_answers(kept_socket)
     finally:
-        for socket in [*other_sockets, my_socket]:
+        for socket in [*revoked_sockets, kept_socket]:
             await socket.disconnect()
-
-
-async def test_a_password_change_closes_every_other_sessions_sockets(customer: User) -> None:
-    conversation_id = await _conversation(customer)
-    other, mine = await _sign_in(), await _sign_in()
-    path = f"/ws/conversations/{conversation_id}/"
-    other_socket, _ = await connect_authenticated(path, other["access_token"])
-    my_socket, _ = await connect_authenticated(path, mine["access_token"])
-    try:
-        started = time.monotonic()
-        body = {"current_password": DEFAULT_PASSWORD, "new_password": "another-passphrase-2026"}
-        assert await _call(mine, "POST", "/api/v1/auth/password", body) == 204
-        await _closes_4401_within(other_socket, started)
-        await _still_open(my_socket)
-    finally:
-        await other_socket.disconnect()
-        await my_socket.disconnect()
 
 
 async def test_another_users_sockets_are_untouched(customer: User, other_customer: User) -> None:
@@ -135,7 +125,7 @@ async def test_another_users_sockets_are_untouched(customer: User, other_custome
         await _sign_in()
         assert await _call(alice, "DELETE", "/api/v1/auth/sessions") == 204
         await asyncio.sleep(0.3)
-        await _still_open(bob_socket)
+        await still_answers(bob_socket)
     finally:
         await bob_socket.disconnect()
 
@@ -148,17 +138,10 @@ def _staff_token(user: User, amr: tuple[str, ...]) -> str:
 
 
 async def test_the_staff_socket_refuses_a_token_without_otp(operator: User, settings: Any) -> None:
-    from tests.realtime.conftest import make_communicator
 
     settings.STAFF_MFA_REQUIRED = True
-    communicator = make_communicator("/ws/escalations/")
-    connected, _ = await communicator.connect()
-    assert connected
-    await communicator.send_json_to(
-        {"type": "auth", "token": await _staff_token(operator, ("pwd",))}
-    )
-    assert await expect_close(communicator) == 4403
-    await communicator.disconnect()
+    token = await _staff_token(operator, ("pwd",))
+    assert await closed_after("/ws/escalations/", {"type": "auth", "token": token}) == 4403
     with_otp, _ = await connect_authenticated(
         "/ws/escalations/", await _staff_token(operator, ("pwd", "otp"))
     )

@@ -9,35 +9,35 @@ defaults, where the in-memory channel layer cannot reach another process by desi
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
-import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import pytest
 import websockets
 
-from tests.realtime.servers import PASSWORD, Deployment, Server, api, deployment
+from tests.realtime.servers import (
+    PASSWORD,
+    Server,
+    api,
+    cross_process,
+    customer_id,
+    open_socket,
+    post_message,
+    running,
+)
 
-pytestmark = [
-    pytest.mark.asyncio,
-    pytest.mark.slow,
-    pytest.mark.redis,
-    pytest.mark.skipif(
-        not os.environ.get("REDIS_URL"),
-        reason="needs REDIS_URL: another process's socket is reached through the Redis "
-        "channel layer (CI's second pass sets it)",
-    ),
-]
+pytestmark = cross_process("another process's socket is reached through the Redis channel layer")
 
 WITHIN_SECONDS = 1.0
 
 
 @pytest.fixture
-def two_servers() -> Iterator[tuple[Deployment, Server, Server]]:
-    with deployment() as shared:
-        yield shared, shared.start_server(), shared.start_server()
+def two_servers() -> Iterator[tuple[Server, ...]]:
+    with running(2) as servers:
+        yield servers
 
 
 def _sign_in(server: Server, user_agent: str) -> dict[str, Any]:
@@ -54,25 +54,9 @@ def _sign_in(server: Server, user_agent: str) -> dict[str, Any]:
 
 async def _socket(server: Server, token: str) -> Any:
     # The conversation socket of a conversation alice starts on the same server.
-    _, me = await asyncio.to_thread(api, server, "GET", "/api/v1/auth/me", None, token)
-    status, body = await asyncio.to_thread(
-        api,
-        server,
-        "POST",
-        "/api/v1/messages/process",
-        {"message": "Hello", "customer_id": me["id"], "conversation_id": None},
-        token,
-    )
-    assert status == 200, body
-    socket = await websockets.connect(
-        f"{server.ws}/ws/conversations/{body['conversation_id']}/",
-        origin=server.http,  # type: ignore[arg-type]
-        open_timeout=10,
-    )
-    await socket.send(json.dumps({"type": "auth", "token": token}))
-    ok = json.loads(await asyncio.wait_for(socket.recv(), 10))
-    assert ok["type"] == "auth.ok", ok
-    return socket
+    me = await asyncio.to_thread(customer_id, server, token)
+    body = await asyncio.to_thread(post_message, server, token, me, "Hello")
+    return await open_socket(server, f"/ws/conversations/{body['conversation_id']}/", token)
 
 
 async def _change_then_close(
@@ -112,61 +96,65 @@ async def _ping_pong(socket: Any) -> None:
             pass
 
 
-async def test_revoking_a_session_on_one_process_closes_its_socket_on_another(
-    two_servers: tuple[Deployment, Server, Server],
-) -> None:
-    _, server_a, server_b = two_servers
-    phone = await asyncio.to_thread(_sign_in, server_a, "Phone/1.0")
-    laptop = await asyncio.to_thread(_sign_in, server_a, "Laptop/2.0")
-    phone_socket = await _socket(server_b, phone["access_token"])
-    laptop_socket = await _socket(server_b, laptop["access_token"])
+@contextlib.asynccontextmanager
+async def _two_sessions(
+    server_a: Server, server_b: Server, agents: tuple[str, str]
+) -> AsyncIterator[list[tuple[dict[str, Any], Any]]]:
+    """alice signed in twice on A (one session per user agent), each session's tokens with a
+    conversation socket of its own held by B."""
+    sessions = [await asyncio.to_thread(_sign_in, server_a, agent) for agent in agents]
+    sockets: list[Any] = []
     try:
+        for tokens in sessions:
+            sockets.append(await _socket(server_b, tokens["access_token"]))
+        yield list(zip(sessions, sockets, strict=True))
+    finally:
+        for socket in sockets:
+            await socket.close()
+
+
+async def _closes_only(
+    revoked: Any, kept: Any, change: Callable[[], tuple[int, Any]], what: str
+) -> None:
+    """The change (answered 204) closes `revoked` with 4401 within the second; `kept` still
+    answers."""
+    status, code, after = await _change_then_close(revoked, change)
+    assert (status, code) == (204, 4401)
+    assert after < WITHIN_SECONDS, f"closed {after:.2f}s after {what}"
+    await _ping_pong(kept)
+
+
+async def test_revoking_a_session_on_one_process_closes_its_socket_on_another(
+    two_servers: tuple[Server, ...],
+) -> None:
+    server_a, server_b = two_servers
+    agents = ("Phone/1.0", "Laptop/2.0")
+    async with _two_sessions(server_a, server_b, agents) as [(_, phone), (laptop, laptop_socket)]:
         _, sessions = await asyncio.to_thread(
             api, server_a, "GET", "/api/v1/auth/sessions", None, laptop["access_token"]
         )
         (phone_session,) = [s for s in sessions["items"] if s["user_agent"] == "Phone/1.0"]
-        status, code, after = await _change_then_close(
-            phone_socket,
-            lambda: api(
-                server_a,
-                "DELETE",
-                f"/api/v1/auth/sessions/{phone_session['id']}",
-                None,
-                laptop["access_token"],
-            ),
+        revoke = f"/api/v1/auth/sessions/{phone_session['id']}"
+        await _closes_only(
+            phone,
+            laptop_socket,
+            lambda: api(server_a, "DELETE", revoke, None, laptop["access_token"]),
+            "the revocation",
         )
-        assert (status, code) == (204, 4401)
-        assert after < WITHIN_SECONDS, f"closed {after:.2f}s after the revocation"
-        await _ping_pong(laptop_socket)
-    finally:
-        await phone_socket.close()
-        await laptop_socket.close()
-    for server in (server_a, server_b):
-        assert server.process.poll() is None, server.log_tail()
 
 
 async def test_a_password_change_on_one_process_closes_other_sessions_sockets_on_another(
-    two_servers: tuple[Deployment, Server, Server],
+    two_servers: tuple[Server, ...],
 ) -> None:
-    _, server_a, server_b = two_servers
-    other = await asyncio.to_thread(_sign_in, server_a, "Other/1.0")
-    mine = await asyncio.to_thread(_sign_in, server_a, "Mine/1.0")
-    other_socket = await _socket(server_b, other["access_token"])
-    my_socket = await _socket(server_b, mine["access_token"])
-    try:
-        status, code, after = await _change_then_close(
+    server_a, server_b = two_servers
+    async with _two_sessions(server_a, server_b, ("Other/1.0", "Mine/1.0")) as [
+        (_, other_socket),
+        (mine, my_socket),
+    ]:
+        change = {"current_password": PASSWORD, "new_password": "a-new-passphrase-for-alice-2026"}
+        await _closes_only(
             other_socket,
-            lambda: api(
-                server_a,
-                "POST",
-                "/api/v1/auth/password",
-                {"current_password": PASSWORD, "new_password": "a-new-passphrase-for-alice-2026"},
-                mine["access_token"],
-            ),
+            my_socket,
+            lambda: api(server_a, "POST", "/api/v1/auth/password", change, mine["access_token"]),
+            "the password change",
         )
-        assert (status, code) == (204, 4401)
-        assert after < WITHIN_SECONDS, f"closed {after:.2f}s after the password change"
-        await _ping_pong(my_socket)
-    finally:
-        await other_socket.close()
-        await my_socket.close()

@@ -20,7 +20,13 @@ from channels.testing import WebsocketCommunicator
 from accounts.models import SecurityEvent, User
 from accounts.socket_slots import socket_slots
 from tests.factories import ConversationFactory, MessageFactory
-from tests.realtime.conftest import access_token_for, connect_authenticated, make_communicator
+from tests.realtime.conftest import (
+    access_token_for,
+    answer,
+    connect_authenticated,
+    make_communicator,
+    still_answers,
+)
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
 
@@ -52,8 +58,7 @@ async def _refused(path: str, token: str) -> None:
     communicator = make_communicator(path)
     connected, _ = await communicator.connect()
     assert connected
-    await communicator.send_json_to({"type": "auth", "token": token})
-    assert await communicator.receive_json_from(timeout=5) == REFUSAL
+    assert await answer(communicator, {"type": "auth", "token": token}) == REFUSAL
     output = await communicator.receive_output(5)
     assert (output["type"], output["code"]) == ("websocket.close", 4429)
     await communicator.disconnect()
@@ -89,8 +94,7 @@ async def test_conversation_and_escalation_sockets_count_together(
 
         # The first three are untouched: they still answer.
         for communicator in opened:
-            await communicator.send_json_to({"type": "ping"})
-            assert await communicator.receive_json_from(timeout=5) == {"type": "pong"}
+            await still_answers(communicator)
         # Another user has places of their own.
         customer_token = await sync_to_async(access_token_for)(customer)
         theirs, _ = await connect_authenticated(path, customer_token)

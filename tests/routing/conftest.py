@@ -15,6 +15,7 @@ from escalations.models import Escalation, OperatorProfile
 from messaging.models import Message
 from tests.escalations.conftest import (  # noqa: F401 - fixtures re-exported for this package
     admin_operator,
+    committed,
     escalated,
     open_escalation,
     operator_admin_client,
@@ -63,6 +64,13 @@ def new_escalation(customer: User) -> Callable[..., Escalation]:  # noqa: F811 -
         return escalation
 
     return make
+
+
+@pytest.fixture
+def escalation(new_escalation: Callable[..., Escalation]) -> Escalation:  # noqa: F811
+    """The customer's escalation, opened through the hand-off (`new_escalation()`) after the
+    test's other fixtures (name it last): online operators, `auto` and recorded events first."""
+    return new_escalation()
 
 
 def joined_notices(conversation_id: int) -> list[str]:

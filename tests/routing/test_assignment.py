@@ -9,11 +9,10 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 from django.db import close_old_connections, connection, transaction
-from django.test import Client
 from django.utils import timezone
 
 from accounts.models import User
@@ -22,9 +21,13 @@ from escalations.models import Escalation, OperatorProfile
 from messaging import realtime
 from messaging.models import Message
 from messaging.services import message_send
+from tests.escalations.conftest import Committed
 from tests.factories import UserFactory
-from tests.pushes import pushed_messages
+from tests.inbox.conftest import Events
+from tests.pushes import Pushes
 from tests.routing.conftest import joined_notices, online
+
+Test = TypeVar("Test", bound=Callable[..., Any])
 
 pytestmark = pytest.mark.django_db
 
@@ -41,18 +44,13 @@ def test_manual_mode_assigns_nobody(
 def test_a_new_escalation_goes_at_once_to_the_least_loaded_online_operator(
     make_operator: Callable[..., User],
     new_escalation: Callable[..., Escalation],
-    recorded_events: list[tuple[str, dict[str, Any]]],
-    monkeypatch: pytest.MonkeyPatch,
-    django_capture_on_commit_callbacks: Any,
+    recorded_events: Events,
+    pushed: Pushes,
+    committed: Committed,
 ) -> None:
     anna, ben = make_operator("Anna"), make_operator("Ben")
     make_operator("Cleo", is_online=False)
-    pushed: list[Any] = []
-    monkeypatch.setattr(realtime, "publish", lambda events: pushed.extend(events))
-    with django_capture_on_commit_callbacks(execute=True):
-        first = new_escalation()
-        second = new_escalation()
-        third = new_escalation()
+    first, second, third = committed(lambda: [new_escalation() for _ in range(3)])
 
     holders = [e.assigned_to_id for e in (first, second, third)]
     # Anna and Ben have never been assigned: Anna (lower id) first, then Ben (waited longer
@@ -75,7 +73,7 @@ def test_a_new_escalation_goes_at_once_to_the_least_loaded_online_operator(
         ("opened", third.pk),
         ("assigned", third.pk),
     ]
-    customer_sees = pushed_messages(pushed, f"conversation.{first.conversation_id}")
+    customer_sees = pushed.messages(f"conversation.{first.conversation_id}")
     assert [m["content"] for m in customer_sees] == [
         "Conversation passed to the support team.",
         "Anna joined the conversation.",
@@ -135,15 +133,17 @@ def test_people_who_are_not_operators_are_never_picked(
 def test_an_operator_coming_online_takes_the_oldest_first(
     make_operator: Callable[..., User],
     new_escalation: Callable[..., Escalation],
-    django_capture_on_commit_callbacks: Any,
+    committed: Committed,
 ) -> None:
     anna = make_operator("Anna", capacity=2, is_online=False)
     waiting = [new_escalation() for _ in range(3)]
     assert all(e.assigned_to_id is None for e in waiting)
 
-    with django_capture_on_commit_callbacks(execute=True):
+    def open_the_inbox() -> Any:
         assert services.operator_lease_take(user=anna, socket_id="page")
-        joined = services.operator_socket_joined(user=anna, socket_id="page")
+        return services.operator_socket_joined(user=anna, socket_id="page")
+
+    joined = committed(open_the_inbox)
 
     assert joined is not None
     assert joined.status == "online"
@@ -156,15 +156,14 @@ def test_an_operator_coming_online_takes_the_oldest_first(
 def test_coming_back_from_away_drains_the_queue(
     make_operator: Callable[..., User],
     new_escalation: Callable[..., Escalation],
-    django_capture_on_commit_callbacks: Any,
+    committed: Committed,
 ) -> None:
     anna = make_operator("Anna")
     services.operator_presence_set(actor=anna, status="away")
     escalation = new_escalation()
     assert escalation.assigned_to_id is None
 
-    with django_capture_on_commit_callbacks(execute=True):
-        services.operator_presence_set(actor=anna, status="online")
+    committed(lambda: services.operator_presence_set(actor=anna, status="online"))
 
     escalation.refresh_from_db()
     assert escalation.assigned_to_id == anna.pk
@@ -174,8 +173,7 @@ def test_coming_back_from_away_drains_the_queue(
 def test_resolving_frees_capacity_for_the_oldest_waiting(
     make_operator: Callable[..., User],
     new_escalation: Callable[..., Escalation],
-    operator_client: Client,
-    django_capture_on_commit_callbacks: Any,
+    committed: Committed,
 ) -> None:
     anna = make_operator("Anna", capacity=1)
     held = new_escalation()
@@ -186,8 +184,8 @@ def test_resolving_frees_capacity_for_the_oldest_waiting(
         None,
     )
 
-    with django_capture_on_commit_callbacks(execute=True):
-        services.escalation_resolve(conversation_id=held.conversation_id, actor=anna, notes="")
+    cid = held.conversation_id
+    committed(lambda: services.escalation_resolve(conversation_id=cid, actor=anna, notes=""))
 
     older.refresh_from_db()
     newer.refresh_from_db()
@@ -199,15 +197,14 @@ def test_resolving_frees_capacity_for_the_oldest_waiting(
 def test_a_takeover_frees_the_previous_holder(
     make_operator: Callable[..., User],
     new_escalation: Callable[..., Escalation],
-    django_capture_on_commit_callbacks: Any,
+    committed: Committed,
 ) -> None:
     anna = make_operator("Anna", capacity=1)
     ben = make_operator("Ben", capacity=0)
     held = new_escalation()
     waiting = new_escalation()
 
-    with django_capture_on_commit_callbacks(execute=True):
-        services.escalation_assign(conversation_id=held.conversation_id, actor=ben)
+    committed(lambda: services.escalation_assign(conversation_id=held.conversation_id, actor=ben))
 
     waiting.refresh_from_db()
     assert waiting.assigned_to_id == anna.pk
@@ -258,6 +255,18 @@ def test_presence_store_failure_leaves_the_escalation_waiting(
 # --- Concurrency (PostgreSQL: row locks; SQLite serialises writers anyway) -----------------
 
 
+def _on_postgresql(why: str) -> Callable[[Test], Test]:
+    """A test of concurrent connections: it commits for real, and runs on PostgreSQL only (`why`
+    is a PostgreSQL matter: SQLite serialises writers anyway)."""
+
+    def mark(test: Test) -> Test:
+        elsewhere = connection.vendor != "postgresql"
+        only_there = pytest.mark.skipif(elsewhere, reason=f"{why}: PostgreSQL")
+        return only_there(pytest.mark.django_db(transaction=True)(test))
+
+    return mark
+
+
 def _run_threads(count: int, target: Callable[[int], None]) -> list[BaseException]:
     errors: list[BaseException] = []
     barrier = threading.Barrier(count)
@@ -290,10 +299,7 @@ def _assert_nobody_over_capacity_and_nobody_twice(capacities: dict[int, int]) ->
     return loads
 
 
-@pytest.mark.skipif(
-    connection.vendor != "postgresql", reason="concurrent writers are a PostgreSQL matter"
-)
-@pytest.mark.django_db(transaction=True)
+@_on_postgresql("concurrent writers")
 @pytest.mark.usefixtures("auto", "scripted_agent")
 def test_a_burst_of_hand_offs_never_overfills_anyone(
     make_operator: Callable[..., User], settings: Any
@@ -316,10 +322,7 @@ def test_a_burst_of_hand_offs_never_overfills_anyone(
     assert Escalation.objects.filter(status="open", assigned_to__isnull=True).count() == 7
 
 
-@pytest.mark.skipif(
-    connection.vendor != "postgresql", reason="concurrent writers are a PostgreSQL matter"
-)
-@pytest.mark.django_db(transaction=True)
+@_on_postgresql("concurrent writers")
 @pytest.mark.usefixtures("auto")
 def test_concurrent_drains_assign_each_escalation_once(
     make_operator: Callable[..., User], new_escalation: Callable[..., Escalation]
@@ -365,10 +368,7 @@ def _profile_locked_elsewhere(user_id: int) -> Iterator[None]:
         holder.join(10)
 
 
-@pytest.mark.skipif(
-    connection.vendor != "postgresql", reason="row locks held by another connection: PostgreSQL"
-)
-@pytest.mark.django_db(transaction=True)
+@_on_postgresql("row locks held by another connection")
 @pytest.mark.usefixtures("auto")
 def test_a_hand_off_skips_an_operator_another_one_is_assigning_to(
     make_operator: Callable[..., User], new_escalation: Callable[..., Escalation]
@@ -387,10 +387,7 @@ def test_a_hand_off_skips_an_operator_another_one_is_assigning_to(
     assert waited < timedelta(seconds=5)
 
 
-@pytest.mark.skipif(
-    connection.vendor != "postgresql", reason="row locks held by another connection: PostgreSQL"
-)
-@pytest.mark.django_db(transaction=True)
+@_on_postgresql("row locks held by another connection")
 def test_a_chooser_holding_locks_gives_up_a_wait_without_losing_its_transaction(
     make_operator: Callable[..., User], customer: User
 ) -> None:

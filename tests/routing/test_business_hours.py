@@ -22,7 +22,8 @@ from escalations.sla import (
 
 BERLIN = ZoneInfo("Europe/Berlin")
 NEW_YORK = ZoneInfo("America/New_York")
-OFFICE = business_hours_parse("mon-fri 09:00-17:00")
+OFFICE_HOURS = "mon-fri 09:00-17:00"
+OFFICE = business_hours_parse(OFFICE_HOURS)
 
 
 def _local(zone: ZoneInfo, *args: int) -> datetime:
@@ -35,30 +36,38 @@ def test_unset_is_always_open() -> None:
     assert due_at(start, 0.5, business_hours=None, zone_name="UTC") == start + timedelta(seconds=30)
 
 
-def test_within_the_same_day() -> None:
-    start = _local(BERLIN, 2026, 3, 4, 10, 0)  # Wednesday
-    assert business_time_add(start, 15, hours=OFFICE, zone=BERLIN) == start + timedelta(minutes=15)
+NIGHTS = "mon-fri 22:00-06:00"
+SEVERAL = "mon,wed 09:00-12:00; sat 10:00-14:00"
+OVERLAPPING = "mon 09:00-12:00; mon 11:00-13:00"  # 09:00-13:00
 
 
-def test_after_hours_counts_from_the_next_opening() -> None:
-    friday_evening = _local(BERLIN, 2026, 3, 6, 16, 50)
-    due = business_time_add(friday_evening, 15, hours=OFFICE, zone=BERLIN)
-    # 10 minutes on Friday, the other 5 on Monday from 09:00.
-    assert due == _local(BERLIN, 2026, 3, 9, 9, 5)
-
-
-def test_a_weekend_start_waits_for_monday() -> None:
-    sunday = _local(BERLIN, 2026, 3, 8, 12, 0)
-    assert business_time_add(sunday, 0.5, hours=OFFICE, zone=BERLIN) == _local(
-        BERLIN, 2026, 3, 9, 9, 0, 30
-    )
-
-
-def test_eight_hours_is_one_working_day() -> None:
-    monday = _local(BERLIN, 2026, 3, 9, 13, 0)
-    assert business_time_add(monday, 480, hours=OFFICE, zone=BERLIN) == _local(
-        BERLIN, 2026, 3, 10, 13, 0
-    )
+@pytest.mark.parametrize(
+    ("hours", "start", "minutes", "due"),
+    [
+        pytest.param(OFFICE_HOURS, (2026, 3, 4, 10, 0), 15, (2026, 3, 4, 10, 15), id="same-day"),
+        # 10 minutes on Friday, the other 5 on Monday from 09:00.
+        pytest.param(OFFICE_HOURS, (2026, 3, 6, 16, 50), 15, (2026, 3, 9, 9, 5), id="after-hours"),
+        pytest.param(OFFICE_HOURS, (2026, 3, 8, 12, 0), 0.5, (2026, 3, 9, 9, 0, 30), id="weekend"),
+        pytest.param(
+            OFFICE_HOURS, (2026, 3, 9, 13, 0), 480, (2026, 3, 10, 13, 0), id="8h-is-a-day"
+        ),
+        pytest.param(NIGHTS, (2026, 3, 9, 23, 30), 60, (2026, 3, 10, 0, 30), id="past-midnight"),
+        # Saturday 05:00 still belongs to Friday's night.
+        pytest.param(NIGHTS, (2026, 3, 14, 5, 0), 30, (2026, 3, 14, 5, 30), id="friday-night"),
+        pytest.param(SEVERAL, (2026, 3, 10, 8, 0), 60, (2026, 3, 11, 10, 0), id="day-list"),
+        pytest.param(SEVERAL, (2026, 3, 11, 11, 30), 60, (2026, 3, 14, 10, 30), id="clauses"),
+        pytest.param(OVERLAPPING, (2026, 3, 9, 9, 0), 240, (2026, 3, 9, 13, 0), id="overlap"),
+        pytest.param(OVERLAPPING, (2026, 3, 9, 9, 0), 241, (2026, 3, 16, 9, 1), id="overlap+1"),
+    ],
+)
+def test_due_times_in_berlin(
+    hours: str, start: tuple[int, ...], minutes: float, due: tuple[int, ...]
+) -> None:
+    """Business minutes counted from a Berlin wall-clock start (all in March 2026, before the
+    clocks change): across closing time, nights, weekends, day lists and overlapping clauses."""
+    opening = business_hours_parse(hours)
+    added = business_time_add(_local(BERLIN, *start), minutes, hours=opening, zone=BERLIN)
+    assert added == _local(BERLIN, *due)
 
 
 def test_spring_forward_keeps_wall_clock_hours() -> None:
@@ -94,42 +103,6 @@ def test_fall_back_counts_the_repeated_hour() -> None:
     # All five hours are business time: 300 minutes end exactly at 04:00 EST.
     end = business_time_add(start, 300, hours=night, zone=NEW_YORK)
     assert end == _local(NEW_YORK, 2026, 11, 1, 4, 0)
-
-
-def test_overnight_opening_runs_past_midnight() -> None:
-    nights = business_hours_parse("mon-fri 22:00-06:00")
-    monday_late = _local(BERLIN, 2026, 3, 9, 23, 30)
-    assert business_time_add(monday_late, 60, hours=nights, zone=BERLIN) == _local(
-        BERLIN, 2026, 3, 10, 0, 30
-    )
-    # Saturday 05:00 still belongs to Friday's night.
-    saturday = _local(BERLIN, 2026, 3, 14, 5, 0)
-    assert business_time_add(saturday, 30, hours=nights, zone=BERLIN) == _local(
-        BERLIN, 2026, 3, 14, 5, 30
-    )
-
-
-def test_several_clauses_and_day_lists() -> None:
-    hours = business_hours_parse("mon,wed 09:00-12:00; sat 10:00-14:00")
-    tuesday = _local(BERLIN, 2026, 3, 10, 8, 0)
-    assert business_time_add(tuesday, 60, hours=hours, zone=BERLIN) == _local(
-        BERLIN, 2026, 3, 11, 10, 0
-    )
-    wednesday_late = _local(BERLIN, 2026, 3, 11, 11, 30)
-    assert business_time_add(wednesday_late, 60, hours=hours, zone=BERLIN) == _local(
-        BERLIN, 2026, 3, 14, 10, 30
-    )
-
-
-def test_overlapping_clauses_count_once() -> None:
-    hours = business_hours_parse("mon 09:00-12:00; mon 11:00-13:00")  # 09:00-13:00
-    monday = _local(BERLIN, 2026, 3, 9, 9, 0)
-    assert business_time_add(monday, 240, hours=hours, zone=BERLIN) == _local(
-        BERLIN, 2026, 3, 9, 13, 0
-    )
-    assert business_time_add(monday, 241, hours=hours, zone=BERLIN) == _local(
-        BERLIN, 2026, 3, 16, 9, 1
-    )
 
 
 def test_a_wrapping_day_range() -> None:

@@ -16,6 +16,7 @@ from accounts.models import User
 from escalations import presence
 from escalations.models import OperatorProfile
 from escalations.operators import operators_list
+from tests.escalations.conftest import named
 from tests.factories import OperatorFactory, UserFactory
 from tests.realtime.conftest import (
     access_token_for,
@@ -32,8 +33,7 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture
 def olivia_named(operator: User) -> None:
     # Names decide the order of offline operators; the factory's first names are random.
-    operator.display_name = "Olivia"
-    operator.save(update_fields=["display_name"])
+    named(operator, "Olivia")
 
 
 def _item(user: User, status: str, open_assigned: int = 0, capacity: int = 5) -> dict[str, Any]:

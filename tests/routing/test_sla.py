@@ -26,7 +26,10 @@ from escalations.jobs import escalations_tick, sla_breaches_due
 from escalations.models import Escalation
 from escalations.sla import due_at
 from messaging import realtime
+from tests.escalations.conftest import Committed
 from tests.factories import ConversationFactory, EscalationFactory
+from tests.inbox.conftest import Events
+from tests.pushes import Pushes
 
 pytestmark = pytest.mark.django_db
 
@@ -92,19 +95,15 @@ def test_zero_minutes_sets_no_due_time(
 
 def test_the_periodic_job_records_each_breach_once(
     new_escalation: Callable[..., Escalation],
-    recorded_events: list[tuple[str, dict[str, Any]]],
-    monkeypatch: pytest.MonkeyPatch,
-    django_capture_on_commit_callbacks: Any,
+    recorded_events: Events,
+    pushed: Pushes,
+    committed: Committed,
 ) -> None:
     late = new_escalation()
     on_time = new_escalation()
     _overdue(late, first=True, resolution=True)
-    pushed: list[Any] = []
-    monkeypatch.setattr(realtime, "publish", lambda events: pushed.extend(events))
 
-    with django_capture_on_commit_callbacks(execute=True):
-        first_tick = escalations_tick()
-        second_tick = escalations_tick()
+    first_tick, second_tick = committed(lambda: (escalations_tick(), escalations_tick()))
 
     late.refresh_from_db()
     on_time.refresh_from_db()
@@ -127,11 +126,8 @@ def test_the_periodic_job_records_each_breach_once(
 
 
 def test_a_late_first_reply_records_its_breach_itself(
-    new_escalation: Callable[..., Escalation],
-    operator: User,
-    recorded_events: list[tuple[str, dict[str, Any]]],
+    operator: User, recorded_events: Events, escalation: Escalation
 ) -> None:
-    escalation = new_escalation()
     _overdue(escalation)
 
     services.escalation_reply(conversation_id=escalation.conversation_id, actor=operator, text="hi")
@@ -143,11 +139,8 @@ def test_a_late_first_reply_records_its_breach_itself(
 
 
 def test_an_on_time_reply_and_resolution_breach_nothing(
-    new_escalation: Callable[..., Escalation],
-    operator: User,
-    recorded_events: list[tuple[str, dict[str, Any]]],
+    operator: User, recorded_events: Events, escalation: Escalation
 ) -> None:
-    escalation = new_escalation()
     cid = escalation.conversation_id
     services.escalation_reply(conversation_id=cid, actor=operator, text="hi")
     services.escalation_resolve(conversation_id=cid, actor=operator, notes="")
@@ -161,11 +154,8 @@ def test_an_on_time_reply_and_resolution_breach_nothing(
 
 
 def test_resolving_late_without_a_reply_breaches_both(
-    new_escalation: Callable[..., Escalation],
-    operator: User,
-    recorded_events: list[tuple[str, dict[str, Any]]],
+    operator: User, recorded_events: Events, escalation: Escalation
 ) -> None:
-    escalation = new_escalation()
     _overdue(escalation, first=True, resolution=True)
 
     services.escalation_resolve(
@@ -229,13 +219,18 @@ def sla_queue(settings: Any) -> dict[str, Escalation]:
     }
 
 
+def _queue(client: Client, query: str) -> list[dict[str, Any]]:
+    """The items of `GET /escalations?<query>`, which must answer 200."""
+    response = client.get(f"/api/v1/escalations?{query}")
+    assert response.status_code == 200, response.content
+    items: list[dict[str, Any]] = response.json()["items"]
+    return items
+
+
 def test_items_carry_the_sla_fields(
     sla_queue: dict[str, Escalation], operator_client: Client
 ) -> None:
-    items = {
-        item["id"]: item
-        for item in operator_client.get("/api/v1/escalations?limit=100").json()["items"]
-    }
+    items = {item["id"]: item for item in _queue(operator_client, "limit=100")}
     late, replied = sla_queue["late"], sla_queue["replied_soon"]
 
     assert items[late.pk]["sla_breached"] == ["first_response"]
@@ -257,18 +252,14 @@ def test_items_carry_the_sla_fields(
 def test_sla_filters(
     sla_queue: dict[str, Escalation], operator_client: Client, sla: str, keys: list[str]
 ) -> None:
-    response = operator_client.get(f"/api/v1/escalations?sla={sla}")
-    assert response.status_code == 200
-    assert [item["id"] for item in response.json()["items"]] == sorted(
-        (sla_queue[k].pk for k in keys), key=lambda pk: pk
-    )
+    listed = [item["id"] for item in _queue(operator_client, f"sla={sla}")]
+    assert listed == sorted(sla_queue[k].pk for k in keys)
 
 
 def test_sla_filter_combines_with_status(
     sla_queue: dict[str, Escalation], operator_client: Client
 ) -> None:
-    body = operator_client.get("/api/v1/escalations?sla=breached&status=resolved").json()
-    assert body["items"] == []
+    assert _queue(operator_client, "sla=breached&status=resolved") == []
 
 
 @pytest.mark.parametrize("value", ["late", "", "BREACHED", "due-soon"])
@@ -292,10 +283,7 @@ def _database_url() -> str:
 
 @pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
-def test_run_worker_records_a_breach_within_seconds(
-    new_escalation: Callable[..., Escalation],
-) -> None:
-    escalation = new_escalation()
+def test_run_worker_records_a_breach_within_seconds(escalation: Escalation) -> None:
     _overdue(escalation)
     env = {
         **{k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"},
