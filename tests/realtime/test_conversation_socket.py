@@ -28,6 +28,7 @@ from escalations.models import Escalation
 from messaging import consumers, services
 from messaging.models import Conversation, Message
 from tests.factories import ConversationFactory, EscalationFactory, MessageFactory
+from tests.messages import MESSAGE_KEYS
 from tests.realtime.conftest import (
     access_token_for,
     answer,
@@ -40,7 +41,6 @@ from tests.realtime.conftest import (
     seqs_of,
     still_answers,
 )
-from tests.shapes import MESSAGE_ITEM_KEYS
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
 
@@ -114,7 +114,7 @@ async def test_auth_ok_then_replay_of_seqs_after_after_seq(customer: User) -> No
             "message 5",
         ]
         assert [m["role"] for m in messages_of(frames)] == ["customer", "agent", "customer"]
-        assert set(messages_of(frames)[0]) == MESSAGE_ITEM_KEYS
+        assert set(messages_of(frames)[0]) == MESSAGE_KEYS
         assert await communicator.receive_nothing(timeout=0.2)
     finally:
         await communicator.disconnect()
