@@ -66,8 +66,13 @@ def test_a_job_that_meets_an_outage_waits_for_its_end(
     with caplog.at_level(logging.INFO):
         thread = periodic.periodic_job_thread_start(job, stop=stop)
         try:
-            time.sleep(1.0)
-            # Down: one run met it, and the job waits instead of failing every tick.
+            # The first run meets the outage (waited for: a loaded machine may start the thread
+            # late); then, for fifty ticks, the job waits for the outage's end instead of failing
+            # every tick.
+            deadline = time.monotonic() + 10
+            while not runs and time.monotonic() < deadline:
+                time.sleep(0.01)
+            time.sleep(0.5)
             assert len(runs) == 1
             back.set()
             deadline = time.monotonic() + 10
