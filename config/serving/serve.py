@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import hashlib
 import logging
 import os
@@ -40,6 +41,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -110,19 +112,41 @@ def ensure_database(database_url: str) -> None:
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
 
 
+# The key of the PostgreSQL advisory lock `prepare` holds: hosts started together take turns.
+PREPARE_LOCK_KEY = 0x7061726C6579  # "parley"
+
+
 def prepare(env: dict[str, str], *, quiet: bool = False) -> None:
-    """Database, migrations, static files, system checks."""
+    """Database, migrations, static files, system checks. Several hosts starting at once on one
+    PostgreSQL (deploy/cluster.py, deploy/compose.yaml) take turns under an advisory lock:
+    the first migrates, the others find nothing left to do (two concurrent `migrate` runs
+    would both try to create the same tables)."""
     ensure_database(env["DATABASE_URL"])
     manage = [sys.executable, str(BASE_DIR / "manage.py")]
     out = subprocess.DEVNULL if quiet else None
-    for command in (
-        ["migrate", "--noinput", "-v", "0"],
-        ["collectstatic", "--noinput", "-v", "0"],
-        ["check", "--fail-level", "ERROR"],
-    ):
-        subprocess.run(  # noqa: S603 - our own interpreter and manage.py, fixed arguments
-            [*manage, *command], env=env, cwd=BASE_DIR, check=True, stdout=out
-        )
+    with _prepare_lock(env["DATABASE_URL"]):
+        for command in (
+            ["migrate", "--noinput", "-v", "0"],
+            ["collectstatic", "--noinput", "-v", "0"],
+            ["check", "--fail-level", "ERROR"],
+        ):
+            subprocess.run(  # noqa: S603 - our own interpreter and manage.py, fixed arguments
+                [*manage, *command], env=env, cwd=BASE_DIR, check=True, stdout=out
+            )
+
+
+@contextlib.contextmanager
+def _prepare_lock(database_url: str) -> Iterator[None]:
+    """Held by this process's own connection until the block ends (PostgreSQL releases it if
+    the process dies); nothing to hold on another database (one host only)."""
+    if not database_url.startswith(("postgres://", "postgresql://")):
+        yield
+        return
+    import psycopg
+
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("SELECT pg_advisory_lock(%s)", (PREPARE_LOCK_KEY,))
+        yield
 
 
 @dataclass
@@ -153,8 +177,11 @@ http {{
     client_body_temp_path {dir}/body;
     proxy_temp_path {dir}/proxy;
     proxy_max_temp_file_size 0;
-    upstream parley_http {{ server 127.0.0.1:{http_port}; keepalive 64; }}
-    upstream parley_ws {{ server 127.0.0.1:{ws_port}; }}
+    # Several servers per upstream when hosts share the front (deploy/cluster.py): a host
+    # that refuses or does not answer within 2 s is passed over for the next one.
+    upstream parley_http {{ {http_servers} keepalive 64; }}
+    upstream parley_ws {{ {ws_servers} }}
+    proxy_connect_timeout 2s;
     server {{
         listen {host}:{port} backlog=4096;
         # proxy_set_header is not inherited by a location that sets its own, so each location
@@ -184,6 +211,20 @@ http {{
 """
 
 
+def nginx_conf(
+    directory: Path, *, host: str, port: int, http_upstreams: list[str], ws_upstreams: list[str]
+) -> str:
+    """The front's configuration: nginx on host:port, its files in `directory`, REST to the
+    WSGI servers `http_upstreams` and /ws/ to the ASGI servers `ws_upstreams` ("addr:port")."""
+    return NGINX_CONF.format(
+        dir=directory,
+        host=host,
+        port=port,
+        http_servers=" ".join(f"server {upstream};" for upstream in http_upstreams),
+        ws_servers=" ".join(f"server {upstream};" for upstream in ws_upstreams),
+    )
+
+
 def nginx_command(*, host: str, port: int, http_port: int, ws_port: int) -> list[str]:
     import shutil
 
@@ -196,7 +237,13 @@ def nginx_command(*, host: str, port: int, http_port: int, ws_port: int) -> list
     directory.chmod(0o755)
     conf = directory / "nginx.conf"
     conf.write_text(
-        NGINX_CONF.format(dir=directory, host=host, port=port, http_port=http_port, ws_port=ws_port)
+        nginx_conf(
+            directory,
+            host=host,
+            port=port,
+            http_upstreams=[f"127.0.0.1:{http_port}"],
+            ws_upstreams=[f"127.0.0.1:{ws_port}"],
+        )
     )
     return [binary, "-c", str(conf), "-p", str(directory), "-g", "daemon off;"]
 

@@ -2,7 +2,7 @@
 channels-redis's host list from it, pushes from request threads go to the shard channels-redis
 itself picks for the group (so sockets subscribed through the layer on any host get them), and
 /ready names a lost shard by address, never with its password. Two redis-servers of the test's
-own (tests/faults/services.py)."""
+own (deploy/services.py)."""
 
 from __future__ import annotations
 
@@ -19,9 +19,9 @@ from asgiref.sync import async_to_sync
 from django.test import Client
 
 from core import outages
+from deploy.services import RedisServer, free_port, redis_available, redis_server
 from messaging import realtime
 from messaging.realtime import messages_created_event
-from tests.faults.services import RedisServer, free_port, redis_available, redis_server
 
 pytestmark = pytest.mark.skipif(not redis_available(), reason="needs redis-server")
 

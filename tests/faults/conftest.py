@@ -1,4 +1,4 @@
-"""Fault tests start their own PostgreSQL and Redis (tests/faults/services.py) and restart or
+"""Fault tests start their own PostgreSQL and Redis (deploy/services.py) and restart or
 kill them, so they never touch the machine's. They need no DATABASE_URL of their own; CI runs
 them once, in its PostgreSQL + Redis pass (where the machine has the servers installed), not in
 both passes. FAULT_TESTS=1 runs them in any pass, FAULT_TESTS=0 in none."""
@@ -10,7 +10,7 @@ import shutil
 
 import pytest
 
-from tests.faults.services import postgres_available, redis_available
+from deploy.services import postgres_available, redis_available
 
 
 def _reason_to_skip() -> str | None:

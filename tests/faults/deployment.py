@@ -1,5 +1,5 @@
 """A Parley deployment of a fault test's own, started the way an operator starts one: `make serve`
-or `make run` on a PostgreSQL and a Redis of the test's own (tests/faults/services.py), which
+or `make run` on a PostgreSQL and a Redis of the test's own (deploy/services.py), which
 the test may then restart or kill; accounts and a webhook endpoint to a receiver on 127.0.0.1;
 and keyed senders that retry each message with its key until it is acknowledged.
 """
@@ -25,7 +25,7 @@ from typing import Any
 import psycopg
 from cryptography.fernet import Fernet
 
-from tests.faults.services import (
+from deploy.services import (
     PostgresServer,
     RedisServer,
     free_port,
