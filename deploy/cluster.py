@@ -51,6 +51,7 @@ from deploy.hosts import (
     REDIS_SHARD_PORTS,
     app_command,
     app_environment,
+    front_command,
 )
 from deploy.services import (
     PostgresServer,
@@ -307,7 +308,11 @@ def base_environment(run: Run, extra_env: dict[str, str] | None = None) -> dict[
     return {
         **inherited,
         **run.env,
-        **app_environment(data_host=run.data.address, allowed_hosts=allowed),
+        **app_environment(
+            database_url=run.database_url(),
+            redis_servers=[f"{run.data.address}:{port}" for port in REDIS_SHARD_PORTS],
+            allowed_hosts=allowed,
+        ),
     }
 
 
@@ -358,7 +363,7 @@ def _front(run: Run) -> None:
         )
     )
     process = subprocess.Popen(  # noqa: S603 - nginx with the configuration written above
-        [binary, "-c", str(conf), "-p", str(directory), "-g", "daemon off;"],
+        front_command(binary, conf=str(conf), prefix=str(directory)),
         stdout=subprocess.DEVNULL,
         stderr=(directory / "stderr.log").open("ab"),
         start_new_session=True,

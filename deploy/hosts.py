@@ -9,8 +9,9 @@ APP_PORT, websockets on APP_WS_PORT, for the front (nginx) to balance over the h
 host runs the same command; the first to start migrates (under a PostgreSQL advisory lock,
 config/serving/serve.py), the others wait their turn and find nothing to do.
 
-The data host runs PostgreSQL and the Redis servers: REDIS_SHARD_PORTS[0] is also the cache
-(REDIS_URL), every one of them a channel layer shard (CHANNEL_REDIS_URLS).
+PostgreSQL and the Redis servers run on the data host (the compose file gives each its own
+container): the first Redis is also the cache (REDIS_URL), every one of them a channel layer
+shard (CHANNEL_REDIS_URLS).
 """
 
 from __future__ import annotations
@@ -45,20 +46,26 @@ APP_SIZING = {"WEB_WORKERS": "1", "WS_WORKERS": "1", "WEBHOOK_WORKERS": "1"}
 REDIS_ARGS = ["--save", "", "--appendonly", "no", "--protected-mode", "no"]
 
 
+def front_command(nginx: str, *, conf: str, prefix: str) -> list[str]:
+    """The front: nginx in the foreground with config/serving's configuration (`nginx_conf`)
+    balancing over every application host."""
+    return [nginx, "-c", conf, "-p", prefix, "-g", "daemon off;"]
+
+
 def app_command(python: str) -> list[str]:
     """APP_COMMAND with `python` as the interpreter."""
     return [python, *APP_COMMAND[1:]]
 
 
-def app_environment(*, data_host: str, allowed_hosts: list[str]) -> dict[str, str]:
-    """The variables that make an application host one of the deployment: the data host's
-    PostgreSQL, its first Redis as the cache, every Redis as a channel layer shard."""
+def app_environment(
+    *, database_url: str, redis_servers: list[str], allowed_hosts: list[str]
+) -> dict[str, str]:
+    """The variables that make an application host one of the deployment: the one PostgreSQL,
+    the first Redis ("host:port") as the cache, every Redis as a channel layer shard."""
     return {
-        "DATABASE_URL": f"postgres://postgres@{data_host}:{POSTGRES_PORT}/{DATABASE}",
-        "REDIS_URL": f"redis://{data_host}:{REDIS_SHARD_PORTS[0]}/0",
-        "CHANNEL_REDIS_URLS": ",".join(
-            f"redis://{data_host}:{port}/0" for port in REDIS_SHARD_PORTS
-        ),
+        "DATABASE_URL": database_url,
+        "REDIS_URL": f"redis://{redis_servers[0]}/0",
+        "CHANNEL_REDIS_URLS": ",".join(f"redis://{server}/0" for server in redis_servers),
         "ALLOWED_HOSTS": ",".join(allowed_hosts),
         **APP_SIZING,
     }
