@@ -247,12 +247,22 @@ class KeyedSender(threading.Thread):
     retrying a message (same key, same body) after anything but a 200, as a client should."""
 
     def __init__(
-        self, parley: Parley, username: str, *, pause: float = 0.05, retry_after: float = 0.25
+        self,
+        parley: Parley,
+        username: str,
+        *,
+        pause: float = 0.05,
+        retry_after: float = 0.25,
+        endpoints: list[Any] | None = None,
     ) -> None:
         super().__init__(name=f"sender-{username}", daemon=True)
         self.parley = parley
         self.username = username
         self.token, self.customer_id = parley.token(username)
+        # Where to send (anything with `.http`, the base URL): a retry goes to the next one, as
+        # a client of several hosts moves on from one that failed it.
+        self.endpoints = endpoints or [parley.http]
+        self.current = 0
         self.pause = pause
         self.retry_after = retry_after
         self.sends: list[Send] = []
@@ -282,7 +292,7 @@ class KeyedSender(threading.Thread):
         while time.monotonic() - send.first_try < self.give_up_after:
             try:
                 status, answer = api(
-                    self.parley.http,
+                    self.endpoints[self.current],
                     "POST",
                     "/api/v1/messages/process",
                     body,
@@ -296,6 +306,7 @@ class KeyedSender(threading.Thread):
                 send.acknowledged, send.body = time.monotonic(), answer
                 self.conversation_id = answer["conversation_id"]
                 return
+            self.current = (self.current + 1) % len(self.endpoints)
             time.sleep(self.retry_after)
 
     def acknowledged(self) -> list[Send]:
@@ -319,20 +330,34 @@ def senders_running(parley: Parley, count: int = 4) -> Iterator[list[KeyedSender
 class SocketListener(threading.Thread):
     """A websocket on a conversation, authenticated, recording every frame it receives."""
 
-    def __init__(self, parley: Parley, token: str, conversation_id: int) -> None:
+    def __init__(
+        self,
+        parley: Parley,
+        token: str,
+        conversation_id: int,
+        *,
+        ws: str | None = None,
+        after_seq: int | None = None,
+    ) -> None:
+        """`ws`: the websocket server's base URL (default: the profile's on 127.0.0.1);
+        `after_seq`: resume after that seq (the replay comes first), else live from now."""
         super().__init__(daemon=True)
         from websockets.sync.client import connect
 
-        origin = f"http://127.0.0.1:{parley.ws_port}"
+        ws = ws or f"ws://127.0.0.1:{parley.ws_port}"
+        origin = "http" + ws.removeprefix("ws")
         self._closing = contextlib.ExitStack()
         self.socket = self._closing.enter_context(
             connect(
-                f"ws://127.0.0.1:{parley.ws_port}/ws/conversations/{conversation_id}/",
+                f"{ws}/ws/conversations/{conversation_id}/",
                 origin=origin,  # type: ignore[arg-type]
                 open_timeout=10,
             )
         )
-        self.socket.send(json.dumps({"type": "auth", "token": token}))
+        auth: dict[str, Any] = {"type": "auth", "token": token}
+        if after_seq is not None:
+            auth["after_seq"] = after_seq
+        self.socket.send(json.dumps(auth))
         first = json.loads(self.socket.recv(timeout=10))
         assert first["type"] == "auth.ok", first
         self.frames: list[dict[str, Any]] = []
