@@ -132,7 +132,8 @@ def test_a_keyed_send_replays_on_the_other_host(cluster: Deployment) -> None:
     assert again[1]["conversation_id"] == first[1]["conversation_id"]
     with cluster.connect() as db:
         (count,) = db.execute(
-            "SELECT count(*) FROM messaging_message WHERE conversation_id = %s AND role = 'customer'",
+            "SELECT count(*) FROM messaging_message "
+            "WHERE conversation_id = %s AND role = 'customer'",
             [first[1]["conversation_id"]],
         ).fetchone()  # type: ignore[misc]
     assert count == 1
