@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,7 +14,7 @@ import psycopg
 
 from deploy.cluster import Host, Run, base_environment, down, start_app, wait_app
 from deploy.hosts import APP_WS_PORT
-from tests.faults.deployment import BASE_DIR, SEED
+from tests.faults.deployment import BASE_DIR, SEED, until
 from tests.realtime.servers import PASSWORD, api
 from tests.receiver import Receiver
 
@@ -132,13 +130,6 @@ class Deployment:
             "every host ready",
             self,
         )
-
-
-def until(done: Callable[[], bool], timeout: float, what: str, cluster: Deployment) -> None:
-    deadline = time.monotonic() + timeout
-    while not done():
-        assert time.monotonic() < deadline, f"{what} within {timeout:.0f} s\n{cluster.log_tail()}"
-        time.sleep(0.1)
 
 
 __all__ = ["CLUSTER_ENV", "Deployment", "Endpoint", "down", "until"]

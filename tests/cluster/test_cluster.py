@@ -25,7 +25,8 @@ from tests.cluster.hosts import Deployment, Endpoint, until
 from tests.faults.deployment import SocketListener
 from tests.realtime.servers import PASSWORD, api
 
-pytestmark = pytest.mark.slow
+# The session's cluster starts inside the first test's time (about a minute on 2 cores).
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
 
 def _cmdline(pid: int) -> list[str]:

@@ -17,7 +17,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -263,6 +263,8 @@ class KeyedSender(threading.Thread):
         # a client of several hosts moves on from one that failed it.
         self.endpoints = endpoints or [parley.http]
         self.current = 0
+        # How long one try waits for its answer (a host cut off answers nothing at all).
+        self.request_timeout = 30.0
         self.pause = pause
         self.retry_after = retry_after
         self.sends: list[Send] = []
@@ -298,6 +300,7 @@ class KeyedSender(threading.Thread):
                     body,
                     self.token,
                     headers={"Idempotency-Key": send.key},
+                    timeout=self.request_timeout,
                 )
             except OSError as exc:  # the connection itself failed: no answer at all
                 status, answer = type(exc).__name__, None
@@ -386,3 +389,55 @@ class SocketListener(threading.Thread):
     def close(self) -> None:
         self._closing.close()
         self.join(10)
+
+
+def until(done: Callable[[], bool], timeout: float, what: str, parley: Any) -> None:
+    """Wait for `done`; fail naming `what`, with the deployment's log's tail."""
+    deadline = time.monotonic() + timeout
+    while not done():
+        assert time.monotonic() < deadline, f"{what} within {timeout:.0f} s\n{parley.log_tail()}"
+        time.sleep(0.1)
+
+
+def check_stored_once(parley: Any, senders: list[KeyedSender]) -> list[int]:
+    """Every acknowledged message exactly once, in order, seqs 1..n; the ids of all messages."""
+    message_ids: list[int] = []
+    with parley.connect() as db:
+        for sender in senders:
+            rows = db.execute(
+                "SELECT id, seq, role, content FROM messaging_message "
+                "WHERE conversation_id = %s ORDER BY seq",
+                [sender.conversation_id],
+            ).fetchall()
+            last_seq = db.execute(
+                "SELECT last_seq FROM messaging_conversation WHERE id = %s",
+                [sender.conversation_id],
+            ).fetchone()
+            assert last_seq is not None
+            assert [seq for _, seq, _, _ in rows] == list(range(1, len(rows) + 1))
+            assert last_seq[0] == len(rows)
+            customer = [content for _, _, role, content in rows if role == "customer"]
+            assert customer == [send.text for send in sender.sends]
+            acknowledged_seqs = [s.body["metadata"]["customer_message_seq"] for s in sender.sends]
+            stored_seqs = [seq for _, seq, role, _ in rows if role == "customer"]
+            assert acknowledged_seqs == stored_seqs
+            message_ids += [message_id for message_id, _, _, _ in rows]
+    return message_ids
+
+
+def check_delivered(
+    parley: Any, receiver: Receiver, message_ids: list[int], timeout: float = 90
+) -> None:
+    """The worker delivered message.created for every message: before, during and after."""
+
+    def delivered() -> set[int]:
+        return {
+            event["data"]["id"] for event in receiver.events() if event["type"] == "message.created"
+        }
+
+    until(
+        lambda: set(message_ids) <= delivered(),
+        timeout,
+        f"{len(set(message_ids) - delivered())} message.created events undelivered",
+        parley,
+    )
