@@ -124,8 +124,17 @@ class Deployment:
             return 0, type(exc).__name__
 
     def all_ready(self, timeout: float = 60) -> None:
+        """Until every host's web and websocket servers answer /ready with 200 (each process
+        sees an outage of its own; a passing probe ends it in that process)."""
+        servers = [
+            *self.hosts,
+            *(
+                Endpoint(http=f"http://{host.address}:{APP_WS_PORT}", ws=host.ws)
+                for host in self.run.apps
+            ),
+        ]
         until(
-            lambda: all(self.ready(endpoint)[0] == 200 for endpoint in self.hosts),
+            lambda: all(self.ready(server)[0] == 200 for server in servers),
             timeout,
             "every host ready",
             self,

@@ -223,13 +223,9 @@ def test_a_lost_redis_shard_is_named_refused_cleanly_and_recovered(cluster: Depl
         cluster.run.redis(shard).start()
         cluster.all_ready(timeout=30)
 
-    # Recovered: a socket on host B gets a write on host A again.
-    socket = SocketListener(
-        cluster,
-        token,
-        conversation_id,
-        ws=cluster.hosts[1].ws,  # type: ignore[arg-type]
-    )
+    # Recovered: a socket on host B gets a write on host A again. (A socket that came while
+    # its process still saw the outage was closed with 1013, "try again later": it does.)
+    socket = _socket_retrying(cluster, token, conversation_id, cluster.hosts[1].ws)
     socket.start()
     message = {"message": "after", "customer_id": customer_id, "conversation_id": conversation_id}
     status, answer = api(cluster.hosts[0], "POST", "/api/v1/messages/process", message, token)  # type: ignore[arg-type]
@@ -237,6 +233,21 @@ def test_a_lost_redis_shard_is_named_refused_cleanly_and_recovered(cluster: Depl
     seq = answer["metadata"]["customer_message_seq"]
     until(lambda: seq in socket.message_seqs(), 15, "a push after the recovery", cluster)
     socket.close()
+
+
+def _socket_retrying(
+    cluster: Deployment, token: str, conversation_id: int, ws: str
+) -> SocketListener:
+    from websockets.exceptions import ConnectionClosedError
+
+    deadline = time.monotonic() + 15
+    while True:
+        try:
+            return SocketListener(cluster, token, conversation_id, ws=ws)  # type: ignore[arg-type]
+        except ConnectionClosedError as exc:
+            assert exc.rcvd is not None and exc.rcvd.code == 1013, exc
+            assert time.monotonic() < deadline, "the socket still refused after 15 s"
+            time.sleep(0.5)
 
 
 def _retry_after(endpoint: Endpoint, token: str, customer_id: int, conversation_id: int) -> int:

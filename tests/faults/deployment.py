@@ -263,6 +263,9 @@ class KeyedSender(threading.Thread):
         # a client of several hosts moves on from one that failed it.
         self.endpoints = endpoints or [parley.http]
         self.current = 0
+        # Keys of this sender's own: another sender of the same user on the same deployment
+        # (a later test) must not replay these.
+        self.tag = secrets.token_hex(3)
         # How long one try waits for its answer (a host cut off answers nothing at all).
         self.request_timeout = 30.0
         self.pause = pause
@@ -281,7 +284,7 @@ class KeyedSender(threading.Thread):
 
     def _send(self, number: int) -> None:
         send = Send(
-            key=f"{self.username}-{number}",
+            key=f"{self.username}-{self.tag}-{number}",
             text=f"{self.username} message {number}",
             first_try=time.monotonic(),
         )
