@@ -245,9 +245,11 @@ def _socket_retrying(
         try:
             return SocketListener(cluster, token, conversation_id, ws=ws)  # type: ignore[arg-type]
         except ConnectionClosedError as exc:
-            assert exc.rcvd is not None and exc.rcvd.code == 1013, exc
-            assert time.monotonic() < deadline, "the socket still refused after 15 s"
-            time.sleep(0.5)
+            refused = exc
+        code = refused.rcvd.code if refused.rcvd is not None else None
+        assert code == 1013, refused
+        assert time.monotonic() < deadline, "the socket still refused after 15 s"
+        time.sleep(0.5)
 
 
 def _retry_after(endpoint: Endpoint, token: str, customer_id: int, conversation_id: int) -> int:
