@@ -14,19 +14,12 @@ import pytest
 
 from deploy.cluster import cluster_running, unavailable_reason
 from tests.cluster.hosts import CLUSTER_ENV, Deployment
+from tests.faults.deployment import postgres_pass_reason
 from tests.receiver import receiver_running
 
 
 def _reason_to_skip() -> str | None:
-    wanted = os.environ.get("CLUSTER_TESTS", "")
-    if wanted == "0":
-        return "CLUSTER_TESTS=0"
-    if wanted != "1" and not os.environ.get("DATABASE_URL", "").startswith("postgres"):
-        return (
-            "multi-host tests run once, in CI's PostgreSQL + Redis pass (DATABASE_URL set); "
-            "CLUSTER_TESTS=1 runs them here"
-        )
-    return unavailable_reason()
+    return postgres_pass_reason("CLUSTER_TESTS", "multi-host tests") or unavailable_reason()
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -20,7 +20,6 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -29,11 +28,11 @@ from deploy.cluster import _netns_pids
 from deploy.hosts import REDIS_SHARD_PORTS
 from tests.cluster.hosts import Deployment, Endpoint
 from tests.faults.deployment import (
-    SENDERS,
     KeyedSender,
     SocketListener,
     check_delivered,
     check_stored_once,
+    senders_running,
     until,
 )
 from tests.realtime.servers import api
@@ -48,25 +47,13 @@ CUT_OFF = {"URLError", "RemoteDisconnected", "ConnectionResetError", "TimeoutErr
 WITHIN_SECONDS = 15.0
 
 
-@contextlib.contextmanager
 def keyed_senders(
-    cluster: Deployment, *, count: int = 3, request_timeout: float = 30.0
-) -> Iterator[list[KeyedSender]]:
-    """Senders that start on host A and move to the other host on any failure."""
-    senders = []
-    for name in SENDERS[:count]:
-        sender = KeyedSender(cluster, name, endpoints=cluster.hosts, pause=0.1)  # type: ignore[arg-type]
-        sender.request_timeout = request_timeout
-        senders.append(sender)
-    for sender in senders:
-        sender.start()
-    try:
-        yield senders
-    finally:
-        for sender in senders:
-            sender.stopping.set()
-        for sender in senders:
-            sender.join(90)
+    cluster: Deployment, *, request_timeout: float = 30.0
+) -> contextlib.AbstractContextManager[list[KeyedSender]]:
+    """Three senders that start on host A and move to the other host on any failure."""
+    return senders_running(
+        cluster, 3, request_timeout=request_timeout, endpoints=cluster.hosts, pause=0.1
+    )
 
 
 def _acknowledged_since(senders: list[KeyedSender], since: float, count: int) -> bool:

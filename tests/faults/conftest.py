@@ -11,17 +11,13 @@ import shutil
 import pytest
 
 from deploy.services import postgres_available, redis_available
+from tests.faults.deployment import postgres_pass_reason
 
 
 def _reason_to_skip() -> str | None:
-    wanted = os.environ.get("FAULT_TESTS", "")
-    if wanted == "0":
-        return "FAULT_TESTS=0"
-    if wanted != "1" and not os.environ.get("DATABASE_URL", "").startswith("postgres"):
-        return (
-            "fault tests run once, in CI's PostgreSQL + Redis pass (DATABASE_URL set); "
-            "FAULT_TESTS=1 runs them here"
-        )
+    reason = postgres_pass_reason("FAULT_TESTS", "fault tests")
+    if reason is not None:
+        return reason
     if not postgres_available():
         return "needs the PostgreSQL server binaries (initdb, pg_ctl)"
     if not redis_available():

@@ -320,8 +320,14 @@ class KeyedSender(threading.Thread):
 
 
 @contextlib.contextmanager
-def senders_running(parley: Parley, count: int = 4) -> Iterator[list[KeyedSender]]:
-    senders = [KeyedSender(parley, name) for name in SENDERS[:count]]
+def senders_running(
+    parley: Any, count: int = 4, *, request_timeout: float = 30.0, **options: Any
+) -> Iterator[list[KeyedSender]]:
+    """`count` keyed senders (KeyedSender's `options`: pause, endpoints ...), stopped and
+    joined when the block ends."""
+    senders = [KeyedSender(parley, name, **options) for name in SENDERS[:count]]
+    for sender in senders:
+        sender.request_timeout = request_timeout
     for sender in senders:
         sender.start()
     try:
@@ -444,3 +450,17 @@ def check_delivered(
         f"{len(set(message_ids) - delivered())} message.created events undelivered",
         parley,
     )
+
+
+def postgres_pass_reason(variable: str, what: str) -> str | None:
+    """Why tests that start servers of their own skip this pass: they run once, in CI's
+    PostgreSQL + Redis pass; `variable`=1 runs them in any pass, 0 in none."""
+    wanted = os.environ.get(variable, "")
+    if wanted == "0":
+        return f"{variable}=0"
+    if wanted != "1" and not os.environ.get("DATABASE_URL", "").startswith("postgres"):
+        return (
+            f"{what} run once, in CI's PostgreSQL + Redis pass (DATABASE_URL set); "
+            f"{variable}=1 runs them here"
+        )
+    return None
