@@ -49,11 +49,10 @@ class Listener(threading.Thread):
     def __init__(self, ws: str, origin: str, token: str, conversation_id: int) -> None:
         super().__init__(daemon=True)
         from websockets.sync.client import connect
+        from websockets.typing import Origin
 
         self.socket = connect(
-            f"{ws}/ws/conversations/{conversation_id}/",
-            origin=origin,  # type: ignore[arg-type]
-            open_timeout=10,
+            f"{ws}/ws/conversations/{conversation_id}/", origin=Origin(origin), open_timeout=10
         )
         self.socket.send(json.dumps({"type": "auth", "token": token}))
         assert json.loads(self.socket.recv(timeout=10))["type"] == "auth.ok"
