@@ -388,6 +388,7 @@ def up(
     reason = unavailable_reason()
     if reason is not None:
         raise ClusterError(f"cannot run the cluster here: {reason}")
+    reap_abandoned()
     run_id = secrets.token_hex(3)
     directory = Path(tempfile.mkdtemp(prefix=f"parley-cluster-{run_id}-"))
     directory.chmod(0o755)
@@ -505,6 +506,19 @@ def recorded_runs() -> list[Run]:
     return runs
 
 
+def abandoned(run: Run) -> bool:
+    """A test session's run whose session is gone (killed before its clean-up ran)."""
+    return run.owner_pid is not None and not _alive(run.owner_pid)
+
+
+def reap_abandoned() -> None:
+    """Tear down the runs of dead test sessions, so a killed session leaves nothing behind
+    past the next run."""
+    for run in recorded_runs():
+        if abandoned(run):
+            down(run, grace=2.0)
+
+
 @contextlib.contextmanager
 def cluster_running(*, hosts: int = 2, extra_env: dict[str, str] | None = None) -> Iterator[Run]:
     """A cluster for the block (a test module's): torn down afterwards, even on failure; if the
@@ -555,7 +569,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.action == "down":
         failed = False
         for run in recorded_runs():
-            if run.owner_pid is not None and _alive(run.owner_pid):
+            if run.owner_pid is not None and not abandoned(run):
                 continue  # a test session's cluster, still in use
             problems = down(run)
             print(f"run {run.run_id}: down" + (f" ({'; '.join(problems)})" if problems else ""))
