@@ -8,7 +8,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 PYTEST_ARGS ?=
 
-.PHONY: help install dev-install browser-deps run test screenshots lint bench bench-deps capacity serve attack agent-model agent-eval clean
+.PHONY: help install dev-install browser-deps cluster-deps cluster cluster-down run test screenshots lint bench bench-deps capacity serve attack agent-model agent-eval clean
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -41,6 +41,20 @@ browser-deps:  ## Chromium for the browser tests, from the system packages (neve
 		{ $$SUDO apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q chromium >/dev/null; }; \
 	fi
 
+cluster-deps:  ## nginx for the multi-host run and its tests, from the system packages
+	@if ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ]; then \
+		echo "Installing nginx from the system packages (apt-get)"; \
+		SUDO=$$( [ "$$(id -u)" -eq 0 ] || echo sudo ); \
+		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q nginx >/dev/null 2>&1 || \
+		{ $$SUDO apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q nginx >/dev/null; }; \
+	fi
+
+cluster: install cluster-deps  ## Several hosts on this machine (network namespaces, root): HOSTS=2, front on 127.0.0.1:CLUSTER_PORT
+	$(PYTHON) -m deploy.cluster up --hosts $(or $(HOSTS),2) --port $(or $(CLUSTER_PORT),8080)
+
+cluster-down:  ## Stop the hosts `make cluster` started and remove their namespaces
+	$(PYTHON) -m deploy.cluster down
+
 run: install  ## Migrate, seed demo accounts (DEBUG only), serve HTTP + websockets on HOST:PORT and run the worker
 	$(PYTHON) manage.py migrate --noinput
 	$(PYTHON) manage.py seed_demo
@@ -48,7 +62,7 @@ run: install  ## Migrate, seed demo accounts (DEBUG only), serve HTTP + websocke
 	@# that exits is started again; Ctrl-C stops both.
 	$(PYTHON) -m config.serving.run --host $(HOST) --port $(PORT)
 
-test: dev-install browser-deps  ## Run the whole test suite
+test: dev-install browser-deps cluster-deps  ## Run the whole test suite
 	$(PYTHON) manage.py collectstatic --noinput -v 0
 	$(BIN)/pytest $(PYTEST_ARGS)
 

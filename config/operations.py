@@ -30,10 +30,13 @@ def health_payload() -> dict[str, str]:
 
 
 def ready_payload() -> tuple[int, dict[str, object]]:
-    checks = readiness()
+    checks, details = readiness()
     failed = [name for name, state in checks.items() if state != "ok"]
     if failed:
-        return 503, {"detail": f"Not ready: {', '.join(failed)} unavailable", "checks": checks}
+        detail = f"Not ready: {', '.join(failed)} unavailable"
+        if details:
+            detail += f" ({'; '.join(details)})"
+        return 503, {"detail": detail, "checks": checks}
     return 200, {"status": "ready", "checks": checks}
 
 

@@ -236,6 +236,19 @@ REDIS_URL = env.str("REDIS_URL", default="")
 # Readiness).
 REDIS_SOCKET_TIMEOUT = env.float("REDIS_SOCKET_TIMEOUT", default=1.0)
 
+# The channel layer's Redis servers: channels-redis shards groups and channels over them by a
+# consistent hash of the name, so sockets and pushes of one conversation meet on one shard
+# whatever host they are on. Defaults to REDIS_URL alone; the cache and the rate limits stay on
+# REDIS_URL (docs/operations.md, "Several hosts").
+CHANNEL_REDIS_URLS = [
+    url.strip() for url in env.list("CHANNEL_REDIS_URLS", default=[]) if url.strip()
+] or ([REDIS_URL] if REDIS_URL else [])
+for _shard in CHANNEL_REDIS_URLS:
+    if urlsplit(_shard).scheme not in ("redis", "rediss", "unix"):
+        _fail("CHANNEL_REDIS_URLS: each entry must be a redis://, rediss:// or unix:// URL")
+if CHANNEL_REDIS_URLS and not REDIS_URL:
+    _fail("CHANNEL_REDIS_URLS needs REDIS_URL (the cache and the rate limits) set too")
+
 if REDIS_URL:
     CACHES = {
         "default": {
@@ -259,7 +272,10 @@ if REDIS_URL:
                 # pooled connections; a 5 s socket timeout equal to its blocking read). The
                 # pub/sub layer used here polls in short reads and was measured unaffected; the
                 # generous limits are kept so switching layers cannot reintroduce the problem.
-                "hosts": [{"address": REDIS_URL, "max_connections": 10000, "socket_timeout": 30}],
+                "hosts": [
+                    {"address": shard, "max_connections": 10000, "socket_timeout": 30}
+                    for shard in CHANNEL_REDIS_URLS
+                ],
                 # Pub/sub ignores Redis database numbers: without the number in the prefix a
                 # development server on /0 and a test run on /1 would hear each other.
                 "prefix": env.str(

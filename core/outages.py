@@ -26,6 +26,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core.cache import cache
@@ -104,6 +105,23 @@ def check_cache() -> None:
         raise RuntimeError("cache did not return what was stored")
 
 
+class CheckFailed(RuntimeError):
+    """A check's failure with a description safe to show a probe (`/ready`): which part of a
+    dependency is away, by address without credentials, never the driver's message."""
+
+
+def redis_address(url: str) -> str:
+    """A Redis URL as an operator may see it anywhere: scheme, host, port and database, without
+    user or password."""
+    parts = urlsplit(url)
+    if parts.scheme == "unix":
+        return f"unix://{parts.path}"
+    host = parts.hostname or ""
+    host = f"[{host}]" if ":" in host else host
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{host}{port}{parts.path}"
+
+
 def check_channel_layer() -> None:
     config: dict[str, Any] = settings.CHANNEL_LAYERS["default"]
     if config["BACKEND"].startswith("channels.layers.InMemory"):
@@ -111,8 +129,10 @@ def check_channel_layer() -> None:
     import redis
 
     # Ping the layer's Redis directly: going through the layer from sync code would build a
-    # fresh event loop and connection pool on every check.
-    for host in config["CONFIG"]["hosts"]:
+    # fresh event loop and connection pool on every check. Every shard is asked, so a probe
+    # names each one that is away (numbered from 1 in CHANNEL_REDIS_URLS' order).
+    lost = []
+    for number, host in enumerate(config["CONFIG"]["hosts"], start=1):
         address = host["address"] if isinstance(host, dict) else host
         client = redis.Redis.from_url(
             address,
@@ -121,8 +141,16 @@ def check_channel_layer() -> None:
         )
         try:
             client.ping()
+        except _redis_errors() as exc:
+            lost.append((number, address, exc))
         finally:
             client.close()
+    if lost:
+        described = ", ".join(
+            f"channel layer shard {number} ({redis_address(address)}) unreachable"
+            for number, address, _ in lost
+        )
+        raise CheckFailed(described) from lost[0][2]
 
 
 CHECKS: dict[str, Callable[[], None]] = {

@@ -218,35 +218,88 @@ async def _send_batch(batch: list[tuple[Any, list[Event]]]) -> None:
 
 
 class _PubSubPublisher:
-    """`group_send` of channels_redis's pub/sub layer for many events in one Redis pipeline:
-    the same channel name (`<prefix>__group__<group>`) and the layer's own serializer, so its
-    subscribers cannot tell the difference (tests/realtime/test_push_sender.py receives through
-    the layer). Used only with one Redis host, where the layer's sharding is trivial. `sync`:
-    a redis-py client for callers on threads (thread-safe, its pool reopened after a fork);
-    otherwise an asyncio client for the background loop."""
+    """`group_send` of channels_redis's pub/sub layer for many events in one Redis pipeline per
+    shard: the same channel name (`<prefix>__group__<group>`), the layer's own serializer and
+    its own choice of shard (channels_redis's consistent hash of that name over its hosts,
+    CHANNEL_REDIS_URLS), so its subscribers -- on whichever host -- cannot tell the difference
+    (tests/realtime/test_push_sender.py receives through the layer). `sync`: redis-py clients
+    for callers on threads (thread-safe, their pools reopened after a fork); otherwise asyncio
+    clients for the background loop."""
 
-    def __init__(self, address: str, options: dict[str, Any], prefix: str, *, sync: bool) -> None:
-        if sync:
-            import redis
+    def __init__(self, hosts: list[dict[str, Any]], prefix: str, *, sync: bool) -> None:
+        self.shards: list[Any] = []
+        for host in hosts:
+            options = {k: v for k, v in host.items() if k != "address"}
+            if sync:
+                import redis
 
-            # A request thread waits on a hung Redis as long as for its rate limit
-            # (REDIS_SOCKET_TIMEOUT), then logs the push as failed; the layer's own 30 s socket
-            # timeout is for its subscribers' blocking reads.
-            timeout = settings.REDIS_SOCKET_TIMEOUT
-            timeouts = {"socket_timeout": timeout, "socket_connect_timeout": timeout}
-            self.redis: Any = redis.Redis.from_url(address, **(options | timeouts))
-        else:
-            from redis import asyncio as aioredis
+                # A request thread waits on a hung Redis as long as for its rate limit
+                # (REDIS_SOCKET_TIMEOUT), then logs the push as failed; the layer's own 30 s
+                # socket timeout is for its subscribers' blocking reads.
+                timeout = settings.REDIS_SOCKET_TIMEOUT
+                timeouts = {"socket_timeout": timeout, "socket_connect_timeout": timeout}
+                client: Any = redis.Redis.from_url(host["address"], **(options | timeouts))
+            else:
+                from redis import asyncio as aioredis
 
-            self.redis = aioredis.Redis.from_url(address, **options)
+                client = aioredis.Redis.from_url(host["address"], **options)
+            self.shards.append(client)
+        self.redis = self.shards[0]
         self.prefix = prefix
+        self.sync = sync
+
+    def shard_of(self, channel: str) -> int:
+        """The index of the shard channels_redis uses for `channel` (its own hash function)."""
+        from channels_redis.utils import _consistent_hash
+
+        return int(_consistent_hash(channel, len(self.shards)))
 
     def pipeline(self, layer: Any, hand_offs: list[list[Event]]) -> Any:
-        pipeline = self.redis.pipeline(transaction=False)
+        """One pipeline per shard the events go to; each group lives on one shard, so every
+        group's events keep their order."""
+        pipelines: dict[int, Any] = {}
         for events in hand_offs:
             for group, event in events:
-                pipeline.publish(f"{self.prefix}__group__{group}", layer.serialize(event))
-        return pipeline
+                channel = f"{self.prefix}__group__{group}"
+                shard = self.shard_of(channel)
+                if shard not in pipelines:
+                    pipelines[shard] = self.shards[shard].pipeline(transaction=False)
+                pipelines[shard].publish(channel, layer.serialize(event))
+        if len(pipelines) == 1:
+            return next(iter(pipelines.values()))
+        return _Pipelines(list(pipelines.values()), sync=self.sync)
+
+
+class _Pipelines:
+    """Several shards' pipelines executed as one (shard after shard); a failed shard's error
+    is raised after the others were sent, so a lost shard costs only its own pushes."""
+
+    def __init__(self, pipelines: list[Any], *, sync: bool) -> None:
+        self.pipelines = pipelines
+        self.sync = sync
+
+    def execute(self) -> Any:
+        return self._execute_sync() if self.sync else self._execute_async()
+
+    def _execute_sync(self) -> None:
+        failure: BaseException | None = None
+        for pipeline in self.pipelines:
+            try:
+                pipeline.execute()
+            except Exception as exc:  # noqa: BLE001 - raised once every shard was tried
+                failure = failure or exc
+        if failure is not None:
+            raise failure
+
+    async def _execute_async(self) -> None:
+        failure: BaseException | None = None
+        for pipeline in self.pipelines:
+            try:
+                await pipeline.execute()
+            except Exception as exc:  # noqa: BLE001 - raised once every shard was tried
+                failure = failure or exc
+        if failure is not None:
+            raise failure
 
 
 _publishers: dict[tuple[int, int, bool], _PubSubPublisher | None] = {}
@@ -254,8 +307,8 @@ _publishers: dict[tuple[int, int, bool], _PubSubPublisher | None] = {}
 
 def _pipeline_publisher(layer: Any, *, sync: bool = False) -> _PubSubPublisher | None:
     """The pipelining publisher for `layer` (sync: for threads; else for the background loop),
-    or None to use the layer's own `group_send` (any layer but channels_redis's pub/sub on a
-    single host)."""
+    or None to use the layer's own `group_send` (any layer but channels_redis's pub/sub with
+    its hosts given as addresses)."""
     key = (id(layer), os.getpid(), sync)  # a forked child has its own loop, so its own client
     if key not in _publishers:
         from channels_redis.pubsub import RedisPubSubChannelLayer
@@ -268,14 +321,10 @@ def _pipeline_publisher(layer: Any, *, sync: bool = False) -> _PubSubPublisher |
         hosts = config.get("hosts") or []
         if (
             isinstance(layer, RedisPubSubChannelLayer)
-            and len(hosts) == 1
-            and isinstance(hosts[0], dict)
-            and "address" in hosts[0]
+            and hosts
+            and all(isinstance(host, dict) and "address" in host for host in hosts)
         ):
-            options = {k: v for k, v in hosts[0].items() if k != "address"}
-            publisher = _PubSubPublisher(
-                hosts[0]["address"], options, config.get("prefix", "asgi"), sync=sync
-            )
+            publisher = _PubSubPublisher(hosts, config.get("prefix", "asgi"), sync=sync)
         _publishers[key] = publisher
     return _publishers[key]
 

@@ -46,8 +46,9 @@ class Receiver:
 
 
 @contextlib.contextmanager
-def receiver_running() -> Iterator[Receiver]:
-    """A receiver listening on a free loopback port until the block ends."""
+def receiver_running(host: str = "127.0.0.1") -> Iterator[Receiver]:
+    """A receiver listening on a free port of `host` (loopback, or the root namespace's
+    address on a test cluster's bridge) until the block ends."""
     state: dict[str, Receiver] = {}
 
     class Handler(BaseHTTPRequestHandler):
@@ -75,8 +76,8 @@ def receiver_running() -> Iterator[Receiver]:
         def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    state["receiver"] = Receiver(base_url=f"http://127.0.0.1:{server.server_address[1]}")
+    server = ThreadingHTTPServer((host, 0), Handler)
+    state["receiver"] = Receiver(base_url=f"http://{host}:{server.server_address[1]}")
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:

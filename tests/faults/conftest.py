@@ -1,4 +1,4 @@
-"""Fault tests start their own PostgreSQL and Redis (tests/faults/services.py) and restart or
+"""Fault tests start their own PostgreSQL and Redis (deploy/services.py) and restart or
 kill them, so they never touch the machine's. They need no DATABASE_URL of their own; CI runs
 them once, in its PostgreSQL + Redis pass (where the machine has the servers installed), not in
 both passes. FAULT_TESTS=1 runs them in any pass, FAULT_TESTS=0 in none."""
@@ -10,18 +10,14 @@ import shutil
 
 import pytest
 
-from tests.faults.services import postgres_available, redis_available
+from deploy.services import postgres_available, redis_available
+from tests.faults.deployment import postgres_pass_reason
 
 
 def _reason_to_skip() -> str | None:
-    wanted = os.environ.get("FAULT_TESTS", "")
-    if wanted == "0":
-        return "FAULT_TESTS=0"
-    if wanted != "1" and not os.environ.get("DATABASE_URL", "").startswith("postgres"):
-        return (
-            "fault tests run once, in CI's PostgreSQL + Redis pass (DATABASE_URL set); "
-            "FAULT_TESTS=1 runs them here"
-        )
+    reason = postgres_pass_reason("FAULT_TESTS", "fault tests")
+    if reason is not None:
+        return reason
     if not postgres_available():
         return "needs the PostgreSQL server binaries (initdb, pg_ctl)"
     if not redis_available():

@@ -1,5 +1,5 @@
 """A Parley deployment of a fault test's own, started the way an operator starts one: `make serve`
-or `make run` on a PostgreSQL and a Redis of the test's own (tests/faults/services.py), which
+or `make run` on a PostgreSQL and a Redis of the test's own (deploy/services.py), which
 the test may then restart or kill; accounts and a webhook endpoint to a receiver on 127.0.0.1;
 and keyed senders that retry each message with its key until it is acknowledged.
 """
@@ -17,7 +17,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,7 +25,7 @@ from typing import Any
 import psycopg
 from cryptography.fernet import Fernet
 
-from tests.faults.services import (
+from deploy.services import (
     PostgresServer,
     RedisServer,
     free_port,
@@ -247,12 +247,27 @@ class KeyedSender(threading.Thread):
     retrying a message (same key, same body) after anything but a 200, as a client should."""
 
     def __init__(
-        self, parley: Parley, username: str, *, pause: float = 0.05, retry_after: float = 0.25
+        self,
+        parley: Parley,
+        username: str,
+        *,
+        pause: float = 0.05,
+        retry_after: float = 0.25,
+        endpoints: list[Any] | None = None,
     ) -> None:
         super().__init__(name=f"sender-{username}", daemon=True)
         self.parley = parley
         self.username = username
         self.token, self.customer_id = parley.token(username)
+        # Where to send (anything with `.http`, the base URL): a retry goes to the next one, as
+        # a client of several hosts moves on from one that failed it.
+        self.endpoints = endpoints or [parley.http]
+        self.current = 0
+        # Keys of this sender's own: another sender of the same user on the same deployment
+        # (a later test) must not replay these.
+        self.tag = secrets.token_hex(3)
+        # How long one try waits for its answer (a host cut off answers nothing at all).
+        self.request_timeout = 30.0
         self.pause = pause
         self.retry_after = retry_after
         self.sends: list[Send] = []
@@ -269,7 +284,7 @@ class KeyedSender(threading.Thread):
 
     def _send(self, number: int) -> None:
         send = Send(
-            key=f"{self.username}-{number}",
+            key=f"{self.username}-{self.tag}-{number}",
             text=f"{self.username} message {number}",
             first_try=time.monotonic(),
         )
@@ -282,12 +297,13 @@ class KeyedSender(threading.Thread):
         while time.monotonic() - send.first_try < self.give_up_after:
             try:
                 status, answer = api(
-                    self.parley.http,
+                    self.endpoints[self.current],
                     "POST",
                     "/api/v1/messages/process",
                     body,
                     self.token,
                     headers={"Idempotency-Key": send.key},
+                    timeout=self.request_timeout,
                 )
             except OSError as exc:  # the connection itself failed: no answer at all
                 status, answer = type(exc).__name__, None
@@ -296,6 +312,7 @@ class KeyedSender(threading.Thread):
                 send.acknowledged, send.body = time.monotonic(), answer
                 self.conversation_id = answer["conversation_id"]
                 return
+            self.current = (self.current + 1) % len(self.endpoints)
             time.sleep(self.retry_after)
 
     def acknowledged(self) -> list[Send]:
@@ -303,8 +320,14 @@ class KeyedSender(threading.Thread):
 
 
 @contextlib.contextmanager
-def senders_running(parley: Parley, count: int = 4) -> Iterator[list[KeyedSender]]:
-    senders = [KeyedSender(parley, name) for name in SENDERS[:count]]
+def senders_running(
+    parley: Any, count: int = 4, *, request_timeout: float = 30.0, **options: Any
+) -> Iterator[list[KeyedSender]]:
+    """`count` keyed senders (KeyedSender's `options`: pause, endpoints ...), stopped and
+    joined when the block ends."""
+    senders = [KeyedSender(parley, name, **options) for name in SENDERS[:count]]
+    for sender in senders:
+        sender.request_timeout = request_timeout
     for sender in senders:
         sender.start()
     try:
@@ -319,20 +342,34 @@ def senders_running(parley: Parley, count: int = 4) -> Iterator[list[KeyedSender
 class SocketListener(threading.Thread):
     """A websocket on a conversation, authenticated, recording every frame it receives."""
 
-    def __init__(self, parley: Parley, token: str, conversation_id: int) -> None:
+    def __init__(
+        self,
+        parley: Parley,
+        token: str,
+        conversation_id: int,
+        *,
+        ws: str | None = None,
+        after_seq: int | None = None,
+    ) -> None:
+        """`ws`: the websocket server's base URL (default: the profile's on 127.0.0.1);
+        `after_seq`: resume after that seq (the replay comes first), else live from now."""
         super().__init__(daemon=True)
         from websockets.sync.client import connect
 
-        origin = f"http://127.0.0.1:{parley.ws_port}"
+        ws = ws or f"ws://127.0.0.1:{parley.ws_port}"
+        origin = "http" + ws.removeprefix("ws")
         self._closing = contextlib.ExitStack()
         self.socket = self._closing.enter_context(
             connect(
-                f"ws://127.0.0.1:{parley.ws_port}/ws/conversations/{conversation_id}/",
+                f"{ws}/ws/conversations/{conversation_id}/",
                 origin=origin,  # type: ignore[arg-type]
                 open_timeout=10,
             )
         )
-        self.socket.send(json.dumps({"type": "auth", "token": token}))
+        auth: dict[str, Any] = {"type": "auth", "token": token}
+        if after_seq is not None:
+            auth["after_seq"] = after_seq
+        self.socket.send(json.dumps(auth))
         first = json.loads(self.socket.recv(timeout=10))
         assert first["type"] == "auth.ok", first
         self.frames: list[dict[str, Any]] = []
@@ -361,3 +398,69 @@ class SocketListener(threading.Thread):
     def close(self) -> None:
         self._closing.close()
         self.join(10)
+
+
+def until(done: Callable[[], bool], timeout: float, what: str, parley: Any) -> None:
+    """Wait for `done`; fail naming `what`, with the deployment's log's tail."""
+    deadline = time.monotonic() + timeout
+    while not done():
+        assert time.monotonic() < deadline, f"{what} within {timeout:.0f} s\n{parley.log_tail()}"
+        time.sleep(0.1)
+
+
+def check_stored_once(parley: Any, senders: list[KeyedSender]) -> list[int]:
+    """Every acknowledged message exactly once, in order, seqs 1..n; the ids of all messages."""
+    message_ids: list[int] = []
+    with parley.connect() as db:
+        for sender in senders:
+            rows = db.execute(
+                "SELECT id, seq, role, content FROM messaging_message "
+                "WHERE conversation_id = %s ORDER BY seq",
+                [sender.conversation_id],
+            ).fetchall()
+            last_seq = db.execute(
+                "SELECT last_seq FROM messaging_conversation WHERE id = %s",
+                [sender.conversation_id],
+            ).fetchone()
+            assert last_seq is not None
+            assert [seq for _, seq, _, _ in rows] == list(range(1, len(rows) + 1))
+            assert last_seq[0] == len(rows)
+            customer = [content for _, _, role, content in rows if role == "customer"]
+            assert customer == [send.text for send in sender.sends]
+            acknowledged_seqs = [s.body["metadata"]["customer_message_seq"] for s in sender.sends]
+            stored_seqs = [seq for _, seq, role, _ in rows if role == "customer"]
+            assert acknowledged_seqs == stored_seqs
+            message_ids += [message_id for message_id, _, _, _ in rows]
+    return message_ids
+
+
+def check_delivered(
+    parley: Any, receiver: Receiver, message_ids: list[int], timeout: float = 90
+) -> None:
+    """The worker delivered message.created for every message: before, during and after."""
+
+    def delivered() -> set[int]:
+        return {
+            event["data"]["id"] for event in receiver.events() if event["type"] == "message.created"
+        }
+
+    until(
+        lambda: set(message_ids) <= delivered(),
+        timeout,
+        f"{len(set(message_ids) - delivered())} message.created events undelivered",
+        parley,
+    )
+
+
+def postgres_pass_reason(variable: str, what: str) -> str | None:
+    """Why tests that start servers of their own skip this pass: they run once, in CI's
+    PostgreSQL + Redis pass; `variable`=1 runs them in any pass, 0 in none."""
+    wanted = os.environ.get(variable, "")
+    if wanted == "0":
+        return f"{variable}=0"
+    if wanted != "1" and not os.environ.get("DATABASE_URL", "").startswith("postgres"):
+        return (
+            f"{what} run once, in CI's PostgreSQL + Redis pass (DATABASE_URL set); "
+            f"{variable}=1 runs them here"
+        )
+    return None

@@ -26,11 +26,13 @@ from tests.faults.deployment import (
     Parley,
     Send,
     SocketListener,
+    check_delivered,
+    check_stored_once,
     parley_on_own_services,
     senders_running,
+    until,
 )
 from tests.realtime.servers import api
-from tests.receiver import Receiver
 
 pytestmark = pytest.mark.slow
 
@@ -39,13 +41,6 @@ pytestmark = pytest.mark.slow
 WITHIN_SECONDS = 10.0
 PG_DOWN_SECONDS = 2.0
 REDIS_DOWN_SECONDS = 1.0
-
-
-def _until(done: Callable[[], bool], timeout: float, what: str, parley: Parley) -> None:
-    deadline = time.monotonic() + timeout
-    while not done():
-        assert time.monotonic() < deadline, f"{what} within {timeout:.0f} s\n{parley.log_tail()}"
-        time.sleep(0.1)
 
 
 def _acknowledged_since(senders: list[KeyedSender], since: float, count: int) -> Callable[[], bool]:
@@ -85,7 +80,7 @@ def _restart_under_load(
     down = time.monotonic()
     restart()
     back = time.monotonic()
-    _until(_acknowledged_since(senders, back, 3), 60, "sends after the restart", parley)
+    until(_acknowledged_since(senders, back, 3), 60, "sends after the restart", parley)
     return down, back
 
 
@@ -104,48 +99,6 @@ def _check_sends(senders: list[KeyedSender], back_at: list[float]) -> Counter[in
     # no connection refused or reset: the servers stayed up.
     assert set(statuses) <= {200, 503}, statuses
     return statuses
-
-
-def _check_stored_once(parley: Parley, senders: list[KeyedSender]) -> list[int]:
-    """Every acknowledged message exactly once, in order, seqs 1..n; the ids of all messages."""
-    message_ids: list[int] = []
-    with parley.connect() as db:
-        for sender in senders:
-            rows = db.execute(
-                "SELECT id, seq, role, content FROM messaging_message "
-                "WHERE conversation_id = %s ORDER BY seq",
-                [sender.conversation_id],
-            ).fetchall()
-            last_seq = db.execute(
-                "SELECT last_seq FROM messaging_conversation WHERE id = %s",
-                [sender.conversation_id],
-            ).fetchone()
-            assert last_seq is not None
-            assert [seq for _, seq, _, _ in rows] == list(range(1, len(rows) + 1))
-            assert last_seq[0] == len(rows)
-            customer = [content for _, _, role, content in rows if role == "customer"]
-            assert customer == [send.text for send in sender.sends]
-            acknowledged_seqs = [s.body["metadata"]["customer_message_seq"] for s in sender.sends]
-            stored_seqs = [seq for _, seq, role, _ in rows if role == "customer"]
-            assert acknowledged_seqs == stored_seqs
-            message_ids += [message_id for message_id, _, _, _ in rows]
-    return message_ids
-
-
-def _check_delivered(parley: Parley, receiver: Receiver, message_ids: list[int]) -> None:
-    """The worker delivered message.created for every message: before, during and after."""
-
-    def delivered() -> set[int]:
-        return {
-            event["data"]["id"] for event in receiver.events() if event["type"] == "message.created"
-        }
-
-    _until(
-        lambda: set(message_ids) <= delivered(),
-        90,
-        f"{len(set(message_ids) - delivered())} message.created events undelivered",
-        parley,
-    )
 
 
 def _outage_lines(parley: Parley) -> list[dict[str, Any]]:
@@ -208,7 +161,7 @@ def test_make_serve_rides_out_a_postgresql_and_a_redis_restart() -> None:
         ready = ReadyWatch(parley)
         ready.start()
         with senders_running(parley) as senders:
-            _until(_acknowledged_since(senders, 0, 3), 60, "sends before the restart", parley)
+            until(_acknowledged_since(senders, 0, 3), 60, "sends before the restart", parley)
             # A customer watching one conversation on the websocket tier throughout.
             watched = senders[0]
             assert watched.conversation_id is not None
@@ -233,10 +186,10 @@ def test_make_serve_rides_out_a_postgresql_and_a_redis_restart() -> None:
             if send.first_try > socket.opened_at and send.body is not None
             for seq in _written_seqs(send.body)
         }
-        _until(lambda: expected <= socket.message_seqs(), 15, "every message on the socket", parley)
+        until(lambda: expected <= socket.message_seqs(), 15, "every message on the socket", parley)
         # A message over the socket itself, with a client_msg_id: acknowledged.
         socket.send({"type": "message", "content": "over the socket", "client_msg_id": "ws-1"})
-        _until(lambda: any(f["type"] == "message.ack" for f in socket.frames), 10, "ws ack", parley)
+        until(lambda: any(f["type"] == "message.ack" for f in socket.frames), 10, "ws ack", parley)
         socket.close()
         (ack,) = [f for f in socket.frames if f["type"] == "message.ack"]
         assert (ack["client_msg_id"], ack["replayed"]) == ("ws-1", False)
@@ -244,8 +197,8 @@ def test_make_serve_rides_out_a_postgresql_and_a_redis_restart() -> None:
 
         statuses = _check_sends(senders, [pg_back, redis_back])
         assert statuses[503] > 0  # the restarts were felt, and answered with 503
-        message_ids = _check_stored_once(parley, senders)
-        _check_delivered(parley, receiver, message_ids)
+        message_ids = check_stored_once(parley, senders)
+        check_delivered(parley, receiver, message_ids)
 
         # /ready named what was down while it was down, and is 200 again.
         during_pg = [
@@ -271,12 +224,12 @@ def test_make_run_keeps_its_worker_through_a_postgresql_restart() -> None:
         processes = parley.processes()
         assert sum("run_worker" in command for command in processes.values()) == 1
         with senders_running(parley, count=2) as senders:
-            _until(_acknowledged_since(senders, 0, 3), 60, "sends before the restart", parley)
+            until(_acknowledged_since(senders, 0, 3), 60, "sends before the restart", parley)
             _, pg_back = _restart_under_load(
                 parley, senders, lambda: pg.restart(down_for=PG_DOWN_SECONDS)
             )
         _check_sends(senders, [pg_back])
-        message_ids = _check_stored_once(parley, senders)
-        _check_delivered(parley, receiver, message_ids)
+        message_ids = check_stored_once(parley, senders)
+        check_delivered(parley, receiver, message_ids)
         assert parley.processes() == processes
         _check_log(parley, {"database"})

@@ -1,4 +1,4 @@
-"""tests/faults/services.py itself: a PostgreSQL and a Redis of the test's own, which restart,
+"""deploy/services.py itself: a PostgreSQL and a Redis of the test's own, which restart,
 die and come back as asked -- also inside a network namespace, where the host cannot see them."""
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import psycopg
 import pytest
 import redis
 
-from tests.faults.services import free_port, postgres_server, redis_server
+from deploy.services import free_port, postgres_server, redis_server
 
 pytestmark = pytest.mark.slow
 

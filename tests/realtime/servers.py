@@ -204,6 +204,7 @@ def api(
     body: dict[str, Any] | None = None,
     token: str | None = None,
     headers: dict[str, str] | None = None,
+    timeout: float = 30,
 ) -> tuple[int, Any]:
     """A JSON request to a server (standard library only: no event loop involved)."""
     request = urllib.request.Request(
@@ -217,7 +218,7 @@ def api(
         },
     )
     try:
-        with urllib.request.urlopen(request, timeout=30) as response:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
             raw = response.read()
             return response.status, json.loads(raw) if raw else None
     except urllib.error.HTTPError as exc:

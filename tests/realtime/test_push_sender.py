@@ -172,7 +172,9 @@ def test_hand_offs_waiting_together_share_one_pipeline(monkeypatch: pytest.Monke
     assert pipelines == [(False, 5)]  # five hand-offs, one round trip
 
 
-def test_only_the_single_host_pubsub_layer_is_pipelined(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_only_the_pubsub_layer_is_pipelined_one_client_per_shard(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     from channels_redis.core import RedisChannelLayer
     from channels_redis.pubsub import RedisPubSubChannelLayer
 
@@ -181,9 +183,19 @@ def test_only_the_single_host_pubsub_layer_is_pipelined(monkeypatch: pytest.Monk
     from messaging.realtime import _pipeline_publisher
 
     address = {"address": "redis://127.0.0.1:6379/0"}
+    # Publishers are cached by id(layer): every layer is made once and stays alive to the end,
+    # so none reuses a freed one's id (and its cached answer).
+    in_memory = InMemoryChannelLayer()
+    core = RedisChannelLayer(hosts=[address])
+    # Sharded (CHANNEL_REDIS_URLS): one client per shard, chosen as the layer chooses
+    # (tests/cluster/test_shards.py); hosts given other than as addresses: the layer's own.
+    two_hosts = RedisPubSubChannelLayer(hosts=[address, address])
+    as_pairs = RedisPubSubChannelLayer(hosts=[("127.0.0.1", 6379)])
     for sync in (False, True):
         assert _pipeline_publisher(get_channel_layer(), sync=sync) is not None
-        assert _pipeline_publisher(InMemoryChannelLayer(), sync=sync) is None
-        assert _pipeline_publisher(RedisChannelLayer(hosts=[address]), sync=sync) is None
-        two_hosts = RedisPubSubChannelLayer(hosts=[address, address])
-        assert _pipeline_publisher(two_hosts, sync=sync) is None
+        assert _pipeline_publisher(in_memory, sync=sync) is None
+        assert _pipeline_publisher(core, sync=sync) is None
+        publisher = _pipeline_publisher(two_hosts, sync=sync)
+        assert publisher is not None
+        assert len(publisher.shards) == 2
+        assert _pipeline_publisher(as_pairs, sync=sync) is None

@@ -1,4 +1,5 @@
-"""PostgreSQL and Redis servers of a test's own, to stop, restart and kill at will.
+"""PostgreSQL and Redis servers of a test's own -- or of the multi-host run's data host
+(deploy/cluster.py) -- to stop, restart and kill at will.
 
 The machine's PostgreSQL (127.0.0.1:5432) and Redis (127.0.0.1:6379) are shared: a test that
 takes a dependency away starts its own and harms nothing else.
@@ -32,6 +33,8 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from deploy.hosts import REDIS_ARGS
 
 POSTGRES_BIN_DIRS = sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True)
 START_TIMEOUT = 30.0
@@ -175,6 +178,13 @@ class PostgresServer(_Service):
             "C.UTF-8",
         )
 
+    def trust_network(self, cidr: str) -> None:
+        """Let clients from `cidr` connect as any role without a password (the private network
+        of deploy/cluster.py's hosts); before `start`."""
+        hba = self.data_dir / "pg_hba.conf"
+        with hba.open("a") as lines:
+            lines.write(f"host all all {cidr} trust\n")
+
     def _options(self) -> str:
         options = {
             "port": str(self.port),
@@ -282,19 +292,17 @@ class RedisServer(_Service):
                 shutil.which("redis-server") or "redis-server",
                 "--port",
                 str(self.port),
+                *REDIS_ARGS,
                 "--bind",
                 self.host,
-                "--save",
-                "",
-                "--appendonly",
-                "no",
                 "--dir",
                 str(self.directory),
-                "--protected-mode",
-                "no",
             ],
             stdout=log,
             stderr=subprocess.STDOUT,
+            # Its own session: a Ctrl-C meant for the command that started it (`make cluster`)
+            # does not reach it.
+            start_new_session=True,
         )
         log.close()
         try:
