@@ -650,10 +650,7 @@ def endpoint_create(url: str) -> dict[str, Any]:
 
 @contextlib.contextmanager
 def own_services() -> Iterator[tuple[Any, Any]]:
-    try:  # where the multi-host run keeps them
-        from deploy.services import postgres_server, redis_server  # type: ignore[import-not-found]
-    except ImportError:
-        from tests.faults.services import postgres_server, redis_server
+    from deploy.services import postgres_server, redis_server
 
     settings = {
         # Production durability (the fault tests' servers turn it off for speed).
