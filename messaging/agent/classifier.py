@@ -23,6 +23,8 @@ import re
 import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import reduce
+from operator import add
 from pathlib import Path
 
 MODEL_PATH = Path(__file__).with_name("data") / "intent_model.json"
@@ -62,26 +64,31 @@ def features(text: str) -> dict[str, int]:
 
     The same function builds the training matrix and the features of a live message.
     """
-    found: dict[str, int] = {}
-
-    def add(feature: str) -> None:
-        found[feature] = found.get(feature, 0) + 1
-
     toks = tokens(text)
     words = [t for t in toks if t[0].isalnum()]
-    for tok in toks:
-        add("w:" + tok)
-    for first, second in zip(toks, toks[1:], strict=False):
-        add(f"b:{first} {second}")
+    # Listed in first-seen order, then counted: the dict's order is the order the model sums
+    # features in (IntentModel.scores), so it must not change.
+    listed = ["w:" + tok for tok in toks]
+    listed += [f"b:{first} {second}" for first, second in zip(toks, toks[1:], strict=False)]
     for word in words:
-        if not word.isalpha():
-            continue
-        padded = f" {word} "
-        for n in CHAR_NGRAM_SIZES:
-            for i in range(len(padded) - n + 1):
-                add("c:" + padded[i : i + n])
-    add("len:" + _length_bucket(len(words)))
+        if word.isalpha():
+            listed += _char_ngrams(word)
+    listed.append("len:" + _length_bucket(len(words)))
+    found: dict[str, int] = {}
+    get = found.get
+    for feature in listed:
+        found[feature] = get(feature, 0) + 1
     return found
+
+
+@functools.lru_cache(maxsize=4096)
+def _char_ngrams(word: str) -> tuple[str, ...]:
+    """The character n-gram features of one word, in order. Cached: customers' words repeat
+    from message to message, and building these strings was half of `features`' time."""
+    padded = f" {word} "
+    return tuple(
+        "c:" + padded[i : i + n] for n in CHAR_NGRAM_SIZES for i in range(len(padded) - n + 1)
+    )
 
 
 # A class of the model that is not an intent: off-topic questions ("are aliens real?"). It
@@ -128,6 +135,11 @@ class IntentModel:
             len(w) != len(self.intents) for _, w in self.weights.values()
         ):
             raise ValueError("intent model rows do not match its intents")
+        # feature → its row times its idf: the feature's contribution when it occurs once (its
+        # value is then (1 + log 1) * idf = idf exactly), which is most features of a message.
+        self._once: dict[str, tuple[float, ...]] = {
+            feature: tuple(idf * w for w in row) for feature, (idf, row) in self.weights.items()
+        }
 
     @classmethod
     def from_path(cls, path: str | Path) -> IntentModel:
@@ -136,25 +148,34 @@ class IntentModel:
 
     def scores(self, text: str) -> tuple[list[float], int]:
         """The linear scores of every intent, and how many features were known."""
-        n_intents = len(self.intents)
-        totals = [0.0] * n_intents
         norm_sq = 0.0
-        known = 0
-        weights = self.weights
+        weights, once = self.weights, self._once
+        contributions: list[Sequence[float]] = []  # value * row, one per known feature
         for feature, count in features(text).items():
             entry = weights.get(feature)
             if entry is None:
                 continue
             idf, row = entry
-            value = (1.0 + math.log(count)) * idf
+            if count == 1:
+                value = idf
+                contributions.append(once[feature])
+            else:
+                value = (1.0 + math.log(count)) * idf
+                contributions.append([value * w for w in row])
             norm_sq += value * value
-            known += 1
-            for i in range(n_intents):
-                totals[i] += value * row[i]
+        # Each intent's total is 0.0 + c1 + c2 + ... in feature order: the very additions of a
+        # loop that adds each feature to every intent in turn (so the very floats the
+        # scikit-learn test compares; not sum(), which compensates from Python 3.12), done by
+        # C loops over the columns instead of a Python loop per feature and intent.
+        totals = (
+            [reduce(add, column, 0.0) for column in zip(*contributions, strict=True)]
+            if contributions
+            else [0.0] * len(self.intents)
+        )
         if norm_sq:
             norm = math.sqrt(norm_sq)
             totals = [t / norm for t in totals]
-        return [t + b for t, b in zip(totals, self.intercepts, strict=True)], known
+        return [t + b for t, b in zip(totals, self.intercepts, strict=True)], len(contributions)
 
     def probabilities(self, text: str) -> Prediction:
         """Softmax of :meth:`scores`: every intent's probability, best first."""
