@@ -429,7 +429,7 @@ def operators_create(count: int, capacity: int) -> dict[str, Any]:
     from django.contrib.auth.hashers import make_password
 
     from accounts.models import User
-    from accounts.services import token_pair_issue
+    from bench.seed import _token
     from escalations.models import OperatorProfile
     from escalations.services import operators_group_ensure
 
@@ -443,8 +443,9 @@ def operators_create(count: int, capacity: int) -> dict[str, Any]:
         )
         user.groups.add(group)
         OperatorProfile.objects.create(user=user, capacity=capacity)
-        token = token_pair_issue(user=user, requested_scopes=None).access_token
-        out.append({"id": user.pk, "token": token})
+        # With the second factor in `amr`, as the other bench staff: without it, STAFF_MFA_REQUIRED
+        # (on in production) turns their sockets away and narrows their search to their own.
+        out.append({"id": user.pk, "token": _token(user)})
     return {"operators": out}
 
 
