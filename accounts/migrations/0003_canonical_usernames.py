@@ -6,16 +6,19 @@ Every username becomes NFKC + case-folded, because sign-in now compares that for
   either; an operator renames it in the admin.
 - Collisions (two rows whose names fold to one form, e.g. "Straße" and "strasse"): the row
   already holding the canonical form keeps it, else the oldest row (lowest id) gets it; every
-  other row is renamed "<canonical>-<id>" and printed, so operators can tell those users.
+  other row is renamed "<canonical>-<id>" and logged (a warning), so operators can tell those users.
 The fold is copied here, not imported, so this migration keeps meaning what it meant today.
 """
 
+import logging
 import unicodedata
 
 import django.db.models.deletion
 import django.utils.timezone
 from django.conf import settings
 from django.db import migrations, models
+
+logger = logging.getLogger("parley.accounts")
 
 
 MAX_USERNAME_CHARS = 150
@@ -50,7 +53,10 @@ def canonicalise_usernames(apps, schema_editor):
             candidate = folded[: MAX_USERNAME_CHARS - len(suffix)] + suffix
             n += 1
         if candidate != folded:
-            print(f"\n  accounts.0003: user {pk} renamed to {candidate!r} (collides with {folded!r})")
+            # The operator running the migration must learn of it: the user signs in differently.
+            logger.warning(
+                "accounts.0003: user %s renamed to %r (collides with %r)", pk, candidate, folded
+            )
         renames[pk] = candidate
         taken.add(candidate.lower())
     # Two steps, so no final name meets an old spelling still in place (unique constraints).
