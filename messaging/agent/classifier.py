@@ -21,10 +21,9 @@ import json
 import math
 import re
 import unicodedata
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from functools import reduce
-from operator import add
 from pathlib import Path
 
 MODEL_PATH = Path(__file__).with_name("data") / "intent_model.json"
@@ -74,11 +73,8 @@ def features(text: str) -> dict[str, int]:
         if word.isalpha():
             listed += _char_ngrams(word)
     listed.append("len:" + _length_bucket(len(words)))
-    found: dict[str, int] = {}
-    get = found.get
-    for feature in listed:
-        found[feature] = get(feature, 0) + 1
-    return found
+    # Counter counts in C and keeps the first-seen order (it is a dict).
+    return Counter(listed)
 
 
 @functools.lru_cache(maxsize=4096)
@@ -135,10 +131,12 @@ class IntentModel:
             len(w) != len(self.intents) for _, w in self.weights.values()
         ):
             raise ValueError("intent model rows do not match its intents")
-        # feature → its row times its idf: the feature's contribution when it occurs once (its
-        # value is then (1 + log 1) * idf = idf exactly), which is most features of a message.
-        self._once: dict[str, tuple[float, ...]] = {
-            feature: tuple(idf * w for w in row) for feature, (idf, row) in self.weights.items()
+        # feature → (idf, idf², its row times its idf): when a feature occurs once, its value
+        # is (1 + log 1) * idf = idf exactly, so its square and its contribution to every
+        # intent are known in advance -- most features of a message occur once.
+        self._once: dict[str, tuple[float, float, tuple[float, ...]]] = {
+            feature: (idf, idf * idf, tuple(idf * w for w in row))
+            for feature, (idf, row) in self.weights.items()
         }
 
     @classmethod
@@ -149,26 +147,25 @@ class IntentModel:
     def scores(self, text: str) -> tuple[list[float], int]:
         """The linear scores of every intent, and how many features were known."""
         norm_sq = 0.0
-        weights, once = self.weights, self._once
+        once = self._once
         contributions: list[Sequence[float]] = []  # value * row, one per known feature
         for feature, count in features(text).items():
-            entry = weights.get(feature)
+            entry = once.get(feature)
             if entry is None:
                 continue
-            idf, row = entry
             if count == 1:
-                value = idf
-                contributions.append(once[feature])
+                norm_sq += entry[1]
+                contributions.append(entry[2])
             else:
-                value = (1.0 + math.log(count)) * idf
-                contributions.append([value * w for w in row])
-            norm_sq += value * value
-        # Each intent's total is 0.0 + c1 + c2 + ... in feature order: the very additions of a
-        # loop that adds each feature to every intent in turn (so the very floats the
-        # scikit-learn test compares; not sum(), which compensates from Python 3.12), done by
-        # C loops over the columns instead of a Python loop per feature and intent.
+                value = (1.0 + math.log(count)) * entry[0]
+                norm_sq += value * value
+                contributions.append([value * w for w in self.weights[feature][1]])
+        # Each intent's total, summed by C loops over the columns instead of a Python loop per
+        # feature and intent. On Python 3.11 sum() adds floats in order, 0.0 + c1 + c2 + ...,
+        # as scikit-learn's dot product does; from 3.12 it compensates rounding, which moves
+        # the last bits only (the scikit-learn test compares to 1e-9).
         totals = (
-            [reduce(add, column, 0.0) for column in zip(*contributions, strict=True)]
+            [sum(column, 0.0) for column in zip(*contributions, strict=True)]
             if contributions
             else [0.0] * len(self.intents)
         )

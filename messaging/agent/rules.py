@@ -143,6 +143,26 @@ def _contains(haystack: tuple[str, ...], needle: tuple[str, ...]) -> bool:
     return any(haystack[i : i + n] == needle for i in range(len(haystack) - n + 1))
 
 
+class _PhraseIndex:
+    """Phrases looked up by their first word: a message of a few words is checked against the
+    handful of phrases that start with one of them, not against every phrase of the knowledge
+    base (testing each phrase with _contains was most of the agent's time on a message). The
+    same phrases are found, in the same order."""
+
+    def __init__(self, phrases: Iterable[tuple[str, ...]]) -> None:
+        self.phrases = tuple(phrases)
+        grouped: dict[str, list[int]] = {}
+        for index, phrase in enumerate(self.phrases):
+            grouped.setdefault(phrase[0], []).append(index)
+        self._by_first_word = {word: tuple(indexes) for word, indexes in grouped.items()}
+
+    def found(self, words: tuple[str, ...]) -> list[int]:
+        """The indexes of the phrases that occur in ``words``, in the phrases' order."""
+        by_first_word = self._by_first_word
+        candidates = [i for word in set(words) for i in by_first_word.get(word, ())]
+        return [i for i in sorted(candidates) if _contains(words, self.phrases[i])]
+
+
 @dataclass(frozen=True)
 class _Answer:
     topic: str
@@ -154,6 +174,14 @@ class _Answer:
 class _Intent:
     name: str
     answers: tuple[_Answer, ...]
+    # Every answer's ``when`` phrases in one index, and the answer each of them belongs to.
+    when_index: _PhraseIndex = field(init=False, repr=False, compare=False)
+    when_answer: tuple[int, ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        pairs = [(i, p) for i, answer in enumerate(self.answers) for p in answer.when]
+        object.__setattr__(self, "when_index", _PhraseIndex(p for _, p in pairs))
+        object.__setattr__(self, "when_answer", tuple(i for i, _ in pairs))
 
 
 @dataclass(frozen=True)
@@ -250,9 +278,9 @@ class KnowledgeBase:
             if not answers or answers[-1].when:
                 raise ValueError(f"intent {name!r} needs a default answer (last, no 'when')")
             self.intents[name] = _Intent(name=name, answers=answers)
-        self.self_reports = tuple(self._phrase(p) for p in anger.get("self_reports", ()))
-        self.strong_words = tuple(self._phrase(p) for p in anger.get("strong_words", ()))
-        self.threats = tuple(self._phrase(p) for p in anger.get("threats", ()))
+        self.self_reports = _PhraseIndex(self._phrase(p) for p in anger.get("self_reports", ()))
+        self.strong_words = _PhraseIndex(self._phrase(p) for p in anger.get("strong_words", ()))
+        self.threats = _PhraseIndex(self._phrase(p) for p in anger.get("threats", ()))
 
     @classmethod
     def from_path(cls, path: str | Path) -> KnowledgeBase:
@@ -321,11 +349,14 @@ def load_knowledge_base(path: str | Path = KNOWLEDGE_BASE_PATH) -> KnowledgeBase
 
 
 def _is_shouting(text: str) -> bool:
-    letters = [c for c in text if c.isalpha()]
-    words = [w for w in text.split() if sum(c.isalpha() for c in w) >= 2]
-    if len(letters) < 8 or len(words) < 2:
+    """Mostly capitals, over at least 8 letters and two words of two letters or more. The
+    checks run cheapest and most often false first, by C loops over the characters (this runs
+    on every message)."""
+    letters = "".join(filter(str.isalpha, text))
+    if len(letters) < 8 or sum(map(str.isupper, letters)) / len(letters) < 0.8:
         return False
-    return sum(c.isupper() for c in letters) / len(letters) >= 0.8
+    words = [w for w in text.split() if sum(map(str.isalpha, w)) >= 2]
+    return len(words) >= 2
 
 
 def turn_limit_exceeded(conversation: ConversationSnapshot, max_turns: int) -> bool:
@@ -459,25 +490,32 @@ class RuleBasedAgent(AgentBackend):
             markers.append("exclamations")
         # A customer who says they are angry ("I'm so angry", "fed up", "outrageous") is as
         # angry as it gets on any topic: the self-report counts as two markers.
-        reported = next((p for p in self.knowledge_base.self_reports if _contains(words, p)), None)
-        if reported is not None:
-            markers.extend([f"self_report:{' '.join(reported)}"] * ANGRY_TOPIC_MARKERS)
-        strong = [p for p in self.knowledge_base.strong_words if _contains(words, p)]
+        kb = self.knowledge_base
+        reported = kb.self_reports.found(words)
+        if reported:
+            phrase = kb.self_reports.phrases[reported[0]]
+            markers.extend([f"self_report:{' '.join(phrase)}"] * ANGRY_TOPIC_MARKERS)
         # Two strong words are as angry as it gets; more should not outweigh shouting etc.
-        markers.extend(f"strong_word:{' '.join(p)}" for p in strong[:2])
-        if any(_contains(words, p) for p in self.knowledge_base.threats):
+        markers.extend(
+            f"strong_word:{' '.join(kb.strong_words.phrases[i])}"
+            for i in kb.strong_words.found(words)[:2]
+        )
+        if kb.threats.found(words):
             markers.append("threat")
         return Anger(markers=tuple(markers))
 
     @staticmethod
     def _pick_answer(intent: _Intent, words: tuple[str, ...]) -> _Answer:
-        best: _Answer = intent.answers[-1]
+        # Longer matched phrases are more specific evidence for a sub-topic.
+        scores: dict[int, int] = {}
+        for i in intent.when_index.found(words):
+            answer = intent.when_answer[i]
+            scores[answer] = scores.get(answer, 0) + len(intent.when_index.phrases[i])
+        best: _Answer = intent.answers[-1]  # the default answer, which has no phrases
         best_score = 0
-        for answer in intent.answers[:-1]:
-            # Longer matched phrases are more specific evidence for a sub-topic.
-            score = sum(len(p) for p in answer.when if _contains(words, p))
-            if score > best_score:
-                best, best_score = answer, score
+        for answer in sorted(scores):  # in the answers' order: the first of equal scores wins
+            if scores[answer] > best_score:
+                best, best_score = intent.answers[answer], scores[answer]
         return best
 
     def is_angry(self, classification: Classification) -> bool:

@@ -254,3 +254,49 @@ def test_respond_now_gives_respond_answer_for_every_eval_message():
     for text, _intent in examples:
         for snapshot in (conversation(), conversation(turn_count=19, recent=history)):
             assert agent.respond_now(snapshot, text) == asyncio.run(agent.respond(snapshot, text))
+
+
+def test_phrase_index_finds_what_testing_every_phrase_finds():
+    # Phrases sharing a first word, a phrase whose first word recurs before its match, one
+    # phrase twice: the index answers as testing each phrase in turn does, in the same order.
+    from messaging.agent.rules import _contains, _PhraseIndex
+
+    phrases = [
+        ("charge", "twice"),
+        ("refund",),
+        ("charge",),
+        ("charge", "twice", "again"),
+        ("wrong", "amount"),
+        ("refund",),
+        ("twice",),
+    ]
+    index = _PhraseIndex(phrases)
+    for words in [
+        ("charge", "me", "charge", "twice"),
+        ("refund", "wrong", "amount", "charge", "twice", "again"),
+        ("nothing", "here"),
+        (),
+        ("twice", "charge"),
+    ]:
+        expected = [i for i, phrase in enumerate(phrases) if _contains(words, phrase)]
+        assert index.found(words) == expected, words
+
+
+def test_anger_markers_name_self_reports_strong_words_and_threats_in_order():
+    agent = RuleBasedAgent(max_turns=20)
+    kb = agent.knowledge_base
+    report, strong, threat = (
+        kb.self_reports.phrases[0],
+        kb.strong_words.phrases,
+        kb.threats.phrases[0],
+    )
+    words = (*report, *strong[2], *strong[0], *strong[1], *threat)
+    markers = agent._anger(" ".join(words), words).markers
+    assert markers == (
+        f"self_report:{' '.join(report)}",
+        f"self_report:{' '.join(report)}",
+        # the knowledge base's order, not the message's, and two at most
+        f"strong_word:{' '.join(strong[0])}",
+        f"strong_word:{' '.join(strong[1])}",
+        "threat",
+    )
