@@ -14,6 +14,7 @@ from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E40
 from django.urls import re_path  # noqa: E402
 
 from accounts.sockets import websocket_route_not_found  # noqa: E402
+from config.startup import serving_process_prepare  # noqa: E402
 from escalations.routing import websocket_urlpatterns as escalation_routes  # noqa: E402
 from messaging.routing import websocket_urlpatterns as conversation_routes  # noqa: E402
 
@@ -33,3 +34,5 @@ application = ProtocolTypeRouter(
         ),
     }
 )
+
+serving_process_prepare()

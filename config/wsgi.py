@@ -67,3 +67,7 @@ class BufferedWSGIHandler(WSGIHandler):
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 django.setup(set_prefix=False)  # as django.core.wsgi.get_wsgi_application
 application = BufferedWSGIHandler()
+
+from config.startup import serving_process_prepare  # noqa: E402 - needs Django set up
+
+serving_process_prepare()
