@@ -154,7 +154,8 @@ MIDDLEWARE = [
     "config.middleware.BrowserAuthenticationMiddleware",
     "config.middleware.BrowserMessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
-    "csp.middleware.CSPMiddleware",
+    # django-csp's, with the settings' policy built once (config/middleware.py).
+    "config.middleware.ContentSecurityPolicyMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
