@@ -25,10 +25,13 @@ from tests.receiver import Receiver
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _worker(worker_id: str) -> subprocess.Popen[bytes]:
+def _worker(worker_id: str, *, queue: str = "database") -> subprocess.Popen[bytes]:
+    """`run_worker` on the test database, with the database queue (these tests read its table)
+    or `queue="celery"` (tests/integrations/test_celery_queue.py)."""
     db = django_settings.DATABASES["default"]
     env = {
         **os.environ,
+        "WEBHOOK_QUEUE": queue,
         # The test database, which this test's data is committed to.
         "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
         "WEBHOOK_ALLOW_PRIVATE_HOSTS": "1",
