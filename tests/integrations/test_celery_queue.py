@@ -105,6 +105,7 @@ def test_the_settings_choose_celery_with_redis_url_and_the_database_without() ->
 
 def test_a_task_is_published_on_commit_and_never_after_a_rollback(broker: redis.Redis) -> None:
     assert isinstance(webhook_attempt.get_backend(), CeleryBackend)
+
     def rolled_back() -> None:
         with transaction.atomic():
             webhook_attempt.enqueue(101)
