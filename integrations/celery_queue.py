@@ -36,9 +36,10 @@ from django.utils.module_loading import import_string
 from django_tasks.backends.base import BaseTaskBackend
 from django_tasks.base import Task, TaskResult, TaskResultStatus
 from django_tasks.utils import normalize_json
+from kombu.exceptions import OperationalError as BrokerUnavailable
 from typing_extensions import ParamSpec
 
-from core.outages import dependency_of, outage_report, outage_wait
+from core.outages import CACHE, CHANNEL_LAYER, dependency_of, outage_report, outage_wait
 
 logger = logging.getLogger("parley.webhooks")
 
@@ -242,10 +243,31 @@ def _on_shutting_down(**_: Any) -> None:
     _stopping.set()
 
 
+class _BrokerOutageFilter(logging.Filter):
+    """Celery's consumer logs every failed reconnection to the broker as an ERROR; a Redis
+    restart is an outage like any other (core.outages): reported once, with its end, and the
+    consumer's own lines about it dropped. Its other lines pass."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args if isinstance(record.args, tuple) else ()
+        for arg in args:
+            if not isinstance(arg, BaseException):
+                continue
+            if isinstance(arg, BrokerUnavailable | OSError) or dependency_of(arg) in {
+                CACHE,
+                CHANNEL_LAYER,
+            }:
+                # The broker is REDIS_URL's Redis, the cache's: reported (and watched) as such.
+                outage_report(CACHE, arg)
+                return False
+        return True
+
+
 def celery_worker_run(*, worker_id: str, queues: list[str], threads: int) -> int:
     """Run a Celery worker in this process until SIGTERM/SIGINT (a warm shutdown: attempts in
     flight finish, then it exits). Returns its exit code."""
     _stopping.clear()
+    logging.getLogger("celery.worker.consumer.consumer").addFilter(_BrokerOutageFilter())
     app = current_app()
     worker = app.Worker(
         hostname=f"parley-{worker_id}@%h",
