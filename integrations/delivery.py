@@ -19,6 +19,7 @@ import json
 import logging
 import threading
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from functools import cache
 from typing import Any
@@ -268,7 +269,7 @@ def _sweep(*, now: datetime) -> tuple[int, bool]:
 def _tasks_waiting(task_ids: list[str]) -> set[str] | None:
     """The ids among `task_ids` whose task is still queued (not yet claimed by a worker), or
     None when the queue cannot be asked (the Celery backend: Redis holds the tasks)."""
-    if celery_queue_in_use():
+    if not database_queue_in_use():
         return None
     if not task_ids:
         return set()
@@ -540,22 +541,21 @@ def _run_due_tasks(worker: Any) -> int:
         ran += 1
 
 
-def celery_queue_in_use() -> bool:
-    """Whether webhook_attempt's backend is the Celery one (settings.TASKS, WEBHOOK_QUEUE)."""
-    from integrations.celery_queue import CeleryBackend
+def database_queue_in_use() -> bool:
+    """Whether webhook_attempt's backend is django-tasks' database one (settings.TASKS,
+    WEBHOOK_QUEUE); else Celery (integrations.celery_queue)."""
+    from django_tasks_db.backend import DatabaseBackend
 
-    return isinstance(webhook_attempt.get_backend(), CeleryBackend)
+    return isinstance(webhook_attempt.get_backend(), DatabaseBackend)
 
 
-def worker_run_until_idle(*, worker_id: str | None = None) -> None:
+def worker_run_until_idle(
+    *, worker_id: str | None = None, run_due: Callable[[], int] | None = None
+) -> None:
     """Sweep and run due tasks until nothing is left (tests, `run_worker --batch`): claimed
-    from django-tasks-db's table, or with Celery taken from the broker's queue and run here."""
-    if celery_queue_in_use():
-        from integrations.celery_queue import celery_run_due
-
-        def run_due() -> int:
-            return celery_run_due(queue=WEBHOOK_QUEUE)
-    else:
+    from django-tasks-db's table, or by `run_due` (with Celery: integrations.worker takes them
+    from the broker's queue and runs them here)."""
+    if run_due is None:
         worker = task_worker(worker_id=worker_id or uuid.uuid4().hex, batch=True, interval=0)
 
         def run_due() -> int:

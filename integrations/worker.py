@@ -26,13 +26,14 @@ from django_tasks_db.management.commands.db_worker import Worker
 
 from core.outages import dependency_of, outage_report, outage_wait
 from core.periodic import periodic_jobs_start
-from integrations.celery_queue import celery_worker_run
+from integrations.celery_queue import celery_run_due, celery_worker_run
 from integrations.delivery import (
     WEBHOOK_QUEUE,
-    celery_queue_in_use,
+    database_queue_in_use,
     task_worker,
     webhook_attempts_interrupted,
     webhook_attempts_interrupted_requeue,
+    worker_run_until_idle,
 )
 
 
@@ -79,7 +80,7 @@ def worker_serve(*, worker_id: str, interval: float, job_intervals: dict[str, fl
     wherever it is met."""
     stop = threading.Event()
     periodic_jobs_start(stop=stop, intervals=job_intervals)
-    if celery_queue_in_use():
+    if not database_queue_in_use():
         try:
             # Celery's own loop: its broker connection is retried forever (a Redis outage is
             # waited out), a database outage inside a task is waited out by the task
@@ -111,3 +112,12 @@ def worker_serve(*, worker_id: str, interval: float, job_intervals: dict[str, fl
                 outage_wait(dependency)
     finally:
         stop.set()
+
+
+def worker_run_batch(*, worker_id: str) -> None:
+    """`run_worker --batch`: sweep and run what is due until nothing is left, on either queue
+    (with Celery the due tasks are taken from the broker and run in this thread)."""
+    if database_queue_in_use():
+        worker_run_until_idle(worker_id=worker_id)
+    else:
+        worker_run_until_idle(run_due=lambda: celery_run_due(queue=WEBHOOK_QUEUE))
