@@ -239,7 +239,11 @@ def celery_run_due(*, queue: str) -> int:
 
 
 @signals.worker_shutting_down.connect
-def _on_shutting_down(**_: Any) -> None:
+def _on_shutting_down(*, sig: str = "", **_: Any) -> None:
+    # Worded as django-tasks-db's worker says it: either queue's worker announces a stop alike.
+    # A warm shutdown lets the attempts in flight finish and record (the thread pool is shut
+    # down waiting for them) before the process exits.
+    logger.warning("Received %s - shutting down gracefully, attempts in flight finish first", sig)
     _stopping.set()
 
 

@@ -41,16 +41,6 @@ pytestmark = [
 ]
 
 
-@pytest.fixture
-def broker() -> Iterator[redis.Redis]:
-    """The broker's Redis, its webhook queue empty before and after."""
-    client = redis.Redis.from_url(django_settings.REDIS_URL)
-    client.delete(WEBHOOK_QUEUE, "unacked", "unacked_index")
-    yield client
-    client.delete(WEBHOOK_QUEUE, "unacked", "unacked_index")
-    client.close()
-
-
 def _waiting(broker: redis.Redis) -> list[int]:
     """Delivery ids of the tasks waiting in the broker's queue."""
     ids = []
