@@ -39,7 +39,14 @@ from django_tasks.utils import normalize_json
 from kombu.exceptions import OperationalError as BrokerUnavailable
 from typing_extensions import ParamSpec
 
-from core.outages import CACHE, CHANNEL_LAYER, dependency_of, outage_report, outage_wait
+from core.outages import (
+    CACHE,
+    CHANNEL_LAYER,
+    dependency_of,
+    outage_met,
+    outage_report,
+    outage_wait,
+)
 
 logger = logging.getLogger("parley.webhooks")
 
@@ -125,12 +132,9 @@ def task_execute(task_path: str, args: list[Any], kwargs: dict[str, Any]) -> Any
     try:
         return normalize_json(task.call(*args, **kwargs))
     except Exception as exc:
-        dependency = dependency_of(exc)
+        dependency = outage_met(exc)
         if dependency is None:
             raise
-        outage_report(dependency, exc)
-        # This thread's connection died with the outage: never reuse it.
-        connections.close_all()
         while not _stopping.is_set() and not outage_wait(dependency, timeout=0.5):
             pass
         return "interrupted"

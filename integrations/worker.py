@@ -21,10 +21,9 @@ import threading
 from typing import Any
 
 from django.conf import settings
-from django.db import connections
 from django_tasks_db.management.commands.db_worker import Worker
 
-from core.outages import dependency_of, outage_report, outage_wait
+from core.outages import dependency_of, outage_met, outage_wait
 from core.periodic import periodic_jobs_start
 from integrations.celery_queue import celery_run_due, celery_worker_run
 from integrations.delivery import (
@@ -103,12 +102,9 @@ def worker_serve(*, worker_id: str, interval: float, job_intervals: dict[str, fl
                 worker.run()
                 return  # stopped by SIGTERM/SIGINT
             except Exception as exc:
-                dependency = dependency_of(exc)
+                dependency = outage_met(exc)
                 if dependency is None:
                     raise
-                outage_report(dependency, exc)
-                # This thread's connection died with the outage: never reuse it.
-                connections.close_all()
                 outage_wait(dependency)
     finally:
         stop.set()

@@ -8,7 +8,6 @@ import base64
 import json
 import signal
 import subprocess
-import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from datetime import timedelta
@@ -28,7 +27,7 @@ from integrations.delivery import STALE_AFTER, WEBHOOK_QUEUE, webhook_attempt
 from integrations.models import WebhookDelivery, WebhookEvent
 from messaging.services import message_send
 from tests.cluster.test_shards import _settings_of
-from tests.integrations.test_workers import _worker
+from tests.integrations.test_workers import _until, _worker
 from tests.receiver import Receiver
 
 pytestmark = [
@@ -51,13 +50,6 @@ def _waiting(broker: redis.Redis) -> list[int]:
     return ids
 
 
-def _until(condition: Callable[[], bool], seconds: float, what: str) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.1)
-
-
 @pytest.fixture
 def worker() -> Iterator[Callable[[], subprocess.Popen[bytes]]]:
     started: list[subprocess.Popen[bytes]] = []
@@ -73,6 +65,19 @@ def worker() -> Iterator[Callable[[], subprocess.Popen[bytes]]]:
             process.send_signal(signal.SIGTERM)
     for process in started:
         process.wait(timeout=30)
+
+
+@pytest.fixture
+def swept_delivery(
+    receiver: Receiver, endpoint_for: Callable[..., Any], customer: User, broker: redis.Redis
+) -> WebhookDelivery:
+    """One delivery the sweep queued on the broker (one new conversation, one endpoint for
+    conversation.created at the receiver)."""
+    endpoint_for(receiver.url(), events=("conversation.created",))
+    message_send(customer=customer, conversation_id=None, text="hello")
+    assert pipeline.webhook_outbox_sweep() == 1
+    (delivery,) = WebhookDelivery.objects.all()
+    return delivery
 
 
 def test_the_settings_choose_celery_with_redis_url_and_the_database_without() -> None:
@@ -143,22 +148,22 @@ def test_run_worker_delivers_what_the_sweep_queued_once(
 
 
 def test_a_task_delivered_twice_sends_once(
+    swept_delivery: WebhookDelivery,
     receiver: Receiver,
-    endpoint_for: Callable[..., Any],
-    customer: User,
     broker: redis.Redis,
     worker: Callable[[], subprocess.Popen[bytes]],
 ) -> None:
-    endpoint_for(receiver.url(), events=("conversation.created",))
-    message_send(customer=customer, conversation_id=None, text="hello")
-    assert pipeline.webhook_outbox_sweep() == 1
-    (delivery,) = WebhookDelivery.objects.all()
+    delivery = swept_delivery
     webhook_attempt.enqueue(delivery.pk)  # the same delivery handed to the broker again
     assert _waiting(broker) == [delivery.pk, delivery.pk]
-    worker()
-    _until(lambda: _waiting(broker) == [], 30, "both tasks taken")
+    process = worker()
     _until(lambda: WebhookDelivery.objects.get().status == "delivered", 30, "delivered")
-    time.sleep(0.5)  # the second task ran too (queue empty), and sent nothing
+    # Both tasks ran and were acknowledged (acks_late: only once run)...
+    _until(lambda: _waiting(broker) == [] and broker.hlen("unacked") == 0, 30, "both tasks done")
+    # ...which a warm shutdown confirms: a task taken but not run would be handed back.
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=30) == 0
+    assert (_waiting(broker), broker.hlen("unacked")) == ([], 0)
     assert len(receiver.requests) == 1
 
 
@@ -194,16 +199,12 @@ def test_run_after_is_kept(
 
 
 def test_a_lost_task_is_queued_again_by_the_sweep_and_delivered_once(
+    swept_delivery: WebhookDelivery,
     receiver: Receiver,
-    endpoint_for: Callable[..., Any],
-    customer: User,
     broker: redis.Redis,
     worker: Callable[[], subprocess.Popen[bytes]],
 ) -> None:
-    endpoint_for(receiver.url(), events=("conversation.created",))
-    message_send(customer=customer, conversation_id=None, text="hello")
-    assert pipeline.webhook_outbox_sweep() == 1
-    (delivery,) = WebhookDelivery.objects.all()
+    delivery = swept_delivery
     broker.delete(WEBHOOK_QUEUE)  # the task is lost (a flushed Redis)
     due = delivery.next_attempt_at
     # Not yet: the row's lease has not run out.
