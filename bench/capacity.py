@@ -434,10 +434,16 @@ class Capacity:
                 [sys.executable, "-m", "bench.capacity", "endpoint", "--url", receiver.url()],
                 self.env,
             )
-            by_workers: dict[int, list[dict[str, Any]]] = {1: [], 2: []}
+            # Each queue (WEBHOOK_QUEUE) with 1 and 2 workers, interleaved round by round so
+            # that a shared machine's load falls on all of them alike.
+            queues: list[str] = self.args.queues
+            by_workers: dict[tuple[str, int], list[dict[str, Any]]] = {
+                (queue, workers): [] for queue in queues for workers in (1, 2)
+            }
             fills: list[dict[str, Any]] = []
             for index in range(self.args.rounds):
-                for workers in [1, 2] if index % 2 == 0 else [2, 1]:
+                order = list(by_workers) if index % 2 == 0 else list(reversed(by_workers))
+                for queue, workers in order:
                     events0 = self.meter.outbox_events()
                     _, fill = self.measured(
                         mode="process", data=self.bench.customers_tsv, seconds=self.args.fill
@@ -445,15 +451,15 @@ class Capacity:
                     fills.append(fill)
                     written = self.meter.outbox_events() - events0
                     events = self.meter.outbox_trim(self.args.queue_events) - events0
-                    drained = self.drain(workers, events=events, receiver=receiver)
+                    drained = self.drain(workers, events=events, receiver=receiver, queue=queue)
                     drained.update(
                         events=events,
                         events_per_turn=round(written / fill["units"], 3),
                         load_average=harness.load_average()[0],
                     )
-                    by_workers[workers].append(drained)
+                    by_workers[(queue, workers)].append(drained)
                     self.log(
-                        f"queue round {index + 1}, {workers} worker(s): {events} events, "
+                        f"queue round {index + 1}, {queue}, {workers} worker(s): {events} events, "
                         f"{drained['deliveries_per_second']} deliveries/s, worker "
                         f"{drained['worker_cpu_ms']} + pg {drained['postgresql_cpu_ms']} CPU "
                         f"ms/delivery, {drained['statements']} statements, "
@@ -463,11 +469,15 @@ class Capacity:
             out["received_total"] = len(ids)
             out["received_duplicates"] = len(ids) - len(set(ids))
         out["process_with_endpoint"] = {"median": spread(fills), "each": fills}
-        for workers, rounds in by_workers.items():
-            out[f"workers_{workers}"] = {"median": spread(rounds), "each": rounds}
+        for (queue, workers), rounds in by_workers.items():
+            # The first queue named (the one production uses) keeps the plain key.
+            key = f"workers_{workers}" if queue == queues[0] else f"{queue}_workers_{workers}"
+            out[key] = {"median": spread(rounds), "each": rounds, "queue": queue}
         return out
 
-    def drain(self, workers: int, *, events: int, receiver: Any) -> dict[str, Any]:
+    def drain(
+        self, workers: int, *, events: int, receiver: Any, queue: str = "celery"
+    ) -> dict[str, Any]:
         """Start `workers` run_worker processes on the filled outbox and time them until every
         event is delivered (progress read at the receiver, so the measurement adds no query).
         The rate runs from the first delivery on, so the workers' start-up (Django's import) is
@@ -475,7 +485,13 @@ class Capacity:
         workers stop and the queue is emptied for the next round."""
         log = (self.bench.work / "workers.log").open("ab")
         processes = [
-            subprocess.Popen(command, env=self.env, cwd=BASE_DIR, stdout=log, stderr=log)
+            subprocess.Popen(
+                command,
+                env={**self.env, "WEBHOOK_QUEUE": queue},
+                cwd=BASE_DIR,
+                stdout=log,
+                stderr=log,
+            )
             for command in serve.worker_commands(workers)
         ]
         self.meter.add_group(
@@ -690,6 +706,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--phases",
         type=lambda text: [p.strip() for p in text.split(",") if p.strip()],
         default=["process", "history", "sockets", "queue"],
+    )
+    parser.add_argument(
+        "--queues",
+        type=lambda text: [q.strip() for q in text.split(",") if q.strip()],
+        default=["celery", "database"],
+        help="webhook queues (WEBHOOK_QUEUE) the queue phase compares, interleaved",
     )
     parser.add_argument("--output", type=Path, default=None)
     return parser

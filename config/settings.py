@@ -379,14 +379,31 @@ AGENT_LLM_API_KEY = env.str("AGENT_LLM_API_KEY", default="")
 AGENT_LLM_TIMEOUT = env.float("AGENT_LLM_TIMEOUT", default=10.0)
 
 # --- Webhooks and the background worker (docs/webhooks.md) -----------------------------------
-# django-tasks with its database backend: the queue lives in the same database as the data, so
-# queueing a delivery commits with the change (PostgreSQL workers claim with SKIP LOCKED).
+# The queue of delivery attempts, behind django-tasks either way (docs/operations.md, "The
+# webhook queue"). "celery": Celery 5 with REDIS_URL as the broker, a task published once its
+# transaction commits, many attempts in flight per worker process -- the production queue.
+# "database": django-tasks' database backend, the queue in the same database as the data (one
+# attempt at a time per worker, ~25 deliveries/s): the embedded default, which has no Redis.
+WEBHOOK_QUEUE = env.str("WEBHOOK_QUEUE", default="") or ("celery" if REDIS_URL else "database")
+_TASK_BACKENDS = {
+    "celery": "integrations.celery_queue.CeleryBackend",
+    "database": "django_tasks_db.DatabaseBackend",
+}
+if WEBHOOK_QUEUE not in _TASK_BACKENDS:
+    _fail("WEBHOOK_QUEUE must be 'celery' or 'database'")
+if WEBHOOK_QUEUE == "celery" and not REDIS_URL:
+    _fail("WEBHOOK_QUEUE=celery needs REDIS_URL (the broker)")
 TASKS = {
     "default": {
-        "BACKEND": "django_tasks_db.DatabaseBackend",
+        "BACKEND": _TASK_BACKENDS[WEBHOOK_QUEUE],
         "QUEUES": ["default", "webhooks"],
     }
 }
+# Delivery attempts in flight at once in one `run_worker` process with the Celery queue (its
+# thread pool); each thread may hold a database connection.
+WEBHOOK_WORKER_THREADS = env.int("WEBHOOK_WORKER_THREADS", default=16)
+if WEBHOOK_WORKER_THREADS < 1:
+    _fail("WEBHOOK_WORKER_THREADS must be at least 1")
 WEBHOOK_RETRY_BASE_SECONDS = env.float("WEBHOOK_RETRY_BASE_SECONDS", default=30)
 WEBHOOK_MAX_ATTEMPTS = env.int("WEBHOOK_MAX_ATTEMPTS", default=8)
 WEBHOOK_TIMEOUT_SECONDS = env.float("WEBHOOK_TIMEOUT_SECONDS", default=10)

@@ -221,6 +221,17 @@ def outage_report(dependency: str, exc: BaseException | None = None) -> bool:
     return True
 
 
+def outage_met(exc: BaseException) -> str | None:
+    """A worker's thread met `exc`. When it says a dependency is unavailable: report the outage
+    and drop this thread's database connections (they died with it: never reuse one), and
+    return the dependency; None when `exc` is a bug (the caller re-raises it)."""
+    dependency = dependency_of(exc)
+    if dependency is not None:
+        outage_report(dependency, exc)
+        connections.close_all()
+    return dependency
+
+
 def _cause(exc: BaseException | None) -> str:
     """The driver's first line, for operators (the log, never a response)."""
     if exc is None:

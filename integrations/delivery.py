@@ -19,6 +19,7 @@ import json
 import logging
 import threading
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from functools import cache
 from typing import Any
@@ -158,8 +159,9 @@ def outbox_write(events: list[DomainEvent]) -> None:
 
 
 def _enqueue(delivery: WebhookDelivery, *, save: bool = True) -> None:
-    # The database task backend writes its row in the current transaction: the delivery row
-    # and its task commit together or not at all.
+    # The database task backend writes its row in the current transaction; the Celery backend
+    # publishes once that transaction commits (integrations.celery_queue): either way a worker
+    # never meets a task whose delivery row did not commit.
     result = webhook_attempt.using(run_after=delivery.next_attempt_at).enqueue(delivery.pk)
     delivery.task_id = str(result.id)
     if save:
@@ -235,15 +237,25 @@ def _sweep(*, now: datetime) -> tuple[int, bool]:
             [d.task_id for d in lost if d.status == WebhookDelivery.Status.PENDING and d.task_id]
         )
         for delivery in lost:
-            if delivery.status == WebhookDelivery.Status.PENDING and (
-                delivery.task_id in still_queued
-            ):
+            unclaimed = delivery.status == WebhookDelivery.Status.PENDING
+            if unclaimed and still_queued is not None and delivery.task_id in still_queued:
                 # Its task is still waiting behind others (a long queue): a second task would
                 # only lengthen the queue. Look again later.
                 delivery.lease_until = now + STALE_AFTER
                 delivery.save(update_fields=["lease_until"])
                 continue
             logger.warning("re-queueing webhook delivery %s (its task was lost)", delivery.pk)
+            if unclaimed and still_queued is None:
+                # The queue cannot be asked (Celery): the row's lease alone says "lost". Its
+                # task may only be waiting behind a backlog, so each re-queue waits as long
+                # again as the row has already waited past its due time: a row stuck behind a
+                # long queue gets a few duplicates (each harmless: the claim), not one per
+                # STALE_AFTER. The due time is kept, so the wait keeps doubling.
+                delivery.lease_until = now + max(STALE_AFTER, now - delivery.next_attempt_at)
+                delivery.save(update_fields=["lease_until"])
+                _enqueue(delivery)
+                queued += 1
+                continue
             delivery.status = WebhookDelivery.Status.PENDING
             delivery.claim_token = ""
             delivery.next_attempt_at = max(now, delivery.next_attempt_at)
@@ -254,8 +266,11 @@ def _sweep(*, now: datetime) -> tuple[int, bool]:
     return queued, len(events) == SWEEP_BATCH or len(lost) == SWEEP_BATCH
 
 
-def _tasks_waiting(task_ids: list[str]) -> set[str]:
-    """The ids among `task_ids` whose task is still queued (not yet claimed by a worker)."""
+def _tasks_waiting(task_ids: list[str]) -> set[str] | None:
+    """The ids among `task_ids` whose task is still queued (not yet claimed by a worker), or
+    None when the queue cannot be asked (the Celery backend: Redis holds the tasks)."""
+    if not database_queue_in_use():
+        return None
     if not task_ids:
         return set()
     from django_tasks_db.models import DBTaskResult
@@ -526,12 +541,29 @@ def _run_due_tasks(worker: Any) -> int:
         ran += 1
 
 
-def worker_run_until_idle(*, worker_id: str | None = None) -> None:
-    """Sweep and run due tasks until nothing is left (tests, `run_worker --batch`)."""
-    worker = task_worker(worker_id=worker_id or uuid.uuid4().hex, batch=True, interval=0)
+def database_queue_in_use() -> bool:
+    """Whether webhook_attempt's backend is django-tasks' database one (settings.TASKS,
+    WEBHOOK_QUEUE); else Celery (integrations.celery_queue)."""
+    from django_tasks_db.backend import DatabaseBackend
+
+    return isinstance(webhook_attempt.get_backend(), DatabaseBackend)
+
+
+def worker_run_until_idle(
+    *, worker_id: str | None = None, run_due: Callable[[], int] | None = None
+) -> None:
+    """Sweep and run due tasks until nothing is left (tests, `run_worker --batch`): claimed
+    from django-tasks-db's table, or by `run_due` (with Celery: integrations.worker takes them
+    from the broker's queue and runs them here)."""
+    if run_due is None:
+        worker = task_worker(worker_id=worker_id or uuid.uuid4().hex, batch=True, interval=0)
+
+        def run_due() -> int:
+            return _run_due_tasks(worker)
+
     while True:
         queued, full = _sweep(now=timezone.now())
-        ran = _run_due_tasks(worker)
+        ran = run_due()
         # A full batch may have queued nothing (events no endpoint subscribes to) while more
         # events wait behind it.
         if not queued and not ran and not full:

@@ -1,6 +1,10 @@
-"""`manage.py run_worker` as a long-running process: django-tasks' database worker loop in the
-main thread, every registered periodic job (core.periodic: the webhook outbox sweep, ...) in a
-thread of its own -- and none of it ends because the database went away.
+"""`manage.py run_worker` as a long-running process: the task loop in the main thread (a Celery
+worker with WEBHOOK_QUEUE=celery, integrations.celery_queue; else django-tasks' database worker
+loop), every registered periodic job (core.periodic: the webhook outbox sweep, ...) in a thread
+of its own -- and none of it ends because the database went away.
+
+What follows is the database loop; the Celery worker waits out outages in its own way
+(integrations.celery_queue).
 
 django-tasks' `db_worker` lets an `OperationalError` out of its loop (a PostgreSQL restart ends
 every connection with one), and the process used to exit with it. Here the loop is run again
@@ -16,15 +20,19 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from django.db import connections
+from django.conf import settings
 from django_tasks_db.management.commands.db_worker import Worker
 
-from core.outages import dependency_of, outage_report, outage_wait
+from core.outages import dependency_of, outage_met, outage_wait
 from core.periodic import periodic_jobs_start
+from integrations.celery_queue import celery_run_due, celery_worker_run
 from integrations.delivery import (
+    WEBHOOK_QUEUE,
+    database_queue_in_use,
     task_worker,
     webhook_attempts_interrupted,
     webhook_attempts_interrupted_requeue,
+    worker_run_until_idle,
 )
 
 
@@ -66,10 +74,24 @@ def outage_tolerant_worker(*, worker_id: str, interval: float) -> OutageTolerant
 
 
 def worker_serve(*, worker_id: str, interval: float, job_intervals: dict[str, float]) -> None:
-    """Run until SIGTERM/SIGINT: the task loop here, the periodic jobs beside it, an outage of
-    the database waited out wherever it is met."""
+    """Run until SIGTERM/SIGINT: the task loop here (django-tasks-db's, or a Celery worker when
+    WEBHOOK_QUEUE=celery), the periodic jobs beside it, an outage of the database waited out
+    wherever it is met."""
     stop = threading.Event()
     periodic_jobs_start(stop=stop, intervals=job_intervals)
+    if not database_queue_in_use():
+        try:
+            # Celery's own loop: its broker connection is retried forever (a Redis outage is
+            # waited out), a database outage inside a task is waited out by the task
+            # (integrations.celery_queue), SIGTERM/SIGINT is a warm shutdown.
+            celery_worker_run(
+                worker_id=worker_id,
+                queues=[WEBHOOK_QUEUE],
+                threads=settings.WEBHOOK_WORKER_THREADS,
+            )
+        finally:
+            stop.set()
+        return
     worker = outage_tolerant_worker(worker_id=worker_id, interval=interval)
     # SIGINT/SIGTERM: finish the attempt in flight, then exit (django-tasks' handling).
     worker.configure_signals()
@@ -80,12 +102,18 @@ def worker_serve(*, worker_id: str, interval: float, job_intervals: dict[str, fl
                 worker.run()
                 return  # stopped by SIGTERM/SIGINT
             except Exception as exc:
-                dependency = dependency_of(exc)
+                dependency = outage_met(exc)
                 if dependency is None:
                     raise
-                outage_report(dependency, exc)
-                # This thread's connection died with the outage: never reuse it.
-                connections.close_all()
                 outage_wait(dependency)
     finally:
         stop.set()
+
+
+def worker_run_batch(*, worker_id: str) -> None:
+    """`run_worker --batch`: sweep and run what is due until nothing is left, on either queue
+    (with Celery the due tasks are taken from the broker and run in this thread)."""
+    if database_queue_in_use():
+        worker_run_until_idle(worker_id=worker_id)
+    else:
+        worker_run_until_idle(run_due=lambda: celery_run_due(queue=WEBHOOK_QUEUE))

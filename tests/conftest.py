@@ -81,6 +81,20 @@ def _fast_hashing_and_clean_cache(settings: Any) -> Any:
 
 
 @pytest.fixture(autouse=True)
+def _webhook_queue_in_process(request: pytest.FixtureRequest, settings: Any) -> Any:
+    # Tests that drive the webhook pipeline in-process (worker_run_until_idle inside the test's
+    # transaction) use the database queue on every run: the Celery backend publishes on COMMIT,
+    # which a test transaction never reaches. Tests marked `celery_queue` keep the queue the
+    # settings chose (Celery with REDIS_URL) and run real workers (tests/integrations/
+    # test_celery_queue.py, the fault and cluster tests).
+    if request.node.get_closest_marker("celery_queue") is None:
+        settings.WEBHOOK_QUEUE = "database"
+        settings.TASKS = {
+            "default": {**settings.TASKS["default"], "BACKEND": "django_tasks_db.DatabaseBackend"}
+        }
+
+
+@pytest.fixture(autouse=True)
 def _no_outage_left_behind() -> Any:
     # An outage a test provoked (core.outages) is per process: it must not leak into the next
     # test's log or checks, and its watcher thread stops.

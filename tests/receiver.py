@@ -33,6 +33,9 @@ class Receiver:
     requests: list[Received] = field(default_factory=list)
     script: dict[str, list[tuple[int, dict[str, str]]]] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    # While set to an unset Event, each request is recorded, then answered only once the Event
+    # is set: a slow receiver whose pace the test controls.
+    hold: threading.Event | None = None
 
     def url(self, path: str = "/hook") -> str:
         return f"{self.base_url}{path}"
@@ -67,6 +70,9 @@ def receiver_running(host: str = "127.0.0.1") -> Iterator[Receiver]:
                 )
                 queue = rec.script.get(self.path) or []
                 status, headers = queue.pop(0) if queue else (200, {})
+                hold = rec.hold
+            if hold is not None:
+                hold.wait(timeout=60)
             self.send_response(status)
             for name, value in headers.items():
                 self.send_header(name, value)

@@ -17,6 +17,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -170,6 +171,7 @@ def test_make_serve_rides_out_a_postgresql_and_a_redis_restart() -> None:
             pg_down, pg_back = _restart_under_load(
                 parley, senders, lambda: pg.restart(down_for=PG_DOWN_SECONDS)
             )
+            after_pg = datetime.now(UTC)
             redis_down, redis_back = _restart_under_load(
                 parley, senders, lambda: redis.restart(down_for=REDIS_DOWN_SECONDS)
             )
@@ -199,6 +201,16 @@ def test_make_serve_rides_out_a_postgresql_and_a_redis_restart() -> None:
         assert statuses[503] > 0  # the restarts were felt, and answered with 503
         message_ids = check_stored_once(parley, senders)
         check_delivered(parley, receiver, message_ids)
+        # Across the Redis restart -- the webhook queue's broker (WEBHOOK_QUEUE=celery) -- none
+        # was sent twice. (An attempt the PostgreSQL restart cut short between sending and
+        # recording goes again, with the same webhook-id: receivers drop it. Those came before.)
+        sent_after_pg = Counter(
+            request.headers["webhook-id"]
+            for request in receiver.requests
+            if datetime.fromisoformat(request.json["timestamp"]) > after_pg
+        )
+        assert sent_after_pg, "no event after the PostgreSQL restart"
+        assert set(sent_after_pg.values()) == {1}, sent_after_pg.most_common(3)
 
         # /ready named what was down while it was down, and is 200 again.
         during_pg = [

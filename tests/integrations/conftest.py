@@ -7,10 +7,12 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+import redis
+from django.conf import settings as django_settings
 
 from accounts.models import User
 from integrations import services
-from integrations.delivery import worker_run_until_idle
+from integrations.delivery import WEBHOOK_QUEUE, worker_run_until_idle
 from integrations.models import WebhookEndpoint
 from messaging.events import EVENT_TYPES
 from tests.receiver import Receiver, receiver_running
@@ -64,3 +66,13 @@ def drain() -> Callable[[], None]:
         assert failed == []
 
     return run
+
+
+@pytest.fixture
+def broker() -> Iterator[redis.Redis]:
+    """The broker's Redis, its webhook queue empty before and after."""
+    client = redis.Redis.from_url(django_settings.REDIS_URL)
+    client.delete(WEBHOOK_QUEUE, "unacked", "unacked_index")
+    yield client
+    client.delete(WEBHOOK_QUEUE, "unacked", "unacked_index")
+    client.close()

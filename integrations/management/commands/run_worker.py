@@ -20,8 +20,8 @@ from django.utils.crypto import get_random_string
 
 from core.periodic import periodic_jobs
 from escalations.jobs import ESCALATIONS_JOB
-from integrations.delivery import OUTBOX_SWEEP_JOB, worker_run_until_idle
-from integrations.worker import worker_serve
+from integrations.delivery import OUTBOX_SWEEP_JOB
+from integrations.worker import worker_run_batch, worker_serve
 
 
 class Command(BaseCommand):
@@ -61,7 +61,7 @@ class Command(BaseCommand):
             # Each job once, in this thread (its failure is this command's).
             for job in periodic_jobs():
                 job.run(threading.Event())
-            worker_run_until_idle(worker_id=worker_id)
+            worker_run_batch(worker_id=worker_id)
             return
         worker_serve(
             worker_id=worker_id,
