@@ -238,15 +238,26 @@ def _write_sql(
         # payload is bound without the values only the INSERT knows, which jsonb `||` adds
         # (jsonb keeps no key order, so the stored value equals the data `domain_events_record`
         # would have been given); then every sink's INSERT.
+        # Each message's own event id and payload are picked by its seq with a CASE: joining
+        # the messages to a VALUES list of them cost PostgreSQL 6 % more per turn (pgbench of
+        # the captured statement, docs/benchmarks.md), though no row is read either way.
         filled = ", ".join(f"'{key}', m.{column(Message, key)}" for key in _KNOWN_AFTER_INSERT)
-        values = ", ".join(f"({count - 1 - k}, %s::text, %s::jsonb)" for k in range(count))
-        events = (
-            f", e AS (SELECT v.event_id, %s::text AS type, "  # noqa: S608 - names from the models
-            f"v.payload || jsonb_build_object({filled}) AS payload, "
-            f"%s::bigint AS customer_id, %s::timestamptz AS created_at "
-            f"FROM m CROSS JOIN c JOIN (VALUES {values}) AS v(back, event_id, payload) "
-            f"ON m.{seq} = c.{c['last_seq']} - v.back)"
-        ) + "".join(f", o{n} AS ({insert})" for n, insert in enumerate(event_inserts))
+
+        def by_seq() -> str:
+            # Message number k (0-based): seq `count - 1 - k` below the new last_seq.
+            whens = " ".join(
+                f"WHEN c.{c['last_seq']} - {count - 1 - k} THEN %s::text" for k in range(count)
+            )
+            return f"CASE m.{seq} {whens} END"
+
+        event_rows = (
+            f", e AS (SELECT {by_seq()} AS event_id, %s::text AS type, "  # noqa: S608 - names from the models
+            f"({by_seq()})::jsonb || jsonb_build_object({filled}) AS payload, "
+            f"%s::bigint AS customer_id, %s::timestamptz AS created_at FROM m CROSS JOIN c)"
+        )
+        events = event_rows + "".join(
+            f", o{n} AS ({insert})" for n, insert in enumerate(event_inserts)
+        )
     return (
         f"WITH c AS ({update}), m AS (INSERT INTO {message} ({columns}) {rows} "  # noqa: S608 - names from the models
         f"RETURNING {message_id}, {seq}){events} "
@@ -322,10 +333,18 @@ def messages_write(
         # One statement, with the events when anyone listens.
         events: list[Any] = []
         if inserts:
-            events = [MESSAGE_CREATED, customer_id, at]
-            for _type, data in _message_created(payloads, conversation_id, customer_id):
-                template = {k: v for k, v in data.items() if k not in _KNOWN_AFTER_INSERT}
-                events += [new_event_id(), json.dumps(template)]
+            # In the statement's order: every event id, the type, every payload, the rest.
+            templates = [
+                json.dumps({k: v for k, v in data.items() if k not in _KNOWN_AFTER_INSERT})
+                for _type, data in _message_created(payloads, conversation_id, customer_id)
+            ]
+            events = [
+                *(new_event_id() for _ in templates),
+                MESSAGE_CREATED,
+                *templates,
+                customer_id,
+                at,
+            ]
         found = _write_rows(using, statements, head, values, at, events)
         written = _written(conversation_id, found, pending, payloads, now)
     else:
