@@ -22,6 +22,7 @@ per thread, `acks_late`), the broker connection retried forever, SIGTERM a warm 
 from __future__ import annotations
 
 import logging
+import signal
 import threading
 import uuid
 from datetime import datetime, timedelta
@@ -44,6 +45,7 @@ from core.outages import (
     CHANNEL_LAYER,
     dependency_of,
     outage_met,
+    outage_recovery_hook_register,
     outage_report,
     outage_wait,
 )
@@ -60,6 +62,10 @@ PUBLISH_RETRY_POLICY = {"max_retries": 2, "interval_start": 0.2, "interval_step"
 
 # Set by the worker's warm shutdown: a task waiting out a database outage stops waiting.
 _stopping = threading.Event()
+# Set when the consumer lost its broker connection; once Redis answers again the worker stops
+# (warm) and `celery_worker_run` says so: a fresh process consumes instead (see below).
+_broker_lost = threading.Event()
+_restart_for_broker = threading.Event()
 
 
 def visibility_timeout() -> float:
@@ -266,16 +272,34 @@ class _BrokerOutageFilter(logging.Filter):
                 CHANNEL_LAYER,
             }:
                 # The broker is REDIS_URL's Redis, the cache's: reported (and watched) as such.
+                _broker_lost.set()
                 outage_report(CACHE, arg)
                 return False
         return True
 
 
-def celery_worker_run(*, worker_id: str, queues: list[str], threads: int) -> int:
+def _after_broker_outage() -> None:
+    """Once Redis answers again after the consumer lost it: a warm shutdown of this worker,
+    and `celery_worker_run` reports that it ended for a restart. Celery's thread-pool
+    consumer can reconnect and then never consume again (celery/celery#8030, #10302; seen in
+    CI: 111 deliveries re-queued after a Redis restart, none taken for 90 s); a fresh consumer
+    does not depend on that reconnection."""
+    if _broker_lost.is_set() and not _stopping.is_set():
+        _broker_lost.clear()
+        _restart_for_broker.set()
+        logger.warning("the broker is back: restarting the webhook worker's consumer")
+        signal.raise_signal(signal.SIGTERM)  # Celery's own warm shutdown, in the main thread
+
+
+def celery_worker_run(*, worker_id: str, queues: list[str], threads: int) -> bool:
     """Run a Celery worker in this process until SIGTERM/SIGINT (a warm shutdown: attempts in
-    flight finish, then it exits). Returns its exit code."""
+    flight finish, then it exits), or until the broker came back from an outage. Returns True
+    in the second case: the caller starts a fresh worker process (integrations.worker)."""
     _stopping.clear()
+    _broker_lost.clear()
+    _restart_for_broker.clear()
     logging.getLogger("celery.worker.consumer.consumer").addFilter(_BrokerOutageFilter())
+    outage_recovery_hook_register(CACHE, _after_broker_outage)
     app = current_app()
     worker = app.Worker(
         hostname=f"parley-{worker_id}@%h",
@@ -290,4 +314,4 @@ def celery_worker_run(*, worker_id: str, queues: list[str], threads: int) -> int
         loglevel="WARNING",
     )
     worker.start()
-    return int(worker.exitcode or 0)
+    return _restart_for_broker.is_set()

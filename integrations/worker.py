@@ -17,6 +17,8 @@ the attempt in flight, else exits at once.
 
 from __future__ import annotations
 
+import os
+import sys
 import threading
 from typing import Any
 
@@ -84,13 +86,17 @@ def worker_serve(*, worker_id: str, interval: float, job_intervals: dict[str, fl
             # Celery's own loop: its broker connection is retried forever (a Redis outage is
             # waited out), a database outage inside a task is waited out by the task
             # (integrations.celery_queue), SIGTERM/SIGINT is a warm shutdown.
-            celery_worker_run(
+            restart = celery_worker_run(
                 worker_id=worker_id,
                 queues=[WEBHOOK_QUEUE],
                 threads=settings.WEBHOOK_WORKER_THREADS,
             )
         finally:
             stop.set()
+        if restart:
+            # The broker came back after an outage: this same command again, as a fresh
+            # process (same pid, so a supervisor or a test holding it sees no exit).
+            os.execv(sys.executable, [sys.executable, *sys.argv])  # noqa: S606 - our own command line
         return
     worker = outage_tolerant_worker(worker_id=worker_id, interval=interval)
     # SIGINT/SIGTERM: finish the attempt in flight, then exit (django-tasks' handling).

@@ -211,6 +211,8 @@ def test_make_serve_rides_out_a_postgresql_and_a_redis_restart() -> None:
         )
         assert sent_after_pg, "no event after the PostgreSQL restart"
         assert set(sent_after_pg.values()) == {1}, sent_after_pg.most_common(3)
+        # The worker's consumer lost the broker, so a fresh one took over once Redis was back.
+        assert "restarting the webhook worker's consumer" in parley.log_text()
 
         # /ready named what was down while it was down, and is 200 again.
         during_pg = [
