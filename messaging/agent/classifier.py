@@ -24,6 +24,7 @@ import unicodedata
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from itertools import chain
 from pathlib import Path
 
 MODEL_PATH = Path(__file__).with_name("data") / "intent_model.json"
@@ -162,6 +163,13 @@ class IntentModel:
             len(w) != len(self.intents) for _, w in self.weights.values()
         ):
             raise ValueError("intent model rows do not match its intents")
+        # feature → (idf, idf², its row times its idf): a feature that occurs once has the
+        # value (1 + log 1) * idf = idf, so what it adds is known in advance -- most features
+        # of a part occur once, and a part never seen before is summed from these.
+        self._once: dict[str, tuple[float, float, tuple[float, ...]]] = {
+            feature: (idf, idf * idf, tuple(idf * w for w in row))
+            for feature, (idf, row) in self.weights.items()
+        }
         # The parts of messages seen, by token and by feature of the tokens together (pairs,
         # length). Bounded, so a flood of made-up words cannot grow a serving process.
         self._token_part = functools.lru_cache(maxsize=PART_CACHE_SIZE)(
@@ -207,38 +215,65 @@ class IntentModel:
     def _build_part(self, listed: Sequence[str]) -> _Part:
         """The known features among ``listed`` with their counts, and their TF-IDF values
         summed into one vector, as if they were the whole message."""
-        counts = {f: n for f, n in Counter(listed).items() if f in self.weights}
-        vector = [0.0] * len(self.intents)
+        once = self._once
+        known: dict[str, int] = {}
+        rows: list[Sequence[float]] = []
         norm_sq = 0.0
-        for feature, count in counts.items():
-            value = _tfidf(count, self.weights[feature][0])
-            norm_sq += value * value
-            vector = [v + value * w for v, w in zip(vector, self.weights[feature][1], strict=True)]
+        for feature, count in Counter(listed).items():
+            entry = once.get(feature)
+            if entry is None:
+                continue
+            known[feature] = count
+            if count == 1:
+                norm_sq += entry[1]
+                rows.append(entry[2])
+            else:
+                value = _tfidf(count, entry[0])
+                norm_sq += value * value
+                rows.append([value * w for w in self.weights[feature][1]])
+        vector = [sum(column, 0.0) for column in zip(*rows, strict=True)]
         return _Part(
-            known=frozenset(counts),
-            repeated={f: n for f, n in counts.items() if n > 1},
-            vector=tuple(vector),
+            known=frozenset(known),
+            repeated={f: n for f, n in known.items() if n > 1},
+            vector=tuple(vector) or (0.0,) * len(self.intents),
             norm_sq=norm_sq,
         )
 
     def _correct_shared(self, parts: list[_Part], vectors: list[Sequence[float]]) -> float:
-        """For each feature found in more than one part, replace what the parts' sums hold
-        for it (its value at each part's own count) by its value at the message's count;
-        append the vector corrections to ``vectors`` and return the change of the squared
-        norm."""
+        """Count each feature found in more than one part once, with its total count: append
+        to ``vectors`` what turns the parts' sums into that, and return the change of the
+        squared norm.
+
+        A feature that is once in each of k parts entered the sums as k × idf·row; it must
+        be (1 + log k) × idf·row. Longer messages share dozens of short n-grams ("e ", "th"),
+        so these corrections are summed per k (one factor each) rather than one by one; a
+        feature repeated inside a part ("an" in "banana") is corrected on its own."""
         seen: set[str] = set()
         shared: set[str] = set()
         for part in parts:
             shared |= seen & part.known
             seen |= part.known
+        occurrences = Counter(chain.from_iterable(part.known & shared for part in parts))
+        repeated = shared.intersection(chain.from_iterable(part.repeated for part in parts))
+        once = self._once
+        by_occurrences: dict[int, list[tuple[float, float, tuple[float, ...]]]] = {}
         norm_change = 0.0
-        for feature in shared:
-            idf, row = self.weights[feature]
-            counts = [part.repeated.get(feature, 1) for part in parts if feature in part.known]
-            summed = [_tfidf(n, idf) for n in counts]
-            value = _tfidf(sum(counts), idf)
-            norm_change += value * value - sum(v * v for v in summed)
-            vectors.append([(value - sum(summed)) * w for w in row])
+        for feature, k in occurrences.items():
+            if feature in repeated:
+                idf, row = self.weights[feature]
+                counts = [part.repeated.get(feature, 1) for part in parts if feature in part.known]
+                summed = [_tfidf(n, idf) for n in counts]
+                value = _tfidf(sum(counts), idf)
+                norm_change += value * value - sum(v * v for v in summed)
+                vectors.append([(value - sum(summed)) * w for w in row])
+            else:
+                by_occurrences.setdefault(k, []).append(once[feature])
+        for k, entries in by_occurrences.items():
+            grown = 1.0 + math.log(k)  # the value at count k, in units of idf
+            norm_change += (grown * grown - k) * sum(entry[1] for entry in entries)
+            rows = [entry[2] for entry in entries]
+            totals = [sum(column, 0.0) for column in zip(*rows, strict=True)]
+            vectors.append([(grown - k) * total for total in totals])
         return norm_change
 
     def probabilities(self, text: str) -> Prediction:
