@@ -98,7 +98,8 @@ def _char_ngrams(word: str) -> tuple[str, ...]:
     )
 
 
-# Parts of messages (tokens; word pairs) whose sums a model keeps, each (about 1 KB each).
+# Parts of messages (tokens; word pairs) whose sums a model keeps, of each kind (about 1 KB
+# a part).
 PART_CACHE_SIZE = 16384
 
 
