@@ -17,7 +17,7 @@ import hashlib
 import logging
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from types import MappingProxyType
@@ -32,7 +32,7 @@ from ninja.security import APIKeyHeader, HttpBearer
 from rest_framework_simplejwt.exceptions import TokenError
 from rest_framework_simplejwt.settings import api_settings as jwt_settings
 
-from accounts.fastauth import user_with_revocation
+from accounts.fastauth import ReadAlong, user_with_revocation
 from accounts.models import ApiKey, SecurityEvent, User
 from accounts.operators import is_operator
 from accounts.scopes import (
@@ -86,6 +86,13 @@ class Principal:
         return scope in self.scopes
 
 
+def read_along_of(request: HttpRequest) -> ReadAlong | None:
+    """What the route's read (BearerAuth's `read_along`) found in the token lookup's
+    statement; None when the caller did not authenticate with a bearer token, or the route
+    made no read."""
+    return getattr(request, "_parley_read_along", None)
+
+
 def principal_of(request: HttpRequest) -> Principal:
     """The caller of an authenticated API operation. Never `request.user`: that is the admin
     session's user, which authenticates nothing on the API."""
@@ -114,8 +121,16 @@ def _leeway_seconds() -> float:
     return leeway.total_seconds() if isinstance(leeway, timedelta) else float(leeway)
 
 
-def principal_from_access_token(raw: str) -> Principal:
-    """Validate an access token and load its user in one query. Raises NotAuthenticated."""
+# A route's read that travels in its token lookup (accounts.fastauth.ReadAlong), made from the
+# request and the token's user id once the token itself checked out; None: nothing to read.
+ReadAlongFactory = Callable[[HttpRequest, int], "ReadAlong | None"]
+
+
+def principal_from_access_token(
+    raw: str, along: Callable[[int], ReadAlong | None] | None = None
+) -> Principal:
+    """Validate an access token and load its user in one query (with `along(user_id)`'s read
+    in it, when given). Raises NotAuthenticated."""
     if not isinstance(raw, str) or not raw.isascii() or len(raw) > MAX_TOKEN_CHARS:
         # A JWT is short ASCII; anything else (a lone surrogate from a websocket frame, a
         # megabyte header) is refused before the JWT library sees it.
@@ -131,7 +146,12 @@ def principal_from_access_token(raw: str) -> Principal:
     # family was revoked. Built once per process, not compiled by the ORM per request.
     user_id = token_user_id(payload)  # never None after the checks above: mypy's sake
     found = (
-        user_with_revocation(user_id=user_id, jti=jti, family=payload[FAMILY_CLAIM])
+        user_with_revocation(
+            user_id=user_id,
+            jti=jti,
+            family=payload[FAMILY_CLAIM],
+            along=along(user_id) if along is not None else None,
+        )
         if user_id is not None
         else None
     )
@@ -267,14 +287,18 @@ class Policy:
 
 class BearerAuth(HttpBearer):
     """`Authorization: Bearer <access token>`. Documented as OAuth2 password flow so the docs'
-    Authorize button can fetch a token from /api/v1/auth/token."""
+    Authorize button can fetch a token from /api/v1/auth/token.
+
+    `read_along`: a route's read to run in the token lookup's statement; its result is the
+    operation's through `read_along_of(request)` once the caller is authenticated."""
 
     openapi_type = "oauth2"
     openapi_flows = {"password": {"tokenUrl": "/api/v1/auth/token", "scopes": SCOPE_DESCRIPTIONS}}
 
-    def __init__(self, policy: Policy) -> None:
+    def __init__(self, policy: Policy, read_along: ReadAlongFactory | None = None) -> None:
         super().__init__()
         self.policy = policy
+        self.read_along = read_along
 
     def __call__(self, request: HttpRequest) -> Principal | None:
         # META directly: request.headers would build a dict of every header (~1 % of a
@@ -288,11 +312,21 @@ class BearerAuth(HttpBearer):
         return self.authenticate(request, token.strip())
 
     def authenticate(self, request: HttpRequest, token: str) -> Principal:
+        made: list[ReadAlong] = []  # the route's read, once the token's user id is known
+
+        def read_along(user_id: int) -> ReadAlong | None:
+            along = self.read_along(request, user_id) if self.read_along else None
+            if along is not None:
+                made.append(along)
+            return along
+
         try:
-            principal = principal_from_access_token(token)
+            principal = principal_from_access_token(token, read_along)
         except NotAuthenticated as exc:
             _auth_failed(request, exc.detail)
         self.policy.enforce(principal, CallContext.from_request(request))
+        # Handed on only once the caller passed every check above.
+        request._parley_read_along = made[0] if made else None  # type: ignore[attr-defined]
         return principal
 
 
@@ -324,10 +358,13 @@ def _auth_failed(
     raise NotAuthenticated("Invalid or expired credentials")
 
 
-def authenticators(policy: Policy) -> list[BearerAuth | ApiKeyAuth]:
+def authenticators(
+    policy: Policy, *, read_along: ReadAlongFactory | None = None
+) -> list[BearerAuth | ApiKeyAuth]:
     """A route's `auth=` for a Policy object: the websocket consumers enforce the same objects
-    (e.g. messaging.permissions.MESSAGE_WRITERS), so REST and sockets cannot drift apart."""
-    return [BearerAuth(policy), ApiKeyAuth(policy)]
+    (e.g. messaging.permissions.MESSAGE_WRITERS), so REST and sockets cannot drift apart.
+    `read_along`: see BearerAuth (an API key's lookup carries nothing)."""
+    return [BearerAuth(policy, read_along), ApiKeyAuth(policy)]
 
 
 def _policy(

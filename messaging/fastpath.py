@@ -22,9 +22,10 @@ filter by, compiled by core.fixedsql.where) and the message's client shape
   3.35) the UPDATE and the INSERT run one after the other in one transaction (IMMEDIATE: it
   holds the database's write lock), and the sinks are called in it.
 - `agent_context`: the agent's context (the customer's own conversation's status and counter,
-  and its last messages) in one statement, without model instances. (The token's user lookup,
-  the third per-request statement, lives in accounts.fastauth: accounts may not import
-  messaging.)
+  and its last messages) in one statement, without model instances. The REST route has the
+  same statement travel in the token's user lookup (`agent_context_along`, carried by
+  accounts.fastauth.ReadAlong: accounts may not import messaging), so a message costs two
+  round trips in all: that lookup and the write.
 - `history_page`: `GET /conversations/{id}/history` — the reader's right to the conversation
   and one page of its messages in one statement, as rows the endpoint renders through
   `HistoryOut`'s reader (messaging.schemas.history_out), without per-message schemas.
@@ -48,6 +49,7 @@ from django.db import connections, transaction
 from django.db.models import JSONField, Q
 from django.utils import timezone
 
+from accounts.fastauth import ReadAlong
 from core.fixedsql import column, converters, prepared_cursor, table, where
 from messaging.agent import TurnSnapshot
 from messaging.events import (
@@ -497,6 +499,9 @@ _CONTEXT_CONVERSATION_COLUMNS = ("id", "status", "agent_turns")
 _CONTEXT_MESSAGE_COLUMNS = tuple(f.name for f in fields(TurnSnapshot))
 
 
+CONTEXT_ORDER = "context_seq"
+
+
 @cache
 def _context_sql(alias: str) -> str:
     conversation = table(Conversation)
@@ -511,12 +516,15 @@ def _context_sql(alias: str) -> str:
     # seq runs 1..last_seq without gaps (written only under the row lock), so "seq above
     # last_seq - N" is the last N messages, read through the (conversation, seq) unique index;
     # the LEFT JOIN keeps a conversation that has no messages yet.
+    # The seq last, as CONTEXT_ORDER: what orders the rows when this read travels in the token
+    # lookup's statement (accounts.fastauth.ReadAlong), where its own ORDER BY would not hold.
+    seq = f"m.{column(Message, 'seq')}"
     return (
-        f"SELECT {columns} FROM {conversation} "  # noqa: S608 - model names
+        f"SELECT {columns}, {seq} AS {CONTEXT_ORDER} FROM {conversation} "  # noqa: S608 - model names
         f"LEFT JOIN {table(Message)} m ON m.{column(Message, 'conversation')} = "
         f"{conversation}.{column(Conversation, 'id')} "
-        f"AND m.{column(Message, 'seq')} > {last_seq} - {RECENT_MESSAGES} "
-        f"WHERE {clause} ORDER BY m.{column(Message, 'seq')}"
+        f"AND {seq} > {last_seq} - {RECENT_MESSAGES} "
+        f"WHERE {clause} ORDER BY {seq}"
     )
 
 
@@ -534,8 +542,13 @@ def agent_context(
         return None
     with prepared_cursor(using) as cursor:
         cursor.execute(_context_sql(using), [conversation_id, customer_id])
-        rows = cursor.fetchall()
-    if not rows:
+        return _agent_context_of(cursor.fetchall())
+
+
+def _agent_context_of(rows: Sequence[Sequence[Any]]) -> AgentContext | None:
+    """The context from `_context_sql`'s rows; None for none, or for the one row of NULLs a
+    read carried in the token lookup yields when it found nothing."""
+    if not rows or rows[0][0] is None:
         return None
     found_id, status, agent_turns = rows[0][:3]
     return AgentContext(
@@ -543,10 +556,46 @@ def agent_context(
         status=status,
         agent_turns=agent_turns,
         recent_messages=tuple(
-            TurnSnapshot(*row[3:])
+            TurnSnapshot(*row[3:-1])
             for row in rows
             if row[3] is not None  # the one row of a conversation without messages
         ),
+    )
+
+
+@dataclass(frozen=True)
+class ContextRead:
+    """`agent_context` for customer `customer_id`'s conversation `conversation_id`, read
+    ahead (in the token lookup's statement, `agent_context_along`): `context` None means not
+    found for them, as from `agent_context`."""
+
+    customer_id: int
+    conversation_id: int
+    context: AgentContext | None
+
+
+def agent_context_along(
+    *, customer_id: int, conversation_id: int, using: str = "default"
+) -> ReadAlong | None:
+    """`agent_context`'s statement, to travel in the token lookup's (accounts.fastauth): the
+    message route's two reads in one round trip. None for an id no conversation can have."""
+    if not is_possible_id(conversation_id):
+        return None
+    return ReadAlong(
+        sql=_context_sql(using), params=(conversation_id, customer_id), order_by=CONTEXT_ORDER
+    )
+
+
+def context_read_of(along: ReadAlong | None, *, using: str = "default") -> ContextRead | None:
+    """What an `agent_context_along` read found, once its token lookup ran; None when `along`
+    is not such a read or did not run (the user was not found), so the turn reads for itself."""
+    if along is None or along.rows is None or along.sql != _context_sql(using):
+        return None
+    conversation_id, customer_id = along.params
+    return ContextRead(
+        customer_id=customer_id,
+        conversation_id=conversation_id,
+        context=_agent_context_of(along.rows),
     )
 
 

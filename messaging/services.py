@@ -172,6 +172,7 @@ def message_send(
     text: str,
     idempotency_key: str | None = None,
     context: CallContext | None = None,
+    context_read: fastpath.ContextRead | None = None,
 ) -> MessageSendResult:
     """Store a customer's message and the reply in one transaction, and push both live.
 
@@ -181,6 +182,10 @@ def message_send(
     hand-off is opened in the same transaction (messaging.handoff). Rate limited per user
     (RATE_LIMIT_MESSAGES), and new conversations per customer (RATE_LIMIT_CONVERSATIONS); with
     an idempotency key a repeat replays the first result and writes nothing.
+
+    `context_read`: the conversation's agent context already read for this customer (the REST
+    route reads it in the token lookup's statement); it is used only for the customer and
+    conversation it names, otherwise the turn reads for itself.
     """
     rate = message_rate_limit_enforce(user=customer, context=context)
     try:
@@ -196,6 +201,7 @@ def message_send(
             text=text,
             claim=None,
             context=context,
+            context_read=context_read,
         )
         return replace(result, rate=rate)
     # Keyed: the whole send is one transaction holding the key's claim (messaging.idempotency),
@@ -213,6 +219,7 @@ def message_send(
             text=text,
             claim=claim,
             context=context,
+            context_read=context_read,
         ),
     )
     if isinstance(outcome, idempotency.Replay):
@@ -227,6 +234,7 @@ def _message_send_claimed(
     text: str,
     claim: idempotency.Claim | None,
     context: CallContext | None,
+    context_read: fastpath.ContextRead | None = None,
 ) -> MessageSendResult:
     current: fastpath.AgentContext | None = None
     if conversation_id is None:
@@ -235,8 +243,15 @@ def _message_send_claimed(
         # round trip.
         conversation_rate_limit_enforce(user=customer, context=context)
     else:
-        # Status, agent turns and the last messages, in one statement; ownership in its query.
-        current = fastpath.agent_context(customer_id=customer.pk, conversation_id=conversation_id)
+        # Status, agent turns and the last messages, in one statement; ownership in its query
+        # (read ahead with the caller's token when the route could: the same statement).
+        current = (
+            context_read.context
+            if context_read is not None
+            and (context_read.customer_id, context_read.conversation_id)
+            == (customer.pk, conversation_id)
+            else fastpath.agent_context(customer_id=customer.pk, conversation_id=conversation_id)
+        )
         if current is None:
             raise NotFound("Conversation not found")
 

@@ -143,16 +143,17 @@ def test_process_query_count_is_pinned(
     long_conversation: Conversation,
     django_assert_max_num_queries: Any,
 ) -> None:
-    # auth (1), the conversation with its recent messages for the agent (1), then the turn's
-    # write with its webhook outbox rows (messaging.fastpath.turn_write): one WITH statement on
-    # PostgreSQL, its own transaction; on SQLite UPDATE … RETURNING, the INSERT of both messages
-    # and the outbox's INSERT in one transaction (inside the test's own it opens no savepoint).
+    # auth with the conversation and its recent messages for the agent (1: the context read
+    # travels in the token lookup's statement), then the turn's write with its webhook outbox
+    # rows (messaging.fastpath.turn_write): one WITH statement on PostgreSQL, its own
+    # transaction; on SQLite UPDATE … RETURNING, the INSERT of both messages and the outbox's
+    # INSERT in one transaction (inside the test's own it opens no savepoint).
     # tests/messaging/test_process_round_trips.py explains each round trip.
-    with django_assert_max_num_queries(5) as captured:
+    with django_assert_max_num_queries(4) as captured:
         response = post_message(customer_client, customer, "thanks", long_conversation.pk)
     assert response.status_code == 200
     statements = [q["sql"].split()[0].upper() for q in captured.captured_queries]
     if connection.vendor == "postgresql":
-        assert statements == ["SELECT", "SELECT", "WITH"]
+        assert statements == ["SELECT", "WITH"]
     else:
-        assert statements == ["SELECT", "SELECT", "UPDATE", "INSERT", "INSERT"]
+        assert statements == ["SELECT", "UPDATE", "INSERT", "INSERT"]

@@ -27,18 +27,19 @@ from tests.factories import ConversationFactory, MessageFactory
 from tests.messages import post_message
 
 # The common turn (an active conversation the agent answers) runs through messaging.fastpath:
-#   1. auth: the token's user and both deny-lists (jti, refresh family), one fixed statement
-#      (accounts.fastauth);
-#   2. the agent's context: the conversation with its recent messages, one statement;
-#   3. the turn itself with its events: on PostgreSQL one `WITH … UPDATE … RETURNING` feeding
+#   1. auth and the agent's context: the token's user and both deny-lists (jti, refresh
+#      family), with the conversation and its recent messages read in the same fixed
+#      statement (accounts.fastauth.ReadAlong, messaging.fastpath.agent_context_along);
+#   2. the turn itself with its events: on PostgreSQL one `WITH … UPDATE … RETURNING` feeding
 #      the INSERT of both messages and the webhook outbox's INSERT of their message.created
 #      events — in autocommit its own transaction, so no BEGIN and no COMMIT. On SQLite, which
 #      cannot chain data-modifying statements, the UPDATE, the INSERT of the messages and the
-#      outbox's INSERT in one transaction (3, 3b, 3c).
+#      outbox's INSERT in one transaction (2, 2b, 2c).
 # Before the wiring it was 6 statements (a separate SELECT … FOR UPDATE, INSERT and UPDATE)
-# plus BEGIN/COMMIT; before the turn carried its events, 4 statements plus BEGIN/COMMIT.
-STATEMENTS = 3 if connection.vendor == "postgresql" else 5
-ROUND_TRIPS_ON_POSTGRESQL = 3
+# plus BEGIN/COMMIT; before the turn carried its events, 4 statements plus BEGIN/COMMIT; before
+# the context travelled with the token lookup, 3.
+STATEMENTS = 2 if connection.vendor == "postgresql" else 4
+ROUND_TRIPS_ON_POSTGRESQL = 2
 
 
 def _process(
@@ -126,7 +127,7 @@ def _transaction_control(sent: list[str]) -> list[str]:
 def test_round_trips_on_the_wire(
     customer: User, customer_client: Client, tmp_path: Path, endpoint: bool
 ) -> None:
-    """Three exchanges with the server, whether or not a webhook endpoint takes the events,
+    """Two exchanges with the server, whether or not a webhook endpoint takes the events,
     and never a BEGIN or COMMIT: the turn's statement is its own transaction."""
     conversation = ConversationFactory(customer=customer)
     MessageFactory(conversation=conversation)
@@ -151,9 +152,9 @@ def test_round_trips_on_the_wire(
 def test_preparing_is_once_per_statement_and_connection(
     customer: User, customer_client: Client, tmp_path: Path
 ) -> None:
-    """Ten messages on one connection: each is three executing exchanges; the run that reaches
+    """Ten messages on one connection: each is two executing exchanges; the run that reaches
     DB_PREPARE_THRESHOLD adds one bare preparation per statement (earlier tests may already
-    have run some on this connection), never twice, and none once all three are prepared."""
+    have run some on this connection), never twice, and none once both are prepared."""
     conversation = ConversationFactory(customer=customer)
     preparations = []
     prepared_names: list[str] = []
@@ -165,9 +166,9 @@ def test_preparing_is_once_per_statement_and_connection(
         assert _transaction_control(sent) == []
         preparations.append(sum(_is_preparation(e) for e in _exchanges(sent)))
         prepared_names += re.findall(r'\tParse\t "(_pg3_\d+)"', "\n".join(sent))
-    assert sum(preparations) <= 3  # auth, context, turn: each prepared at most once
+    assert sum(preparations) <= 2  # auth with the context, turn: each prepared at most once
     assert len(prepared_names) == len(set(prepared_names))
-    assert preparations[-3:] == [0, 0, 0]  # all prepared by then: three exchanges in all
+    assert preparations[-3:] == [0, 0, 0]  # all prepared by then: two exchanges in all
 
 
 @pytest.mark.skipif(connection.vendor != "postgresql", reason="protocol trace: PostgreSQL")
@@ -187,13 +188,14 @@ def test_the_trace_counts_begin_and_commit(tmp_path: Path) -> None:
 
 # A keyed send (Idempotency-Key) is one transaction that holds the key's claim
 # (messaging/idempotency.py): BEGIN; the claim (an advisory lock) and the key's record in one
-# statement; the agent's context; the turn; the record's INSERT; COMMIT -- plus auth, 7 on the
-# wire. Its replay: auth, BEGIN, the claim and record, COMMIT -- 4. Before the claim was tied to
-# the transaction (a row committed first, completed later) they were 9 and 6.
-KEYED_ROUND_TRIPS_ON_POSTGRESQL = {"first": 7, "replay": 4}
+# statement; the turn; the record's INSERT; COMMIT -- plus auth with the agent's context, 6 on
+# the wire. Its replay: auth, BEGIN, the claim and record, COMMIT -- 4. Before the claim was
+# tied to the transaction (a row committed first, completed later) they were 9 and 6; before
+# the context travelled with the token lookup, the first was 7.
+KEYED_ROUND_TRIPS_ON_POSTGRESQL = {"first": 6, "replay": 4}
 # Django's log of the same, inside the test's transaction (the claim's atomic block shows as a
 # SAVEPOINT and its RELEASE; the turn is 3 statements on SQLite, 1 on PostgreSQL).
-KEYED_STATEMENTS = {"first": 7 if connection.vendor == "postgresql" else 9, "replay": 4}
+KEYED_STATEMENTS = {"first": 6 if connection.vendor == "postgresql" else 8, "replay": 4}
 
 
 @pytest.mark.django_db
