@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from django.http import HttpRequest, HttpResponse
+from django.core.exceptions import RequestDataTooBig
+from django.http import HttpRequest, HttpResponse, UnreadablePostError
 from ninja import Header, Query, Router
 
 from accounts.auth import authenticators, principal_of, read_along_of
@@ -47,7 +48,8 @@ def _context_along(request: HttpRequest, user_id: int) -> ReadAlong | None:
     new conversation, or a body this cannot read, there is nothing to read ahead."""
     try:
         body = json_loads(request.body)
-    except MalformedRequest:
+    except (MalformedRequest, RequestDataTooBig, UnreadablePostError):
+        # The operation reads the body again and answers for it (400, 413) as it always did.
         return None
     conversation_id = body.get("conversation_id") if isinstance(body, dict) else None
     if type(conversation_id) is not int:  # noqa: E721 - not a bool, not a string

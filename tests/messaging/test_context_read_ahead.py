@@ -263,3 +263,39 @@ def test_an_api_key_caller_reads_for_itself(customer: User, superuser: User) -> 
     response = post_message(Client(headers={"X-API-Key": raw}), customer, "hi", conversation.pk)
     assert response.status_code == 200, response.content
     assert response.json()["conversation_id"] == conversation.pk
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        pytest.param(b"[" * 200 + b"]" * 200, id="deep-json"),
+        pytest.param(b"\xff\xfe not utf-8", id="not-utf-8"),
+        pytest.param(b'{"conversation_id": 1', id="truncated"),
+        pytest.param(b"[1, 2]", id="not-an-object"),
+        pytest.param(b'{"conversation_id": 99999999999999999999999}', id="huge-id"),
+        pytest.param(b'{"conversation_id": null}', id="new-conversation"),
+    ],
+)
+def test_nothing_is_read_ahead_for_a_body_it_cannot_take(customer: User, body: bytes) -> None:
+    from django.test import RequestFactory
+
+    from messaging.api import _context_along
+
+    request = RequestFactory().post(
+        "/api/v1/messages/process", data=body, content_type="application/json"
+    )
+    assert _context_along(request, customer.pk) is None
+
+
+def test_a_body_over_the_limit_is_left_to_the_operation(customer: User, settings: Any) -> None:
+    from django.test import RequestFactory
+
+    from messaging.api import _context_along
+
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 10
+    request = RequestFactory().post(
+        "/api/v1/messages/process",
+        data=b'{"conversation_id": 1, "message": "long enough"}',
+        content_type="application/json",
+    )
+    assert _context_along(request, customer.pk) is None
