@@ -111,7 +111,7 @@ def postgres_pids() -> list[int]:
     return pids
 
 
-class _Supervised:
+class Supervised:
     """A server process tree started and stopped by the benchmark (Parley's or the peer's)."""
 
     process: subprocess.Popen[bytes] | None
@@ -152,7 +152,7 @@ class _Supervised:
 
 
 @dataclass
-class Server(_Supervised):
+class Server(Supervised):
     """The production profile (config/serving/serve.py's plan) running under our control."""
 
     args: list[str]
@@ -203,7 +203,7 @@ class Server(_Supervised):
 
 
 @dataclass
-class PeerServer(_Supervised):
+class PeerServer(Supervised):
     """The peer (bench/peer): uvicorn with its worker processes, under our control."""
 
     env: dict[str, str]

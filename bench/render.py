@@ -69,10 +69,25 @@ def _met(ok: bool | None) -> str:
     return "–" if ok is None else ("met" if ok else "**missed**")
 
 
-def _ratio_text(value: float | None) -> str:
+def ratio_value(ratio: float | dict[str, Any] | None) -> float | None:
+    """A ratio's figure: the median of the per-round ratios (bench/stats.py), or the plain
+    ratio of medians that runs before paired rounds recorded."""
+    return ratio["median"] if isinstance(ratio, dict) else ratio
+
+
+def _ratio_text(ratio: float | dict[str, Any] | None) -> str:
+    value = ratio_value(ratio)
     # A negative figure is an accounting artefact (runs before PostgreSQL CPU was taken only
     # over backends alive at both ends): shown as missing.
     return "–" if value is None or value < 0 else f"{value:.2f}×"
+
+
+def interval_text(ratio: float | dict[str, Any] | None) -> str:
+    """`1.03× (0.99–1.07)`: the figure and, where rounds were paired, its 95 % interval."""
+    text = _ratio_text(ratio)
+    if isinstance(ratio, dict) and ratio["rounds"] > 1:
+        text += f" ({ratio['low']:.2f}–{ratio['high']:.2f})"
+    return text
 
 
 def _positive(value: float | None) -> float | None:
@@ -89,6 +104,15 @@ def baseline_name(results: dict[str, Any]) -> str:
     keeps the commit for whoever reproduces the run)."""
     date = (results.get("baseline") or {}).get("date")
     return f"Parley as of {date}" if date else "the previous release of Parley"
+
+
+def _rounds_text(settings: dict[str, Any]) -> str:
+    if not settings.get("new_servers_each_round"):
+        return ""
+    return (
+        "every side of every round served by new processes, each ratio the median of the "
+        "rounds' own ratios with its 95 % bootstrap interval in brackets, "
+    )
 
 
 def markdown(results: dict[str, Any]) -> str:
@@ -118,7 +142,7 @@ def markdown(results: dict[str, Any]) -> str:
         f"{m['wrk']}. Load average at start {m['load_average_at_start']}, at end "
         f"{results.get('load_average_at_end')}. Parley: {results.get('topology')}. "
         f"Peer: {results.get('peer', '–')}. Interleaved, {settings['runs']} rounds of "
-        f"{settings['duration_s']} s per side and scenario (median), "
+        f"{settings['duration_s']} s per side and scenario (median), {_rounds_text(settings)}"
         f"{settings['connections']} connections, bench/lua/parley.lua; "
         f"RATE_LIMIT_MESSAGES={settings['RATE_LIMIT_MESSAGES']} and "
         f"AGENT_MAX_TURNS={settings['AGENT_MAX_TURNS']} so neither the rate limit "
@@ -168,7 +192,7 @@ def markdown(results: dict[str, Any]) -> str:
                     _row(
                         label,
                         title,
-                        f"**{_ratio_text(ratio['rps'])}**",
+                        f"**{interval_text(ratio['rps'])}**",
                         _ratio_text(ratio["p50_ms"]),
                         _ratio_text(ratio["p99_ms"]),
                         "",
@@ -211,14 +235,14 @@ def markdown(results: dict[str, Any]) -> str:
     if one and "peer" in one:
         p, q, ratio = one["parley"], one["peer"], one["ratio"]
         ok = (
-            (ratio["rps"] or 0) >= TARGETS["process_vs_peer_rps"]
+            (ratio_value(ratio["rps"]) or 0) >= TARGETS["process_vs_peer_rps"]
             and not p["errors_total"]
             and (p["p99_ms"] or 0) <= (q["p99_ms"] or 0)
             and (p["cpu_ms_per_request"] or 0) < (q["cpu_ms_per_request"] or 0)
         )
         checks.append(
             f"process ≥ 1.2× the peer's req/s, 0 errors, p99 ≤ the peer's, CPU/request below "
-            f"the peer's: {_ratio_text(ratio['rps'])} req/s, {p['errors_total']} errors, p99 "
+            f"the peer's: {interval_text(ratio['rps'])} req/s, {p['errors_total']} errors, p99 "
             f"{_ratio_text(ratio['p99_ms'])}, CPU {_ratio_text(ratio['cpu_ms_per_request'])} "
             f"— {_met(ok)}"
         )
@@ -293,7 +317,13 @@ def summary(results: dict[str, Any]) -> str:
         f"Last full run: {results['started_at'][:10]}, {m['nproc']} × {m['cpu_model']} cores, "
         f"PostgreSQL {m['postgresql'].split()[0]}, Redis {m['redis']}, Python {m['python']}; "
         f"{settings['connections']} connections, Parley and the peer in turns "
-        f"({settings['runs']} rounds of {settings['duration_s']:g} s each, medians).",
+        f"({settings['runs']} rounds of {settings['duration_s']:g} s each, medians"
+        + (
+            "; every round on new server processes, the median of the rounds' ratios with "
+            "its 95 % interval)."
+            if settings.get("new_servers_each_round")
+            else ")."
+        ),
         "",
         "| Parley / peer | req/s | p99 | server CPU per request |",
         "|---|---:|---:|---:|",
@@ -304,7 +334,7 @@ def summary(results: dict[str, Any]) -> str:
             lines.append(
                 _row(
                     label,
-                    f"**{_ratio_text(ratio['rps'])}**",
+                    f"**{interval_text(ratio['rps'])}**",
                     _ratio_text(ratio["p99_ms"]),
                     _ratio_text(ratio["cpu_ms_per_request"]),
                 )

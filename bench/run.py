@@ -1,6 +1,6 @@
 """`make bench`: Parley's production profile against the peer, interleaved, in one run.
 
-    .venv/bin/python -m bench.run [--scenarios process,history,...] [--rounds 3] [--seconds 10]
+    .venv/bin/python -m bench.run [--scenarios process,history,...] [--rounds 5] [--seconds 10]
     BENCH_QUICK=1 .venv/bin/python -m bench.run      # = --quick: process,history, 2 x 5 s
 
 It recreates its own databases (BENCH_DATABASE_URL, default .../parley_bench, and
@@ -27,19 +27,23 @@ connections:
 
 A/B scenarios run Parley and the peer in turns, `--rounds` rounds of `--seconds` each per side,
 alternating which side goes first (A B, B A, A B, ...), so drift in the machine's load falls on
-both. Each side's figure is the median over its rounds; every round is kept. Reported: req/s,
-p50/p99, errors (socket errors, timeouts, non-2xx/3xx), server CPU ms per request (user+system
-of the server's processes from /proc), PostgreSQL CPU ms per request, and the ratio
-Parley/peer. Writes bench/results/results.json and summary.md (--quick: preliminary.*;
---output: any path); a full run also puts those tables into docs/benchmarks.md and a short
-summary of the ratios into README.md, each between `<!-- bench:start -->` and
-`<!-- bench:end -->` (bench/readme.py).
+both. Each side of each round is a new server process tree (started, warmed up, measured,
+stopped; --keep-servers: one tree per side for the run), so no one process's own speed weighs
+on more than one round. Each side's figure is the median over its rounds; each ratio is the
+median of the rounds' own ratios with its 95 % bootstrap interval (bench/stats.py); every
+round is kept. Reported: req/s, p50/p99, errors (socket errors, timeouts, non-2xx/3xx),
+server CPU ms per request (user+system of the server's processes from /proc), PostgreSQL CPU
+ms per request, and the ratio Parley/peer. Writes bench/results/results.json and summary.md
+(--quick: preliminary.*; --output: any path); a full run also puts those tables into
+docs/benchmarks.md and a short summary of the ratios into README.md, each between
+`<!-- bench:start -->` and `<!-- bench:end -->` (bench/readme.py).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import functools
 import json
 import os
@@ -47,7 +51,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -56,7 +60,7 @@ from bench import harness, operators, ws
 from bench.drivers import median_pgbench, pgbench
 from bench.peer.__main__ import asyncpg_url
 from bench.readme import publish
-from bench.render import markdown, ratios
+from bench.render import interval_text, markdown, ratios
 from bench.setup import (
     BASE_DIR,
     RESULTS_DIR,
@@ -66,6 +70,7 @@ from bench.setup import (
     reset_database,
     run_json,
 )
+from bench.stats import paired_ratio
 from config.serving import serve
 
 CONNECTIONS = 64
@@ -166,14 +171,8 @@ class Bench:
                 self.env,
             )
 
-    def start_server(self) -> None:
-        http_port = harness.free_port()
-        ws_port = (
-            harness.free_port()
-            if self.args.topology == "split"
-            and getattr(self.args, "front", "none") in (None, "none")
-            else http_port
-        )
+    def server_args(self, http_port: int, ws_port: int) -> list[str]:
+        """`config.serving`'s arguments for this run's Parley (topology, server, threads)."""
         server_args = [
             "--topology",
             self.args.topology,
@@ -188,18 +187,33 @@ class Bench:
             server_args += ["--threads", str(self.args.threads)]
         if self.args.workers:
             server_args += ["--workers", str(self.args.workers)]
-        server_args += ["--front", getattr(self.args, "front", None) or "none"]
-        self.server = harness.Server(server_args, self.env, http_port, ws_port)
-        self.server.start(self.work / "server.log")
-        self.http_url = f"http://127.0.0.1:{http_port}"
-        self.ws_url = f"ws://127.0.0.1:{ws_port}"
+        return server_args + ["--front", getattr(self.args, "front", None) or "none"]
+
+    def ws_port_for(self, http_port: int) -> int:
+        split = self.args.topology == "split" and getattr(self.args, "front", "none") in (
+            None,
+            "none",
+        )
+        return harness.free_port() if split else http_port
+
+    def new_server(self, log_path: Path) -> tuple[str, harness.Server]:
+        """A Parley of this tree, started: its REST address and its process tree."""
+        http_port = harness.free_port()
+        ws_port = self.ws_port_for(http_port)
+        server = harness.Server(self.server_args(http_port, ws_port), self.env, http_port, ws_port)
+        server.start(log_path)
+        return f"http://127.0.0.1:{http_port}", server
+
+    def start_server(self) -> None:
+        self.http_url, self.server = self.new_server(self.work / "server.log")
+        self.ws_url = f"ws://127.0.0.1:{self.server.ws_port}"
         described = subprocess.run(
             [
                 sys.executable,
                 "-c",
                 "import sys; from config.serving import serve; "
                 "print(serve.plan(serve.build_parser().parse_args(sys.argv[1:])).description)",
-                *server_args,
+                *self.server.args,
             ],
             capture_output=True,
             text=True,
@@ -209,19 +223,21 @@ class Bench:
         self.results["topology"] = described
         self.log(f"serving: {described}")
 
-    def start_baseline(self, tree: Path) -> None:
-        """A second Parley, served from another checkout (same database, keys and settings):
-        before/after measured in one run. Its schema must match this tree's migrations."""
+    def new_baseline(self, log_path: Path) -> tuple[str, harness.Server]:
+        """A Parley served from another checkout (same database, keys and settings), started.
+        Its schema must match this tree's migrations."""
         port = harness.free_port()
-        self.baseline = harness.Server(
+        server = harness.Server(
             ["--port", str(port), "--ws-port", str(harness.free_port()), "--front", "none"],
             self.env,
             port,
             port,
-            tree=tree,
+            tree=self.args.baseline,
         )
-        self.baseline.start(self.work / "baseline.log")
-        self.baseline_url = f"http://127.0.0.1:{port}"
+        server.start(log_path)
+        return f"http://127.0.0.1:{port}", server
+
+    def describe_baseline(self, tree: Path) -> None:
         commit, _, date = (
             subprocess.run(
                 ["git", "-C", str(tree), "log", "-1", "--format=%h %s%n%cs"],
@@ -236,7 +252,8 @@ class Bench:
         self.results["baseline"] = {"tree": str(tree), "commit": commit, "date": date or None}
         self.log(f"baseline: Parley from {tree} ({commit})")
 
-    def start_peer(self) -> None:
+    def new_peer(self, log_path: Path) -> tuple[str, harness.PeerServer]:
+        """The peer, started on its own database with Parley's token settings."""
         port = harness.free_port()
         env = dict(
             self.env,
@@ -246,13 +263,23 @@ class Bench:
             PEER_JWT_ISSUER=self.env.get("JWT_ISSUER", "parley"),
             PEER_JWT_AUDIENCE=self.env.get("JWT_AUDIENCE", "parley"),
         )
-        self.peer = harness.PeerServer(env, port, workers=PEER_WORKERS)
-        self.peer.start(self.work / "peer.log")
-        self.peer_url = f"http://127.0.0.1:{port}"
-        self.results["peer"] = (
-            f"FastAPI + SQLAlchemy async + asyncpg + PyJWT, uvicorn x{PEER_WORKERS} on :{port}"
-        )
-        self.log(f"peer: {self.results['peer']}")
+        peer = harness.PeerServer(env, port, workers=PEER_WORKERS)
+        peer.start(log_path)
+        return f"http://127.0.0.1:{port}", peer
+
+    def launch(self, side: str, log_path: Path) -> tuple[str, harness.Supervised]:
+        """A new server for one side of an A/B round."""
+        if side == "parley":
+            return self.new_server(log_path)
+        if side == "baseline":
+            return self.new_baseline(log_path)
+        return self.new_peer(log_path)
+
+    def start_other_sides(self) -> None:
+        """The peer and the baseline for the whole run (--keep-servers)."""
+        self.peer_url, self.peer = self.new_peer(self.work / "peer.log")
+        if self.args.baseline:
+            self.baseline_url, self.baseline = self.new_baseline(self.work / "baseline.log")
 
     # wrk scenarios
     @staticmethod
@@ -293,33 +320,65 @@ class Bench:
         )
         return summary
 
-    def ab_scenario(self, name: str, *, mode: str, data: Path, extra: str = "-") -> dict[str, Any]:
-        """Parley (A) and the peer (B) in turns, same wrk script, data and connections."""
-        assert self.server is not None
-        assert self.peer is not None
-        sides = {
-            "parley": (self.http_url, self.server.pids),
-            "peer": (self.peer_url, self.peer.pids),
-        }
-        if self.baseline is not None:
-            sides["baseline"] = (self.baseline_url, self.baseline.pids)
-        load = self.load(mode=mode, data=data, extra=extra, connections=CONNECTIONS)
-        for url, _ in sides.values():
+    @contextlib.contextmanager
+    def round_server(
+        self,
+        side: str,
+        kept: dict[str, tuple[str, harness.Supervised]],
+        log_path: Path,
+        load: Callable[..., harness.WrkResult],
+    ) -> Iterator[tuple[str, harness.Supervised]]:
+        """One side's server for one round: the kept one (--keep-servers), or a new one,
+        warmed up with `load`, stopped when the round is done."""
+        if side in kept:
+            yield kept[side]
+            return
+        url, server = self.launch(side, log_path)
+        try:
             load(url, duration=self.args.warmup)
-        names = list(sides)
+            yield url, server
+        finally:
+            server.stop()
+
+    def ab_sides(self) -> list[str]:
+        return ["parley", "peer", *(["baseline"] if self.args.baseline else [])]
+
+    def ab_scenario(self, name: str, *, mode: str, data: Path, extra: str = "-") -> dict[str, Any]:
+        """Parley (A) and the peer (B), and the baseline when there is one, in turns: same wrk
+        script, data and connections. Unless --keep-servers, every side of every round is a
+        new process tree, started, warmed up, measured and stopped: a process's own speed
+        (its hash seed, where its memory landed) then weighs on one round, not on the run."""
+        names = self.ab_sides()
+        load = self.load(mode=mode, data=data, extra=extra, connections=CONNECTIONS)
+        kept: dict[str, tuple[str, harness.Supervised]] = {}
+        if self.args.keep_servers:
+            assert self.server is not None
+            assert self.peer is not None
+            kept = {
+                "parley": (self.http_url, self.server),
+                "peer": (self.peer_url, self.peer),
+            }
+            if self.baseline is not None:
+                kept["baseline"] = (self.baseline_url, self.baseline)
+            for url, _ in kept.values():
+                load(url, duration=self.args.warmup)
         runs: dict[str, list[harness.WrkResult]] = {side: [] for side in names}
         order: list[str] = []
         for round_index in range(self.args.runs):
             # Rotate who goes first: A B (C), B (C) A, ... so drift falls on every side.
             shift = round_index % len(names)
             for side in names[shift:] + names[:shift]:
-                url, pids = sides[side]
-                result = load(
+                slug = f"{mode}-{extra}-{round_index + 1}-{side}".replace("/", "_")
+                with self.round_server(side, kept, self.work / f"{slug}.log", load) as (
                     url,
-                    duration=self.args.duration,
-                    cpu_pids=pids,
-                    db_pids=harness.postgres_pids(),
-                )
+                    server,
+                ):
+                    result = load(
+                        url,
+                        duration=self.args.duration,
+                        cpu_pids=server.pids,
+                        db_pids=harness.postgres_pids(),
+                    )
                 runs[side].append(result)
                 order.append(side)
                 self.log(
@@ -331,16 +390,21 @@ class Bench:
         out: dict[str, Any] = {side: harness.median_run(r) for side, r in runs.items()}
         out["order"] = order
         out["connections"] = CONNECTIONS
-        out["ratio"] = ab_ratio(out["parley"], out["peer"])
-        if "baseline" in out:
-            out["ratio_baseline_vs_peer"] = ab_ratio(out["baseline"], out["peer"])
-            out["ratio_vs_baseline"] = ab_ratio(out["parley"], out["baseline"])
+        out["new_servers_each_round"] = not self.args.keep_servers
+        out["ratio"] = ab_ratio(runs["parley"], runs["peer"])
+        if "baseline" in runs:
+            out["ratio_baseline_vs_peer"] = ab_ratio(runs["baseline"], runs["peer"])
+            out["ratio_vs_baseline"] = ab_ratio(runs["parley"], runs["baseline"])
         self.log(
             f"{name}: Parley {out['parley']['rps']:.0f} req/s vs peer "
-            f"{out['peer']['rps']:.0f} req/s = {out['ratio']['rps']}×; CPU ms/req "
-            f"{out['parley']['cpu_ms_per_request']} vs {out['peer']['cpu_ms_per_request']}; "
-            f"whole machine {out['parley']['machine_cpu_ms_per_request']} vs "
-            f"{out['peer']['machine_cpu_ms_per_request']}"
+            f"{out['peer']['rps']:.0f} req/s; Parley / peer {interval_text(out['ratio']['rps'])}"
+            + (
+                f"; Parley / baseline {interval_text(out['ratio_vs_baseline']['rps'])}"
+                if "baseline" in runs
+                else ""
+            )
+            + f"; CPU ms/req {out['parley']['cpu_ms_per_request']} vs "
+            f"{out['peer']['cpu_ms_per_request']}"
         )
         return out
 
@@ -358,6 +422,7 @@ class Bench:
             "duration_s": self.args.duration,
             "warmup_s": self.args.warmup,
             "connections": CONNECTIONS,
+            "new_servers_each_round": not self.args.keep_servers,
             "RATE_LIMIT_MESSAGES": self.env["RATE_LIMIT_MESSAGES"],
             "AGENT_MAX_TURNS": self.env["AGENT_MAX_TURNS"],
             "WSGI_APP": self.env.get("WSGI_APP", "config.wsgi:application"),
@@ -367,9 +432,13 @@ class Bench:
         s, c = self.results["scenarios"], self.results["ceilings"]
         try:
             if ab:
-                self.start_peer()
+                self.results["peer"] = (
+                    f"FastAPI + SQLAlchemy async + asyncpg + PyJWT, uvicorn x{PEER_WORKERS}"
+                )
                 if self.args.baseline:
-                    self.start_baseline(self.args.baseline)
+                    self.describe_baseline(self.args.baseline)
+                if self.args.keep_servers:
+                    self.start_other_sides()
             if "ceilings" in wanted:
                 c["health"] = self.wrk_scenario(
                     "ceiling GET /health", mode="get", url=f"{self.http_url}/health"
@@ -510,23 +579,24 @@ class Bench:
         return result
 
 
-def ab_ratio(parley: dict[str, Any], peer: dict[str, Any]) -> dict[str, float | None]:
-    """Parley / peer for each figure (req/s: higher is better; the others: lower is better)."""
+RATIO_FIGURES = (
+    "rps",
+    "p50_ms",
+    "p99_ms",
+    "cpu_ms_per_request",
+    "db_cpu_ms_per_request",
+    "machine_cpu_ms_per_request",
+)
 
-    def ratio(key: str) -> float | None:
-        a, b = parley.get(key), peer.get(key)
-        return round(a / b, 3) if a and b else None
 
+def ab_ratio(
+    a: list[harness.WrkResult], b: list[harness.WrkResult]
+) -> dict[str, dict[str, Any] | None]:
+    """A / B for each figure (req/s: higher is better; the others: lower is better), round by
+    round: the median of the rounds' ratios with its interval (bench/stats.py)."""
     return {
-        key: ratio(key)
-        for key in (
-            "rps",
-            "p50_ms",
-            "p99_ms",
-            "cpu_ms_per_request",
-            "db_cpu_ms_per_request",
-            "machine_cpu_ms_per_request",
-        )
+        key: paired_ratio([getattr(r, key) for r in a], [getattr(r, key) for r in b])
+        for key in RATIO_FIGURES
     }
 
 
@@ -551,7 +621,7 @@ def build_parser() -> argparse.ArgumentParser:
         f"{','.join(QUICK_SCENARIOS)})",
     )
     parser.add_argument(
-        "--rounds", "--runs", dest="runs", type=int, default=None, help="rounds (default 3)"
+        "--rounds", "--runs", dest="runs", type=int, default=None, help="rounds (default 5)"
     )
     parser.add_argument(
         "--seconds",
@@ -585,6 +655,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="another checkout of Parley (e.g. `git worktree add /tmp/main main`) served as a "
         "third side of every A/B scenario: before/after and the peer in one run",
+    )
+    parser.add_argument(
+        "--keep-servers",
+        action="store_true",
+        help="serve each side of the A/B scenarios from one process tree for the whole run "
+        "instead of new processes every round: quicker, but one process's own speed then "
+        "weighs on every round",
     )
     parser.add_argument("--no-readme", action="store_true")
     parser.add_argument(
@@ -622,7 +699,7 @@ def main(argv: list[str] | None = None) -> int:
     unknown = set(args.scenarios) - set(ALL_SCENARIOS)
     if unknown:
         raise SystemExit(f"unknown scenarios {sorted(unknown)}; choose from {ALL_SCENARIOS}")
-    args.runs = args.runs or (2 if args.quick else 3)
+    args.runs = args.runs or (2 if args.quick else 5)
     args.duration = args.duration or (5 if args.quick else 10)
     args.warmup = args.warmup or 2
     bench = Bench(args)
