@@ -122,11 +122,16 @@ def test_the_tables_and_the_readme_carry_the_interval_of_a_paired_run(
     paired_results: dict[str, Any],
 ) -> None:
     tables, short = markdown(paired_results), summary(paired_results)
+    process_row = "| `POST /messages/process`, each customer on their own conversation | "
 
-    assert "| **Parley / peer** | **1.33× (1.28–1.37)** |" in tables
-    assert "every side of every round served by new processes" in tables
-    assert "| `POST /messages/process`, each customer on their own conversation | " in short
-    assert "**1.33× (1.28–1.37)** |" in short
+    # The docs' tables: the ratio with its interval, how the rounds were run, and the target
+    # judged on the paired figure.
+    for expected in (
+        "| **Parley / peer** | **1.33× (1.28–1.37)** |",
+        "every side of every round served by new processes",
+        "1.33× (1.28–1.37) req/s",
+    ):
+        assert expected in tables
+    # The README's short table.
+    assert f"{process_row}**1.33× (1.28–1.37)** |" in short
     assert "every round on new server processes" in short
-    # The target is judged on the paired figure.
-    assert "1.33× (1.28–1.37) req/s" in tables
